@@ -1,0 +1,117 @@
+-- Tributary schema, Postgres flavour. Times are milliseconds since the Unix
+-- epoch; contexts and definitions are JSON text (never reformatted). Every row
+-- carries its namespace. The same file name exists under sqlite/.
+
+CREATE TABLE workflows (
+    namespace       TEXT    NOT NULL,
+    name            TEXT    NOT NULL,
+    latest_version  TEXT    NOT NULL,
+    next_sequence   BIGINT NOT NULL,
+    created_at_ms   BIGINT NOT NULL,
+    updated_at_ms   BIGINT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+
+CREATE TABLE workflow_versions (
+    namespace       TEXT    NOT NULL,
+    name            TEXT    NOT NULL,
+    version         TEXT    NOT NULL,
+    sequence        BIGINT NOT NULL,
+    definition_json TEXT    NOT NULL,
+    created_at_ms   BIGINT NOT NULL,
+    PRIMARY KEY (namespace, name, version),
+    UNIQUE (namespace, name, sequence)
+);
+
+CREATE TABLE runs (
+    id                  TEXT    NOT NULL PRIMARY KEY,
+    namespace           TEXT    NOT NULL,
+    workflow_name       TEXT    NOT NULL,
+    workflow_version    TEXT    NOT NULL,
+    status              TEXT    NOT NULL,
+    input_context_json  TEXT    NOT NULL,
+    final_context_json  TEXT,
+    idempotency_key     TEXT,
+    request_hash        TEXT    NOT NULL,
+    created_at_ms       BIGINT NOT NULL,
+    started_at_ms       BIGINT,
+    finished_at_ms      BIGINT,
+    next_event_sequence BIGINT NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX runs_idempotency ON runs (namespace, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_listing ON runs (namespace, created_at_ms DESC, id DESC);
+CREATE INDEX runs_active ON runs (status) WHERE status IN ('pending', 'running');
+
+CREATE TABLE task_runs (
+    run_id             TEXT    NOT NULL,
+    namespace          TEXT    NOT NULL,
+    task_id            TEXT    NOT NULL,
+    state              TEXT    NOT NULL,
+    skip_reason        TEXT,
+    attempts_started   BIGINT NOT NULL DEFAULT 0,
+    failures           BIGINT NOT NULL DEFAULT 0,
+    reassignments      BIGINT NOT NULL DEFAULT 0,
+    current_attempt_id TEXT,
+    next_attempt_at_ms BIGINT,
+    error              TEXT,
+    updated_at_ms      BIGINT NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+
+CREATE TABLE attempts (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    namespace       TEXT    NOT NULL,
+    run_id          TEXT    NOT NULL,
+    task_id         TEXT    NOT NULL,
+    number          BIGINT NOT NULL,
+    executor_id     TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    error           TEXT,
+    assigned_at_ms  BIGINT NOT NULL,
+    deadline_at_ms  BIGINT,
+    started_at_ms   BIGINT,
+    finished_at_ms  BIGINT,
+    UNIQUE (run_id, task_id, number)
+);
+CREATE INDEX attempts_by_state ON attempts (state) WHERE state IN ('assigned', 'running');
+
+-- The delta of the succeeded attempt of a task: at most one per task.
+CREATE TABLE context_deltas (
+    run_id       TEXT NOT NULL,
+    namespace    TEXT NOT NULL,
+    task_id      TEXT NOT NULL,
+    attempt_id   TEXT NOT NULL,
+    set_json     TEXT NOT NULL,
+    removed_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+
+CREATE TABLE context_conflicts (
+    run_id              TEXT NOT NULL,
+    namespace           TEXT NOT NULL,
+    key                 TEXT NOT NULL,
+    winning_task_id     TEXT NOT NULL,
+    overridden_task_id  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key, overridden_task_id)
+);
+
+-- The event log. `cursor` is taken from event_sequencer inside the writing
+-- transaction, so cursors become visible in commit order.
+CREATE TABLE events (
+    cursor        BIGINT  NOT NULL PRIMARY KEY,
+    namespace     TEXT    NOT NULL,
+    run_id        TEXT    NOT NULL,
+    sequence      BIGINT NOT NULL,
+    event_type    TEXT    NOT NULL,
+    payload_json  TEXT    NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    UNIQUE (run_id, sequence)
+);
+CREATE INDEX events_by_namespace ON events (namespace, cursor);
+
+CREATE TABLE event_sequencer (
+    id          INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    next_cursor BIGINT NOT NULL
+);
+INSERT INTO event_sequencer (id, next_cursor) VALUES (1, 1);

@@ -1,0 +1,109 @@
+//! The API's error type and its one mapping to gRPC status codes.
+//!
+//! Internal causes (database errors, corrupt rows) are logged here and reach
+//! clients only as a generic message, so SQL never leaks and every handler
+//! reports failures the same way.
+
+use tonic::{Code, Status};
+
+use crate::dag::DefinitionError;
+use crate::store::StoreError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The closed set of outcomes clients can act on. Add variants thoughtfully:
+/// each one is a promise to every SDK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+    Internal,
+}
+
+impl ApiError {
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            ApiError::InvalidArgument(_) | ApiError::Definition(_) => ErrorCode::InvalidArgument,
+            ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => ErrorCode::NotFound,
+            ApiError::Store(StoreError::Database(sqlx::Error::PoolTimedOut))
+            | ApiError::Store(StoreError::Database(sqlx::Error::PoolClosed))
+            | ApiError::Store(StoreError::Database(sqlx::Error::Io(_))) => ErrorCode::Unavailable,
+            ApiError::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<ErrorCode> for Code {
+    fn from(code: ErrorCode) -> Code {
+        match code {
+            ErrorCode::InvalidArgument => Code::InvalidArgument,
+            ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+            ErrorCode::Unavailable => Code::Unavailable,
+            ErrorCode::Internal => Code::Internal,
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        let code = error.error_code();
+        match code {
+            ErrorCode::Internal | ErrorCode::Unavailable => {
+                tracing::error!(error = %error, "request failed");
+                let message = if code == ErrorCode::Unavailable {
+                    "the database is unavailable; retry later"
+                } else {
+                    "an internal error occurred; see the server log"
+                };
+                Status::new(code.into(), message)
+            }
+            _ => Status::new(code.into(), error.to_string()),
+        }
+    }
+}
+
+/// The result type of handlers before conversion.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let error = ApiError::Store(StoreError::Corrupt("secret table detail".into()));
+        let status = Status::from(error);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("secret"));
+    }
+
+    #[test]
+    fn definition_errors_are_invalid_argument_with_their_message() {
+        let status = Status::from(ApiError::from(DefinitionError::DuplicateTaskId("a".into())));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "duplicate task id \"a\"");
+    }
+
+    #[test]
+    fn missing_rows_are_not_found() {
+        let status = Status::from(ApiError::from(StoreError::NotFound(
+            "workflow \"x\"".into(),
+        )));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "workflow \"x\" not found");
+    }
+}

@@ -1,0 +1,10 @@
+//! The gRPC edge: tonic services that convert wire messages into domain
+//! types, call the domain, and convert back. Handlers stay thin; errors are
+//! mapped to `tonic::Status` in one place ([`error`]).
+
+pub mod convert;
+pub mod error;
+pub mod namespace;
+pub mod workflow;
+
+pub use error::ApiError;

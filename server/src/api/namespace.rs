@@ -1,0 +1,24 @@
+//! Reads a request's namespace from the `x-tributary-namespace` metadata.
+
+use tributary_proto::{DEFAULT_NAMESPACE, NAMESPACE_METADATA_KEY};
+
+use super::error::ApiError;
+use crate::dag::is_valid_identifier;
+
+/// The namespace a request names, or `default` when it names none.
+pub fn namespace_of<T>(request: &tonic::Request<T>) -> Result<String, ApiError> {
+    let Some(value) = request.metadata().get(NAMESPACE_METADATA_KEY) else {
+        return Ok(DEFAULT_NAMESPACE.to_owned());
+    };
+    let text = value.to_str().map_err(|_| {
+        ApiError::InvalidArgument(format!(
+            "{NAMESPACE_METADATA_KEY} metadata is not ASCII text"
+        ))
+    })?;
+    if !is_valid_identifier(text) {
+        return Err(ApiError::InvalidArgument(format!(
+            "invalid namespace {text:?} in {NAMESPACE_METADATA_KEY} metadata: must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter"
+        )));
+    }
+    Ok(text.to_owned())
+}

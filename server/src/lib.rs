@@ -1,0 +1,11 @@
+//! The Tributary server: the gRPC API, workflow validation, storage, and
+//! (in later modules) the scheduling engine and executor dispatch. The
+//! `tributary` binary in `main.rs` is thin glue over this library.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod dag;
+pub mod definition;
+pub mod server;
+pub mod store;

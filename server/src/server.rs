@@ -1,0 +1,190 @@
+//! Starting and stopping the gRPC server: connects the store (running its
+//! migrations), mounts every service behind one tower stack, and reports
+//! health SERVING only once all of that is done.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+use tributary_proto::v1::workflow_service_server::WorkflowServiceServer;
+
+use crate::api::workflow::WorkflowApi;
+use crate::config::ServeConfig;
+use crate::store::{self, Store, StoreError};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A server running in the background of this process.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The `http://` URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Stops accepting calls, lets running calls finish, closes the store.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.task.await {
+            Ok(result) => result,
+            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+        }
+    }
+
+    /// Waits until the server stops on its own (it only does on error).
+    pub async fn wait(&mut self) -> Result<(), ServeError> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+        }
+    }
+}
+
+/// Connects the store, binds the listener and starts serving in a
+/// background task.
+pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
+    let store = store::connect(&config.database_url).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        address: config.listen,
+        source,
+    })?;
+    let (shutdown_sender, shutdown_receiver) = oneshot::channel();
+    let config = config.clone();
+    let task = tokio::spawn(serve(config, store, listener, async {
+        let _ = shutdown_receiver.await;
+    }));
+    tracing::info!(address = %local_addr, "tributary is serving");
+    Ok(RunningServer {
+        local_addr,
+        shutdown: Some(shutdown_sender),
+        task,
+    })
+}
+
+async fn serve(
+    config: ServeConfig,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tributary_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tributary_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let max_message_bytes = config.max_message_bytes();
+    let workflow_service =
+        WorkflowServiceServer::new(WorkflowApi::new(store.clone(), config.definition_limits()))
+            .max_decoding_message_size(max_message_bytes);
+
+    // The store is connected and migrated by now, so the server is ready.
+    health_reporter
+        .set_serving::<WorkflowServiceServer<WorkflowApi>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+
+    let layers = tower::ServiceBuilder::new()
+        .layer(
+            TraceLayer::new_for_grpc()
+                .make_span_with(|request: &http::Request<_>| {
+                    tracing::info_span!("grpc", method = %request.uri().path())
+                })
+                .on_request(())
+                .on_response(log_trailers_only_response)
+                .on_eos(log_end_of_stream)
+                .on_failure(()),
+        )
+        .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
+        .into_inner();
+
+    let result = Server::builder()
+        // Applies to the time until a handler returns its response, so it
+        // bounds unary calls and leaves established streams alone.
+        .timeout(config.request_timeout())
+        .accept_http1(true)
+        .layer(layers)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(workflow_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    store.close().await;
+    tracing::info!("tributary stopped");
+    Ok(result?)
+}
+
+/// Errors usually travel "trailers-only": the status is in the headers and
+/// no body follows, so the call ends here.
+fn log_trailers_only_response<B>(response: &http::Response<B>, latency: Duration, _span: &Span) {
+    if let Some(status) = response.headers().get("grpc-status") {
+        tracing::info!(
+            status = status.to_str().unwrap_or("?"),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "call finished"
+        );
+    }
+}
+
+fn log_end_of_stream(trailers: Option<&http::HeaderMap>, duration: Duration, _span: &Span) {
+    let status = trailers
+        .and_then(|trailers| trailers.get("grpc-status"))
+        .and_then(|status| status.to_str().ok())
+        .unwrap_or("0");
+    tracing::info!(
+        status,
+        latency_ms = duration.as_secs_f64() * 1000.0,
+        "call finished"
+    );
+}

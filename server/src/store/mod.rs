@@ -1,0 +1,129 @@
+//! Storage: the backend-neutral [`Store`] trait, its models and its error
+//! type, with one implementation per database ([`sqlite`], [`postgres`]).
+//!
+//! The database is the truth and memory a cache: every state change the
+//! engine makes is committed here, with its event row, in one transaction.
+//! Each backend embeds its migrations and runs them when it connects.
+
+pub mod postgres;
+mod queries;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::definition::WorkflowSpec;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A stored version of a workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWorkflow {
+    pub spec: WorkflowSpec,
+    pub version: String,
+    pub sequence: u64,
+    pub created_at_ms: i64,
+    pub latest: bool,
+}
+
+/// The outcome of a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub workflow: StoredWorkflow,
+    /// False when the same definition had been registered before.
+    pub created: bool,
+}
+
+/// Which version of a workflow to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSelector {
+    Latest,
+    Version(String),
+    Sequence(u64),
+}
+
+/// Why a storage operation failed. Callers can tell a missing row from an
+/// outage: only [`StoreError::NotFound`] is about the request.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("unsupported database URL {0:?}: expected sqlite:// or postgres://")]
+    UnsupportedUrl(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The storage operations the server needs. One conformance suite
+/// (`tests/e2e/store_conformance.rs`) runs against every implementation.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Stores `spec` as a version of its workflow (if that version is new)
+    /// and makes it the latest. Re-registering an older version rolls back to
+    /// it; its sequence number stays the one it first got.
+    async fn register_workflow(
+        &self,
+        namespace: &str,
+        spec: &WorkflowSpec,
+        now_ms: i64,
+    ) -> Result<Registration, StoreError>;
+
+    /// Reads one version of a workflow; [`StoreError::NotFound`] names what
+    /// is missing.
+    async fn get_workflow(
+        &self,
+        namespace: &str,
+        name: &str,
+        selector: &VersionSelector,
+    ) -> Result<StoredWorkflow, StoreError>;
+
+    /// The latest version of each workflow whose name sorts after
+    /// `after_name`, ordered by name, at most `limit`.
+    async fn list_workflows(
+        &self,
+        namespace: &str,
+        after_name: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredWorkflow>, StoreError>;
+
+    /// Closes every connection; pending writes are finished first.
+    async fn close(&self);
+}
+
+/// Connects to the database a URL names and runs its migrations:
+/// `sqlite://PATH` (the file is created if missing) or `postgres://…`.
+pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(database_url).await?))
+    } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        Ok(Arc::new(
+            postgres::PostgresStore::connect(database_url).await?,
+        ))
+    } else {
+        Err(StoreError::UnsupportedUrl(database_url.to_owned()))
+    }
+}
+
+/// The version's name for messages: `workflow "w"` or `version "v" of
+/// workflow "w"`.
+pub(crate) fn describe_selector(name: &str, selector: &VersionSelector) -> String {
+    match selector {
+        VersionSelector::Latest => format!("workflow {name:?}"),
+        VersionSelector::Version(version) => format!("version {version:?} of workflow {name:?}"),
+        VersionSelector::Sequence(sequence) => {
+            format!("version with sequence {sequence} of workflow {name:?}")
+        }
+    }
+}
