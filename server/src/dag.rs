@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::definition::{
@@ -291,27 +291,37 @@ fn normalize_task(workflow: &str, task: &TaskDefinitionInput) -> Result<TaskSpec
     })
 }
 
-/// Finds a cycle among tasks whose dependencies all exist, as a path that
-/// starts and ends at the same task, e.g. `["a", "b", "c", "a"]` for
-/// `a -> b -> c -> a` (an arrow points from a task to one it depends on).
-/// Deterministic: the cycle through the smallest task id of the
-/// lexicographically first strongly connected component is reported.
+/// Finds a cycle among tasks whose dependencies all exist, as a path in the
+/// direction work flows (`a -> b` means `b` depends on `a`) that starts and
+/// ends at the same task, e.g. `["a", "b", "c", "a"]`. Deterministic: the
+/// cycle through the smallest task id of the lexicographically first strongly
+/// connected component is reported, trying smaller ids first.
 fn find_cycle(tasks: &[TaskSpec]) -> Option<Vec<String>> {
     let mut graph: DiGraph<&str, ()> = DiGraph::with_capacity(tasks.len(), 0);
     let index_of: BTreeMap<&str, NodeIndex> = tasks
         .iter()
         .map(|task| (task.id.as_str(), graph.add_node(task.id.as_str())))
         .collect();
+    let mut dependants_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for task in tasks {
         for dependency in &task.dependencies {
             graph.add_edge(
-                index_of[task.id.as_str()],
                 index_of[dependency.as_str()],
+                index_of[task.id.as_str()],
                 (),
             );
+            dependants_of
+                .entry(dependency.as_str())
+                .or_default()
+                .push(task.id.as_str());
         }
     }
-    let component = tarjan_scc(&graph)
+    // Both algorithms are iterative: a 10,000-task chain must not overflow the
+    // stack, which the recursive Tarjan implementation does.
+    if toposort(&graph, None).is_ok() {
+        return None;
+    }
+    let component = kosaraju_scc(&graph)
         .into_iter()
         .filter(|component| component.len() > 1)
         .map(|component| {
@@ -322,29 +332,34 @@ fn find_cycle(tasks: &[TaskSpec]) -> Option<Vec<String>> {
         .min()?;
     let members: BTreeSet<&str> = component.iter().copied().collect();
     let start = component[0];
-    let dependencies_of: BTreeMap<&str, &[String]> = tasks
-        .iter()
-        .map(|task| (task.id.as_str(), task.dependencies.as_slice()))
-        .collect();
+    let successors = |id: &str| -> Vec<&str> {
+        let mut next: Vec<&str> = dependants_of
+            .get(id)
+            .map(|dependants| {
+                dependants
+                    .iter()
+                    .copied()
+                    .filter(|dependant| members.contains(dependant))
+                    .collect()
+            })
+            .unwrap_or_default();
+        next.sort_unstable();
+        next
+    };
 
-    // Depth-first search within the component, smallest dependency first,
-    // until an edge leads back to the start. Within a strongly connected
-    // component such an edge always exists.
+    // Depth-first search within the component until an edge leads back to
+    // the start; in a strongly connected component one always does.
     let mut path = vec![start];
     let mut visited = BTreeSet::from([start]);
     let mut next_choice = vec![0usize];
     while let Some(&current) = path.last() {
-        let choice = next_choice.last_mut()?;
-        let candidates: Vec<&str> = dependencies_of[current]
-            .iter()
-            .map(String::as_str)
-            .filter(|id| members.contains(id))
-            .collect();
+        let candidates = successors(current);
         if candidates.contains(&start) {
             let mut cycle: Vec<String> = path.iter().map(|id| (*id).to_owned()).collect();
             cycle.push(start.to_owned());
             return Some(cycle);
         }
+        let choice = next_choice.last_mut()?;
         match candidates.get(*choice) {
             Some(&next) => {
                 *choice += 1;
@@ -461,7 +476,7 @@ mod tests {
             task("d", &[]),
         ]))
         .expect_err("cycle");
-        assert_eq!(error.to_string(), "cycle detected: a -> c -> b -> a");
+        assert_eq!(error.to_string(), "cycle detected: a -> b -> c -> a");
     }
 
     #[test]
@@ -469,7 +484,8 @@ mod tests {
         let error = check(&workflow(vec![
             task("root", &[]),
             task("x", &["root", "y"]),
-            task("y", &["x"]),
+            task("y", &["x", "w"]),
+            task("w", &["root"]),
             task("z", &["y"]),
         ]))
         .expect_err("cycle");
@@ -538,5 +554,32 @@ mod tests {
         slow.retry_delay_ms = Some(60_000);
         let spec = check(&workflow(vec![slow])).expect("valid");
         assert_eq!(spec.tasks[0].retry.max_delay_ms, 60_000);
+    }
+
+    /// The shared vectors are the contract every SDK's local validation
+    /// follows; the pure validator must agree with them exactly.
+    #[test]
+    fn shared_validation_vectors() {
+        let text = include_str!("../../tests/vectors/validation.json");
+        let vectors: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        let cases = vectors["cases"].as_array().expect("cases");
+        for case in cases {
+            let name = case["name"].as_str().expect("name");
+            let input: WorkflowDefinitionInput =
+                serde_json::from_value(case["definition"].clone()).expect(name);
+            let result = check(&input);
+            match case["error"].as_object() {
+                None => assert!(result.is_ok(), "{name}: {result:?}"),
+                Some(error) => {
+                    assert_eq!(error["code"], "INVALID_ARGUMENT", "{name}");
+                    let message = result.expect_err(name).to_string();
+                    assert_eq!(
+                        message,
+                        error["message"].as_str().expect("message"),
+                        "{name}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -5,6 +5,8 @@ mod client;
 mod health;
 mod workflow;
 
+pub use workflow::read_definition_file;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -1,0 +1,7 @@
+//! End-to-end tests: a real server on a loopback socket over a real
+//! database, SQLite by default and Postgres when
+//! `TRIBUTARY_TEST_DATABASE_URL` is set (see `scripts/test.sh`).
+
+mod serving;
+mod store_conformance;
+mod workflow_api;
