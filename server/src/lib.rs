@@ -7,5 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod dag;
 pub mod definition;
+pub mod engine;
 pub mod server;
 pub mod store;

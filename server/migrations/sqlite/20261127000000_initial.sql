@@ -35,8 +35,7 @@ CREATE TABLE runs (
     request_hash        TEXT    NOT NULL,
     created_at_ms       INTEGER NOT NULL,
     started_at_ms       INTEGER,
-    finished_at_ms      INTEGER,
-    next_event_sequence INTEGER NOT NULL DEFAULT 1
+    finished_at_ms      INTEGER
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (namespace, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -47,6 +46,7 @@ CREATE TABLE task_runs (
     run_id             TEXT    NOT NULL,
     namespace          TEXT    NOT NULL,
     task_id            TEXT    NOT NULL,
+    position           INTEGER NOT NULL,
     state              TEXT    NOT NULL,
     skip_reason        TEXT,
     attempts_started   INTEGER NOT NULL DEFAULT 0,
@@ -102,6 +102,7 @@ CREATE TABLE events (
     cursor        INTEGER NOT NULL PRIMARY KEY,
     namespace     TEXT    NOT NULL,
     run_id        TEXT    NOT NULL,
+    workflow_name TEXT    NOT NULL,
     sequence      INTEGER NOT NULL,
     event_type    TEXT    NOT NULL,
     payload_json  TEXT    NOT NULL,

@@ -14,6 +14,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::definition::WorkflowSpec;
+use crate::engine::records::{
+    CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+};
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +100,35 @@ pub trait Store: Send + Sync + 'static {
         after_name: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StoredWorkflow>, StoreError>;
+
+    /// Writes a new run, its tasks and its first events in one transaction.
+    /// When the run's idempotency key is already used in the namespace,
+    /// writes nothing and returns the run that holds it.
+    async fn create_run(&self, run: &NewRun) -> Result<CreateRunOutcome, StoreError>;
+
+    /// The run holding an idempotency key in a namespace, if any.
+    async fn find_run_by_idempotency_key(
+        &self,
+        namespace: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<RunRecord>, StoreError>;
+
+    /// Commits a batch of changes, possibly of several runs, in one
+    /// transaction, and returns the events written, with their cursors
+    /// assigned in commit order. Either all of the batch is committed or
+    /// none of it.
+    async fn commit_changes(&self, batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// A run with its tasks, attempts, deltas and conflicts;
+    /// [`StoreError::NotFound`] when the namespace has no such run.
+    async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError>;
+
+    /// Runs of a namespace, newest first (by id, which is a UUIDv7).
+    async fn list_runs(
+        &self,
+        namespace: &str,
+        filter: &RunFilter,
+    ) -> Result<Vec<RunRecord>, StoreError>;
 
     /// Closes every connection; pending writes are finished first.
     async fn close(&self);

@@ -7,6 +7,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
 use crate::definition::WorkflowSpec;
+use crate::engine::records::{
+    CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+};
 
 const LOCK_WORKFLOW: &str =
     "SELECT next_sequence FROM workflows WHERE namespace = $1 AND name = $2 FOR UPDATE";
@@ -58,6 +61,34 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<StoredWorkflow>, StoreError> {
         queries::list_workflows(&self.pool, namespace, after_name, limit).await
+    }
+
+    async fn create_run(&self, _run: &NewRun) -> Result<CreateRunOutcome, StoreError> {
+        todo!("store: create_run")
+    }
+
+    async fn find_run_by_idempotency_key(
+        &self,
+        _namespace: &str,
+        _idempotency_key: &str,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        todo!("store: find_run_by_idempotency_key")
+    }
+
+    async fn commit_changes(&self, _batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError> {
+        todo!("store: commit_changes")
+    }
+
+    async fn get_run(&self, _namespace: &str, _run_id: &str) -> Result<RunDetail, StoreError> {
+        todo!("store: get_run")
+    }
+
+    async fn list_runs(
+        &self,
+        _namespace: &str,
+        _filter: &RunFilter,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        todo!("store: list_runs")
     }
 
     async fn close(&self) {
