@@ -4,4 +4,9 @@
 //! cancellation) it returns what to persist and what to do, and the runtime
 //! carries that out.
 
+pub mod context;
+pub mod plan;
 pub mod records;
+pub mod retry;
+pub mod run;
+pub mod trigger;

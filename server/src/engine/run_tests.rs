@@ -1,0 +1,559 @@
+//! Tests of the run state machine, driven by hand like an executor would.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::dag::{DefinitionLimits, validate};
+use crate::definition::{TaskDefinitionInput, WorkflowDefinitionInput};
+
+const SETTINGS: RunSettings = RunSettings {
+    default_timeout_ms: 60_000,
+    max_reassignments: 2,
+};
+
+struct Harness {
+    run: RunState,
+    actions: Vec<Action>,
+    next_attempt: u32,
+    now: i64,
+}
+
+fn task(id: &str, dependencies: &[&str]) -> TaskDefinitionInput {
+    TaskDefinitionInput {
+        id: id.into(),
+        dependencies: dependencies.iter().map(|d| (*d).into()).collect(),
+        ..TaskDefinitionInput::default()
+    }
+}
+
+fn harness_with(tasks: Vec<TaskDefinitionInput>, input: &str) -> Harness {
+    let spec = validate(
+        &WorkflowDefinitionInput {
+            name: "wf".into(),
+            description: String::new(),
+            tasks,
+        },
+        0,
+        DefinitionLimits::default(),
+    )
+    .expect("valid");
+    let plan = Arc::new(WorkflowPlan::new(&spec, &spec.version()));
+    let (run, new_run, actions) = RunState::start(
+        "run-1".into(),
+        "default".into(),
+        plan,
+        SETTINGS,
+        input,
+        None,
+        "hash".into(),
+        1_000,
+    )
+    .expect("valid input");
+    assert_eq!(new_run.tasks.len(), spec.tasks.len());
+    Harness {
+        run,
+        actions,
+        next_attempt: 0,
+        now: 1_000,
+    }
+}
+
+fn harness(tasks: &[(&str, &[&str])]) -> Harness {
+    harness_with(
+        tasks.iter().map(|(id, deps)| task(id, deps)).collect(),
+        "{}",
+    )
+}
+
+impl Harness {
+    fn index(&self, id: &str) -> TaskIndex {
+        self.run.plan().index_of(id).expect("known task")
+    }
+
+    fn state(&self, id: &str) -> TaskState {
+        self.run.task_state(self.index(id))
+    }
+
+    /// The ids of tasks enqueued since the last call, in order.
+    fn enqueued(&mut self) -> Vec<String> {
+        let plan = self.run.plan().clone();
+        let ids = self
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Enqueue(task) => Some(plan.tasks[*task].id.clone()),
+                _ => None,
+            })
+            .collect();
+        self.actions
+            .retain(|action| !matches!(action, Action::Enqueue(_)));
+        ids
+    }
+
+    fn assign(&mut self, id: &str) -> Assignment {
+        self.next_attempt += 1;
+        let attempt_id = format!("attempt-{}", self.next_attempt);
+        let index = self.index(id);
+        let (assignment, timeout) = self
+            .run
+            .assign(index, attempt_id, "executor-1", self.now)
+            .expect("task is ready");
+        self.actions.push(timeout);
+        assignment
+    }
+
+    fn complete(&mut self, attempt_id: &str, set_json: &str) -> ResultDisposition {
+        let delta = Delta::parse(set_json, &[]).expect("valid delta");
+        self.run
+            .on_completed(attempt_id, delta, self.now, &mut self.actions)
+    }
+
+    fn fail(&mut self, attempt_id: &str, retryable: bool) -> ResultDisposition {
+        self.run.on_failed(
+            attempt_id,
+            "boom",
+            retryable,
+            1.0,
+            self.now,
+            &mut self.actions,
+        )
+    }
+
+    /// Assigns and completes a task in one go.
+    fn succeed(&mut self, id: &str, set_json: &str) -> Assignment {
+        let assignment = self.assign(id);
+        assert_eq!(
+            self.complete(&assignment.attempt_id, set_json),
+            ResultDisposition::Accepted
+        );
+        assignment
+    }
+
+    fn finished(&self) -> Option<RunStatus> {
+        self.actions.iter().find_map(|action| match action {
+            Action::Finished(status) => Some(*status),
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn a_diamond_runs_in_dependency_order_and_merges_contexts() {
+    let mut h = harness(&[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])]);
+    assert_eq!(h.enqueued(), ["a"]);
+    assert_eq!(h.run.status(), RunStatus::Pending);
+    h.succeed("a", r#"{"from_a": 1}"#);
+    assert_eq!(h.run.status(), RunStatus::Running);
+    assert_eq!(h.enqueued(), ["b", "c"]);
+    assert_eq!(h.state("d"), TaskState::Waiting);
+    let b = h.succeed("b", r#"{"from_b": 2}"#);
+    assert_eq!(b.input_context_json, r#"{"from_a":1}"#);
+    assert!(h.enqueued().is_empty(), "d waits for c");
+    h.succeed("c", r#"{"from_c": 3}"#);
+    assert_eq!(h.enqueued(), ["d"]);
+    let d = h.succeed("d", "{}");
+    assert_eq!(
+        d.input_context_json,
+        r#"{"from_a":1,"from_b":2,"from_c":3}"#
+    );
+    assert_eq!(h.finished(), Some(RunStatus::Succeeded));
+    let changes = h.run.take_changes();
+    assert_eq!(
+        changes
+            .status
+            .expect("status")
+            .final_context_json
+            .as_deref(),
+        Some(r#"{"from_a":1,"from_b":2,"from_c":3}"#)
+    );
+}
+
+#[test]
+fn fan_in_sees_every_partition_like_the_seed() {
+    let mut h = harness(&[
+        ("partition_data", &[]),
+        ("process_partition_1", &["partition_data"]),
+        ("process_partition_2", &["partition_data"]),
+        ("process_partition_3", &["partition_data"]),
+        (
+            "combine_results",
+            &[
+                "process_partition_1",
+                "process_partition_2",
+                "process_partition_3",
+            ],
+        ),
+    ]);
+    assert_eq!(h.enqueued(), ["partition_data"]);
+    h.succeed(
+        "partition_data",
+        r#"{"partition_1": [1], "partition_2": [2], "partition_3": [3]}"#,
+    );
+    let partitions = h.enqueued();
+    assert_eq!(partitions.len(), 3);
+    // All three are assigned before any completes: they run in parallel.
+    let assignments: Vec<Assignment> = partitions.iter().map(|id| h.assign(id)).collect();
+    for (index, assignment) in assignments.iter().enumerate().rev() {
+        let n = index + 1;
+        h.complete(&assignment.attempt_id, &format!(r#"{{"stats_{n}": {n}}}"#));
+    }
+    let combine = h.succeed("combine_results", "{}");
+    let input: serde_json::Value = serde_json::from_str(&combine.input_context_json).expect("json");
+    for key in ["stats_1", "stats_2", "stats_3", "partition_1"] {
+        assert!(input.get(key).is_some(), "{key} missing from {input}");
+    }
+}
+
+#[test]
+fn results_from_other_attempts_are_stale_and_change_nothing() {
+    let mut h = harness(&[("a", &[]), ("b", &["a"])]);
+    let a = h.assign("a");
+    assert_eq!(h.complete("not-an-attempt", "{}"), ResultDisposition::Stale);
+    assert_eq!(h.state("a"), TaskState::Assigned);
+    assert_eq!(
+        h.complete(&a.attempt_id, r#"{"x": 1}"#),
+        ResultDisposition::Accepted
+    );
+    // A duplicate of an accepted result is accepted again, without effect.
+    let events_before = h.run.take_changes().events.len();
+    assert!(events_before > 0);
+    assert_eq!(
+        h.complete(&a.attempt_id, r#"{"x": 2}"#),
+        ResultDisposition::Accepted
+    );
+    assert!(h.run.take_changes().is_empty());
+    // A failure report for a finished attempt is stale.
+    assert_eq!(h.fail(&a.attempt_id, true), ResultDisposition::Stale);
+    assert_eq!(h.state("a"), TaskState::Succeeded);
+}
+
+#[test]
+fn retries_wait_their_delay_then_succeed() {
+    let mut flaky = task("flaky", &[]);
+    flaky.retry_attempts = Some(2);
+    flaky.retry_delay_ms = Some(500);
+    flaky.retry_jitter = Some(false);
+    let mut h = harness_with(vec![flaky], "{}");
+    let first = h.assign("flaky");
+    h.fail(&first.attempt_id, true);
+    assert_eq!(h.state("flaky"), TaskState::RetryScheduled);
+    let index = h.index("flaky");
+    assert!(h.actions.contains(&Action::RetryAt {
+        task: index,
+        at_ms: 1_500
+    }));
+    // Exponential: the second retry waits twice as long.
+    h.now = 1_500;
+    h.run.on_retry_due(index, h.now, &mut h.actions);
+    assert_eq!(h.state("flaky"), TaskState::Ready);
+    let second = h.assign("flaky");
+    assert_eq!(second.attempt_number, 2);
+    h.fail(&second.attempt_id, true);
+    assert!(h.actions.contains(&Action::RetryAt {
+        task: index,
+        at_ms: 2_500
+    }));
+    h.now = 2_500;
+    h.run.on_retry_due(index, h.now, &mut h.actions);
+    let third = h.succeed("flaky", "{}");
+    assert_eq!(third.attempt_number, 3);
+    assert_eq!(h.finished(), Some(RunStatus::Succeeded));
+}
+
+#[test]
+fn retry_budget_counts_retries_after_the_first_attempt() {
+    let mut once = task("once", &[]);
+    once.retry_attempts = Some(1);
+    let mut h = harness_with(vec![once], "{}");
+    let index = h.index("once");
+    let first = h.assign("once");
+    h.fail(&first.attempt_id, true);
+    h.run.on_retry_due(index, h.now, &mut h.actions);
+    let second = h.assign("once");
+    h.fail(&second.attempt_id, true);
+    assert_eq!(h.state("once"), TaskState::Failed);
+    assert_eq!(h.finished(), Some(RunStatus::Failed));
+}
+
+#[test]
+fn non_retryable_failures_fail_at_once() {
+    let mut task_with_budget = task("a", &[]);
+    task_with_budget.retry_attempts = Some(5);
+    let mut h = harness_with(vec![task_with_budget], "{}");
+    let a = h.assign("a");
+    h.fail(&a.attempt_id, false);
+    assert_eq!(h.state("a"), TaskState::Failed);
+}
+
+#[test]
+fn failure_is_isolated_to_its_branch_and_cleanup_still_runs() {
+    let mut cleanup = task("cleanup", &["report", "other"]);
+    cleanup.trigger_rule = "all_done".into();
+    let mut h = harness_with(
+        vec![
+            task("root", &[]),
+            task("bad", &["root"]),
+            task("report", &["bad"]),
+            task("other", &["root"]),
+            cleanup,
+        ],
+        "{}",
+    );
+    h.succeed("root", r#"{"r": 1}"#);
+    let bad = h.assign("bad");
+    h.fail(&bad.attempt_id, false);
+    assert_eq!(h.state("report"), TaskState::Skipped);
+    h.succeed("other", r#"{"o": 1}"#);
+    let cleanup = h.succeed("cleanup", "{}");
+    // Cleanup sees the writes of the succeeded ancestors, through the skipped task too.
+    assert_eq!(cleanup.input_context_json, r#"{"o":1,"r":1}"#);
+    assert_eq!(h.finished(), Some(RunStatus::Failed));
+    let changes = h.run.take_changes();
+    let report = changes
+        .tasks
+        .iter()
+        .find(|t| t.task_id == "report")
+        .expect("report");
+    assert_eq!(report.skip_reason, Some(SkipReason::UpstreamFailed));
+}
+
+#[test]
+fn skips_cascade_with_the_right_reasons() {
+    let mut only_on_failure = task("fallback", &["main"]);
+    only_on_failure.trigger_rule = "one_failed".into();
+    let mut h = harness_with(
+        vec![
+            task("main", &[]),
+            only_on_failure,
+            task("after_fallback", &["fallback"]),
+        ],
+        "{}",
+    );
+    h.succeed("main", "{}");
+    assert_eq!(h.state("fallback"), TaskState::Skipped);
+    assert_eq!(h.state("after_fallback"), TaskState::Skipped);
+    let changes = h.run.take_changes();
+    let reasons: Vec<Option<SkipReason>> = changes
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Skipped)
+        .map(|t| t.skip_reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        [Some(SkipReason::RuleNotMet), Some(SkipReason::RuleNotMet)]
+    );
+    assert_eq!(h.finished(), Some(RunStatus::Succeeded));
+}
+
+#[test]
+fn a_handled_failure_still_fails_the_run() {
+    let mut fallback = task("fallback", &["main"]);
+    fallback.trigger_rule = "one_failed".into();
+    let mut h = harness_with(vec![task("main", &[]), fallback], "{}");
+    let main = h.assign("main");
+    h.fail(&main.attempt_id, false);
+    assert_eq!(h.enqueued(), ["main", "fallback"]);
+    h.succeed("fallback", "{}");
+    assert_eq!(h.finished(), Some(RunStatus::Failed));
+}
+
+#[test]
+fn timeout_cancels_the_attempt_and_retries() {
+    let mut slow = task("slow", &[]);
+    slow.timeout_ms = Some(100);
+    slow.retry_attempts = Some(1);
+    slow.retry_delay_ms = Some(0);
+    let mut h = harness_with(vec![slow], "{}");
+    let first = h.assign("slow");
+    assert_eq!(first.deadline_ms, 1_100);
+    h.now = 1_100;
+    h.run
+        .on_timeout(&first.attempt_id, 1.0, h.now, &mut h.actions);
+    assert!(h.actions.iter().any(|action| matches!(
+        action,
+        Action::Cancel { attempt_id, .. } if *attempt_id == first.attempt_id
+    )));
+    assert_eq!(h.state("slow"), TaskState::RetryScheduled);
+    // The late result of the timed-out attempt is stale.
+    assert_eq!(
+        h.complete(&first.attempt_id, "{}"),
+        ResultDisposition::Stale
+    );
+    let index = h.index("slow");
+    h.run.on_retry_due(index, h.now, &mut h.actions);
+    h.succeed("slow", "{}");
+    assert_eq!(h.finished(), Some(RunStatus::Succeeded));
+}
+
+#[test]
+fn a_timeout_after_completion_does_nothing() {
+    let mut h = harness(&[("a", &[])]);
+    let a = h.succeed("a", "{}");
+    h.run.take_changes();
+    h.run.on_timeout(&a.attempt_id, 1.0, h.now, &mut h.actions);
+    assert!(h.run.take_changes().is_empty());
+}
+
+#[test]
+fn cancel_stops_everything_and_evaluates_no_rule() {
+    let mut cleanup = task("cleanup", &["a"]);
+    cleanup.trigger_rule = "all_done".into();
+    let mut h = harness_with(vec![task("a", &[]), cleanup, task("b", &[])], "{}");
+    let a = h.assign("a");
+    h.run.cancel(h.now, &mut h.actions).expect("cancellable");
+    assert!(h.actions.iter().any(|action| matches!(
+        action,
+        Action::Cancel { attempt_id, .. } if *attempt_id == a.attempt_id
+    )));
+    for id in ["a", "b", "cleanup"] {
+        assert_eq!(h.state(id), TaskState::Cancelled, "{id}");
+    }
+    assert_eq!(h.finished(), Some(RunStatus::Cancelled));
+    assert_eq!(h.complete(&a.attempt_id, "{}"), ResultDisposition::Stale);
+    let error = h
+        .run
+        .cancel(h.now, &mut h.actions)
+        .expect_err("already cancelled");
+    assert_eq!(error.to_string(), "run \"run-1\" is already cancelled");
+}
+
+#[test]
+fn losing_executors_does_not_consume_retries_until_the_bound() {
+    let mut h = harness(&[("a", &[])]);
+    for round in 1..=SETTINGS.max_reassignments {
+        let attempt = h.assign("a");
+        h.run
+            .on_attempt_lost(&attempt.attempt_id, h.now, &mut h.actions);
+        assert_eq!(h.state("a"), TaskState::Ready, "round {round}");
+    }
+    let last = h.assign("a");
+    h.run
+        .on_attempt_lost(&last.attempt_id, h.now, &mut h.actions);
+    assert_eq!(h.state("a"), TaskState::Failed);
+    let changes = h.run.take_changes();
+    let record = changes.tasks.iter().find(|t| t.task_id == "a").expect("a");
+    assert_eq!(record.failures, 0, "no retry consumed");
+    assert_eq!(
+        record.error.as_deref(),
+        Some("the task lost its executor 3 times (max_reassignments is 2)")
+    );
+}
+
+#[test]
+fn conflicting_parallel_writes_resolve_by_canonical_order_whatever_the_timing() {
+    for first in ["left", "right"] {
+        let mut h = harness(&[
+            ("root", &[]),
+            ("left", &["root"]),
+            ("right", &["root"]),
+            ("join", &["left", "right"]),
+        ]);
+        h.succeed("root", "{}");
+        let left = h.assign("left");
+        let right = h.assign("right");
+        let (one, two) = if first == "left" {
+            (&left, &right)
+        } else {
+            (&right, &left)
+        };
+        let value = |a: &Assignment| format!(r#"{{"k": "{}"}}"#, a.task_id);
+        h.complete(&one.attempt_id, &value(one));
+        h.complete(&two.attempt_id, &value(two));
+        let join = h.succeed("join", "{}");
+        assert_eq!(join.input_context_json, r#"{"k":"right"}"#, "{first} first");
+        let changes = h.run.take_changes();
+        assert_eq!(
+            changes.conflicts,
+            [ConflictRecord {
+                key: "k".into(),
+                winning_task_id: "right".into(),
+                overridden_task_id: "left".into()
+            }]
+        );
+        assert!(
+            changes
+                .events
+                .iter()
+                .any(|e| e.event_type == EventType::ContextConflict)
+        );
+    }
+}
+
+#[test]
+fn a_dependant_overwriting_its_ancestor_is_no_conflict() {
+    let mut h = harness(&[("a", &[]), ("b", &["a"])]);
+    h.succeed("a", r#"{"k": 1}"#);
+    h.succeed("b", r#"{"k": 2}"#);
+    assert!(h.run.take_changes().conflicts.is_empty());
+    assert_eq!(h.run.current_context().to_json(), r#"{"k":2}"#);
+}
+
+#[test]
+fn events_are_numbered_in_order_and_changes_coalesce_per_task() {
+    let mut h = harness(&[("a", &[])]);
+    let a = h.assign("a");
+    h.run.on_started(&a.attempt_id, h.now);
+    h.complete(&a.attempt_id, "{}");
+    let changes = h.run.take_changes();
+    let types: Vec<EventType> = changes.events.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        types,
+        [
+            EventType::TaskAssigned,
+            EventType::TaskStarted,
+            EventType::TaskSucceeded,
+            EventType::RunFinished
+        ]
+    );
+    let sequences: Vec<u64> = changes.events.iter().map(|e| e.sequence).collect();
+    assert_eq!(
+        sequences,
+        [3, 4, 5, 6],
+        "1 and 2 went with the run's creation"
+    );
+    assert_eq!(changes.tasks.len(), 1);
+    assert_eq!(changes.new_attempts.len(), 1);
+    assert_eq!(changes.new_attempts[0].state, AttemptState::Succeeded);
+    assert!(changes.attempt_updates.is_empty(), "folded into the insert");
+}
+
+#[test]
+fn removed_keys_disappear_downstream() {
+    let mut h = harness_with(
+        vec![task("a", &[]), task("b", &["a"])],
+        r#"{"secret": 1, "keep": 2}"#,
+    );
+    let a = h.assign("a");
+    let delta = Delta::parse("{}", &["secret".to_owned()]).expect("valid");
+    h.run
+        .on_completed(&a.attempt_id, delta, h.now, &mut h.actions);
+    let b = h.assign("b");
+    assert_eq!(b.input_context_json, r#"{"keep":2}"#);
+}
+
+#[test]
+fn input_must_be_an_object() {
+    let spec = validate(
+        &WorkflowDefinitionInput {
+            name: "wf".into(),
+            description: String::new(),
+            tasks: vec![task("a", &[])],
+        },
+        0,
+        DefinitionLimits::default(),
+    )
+    .expect("valid");
+    let plan = Arc::new(WorkflowPlan::new(&spec, "v"));
+    let result = RunState::start(
+        "r".into(),
+        "default".into(),
+        plan,
+        SETTINGS,
+        "[]",
+        None,
+        "h".into(),
+        0,
+    );
+    assert!(result.is_err());
+}
