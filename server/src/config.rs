@@ -49,6 +49,25 @@ pub struct ServeConfig {
     /// Largest encoded workflow definition in bytes.
     #[arg(long, env = "TRIBUTARY_MAX_DEFINITION_BYTES", default_value_t = DefinitionLimits::default().max_definition_bytes)]
     pub max_definition_bytes: usize,
+    /// Largest context in bytes: a run's input, or an attempt's result.
+    #[arg(long, env = "TRIBUTARY_MAX_CONTEXT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_context_bytes: usize,
+    /// Attempt timeout in milliseconds for tasks that set no `timeout_ms`.
+    #[arg(
+        long,
+        env = "TRIBUTARY_DEFAULT_TASK_TIMEOUT_MS",
+        default_value_t = 3_600_000
+    )]
+    pub default_task_timeout_ms: u64,
+    /// Executor losses a task survives before it fails.
+    #[arg(long, env = "TRIBUTARY_MAX_REASSIGNMENTS", default_value_t = 3)]
+    pub max_reassignments: u32,
+    /// How often executors send heartbeats, in milliseconds.
+    #[arg(long, env = "TRIBUTARY_HEARTBEAT_INTERVAL_MS", default_value_t = 5_000)]
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which an executor is considered gone, in milliseconds.
+    #[arg(long, env = "TRIBUTARY_LEASE_TIMEOUT_MS", default_value_t = 15_000)]
+    pub lease_timeout_ms: u64,
 }
 
 impl ServeConfig {
@@ -64,6 +83,11 @@ impl ServeConfig {
             concurrency_limit: 1024,
             max_tasks_per_workflow: DefinitionLimits::default().max_tasks,
             max_definition_bytes: DefinitionLimits::default().max_definition_bytes,
+            max_context_bytes: 16 * 1024 * 1024,
+            default_task_timeout_ms: 3_600_000,
+            max_reassignments: 3,
+            heartbeat_interval_ms: 5_000,
+            lease_timeout_ms: 15_000,
         }
     }
 
@@ -78,9 +102,13 @@ impl ServeConfig {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-    /// The largest gRPC message the server decodes: room for the largest
-    /// definition plus the envelope, and never below gRPC's usual 4 MiB.
+    /// The largest gRPC message the server decodes or encodes: room for the
+    /// largest definition or context plus the envelope, and never below
+    /// gRPC's usual 4 MiB.
     pub fn max_message_bytes(&self) -> usize {
-        self.max_definition_bytes.max(4 * 1024 * 1024) + 64 * 1024
+        self.max_definition_bytes
+            .max(self.max_context_bytes)
+            .max(4 * 1024 * 1024)
+            + 64 * 1024
     }
 }

@@ -126,7 +126,9 @@ pub fn is_valid_identifier(text: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-fn is_valid_handler(text: &str) -> bool {
+/// Whether `text` is a valid handler name: 1-128 characters of
+/// `a-z A-Z 0-9 _ - . : /`.
+pub fn is_valid_handler(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= MAX_HANDLER_LEN
         && text

@@ -4,9 +4,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dag;
 pub mod definition;
+pub mod dispatch;
 pub mod engine;
 pub mod server;
 pub mod store;

@@ -7,17 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
+use tributary_proto::v1::executor_service_server::ExecutorServiceServer;
+use tributary_proto::v1::run_service_server::RunServiceServer;
 use tributary_proto::v1::workflow_service_server::WorkflowServiceServer;
 
+use crate::api::executor::{ExecutorApi, ProtocolSettings};
+use crate::api::run::RunApi;
 use crate::api::workflow::WorkflowApi;
 use crate::config::ServeConfig;
+use crate::dispatch::{Coordinator, DispatchSettings};
+use crate::engine::run::RunSettings;
 use crate::store::{self, Store, StoreError};
 
 /// Why the server could not start or stopped with an error.
@@ -117,14 +123,51 @@ async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    let (stop_dispatch, dispatch_stopped) = watch::channel(false);
+    let (coordinator, coordinator_task) = Coordinator::spawn(
+        store.clone(),
+        DispatchSettings {
+            run: RunSettings {
+                default_timeout_ms: config.default_task_timeout_ms,
+                max_reassignments: config.max_reassignments,
+            },
+            max_batch: 256,
+        },
+        dispatch_stopped,
+    );
+
     let max_message_bytes = config.max_message_bytes();
     let workflow_service =
         WorkflowServiceServer::new(WorkflowApi::new(store.clone(), config.definition_limits()))
             .max_decoding_message_size(max_message_bytes);
+    let run_service = RunServiceServer::new(RunApi::new(
+        store.clone(),
+        coordinator.clone(),
+        config.max_context_bytes,
+    ))
+    .max_decoding_message_size(max_message_bytes)
+    .max_encoding_message_size(max_message_bytes);
+    let executor_service = ExecutorServiceServer::new(ExecutorApi::new(
+        coordinator,
+        ProtocolSettings {
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            lease_timeout_ms: config.lease_timeout_ms,
+            max_message_bytes: max_message_bytes as u64,
+            max_context_bytes: config.max_context_bytes,
+        },
+    ))
+    .max_decoding_message_size(max_message_bytes)
+    .max_encoding_message_size(max_message_bytes);
 
     // The store is connected and migrated by now, so the server is ready.
     health_reporter
         .set_serving::<WorkflowServiceServer<WorkflowApi>>()
+        .await;
+    health_reporter
+        .set_serving::<RunServiceServer<RunApi>>()
+        .await;
+    health_reporter
+        .set_serving::<ExecutorServiceServer<ExecutorApi>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -155,8 +198,16 @@ async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(workflow_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .add_service(run_service)
+        .add_service(executor_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            // Executor streams never end on their own; stopping dispatch
+            // closes them so that the graceful shutdown can complete.
+            let _ = stop_dispatch.send(true);
+        })
         .await;
+    let _ = coordinator_task.await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;

@@ -2,8 +2,11 @@
 //! by default, Postgres when `TRIBUTARY_TEST_DATABASE_URL` names an admin
 //! connection), a real server on a loopback port, and namespaced clients.
 
+pub mod executor;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use sqlx::Connection;
@@ -11,6 +14,8 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tributary_proto::v1 as pb;
+use tributary_proto::v1::run_service_client::RunServiceClient;
 use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 use tributary_server::config::ServeConfig;
 use tributary_server::server::RunningServer;
@@ -119,6 +124,108 @@ impl TestServer {
         WorkflowServiceClient::with_interceptor(self.channel().await, Namespace::new(namespace))
     }
 
+    pub async fn run_client(
+        &self,
+        namespace: &str,
+    ) -> RunServiceClient<InterceptedService<Channel, Namespace>> {
+        RunServiceClient::with_interceptor(self.channel().await, Namespace::new(namespace))
+    }
+
+    /// Registers a definition given in the definition-file JSON format.
+    pub async fn register(&self, namespace: &str, definition: serde_json::Value) -> pb::Workflow {
+        let input: tributary_server::definition::WorkflowDefinitionInput =
+            serde_json::from_value(definition).expect("definition format");
+        self.workflow_client(namespace)
+            .await
+            .register_workflow(pb::RegisterWorkflowRequest {
+                definition: Some(tributary_server::api::convert::definition_input_to_proto(
+                    &input,
+                )),
+            })
+            .await
+            .expect("registers")
+            .into_inner()
+            .workflow
+            .expect("workflow")
+    }
+
+    /// Starts a run and returns its id.
+    pub async fn start_run(
+        &self,
+        namespace: &str,
+        workflow: &str,
+        input: serde_json::Value,
+    ) -> String {
+        self.run_client(namespace)
+            .await
+            .start_run(pb::StartRunRequest {
+                workflow_name: workflow.to_owned(),
+                input_context_json: input.to_string(),
+                ..pb::StartRunRequest::default()
+            })
+            .await
+            .expect("starts")
+            .into_inner()
+            .run_id
+    }
+
+    pub async fn get_run(&self, namespace: &str, run_id: &str) -> pb::Run {
+        self.run_client(namespace)
+            .await
+            .get_run(pb::GetRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await
+            .expect("run exists")
+            .into_inner()
+            .run
+            .expect("run")
+    }
+
+    /// Polls `GetRun` until the run is terminal. Panics after `limit` so a
+    /// broken engine fails the test instead of hanging it; the limit is a
+    /// safety net, never an assertion about speed.
+    pub async fn wait_for_run(&self, namespace: &str, run_id: &str, limit: Duration) -> pb::Run {
+        self.wait_until(namespace, run_id, limit, |run| {
+            matches!(
+                run.status(),
+                pb::RunStatus::Succeeded | pb::RunStatus::Failed | pb::RunStatus::Cancelled
+            )
+        })
+        .await
+    }
+
+    /// Polls `GetRun` until `condition` holds (see [`Self::wait_for_run`]).
+    pub async fn wait_until(
+        &self,
+        namespace: &str,
+        run_id: &str,
+        limit: Duration,
+        condition: impl Fn(&pb::Run) -> bool,
+    ) -> pb::Run {
+        let mut client = self.run_client(namespace).await;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let run = client
+                .get_run(pb::GetRunRequest {
+                    run_id: run_id.to_owned(),
+                })
+                .await
+                .expect("run exists")
+                .into_inner()
+                .run
+                .expect("run");
+            if condition(&run) {
+                return run;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {run_id} did not reach the expected state: {run:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server gracefully and returns its database for inspection
     /// or a restart.
     pub async fn stop(mut self) -> TestDatabase {
@@ -184,4 +291,17 @@ pub fn validation_vectors() -> Vec<ValidationCase> {
     let vectors: ValidationVectors =
         serde_json::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     vectors.cases
+}
+
+/// The task of a run by id.
+pub fn task<'a>(run: &'a pb::Run, task_id: &str) -> &'a pb::TaskRun {
+    run.tasks
+        .iter()
+        .find(|task| task.task_id == task_id)
+        .unwrap_or_else(|| panic!("no task {task_id} in {run:#?}"))
+}
+
+/// The run's context as JSON.
+pub fn context(run: &pb::Run) -> serde_json::Value {
+    serde_json::from_str(&run.context_json).expect("context is JSON")
 }

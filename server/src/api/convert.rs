@@ -7,6 +7,9 @@ use tributary_proto::{timestamp_from_unix_ms, v1 as pb};
 
 use super::error::ApiError;
 use crate::definition::{TaskDefinitionInput, WorkflowDefinitionInput};
+use crate::engine::records::{
+    AttemptState, RunDetail, RunRecord, RunStatus, SkipReason, TaskState,
+};
 use crate::store::StoredWorkflow;
 
 pub fn definition_input_from_proto(definition: pb::WorkflowDefinition) -> WorkflowDefinitionInput {
@@ -95,6 +98,134 @@ pub fn page_size(requested: u32) -> u32 {
         0 => 100,
         n => n.min(1000),
     }
+}
+
+pub fn run_status_to_proto(status: RunStatus) -> pb::RunStatus {
+    match status {
+        RunStatus::Pending => pb::RunStatus::Pending,
+        RunStatus::Running => pb::RunStatus::Running,
+        RunStatus::Succeeded => pb::RunStatus::Succeeded,
+        RunStatus::Failed => pb::RunStatus::Failed,
+        RunStatus::Cancelled => pb::RunStatus::Cancelled,
+    }
+}
+
+/// `None` for UNSPECIFIED (no filter); an error for numbers no enum value has.
+pub fn run_status_from_proto(value: i32) -> Result<Option<RunStatus>, ApiError> {
+    match pb::RunStatus::try_from(value) {
+        Ok(pb::RunStatus::Unspecified) => Ok(None),
+        Ok(pb::RunStatus::Pending) => Ok(Some(RunStatus::Pending)),
+        Ok(pb::RunStatus::Running) => Ok(Some(RunStatus::Running)),
+        Ok(pb::RunStatus::Succeeded) => Ok(Some(RunStatus::Succeeded)),
+        Ok(pb::RunStatus::Failed) => Ok(Some(RunStatus::Failed)),
+        Ok(pb::RunStatus::Cancelled) => Ok(Some(RunStatus::Cancelled)),
+        Err(_) => Err(ApiError::InvalidArgument(format!(
+            "unknown run status {value}"
+        ))),
+    }
+}
+
+fn task_state_to_proto(state: TaskState) -> pb::TaskState {
+    match state {
+        TaskState::Waiting => pb::TaskState::Waiting,
+        TaskState::Ready => pb::TaskState::Ready,
+        TaskState::Assigned => pb::TaskState::Assigned,
+        TaskState::Running => pb::TaskState::Running,
+        TaskState::Succeeded => pb::TaskState::Succeeded,
+        TaskState::Failed => pb::TaskState::Failed,
+        TaskState::Skipped => pb::TaskState::Skipped,
+        TaskState::Cancelled => pb::TaskState::Cancelled,
+        TaskState::RetryScheduled => pb::TaskState::RetryScheduled,
+    }
+}
+
+fn skip_reason_to_proto(reason: Option<SkipReason>) -> pb::SkipReason {
+    match reason {
+        None => pb::SkipReason::Unspecified,
+        Some(SkipReason::UpstreamFailed) => pb::SkipReason::UpstreamFailed,
+        Some(SkipReason::RuleNotMet) => pb::SkipReason::RuleNotMet,
+    }
+}
+
+fn attempt_state_to_proto(state: AttemptState) -> pb::AttemptState {
+    match state {
+        AttemptState::Assigned => pb::AttemptState::Assigned,
+        AttemptState::Running => pb::AttemptState::Running,
+        AttemptState::Succeeded => pb::AttemptState::Succeeded,
+        AttemptState::Failed => pb::AttemptState::Failed,
+        AttemptState::TimedOut => pb::AttemptState::TimedOut,
+        AttemptState::Lost => pb::AttemptState::Lost,
+        AttemptState::Cancelled => pb::AttemptState::Cancelled,
+    }
+}
+
+/// A run without its tasks, as `ListRuns` shows it.
+pub fn run_summary_to_proto(run: &RunRecord) -> pb::Run {
+    pb::Run {
+        id: run.id.clone(),
+        workflow_name: run.workflow_name.clone(),
+        workflow_version: run.workflow_version.clone(),
+        status: run_status_to_proto(run.status) as i32,
+        input_context_json: run.input_context_json.clone(),
+        context_json: run.final_context_json.clone().unwrap_or_default(),
+        idempotency_key: run.idempotency_key.clone().unwrap_or_default(),
+        created_at: Some(timestamp_from_unix_ms(run.created_at_ms)),
+        finished_at: run.finished_at_ms.map(timestamp_from_unix_ms),
+        tasks: Vec::new(),
+        conflicts: Vec::new(),
+    }
+}
+
+/// A run with its tasks, attempts and conflicts; `context_json` is the
+/// run's current context.
+pub fn run_detail_to_proto(detail: &RunDetail, context_json: String) -> pb::Run {
+    let mut attempts_by_task: std::collections::HashMap<&str, Vec<pb::Attempt>> =
+        std::collections::HashMap::new();
+    for attempt in &detail.attempts {
+        attempts_by_task
+            .entry(attempt.task_id.as_str())
+            .or_default()
+            .push(pb::Attempt {
+                id: attempt.id.clone(),
+                number: attempt.number,
+                executor_id: attempt.executor_id.clone(),
+                state: attempt_state_to_proto(attempt.state) as i32,
+                error: attempt.error.clone().unwrap_or_default(),
+                assigned_at: Some(timestamp_from_unix_ms(attempt.assigned_at_ms)),
+                started_at: attempt.started_at_ms.map(timestamp_from_unix_ms),
+                finished_at: attempt.finished_at_ms.map(timestamp_from_unix_ms),
+            });
+    }
+    let mut run = run_summary_to_proto(&detail.run);
+    run.context_json = context_json;
+    run.tasks = detail
+        .tasks
+        .iter()
+        .map(|task| {
+            let mut attempts = attempts_by_task
+                .remove(task.task_id.as_str())
+                .unwrap_or_default();
+            attempts.sort_by_key(|attempt| attempt.number);
+            pb::TaskRun {
+                task_id: task.task_id.clone(),
+                state: task_state_to_proto(task.state) as i32,
+                skip_reason: skip_reason_to_proto(task.skip_reason) as i32,
+                error: task.error.clone().unwrap_or_default(),
+                next_attempt_at: task.next_attempt_at_ms.map(timestamp_from_unix_ms),
+                attempts,
+            }
+        })
+        .collect();
+    run.conflicts = detail
+        .conflicts
+        .iter()
+        .map(|conflict| pb::ContextConflict {
+            key: conflict.key.clone(),
+            winning_task_id: conflict.winning_task_id.clone(),
+            overridden_task_id: conflict.overridden_task_id.clone(),
+        })
+        .collect();
+    run
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use tonic::{Code, Status};
 
 use crate::dag::DefinitionError;
+use crate::dispatch::DispatchError;
 use crate::store::StoreError;
 
 /// Everything a request can fail with.
@@ -16,10 +17,20 @@ pub enum ApiError {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unimplemented(String),
     #[error(transparent)]
     Definition(#[from] DefinitionError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
 }
 
 /// The closed set of outcomes clients can act on. Add variants thoughtfully:
@@ -28,7 +39,10 @@ pub enum ApiError {
 pub enum ErrorCode {
     InvalidArgument,
     NotFound,
+    AlreadyExists,
+    FailedPrecondition,
     ResourceExhausted,
+    Unimplemented,
     Unavailable,
     Internal,
 }
@@ -36,13 +50,32 @@ pub enum ErrorCode {
 impl ApiError {
     pub fn error_code(&self) -> ErrorCode {
         match self {
-            ApiError::InvalidArgument(_) | ApiError::Definition(_) => ErrorCode::InvalidArgument,
-            ApiError::NotFound(_) | ApiError::Store(StoreError::NotFound(_)) => ErrorCode::NotFound,
-            ApiError::Store(StoreError::Database(sqlx::Error::PoolTimedOut))
-            | ApiError::Store(StoreError::Database(sqlx::Error::PoolClosed))
-            | ApiError::Store(StoreError::Database(sqlx::Error::Io(_))) => ErrorCode::Unavailable,
-            ApiError::Store(_) => ErrorCode::Internal,
+            ApiError::InvalidArgument(_)
+            | ApiError::Definition(_)
+            | ApiError::Dispatch(DispatchError::Context(_)) => ErrorCode::InvalidArgument,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::AlreadyExists(_)
+            | ApiError::Dispatch(DispatchError::IdempotencyKeyReused { .. }) => {
+                ErrorCode::AlreadyExists
+            }
+            ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            ApiError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            ApiError::Unimplemented(_) => ErrorCode::Unimplemented,
+            ApiError::Dispatch(DispatchError::Stopped) => ErrorCode::Unavailable,
+            ApiError::Store(error) | ApiError::Dispatch(DispatchError::Store(error)) => {
+                store_error_code(error)
+            }
         }
+    }
+}
+
+fn store_error_code(error: &StoreError) -> ErrorCode {
+    match error {
+        StoreError::NotFound(_) => ErrorCode::NotFound,
+        StoreError::Database(sqlx::Error::PoolTimedOut)
+        | StoreError::Database(sqlx::Error::PoolClosed)
+        | StoreError::Database(sqlx::Error::Io(_)) => ErrorCode::Unavailable,
+        _ => ErrorCode::Internal,
     }
 }
 
@@ -51,7 +84,10 @@ impl From<ErrorCode> for Code {
         match code {
             ErrorCode::InvalidArgument => Code::InvalidArgument,
             ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::AlreadyExists => Code::AlreadyExists,
+            ErrorCode::FailedPrecondition => Code::FailedPrecondition,
             ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+            ErrorCode::Unimplemented => Code::Unimplemented,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
         }
@@ -65,7 +101,7 @@ impl From<ApiError> for Status {
             ErrorCode::Internal | ErrorCode::Unavailable => {
                 tracing::error!(error = %error, "request failed");
                 let message = if code == ErrorCode::Unavailable {
-                    "the database is unavailable; retry later"
+                    "the server is unavailable (database or shutdown); retry later"
                 } else {
                     "an internal error occurred; see the server log"
                 };

@@ -4,7 +4,9 @@
 
 pub mod convert;
 pub mod error;
+pub mod executor;
 pub mod namespace;
+pub mod run;
 pub mod workflow;
 
 pub use error::ApiError;

@@ -1,7 +1,6 @@
 //! `tributary.v1.WorkflowService`: register, get and list workflow versions.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -13,6 +12,7 @@ use super::convert::{
 };
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
+use crate::clock::now_unix_ms;
 use crate::dag::{self, DefinitionLimits};
 use crate::store::{Store, VersionSelector};
 
@@ -136,12 +136,4 @@ impl WorkflowService for WorkflowApi {
     ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
         Ok(Response::new(self.list(request).await?))
     }
-}
-
-/// Milliseconds since the Unix epoch; a clock before 1970 reads as 0.
-pub fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -241,6 +241,21 @@ pub fn canonical_context(input: &Context, deltas: &mut [(TaskIndex, Delta)]) -> 
     context
 }
 
+/// The context of a stored run: its input plus the stored deltas applied
+/// in the order of their tasks' canonical positions. `deltas` pairs each
+/// delta's task position with its `set_json` and removed keys.
+pub fn context_from_stored(
+    input_json: &str,
+    deltas: impl IntoIterator<Item = (TaskIndex, String, Vec<String>)>,
+) -> Result<Context, ContextError> {
+    let input = Context::from_input(input_json)?;
+    let mut parsed = Vec::new();
+    for (position, set_json, removed_keys) in deltas {
+        parsed.push((position, Delta::parse(&set_json, &removed_keys)?));
+    }
+    Ok(canonical_context(&input, &mut parsed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,298 @@
+//! `tributary.v1.RunService`: start, read, list and cancel runs.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use tributary_proto::v1 as pb;
+use tributary_proto::v1::run_service_server::RunService;
+
+use super::convert::{
+    decode_page_token, encode_page_token, page_size, run_detail_to_proto, run_status_from_proto,
+    run_status_to_proto, run_summary_to_proto,
+};
+use super::error::{ApiError, ApiResult};
+use super::namespace::namespace_of;
+use crate::dispatch::{CancelOutcome, CoordinatorHandle, StartRunCommand};
+use crate::engine::context::{Context, context_from_stored};
+use crate::engine::records::{RunFilter, RunStatus};
+use crate::store::{Store, StoreError, VersionSelector};
+
+/// Longest accepted idempotency key, in bytes.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+pub struct RunApi {
+    store: Arc<dyn Store>,
+    coordinator: CoordinatorHandle,
+    max_context_bytes: usize,
+}
+
+impl RunApi {
+    pub fn new(
+        store: Arc<dyn Store>,
+        coordinator: CoordinatorHandle,
+        max_context_bytes: usize,
+    ) -> RunApi {
+        RunApi {
+            store,
+            coordinator,
+            max_context_bytes,
+        }
+    }
+
+    async fn start(
+        &self,
+        request: Request<pb::StartRunRequest>,
+    ) -> ApiResult<pb::StartRunResponse> {
+        let namespace = namespace_of(&request)?;
+        let request = request.into_inner();
+        if request.workflow_name.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "workflow_name is missing".to_owned(),
+            ));
+        }
+        let input = if request.input_context_json.trim().is_empty() {
+            "{}".to_owned()
+        } else {
+            request.input_context_json
+        };
+        if input.len() > self.max_context_bytes {
+            return Err(ApiError::ResourceExhausted(format!(
+                "input_context_json is {} bytes, over the max_context_bytes limit of {} bytes by {}",
+                input.len(),
+                self.max_context_bytes,
+                input.len() - self.max_context_bytes
+            )));
+        }
+        // Parsed here for the error message; the engine parses it again.
+        Context::from_input(&input)
+            .map_err(|error| ApiError::InvalidArgument(error.to_string()))?;
+        let idempotency_key = Some(request.idempotency_key).filter(|key| !key.is_empty());
+        if let Some(key) = &idempotency_key
+            && key.len() > MAX_IDEMPOTENCY_KEY_BYTES
+        {
+            return Err(ApiError::InvalidArgument(format!(
+                "idempotency_key is {} bytes, longer than {MAX_IDEMPOTENCY_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        let request_hash = request_hash(&request.workflow_name, &request.workflow_version, &input);
+        if let Some(key) = &idempotency_key
+            && let Some(existing) = self
+                .store
+                .find_run_by_idempotency_key(&namespace, key)
+                .await?
+        {
+            return if existing.request_hash == request_hash {
+                Ok(pb::StartRunResponse {
+                    run_id: existing.id,
+                    workflow_version: existing.workflow_version,
+                    created: false,
+                })
+            } else {
+                Err(ApiError::AlreadyExists(format!(
+                    "idempotency key {key:?} is already used by run {} with a different request",
+                    existing.id
+                )))
+            };
+        }
+        let selector = if request.workflow_version.is_empty() {
+            VersionSelector::Latest
+        } else {
+            VersionSelector::Version(request.workflow_version.clone())
+        };
+        let workflow = self
+            .store
+            .get_workflow(&namespace, &request.workflow_name, &selector)
+            .await?;
+        let started = self
+            .coordinator
+            .start_run(StartRunCommand {
+                namespace,
+                workflow,
+                input_context_json: input,
+                idempotency_key,
+                request_hash,
+            })
+            .await?;
+        Ok(pb::StartRunResponse {
+            run_id: started.run_id,
+            workflow_version: started.workflow_version,
+            created: started.created,
+        })
+    }
+
+    async fn get(&self, request: Request<pb::GetRunRequest>) -> ApiResult<pb::GetRunResponse> {
+        let namespace = namespace_of(&request)?;
+        let run_id = request.into_inner().run_id;
+        if run_id.is_empty() {
+            return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
+        }
+        let detail = self.store.get_run(&namespace, &run_id).await?;
+        let context_json = match &detail.run.final_context_json {
+            Some(final_context) => final_context.clone(),
+            None => {
+                let positions: std::collections::HashMap<&str, usize> = detail
+                    .tasks
+                    .iter()
+                    .map(|task| (task.task_id.as_str(), task.position as usize))
+                    .collect();
+                let deltas = detail.deltas.iter().map(|delta| {
+                    (
+                        positions
+                            .get(delta.task_id.as_str())
+                            .copied()
+                            .unwrap_or(usize::MAX),
+                        delta.set_json.clone(),
+                        delta.removed_keys.clone(),
+                    )
+                });
+                context_from_stored(&detail.run.input_context_json, deltas)
+                    .map_err(|error| {
+                        ApiError::Store(StoreError::Corrupt(format!(
+                            "context of run {run_id}: {error}"
+                        )))
+                    })?
+                    .to_json()
+            }
+        };
+        Ok(pb::GetRunResponse {
+            run: Some(run_detail_to_proto(&detail, context_json)),
+        })
+    }
+
+    async fn list(&self, request: Request<pb::ListRunsRequest>) -> ApiResult<pb::ListRunsResponse> {
+        let namespace = namespace_of(&request)?;
+        let request = request.into_inner();
+        let limit = page_size(request.page_size);
+        let filter = RunFilter {
+            workflow_name: Some(request.workflow_name).filter(|name| !name.is_empty()),
+            status: run_status_from_proto(request.status)?,
+            before_id: decode_page_token(&request.page_token)?,
+            limit: limit + 1,
+        };
+        let mut runs = self.store.list_runs(&namespace, &filter).await?;
+        let next_page_token = if runs.len() > limit as usize {
+            runs.truncate(limit as usize);
+            runs.last()
+                .map(|run| encode_page_token(&run.id))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListRunsResponse {
+            runs: runs.iter().map(run_summary_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRunRequest>,
+    ) -> ApiResult<pb::CancelRunResponse> {
+        let namespace = namespace_of(&request)?;
+        let run_id = request.into_inner().run_id;
+        if run_id.is_empty() {
+            return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
+        }
+        match self.coordinator.cancel_run(&namespace, &run_id).await? {
+            CancelOutcome::Cancelled => Ok(pb::CancelRunResponse {
+                status: run_status_to_proto(RunStatus::Cancelled) as i32,
+            }),
+            CancelOutcome::NotActive => {
+                let run = self.store.get_run(&namespace, &run_id).await?.run;
+                Err(ApiError::FailedPrecondition(if run.status.is_terminal() {
+                    format!("run {run_id} is already {}", run.status.as_str())
+                } else {
+                    format!("run {run_id} is not active on this server")
+                }))
+            }
+        }
+    }
+}
+
+/// Identifies a StartRun request for idempotency: the same workflow, the same
+/// requested version (empty meaning "latest") and the same input text.
+fn request_hash(workflow_name: &str, workflow_version: &str, input: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [workflow_name, workflow_version, input] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RunService for RunApi {
+    async fn start_run(
+        &self,
+        request: Request<pb::StartRunRequest>,
+    ) -> Result<Response<pb::StartRunResponse>, Status> {
+        Ok(Response::new(self.start(request).await?))
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::GetRunResponse>, Status> {
+        Ok(Response::new(self.get(request).await?))
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        Ok(Response::new(self.list(request).await?))
+    }
+
+    async fn cancel_run(
+        &self,
+        request: Request<pb::CancelRunRequest>,
+    ) -> Result<Response<pb::CancelRunResponse>, Status> {
+        Ok(Response::new(self.cancel(request).await?))
+    }
+
+    type WatchRunStream = EventStream<pb::WatchRunResponse>;
+
+    async fn watch_run(
+        &self,
+        _request: Request<pb::WatchRunRequest>,
+    ) -> Result<Response<Self::WatchRunStream>, Status> {
+        Err(ApiError::Unimplemented(
+            "WatchRun is not available yet: the event streams are being built".to_owned(),
+        )
+        .into())
+    }
+
+    type WatchEventsStream = EventStream<pb::WatchEventsResponse>;
+
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        Err(ApiError::Unimplemented(
+            "WatchEvents is not available yet: the event streams are being built".to_owned(),
+        )
+        .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_hash_separates_fields() {
+        assert_ne!(request_hash("ab", "", "{}"), request_hash("a", "b", "{}"));
+        assert_eq!(request_hash("w", "", "{}"), request_hash("w", "", "{}"));
+        assert_ne!(request_hash("w", "", "{}"), request_hash("w", "", "{ }"));
+    }
+}

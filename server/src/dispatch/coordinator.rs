@@ -1,0 +1,744 @@
+//! The coordinator task and its handle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::executors::{ExecutorCommand, ExecutorRegistration, ExecutorRegistry};
+use super::ready_queue::{HandlerKey, ReadyQueue};
+use super::timers::{TimerKind, Timers};
+use crate::clock::now_unix_ms;
+use crate::engine::context::{ContextError, Delta};
+use crate::engine::plan::WorkflowPlan;
+use crate::engine::records::{CreateRunOutcome, RunChanges, RunStatus};
+use crate::engine::retry::random_jitter_factor;
+use crate::engine::run::{Action, ResultDisposition, RunSettings, RunState};
+use crate::store::{Store, StoreError, StoredWorkflow};
+
+/// Settings of the coordinator, from the server configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchSettings {
+    pub run: RunSettings,
+    /// Commands handled per turn at most, bounding a turn's latency.
+    pub max_batch: usize,
+}
+
+/// Why a coordinator request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("the server is shutting down")]
+    Stopped,
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("idempotency key {key:?} is already used by run {run_id} with a different request")]
+    IdempotencyKeyReused { key: String, run_id: String },
+}
+
+/// A request to start a run of a stored workflow version.
+#[derive(Debug, Clone)]
+pub struct StartRunCommand {
+    pub namespace: String,
+    pub workflow: StoredWorkflow,
+    pub input_context_json: String,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedRun {
+    pub run_id: String,
+    pub workflow_version: String,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled,
+    /// The run is not active on this server: finished, or unknown.
+    NotActive,
+}
+
+/// What an executor reported on its stream.
+#[derive(Debug, Clone)]
+pub enum ExecutorEvent {
+    Started {
+        attempt_id: String,
+    },
+    Completed {
+        attempt_id: String,
+        delta: Delta,
+    },
+    Failed {
+        attempt_id: String,
+        message: String,
+        retryable: bool,
+    },
+    CapacityChanged {
+        capacity: u32,
+    },
+    Heartbeat,
+}
+
+/// A connected executor as `ListExecutors` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorSnapshot {
+    pub id: String,
+    pub registration: ExecutorRegistration,
+    pub capacity: u32,
+    pub in_flight: Vec<String>,
+    pub connected_at_ms: i64,
+}
+
+enum Command {
+    StartRun {
+        command: StartRunCommand,
+        reply: oneshot::Sender<Result<StartedRun, DispatchError>>,
+    },
+    CancelRun {
+        namespace: String,
+        run_id: String,
+        reply: oneshot::Sender<CancelOutcome>,
+    },
+    Register {
+        namespace: String,
+        registration: ExecutorRegistration,
+        outbound: mpsc::Sender<ExecutorCommand>,
+        reply: oneshot::Sender<String>,
+    },
+    Executor {
+        executor_id: String,
+        event: ExecutorEvent,
+    },
+    Disconnected {
+        executor_id: String,
+    },
+    ListExecutors {
+        namespace: String,
+        reply: oneshot::Sender<Vec<ExecutorSnapshot>>,
+    },
+}
+
+/// The way into the coordinator; cheap to clone.
+#[derive(Clone)]
+pub struct CoordinatorHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl CoordinatorHandle {
+    async fn request<T>(
+        &self,
+        command: Command,
+        reply: oneshot::Receiver<T>,
+    ) -> Result<T, DispatchError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| DispatchError::Stopped)?;
+        reply.await.map_err(|_| DispatchError::Stopped)
+    }
+
+    pub async fn start_run(&self, command: StartRunCommand) -> Result<StartedRun, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        self.request(Command::StartRun { command, reply }, receiver)
+            .await?
+    }
+
+    pub async fn cancel_run(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<CancelOutcome, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        let command = Command::CancelRun {
+            namespace: namespace.to_owned(),
+            run_id: run_id.to_owned(),
+            reply,
+        };
+        self.request(command, receiver).await
+    }
+
+    /// Registers an executor; the coordinator sends `Registered` on
+    /// `outbound` before anything else. Returns the executor's id.
+    pub async fn register_executor(
+        &self,
+        namespace: &str,
+        registration: ExecutorRegistration,
+        outbound: mpsc::Sender<ExecutorCommand>,
+    ) -> Result<String, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        let command = Command::Register {
+            namespace: namespace.to_owned(),
+            registration,
+            outbound,
+            reply,
+        };
+        self.request(command, receiver).await
+    }
+
+    pub async fn executor_event(
+        &self,
+        executor_id: &str,
+        event: ExecutorEvent,
+    ) -> Result<(), DispatchError> {
+        let command = Command::Executor {
+            executor_id: executor_id.to_owned(),
+            event,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| DispatchError::Stopped)
+    }
+
+    pub async fn executor_disconnected(&self, executor_id: &str) {
+        let command = Command::Disconnected {
+            executor_id: executor_id.to_owned(),
+        };
+        // A stopped coordinator has already forgotten every executor.
+        let _ = self.commands.send(command).await;
+    }
+
+    pub async fn list_executors(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<ExecutorSnapshot>, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        let command = Command::ListExecutors {
+            namespace: namespace.to_owned(),
+            reply,
+        };
+        self.request(command, receiver).await
+    }
+}
+
+/// Something to do once the turn's changes are committed.
+enum AfterCommit {
+    Send {
+        executor_id: String,
+        command: ExecutorCommand,
+    },
+    ReplyCancel(oneshot::Sender<CancelOutcome>),
+}
+
+pub struct Coordinator {
+    store: Arc<dyn Store>,
+    settings: DispatchSettings,
+    runs: HashMap<String, RunState>,
+    /// Which run each attempt in memory belongs to.
+    attempt_runs: HashMap<String, String>,
+    plans: HashMap<(String, String, String), Arc<WorkflowPlan>>,
+    ready: ReadyQueue,
+    executors: ExecutorRegistry,
+    timers: Timers,
+    dirty_runs: Vec<String>,
+    finished_runs: Vec<String>,
+    after_commit: Vec<AfterCommit>,
+}
+
+impl Coordinator {
+    /// Spawns the coordinator task. It stops when `shutdown` turns true (or
+    /// every handle is dropped), closing every executor stream.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        settings: DispatchSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
+        let (commands, receiver) = mpsc::channel(4096);
+        let coordinator = Coordinator {
+            store,
+            settings,
+            runs: HashMap::new(),
+            attempt_runs: HashMap::new(),
+            plans: HashMap::new(),
+            ready: ReadyQueue::default(),
+            executors: ExecutorRegistry::default(),
+            timers: Timers::default(),
+            dirty_runs: Vec::new(),
+            finished_runs: Vec::new(),
+            after_commit: Vec::new(),
+        };
+        let task = tokio::spawn(coordinator.run(receiver, shutdown));
+        (CoordinatorHandle { commands }, task)
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut batch = Vec::with_capacity(self.settings.max_batch);
+        loop {
+            let sleep_for = self.timers.next_due_ms().map(|at_ms| {
+                Duration::from_millis(u64::try_from(at_ms - now_unix_ms()).unwrap_or(0))
+            });
+            // Work left by the last turn (an executor dropped while sending)
+            // must not wait for the next command.
+            let pending = !self.dirty_runs.is_empty() || !self.after_commit.is_empty();
+            if pending {
+                while batch.len() < self.settings.max_batch {
+                    match commands.try_recv() {
+                        Ok(command) => batch.push(command),
+                        Err(_) => break,
+                    }
+                }
+            } else {
+                tokio::select! {
+                    received = commands.recv_many(&mut batch, self.settings.max_batch) => {
+                        if received == 0 {
+                            break;
+                        }
+                    }
+                    _ = tokio::time::sleep(sleep_for.unwrap_or(Duration::MAX)), if sleep_for.is_some() => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
+            for command in batch.drain(..) {
+                self.handle(command).await;
+            }
+            self.fire_due_timers();
+            self.dispatch();
+            self.flush().await;
+        }
+        tracing::info!(
+            active_runs = self.runs.len(),
+            "dispatch stopped; closing executor streams"
+        );
+        // Dropping the registry drops every outbound sender, which ends the
+        // executors' response streams.
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::StartRun { command, reply } => {
+                let result = self.start_run(command).await;
+                let _ = reply.send(result);
+            }
+            Command::CancelRun {
+                namespace,
+                run_id,
+                reply,
+            } => self.cancel_run(&namespace, &run_id, reply),
+            Command::Register {
+                namespace,
+                registration,
+                outbound,
+                reply,
+            } => {
+                let executor_id = uuid::Uuid::now_v7().to_string();
+                // The first message on the stream; the channel is new and
+                // empty, so this cannot be full.
+                let _ = outbound.try_send(ExecutorCommand::Registered {
+                    executor_id: executor_id.clone(),
+                });
+                tracing::info!(
+                    executor_id,
+                    namespace,
+                    name = registration.name,
+                    handlers = ?registration.handlers,
+                    capacity = registration.capacity,
+                    "executor connected"
+                );
+                self.executors.add(
+                    executor_id.clone(),
+                    namespace,
+                    registration,
+                    outbound,
+                    now_unix_ms(),
+                );
+                let _ = reply.send(executor_id);
+            }
+            Command::Executor { executor_id, event } => self.executor_event(&executor_id, event),
+            Command::Disconnected { executor_id } => self.disconnect(&executor_id),
+            Command::ListExecutors { namespace, reply } => {
+                let snapshots = self
+                    .executors
+                    .in_namespace(&namespace)
+                    .into_iter()
+                    .map(|executor| ExecutorSnapshot {
+                        id: executor.id.clone(),
+                        registration: executor.registration.clone(),
+                        capacity: executor.capacity,
+                        in_flight: executor.in_flight.iter().cloned().collect(),
+                        connected_at_ms: executor.connected_at_ms,
+                    })
+                    .collect();
+                let _ = reply.send(snapshots);
+            }
+        }
+    }
+
+    async fn start_run(&mut self, command: StartRunCommand) -> Result<StartedRun, DispatchError> {
+        let plan_key = (
+            command.namespace.clone(),
+            command.workflow.spec.name.clone(),
+            command.workflow.version.clone(),
+        );
+        let plan = self
+            .plans
+            .entry(plan_key)
+            .or_insert_with(|| {
+                Arc::new(WorkflowPlan::new(
+                    &command.workflow.spec,
+                    &command.workflow.version,
+                ))
+            })
+            .clone();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let (run, new_run, actions) = RunState::start(
+            run_id.clone(),
+            command.namespace.clone(),
+            plan,
+            self.settings.run,
+            &command.input_context_json,
+            command.idempotency_key.clone(),
+            command.request_hash.clone(),
+            now_unix_ms(),
+        )?;
+        match self.store.create_run(&new_run).await? {
+            CreateRunOutcome::Created(_events) => {}
+            CreateRunOutcome::IdempotencyKeyTaken(existing) => {
+                return if existing.request_hash == command.request_hash {
+                    Ok(StartedRun {
+                        run_id: existing.id,
+                        workflow_version: existing.workflow_version,
+                        created: false,
+                    })
+                } else {
+                    Err(DispatchError::IdempotencyKeyReused {
+                        key: command.idempotency_key.unwrap_or_default(),
+                        run_id: existing.id,
+                    })
+                };
+            }
+        }
+        tracing::debug!(run_id, workflow = new_run.workflow_name, "run started");
+        self.runs.insert(run_id.clone(), run);
+        self.apply_actions(&run_id, actions);
+        Ok(StartedRun {
+            run_id,
+            workflow_version: new_run.workflow_version,
+            created: true,
+        })
+    }
+
+    fn cancel_run(&mut self, namespace: &str, run_id: &str, reply: oneshot::Sender<CancelOutcome>) {
+        let Some(run) = self
+            .runs
+            .get_mut(run_id)
+            .filter(|run| run.namespace() == namespace)
+        else {
+            let _ = reply.send(CancelOutcome::NotActive);
+            return;
+        };
+        let mut actions = Vec::new();
+        if run.cancel(now_unix_ms(), &mut actions).is_err() {
+            let _ = reply.send(CancelOutcome::NotActive);
+            return;
+        }
+        self.apply_actions(run_id, actions);
+        self.after_commit.push(AfterCommit::ReplyCancel(reply));
+    }
+
+    fn executor_event(&mut self, executor_id: &str, event: ExecutorEvent) {
+        let now_ms = now_unix_ms();
+        match event {
+            ExecutorEvent::Heartbeat => {
+                self.send_now(executor_id, ExecutorCommand::HeartbeatAck);
+            }
+            ExecutorEvent::CapacityChanged { capacity } => {
+                if let Some(executor) = self.executors.get_mut(executor_id) {
+                    executor.capacity = capacity;
+                }
+            }
+            ExecutorEvent::Started { attempt_id } => {
+                if let Some(run) = self.run_of_attempt(&attempt_id) {
+                    let run_id = run.id().to_owned();
+                    run.on_started(&attempt_id, now_ms);
+                    self.mark_dirty(&run_id);
+                }
+            }
+            ExecutorEvent::Completed { attempt_id, delta } => {
+                self.release_slot(executor_id, &attempt_id);
+                let mut actions = Vec::new();
+                let (run_id, disposition) = match self.run_of_attempt(&attempt_id) {
+                    Some(run) => {
+                        let disposition =
+                            run.on_completed(&attempt_id, delta, now_ms, &mut actions);
+                        (Some(run.id().to_owned()), disposition)
+                    }
+                    None => (None, ResultDisposition::Stale),
+                };
+                self.after_result(executor_id, attempt_id, run_id, disposition, actions);
+            }
+            ExecutorEvent::Failed {
+                attempt_id,
+                message,
+                retryable,
+            } => {
+                self.release_slot(executor_id, &attempt_id);
+                let mut actions = Vec::new();
+                let (run_id, disposition) = match self.run_of_attempt(&attempt_id) {
+                    Some(run) => {
+                        let disposition = run.on_failed(
+                            &attempt_id,
+                            &message,
+                            retryable,
+                            random_jitter_factor(),
+                            now_ms,
+                            &mut actions,
+                        );
+                        (Some(run.id().to_owned()), disposition)
+                    }
+                    None => (None, ResultDisposition::Stale),
+                };
+                self.after_result(executor_id, attempt_id, run_id, disposition, actions);
+            }
+        }
+    }
+
+    fn after_result(
+        &mut self,
+        executor_id: &str,
+        attempt_id: String,
+        run_id: Option<String>,
+        disposition: ResultDisposition,
+        actions: Vec<Action>,
+    ) {
+        if let Some(run_id) = run_id {
+            self.apply_actions(&run_id, actions);
+            self.mark_dirty(&run_id);
+        }
+        self.after_commit.push(AfterCommit::Send {
+            executor_id: executor_id.to_owned(),
+            command: ExecutorCommand::ResultAck {
+                attempt_id,
+                disposition,
+            },
+        });
+    }
+
+    /// The executor's attempt ended, whatever its outcome: its slot is free.
+    fn release_slot(&mut self, executor_id: &str, attempt_id: &str) {
+        if let Some(executor) = self.executors.get_mut(executor_id) {
+            executor.in_flight.remove(attempt_id);
+        }
+    }
+
+    fn disconnect(&mut self, executor_id: &str) {
+        let Some(executor) = self.executors.remove(executor_id) else {
+            return;
+        };
+        tracing::info!(
+            executor_id,
+            in_flight = executor.in_flight.len(),
+            "executor disconnected; re-queueing its attempts"
+        );
+        let now_ms = now_unix_ms();
+        for attempt_id in executor.in_flight {
+            let mut actions = Vec::new();
+            let Some(run) = self.run_of_attempt(&attempt_id) else {
+                continue;
+            };
+            let run_id = run.id().to_owned();
+            run.on_attempt_lost(&attempt_id, now_ms, &mut actions);
+            self.apply_actions(&run_id, actions);
+            self.mark_dirty(&run_id);
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now_ms = now_unix_ms();
+        for timer in self.timers.take_due(now_ms) {
+            let mut actions = Vec::new();
+            let run_id = match timer {
+                TimerKind::RetryDue { run_id, task } => {
+                    let Some(run) = self.runs.get_mut(&run_id) else {
+                        continue;
+                    };
+                    run.on_retry_due(task, now_ms, &mut actions);
+                    run_id
+                }
+                TimerKind::AttemptTimeout { run_id, attempt_id } => {
+                    let Some(run) = self.runs.get_mut(&run_id) else {
+                        continue;
+                    };
+                    run.on_timeout(&attempt_id, random_jitter_factor(), now_ms, &mut actions);
+                    run_id
+                }
+            };
+            self.apply_actions(&run_id, actions);
+            self.mark_dirty(&run_id);
+        }
+    }
+
+    /// Assigns ready tasks to executors with free slots.
+    fn dispatch(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let now_ms = now_unix_ms();
+        for key in self.ready.keys() {
+            while let Some(executor_id) = self.executors.least_loaded(&key).map(str::to_owned) {
+                let Some((run_id, task)) = self.ready.pop(&key) else {
+                    break;
+                };
+                let Some(run) = self.runs.get_mut(&run_id) else {
+                    continue;
+                };
+                let attempt_id = uuid::Uuid::now_v7().to_string();
+                let Some((assignment, timeout)) =
+                    run.assign(task, attempt_id.clone(), &executor_id, now_ms)
+                else {
+                    continue;
+                };
+                let workflow_name = run.plan().workflow_name.clone();
+                if let Some(executor) = self.executors.get_mut(&executor_id) {
+                    executor.in_flight.insert(attempt_id.clone());
+                }
+                self.attempt_runs.insert(attempt_id, run_id.clone());
+                self.apply_actions(&run_id, vec![timeout]);
+                self.mark_dirty(&run_id);
+                self.after_commit.push(AfterCommit::Send {
+                    executor_id,
+                    command: ExecutorCommand::Assign {
+                        run_id,
+                        workflow_name,
+                        assignment,
+                    },
+                });
+            }
+        }
+        let over = self.executors.over_capacity();
+        if !over.is_empty() {
+            tracing::error!(executors = ?over, "capacity invariant violated");
+        }
+    }
+
+    fn apply_actions(&mut self, run_id: &str, actions: Vec<Action>) {
+        self.mark_dirty(run_id);
+        for action in actions {
+            match action {
+                Action::Enqueue(task) => {
+                    if let Some(run) = self.runs.get(run_id) {
+                        let key = HandlerKey {
+                            namespace: run.namespace().to_owned(),
+                            handler: run.plan().tasks[task].handler.clone(),
+                        };
+                        self.ready.push(key, run_id, task);
+                    }
+                }
+                Action::RetryAt { task, at_ms } => self.timers.insert(
+                    at_ms,
+                    TimerKind::RetryDue {
+                        run_id: run_id.to_owned(),
+                        task,
+                    },
+                ),
+                Action::TimeoutAt {
+                    attempt_id, at_ms, ..
+                } => self.timers.insert(
+                    at_ms,
+                    TimerKind::AttemptTimeout {
+                        run_id: run_id.to_owned(),
+                        attempt_id,
+                    },
+                ),
+                Action::Cancel {
+                    executor_id,
+                    attempt_id,
+                    reason,
+                } => self.after_commit.push(AfterCommit::Send {
+                    executor_id,
+                    command: ExecutorCommand::Cancel { attempt_id, reason },
+                }),
+                Action::Finished(status) => {
+                    tracing::debug!(run_id, status = status.as_str(), "run finished");
+                    self.finished_runs.push(run_id.to_owned());
+                }
+            }
+        }
+    }
+
+    /// Commits the turn's changes, then carries out what waited for them.
+    async fn flush(&mut self) {
+        let mut batch: Vec<RunChanges> = Vec::with_capacity(self.dirty_runs.len());
+        for run_id in std::mem::take(&mut self.dirty_runs) {
+            if let Some(run) = self.runs.get_mut(&run_id) {
+                let changes = run.take_changes();
+                if !changes.is_empty() {
+                    batch.push(changes);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.commit(&batch).await;
+        }
+        for effect in std::mem::take(&mut self.after_commit) {
+            match effect {
+                AfterCommit::Send {
+                    executor_id,
+                    command,
+                } => self.send_now(&executor_id, command),
+                AfterCommit::ReplyCancel(reply) => {
+                    let _ = reply.send(CancelOutcome::Cancelled);
+                }
+            }
+        }
+        for run_id in std::mem::take(&mut self.finished_runs) {
+            if let Some(run) = self.runs.remove(&run_id) {
+                debug_assert!(matches!(
+                    run.status(),
+                    RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+                ));
+            }
+            self.ready.remove_run(&run_id);
+            self.timers.remove_run(&run_id);
+            self.attempt_runs
+                .retain(|_, attempt_run| *attempt_run != run_id);
+        }
+    }
+
+    /// Commits a batch, retrying while the database is unavailable: the
+    /// in-memory state is already ahead, and nothing may act on it before
+    /// it is durable.
+    async fn commit(&self, batch: &[RunChanges]) {
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match self.store.commit_changes(batch).await {
+                Ok(_events) => return,
+                Err(error) => {
+                    tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "commit failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Sends to an executor without waiting. An executor whose queue is full
+    /// is not reading its stream; it is dropped and its attempts re-queued.
+    fn send_now(&mut self, executor_id: &str, command: ExecutorCommand) {
+        let Some(executor) = self.executors.get(executor_id) else {
+            return;
+        };
+        if let Err(error) = executor.outbound.try_send(command) {
+            tracing::warn!(executor_id, %error, "executor not reading its stream; dropping it");
+            self.disconnect(executor_id);
+        }
+    }
+
+    fn run_of_attempt(&mut self, attempt_id: &str) -> Option<&mut RunState> {
+        let run_id = self.attempt_runs.get(attempt_id)?;
+        self.runs.get_mut(run_id)
+    }
+
+    fn mark_dirty(&mut self, run_id: &str) {
+        if self.dirty_runs.last().map(String::as_str) != Some(run_id) {
+            self.dirty_runs.push(run_id.to_owned());
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Connected executors: their handlers, capacity and in-flight attempts, and
+//! the choice of executor for a task (least loaded first).
+//!
+//! Invariant: an executor never holds more in-flight attempts than its
+//! capacity. An attempt stays in flight (holding its slot) until the
+//! executor reports its end or the stream closes, even after a timeout or a
+//! cancellation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tokio::sync::mpsc;
+
+use super::ready_queue::HandlerKey;
+use crate::engine::run::Assignment;
+use crate::engine::run::ResultDisposition;
+
+/// A message from the server to an executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutorCommand {
+    Registered {
+        executor_id: String,
+    },
+    Assign {
+        run_id: String,
+        workflow_name: String,
+        assignment: Assignment,
+    },
+    Cancel {
+        attempt_id: String,
+        reason: String,
+    },
+    ResultAck {
+        attempt_id: String,
+        disposition: ResultDisposition,
+    },
+    HeartbeatAck,
+}
+
+/// What an executor said in its `Register`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorRegistration {
+    pub name: String,
+    pub instance_id: String,
+    pub handlers: Vec<String>,
+    pub capacity: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Executor {
+    pub id: String,
+    pub namespace: String,
+    pub registration: ExecutorRegistration,
+    pub capacity: u32,
+    pub in_flight: BTreeSet<String>,
+    pub connected_at_ms: i64,
+    /// Connection order, the last tie-breaker of the least-loaded choice.
+    pub serial: u64,
+    pub outbound: mpsc::Sender<ExecutorCommand>,
+}
+
+impl Executor {
+    pub fn free_slots(&self) -> usize {
+        (self.capacity as usize).saturating_sub(self.in_flight.len())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ExecutorRegistry {
+    executors: HashMap<String, Executor>,
+    by_handler: HashMap<HandlerKey, BTreeSet<String>>,
+    next_serial: u64,
+}
+
+impl ExecutorRegistry {
+    pub fn add(
+        &mut self,
+        id: String,
+        namespace: String,
+        registration: ExecutorRegistration,
+        outbound: mpsc::Sender<ExecutorCommand>,
+        now_ms: i64,
+    ) {
+        for handler in &registration.handlers {
+            self.by_handler
+                .entry(HandlerKey {
+                    namespace: namespace.clone(),
+                    handler: handler.clone(),
+                })
+                .or_default()
+                .insert(id.clone());
+        }
+        self.next_serial += 1;
+        let executor = Executor {
+            id: id.clone(),
+            namespace,
+            capacity: registration.capacity,
+            registration,
+            in_flight: BTreeSet::new(),
+            connected_at_ms: now_ms,
+            serial: self.next_serial,
+            outbound,
+        };
+        self.executors.insert(id, executor);
+    }
+
+    /// Removes an executor and returns it (with the attempts it held).
+    pub fn remove(&mut self, id: &str) -> Option<Executor> {
+        let executor = self.executors.remove(id)?;
+        for handler in &executor.registration.handlers {
+            let key = HandlerKey {
+                namespace: executor.namespace.clone(),
+                handler: handler.clone(),
+            };
+            if let Some(ids) = self.by_handler.get_mut(&key) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_handler.remove(&key);
+                }
+            }
+        }
+        Some(executor)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Executor> {
+        self.executors.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Executor> {
+        self.executors.get_mut(id)
+    }
+
+    /// The executor serving `key` with a free slot and the lowest load
+    /// (in-flight / capacity), ties to the fewest in flight, then to the
+    /// oldest connection.
+    pub fn least_loaded(&self, key: &HandlerKey) -> Option<&str> {
+        self.by_handler
+            .get(key)?
+            .iter()
+            .filter_map(|id| self.executors.get(id))
+            .filter(|executor| executor.free_slots() > 0)
+            .min_by(|a, b| {
+                let load_a = a.in_flight.len() as u64 * u64::from(b.capacity);
+                let load_b = b.in_flight.len() as u64 * u64::from(a.capacity);
+                load_a
+                    .cmp(&load_b)
+                    .then(a.in_flight.len().cmp(&b.in_flight.len()))
+                    .then(a.serial.cmp(&b.serial))
+            })
+            .map(|executor| executor.id.as_str())
+    }
+
+    /// Executors of a namespace, oldest connection first.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<&Executor> {
+        let mut executors: Vec<&Executor> = self
+            .executors
+            .values()
+            .filter(|executor| executor.namespace == namespace)
+            .collect();
+        executors.sort_by_key(|executor| executor.serial);
+        executors
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.executors.keys().cloned().collect()
+    }
+
+    /// Checks the capacity invariant; a violation is a bug worth a loud log.
+    pub fn over_capacity(&self) -> Vec<&str> {
+        self.executors
+            .values()
+            .filter(|executor| executor.in_flight.len() > executor.capacity as usize)
+            .map(|executor| executor.id.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registration(handlers: &[&str], capacity: u32) -> ExecutorRegistration {
+        ExecutorRegistration {
+            name: "test".into(),
+            instance_id: "instance".into(),
+            handlers: handlers.iter().map(|h| (*h).into()).collect(),
+            capacity,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    fn key(handler: &str) -> HandlerKey {
+        HandlerKey {
+            namespace: "default".into(),
+            handler: handler.into(),
+        }
+    }
+
+    #[test]
+    fn least_loaded_relative_to_capacity_and_only_with_free_slots() {
+        let mut registry = ExecutorRegistry::default();
+        let (sender, _receiver) = mpsc::channel(8);
+        registry.add(
+            "small".into(),
+            "default".into(),
+            registration(&["h"], 1),
+            sender.clone(),
+            0,
+        );
+        registry.add(
+            "big".into(),
+            "default".into(),
+            registration(&["h"], 4),
+            sender.clone(),
+            0,
+        );
+        registry.add(
+            "other".into(),
+            "default".into(),
+            registration(&["x"], 4),
+            sender,
+            0,
+        );
+        assert_eq!(
+            registry.least_loaded(&key("h")),
+            Some("small"),
+            "oldest of equal load"
+        );
+        registry
+            .get_mut("small")
+            .expect("known")
+            .in_flight
+            .insert("a1".into());
+        assert_eq!(registry.least_loaded(&key("h")), Some("big"));
+        for attempt in ["a2", "a3", "a4"] {
+            registry
+                .get_mut("big")
+                .expect("known")
+                .in_flight
+                .insert(attempt.into());
+        }
+        // big is at 3/4 and small is full.
+        assert_eq!(registry.least_loaded(&key("h")), Some("big"));
+        registry
+            .get_mut("big")
+            .expect("known")
+            .in_flight
+            .insert("a5".into());
+        assert_eq!(registry.least_loaded(&key("h")), None);
+        assert_eq!(registry.least_loaded(&key("nobody")), None);
+        assert!(registry.over_capacity().is_empty());
+        let removed = registry.remove("big").expect("was there");
+        assert_eq!(removed.in_flight.len(), 4);
+        assert_eq!(registry.least_loaded(&key("h")), None);
+    }
+
+    #[test]
+    fn handlers_are_per_namespace() {
+        let mut registry = ExecutorRegistry::default();
+        let (sender, _receiver) = mpsc::channel(8);
+        registry.add(
+            "e".into(),
+            "team-a".into(),
+            registration(&["h"], 1),
+            sender,
+            0,
+        );
+        assert_eq!(registry.least_loaded(&key("h")), None);
+        let team_a = HandlerKey {
+            namespace: "team-a".into(),
+            handler: "h".into(),
+        };
+        assert_eq!(registry.least_loaded(&team_a), Some("e"));
+    }
+}
