@@ -4,4 +4,5 @@
 
 mod serving;
 mod store_conformance;
+mod store_runs;
 mod workflow_api;
