@@ -5,4 +5,5 @@
 mod run_flows;
 mod serving;
 mod store_conformance;
+mod store_runs;
 mod workflow_api;

@@ -24,7 +24,7 @@ fn spec(name: &str, task_ids: &[&str], retry_attempts: i64) -> WorkflowSpec {
     dag::validate(&input, 0, DefinitionLimits::default()).expect("valid")
 }
 
-async fn open() -> (TestDatabase, Arc<dyn Store>) {
+pub(crate) async fn open() -> (TestDatabase, Arc<dyn Store>) {
     let database = TestDatabase::fresh().await;
     let store = store::connect(database.url()).await.expect("connects");
     let expected = if database.is_postgres() {

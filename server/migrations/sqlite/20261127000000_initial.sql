@@ -39,9 +39,15 @@ CREATE TABLE runs (
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (namespace, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
-CREATE INDEX runs_listing ON runs (namespace, created_at_ms DESC, id DESC);
+-- Runs are listed newest first by id (a UUIDv7, so id order is time order),
+-- optionally of one workflow, and paged with `id < before_id`.
+CREATE INDEX runs_listing ON runs (namespace, id DESC);
+CREATE INDEX runs_listing_by_workflow ON runs (namespace, workflow_name, id DESC);
 CREATE INDEX runs_active ON runs (status) WHERE status IN ('pending', 'running');
 
+-- The rows under a run reference it (and their task), so a write for a run
+-- or task that does not exist fails its transaction instead of leaving an
+-- orphan that GetRun would never show.
 CREATE TABLE task_runs (
     run_id             TEXT    NOT NULL,
     namespace          TEXT    NOT NULL,
@@ -56,7 +62,8 @@ CREATE TABLE task_runs (
     next_attempt_at_ms INTEGER,
     error              TEXT,
     updated_at_ms      INTEGER NOT NULL,
-    PRIMARY KEY (run_id, task_id)
+    PRIMARY KEY (run_id, task_id),
+    FOREIGN KEY (run_id) REFERENCES runs (id)
 );
 
 CREATE TABLE attempts (
@@ -72,7 +79,8 @@ CREATE TABLE attempts (
     deadline_at_ms  INTEGER,
     started_at_ms   INTEGER,
     finished_at_ms  INTEGER,
-    UNIQUE (run_id, task_id, number)
+    UNIQUE (run_id, task_id, number),
+    FOREIGN KEY (run_id, task_id) REFERENCES task_runs (run_id, task_id)
 );
 CREATE INDEX attempts_by_state ON attempts (state) WHERE state IN ('assigned', 'running');
 
@@ -84,7 +92,9 @@ CREATE TABLE context_deltas (
     attempt_id   TEXT NOT NULL,
     set_json     TEXT NOT NULL,
     removed_json TEXT NOT NULL,
-    PRIMARY KEY (run_id, task_id)
+    PRIMARY KEY (run_id, task_id),
+    FOREIGN KEY (run_id, task_id) REFERENCES task_runs (run_id, task_id),
+    FOREIGN KEY (attempt_id) REFERENCES attempts (id)
 );
 
 CREATE TABLE context_conflicts (
@@ -93,7 +103,8 @@ CREATE TABLE context_conflicts (
     key                 TEXT NOT NULL,
     winning_task_id     TEXT NOT NULL,
     overridden_task_id  TEXT NOT NULL,
-    PRIMARY KEY (run_id, key, overridden_task_id)
+    PRIMARY KEY (run_id, key, overridden_task_id),
+    FOREIGN KEY (run_id) REFERENCES runs (id)
 );
 
 -- The event log. `cursor` is taken from event_sequencer inside the writing

@@ -354,6 +354,10 @@ pub struct RunDetail {
 
 /// What `Store::create_run` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per StartRun and consumed at once; a Box would only add noise"
+)]
 pub enum CreateRunOutcome {
     /// The run was written; its events got these cursors.
     Created(Vec<EventRecord>),

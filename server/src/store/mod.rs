@@ -7,6 +7,7 @@
 
 pub mod postgres;
 mod queries;
+mod run_queries;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -116,11 +117,15 @@ pub trait Store: Send + Sync + 'static {
     /// Commits a batch of changes, possibly of several runs, in one
     /// transaction, and returns the events written, with their cursors
     /// assigned in commit order. Either all of the batch is committed or
-    /// none of it.
+    /// none of it: a run, task or attempt that does not exist in the
+    /// change's namespace fails the batch with [`StoreError::NotFound`], and
+    /// a second delta for a task with a database error.
     async fn commit_changes(&self, batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError>;
 
-    /// A run with its tasks, attempts, deltas and conflicts;
-    /// [`StoreError::NotFound`] when the namespace has no such run.
+    /// A run with its tasks, attempts, deltas and conflicts, read from one
+    /// snapshot; [`StoreError::NotFound`] when the namespace has no such run.
+    /// Tasks are ordered by position, attempts and deltas by their task's
+    /// position (then attempt number), conflicts by key and overridden task.
     async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError>;
 
     /// Runs of a namespace, newest first (by id, which is a UUIDv7).

@@ -3,8 +3,10 @@
 //! process owns the data.
 
 use async_trait::async_trait;
+use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::run_queries::RunQueries;
 use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
@@ -13,6 +15,10 @@ use crate::engine::records::{
 
 const LOCK_WORKFLOW: &str =
     "SELECT next_sequence FROM workflows WHERE namespace = $1 AND name = $2 FOR UPDATE";
+
+// READ COMMITTED takes a new snapshot per statement; a multi-statement read
+// needs REPEATABLE READ to see one state of the run.
+const READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -63,32 +69,33 @@ impl Store for PostgresStore {
         queries::list_workflows(&self.pool, namespace, after_name, limit).await
     }
 
-    async fn create_run(&self, _run: &NewRun) -> Result<CreateRunOutcome, StoreError> {
-        todo!("store: create_run")
+    async fn create_run(&self, run: &NewRun) -> Result<CreateRunOutcome, StoreError> {
+        RunQueries::<Postgres>::create_run(&self.pool, run).await
     }
 
     async fn find_run_by_idempotency_key(
         &self,
-        _namespace: &str,
-        _idempotency_key: &str,
+        namespace: &str,
+        idempotency_key: &str,
     ) -> Result<Option<RunRecord>, StoreError> {
-        todo!("store: find_run_by_idempotency_key")
+        RunQueries::<Postgres>::find_run_by_idempotency_key(&self.pool, namespace, idempotency_key)
+            .await
     }
 
-    async fn commit_changes(&self, _batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError> {
-        todo!("store: commit_changes")
+    async fn commit_changes(&self, batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Postgres>::commit_changes(&self.pool, batch).await
     }
 
-    async fn get_run(&self, _namespace: &str, _run_id: &str) -> Result<RunDetail, StoreError> {
-        todo!("store: get_run")
+    async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError> {
+        RunQueries::<Postgres>::get_run(&self.pool, READ_SNAPSHOT, namespace, run_id).await
     }
 
     async fn list_runs(
         &self,
-        _namespace: &str,
-        _filter: &RunFilter,
+        namespace: &str,
+        filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        todo!("store: list_runs")
+        RunQueries::<Postgres>::list_runs(&self.pool, namespace, filter).await
     }
 
     async fn close(&self) {

@@ -6,10 +6,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::run_queries::RunQueries;
 use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
@@ -18,6 +20,10 @@ use crate::engine::records::{
 
 const LOCK_WORKFLOW: &str =
     "SELECT next_sequence FROM workflows WHERE namespace = $1 AND name = $2";
+
+// In WAL mode a read transaction sees one snapshot from its first read on,
+// so a plain deferred BEGIN is enough for a consistent multi-statement read.
+const READ_SNAPSHOT: &str = "BEGIN";
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -82,32 +88,33 @@ impl Store for SqliteStore {
         queries::list_workflows(&self.readers, namespace, after_name, limit).await
     }
 
-    async fn create_run(&self, _run: &NewRun) -> Result<CreateRunOutcome, StoreError> {
-        todo!("store: create_run")
+    async fn create_run(&self, run: &NewRun) -> Result<CreateRunOutcome, StoreError> {
+        RunQueries::<Sqlite>::create_run(&self.writer, run).await
     }
 
     async fn find_run_by_idempotency_key(
         &self,
-        _namespace: &str,
-        _idempotency_key: &str,
+        namespace: &str,
+        idempotency_key: &str,
     ) -> Result<Option<RunRecord>, StoreError> {
-        todo!("store: find_run_by_idempotency_key")
+        RunQueries::<Sqlite>::find_run_by_idempotency_key(&self.readers, namespace, idempotency_key)
+            .await
     }
 
-    async fn commit_changes(&self, _batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError> {
-        todo!("store: commit_changes")
+    async fn commit_changes(&self, batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Sqlite>::commit_changes(&self.writer, batch).await
     }
 
-    async fn get_run(&self, _namespace: &str, _run_id: &str) -> Result<RunDetail, StoreError> {
-        todo!("store: get_run")
+    async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError> {
+        RunQueries::<Sqlite>::get_run(&self.readers, READ_SNAPSHOT, namespace, run_id).await
     }
 
     async fn list_runs(
         &self,
-        _namespace: &str,
-        _filter: &RunFilter,
+        namespace: &str,
+        filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        todo!("store: list_runs")
+        RunQueries::<Sqlite>::list_runs(&self.readers, namespace, filter).await
     }
 
     async fn close(&self) {
