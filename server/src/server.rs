@@ -133,7 +133,7 @@ async fn serve(
             },
             max_batch: 256,
         },
-        dispatch_stopped,
+        dispatch_stopped.clone(),
     );
 
     let max_message_bytes = config.max_message_bytes();
@@ -155,6 +155,7 @@ async fn serve(
             max_message_bytes: max_message_bytes as u64,
             max_context_bytes: config.max_context_bytes,
         },
+        dispatch_stopped,
     ))
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);

@@ -546,18 +546,22 @@ async fn committed_changes_read_back_through_get_run_up_to_the_final_context() {
         }
     );
 
-    // The same conflict with a different winner contradicts the stored one.
-    let error = store
+    // In a three-way race one task can be overridden by two winners: both
+    // conflicts are kept.
+    let second_winner = ConflictRecord {
+        winning_task_id: "load".to_owned(),
+        ..conflict.clone()
+    };
+    store
         .commit_changes(&[RunChanges {
-            conflicts: vec![ConflictRecord {
-                winning_task_id: "load".to_owned(),
-                ..conflict
-            }],
+            conflicts: vec![second_winner.clone()],
             ..changes_of(&run)
         }])
         .await
-        .expect_err("contradicting conflict");
-    assert!(matches!(error, StoreError::Database(_)), "{error}");
+        .expect("a second winner over the same task is stored");
+    let conflicts = store.get_run(NS, &run.id).await.expect("reads").conflicts;
+    assert_eq!(conflicts.len(), 2);
+    assert!(conflicts.contains(&conflict) && conflicts.contains(&second_winner));
 
     let sequences: Vec<i64> = stored_events(&database)
         .await

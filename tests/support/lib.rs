@@ -91,6 +91,7 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed the default configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        init_test_logging();
         let database = TestDatabase::fresh().await;
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
         let mut config = ServeConfig::new(loopback, database.url());
@@ -304,4 +305,15 @@ pub fn task<'a>(run: &'a pb::Run, task_id: &str) -> &'a pb::TaskRun {
 /// The run's context as JSON.
 pub fn context(run: &pb::Run) -> serde_json::Value {
     serde_json::from_str(&run.context_json).expect("context is JSON")
+}
+
+/// Server logs in tests go to the test's captured output, filtered by
+/// `RUST_LOG` (default: warnings and errors only).
+fn init_test_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }

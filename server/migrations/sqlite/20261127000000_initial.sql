@@ -103,7 +103,7 @@ CREATE TABLE context_conflicts (
     key                 TEXT NOT NULL,
     winning_task_id     TEXT NOT NULL,
     overridden_task_id  TEXT NOT NULL,
-    PRIMARY KEY (run_id, key, overridden_task_id),
+    PRIMARY KEY (run_id, key, winning_task_id, overridden_task_id),
     FOREIGN KEY (run_id) REFERENCES runs (id)
 );
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -38,13 +38,22 @@ pub struct ProtocolSettings {
 pub struct ExecutorApi {
     coordinator: CoordinatorHandle,
     settings: ProtocolSettings,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl ExecutorApi {
-    pub fn new(coordinator: CoordinatorHandle, settings: ProtocolSettings) -> ExecutorApi {
+    /// `shutdown` turns true when the server stops; the executors' request
+    /// streams are then dropped, so that open streams cannot hold up the
+    /// graceful shutdown.
+    pub fn new(
+        coordinator: CoordinatorHandle,
+        settings: ProtocolSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> ExecutorApi {
         ExecutorApi {
             coordinator,
             settings,
+            shutdown,
         }
     }
 
@@ -81,8 +90,12 @@ impl ExecutorApi {
             .await?;
         let coordinator = self.coordinator.clone();
         let max_context_bytes = self.settings.max_context_bytes;
+        let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            forward_inbound(inbound, &coordinator, &executor_id, max_context_bytes).await;
+            tokio::select! {
+                () = forward_inbound(inbound, &coordinator, &executor_id, max_context_bytes) => {}
+                _ = shutdown.wait_for(|stopped| *stopped) => {}
+            }
             coordinator.executor_disconnected(&executor_id).await;
         });
         Ok(ReceiverStream::new(receiver))

@@ -1,6 +1,6 @@
 //! The coordinator task and its handle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use super::timers::{TimerKind, Timers};
 use crate::clock::now_unix_ms;
 use crate::engine::context::{ContextError, Delta};
 use crate::engine::plan::WorkflowPlan;
-use crate::engine::records::{CreateRunOutcome, RunChanges, RunStatus};
+use crate::engine::records::{CreateRunOutcome, RunChanges};
 use crate::engine::retry::random_jitter_factor;
 use crate::engine::run::{Action, ResultDisposition, RunSettings, RunState};
 use crate::store::{Store, StoreError, StoredWorkflow};
@@ -508,6 +508,7 @@ impl Coordinator {
         disposition: ResultDisposition,
         actions: Vec<Action>,
     ) {
+        tracing::debug!(executor_id, attempt_id, ?disposition, "result received");
         if let Some(run_id) = run_id {
             self.apply_actions(&run_id, actions);
             self.mark_dirty(&run_id);
@@ -674,11 +675,23 @@ impl Coordinator {
                 }
             }
         }
-        if !batch.is_empty() {
-            self.commit(&batch).await;
-        }
+        let evicted = if batch.is_empty() {
+            HashSet::new()
+        } else {
+            self.commit(batch).await
+        };
         for effect in std::mem::take(&mut self.after_commit) {
             match effect {
+                AfterCommit::Send {
+                    executor_id,
+                    command:
+                        ExecutorCommand::Assign {
+                            run_id, assignment, ..
+                        },
+                } if evicted.contains(&run_id) => {
+                    // Never committed, so never sent.
+                    self.release_slot(&executor_id, &assignment.attempt_id);
+                }
                 AfterCommit::Send {
                     executor_id,
                     command,
@@ -689,34 +702,61 @@ impl Coordinator {
             }
         }
         for run_id in std::mem::take(&mut self.finished_runs) {
-            if let Some(run) = self.runs.remove(&run_id) {
-                debug_assert!(matches!(
-                    run.status(),
-                    RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
-                ));
-            }
-            self.ready.remove_run(&run_id);
-            self.timers.remove_run(&run_id);
-            self.attempt_runs
-                .retain(|_, attempt_run| *attempt_run != run_id);
+            self.forget_run(&run_id);
         }
     }
 
     /// Commits a batch, retrying while the database is unavailable: the
     /// in-memory state is already ahead, and nothing may act on it before
-    /// it is durable.
-    async fn commit(&self, batch: &[RunChanges]) {
+    /// it is durable. A batch the database rejects for its content (a bug)
+    /// is committed run by run, and a run whose changes still fail is
+    /// evicted from memory, so one bad run cannot wedge all the others.
+    /// Returns the evicted runs.
+    async fn commit(&mut self, batch: Vec<RunChanges>) -> HashSet<String> {
+        let mut evicted = HashSet::new();
+        match self.commit_retrying(&batch).await {
+            Ok(()) => return evicted,
+            Err(error) => {
+                tracing::error!(%error, runs = batch.len(), "batch rejected; committing run by run");
+            }
+        }
+        for changes in batch {
+            if let Err(error) = self.commit_retrying(std::slice::from_ref(&changes)).await {
+                tracing::error!(
+                    run_id = changes.run_id,
+                    %error,
+                    "the run's changes cannot be committed; evicting it from memory"
+                );
+                evicted.insert(changes.run_id.clone());
+                self.forget_run(&changes.run_id);
+            }
+        }
+        evicted
+    }
+
+    /// Retries transient failures with backoff; returns the first
+    /// permanent one.
+    async fn commit_retrying(&self, batch: &[RunChanges]) -> Result<(), StoreError> {
         let mut delay = Duration::from_millis(10);
         loop {
             match self.store.commit_changes(batch).await {
-                Ok(_events) => return,
-                Err(error) => {
+                Ok(_events) => return Ok(()),
+                Err(error) if error.is_transient() => {
                     tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "commit failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
+                Err(error) => return Err(error),
             }
         }
+    }
+
+    fn forget_run(&mut self, run_id: &str) {
+        self.runs.remove(run_id);
+        self.ready.remove_run(run_id);
+        self.timers.remove_run(run_id);
+        self.attempt_runs
+            .retain(|_, attempt_run| attempt_run != run_id);
     }
 
     /// Sends to an executor without waiting. An executor whose queue is full

@@ -68,6 +68,30 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether trying the same operation again later may succeed: the
+    /// database was unreachable or busy, not the data wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                // SQLITE_BUSY / SQLITE_LOCKED, and Postgres serialization
+                // failures, deadlocks and connection-class errors.
+                matches!(
+                    error.code().as_deref(),
+                    Some("5" | "6" | "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+                ) || error.code().is_some_and(|code| code.starts_with("08"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The storage operations the server needs. One conformance suite
 /// (`tests/e2e/store_conformance.rs`) runs against every implementation.
 #[async_trait]
@@ -125,7 +149,7 @@ pub trait Store: Send + Sync + 'static {
     /// A run with its tasks, attempts, deltas and conflicts, read from one
     /// snapshot; [`StoreError::NotFound`] when the namespace has no such run.
     /// Tasks are ordered by position, attempts and deltas by their task's
-    /// position (then attempt number), conflicts by key and overridden task.
+    /// position (then attempt number), conflicts by key, winning task and overridden task.
     async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError>;
 
     /// Runs of a namespace, newest first (by id, which is a UUIDv7).

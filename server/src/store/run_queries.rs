@@ -111,8 +111,8 @@ const GET_DELTAS: &str = "SELECT d.task_id, d.attempt_id, d.set_json, d.removed_
      WHERE d.run_id = $1 AND d.namespace = $2 ORDER BY t.position, d.task_id";
 
 // The engine may report the same conflict again (a replayed step): the
-// identical row is skipped. A different winner for the same key and loser
-// still hits the primary key, because that would be a contradiction.
+// identical row is skipped. One task may be overridden by several winners
+// (a three-way race), each its own row.
 const INSERT_CONFLICT: &str = "INSERT INTO context_conflicts \
      (run_id, namespace, key, winning_task_id, overridden_task_id) \
      SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM context_conflicts \
@@ -120,7 +120,7 @@ const INSERT_CONFLICT: &str = "INSERT INTO context_conflicts \
 
 const GET_CONFLICTS: &str = "SELECT key, winning_task_id, overridden_task_id \
      FROM context_conflicts WHERE run_id = $1 AND namespace = $2 \
-     ORDER BY key, overridden_task_id";
+     ORDER BY key, winning_task_id, overridden_task_id";
 
 /// Reserves `$1` cursors and returns the first. Updating the single row locks
 /// it until the commit (Postgres) or runs on the only writer (SQLite), which
