@@ -51,10 +51,13 @@ pub struct Context {
     entries: imbl::OrdMap<Arc<str>, Entry>,
 }
 
+/// A top-level key and its value as raw JSON text.
+pub type Field = (Arc<str>, Arc<RawValue>);
+
 /// The writes of one attempt.
 #[derive(Debug, Clone, Default)]
 pub struct Delta {
-    pub set: Vec<(Arc<str>, Arc<RawValue>)>,
+    pub set: Vec<Field>,
     pub removed: Vec<Arc<str>>,
 }
 
@@ -70,10 +73,7 @@ fn kind_of(json: &str) -> &'static str {
 
 /// Parses a JSON object into its top-level keys and raw values. An empty
 /// text counts as `{}`.
-pub fn parse_object(
-    field: &'static str,
-    json: &str,
-) -> Result<Vec<(Arc<str>, Arc<RawValue>)>, ContextError> {
+pub fn parse_object(field: &'static str, json: &str) -> Result<Vec<Field>, ContextError> {
     if json.trim().is_empty() {
         return Ok(Vec::new());
     }
@@ -119,7 +119,7 @@ impl Delta {
 
     /// The `set` part as a JSON object text, keys sorted.
     pub fn set_json(&self) -> String {
-        let mut sorted: Vec<&(Arc<str>, Arc<RawValue>)> = self.set.iter().collect();
+        let mut sorted: Vec<&Field> = self.set.iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(&b.0));
         write_object(sorted.into_iter().map(|(key, value)| (&**key, &**value)))
     }
