@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
@@ -124,6 +124,9 @@ async fn serve(
         .build_v1alpha()?;
 
     let (stop_dispatch, dispatch_stopped) = watch::channel(false);
+    // Live event fan-out. A watcher that lags behind the buffer is told so
+    // and catches up from the database, so the engine never waits for it.
+    let (events, _) = broadcast::channel(4096);
     let (coordinator, coordinator_task) = Coordinator::spawn(
         store.clone(),
         DispatchSettings {
@@ -133,6 +136,7 @@ async fn serve(
             },
             max_batch: 256,
         },
+        events.clone(),
         dispatch_stopped.clone(),
     );
 

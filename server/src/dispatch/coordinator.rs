@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::executors::{ExecutorCommand, ExecutorRegistration, ExecutorRegistry};
 use super::ready_queue::{HandlerKey, ReadyQueue};
@@ -12,7 +12,7 @@ use super::timers::{TimerKind, Timers};
 use crate::clock::now_unix_ms;
 use crate::engine::context::{ContextError, Delta};
 use crate::engine::plan::WorkflowPlan;
-use crate::engine::records::{CreateRunOutcome, RunChanges};
+use crate::engine::records::{CreateRunOutcome, EventRecord, RunChanges};
 use crate::engine::retry::random_jitter_factor;
 use crate::engine::run::{Action, ResultDisposition, RunSettings, RunState};
 use crate::store::{Store, StoreError, StoredWorkflow};
@@ -226,6 +226,8 @@ enum AfterCommit {
 
 pub struct Coordinator {
     store: Arc<dyn Store>,
+    /// Committed events, in commit order, for live watchers.
+    events: broadcast::Sender<Arc<EventRecord>>,
     settings: DispatchSettings,
     runs: HashMap<String, RunState>,
     /// Which run each attempt in memory belongs to.
@@ -245,11 +247,13 @@ impl Coordinator {
     pub fn spawn(
         store: Arc<dyn Store>,
         settings: DispatchSettings,
+        events: broadcast::Sender<Arc<EventRecord>>,
         shutdown: watch::Receiver<bool>,
     ) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
         let (commands, receiver) = mpsc::channel(4096);
         let coordinator = Coordinator {
             store,
+            events,
             settings,
             runs: HashMap::new(),
             attempt_runs: HashMap::new(),
@@ -399,7 +403,7 @@ impl Coordinator {
             now_unix_ms(),
         )?;
         match self.store.create_run(&new_run).await? {
-            CreateRunOutcome::Created(_events) => {}
+            CreateRunOutcome::Created(events) => self.publish(events),
             CreateRunOutcome::IdempotencyKeyTaken(existing) => {
                 return if existing.request_hash == command.request_hash {
                     Ok(StartedRun {
@@ -740,7 +744,10 @@ impl Coordinator {
         let mut delay = Duration::from_millis(10);
         loop {
             match self.store.commit_changes(batch).await {
-                Ok(_events) => return Ok(()),
+                Ok(events) => {
+                    self.publish(events);
+                    return Ok(());
+                }
                 Err(error) if error.is_transient() => {
                     tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "commit failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -748,6 +755,17 @@ impl Coordinator {
                 }
                 Err(error) => return Err(error),
             }
+        }
+    }
+
+    /// Hands committed events to live watchers. Nobody listening is fine:
+    /// watchers that miss events catch up from the database.
+    fn publish(&self, events: Vec<EventRecord>) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        for event in events {
+            let _ = self.events.send(Arc::new(event));
         }
     }
 
