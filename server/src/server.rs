@@ -22,7 +22,8 @@ use crate::api::executor::{ExecutorApi, ProtocolSettings};
 use crate::api::run::RunApi;
 use crate::api::workflow::WorkflowApi;
 use crate::config::ServeConfig;
-use crate::dispatch::{Coordinator, DispatchSettings};
+use crate::dispatch::{Coordinator, CoordinatorHandle, DispatchSettings};
+use crate::engine::records::EventRecord;
 use crate::engine::run::RunSettings;
 use crate::store::{self, Store, StoreError};
 
@@ -94,9 +95,10 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
         address: config.listen,
         source,
     })?;
+    let dispatch = Dispatch::start(config, store.clone()).await?;
     let (shutdown_sender, shutdown_receiver) = oneshot::channel();
     let config = config.clone();
-    let task = tokio::spawn(serve(config, store, listener, async {
+    let task = tokio::spawn(serve(config, store, dispatch, listener, async {
         let _ = shutdown_receiver.await;
     }));
     tracing::info!(address = %local_addr, "tributary is serving");
@@ -107,9 +109,52 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
     })
 }
 
+/// The coordinator and what stops it.
+struct Dispatch {
+    coordinator: CoordinatorHandle,
+    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+    /// Committed events for live watchers.
+    events: broadcast::Sender<Arc<EventRecord>>,
+}
+
+impl Dispatch {
+    /// Starts the coordinator after it has rebuilt the active runs from the
+    /// database, so the server reports SERVING only once recovery is done.
+    async fn start(config: &ServeConfig, store: Arc<dyn Store>) -> Result<Dispatch, ServeError> {
+        let (stop, stopped) = watch::channel(false);
+        // Live event fan-out. A watcher that lags behind the buffer is told
+        // so and catches up from the database, so the engine never waits.
+        let (events, _) = broadcast::channel(4096);
+        let (coordinator, task) = Coordinator::start(
+            store,
+            DispatchSettings {
+                run: RunSettings {
+                    default_timeout_ms: config.default_task_timeout_ms,
+                    max_reassignments: config.max_reassignments,
+                },
+                max_batch: 256,
+                lease_timeout_ms: config.lease_timeout_ms,
+            },
+            events.clone(),
+            stopped.clone(),
+        )
+        .await?;
+        Ok(Dispatch {
+            coordinator,
+            task,
+            stop,
+            stopped,
+            events,
+        })
+    }
+}
+
 async fn serve(
     config: ServeConfig,
     store: Arc<dyn Store>,
+    dispatch: Dispatch,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
@@ -123,22 +168,15 @@ async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let (stop_dispatch, dispatch_stopped) = watch::channel(false);
-    // Live event fan-out. A watcher that lags behind the buffer is told so
-    // and catches up from the database, so the engine never waits for it.
-    let (events, _) = broadcast::channel(4096);
-    let (coordinator, coordinator_task) = Coordinator::spawn(
-        store.clone(),
-        DispatchSettings {
-            run: RunSettings {
-                default_timeout_ms: config.default_task_timeout_ms,
-                max_reassignments: config.max_reassignments,
-            },
-            max_batch: 256,
-        },
-        events.clone(),
-        dispatch_stopped.clone(),
-    );
+    let Dispatch {
+        coordinator,
+        task: coordinator_task,
+        stop: stop_dispatch,
+        stopped: dispatch_stopped,
+        events,
+    } = dispatch;
+    // Kept for the event streams; dropping it would close them.
+    let _events = events;
 
     let max_message_bytes = config.max_message_bytes();
     let workflow_service =

@@ -98,6 +98,7 @@ pub struct Observed {
 
 pub struct TestExecutor {
     pub observed: Arc<Mutex<Observed>>,
+    silent: Arc<std::sync::atomic::AtomicBool>,
     running: Arc<AtomicUsize>,
     pub max_running: Arc<AtomicUsize>,
     outbound: mpsc::Sender<pb::ConnectRequest>,
@@ -144,11 +145,34 @@ impl TestExecutor {
             panic!("expected registered first, got {first:?}");
         };
         let observed = Arc::new(Mutex::new(Observed {
-            executor_id: Some(registered.executor_id),
+            executor_id: Some(registered.executor_id.clone()),
             ..Observed::default()
         }));
         let running = Arc::new(AtomicUsize::new(0));
         let max_running = Arc::new(AtomicUsize::new(0));
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            // Heartbeats at the interval the server asked for, until told
+            // to go silent or the stream closes.
+            let outbound = outbound.clone();
+            let silent = silent.clone();
+            let interval =
+                std::time::Duration::from_millis(registered.heartbeat_interval_ms.max(1));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    if silent.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let heartbeat = pb::ConnectRequest {
+                        message: Some(ToServer::Heartbeat(pb::Heartbeat::default())),
+                    };
+                    if outbound.send(heartbeat).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         let task = {
             let observed = observed.clone();
             let outbound = outbound.clone();
@@ -210,6 +234,7 @@ impl TestExecutor {
         };
         TestExecutor {
             observed,
+            silent,
             running,
             max_running,
             outbound,
@@ -246,6 +271,17 @@ impl TestExecutor {
             })
             .await
             .expect("stream open");
+    }
+
+    /// Stops sending heartbeats while keeping the stream open, like a
+    /// process that hangs.
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the server has closed this executor's stream.
+    pub fn is_closed(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Closes the stream abruptly, like a crashed executor.

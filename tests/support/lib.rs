@@ -3,6 +3,8 @@
 //! connection), a real server on a loopback port, and namespaced clients.
 
 pub mod executor;
+pub mod probe;
+pub mod resilient;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -84,9 +84,10 @@ impl ExecutorApi {
         let registration = validate_registration(register)?;
         let buffer = registration.capacity as usize * 4 + 64;
         let (outbound, receiver) = mpsc::channel(buffer);
+        let (stream_guard, mut dropped_by_server) = watch::channel(false);
         let executor_id = self
             .coordinator
-            .register_executor(&namespace, registration, outbound)
+            .register_executor(&namespace, registration, outbound, stream_guard)
             .await?;
         let coordinator = self.coordinator.clone();
         let max_context_bytes = self.settings.max_context_bytes;
@@ -95,6 +96,9 @@ impl ExecutorApi {
             tokio::select! {
                 () = forward_inbound(inbound, &coordinator, &executor_id, max_context_bytes) => {}
                 _ = shutdown.wait_for(|stopped| *stopped) => {}
+                // The coordinator dropped the executor (its lease expired):
+                // stop reading, which closes the stream.
+                _ = dropped_by_server.wait_for(|dropped| *dropped) => {}
             }
             coordinator.executor_disconnected(&executor_id).await;
         });
@@ -172,6 +176,7 @@ fn validate_registration(register: pb::Register) -> ApiResult<ExecutorRegistrati
         handlers,
         capacity: register.max_concurrent_attempts,
         labels: register.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        held_attempt_ids: register.held_attempt_ids,
     })
 }
 

@@ -12,10 +12,10 @@ use super::timers::{TimerKind, Timers};
 use crate::clock::now_unix_ms;
 use crate::engine::context::{ContextError, Delta};
 use crate::engine::plan::WorkflowPlan;
-use crate::engine::records::{CreateRunOutcome, EventRecord, RunChanges};
+use crate::engine::records::{AttemptState, CreateRunOutcome, EventRecord, RunChanges};
 use crate::engine::retry::random_jitter_factor;
 use crate::engine::run::{Action, ResultDisposition, RunSettings, RunState};
-use crate::store::{Store, StoreError, StoredWorkflow};
+use crate::store::{Store, StoreError, StoredWorkflow, VersionSelector};
 
 /// Settings of the coordinator, from the server configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub struct DispatchSettings {
     pub run: RunSettings,
     /// Commands handled per turn at most, bounding a turn's latency.
     pub max_batch: usize,
+    /// Silence after which an executor is dropped; also how long executors
+    /// get to reclaim their attempts after a restart.
+    pub lease_timeout_ms: u64,
 }
 
 /// Why a coordinator request failed.
@@ -107,6 +110,7 @@ enum Command {
         namespace: String,
         registration: ExecutorRegistration,
         outbound: mpsc::Sender<ExecutorCommand>,
+        stream_guard: watch::Sender<bool>,
         reply: oneshot::Sender<String>,
     },
     Executor {
@@ -162,18 +166,22 @@ impl CoordinatorHandle {
     }
 
     /// Registers an executor; the coordinator sends `Registered` on
-    /// `outbound` before anything else. Returns the executor's id.
+    /// `outbound` before anything else. When the coordinator drops the
+    /// executor (lease expired, not reading) it drops `stream_guard`, which
+    /// tells the stream's reader to stop. Returns the executor's id.
     pub async fn register_executor(
         &self,
         namespace: &str,
         registration: ExecutorRegistration,
         outbound: mpsc::Sender<ExecutorCommand>,
+        stream_guard: watch::Sender<bool>,
     ) -> Result<String, DispatchError> {
         let (reply, receiver) = oneshot::channel();
         let command = Command::Register {
             namespace: namespace.to_owned(),
             registration,
             outbound,
+            stream_guard,
             reply,
         };
         self.request(command, receiver).await
@@ -239,19 +247,30 @@ pub struct Coordinator {
     dirty_runs: Vec<String>,
     finished_runs: Vec<String>,
     after_commit: Vec<AfterCommit>,
+    /// Attempts in flight when the server restarted, waiting for their
+    /// executor to reconnect and reclaim them, with their runs.
+    orphans: HashMap<String, String>,
+    /// Results for attempts no longer in memory (their run finished): the
+    /// database says whether each was the accepted one.
+    unresolved_results: Vec<(String, String)>,
+    /// Fault injection for crash tests: abort the process right after this
+    /// many commits, before anything acts on the last one.
+    crash_after_commits: Option<u64>,
+    commits: u64,
 }
 
 impl Coordinator {
-    /// Spawns the coordinator task. It stops when `shutdown` turns true (or
-    /// every handle is dropped), closing every executor stream.
-    pub fn spawn(
+    /// Rebuilds the active runs from the database, then spawns the
+    /// coordinator task. It stops when `shutdown` turns true (or every handle
+    /// is dropped), closing every executor stream.
+    pub async fn start(
         store: Arc<dyn Store>,
         settings: DispatchSettings,
         events: broadcast::Sender<Arc<EventRecord>>,
         shutdown: watch::Receiver<bool>,
-    ) -> (CoordinatorHandle, tokio::task::JoinHandle<()>) {
+    ) -> Result<(CoordinatorHandle, tokio::task::JoinHandle<()>), StoreError> {
         let (commands, receiver) = mpsc::channel(4096);
-        let coordinator = Coordinator {
+        let mut coordinator = Coordinator {
             store,
             events,
             settings,
@@ -264,9 +283,74 @@ impl Coordinator {
             dirty_runs: Vec::new(),
             finished_runs: Vec::new(),
             after_commit: Vec::new(),
+            orphans: HashMap::new(),
+            unresolved_results: Vec::new(),
+            crash_after_commits: std::env::var("TRIBUTARY_TEST_CRASH_AFTER_COMMITS")
+                .ok()
+                .and_then(|value| value.parse().ok()),
+            commits: 0,
         };
+        coordinator.recover().await?;
         let task = tokio::spawn(coordinator.run(receiver, shutdown));
-        (CoordinatorHandle { commands }, task)
+        Ok((CoordinatorHandle { commands }, task))
+    }
+
+    /// Loads every active run. Their READY tasks are queued, retries and
+    /// timeouts re-armed, and attempts that were in flight become orphans:
+    /// their executors have one lease timeout to reconnect and reclaim them
+    /// before they are re-queued.
+    async fn recover(&mut self) -> Result<(), StoreError> {
+        let active = self.store.load_active_runs().await?;
+        let reclaim_deadline = now_unix_ms().saturating_add(self.lease_ms());
+        let mut restored = 0;
+        for (detail, last_sequence) in active {
+            let run_id = detail.run.id.clone();
+            let workflow = self
+                .store
+                .get_workflow(
+                    &detail.run.namespace,
+                    &detail.run.workflow_name,
+                    &VersionSelector::Version(detail.run.workflow_version.clone()),
+                )
+                .await?;
+            let plan = self.plan_for(&detail.run.namespace, &workflow);
+            match RunState::restore(plan, self.settings.run, &detail, last_sequence + 1) {
+                Ok((run, actions)) => {
+                    for (_, attempt_id) in run.attempts_in_flight() {
+                        self.orphans.insert(attempt_id.clone(), run_id.clone());
+                        self.attempt_runs.insert(attempt_id.clone(), run_id.clone());
+                        self.timers
+                            .insert(reclaim_deadline, TimerKind::ReclaimDeadline { attempt_id });
+                    }
+                    self.runs.insert(run_id.clone(), run);
+                    self.apply_actions(&run_id, actions);
+                    restored += 1;
+                }
+                Err(error) => {
+                    tracing::error!(run_id, %error, "cannot restore the run; leaving it as stored");
+                }
+            }
+        }
+        if restored > 0 {
+            tracing::info!(
+                runs = restored,
+                orphaned_attempts = self.orphans.len(),
+                "restored active runs"
+            );
+        }
+        Ok(())
+    }
+
+    fn plan_for(&mut self, namespace: &str, workflow: &StoredWorkflow) -> Arc<WorkflowPlan> {
+        let key = (
+            namespace.to_owned(),
+            workflow.spec.name.clone(),
+            workflow.version.clone(),
+        );
+        self.plans
+            .entry(key)
+            .or_insert_with(|| Arc::new(WorkflowPlan::new(&workflow.spec, &workflow.version)))
+            .clone()
     }
 
     async fn run(
@@ -330,29 +414,10 @@ impl Coordinator {
                 namespace,
                 registration,
                 outbound,
+                stream_guard,
                 reply,
             } => {
-                let executor_id = uuid::Uuid::now_v7().to_string();
-                // The first message on the stream; the channel is new and
-                // empty, so this cannot be full.
-                let _ = outbound.try_send(ExecutorCommand::Registered {
-                    executor_id: executor_id.clone(),
-                });
-                tracing::info!(
-                    executor_id,
-                    namespace,
-                    name = registration.name,
-                    handlers = ?registration.handlers,
-                    capacity = registration.capacity,
-                    "executor connected"
-                );
-                self.executors.add(
-                    executor_id.clone(),
-                    namespace,
-                    registration,
-                    outbound,
-                    now_unix_ms(),
-                );
+                let executor_id = self.register(namespace, registration, outbound, stream_guard);
                 let _ = reply.send(executor_id);
             }
             Command::Executor { executor_id, event } => self.executor_event(&executor_id, event),
@@ -375,22 +440,78 @@ impl Coordinator {
         }
     }
 
-    async fn start_run(&mut self, command: StartRunCommand) -> Result<StartedRun, DispatchError> {
-        let plan_key = (
-            command.namespace.clone(),
-            command.workflow.spec.name.clone(),
-            command.workflow.version.clone(),
+    fn register(
+        &mut self,
+        namespace: String,
+        registration: ExecutorRegistration,
+        outbound: mpsc::Sender<ExecutorCommand>,
+        stream_guard: watch::Sender<bool>,
+    ) -> String {
+        let executor_id = uuid::Uuid::now_v7().to_string();
+        let now_ms = now_unix_ms();
+        // The first message on the stream; the channel is new and empty, so
+        // this cannot be full.
+        let _ = outbound.try_send(ExecutorCommand::Registered {
+            executor_id: executor_id.clone(),
+        });
+        tracing::info!(
+            executor_id,
+            namespace,
+            name = registration.name,
+            instance_id = registration.instance_id,
+            handlers = ?registration.handlers,
+            capacity = registration.capacity,
+            held = registration.held_attempt_ids.len(),
+            "executor connected"
         );
-        let plan = self
-            .plans
-            .entry(plan_key)
-            .or_insert_with(|| {
-                Arc::new(WorkflowPlan::new(
-                    &command.workflow.spec,
-                    &command.workflow.version,
-                ))
-            })
-            .clone();
+        let held = registration.held_attempt_ids.clone();
+        self.executors.add(
+            executor_id.clone(),
+            namespace,
+            registration,
+            outbound,
+            stream_guard,
+            now_ms,
+        );
+        self.timers.insert(
+            now_ms.saturating_add(self.lease_ms()),
+            TimerKind::LeaseCheck {
+                executor_id: executor_id.clone(),
+            },
+        );
+        for attempt_id in held {
+            let reclaimed = match self.orphans.remove(&attempt_id) {
+                Some(run_id) => self
+                    .runs
+                    .get_mut(&run_id)
+                    .is_some_and(|run| run.rebind_attempt(&attempt_id, &executor_id)),
+                None => false,
+            };
+            if reclaimed {
+                tracing::info!(executor_id, attempt_id, "attempt reclaimed after a restart");
+                if let Some(executor) = self.executors.get_mut(&executor_id) {
+                    executor.in_flight.insert(attempt_id);
+                }
+            } else {
+                // Re-queued or finished meanwhile: the executor must stop it.
+                self.send_now(
+                    &executor_id,
+                    ExecutorCommand::Cancel {
+                        attempt_id,
+                        reason: "the attempt is no longer assigned to this executor".to_owned(),
+                    },
+                );
+            }
+        }
+        executor_id
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.settings.lease_timeout_ms).unwrap_or(i64::MAX)
+    }
+
+    async fn start_run(&mut self, command: StartRunCommand) -> Result<StartedRun, DispatchError> {
+        let plan = self.plan_for(&command.namespace, &command.workflow);
         let run_id = uuid::Uuid::now_v7().to_string();
         let (run, new_run, actions) = RunState::start(
             run_id.clone(),
@@ -449,6 +570,11 @@ impl Coordinator {
 
     fn executor_event(&mut self, executor_id: &str, event: ExecutorEvent) {
         let now_ms = now_unix_ms();
+        let Some(executor) = self.executors.get_mut(executor_id) else {
+            // Dropped meanwhile (lease expired); its stream is being closed.
+            return;
+        };
+        executor.last_seen_ms = now_ms;
         match event {
             ExecutorEvent::Heartbeat => {
                 self.send_now(executor_id, ExecutorCommand::HeartbeatAck);
@@ -474,7 +600,11 @@ impl Coordinator {
                             run.on_completed(&attempt_id, delta, now_ms, &mut actions);
                         (Some(run.id().to_owned()), disposition)
                     }
-                    None => (None, ResultDisposition::Stale),
+                    None => {
+                        self.unresolved_results
+                            .push((executor_id.to_owned(), attempt_id));
+                        return;
+                    }
                 };
                 self.after_result(executor_id, attempt_id, run_id, disposition, actions);
             }
@@ -572,6 +702,34 @@ impl Coordinator {
                         continue;
                     };
                     run.on_timeout(&attempt_id, random_jitter_factor(), now_ms, &mut actions);
+                    run_id
+                }
+                TimerKind::LeaseCheck { executor_id } => {
+                    let Some(executor) = self.executors.get(&executor_id) else {
+                        continue;
+                    };
+                    let expires_ms = executor.last_seen_ms.saturating_add(self.lease_ms());
+                    if now_ms >= expires_ms {
+                        tracing::warn!(executor_id, "executor lease expired; dropping it");
+                        self.disconnect(&executor_id);
+                    } else {
+                        self.timers
+                            .insert(expires_ms, TimerKind::LeaseCheck { executor_id });
+                    }
+                    continue;
+                }
+                TimerKind::ReclaimDeadline { attempt_id } => {
+                    let Some(run_id) = self.orphans.remove(&attempt_id) else {
+                        continue;
+                    };
+                    let Some(run) = self.runs.get_mut(&run_id) else {
+                        continue;
+                    };
+                    tracing::info!(
+                        attempt_id,
+                        "attempt not reclaimed after the restart; re-queueing it"
+                    );
+                    run.on_attempt_lost(&attempt_id, now_ms, &mut actions);
                     run_id
                 }
             };
@@ -682,8 +840,37 @@ impl Coordinator {
         let evicted = if batch.is_empty() {
             HashSet::new()
         } else {
-            self.commit(batch).await
+            let evicted = self.commit(batch).await;
+            self.commits += 1;
+            if self
+                .crash_after_commits
+                .is_some_and(|limit| self.commits >= limit)
+            {
+                tracing::error!(commits = self.commits, "crash point reached: aborting");
+                std::process::abort();
+            }
+            evicted
         };
+        for (executor_id, attempt_id) in std::mem::take(&mut self.unresolved_results) {
+            // A duplicate of a result committed earlier is answered as the
+            // original was; anything else is stale.
+            let disposition = match self.store.attempt_state(&attempt_id).await {
+                Ok(Some(AttemptState::Succeeded)) => ResultDisposition::Accepted,
+                Ok(_) => ResultDisposition::Stale,
+                Err(error) => {
+                    tracing::error!(attempt_id, %error, "cannot look up a late result; not answering it");
+                    continue;
+                }
+            };
+            self.after_commit.push(AfterCommit::Send {
+                executor_id,
+                command: ExecutorCommand::ResultAck {
+                    attempt_id,
+                    disposition,
+                },
+            });
+        }
+
         for effect in std::mem::take(&mut self.after_commit) {
             match effect {
                 AfterCommit::Send {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::ready_queue::HandlerKey;
 use crate::engine::run::Assignment;
@@ -44,6 +44,8 @@ pub struct ExecutorRegistration {
     pub handlers: Vec<String>,
     pub capacity: u32,
     pub labels: BTreeMap<String, String>,
+    /// Attempts the executor still runs from before a reconnect.
+    pub held_attempt_ids: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -57,6 +59,10 @@ pub struct Executor {
     /// Connection order, the last tie-breaker of the least-loaded choice.
     pub serial: u64,
     pub outbound: mpsc::Sender<ExecutorCommand>,
+    /// When the executor was last heard from; its lease runs from here.
+    pub last_seen_ms: i64,
+    /// Dropping this ends the executor's request stream on the server side.
+    pub stream_guard: watch::Sender<bool>,
 }
 
 impl Executor {
@@ -79,6 +85,7 @@ impl ExecutorRegistry {
         namespace: String,
         registration: ExecutorRegistration,
         outbound: mpsc::Sender<ExecutorCommand>,
+        stream_guard: watch::Sender<bool>,
         now_ms: i64,
     ) {
         for handler in &registration.handlers {
@@ -100,6 +107,8 @@ impl ExecutorRegistry {
             connected_at_ms: now_ms,
             serial: self.next_serial,
             outbound,
+            last_seen_ms: now_ms,
+            stream_guard,
         };
         self.executors.insert(id, executor);
     }
@@ -186,6 +195,7 @@ mod tests {
             handlers: handlers.iter().map(|h| (*h).into()).collect(),
             capacity,
             labels: BTreeMap::new(),
+            held_attempt_ids: Vec::new(),
         }
     }
 
@@ -205,6 +215,7 @@ mod tests {
             "default".into(),
             registration(&["h"], 1),
             sender.clone(),
+            watch::channel(false).0,
             0,
         );
         registry.add(
@@ -212,6 +223,7 @@ mod tests {
             "default".into(),
             registration(&["h"], 4),
             sender.clone(),
+            watch::channel(false).0,
             0,
         );
         registry.add(
@@ -219,6 +231,7 @@ mod tests {
             "default".into(),
             registration(&["x"], 4),
             sender,
+            watch::channel(false).0,
             0,
         );
         assert_eq!(
@@ -263,6 +276,7 @@ mod tests {
             "team-a".into(),
             registration(&["h"], 1),
             sender,
+            watch::channel(false).0,
             0,
         );
         assert_eq!(registry.least_loaded(&key("h")), None);

@@ -8,8 +8,22 @@ use crate::engine::plan::TaskIndex;
 /// What happens when a timer is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimerKind {
-    RetryDue { run_id: String, task: TaskIndex },
-    AttemptTimeout { run_id: String, attempt_id: String },
+    RetryDue {
+        run_id: String,
+        task: TaskIndex,
+    },
+    AttemptTimeout {
+        run_id: String,
+        attempt_id: String,
+    },
+    /// Check whether an executor's lease has run out.
+    LeaseCheck {
+        executor_id: String,
+    },
+    /// After a restart, the attempt's executor had until now to reclaim it.
+    ReclaimDeadline {
+        attempt_id: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +56,7 @@ impl Timers {
         self.due.retain(|_, kind| match kind {
             TimerKind::RetryDue { run_id: id, .. }
             | TimerKind::AttemptTimeout { run_id: id, .. } => id != run_id,
+            TimerKind::LeaseCheck { .. } | TimerKind::ReclaimDeadline { .. } => true,
         });
     }
 

@@ -16,7 +16,8 @@ use async_trait::async_trait;
 
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+    AttemptState, CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter,
+    RunRecord,
 };
 
 /// Which database a store talks to.
@@ -158,6 +159,14 @@ pub trait Store: Send + Sync + 'static {
         namespace: &str,
         filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Every run not yet terminal, in every namespace, with its details and
+    /// the highest event sequence it has used; read at start-up to rebuild
+    /// the engine's memory.
+    async fn load_active_runs(&self) -> Result<Vec<(RunDetail, u64)>, StoreError>;
+
+    /// The stored state of an attempt, if it exists.
+    async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError>;
 
     /// Closes every connection; pending writes are finished first.
     async fn close(&self);

@@ -10,7 +10,8 @@ use super::run_queries::RunQueries;
 use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+    AttemptState, CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter,
+    RunRecord,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -96,6 +97,14 @@ impl Store for PostgresStore {
         filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError> {
         RunQueries::<Postgres>::list_runs(&self.pool, namespace, filter).await
+    }
+
+    async fn load_active_runs(&self) -> Result<Vec<(RunDetail, u64)>, StoreError> {
+        RunQueries::<Postgres>::load_active_runs(&self.pool, READ_SNAPSHOT).await
+    }
+
+    async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError> {
+        RunQueries::<Postgres>::attempt_state(&self.pool, attempt_id).await
     }
 
     async fn close(&self) {

@@ -48,6 +48,16 @@ const FIND_BY_IDEMPOTENCY_KEY: &str = concat!(
     " FROM runs WHERE namespace = $1 AND idempotency_key = $2"
 );
 
+const LIST_ACTIVE_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE status IN ('pending', 'running') ORDER BY id"
+);
+
+const MAX_EVENT_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE run_id = $1";
+
+const ATTEMPT_STATE: &str = "SELECT state FROM attempts WHERE id = $1";
+
 // One statement for every combination of filters keeps the SQL static; the
 // `IS NULL` arms switch a filter off.
 const LIST_RUNS: &str = concat!(
@@ -573,6 +583,62 @@ where
             .fetch_all(&mut *connection)
             .await?;
         rows.iter().map(Self::run_from_row).collect()
+    }
+
+    /// Every run not yet terminal, in every namespace, with its details and
+    /// the last event sequence it used.
+    pub(super) async fn load_active_runs(
+        pool: &Pool<DB>,
+        read_snapshot: &'static str,
+    ) -> Result<Vec<(RunDetail, u64)>, StoreError> {
+        let rows = {
+            let mut connection = pool.acquire().await?;
+            sqlx::query::<DB>(LIST_ACTIVE_RUNS)
+                .fetch_all(&mut *connection)
+                .await?
+        };
+        let runs: Vec<RunRecord> = rows
+            .iter()
+            .map(Self::run_from_row)
+            .collect::<Result<_, _>>()?;
+        let mut active = Vec::with_capacity(runs.len());
+        for run in runs {
+            let detail = Self::get_run(pool, read_snapshot, &run.namespace, &run.id).await?;
+            let mut connection = pool.acquire().await?;
+            let last_sequence: i64 = sqlx::query::<DB>(MAX_EVENT_SEQUENCE)
+                .bind(run.id.as_str())
+                .fetch_one(&mut *connection)
+                .await?
+                .try_get(0)?;
+            let last_sequence = u64::try_from(last_sequence).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "run {:?} has event sequence {last_sequence}",
+                    run.id
+                ))
+            })?;
+            active.push((detail, last_sequence));
+        }
+        Ok(active)
+    }
+
+    pub(super) async fn attempt_state(
+        pool: &Pool<DB>,
+        attempt_id: &str,
+    ) -> Result<Option<AttemptState>, StoreError> {
+        let mut connection = pool.acquire().await?;
+        let row = sqlx::query::<DB>(ATTEMPT_STATE)
+            .bind(attempt_id)
+            .fetch_optional(&mut *connection)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let state: String = row.try_get(0)?;
+        AttemptState::parse(&state).map(Some).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "attempt {attempt_id:?} has unknown state {state:?}"
+            ))
+        })
     }
 
     /// Decodes a row selected with `run_columns!()`.

@@ -15,7 +15,8 @@ use super::run_queries::RunQueries;
 use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+    AttemptState, CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter,
+    RunRecord,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -115,6 +116,14 @@ impl Store for SqliteStore {
         filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError> {
         RunQueries::<Sqlite>::list_runs(&self.readers, namespace, filter).await
+    }
+
+    async fn load_active_runs(&self) -> Result<Vec<(RunDetail, u64)>, StoreError> {
+        RunQueries::<Sqlite>::load_active_runs(&self.readers, READ_SNAPSHOT).await
+    }
+
+    async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError> {
+        RunQueries::<Sqlite>::attempt_state(&self.readers, attempt_id).await
     }
 
     async fn close(&self) {
