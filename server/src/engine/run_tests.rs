@@ -557,3 +557,155 @@ fn input_must_be_an_object() {
     );
     assert!(result.is_err());
 }
+
+/// Folds everything a run has asked to persist into what the store would
+/// return, as a restart would read it.
+fn stored_detail(new_run: &NewRun, batches: &[RunChanges]) -> RunDetail {
+    use crate::engine::records::RunRecord;
+    let mut run = RunRecord {
+        id: new_run.id.clone(),
+        namespace: new_run.namespace.clone(),
+        workflow_name: new_run.workflow_name.clone(),
+        workflow_version: new_run.workflow_version.clone(),
+        status: RunStatus::Pending,
+        input_context_json: new_run.input_context_json.clone(),
+        final_context_json: None,
+        idempotency_key: None,
+        request_hash: new_run.request_hash.clone(),
+        created_at_ms: new_run.created_at_ms,
+        started_at_ms: None,
+        finished_at_ms: None,
+    };
+    let mut tasks = new_run.tasks.clone();
+    let mut attempts: Vec<AttemptRecord> = Vec::new();
+    let mut deltas = Vec::new();
+    for changes in batches {
+        if let Some(status) = &changes.status {
+            run.status = status.status;
+        }
+        for record in &changes.tasks {
+            let slot = tasks
+                .iter_mut()
+                .find(|t| t.task_id == record.task_id)
+                .expect("known task");
+            *slot = record.clone();
+        }
+        attempts.extend(changes.new_attempts.iter().cloned());
+        for update in &changes.attempt_updates {
+            let attempt = attempts
+                .iter_mut()
+                .find(|a| a.id == update.id)
+                .expect("known attempt");
+            attempt.state = update.state;
+            attempt.error = update.error.clone();
+        }
+        deltas.extend(changes.deltas.iter().cloned());
+    }
+    RunDetail {
+        run,
+        tasks,
+        attempts,
+        deltas,
+        conflicts: Vec::new(),
+    }
+}
+
+#[test]
+fn a_restored_run_continues_exactly_where_it_stopped() {
+    let tasks = vec![
+        task("a", &[]),
+        task("b", &["a"]),
+        task("c", &["a"]),
+        task("d", &["b", "c"]),
+    ];
+    let spec = validate(
+        &WorkflowDefinitionInput {
+            name: "wf".into(),
+            description: String::new(),
+            tasks,
+        },
+        0,
+        DefinitionLimits::default(),
+    )
+    .expect("valid");
+    let plan = Arc::new(WorkflowPlan::new(&spec, &spec.version()));
+    let (mut run, new_run, _) = RunState::start(
+        "run-1".into(),
+        "default".into(),
+        plan.clone(),
+        SETTINGS,
+        r#"{"seed": 0}"#,
+        None,
+        "hash".into(),
+        1_000,
+    )
+    .expect("valid input");
+    let mut actions = Vec::new();
+    let mut batches = Vec::new();
+    let index = |id: &str| plan.index_of(id).expect("known");
+    // a succeeds; b is in flight; c waits for a retry.
+    let (a, _) = run
+        .assign(index("a"), "attempt-a".into(), "executor-1", 1_000)
+        .expect("ready");
+    run.on_completed(
+        &a.attempt_id,
+        Delta::parse(r#"{"a": 1}"#, &[]).expect("delta"),
+        1_001,
+        &mut actions,
+    );
+    let (b, _) = run
+        .assign(index("b"), "attempt-b".into(), "executor-1", 1_002)
+        .expect("ready");
+    run.on_started(&b.attempt_id, 1_003);
+    let (c, _) = run
+        .assign(index("c"), "attempt-c".into(), "executor-1", 1_002)
+        .expect("ready");
+    run.on_failed(&c.attempt_id, "boom", false, 1.0, 1_004, &mut actions);
+    batches.push(run.take_changes());
+    let detail = stored_detail(&new_run, &batches);
+
+    let (mut restored, restore_actions) =
+        RunState::restore(plan.clone(), SETTINGS, &detail, 100).expect("restores");
+    assert_eq!(restored.task_state(index("a")), TaskState::Succeeded);
+    assert_eq!(restored.task_state(index("b")), TaskState::Running);
+    assert_eq!(restored.task_state(index("c")), TaskState::Failed);
+    assert_eq!(
+        restored.attempts_in_flight(),
+        [(index("b"), "attempt-b".to_owned())]
+    );
+    assert!(restore_actions.iter().any(|action| matches!(
+        action,
+        Action::TimeoutAt { attempt_id, .. } if attempt_id == "attempt-b"
+    )));
+    // The reclaimed attempt completes; d is skipped because c failed.
+    assert!(restored.rebind_attempt("attempt-b", "executor-2"));
+    let mut actions = Vec::new();
+    let disposition = restored.on_completed(
+        "attempt-b",
+        Delta::parse(r#"{"b": 2}"#, &[]).expect("delta"),
+        2_000,
+        &mut actions,
+    );
+    assert_eq!(disposition, ResultDisposition::Accepted);
+    assert_eq!(restored.task_state(index("d")), TaskState::Skipped);
+    assert!(actions.contains(&Action::Finished(RunStatus::Failed)));
+    let changes = restored.take_changes();
+    assert_eq!(
+        changes.events[0].sequence, 100,
+        "sequences continue after the stored ones"
+    );
+    assert_eq!(
+        changes
+            .status
+            .expect("finished")
+            .final_context_json
+            .as_deref(),
+        Some(r#"{"a":1,"b":2,"seed":0}"#)
+    );
+    // A result for the stored attempt of a finished task stays stale.
+    let mut more = Vec::new();
+    assert_eq!(
+        restored.on_failed("attempt-c", "late", true, 1.0, 2_001, &mut more),
+        ResultDisposition::Stale
+    );
+}
