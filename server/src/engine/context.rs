@@ -364,4 +364,51 @@ mod tests {
             "set_json must be a JSON object, got a string"
         );
     }
+
+    #[derive(serde::Deserialize)]
+    struct VectorDelta {
+        position: usize,
+        set: Box<RawValue>,
+        removed: Vec<String>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct VectorCase {
+        name: String,
+        input: Box<RawValue>,
+        deltas: Vec<VectorDelta>,
+        expected: Box<RawValue>,
+        expected_json: Option<String>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Vectors {
+        cases: Vec<VectorCase>,
+    }
+
+    /// The shared context vectors, which every SDK's tests also read.
+    #[test]
+    fn shared_context_vectors() {
+        let vectors: Vectors =
+            serde_json::from_str(include_str!("../../../tests/vectors/context.json"))
+                .expect("valid vectors");
+        assert!(vectors.cases.len() >= 8);
+        for case in vectors.cases {
+            let deltas = case.deltas.iter().map(|delta| {
+                (
+                    delta.position,
+                    delta.set.get().to_owned(),
+                    delta.removed.clone(),
+                )
+            });
+            let context = context_from_stored(case.input.get(), deltas).expect(&case.name);
+            let ours: serde_json::Value = serde_json::from_str(&context.to_json()).expect("json");
+            let expected: serde_json::Value =
+                serde_json::from_str(case.expected.get()).expect("json");
+            assert_eq!(ours, expected, "{}", case.name);
+            if let Some(expected_json) = case.expected_json {
+                assert_eq!(context.to_json(), expected_json, "{}", case.name);
+            }
+        }
+    }
 }
