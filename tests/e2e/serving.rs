@@ -125,3 +125,32 @@ async fn reflection_v1alpha_resolves_the_workflow_service_file() {
     assert!(!files.file_descriptor_proto.is_empty());
     server.stop().await;
 }
+
+/// gRPC-Web over plain HTTP/1.1, as a browser would send it.
+#[tokio::test]
+async fn grpc_web_answers_over_http1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let address = server.url().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connects");
+    // An empty HealthCheckRequest in one gRPC frame: flag 0, length 0.
+    let body = [0u8, 0, 0, 0, 0];
+    let request = format!(
+        "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("writes");
+    stream.write_all(&body).await.expect("writes");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("reads");
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("application/grpc-web"), "{text}");
+    assert!(
+        text.contains("grpc-status:0") || text.contains("grpc-status: 0"),
+        "{text}"
+    );
+    server.stop().await;
+}

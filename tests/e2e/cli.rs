@@ -1,0 +1,133 @@
+//! The `tributary` command line against a real server: registration, get,
+//! list, health, and errors that print the server's message and exit 1.
+//! `test_server` is the same `cli::run` as the `tributary` binary.
+
+use std::process::Output;
+
+use serde_json::Value;
+use tributary_e2e::TestServer;
+
+async fn tributary(arguments: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+        .args(arguments)
+        .output()
+        .await
+        .expect("the CLI runs")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "stdout is not JSON ({error}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn register_get_and_list_the_seed_workflow() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/parallel_processing.workflow.yaml"
+    );
+    let registered = tributary(&["workflow", "register", seed, "--server", &url, "--json"]).await;
+    assert!(registered.status.success(), "{registered:?}");
+    let registered = stdout_json(&registered);
+    assert_eq!(registered["name"], "parallel_processing");
+    assert_eq!(registered["created"], true);
+    assert_eq!(registered["sequence"], 1);
+    let version = registered["version"].as_str().expect("version").to_owned();
+
+    let got = tributary(&[
+        "workflow",
+        "get",
+        "parallel_processing",
+        "--server",
+        &url,
+        "--json",
+    ])
+    .await;
+    assert!(got.status.success());
+    let got = stdout_json(&got);
+    assert_eq!(got["version"], version.as_str());
+    assert_eq!(got["definition"]["tasks"].as_array().map(Vec::len), Some(9));
+
+    let by_sequence = tributary(&[
+        "workflow",
+        "get",
+        "parallel_processing",
+        "--version",
+        "1",
+        "--server",
+        &url,
+        "--json",
+    ])
+    .await;
+    assert_eq!(stdout_json(&by_sequence)["version"], version.as_str());
+
+    let listed = tributary(&["workflow", "list", "--server", &url]).await;
+    assert!(listed.status.success());
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("parallel_processing") && text.contains(&version),
+        "{text}"
+    );
+
+    let healthy = tributary(&["health", "--server", &url]).await;
+    assert!(healthy.status.success());
+    assert_eq!(String::from_utf8_lossy(&healthy.stdout).trim(), "SERVING");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn errors_print_the_server_message_and_exit_non_zero() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let cyclic = directory.path().join("cyclic.json");
+    std::fs::write(
+        &cyclic,
+        r#"{"name": "loop", "tasks": [{"id": "a", "dependencies": ["b"]}, {"id": "b", "dependencies": ["a"]}]}"#,
+    )
+    .expect("written");
+    let output = tributary(&[
+        "workflow",
+        "register",
+        cyclic.to_str().expect("utf-8"),
+        "--server",
+        &url,
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("InvalidArgument: cycle detected: a -> b -> a"),
+        "{stderr}"
+    );
+
+    let typo = directory.path().join("typo.yaml");
+    std::fs::write(&typo, "name: w\ntasks:\n  - id: a\n    retry_attempt: 3\n").expect("written");
+    let output = tributary(&[
+        "workflow",
+        "register",
+        typo.to_str().expect("utf-8"),
+        "--server",
+        &url,
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown field `retry_attempt`"), "{stderr}");
+
+    let output = tributary(&["workflow", "get", "missing", "--server", &url]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("workflow \"missing\" not found"));
+    server.stop().await;
+
+    // Nothing listens there any more.
+    let output = tributary(&["health", "--server", &url]).await;
+    assert_eq!(output.status.code(), Some(1));
+}
