@@ -131,3 +131,100 @@ async fn errors_print_the_server_message_and_exit_non_zero() {
     let output = tributary(&["health", "--server", &url]).await;
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn run_commands_start_wait_list_get_cancel_and_list_executors() {
+    use serde_json::json;
+    use tributary_e2e::executor::{Outcome, TestExecutor, handler};
+    let server = TestServer::start().await;
+    let url = server.url();
+    server
+        .register(
+            "default",
+            json!({"name": "w", "tasks": [{"id": "ok"}, {"id": "bad", "handler": "w.bad"}]}),
+        )
+        .await;
+    server
+        .register(
+            "default",
+            json!({"name": "good", "tasks": [{"id": "ok", "handler": "w.ok"}]}),
+        )
+        .await;
+    server
+        .register(
+            "default",
+            json!({"name": "idle", "tasks": [{"id": "x", "handler": "nobody"}]}),
+        )
+        .await;
+    let _executor = TestExecutor::connect(
+        server.channel().await,
+        "default",
+        &["w.ok", "w.bad"],
+        2,
+        handler(|assigned| async move {
+            if assigned.handler == "w.bad" {
+                Outcome::fail_for_good("bad on purpose")
+            } else {
+                Outcome::set(json!({"greeting": assigned.input["name"].clone()}))
+            }
+        }),
+    )
+    .await;
+    let succeeded = tributary(&[
+        "run",
+        "start",
+        "good",
+        "--input",
+        r#"{"name": "ada"}"#,
+        "--wait",
+        "--json",
+        "--server",
+        &url,
+    ])
+    .await;
+    assert!(succeeded.status.success(), "{succeeded:?}");
+    let value = stdout_json(&succeeded);
+    assert_eq!(value["status"], "succeeded");
+    assert_eq!(value["context"]["greeting"], "ada");
+    let run_id = value["run_id"].as_str().expect("id").to_owned();
+
+    let failed = tributary(&["run", "start", "w", "--wait", "--server", &url]).await;
+    assert_eq!(failed.status.code(), Some(1), "a failed run exits non-zero");
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("bad on purpose"));
+
+    let got = tributary(&["run", "get", &run_id, "--json", "--server", &url]).await;
+    assert_eq!(stdout_json(&got)["tasks"][0]["state"], "succeeded");
+
+    let listed = tributary(&[
+        "run",
+        "list",
+        "--workflow",
+        "good",
+        "--json",
+        "--server",
+        &url,
+    ])
+    .await;
+    let listed = stdout_json(&listed);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(listed[0]["run_id"], run_id.as_str());
+    let bad_status = tributary(&["run", "list", "--status", "sleeping", "--server", &url]).await;
+    assert_eq!(bad_status.status.code(), Some(1));
+
+    let idle = tributary(&["run", "start", "idle", "--server", &url]).await;
+    let idle_id = String::from_utf8_lossy(&idle.stdout).trim().to_owned();
+    let cancelled = tributary(&["run", "cancel", &idle_id, "--server", &url]).await;
+    assert!(cancelled.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&cancelled.stdout).trim(),
+        format!("run {idle_id} cancelled")
+    );
+    let again = tributary(&["run", "cancel", &idle_id, "--server", &url]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is already cancelled"));
+
+    let executors = tributary(&["executor", "list", "--json", "--server", &url]).await;
+    let executors = stdout_json(&executors);
+    assert_eq!(executors[0]["handlers"], json!(["w.bad", "w.ok"]));
+    server.stop().await;
+}

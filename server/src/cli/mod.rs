@@ -3,6 +3,7 @@
 
 mod client;
 mod health;
+mod run;
 mod workflow;
 
 pub use workflow::read_definition_file;
@@ -31,6 +32,12 @@ enum Command {
     /// Register and inspect workflows.
     #[command(subcommand)]
     Workflow(workflow::WorkflowCommand),
+    /// Start, inspect and cancel runs.
+    #[command(subcommand)]
+    Run(run::RunCommand),
+    /// Inspect connected executors.
+    #[command(subcommand)]
+    Executor(run::ExecutorCommand),
 }
 
 /// A failure the CLI reports before exiting non-zero.
@@ -65,6 +72,8 @@ pub async fn run() -> ExitCode {
         Command::Serve(config) => serve(config).await.map(|()| ExitCode::SUCCESS),
         Command::Health(options) => health::run(&options).await,
         Command::Workflow(command) => workflow::run(command).await.map(|()| ExitCode::SUCCESS),
+        Command::Run(command) => run::run(command).await,
+        Command::Executor(command) => run::executors(command).await,
     };
     match outcome {
         Ok(code) => code,
