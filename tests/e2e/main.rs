@@ -6,5 +6,6 @@ mod run_api;
 mod run_flows;
 mod serving;
 mod store_conformance;
+mod store_events;
 mod store_runs;
 mod workflow_api;

@@ -11,11 +11,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::run_queries::RunQueries;
+use super::run_queries::{FIND_EXPIRED_RUNS, RunQueries};
 use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+    CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+    RunStatus,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -115,6 +116,32 @@ impl Store for SqliteStore {
         filter: &RunFilter,
     ) -> Result<Vec<RunRecord>, StoreError> {
         RunQueries::<Sqlite>::list_runs(&self.readers, namespace, filter).await
+    }
+
+    async fn run_status(&self, namespace: &str, run_id: &str) -> Result<RunStatus, StoreError> {
+        RunQueries::<Sqlite>::run_status(&self.readers, namespace, run_id).await
+    }
+
+    async fn list_events(
+        &self,
+        namespace: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Sqlite>::list_events(&self.readers, namespace, query).await
+    }
+
+    async fn delete_finished_runs(
+        &self,
+        finished_before_ms: i64,
+        batch_limit: u32,
+    ) -> Result<usize, StoreError> {
+        RunQueries::<Sqlite>::delete_finished_runs(
+            &self.writer,
+            FIND_EXPIRED_RUNS,
+            finished_before_ms,
+            batch_limit,
+        )
+        .await
     }
 
     async fn close(&self) {
