@@ -3,6 +3,7 @@
 //! `TRIBUTARY_TEST_DATABASE_URL` is set (see `scripts/test.sh`).
 
 mod run_api;
+mod run_events;
 mod run_flows;
 mod serving;
 mod store_conformance;
