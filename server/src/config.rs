@@ -152,8 +152,10 @@ impl ServeConfig {
         (retention_ms > 0).then(|| Duration::from_millis(retention_ms))
     }
 
+    /// At least 1 ms: a timer cannot tick every 0 ms (the command line
+    /// refuses 0 already).
     pub fn retention_interval(&self) -> Duration {
-        Duration::from_millis(self.retention_interval_ms)
+        Duration::from_millis(self.retention_interval_ms.max(1))
     }
 
     pub fn definition_limits(&self) -> DefinitionLimits {

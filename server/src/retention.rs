@@ -58,14 +58,16 @@ pub fn spawn(
 }
 
 /// Deletes every run that finished before `finished_before_ms`, in batches
-/// of `batch_runs`, stopping early when `shutdown` turns true. Returns how
-/// many runs were deleted.
+/// of `batch_runs` (at least 1), stopping early when `shutdown` turns true.
+/// Returns how many runs were deleted.
 pub async fn sweep(
     store: &dyn Store,
     finished_before_ms: i64,
     batch_runs: u32,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<usize, StoreError> {
+    // A batch of 0 would never come back short, so the loop would not end.
+    let batch_runs = batch_runs.max(1);
     let mut deleted = 0;
     loop {
         let batch = store

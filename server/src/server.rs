@@ -128,8 +128,9 @@ async fn serve(
     let (stop_dispatch, dispatch_stopped) = watch::channel(false);
     // Live event fan-out. A watcher that lags behind the buffer is told so
     // and catches up from the database, so the engine never waits for it.
-    // The configuration bounds the size to at least 1, as the channel needs.
-    let (events, _) = broadcast::channel(config.event_buffer as usize);
+    // The command line refuses 0, which the channel cannot take; a config
+    // built in code gets the same floor.
+    let (events, _) = broadcast::channel(config.event_buffer.max(1) as usize);
     let (coordinator, coordinator_task) = Coordinator::spawn(
         store.clone(),
         DispatchSettings {

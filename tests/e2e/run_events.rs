@@ -25,6 +25,10 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 const NS: &str = "default";
 
+type Client = RunServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Namespace>,
+>;
+
 /// The fields that identify an event, for comparing streams.
 type Key = (u64, String, u64, pb::RunEventType, String);
 
@@ -44,11 +48,7 @@ fn keys(events: &[pb::RunEvent]) -> Vec<Key> {
 
 /// A run-service client on a connection with small windows, for streams
 /// the test leaves unread for a while.
-async fn narrow_client(
-    server: &TestServer,
-) -> RunServiceClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Namespace>,
-> {
+async fn narrow_client(server: &TestServer) -> Client {
     RunServiceClient::with_interceptor(server.narrow_channel().await, Namespace::new(NS))
 }
 
@@ -269,8 +269,6 @@ impl GatedExecutor {
     }
 }
 
-const DIAMOND: &[&str] = &["b", "c"];
-
 /// Registers `diamond`: a -> (b, c) -> d, and connects an executor that
 /// holds task b until its gate opens.
 async fn diamond_with_gate(server: &TestServer) -> GatedExecutor {
@@ -281,7 +279,7 @@ async fn diamond_with_gate(server: &TestServer) -> GatedExecutor {
                 {"id": "a"},
                 {"id": "b", "dependencies": ["a"]},
                 {"id": "c", "dependencies": ["a"]},
-                {"id": "d", "dependencies": DIAMOND}
+                {"id": "d", "dependencies": ["b", "c"]}
             ]}),
         )
         .await;
@@ -766,12 +764,7 @@ async fn the_retention_job_deletes_finished_runs_and_leaves_running_ones_whole()
 }
 
 /// Polls GetRun until the run is NOT_FOUND (see `LIMIT`).
-async fn wait_until_deleted(
-    client: &mut RunServiceClient<
-        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Namespace>,
-    >,
-    run_id: &str,
-) {
+async fn wait_until_deleted(client: &mut Client, run_id: &str) {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         let result = client
