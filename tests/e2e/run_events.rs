@@ -46,10 +46,50 @@ fn keys(events: &[pb::RunEvent]) -> Vec<Key> {
     events.iter().map(key).collect()
 }
 
-/// A run-service client on a connection with small windows, for streams
-/// the test leaves unread for a while.
+/// A WatchEvents stream from the start on a connection with small windows,
+/// for a test that leaves it unread for a while.
+async fn stalled_watch_events(server: &TestServer) -> Streaming<pb::WatchEventsResponse> {
+    narrow_client(server)
+        .await
+        .watch_events(after_cursor(0))
+        .await
+        .expect("watch accepted")
+        .into_inner()
+}
+
+/// A WatchRun stream from the start on a connection with small windows.
+async fn stalled_watch_run(server: &TestServer, run_id: &str) -> Streaming<pb::WatchRunResponse> {
+    narrow_client(server)
+        .await
+        .watch_run(pb::WatchRunRequest {
+            run_id: run_id.to_owned(),
+            after_sequence: 0,
+        })
+        .await
+        .expect("watch accepted")
+        .into_inner()
+}
+
 async fn narrow_client(server: &TestServer) -> Client {
     RunServiceClient::with_interceptor(server.narrow_channel().await, Namespace::new(NS))
+}
+
+/// An executor serving `handler_names` whose every attempt succeeds at
+/// once without writing anything.
+async fn instant_executor(
+    server: &TestServer,
+    handler_names: &[impl AsRef<str>],
+    capacity: u32,
+) -> TestExecutor {
+    let handler_names: Vec<&str> = handler_names.iter().map(AsRef::as_ref).collect();
+    TestExecutor::connect(
+        server.channel().await,
+        NS,
+        &handler_names,
+        capacity,
+        handler(|_| async { Outcome::set(json!({})) }),
+    )
+    .await
 }
 
 async fn watch_run(
@@ -426,17 +466,7 @@ async fn watch_events_resumes_from_a_cursor_without_gap_or_duplicate_also_after_
     let server = TestServer::start().await;
     let tasks = ["x", "y", "z"];
     register_fan_in(&server, "fan", &tasks, Some("join")).await;
-    let executor = TestExecutor::connect(
-        server.channel().await,
-        NS,
-        &handlers("fan", &["x", "y", "z", "join"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        8,
-        handler(|_| async { Outcome::set(json!({})) }),
-    )
-    .await;
+    let executor = instant_executor(&server, &handlers("fan", &["x", "y", "z", "join"]), 8).await;
     let first = server.start_run(NS, "fan", json!({})).await;
     let second = server.start_run(NS, "fan", json!({})).await;
     let mut stream = watch_events(&server, after_cursor(0)).await;
@@ -466,17 +496,7 @@ async fn watch_events_resumes_from_a_cursor_without_gap_or_duplicate_also_after_
     let server = TestServer::start_on(database, |_| {}).await;
     let resume_at = all.len() / 2;
     let mut after_restart = watch_events(&server, after_cursor(all[resume_at].cursor)).await;
-    let executor = TestExecutor::connect(
-        server.channel().await,
-        NS,
-        &handlers("fan", &["x", "y", "z", "join"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        8,
-        handler(|_| async { Outcome::set(json!({})) }),
-    )
-    .await;
+    let executor = instant_executor(&server, &handlers("fan", &["x", "y", "z", "join"]), 8).await;
     let third = server.start_run(NS, "fan", json!({})).await;
     let mut replayed = read_until_started(&mut after_restart, &third).await;
     let barrier = replayed.pop().expect("the new run's first event");
@@ -497,14 +517,7 @@ async fn watch_events_filters_by_workflow_run_and_type_in_replay_and_live() {
     let server = TestServer::start().await;
     register_fan_in(&server, "alpha", &["a1", "a2"], None).await;
     let mut executor = diamond_with_gate(&server).await;
-    let _alpha_executor = TestExecutor::connect(
-        server.channel().await,
-        NS,
-        &["alpha.a1", "alpha.a2"],
-        8,
-        handler(|_| async { Outcome::set(json!({})) }),
-    )
-    .await;
+    let _alpha_executor = instant_executor(&server, &["alpha.a1", "alpha.a2"], 8).await;
     let by_workflow = pb::WatchEventsRequest {
         workflow_names: vec!["alpha".into()],
         ..pb::WatchEventsRequest::default()
@@ -587,33 +600,12 @@ async fn a_paused_watcher_gets_over_a_thousand_events_once_each_in_order_when_it
     // so everything they deliver past that comes from the database.
     let server = TestServer::start_with(|config| config.event_buffer = 16).await;
     let handler_names = register_wide(&server, 300).await;
-    let refs: Vec<&str> = handler_names.iter().map(String::as_str).collect();
-    let _executor = TestExecutor::connect(
-        server.channel().await,
-        NS,
-        &refs,
-        32,
-        handler(|_| async { Outcome::set(json!({})) }),
-    )
-    .await;
+    let _executor = instant_executor(&server, &handler_names, 32).await;
 
     // Opened before the run and not read until it has finished.
-    let mut paused_events = narrow_client(&server)
-        .await
-        .watch_events(after_cursor(0))
-        .await
-        .expect("watch accepted")
-        .into_inner();
+    let mut paused_events = stalled_watch_events(&server).await;
     let run_id = server.start_run(NS, "wide", json!({})).await;
-    let mut paused_run = narrow_client(&server)
-        .await
-        .watch_run(pb::WatchRunRequest {
-            run_id: run_id.clone(),
-            after_sequence: 0,
-        })
-        .await
-        .expect("watch accepted")
-        .into_inner();
+    let mut paused_run = stalled_watch_run(&server, &run_id).await;
     let run = server.wait_for_run(NS, &run_id, LIMIT).await;
     assert_eq!(run.status(), pb::RunStatus::Succeeded);
 
@@ -630,36 +622,13 @@ async fn a_paused_watcher_gets_over_a_thousand_events_once_each_in_order_when_it
 async fn watchers_that_never_read_do_not_stop_runs_from_completing() {
     let server = TestServer::start_with(|config| config.event_buffer = 16).await;
     let handler_names = register_wide(&server, 100).await;
-    let refs: Vec<&str> = handler_names.iter().map(String::as_str).collect();
-    let _executor = TestExecutor::connect(
-        server.channel().await,
-        NS,
-        &refs,
-        16,
-        handler(|_| async { Outcome::set(json!({})) }),
-    )
-    .await;
+    let _executor = instant_executor(&server, &handler_names, 16).await;
     let mut stalled = Vec::new();
     for _ in 0..3 {
-        stalled.push(
-            narrow_client(&server)
-                .await
-                .watch_events(after_cursor(0))
-                .await
-                .expect("watch accepted")
-                .into_inner(),
-        );
+        stalled.push(stalled_watch_events(&server).await);
     }
     let first = server.start_run(NS, "wide", json!({})).await;
-    let stalled_run = narrow_client(&server)
-        .await
-        .watch_run(pb::WatchRunRequest {
-            run_id: first.clone(),
-            after_sequence: 0,
-        })
-        .await
-        .expect("watch accepted")
-        .into_inner();
+    let stalled_run = stalled_watch_run(&server, &first).await;
     let mut runs = vec![first];
     for _ in 0..4 {
         runs.push(server.start_run(NS, "wide", json!({})).await);
@@ -679,21 +648,8 @@ async fn watchers_that_never_read_do_not_stop_runs_from_completing() {
 async fn a_watcher_that_never_reads_does_not_keep_the_server_from_stopping() {
     let server = TestServer::start_with(|config| config.shutdown_grace_ms = 100).await;
     let handler_names = register_wide(&server, 100).await;
-    let refs: Vec<&str> = handler_names.iter().map(String::as_str).collect();
-    let _executor = TestExecutor::connect(
-        server.channel().await,
-        NS,
-        &refs,
-        16,
-        handler(|_| async { Outcome::set(json!({})) }),
-    )
-    .await;
-    let _stalled = narrow_client(&server)
-        .await
-        .watch_events(after_cursor(0))
-        .await
-        .expect("watch accepted")
-        .into_inner();
+    let _executor = instant_executor(&server, &handler_names, 16).await;
+    let _stalled = stalled_watch_events(&server).await;
     let run_id = server.start_run(NS, "wide", json!({})).await;
     server.wait_for_run(NS, &run_id, LIMIT).await;
     // The stalled stream has more events queued than its window lets
@@ -713,14 +669,7 @@ async fn the_retention_job_deletes_finished_runs_and_leaves_running_ones_whole()
     .await;
     let mut executor = diamond_with_gate(&server).await;
     register_fan_in(&server, "solo", &["a"], None).await;
-    let _solo_executor = TestExecutor::connect(
-        server.channel().await,
-        NS,
-        &["solo.a"],
-        4,
-        handler(|_| async { Outcome::set(json!({})) }),
-    )
-    .await;
+    let _solo_executor = instant_executor(&server, &["solo.a"], 4).await;
     let running = server.start_run(NS, "diamond", json!({})).await;
     executor.gated_task_started().await;
     // Settled until the gate opens: a and c done, b running, d waiting.
