@@ -68,6 +68,48 @@ pub struct ServeConfig {
     /// Silence after which an executor is considered gone, in milliseconds.
     #[arg(long, env = "TRIBUTARY_LEASE_TIMEOUT_MS", default_value_t = 15_000)]
     pub lease_timeout_ms: u64,
+    /// Days a finished run is kept, with its tasks, attempts, deltas,
+    /// conflicts and events, before a background job deletes it; 0 keeps
+    /// every run forever.
+    #[arg(long, env = "TRIBUTARY_RETENTION_DAYS", default_value_t = 7)]
+    pub retention_days: u32,
+    /// The retention in milliseconds, overriding --retention-days (for tests
+    /// that cannot wait days); 0 keeps every run.
+    #[arg(long, env = "TRIBUTARY_RETENTION_MS", hide = true)]
+    pub retention_ms: Option<u64>,
+    /// How often the retention job looks for expired runs, in milliseconds.
+    #[arg(
+        long,
+        env = "TRIBUTARY_RETENTION_INTERVAL_MS",
+        default_value_t = 3_600_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub retention_interval_ms: u64,
+    /// Runs the retention job deletes per transaction; small batches keep
+    /// each transaction short next to the engine's writes.
+    #[arg(
+        long,
+        env = "TRIBUTARY_RETENTION_BATCH_RUNS",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub retention_batch_runs: u32,
+    /// Committed events kept in memory for live watchers. A watcher that falls
+    /// further behind reads on from the database, so this trades memory for
+    /// fewer catch-up queries; it never slows the engine.
+    #[arg(
+        long,
+        env = "TRIBUTARY_EVENT_BUFFER",
+        default_value_t = 4096,
+        value_parser = clap::value_parser!(u32).range(1..=1_048_576)
+    )]
+    pub event_buffer: u32,
+    /// How long a shutdown waits for open calls to finish, in milliseconds.
+    /// Watch streams end at once, but one whose client stopped reading
+    /// cannot finish until it reads; after this, its connection is left to
+    /// close with the process.
+    #[arg(long, env = "TRIBUTARY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
 }
 
 impl ServeConfig {
@@ -88,7 +130,32 @@ impl ServeConfig {
             max_reassignments: 3,
             heartbeat_interval_ms: 5_000,
             lease_timeout_ms: 15_000,
+            retention_days: 7,
+            retention_ms: None,
+            retention_interval_ms: 3_600_000,
+            retention_batch_runs: 100,
+            event_buffer: 4096,
+            shutdown_grace_ms: 10_000,
         }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// How long finished runs are kept; `None` keeps them forever.
+    pub fn retention(&self) -> Option<Duration> {
+        const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+        let retention_ms = self
+            .retention_ms
+            .unwrap_or_else(|| u64::from(self.retention_days).saturating_mul(DAY_MS));
+        (retention_ms > 0).then(|| Duration::from_millis(retention_ms))
+    }
+
+    /// At least 1 ms: a timer cannot tick every 0 ms (the command line
+    /// refuses 0 already).
+    pub fn retention_interval(&self) -> Duration {
+        Duration::from_millis(self.retention_interval_ms.max(1))
     }
 
     pub fn definition_limits(&self) -> DefinitionLimits {
@@ -110,5 +177,50 @@ impl ServeConfig {
             .max(self.max_context_bytes)
             .max(4 * 1024 * 1024)
             + 64 * 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServeConfig {
+        ServeConfig::new("127.0.0.1:0".parse().expect("address"), "sqlite://x.db")
+    }
+
+    #[test]
+    fn retention_is_days_unless_milliseconds_are_given_and_zero_keeps_everything() {
+        let mut config = config();
+        assert_eq!(
+            config.retention(),
+            Some(Duration::from_secs(7 * 24 * 60 * 60))
+        );
+        config.retention_days = 0;
+        assert_eq!(config.retention(), None);
+        config.retention_ms = Some(250);
+        assert_eq!(config.retention(), Some(Duration::from_millis(250)));
+        config.retention_ms = Some(0);
+        assert_eq!(config.retention(), None);
+    }
+
+    #[test]
+    fn the_defaults_of_new_match_the_command_line_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Command {
+            #[command(flatten)]
+            serve: ServeConfig,
+        }
+        let parsed = Command::try_parse_from(["tributary"]).expect("parses");
+        let new = config();
+        assert_eq!(parsed.serve.retention_days, new.retention_days);
+        assert_eq!(parsed.serve.retention_ms, new.retention_ms);
+        assert_eq!(
+            parsed.serve.retention_interval_ms,
+            new.retention_interval_ms
+        );
+        assert_eq!(parsed.serve.retention_batch_runs, new.retention_batch_runs);
+        assert_eq!(parsed.serve.event_buffer, new.event_buffer);
+        assert_eq!(parsed.serve.shutdown_grace_ms, new.shutdown_grace_ms);
     }
 }

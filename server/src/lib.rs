@@ -1,5 +1,5 @@
-//! The Tributary server: the gRPC API, workflow validation, storage, and
-//! (in later modules) the scheduling engine and executor dispatch. The
+//! The Tributary server: the gRPC API, workflow validation, the scheduling
+//! engine, executor dispatch, event streams, retention and storage. The
 //! `tributary` binary in `main.rs` is thin glue over this library.
 
 pub mod api;
@@ -10,5 +10,7 @@ pub mod dag;
 pub mod definition;
 pub mod dispatch;
 pub mod engine;
+pub mod events;
+pub mod retention;
 pub mod server;
 pub mod store;

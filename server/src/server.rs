@@ -25,6 +25,8 @@ use crate::config::ServeConfig;
 use crate::dispatch::{Coordinator, CoordinatorHandle, DispatchSettings};
 use crate::engine::records::EventRecord;
 use crate::engine::run::RunSettings;
+use crate::events::EventFeed;
+use crate::retention::{self, RetentionSettings};
 use crate::store::{self, Store, StoreError};
 
 /// Why the server could not start or stopped with an error.
@@ -126,7 +128,9 @@ impl Dispatch {
         let (stop, stopped) = watch::channel(false);
         // Live event fan-out. A watcher that lags behind the buffer is told
         // so and catches up from the database, so the engine never waits.
-        let (events, _) = broadcast::channel(4096);
+        // The command line refuses 0, which the channel cannot take; a
+        // config built in code gets the same floor.
+        let (events, _) = broadcast::channel(config.event_buffer.max(1) as usize);
         let (coordinator, task) = Coordinator::start(
             store,
             DispatchSettings {
@@ -175,16 +179,16 @@ async fn serve(
         stopped: dispatch_stopped,
         events,
     } = dispatch;
-    // Kept for the event streams; dropping it would close them.
-    let _events = events;
 
     let max_message_bytes = config.max_message_bytes();
     let workflow_service =
         WorkflowServiceServer::new(WorkflowApi::new(store.clone(), config.definition_limits()))
             .max_decoding_message_size(max_message_bytes);
+    let event_feed = EventFeed::new(store.clone(), events.clone(), dispatch_stopped.clone());
     let run_service = RunServiceServer::new(RunApi::new(
         store.clone(),
         coordinator.clone(),
+        event_feed,
         config.max_context_bytes,
     ))
     .max_decoding_message_size(max_message_bytes)
@@ -197,10 +201,22 @@ async fn serve(
             max_message_bytes: max_message_bytes as u64,
             max_context_bytes: config.max_context_bytes,
         },
-        dispatch_stopped,
+        dispatch_stopped.clone(),
     ))
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);
+
+    let retention_task = config.retention().map(|keep_for| {
+        retention::spawn(
+            store.clone(),
+            RetentionSettings {
+                keep_for,
+                interval: config.retention_interval(),
+                batch_runs: config.retention_batch_runs,
+            },
+            dispatch_stopped,
+        )
+    });
 
     // The store is connected and migrated by now, so the server is ready.
     health_reporter
@@ -230,7 +246,8 @@ async fn serve(
         .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
         .into_inner();
 
-    let result = Server::builder()
+    let (draining, drain_started) = oneshot::channel::<()>();
+    let serving = Server::builder()
         // Applies to the time until a handler returns its response, so it
         // bounds unary calls and leaves established streams alone.
         .timeout(config.request_timeout())
@@ -245,12 +262,41 @@ async fn serve(
         .add_service(executor_service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             shutdown.await;
-            // Executor streams never end on their own; stopping dispatch
-            // closes them so that the graceful shutdown can complete.
+            // Executor and watch streams never end on their own; stopping
+            // dispatch closes them so that the graceful shutdown can
+            // complete. It stops the retention job too.
             let _ = stop_dispatch.send(true);
-        })
-        .await;
+            let _ = draining.send(());
+        });
+    // A client that stopped reading a stream keeps its HTTP/2 stream from
+    // finishing (the server cannot send the end past unread data), so the
+    // graceful drain waits at most the grace period; the connections still
+    // open then are left to close with the process.
+    let grace = config.shutdown_grace();
+    let result = tokio::select! {
+        result = serving => result,
+        () = async {
+            match drain_started.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                // The server failed without a shutdown; the other branch ends.
+                Err(_) => std::future::pending().await,
+            }
+        } => {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "calls still open after the shutdown grace period; leaving them"
+            );
+            Ok(())
+        }
+    };
     let _ = coordinator_task.await;
+    if let Some(retention_task) = retention_task {
+        // The job stops at the shutdown signal between batches; aborting
+        // also covers a server that failed without one, and a batch cut
+        // short just rolls back.
+        retention_task.abort();
+        let _ = retention_task.await;
+    }
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;

@@ -5,8 +5,10 @@
 mod cli;
 mod liveness;
 mod run_api;
+mod run_events;
 mod run_flows;
 mod serving;
 mod store_conformance;
+mod store_events;
 mod store_runs;
 mod workflow_api;

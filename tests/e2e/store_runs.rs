@@ -1,7 +1,8 @@
 //! The `Store` conformance suite for runs: creating them, committing the
 //! engine's changes with their events, and reading them back, through the
-//! trait only, against whichever backend the environment selects. The event
-//! log has no read method yet, so the event rows are checked with SQL.
+//! trait only, against whichever backend the environment selects. Event rows
+//! are checked with SQL here, to see what was written independently of
+//! `list_events` (which `store_events` tests).
 
 use std::sync::Arc;
 
@@ -16,14 +17,14 @@ use tributary_server::store::{Store, StoreError};
 
 use crate::store_conformance::open;
 
-const NS: &str = "default";
+pub(crate) const NS: &str = "default";
 
 /// Ids shaped like UUIDv7s whose order is `n`'s order, as the engine's are.
-fn run_id(n: u32) -> String {
+pub(crate) fn run_id(n: u32) -> String {
     format!("01930000-0000-7000-8000-{n:012}")
 }
 
-fn task(task_id: &str, position: u32) -> TaskRecord {
+pub(crate) fn task(task_id: &str, position: u32) -> TaskRecord {
     TaskRecord {
         task_id: task_id.to_owned(),
         position,
@@ -39,7 +40,12 @@ fn task(task_id: &str, position: u32) -> TaskRecord {
     }
 }
 
-fn event(sequence: u64, event_type: EventType, task_id: &str, created_at_ms: i64) -> NewEvent {
+pub(crate) fn event(
+    sequence: u64,
+    event_type: EventType,
+    task_id: &str,
+    created_at_ms: i64,
+) -> NewEvent {
     NewEvent {
         sequence,
         event_type,
@@ -51,7 +57,7 @@ fn event(sequence: u64, event_type: EventType, task_id: &str, created_at_ms: i64
     }
 }
 
-fn new_run(namespace: &str, id: &str, workflow_name: &str, key: Option<&str>) -> NewRun {
+pub(crate) fn new_run(namespace: &str, id: &str, workflow_name: &str, key: Option<&str>) -> NewRun {
     NewRun {
         id: id.to_owned(),
         namespace: namespace.to_owned(),
@@ -84,7 +90,7 @@ fn pending_record(run: &NewRun) -> RunRecord {
     }
 }
 
-fn changes_of(run: &NewRun) -> RunChanges {
+pub(crate) fn changes_of(run: &NewRun) -> RunChanges {
     RunChanges {
         run_id: run.id.clone(),
         namespace: run.namespace.clone(),
@@ -93,7 +99,7 @@ fn changes_of(run: &NewRun) -> RunChanges {
     }
 }
 
-fn attempt(run: &NewRun, id: &str, task_id: &str, number: u32) -> AttemptRecord {
+pub(crate) fn attempt(run: &NewRun, id: &str, task_id: &str, number: u32) -> AttemptRecord {
     AttemptRecord {
         id: id.to_owned(),
         run_id: run.id.clone(),
@@ -109,7 +115,7 @@ fn attempt(run: &NewRun, id: &str, task_id: &str, number: u32) -> AttemptRecord 
     }
 }
 
-fn status(status: RunStatus) -> RunStatusChange {
+pub(crate) fn status(status: RunStatus) -> RunStatusChange {
     RunStatusChange {
         status,
         started_at_ms: None,
@@ -118,7 +124,7 @@ fn status(status: RunStatus) -> RunStatusChange {
     }
 }
 
-async fn create(store: &Arc<dyn Store>, run: &NewRun) -> Vec<EventRecord> {
+pub(crate) async fn create(store: &Arc<dyn Store>, run: &NewRun) -> Vec<EventRecord> {
     match store.create_run(run).await.expect("creates") {
         CreateRunOutcome::Created(events) => events,
         CreateRunOutcome::IdempotencyKeyTaken(existing) => {

@@ -22,6 +22,10 @@ use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 use tributary_server::config::ServeConfig;
 use tributary_server::server::RunningServer;
 
+/// The receive window of [`TestServer::narrow_channel`]: one maximum-size
+/// HTTP/2 frame (the default is four times that).
+const NARROW_WINDOW: u32 = 16 * 1024;
+
 /// The environment variable that switches the suite to Postgres.
 pub const DATABASE_URL_VARIABLE: &str = "TRIBUTARY_TEST_DATABASE_URL";
 
@@ -93,8 +97,16 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed the default configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        TestServer::start_on(TestDatabase::fresh().await, adjust).await
+    }
+
+    /// Starts a server on an existing database, e.g. the one a stopped
+    /// server returned, to test what survives a restart.
+    pub async fn start_on(
+        database: TestDatabase,
+        adjust: impl FnOnce(&mut ServeConfig),
+    ) -> TestServer {
         init_test_logging();
-        let database = TestDatabase::fresh().await;
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("address");
         let mut config = ServeConfig::new(loopback, database.url());
         adjust(&mut config);
@@ -115,6 +127,20 @@ impl TestServer {
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(self.url())
             .expect("valid URL")
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    /// A connection with small HTTP/2 receive windows: the server may send
+    /// only that much that the client has not read, so a stream the test
+    /// does not read backs up into the server after a few dozen events
+    /// instead of filling the client's buffers.
+    pub async fn narrow_channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("valid URL")
+            .initial_stream_window_size(Some(NARROW_WINDOW))
+            .initial_connection_window_size(Some(NARROW_WINDOW))
             .connect()
             .await
             .expect("connects")

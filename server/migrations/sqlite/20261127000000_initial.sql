@@ -44,6 +44,9 @@ CREATE UNIQUE INDEX runs_idempotency ON runs (namespace, idempotency_key)
 CREATE INDEX runs_listing ON runs (namespace, id DESC);
 CREATE INDEX runs_listing_by_workflow ON runs (namespace, workflow_name, id DESC);
 CREATE INDEX runs_active ON runs (status) WHERE status IN ('pending', 'running');
+-- Retention deletes finished runs oldest first; only terminal runs have a
+-- finish time, so the index holds nothing for active runs.
+CREATE INDEX runs_finished ON runs (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
 
 -- The rows under a run reference it (and their task), so a write for a run
 -- or task that does not exist fails its transaction instead of leaving an
@@ -96,6 +99,9 @@ CREATE TABLE context_deltas (
     FOREIGN KEY (run_id, task_id) REFERENCES task_runs (run_id, task_id),
     FOREIGN KEY (attempt_id) REFERENCES attempts (id)
 );
+-- Deleting an attempt checks that no delta references it; without this
+-- index each check would scan the whole table.
+CREATE INDEX context_deltas_by_attempt ON context_deltas (attempt_id);
 
 CREATE TABLE context_conflicts (
     run_id              TEXT NOT NULL,
@@ -120,7 +126,10 @@ CREATE TABLE events (
     created_at_ms INTEGER NOT NULL,
     UNIQUE (run_id, sequence)
 );
+-- WatchEvents reads a namespace in cursor order, optionally of some
+-- workflows only; WatchRun reads one run by (run_id, sequence) above.
 CREATE INDEX events_by_namespace ON events (namespace, cursor);
+CREATE INDEX events_by_workflow ON events (namespace, workflow_name, cursor);
 
 CREATE TABLE event_sequencer (
     id          INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),

@@ -8,7 +8,7 @@ use tributary_proto::{timestamp_from_unix_ms, v1 as pb};
 use super::error::ApiError;
 use crate::definition::{TaskDefinitionInput, WorkflowDefinitionInput};
 use crate::engine::records::{
-    AttemptState, RunDetail, RunRecord, RunStatus, SkipReason, TaskState,
+    AttemptState, EventRecord, EventType, RunDetail, RunRecord, RunStatus, SkipReason, TaskState,
 };
 use crate::store::StoredWorkflow;
 
@@ -228,6 +228,93 @@ pub fn run_detail_to_proto(detail: &RunDetail, context_json: String) -> pb::Run 
     run
 }
 
+fn event_type_to_proto(event_type: EventType) -> pb::RunEventType {
+    match event_type {
+        EventType::RunStarted => pb::RunEventType::RunStarted,
+        EventType::RunFinished => pb::RunEventType::RunFinished,
+        EventType::TaskReady => pb::RunEventType::TaskReady,
+        EventType::TaskAssigned => pb::RunEventType::TaskAssigned,
+        EventType::TaskStarted => pb::RunEventType::TaskStarted,
+        EventType::TaskSucceeded => pb::RunEventType::TaskSucceeded,
+        EventType::TaskFailed => pb::RunEventType::TaskFailed,
+        EventType::TaskRetryScheduled => pb::RunEventType::TaskRetryScheduled,
+        EventType::TaskTimedOut => pb::RunEventType::TaskTimedOut,
+        EventType::TaskSkipped => pb::RunEventType::TaskSkipped,
+        EventType::TaskCancelled => pb::RunEventType::TaskCancelled,
+        EventType::ContextConflict => pb::RunEventType::ContextConflict,
+        EventType::ExecutorConnected => pb::RunEventType::ExecutorConnected,
+        EventType::ExecutorLost => pb::RunEventType::ExecutorLost,
+    }
+}
+
+/// An event type named in a filter; UNSPECIFIED and unknown numbers are
+/// errors, since they would silently match nothing.
+pub fn event_type_from_proto(value: i32) -> Result<EventType, ApiError> {
+    let event_type = match pb::RunEventType::try_from(value) {
+        Ok(pb::RunEventType::RunStarted) => EventType::RunStarted,
+        Ok(pb::RunEventType::RunFinished) => EventType::RunFinished,
+        Ok(pb::RunEventType::TaskReady) => EventType::TaskReady,
+        Ok(pb::RunEventType::TaskAssigned) => EventType::TaskAssigned,
+        Ok(pb::RunEventType::TaskStarted) => EventType::TaskStarted,
+        Ok(pb::RunEventType::TaskSucceeded) => EventType::TaskSucceeded,
+        Ok(pb::RunEventType::TaskFailed) => EventType::TaskFailed,
+        Ok(pb::RunEventType::TaskRetryScheduled) => EventType::TaskRetryScheduled,
+        Ok(pb::RunEventType::TaskTimedOut) => EventType::TaskTimedOut,
+        Ok(pb::RunEventType::TaskSkipped) => EventType::TaskSkipped,
+        Ok(pb::RunEventType::TaskCancelled) => EventType::TaskCancelled,
+        Ok(pb::RunEventType::ContextConflict) => EventType::ContextConflict,
+        Ok(pb::RunEventType::ExecutorConnected) => EventType::ExecutorConnected,
+        Ok(pb::RunEventType::ExecutorLost) => EventType::ExecutorLost,
+        Ok(pb::RunEventType::Unspecified) => {
+            return Err(ApiError::InvalidArgument(
+                "types contains RUN_EVENT_TYPE_UNSPECIFIED".to_owned(),
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::InvalidArgument(format!(
+                "types contains unknown event type {value}"
+            )));
+        }
+    };
+    Ok(event_type)
+}
+
+/// The wire form of an event: the fields its type does not set stay at
+/// their zero values (see `RunEvent` in run.proto).
+pub fn event_to_proto(event: &EventRecord) -> pb::RunEvent {
+    let details = &event.details;
+    let conflict = details
+        .conflict_key
+        .as_ref()
+        .map(|key| pb::ContextConflict {
+            key: key.clone(),
+            winning_task_id: details.conflict_winning_task_id.clone().unwrap_or_default(),
+            overridden_task_id: details
+                .conflict_overridden_task_id
+                .clone()
+                .unwrap_or_default(),
+        });
+    pb::RunEvent {
+        cursor: event.cursor,
+        sequence: event.sequence,
+        run_id: event.run_id.clone(),
+        workflow_name: event.workflow_name.clone(),
+        r#type: event_type_to_proto(event.event_type) as i32,
+        time: Some(timestamp_from_unix_ms(event.created_at_ms)),
+        task_id: details.task_id.clone().unwrap_or_default(),
+        attempt_id: details.attempt_id.clone().unwrap_or_default(),
+        attempt_number: details.attempt_number.unwrap_or_default(),
+        executor_id: details.executor_id.clone().unwrap_or_default(),
+        error: details.error.clone().unwrap_or_default(),
+        skip_reason: skip_reason_to_proto(details.skip_reason) as i32,
+        next_attempt_at: details.next_attempt_at_ms.map(timestamp_from_unix_ms),
+        run_status: details
+            .run_status
+            .map_or(pb::RunStatus::Unspecified, run_status_to_proto) as i32,
+        conflict,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +328,66 @@ mod tests {
         );
         assert_eq!(decode_page_token("").expect("empty is first page"), None);
         assert!(decode_page_token("!!!").is_err());
+    }
+
+    #[test]
+    fn every_event_type_round_trips_and_unspecified_is_refused() {
+        let all = [
+            EventType::RunStarted,
+            EventType::RunFinished,
+            EventType::TaskReady,
+            EventType::TaskAssigned,
+            EventType::TaskStarted,
+            EventType::TaskSucceeded,
+            EventType::TaskFailed,
+            EventType::TaskRetryScheduled,
+            EventType::TaskTimedOut,
+            EventType::TaskSkipped,
+            EventType::TaskCancelled,
+            EventType::ContextConflict,
+            EventType::ExecutorConnected,
+            EventType::ExecutorLost,
+        ];
+        for event_type in all {
+            let wire = event_type_to_proto(event_type) as i32;
+            assert_eq!(event_type_from_proto(wire).expect("known type"), event_type);
+        }
+        assert!(event_type_from_proto(0).is_err());
+        assert!(event_type_from_proto(999).is_err());
+    }
+
+    #[test]
+    fn events_carry_their_details_and_leave_the_rest_at_zero() {
+        use crate::engine::records::EventDetails;
+        let event = EventRecord {
+            cursor: 42,
+            namespace: "default".into(),
+            run_id: "r".into(),
+            workflow_name: "w".into(),
+            sequence: 7,
+            event_type: EventType::ContextConflict,
+            details: EventDetails {
+                task_id: Some("b".into()),
+                conflict_key: Some("k".into()),
+                conflict_winning_task_id: Some("c".into()),
+                conflict_overridden_task_id: Some("b".into()),
+                ..EventDetails::default()
+            },
+            created_at_ms: 1_500,
+        };
+        let wire = event_to_proto(&event);
+        assert_eq!((wire.cursor, wire.sequence), (42, 7));
+        assert_eq!(wire.r#type(), pb::RunEventType::ContextConflict);
+        assert_eq!(wire.time, Some(timestamp_from_unix_ms(1_500)));
+        assert_eq!(wire.task_id, "b");
+        let conflict = wire.conflict.clone().expect("conflict");
+        assert_eq!(
+            (conflict.key.as_str(), conflict.winning_task_id.as_str()),
+            ("k", "c")
+        );
+        assert_eq!(wire.run_status(), pb::RunStatus::Unspecified);
+        assert_eq!(wire.skip_reason(), pb::SkipReason::Unspecified);
+        assert!(wire.attempt_id.is_empty() && wire.next_attempt_at.is_none());
     }
 
     #[test]

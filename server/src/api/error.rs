@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 
 use crate::dag::DefinitionError;
 use crate::dispatch::DispatchError;
+use crate::events::WatchError;
 use crate::store::StoreError;
 
 /// Everything a request can fail with.
@@ -31,6 +32,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
 }
 
 /// The closed set of outcomes clients can act on. Add variants thoughtfully:
@@ -61,10 +64,11 @@ impl ApiError {
             ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             ApiError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             ApiError::Unimplemented(_) => ErrorCode::Unimplemented,
-            ApiError::Dispatch(DispatchError::Stopped) => ErrorCode::Unavailable,
-            ApiError::Store(error) | ApiError::Dispatch(DispatchError::Store(error)) => {
-                store_error_code(error)
-            }
+            ApiError::Dispatch(DispatchError::Stopped)
+            | ApiError::Watch(WatchError::ShuttingDown) => ErrorCode::Unavailable,
+            ApiError::Store(error)
+            | ApiError::Dispatch(DispatchError::Store(error))
+            | ApiError::Watch(WatchError::Store(error)) => store_error_code(error),
         }
     }
 }
@@ -132,6 +136,12 @@ mod tests {
         let status = Status::from(ApiError::from(DefinitionError::DuplicateTaskId("a".into())));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "duplicate task id \"a\"");
+    }
+
+    #[test]
+    fn a_watch_ended_by_shutdown_is_unavailable_so_clients_resume() {
+        let status = Status::from(ApiError::from(WatchError::ShuttingDown));
+        assert_eq!(status.code(), Code::Unavailable);
     }
 
     #[test]

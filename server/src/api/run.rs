@@ -4,28 +4,33 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::run_service_server::RunService;
 
 use super::convert::{
-    decode_page_token, encode_page_token, page_size, run_detail_to_proto, run_status_from_proto,
-    run_status_to_proto, run_summary_to_proto,
+    decode_page_token, encode_page_token, event_to_proto, event_type_from_proto, page_size,
+    run_detail_to_proto, run_status_from_proto, run_status_to_proto, run_summary_to_proto,
 };
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
 use crate::dispatch::{CancelOutcome, CoordinatorHandle, StartRunCommand};
 use crate::engine::context::{Context, context_from_stored};
-use crate::engine::records::{RunFilter, RunStatus};
+use crate::engine::records::{EventFilter, EventRecord, RunFilter, RunStatus};
+use crate::events::{EventFeed, WatchItem};
 use crate::store::{Store, StoreError, VersionSelector};
 
 /// Longest accepted idempotency key, in bytes.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 
+/// Most values accepted in each filter list of `WatchEvents`.
+const MAX_FILTER_VALUES: usize = 100;
+
 pub struct RunApi {
     store: Arc<dyn Store>,
     coordinator: CoordinatorHandle,
+    events: EventFeed,
     max_context_bytes: usize,
 }
 
@@ -33,11 +38,13 @@ impl RunApi {
     pub fn new(
         store: Arc<dyn Store>,
         coordinator: CoordinatorHandle,
+        events: EventFeed,
         max_context_bytes: usize,
     ) -> RunApi {
         RunApi {
             store,
             coordinator,
+            events,
             max_context_bytes,
         }
     }
@@ -211,6 +218,90 @@ impl RunApi {
             }
         }
     }
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRunRequest>,
+    ) -> ApiResult<EventStream<pb::WatchRunResponse>> {
+        let namespace = namespace_of(&request)?;
+        let request = request.into_inner();
+        if request.run_id.is_empty() {
+            return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
+        }
+        let events = self
+            .events
+            .watch_run(&namespace, &request.run_id, request.after_sequence)
+            .await?;
+        Ok(event_stream(events, |event| pb::WatchRunResponse {
+            event: Some(event_to_proto(event)),
+        }))
+    }
+
+    fn watch_namespace(
+        &self,
+        request: Request<pb::WatchEventsRequest>,
+    ) -> ApiResult<EventStream<pb::WatchEventsResponse>> {
+        let namespace = namespace_of(&request)?;
+        let request = request.into_inner();
+        check_filter_list("workflow_names", &request.workflow_names)?;
+        check_filter_list("run_ids", &request.run_ids)?;
+        check_filter_size("types", request.types.len())?;
+        let filter = EventFilter {
+            workflow_names: request.workflow_names,
+            run_ids: request.run_ids,
+            types: request
+                .types
+                .into_iter()
+                .map(event_type_from_proto)
+                .collect::<Result<_, _>>()?,
+        };
+        let events = self
+            .events
+            .watch_namespace(&namespace, filter, request.after_cursor);
+        Ok(event_stream(events, |event| pb::WatchEventsResponse {
+            event: Some(event_to_proto(event)),
+        }))
+    }
+}
+
+/// A filter list must be short enough to bind into one query, and an empty
+/// value could only ever match nothing, which is a mistake worth reporting.
+fn check_filter_list(field: &str, values: &[String]) -> ApiResult<()> {
+    check_filter_size(field, values.len())?;
+    match values.iter().position(String::is_empty) {
+        Some(index) => Err(ApiError::InvalidArgument(format!(
+            "{field}[{index}] is empty"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn check_filter_size(field: &str, count: usize) -> ApiResult<()> {
+    if count > MAX_FILTER_VALUES {
+        return Err(ApiError::ResourceExhausted(format!(
+            "{field} has {count} values, over the limit of {MAX_FILTER_VALUES} by {}",
+            count - MAX_FILTER_VALUES
+        )));
+    }
+    Ok(())
+}
+
+/// The response stream of a watcher: each event converted, an error turned
+/// into the status that ends the stream. The watcher's queue is bounded, so
+/// the stream holds at most that many events.
+fn event_stream<T>(
+    events: tokio::sync::mpsc::Receiver<WatchItem>,
+    convert: fn(&EventRecord) -> T,
+) -> EventStream<T>
+where
+    T: Send + 'static,
+{
+    Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(events).map(move |item| match item {
+            Ok(event) => Ok(convert(&event)),
+            Err(error) => Err(Status::from(ApiError::from(error))),
+        }),
+    )
 }
 
 /// Identifies a StartRun request for idempotency: the same workflow, the same
@@ -264,24 +355,18 @@ impl RunService for RunApi {
 
     async fn watch_run(
         &self,
-        _request: Request<pb::WatchRunRequest>,
+        request: Request<pb::WatchRunRequest>,
     ) -> Result<Response<Self::WatchRunStream>, Status> {
-        Err(ApiError::Unimplemented(
-            "WatchRun is not available yet: the event streams are being built".to_owned(),
-        )
-        .into())
+        Ok(Response::new(self.watch(request).await?))
     }
 
     type WatchEventsStream = EventStream<pb::WatchEventsResponse>;
 
     async fn watch_events(
         &self,
-        _request: Request<pb::WatchEventsRequest>,
+        request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        Err(ApiError::Unimplemented(
-            "WatchEvents is not available yet: the event streams are being built".to_owned(),
-        )
-        .into())
+        Ok(Response::new(self.watch_namespace(request)?))
     }
 }
 

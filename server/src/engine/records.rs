@@ -375,3 +375,44 @@ pub struct RunFilter {
     pub before_id: Option<String>,
     pub limit: u32,
 }
+
+/// Which events a watcher wants, besides its position.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events of runs of these workflows; empty means all.
+    pub workflow_names: Vec<String>,
+    /// Only events of these runs; empty means all.
+    pub run_ids: Vec<String>,
+    /// Only events of these types; empty means all.
+    pub types: Vec<EventType>,
+}
+
+impl EventFilter {
+    /// Whether an event passes every non-empty list. The namespace is not
+    /// part of the filter; callers check it.
+    pub fn matches(&self, event: &EventRecord) -> bool {
+        (self.workflow_names.is_empty() || self.workflow_names.contains(&event.workflow_name))
+            && (self.run_ids.is_empty() || self.run_ids.contains(&event.run_id))
+            && (self.types.is_empty() || self.types.contains(&event.event_type))
+    }
+}
+
+/// Where a read of the event log starts, which also fixes its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPosition {
+    /// Events of every run with a greater global cursor, in cursor order
+    /// (commit order).
+    AfterCursor(u64),
+    /// Events of one run with a greater sequence number, in sequence order
+    /// (which is also their cursor order).
+    AfterSequence { run_id: String, sequence: u64 },
+}
+
+/// A page of the event log of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    pub position: EventPosition,
+    pub filter: EventFilter,
+    /// At most this many events.
+    pub limit: u32,
+}

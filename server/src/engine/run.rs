@@ -527,8 +527,7 @@ impl RunState {
         });
         let mut details = self.attempt_details(task, attempt_id);
         details.error = Some(message.to_owned());
-        self.event(EventType::TaskFailed, details, now_ms);
-        self.after_failed_attempt(task, message, retryable, jitter_factor, now_ms, actions);
+        self.after_failed_attempt(task, details, retryable, jitter_factor, now_ms, actions);
         ResultDisposition::Accepted
     }
 
@@ -555,15 +554,15 @@ impl RunState {
         });
         let mut details = self.attempt_details(task, attempt_id);
         details.error = Some(message.clone());
-        self.event(EventType::TaskTimedOut, details, now_ms);
+        self.event(EventType::TaskTimedOut, details.clone(), now_ms);
         if let Some(current) = &self.tasks[task].current {
             actions.push(Action::Cancel {
                 executor_id: current.executor_id.clone(),
                 attempt_id: attempt_id.to_owned(),
-                reason: message.clone(),
+                reason: message,
             });
         }
-        self.after_failed_attempt(task, &message, true, jitter_factor, now_ms, actions);
+        self.after_failed_attempt(task, details, true, jitter_factor, now_ms, actions);
     }
 
     /// The executor holding the attempt is gone. The task goes back to READY
@@ -580,7 +579,7 @@ impl RunState {
         });
         let mut details = self.attempt_details(task, attempt_id);
         details.error = Some(message);
-        self.event(EventType::ExecutorLost, details, now_ms);
+        self.event(EventType::ExecutorLost, details.clone(), now_ms);
         self.tasks[task].current = None;
         self.tasks[task].reassignments += 1;
         let reassignments = self.tasks[task].reassignments;
@@ -589,14 +588,11 @@ impl RunState {
                 "the task lost its executor {reassignments} times (max_reassignments is {})",
                 self.settings.max_reassignments
             );
-            self.event(
-                EventType::TaskFailed,
-                EventDetails {
-                    error: Some(error.clone()),
-                    ..self.task_details(task)
-                },
-                now_ms,
-            );
+            let details = EventDetails {
+                error: Some(error.clone()),
+                ..details
+            };
+            self.event(EventType::TaskFailed, details, now_ms);
             self.finish_task(task, TaskState::Failed, Some(error), now_ms, actions);
         } else {
             self.make_ready(task, now_ms, actions);
@@ -627,21 +623,27 @@ impl RunState {
             if self.tasks[task].state.is_terminal() {
                 continue;
             }
-            if let Some(current) = self.tasks[task].current.take() {
-                self.update_attempt(&current.id, |attempt| {
-                    attempt.state = AttemptState::Cancelled;
-                    attempt.finished_at_ms = Some(now_ms);
-                });
-                actions.push(Action::Cancel {
-                    executor_id: current.executor_id,
-                    attempt_id: current.id,
-                    reason: "the run was cancelled".to_owned(),
-                });
-            }
+            // The event names the attempt it stopped, if one was out.
+            let details = match self.tasks[task].current.take() {
+                Some(current) => {
+                    self.update_attempt(&current.id, |attempt| {
+                        attempt.state = AttemptState::Cancelled;
+                        attempt.finished_at_ms = Some(now_ms);
+                    });
+                    let details = self.attempt_details(task, &current.id);
+                    actions.push(Action::Cancel {
+                        executor_id: current.executor_id,
+                        attempt_id: current.id,
+                        reason: "the run was cancelled".to_owned(),
+                    });
+                    details
+                }
+                None => self.task_details(task),
+            };
             self.tasks[task].state = TaskState::Cancelled;
             self.tasks[task].next_attempt_at_ms = None;
             self.touch(task, now_ms);
-            self.event(EventType::TaskCancelled, self.task_details(task), now_ms);
+            self.event(EventType::TaskCancelled, details, now_ms);
         }
         self.finish_run(RunStatus::Cancelled, now_ms, actions);
         Ok(())
@@ -710,19 +712,25 @@ impl RunState {
         }
     }
 
+    /// An attempt failed or timed out: the task is retried if it may be,
+    /// else it fails. Either way exactly one event records the task's new
+    /// state (TASK_RETRY_SCHEDULED or TASK_FAILED), carrying `details` (the
+    /// attempt and its error), so every task's history ends in one terminal
+    /// task event whatever path led there.
     fn after_failed_attempt(
         &mut self,
         task: TaskIndex,
-        message: &str,
+        details: EventDetails,
         retryable: bool,
         jitter_factor: f64,
         now_ms: i64,
         actions: &mut Vec<Action>,
     ) {
+        let message = details.error.clone().unwrap_or_default();
         let runtime = &mut self.tasks[task];
         runtime.current = None;
         runtime.failures += 1;
-        runtime.error = Some(message.to_owned());
+        runtime.error = Some(message.clone());
         let policy = self.plan.tasks[task].retry;
         if retryable && runtime.failures <= policy.attempts {
             let delay = retry_delay_ms(&policy, runtime.failures, jitter_factor);
@@ -732,18 +740,13 @@ impl RunState {
             self.touch(task, now_ms);
             let details = EventDetails {
                 next_attempt_at_ms: Some(at_ms),
-                ..self.task_details(task)
+                ..details
             };
             self.event(EventType::TaskRetryScheduled, details, now_ms);
             actions.push(Action::RetryAt { task, at_ms });
         } else {
-            self.finish_task(
-                task,
-                TaskState::Failed,
-                Some(message.to_owned()),
-                now_ms,
-                actions,
-            );
+            self.event(EventType::TaskFailed, details, now_ms);
+            self.finish_task(task, TaskState::Failed, Some(message), now_ms, actions);
         }
     }
 

@@ -16,6 +16,8 @@ struct Harness {
     actions: Vec<Action>,
     next_attempt: u32,
     now: i64,
+    /// Events written with the run's creation, until `history` takes them.
+    creation_events: Vec<NewEvent>,
 }
 
 fn task(id: &str, dependencies: &[&str]) -> TaskDefinitionInput {
@@ -55,6 +57,7 @@ fn harness_with(tasks: Vec<TaskDefinitionInput>, input: &str) -> Harness {
         actions,
         next_attempt: 0,
         now: 1_000,
+        creation_events: new_run.events,
     }
 }
 
@@ -127,6 +130,14 @@ impl Harness {
             ResultDisposition::Accepted
         );
         assignment
+    }
+
+    /// Every event not yet taken, the creation's first: together with
+    /// earlier calls, the run's whole history.
+    fn history(&mut self) -> Vec<NewEvent> {
+        let mut events = std::mem::take(&mut self.creation_events);
+        events.extend(self.run.take_changes().events);
+        events
     }
 
     fn finished(&self) -> Option<RunStatus> {
@@ -707,5 +718,209 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
     assert_eq!(
         restored.on_failed("attempt-c", "late", true, 1.0, 2_001, &mut more),
         ResultDisposition::Stale
+    );
+}
+
+/// The types of events that end a task's history.
+fn is_terminal_task_event(event_type: EventType) -> bool {
+    matches!(
+        event_type,
+        EventType::TaskSucceeded
+            | EventType::TaskFailed
+            | EventType::TaskSkipped
+            | EventType::TaskCancelled
+    )
+}
+
+/// Checks what every history must satisfy: sequences 1..=n without a gap,
+/// RUN_FINISHED last and only once, and for every task exactly one terminal
+/// task event whose type matches the task's final state.
+fn assert_complete_history(h: &Harness, events: &[NewEvent]) {
+    let sequences: Vec<u64> = events.iter().map(|event| event.sequence).collect();
+    let expected: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(sequences, expected, "sequences have a gap or repeat");
+    let finished: Vec<&NewEvent> = events
+        .iter()
+        .filter(|event| event.event_type == EventType::RunFinished)
+        .collect();
+    assert_eq!(finished.len(), 1, "one RUN_FINISHED");
+    assert_eq!(
+        events.last().map(|event| event.event_type),
+        Some(EventType::RunFinished)
+    );
+    assert_eq!(finished[0].details.run_status, Some(h.run.status()));
+    for task in &h.run.plan().tasks {
+        let terminal: Vec<EventType> = events
+            .iter()
+            .filter(|event| event.details.task_id.as_deref() == Some(task.id.as_str()))
+            .map(|event| event.event_type)
+            .filter(|event_type| is_terminal_task_event(*event_type))
+            .collect();
+        let expected = match h.state(&task.id) {
+            TaskState::Succeeded => EventType::TaskSucceeded,
+            TaskState::Failed => EventType::TaskFailed,
+            TaskState::Skipped => EventType::TaskSkipped,
+            TaskState::Cancelled => EventType::TaskCancelled,
+            other => panic!("task {} is not terminal: {other:?}", task.id),
+        };
+        assert_eq!(terminal, [expected], "terminal events of task {}", task.id);
+    }
+}
+
+/// The events of one task, as (type, attempt id, error) triples.
+fn task_events(
+    events: &[NewEvent],
+    task_id: &str,
+) -> Vec<(EventType, Option<String>, Option<String>)> {
+    events
+        .iter()
+        .filter(|event| event.details.task_id.as_deref() == Some(task_id))
+        .map(|event| {
+            (
+                event.event_type,
+                event.details.attempt_id.clone(),
+                event.details.error.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_timed_out_attempt_with_no_retry_left_fails_the_task_with_an_event() {
+    let mut slow = task("slow", &[]);
+    slow.timeout_ms = Some(100);
+    let mut h = harness_with(vec![slow, task("after", &["slow"])], "{}");
+    let attempt = h.assign("slow");
+    h.now = 1_100;
+    h.run
+        .on_timeout(&attempt.attempt_id, 1.0, h.now, &mut h.actions);
+    assert_eq!(h.state("slow"), TaskState::Failed);
+    let events = h.history();
+    let error = Some("attempt timed out after 100 ms".to_owned());
+    let id = Some(attempt.attempt_id.clone());
+    assert_eq!(
+        task_events(&events, "slow"),
+        [
+            (EventType::TaskReady, None, None),
+            (EventType::TaskAssigned, id.clone(), None),
+            (EventType::TaskTimedOut, id.clone(), error.clone()),
+            (EventType::TaskFailed, id, error),
+        ]
+    );
+    assert_complete_history(&h, &events);
+}
+
+#[test]
+fn a_retried_failure_is_one_retry_event_carrying_the_attempt_and_error() {
+    let mut flaky = task("flaky", &[]);
+    flaky.retry_attempts = Some(1);
+    flaky.retry_delay_ms = Some(500);
+    flaky.retry_jitter = Some(false);
+    let mut h = harness_with(vec![flaky], "{}");
+    let first = h.assign("flaky");
+    h.fail(&first.attempt_id, true);
+    let index = h.index("flaky");
+    h.run.on_retry_due(index, h.now, &mut h.actions);
+    let second = h.assign("flaky");
+    h.fail(&second.attempt_id, true);
+    assert_eq!(h.state("flaky"), TaskState::Failed);
+    let events = h.history();
+    let boom = Some("boom".to_owned());
+    assert_eq!(
+        task_events(&events, "flaky"),
+        [
+            (EventType::TaskReady, None, None),
+            (
+                EventType::TaskAssigned,
+                Some(first.attempt_id.clone()),
+                None
+            ),
+            (
+                EventType::TaskRetryScheduled,
+                Some(first.attempt_id),
+                boom.clone()
+            ),
+            (EventType::TaskReady, None, None),
+            (
+                EventType::TaskAssigned,
+                Some(second.attempt_id.clone()),
+                None
+            ),
+            (EventType::TaskFailed, Some(second.attempt_id), boom),
+        ]
+    );
+    let retry = events
+        .iter()
+        .find(|event| event.event_type == EventType::TaskRetryScheduled)
+        .expect("retry event");
+    assert_eq!(retry.details.next_attempt_at_ms, Some(1_500));
+    assert_complete_history(&h, &events);
+}
+
+#[test]
+fn every_path_to_a_terminal_task_writes_exactly_one_terminal_event() {
+    let mut slow = task("slow", &[]);
+    slow.timeout_ms = Some(100);
+    let mut cleanup = task("cleanup", &["ok", "failing", "slow", "lost"]);
+    cleanup.trigger_rule = "all_done".into();
+    let mut h = harness_with(
+        vec![
+            task("ok", &[]),
+            task("failing", &[]),
+            task("skipped", &["failing"]),
+            slow,
+            task("lost", &[]),
+            cleanup,
+        ],
+        "{}",
+    );
+    h.succeed("ok", "{}");
+    let failing = h.assign("failing");
+    h.fail(&failing.attempt_id, false);
+    let slow = h.assign("slow");
+    h.run
+        .on_timeout(&slow.attempt_id, 1.0, h.now, &mut h.actions);
+    for _ in 0..=SETTINGS.max_reassignments {
+        let attempt = h.assign("lost");
+        h.run
+            .on_attempt_lost(&attempt.attempt_id, h.now, &mut h.actions);
+    }
+    assert_eq!(h.state("skipped"), TaskState::Skipped);
+    h.succeed("cleanup", "{}");
+    assert_eq!(h.finished(), Some(RunStatus::Failed));
+    let events = h.history();
+    assert_complete_history(&h, &events);
+    let lost: Vec<EventType> = task_events(&events, "lost")
+        .into_iter()
+        .map(|(event_type, ..)| event_type)
+        .filter(|event_type| *event_type == EventType::ExecutorLost)
+        .collect();
+    assert_eq!(lost.len(), 3, "one EXECUTOR_LOST per lost attempt");
+}
+
+#[test]
+fn cancelling_writes_one_event_per_unfinished_task_naming_its_attempt() {
+    let mut h = harness(&[("done", &[]), ("running", &[]), ("waiting", &["running"])]);
+    h.succeed("done", "{}");
+    let running = h.assign("running");
+    h.run.cancel(h.now, &mut h.actions).expect("cancellable");
+    let events = h.history();
+    assert_complete_history(&h, &events);
+    let cancelled: Vec<(Option<String>, Option<String>)> = events
+        .iter()
+        .filter(|event| event.event_type == EventType::TaskCancelled)
+        .map(|event| {
+            (
+                event.details.task_id.clone(),
+                event.details.attempt_id.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cancelled,
+        [
+            (Some("running".to_owned()), Some(running.attempt_id)),
+            (Some("waiting".to_owned()), None),
+        ]
     );
 }

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    AttemptState, CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter,
-    RunRecord,
+    AttemptState, CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail,
+    RunFilter, RunRecord, RunStatus,
 };
 
 /// Which database a store talks to.
@@ -167,6 +167,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// The stored state of an attempt, if it exists.
     async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError>;
+
+    /// A run's status; [`StoreError::NotFound`] when the namespace has no
+    /// such run.
+    async fn run_status(&self, namespace: &str, run_id: &str) -> Result<RunStatus, StoreError>;
+
+    /// One page of a namespace's event log: the events after the query's
+    /// position that pass its filter, in cursor order (or, for one run, in
+    /// sequence order, which is the same), at most `limit`. Cursors become
+    /// visible in commit order, so reading on from the last cursor returned
+    /// never skips an event committed later.
+    async fn list_events(
+        &self,
+        namespace: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Deletes, in one transaction, up to `batch_limit` runs of any
+    /// namespace that finished before `finished_before_ms`, with their
+    /// tasks, attempts, deltas, conflicts and events; oldest first. Returns
+    /// how many runs were deleted: fewer than `batch_limit` means none is
+    /// left. Runs that have not finished are never touched.
+    async fn delete_finished_runs(
+        &self,
+        finished_before_ms: i64,
+        batch_limit: u32,
+    ) -> Result<usize, StoreError>;
 
     /// Closes every connection; pending writes are finished first.
     async fn close(&self);

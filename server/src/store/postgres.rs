@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use sqlx::Postgres;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::run_queries::RunQueries;
+use super::run_queries::{FIND_EXPIRED_RUNS_SKIP_LOCKED, RunQueries};
 use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    AttemptState, CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter,
-    RunRecord,
+    AttemptState, CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail,
+    RunFilter, RunRecord, RunStatus,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -105,6 +105,32 @@ impl Store for PostgresStore {
 
     async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError> {
         RunQueries::<Postgres>::attempt_state(&self.pool, attempt_id).await
+    }
+
+    async fn run_status(&self, namespace: &str, run_id: &str) -> Result<RunStatus, StoreError> {
+        RunQueries::<Postgres>::run_status(&self.pool, namespace, run_id).await
+    }
+
+    async fn list_events(
+        &self,
+        namespace: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Postgres>::list_events(&self.pool, namespace, query).await
+    }
+
+    async fn delete_finished_runs(
+        &self,
+        finished_before_ms: i64,
+        batch_limit: u32,
+    ) -> Result<usize, StoreError> {
+        RunQueries::<Postgres>::delete_finished_runs(
+            &self.pool,
+            FIND_EXPIRED_RUNS_SKIP_LOCKED,
+            finished_before_ms,
+            batch_limit,
+        )
+        .await
     }
 
     async fn close(&self) {

@@ -14,9 +14,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::StoreError;
 use crate::engine::records::{
-    AttemptRecord, AttemptState, ConflictRecord, CreateRunOutcome, DeltaRecord, EventRecord,
-    NewEvent, NewRun, RunChanges, RunDetail, RunFilter, RunRecord, RunStatus, SkipReason,
-    TaskRecord, TaskState,
+    AttemptRecord, AttemptState, ConflictRecord, CreateRunOutcome, DeltaRecord, EventDetails,
+    EventPosition, EventQuery, EventRecord, EventType, NewEvent, NewRun, RunChanges, RunDetail,
+    RunFilter, RunRecord, RunStatus, SkipReason, TaskRecord, TaskState,
 };
 
 /// The columns `RunQueries::run_from_row` decodes, in its order.
@@ -141,6 +141,110 @@ const TAKE_CURSORS: &str = "UPDATE event_sequencer SET next_cursor = next_cursor
 const INSERT_EVENT: &str = "INSERT INTO events \
      (cursor, namespace, run_id, workflow_name, sequence, event_type, payload_json, \
      created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+const RUN_STATUS: &str = "SELECT status FROM runs WHERE namespace = $1 AND id = $2";
+
+/// The columns `RunQueries::event_from_row` decodes, in its order.
+const EVENT_COLUMNS: &str = "cursor, namespace, run_id, workflow_name, sequence, event_type, \
+     payload_json, created_at_ms";
+
+/// Selects finished runs that finished before `$1`, oldest first, at most
+/// `$2`. Only terminal runs have `finished_at_ms`; the status check keeps a
+/// bad row from taking a live run with it.
+macro_rules! find_expired_runs {
+    () => {
+        "SELECT id FROM runs WHERE finished_at_ms IS NOT NULL AND finished_at_ms < $1 \
+         AND status IN ('succeeded', 'failed', 'cancelled') \
+         ORDER BY finished_at_ms, id LIMIT $2"
+    };
+}
+
+/// For a single writer (SQLite): nothing else can hold the rows.
+pub(super) const FIND_EXPIRED_RUNS: &str = find_expired_runs!();
+
+/// For several servers on one database (Postgres): each sweeper takes runs
+/// nobody else is deleting, instead of waiting for them.
+pub(super) const FIND_EXPIRED_RUNS_SKIP_LOCKED: &str =
+    concat!(find_expired_runs!(), " FOR UPDATE SKIP LOCKED");
+
+/// The tables holding rows under a run, children before parents: deltas
+/// reference attempts, attempts and deltas reference task_runs, and
+/// task_runs and conflicts reference runs, which go last. Events reference
+/// nothing; they go first.
+const RUN_CHILD_TABLES: [&str; 5] = [
+    "events",
+    "context_conflicts",
+    "context_deltas",
+    "attempts",
+    "task_runs",
+];
+
+/// A value bound into a statement built at run time.
+enum Param<'a> {
+    Text(&'a str),
+    Integer(i64),
+}
+
+/// Builds `SELECT … FROM events` for a query: the position picks the order
+/// and the index (`(run_id, sequence)` for one run, `(namespace, cursor)` or
+/// `(namespace, workflow_name, cursor)` for the namespace), and each
+/// non-empty filter list adds one `IN (…)`. Values are always bound, never
+/// spliced into the text.
+fn list_events_statement<'a>(
+    namespace: &'a str,
+    query: &'a EventQuery,
+) -> (String, Vec<Param<'a>>) {
+    let mut params = vec![Param::Text(namespace)];
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE namespace = $1");
+    let order = match &query.position {
+        EventPosition::AfterCursor(cursor) => {
+            params.push(Param::Integer(super::queries::sequence_param(*cursor)));
+            sql.push_str(" AND cursor > $2");
+            "cursor"
+        }
+        EventPosition::AfterSequence { run_id, sequence } => {
+            params.push(Param::Text(run_id));
+            params.push(Param::Integer(super::queries::sequence_param(*sequence)));
+            sql.push_str(" AND run_id = $2 AND sequence > $3");
+            "sequence"
+        }
+    };
+    let filter = &query.filter;
+    let lists: [(&str, Vec<&str>); 3] = [
+        (
+            "workflow_name",
+            filter.workflow_names.iter().map(String::as_str).collect(),
+        ),
+        (
+            "run_id",
+            filter.run_ids.iter().map(String::as_str).collect(),
+        ),
+        (
+            "event_type",
+            filter
+                .types
+                .iter()
+                .map(|event_type| event_type.as_str())
+                .collect(),
+        ),
+    ];
+    for (column, values) in lists {
+        if values.is_empty() {
+            continue;
+        }
+        let placeholders: Vec<String> = values
+            .into_iter()
+            .map(|value| {
+                params.push(Param::Text(value));
+                format!("${}", params.len())
+            })
+            .collect();
+        sql.push_str(&format!(" AND {column} IN ({})", placeholders.join(", ")));
+    }
+    params.push(Param::Integer(i64::from(query.limit)));
+    sql.push_str(&format!(" ORDER BY {order} LIMIT ${}", params.len()));
+    (sql, params)
+}
 
 /// An event whose columns are computed, waiting for its cursor. Everything
 /// that can fail is done before the sequencer row is locked.
@@ -638,6 +742,123 @@ where
             StoreError::Corrupt(format!(
                 "attempt {attempt_id:?} has unknown state {state:?}"
             ))
+        })
+    }
+
+    /// The status of a run; [`StoreError::NotFound`] when the namespace has
+    /// no such run.
+    pub(super) async fn run_status(
+        pool: &Pool<DB>,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<RunStatus, StoreError> {
+        let mut connection = pool.acquire().await?;
+        let row = sqlx::query::<DB>(RUN_STATUS)
+            .bind(namespace)
+            .bind(run_id)
+            .fetch_optional(&mut *connection)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("run {run_id:?}")))?;
+        let status: String = row.try_get(0)?;
+        RunStatus::parse(&status).ok_or_else(|| {
+            StoreError::Corrupt(format!("run {run_id:?} has unknown status {status:?}"))
+        })
+    }
+
+    /// One page of a namespace's event log (see [`EventQuery`]).
+    pub(super) async fn list_events(
+        pool: &Pool<DB>,
+        namespace: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let (sql, params) = list_events_statement(namespace, query);
+        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for param in params {
+            statement = match param {
+                Param::Text(text) => statement.bind(text),
+                Param::Integer(integer) => statement.bind(integer),
+            };
+        }
+        let mut connection = pool.acquire().await?;
+        let rows = statement.fetch_all(&mut *connection).await?;
+        rows.iter().map(Self::event_from_row).collect()
+    }
+
+    /// Deletes up to `batch_limit` finished runs that finished before
+    /// `finished_before_ms`, with every row under them, in one transaction;
+    /// returns how many runs were deleted. `find_expired_sql` selects the
+    /// runs ([`FIND_EXPIRED_RUNS`] or its locking variant).
+    pub(super) async fn delete_finished_runs(
+        pool: &Pool<DB>,
+        find_expired_sql: &'static str,
+        finished_before_ms: i64,
+        batch_limit: u32,
+    ) -> Result<usize, StoreError> {
+        if batch_limit == 0 {
+            return Ok(0);
+        }
+        let mut transaction = pool.begin().await?;
+        // The ids are read once and bound into every delete: a subquery per
+        // statement could pick a different set as runs finish meanwhile.
+        let run_ids: Vec<String> = sqlx::query::<DB>(find_expired_sql)
+            .bind(finished_before_ms)
+            .bind(i64::from(batch_limit))
+            .fetch_all(&mut *transaction)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if run_ids.is_empty() {
+            transaction.rollback().await?;
+            return Ok(0);
+        }
+        let placeholders: Vec<String> = (1..=run_ids.len()).map(|n| format!("${n}")).collect();
+        let placeholders = placeholders.join(", ");
+        for table in RUN_CHILD_TABLES {
+            let sql = format!("DELETE FROM {table} WHERE run_id IN ({placeholders})");
+            let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+            for run_id in &run_ids {
+                statement = statement.bind(run_id.as_str());
+            }
+            statement.execute(&mut *transaction).await?;
+        }
+        // RETURNING counts the deleted runs in both dialects (sqlx's generic
+        // query result has no row count).
+        let sql = format!("DELETE FROM runs WHERE id IN ({placeholders}) RETURNING id");
+        let mut statement = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for run_id in &run_ids {
+            statement = statement.bind(run_id.as_str());
+        }
+        let deleted_runs = statement.fetch_all(&mut *transaction).await?.len();
+        transaction.commit().await?;
+        Ok(deleted_runs)
+    }
+
+    fn event_from_row(row: &DB::Row) -> Result<EventRecord, StoreError> {
+        let cursor: i64 = row.try_get(0)?;
+        let what = || format!("event {cursor}");
+        let cursor = u64::try_from(cursor)
+            .map_err(|_| StoreError::Corrupt(format!("{} has a negative cursor", what())))?;
+        let sequence: i64 = row.try_get(4)?;
+        let sequence = u64::try_from(sequence).map_err(|_| {
+            StoreError::Corrupt(format!("{} has negative sequence {sequence}", what()))
+        })?;
+        let event_type: String = row.try_get(5)?;
+        let event_type = EventType::parse(&event_type).ok_or_else(|| {
+            StoreError::Corrupt(format!("{} has unknown type {event_type:?}", what()))
+        })?;
+        let payload_json: String = row.try_get(6)?;
+        let details: EventDetails = serde_json::from_str(&payload_json)
+            .map_err(|error| StoreError::Corrupt(format!("details of {}: {error}", what())))?;
+        Ok(EventRecord {
+            cursor,
+            namespace: row.try_get(1)?,
+            run_id: row.try_get(2)?,
+            workflow_name: row.try_get(3)?,
+            sequence,
+            event_type,
+            details,
+            created_at_ms: row.try_get(7)?,
         })
     }
 

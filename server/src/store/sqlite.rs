@@ -11,12 +11,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::run_queries::RunQueries;
+use super::run_queries::{FIND_EXPIRED_RUNS, RunQueries};
 use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    AttemptState, CreateRunOutcome, EventRecord, NewRun, RunChanges, RunDetail, RunFilter,
-    RunRecord,
+    AttemptState, CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail,
+    RunFilter, RunRecord, RunStatus,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -124,6 +124,32 @@ impl Store for SqliteStore {
 
     async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError> {
         RunQueries::<Sqlite>::attempt_state(&self.readers, attempt_id).await
+    }
+
+    async fn run_status(&self, namespace: &str, run_id: &str) -> Result<RunStatus, StoreError> {
+        RunQueries::<Sqlite>::run_status(&self.readers, namespace, run_id).await
+    }
+
+    async fn list_events(
+        &self,
+        namespace: &str,
+        query: &EventQuery,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Sqlite>::list_events(&self.readers, namespace, query).await
+    }
+
+    async fn delete_finished_runs(
+        &self,
+        finished_before_ms: i64,
+        batch_limit: u32,
+    ) -> Result<usize, StoreError> {
+        RunQueries::<Sqlite>::delete_finished_runs(
+            &self.writer,
+            FIND_EXPIRED_RUNS,
+            finished_before_ms,
+            batch_limit,
+        )
+        .await
     }
 
     async fn close(&self) {
