@@ -223,6 +223,37 @@ async fn run_commands_start_wait_list_get_cancel_and_list_executors() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("is already cancelled"));
 
+    let watched = tributary(&["run", "watch", &run_id, "--json", "--server", &url]).await;
+    assert!(watched.status.success(), "{watched:?}");
+    let events: Vec<Value> = String::from_utf8_lossy(&watched.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON event per line"))
+        .collect();
+    assert_eq!(
+        events.first().map(|e| e["type"].clone()),
+        Some(json!("run_started"))
+    );
+    assert_eq!(
+        events.last().map(|e| e["run_status"].clone()),
+        Some(json!("succeeded"))
+    );
+    let sequences: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e["sequence"].as_u64())
+        .collect();
+    assert_eq!(sequences, (1..=events.len() as u64).collect::<Vec<_>>());
+    let watched_text =
+        tributary(&["run", "watch", &run_id, "--after", "1", "--server", &url]).await;
+    let text = String::from_utf8_lossy(&watched_text.stdout);
+    assert!(!text.contains("run_started"), "{text}");
+    assert!(
+        text.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.get(1..3) == Some(&["task_succeeded", "ok"][..])
+        }),
+        "{text}"
+    );
+
     let executors = tributary(&["executor", "list", "--json", "--server", &url]).await;
     let executors = stdout_json(&executors);
     assert_eq!(executors[0]["handlers"], json!(["w.bad", "w.ok"]));

@@ -52,6 +52,15 @@ pub enum RunCommand {
         #[command(flatten)]
         client: ClientOptions,
     },
+    /// Follow a run's events live until it ends.
+    Watch {
+        run_id: String,
+        /// Replay only the events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
     /// Cancel a run.
     Cancel {
         run_id: String,
@@ -90,6 +99,11 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
             limit,
             client,
         } => list(workflow, status, limit, &client).await,
+        RunCommand::Watch {
+            run_id,
+            after,
+            client,
+        } => watch(run_id, after, &client).await,
         RunCommand::Cancel { run_id, client } => {
             let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
             let response = runs
@@ -349,4 +363,70 @@ fn print_run(run: &pb::Run, as_json: bool) {
         "context: {}",
         serde_json::to_string_pretty(&context).unwrap_or_default()
     );
+}
+
+/// Prints one line per event (one JSON object per line with `--json`) until
+/// the run's final event; exits non-zero unless the run succeeded.
+async fn watch(run_id: String, after: u64, client: &ClientOptions) -> Result<ExitCode, CliError> {
+    let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+    let mut stream = runs
+        .watch_run(pb::WatchRunRequest {
+            run_id,
+            after_sequence: after,
+        })
+        .await?
+        .into_inner();
+    let mut final_status = None;
+    while let Some(response) = stream.message().await? {
+        let Some(event) = response.event else {
+            continue;
+        };
+        let event_type = pb::RunEventType::try_from(event.r#type)
+            .map(|t| {
+                t.as_str_name()
+                    .trim_start_matches("RUN_EVENT_TYPE_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if event.r#type == pb::RunEventType::RunFinished as i32 {
+            final_status = Some(event.run_status);
+        }
+        let time_ms = event.time.as_ref().map(unix_ms_from_timestamp);
+        if client.json {
+            println!(
+                "{}",
+                json!({
+                    "sequence": event.sequence,
+                    "cursor": event.cursor,
+                    "type": event_type,
+                    "time_ms": time_ms,
+                    "task_id": event.task_id,
+                    "attempt_id": event.attempt_id,
+                    "attempt_number": event.attempt_number,
+                    "executor_id": event.executor_id,
+                    "error": event.error,
+                    "run_status": (event.run_status != 0).then(|| status_name(event.run_status)),
+                })
+            );
+        } else {
+            let mut line = format!("{:>5}  {:<22}", event.sequence, event_type);
+            if !event.task_id.is_empty() {
+                line.push_str(&format!(" {}", event.task_id));
+            }
+            if event.attempt_number > 0 {
+                line.push_str(&format!(" (attempt {})", event.attempt_number));
+            }
+            if !event.error.is_empty() {
+                line.push_str(&format!(": {}", event.error));
+            }
+            if event.run_status != 0 {
+                line.push_str(&format!(" {}", status_name(event.run_status)));
+            }
+            println!("{line}");
+        }
+    }
+    Ok(match final_status {
+        Some(status) if status == pb::RunStatus::Succeeded as i32 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
 }
