@@ -364,6 +364,34 @@ impl ServerProcess {
     }
 }
 
+/// Polls `GetRun` on a server process until the run succeeded or failed
+/// (the limit is a safety net, not an assertion about speed).
+async fn wait_until_finished(
+    client: &mut RunServiceClient<tonic::transport::Channel>,
+    run_id: &str,
+) -> pb::Run {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let run = client
+            .get_run(pb::GetRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await
+            .expect("run exists")
+            .into_inner()
+            .run
+            .expect("run");
+        if run.status() == pb::RunStatus::Succeeded || run.status() == pb::RunStatus::Failed {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run did not finish: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -459,26 +487,7 @@ async fn a_server_killed_at_many_points_finishes_every_run_with_each_result_appl
     let server = ServerProcess::start(&database, port, None).await;
     let mut client = server.run_client().await;
     for run_id in &run_ids {
-        let deadline = tokio::time::Instant::now() + LIMIT;
-        let run = loop {
-            let run = client
-                .get_run(pb::GetRunRequest {
-                    run_id: run_id.clone(),
-                })
-                .await
-                .expect("run exists")
-                .into_inner()
-                .run
-                .expect("run");
-            if run.status() == pb::RunStatus::Succeeded || run.status() == pb::RunStatus::Failed {
-                break run;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "run did not finish: {run:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let run = wait_until_finished(&mut client, run_id).await;
         assert_eq!(run.status(), pb::RunStatus::Succeeded);
         assert_eq!(context(&run), expected, "run {run_id}");
         for task_run in &run.tasks {
@@ -587,26 +596,7 @@ async fn executors_reclaim_their_attempts_after_a_restart_without_rerunning_them
     }
     release.send(true).expect("release");
     let mut client = server.run_client().await;
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    let run = loop {
-        let run = client
-            .get_run(pb::GetRunRequest {
-                run_id: run_id.clone(),
-            })
-            .await
-            .expect("run")
-            .into_inner()
-            .run
-            .expect("run");
-        if run.status() == pb::RunStatus::Succeeded || run.status() == pb::RunStatus::Failed {
-            break run;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "run did not finish: {run:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let run = wait_until_finished(&mut client, &run_id).await;
     assert_eq!(run.status(), pb::RunStatus::Succeeded);
     let long = task(&run, "long");
     assert_eq!(

@@ -144,6 +144,19 @@ fn seed_definition() -> serde_json::Value {
     ]})
 }
 
+fn seed_handlers() -> Vec<String> {
+    seed_definition()["tasks"]
+        .as_array()
+        .map(|tasks| {
+            tasks
+                .iter()
+                .filter_map(|task| task["id"].as_str())
+                .map(|id| format!("seed.{id}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn the_seed_shape_runs_its_partitions_at_once_and_combines_their_stats() {
     let server = TestServer::start().await;
@@ -151,18 +164,7 @@ async fn the_seed_shape_runs_its_partitions_at_once_and_combines_their_stats() {
     // Each partition waits until all three have started: the run can only
     // finish if the server runs them at the same time.
     let rendezvous = Arc::new(Barrier::new(3));
-    let handlers = [
-        "generate_data",
-        "partition_data",
-        "process_partition_1",
-        "process_partition_2",
-        "process_partition_3",
-        "combine_results",
-        "generate_report",
-        "send_notifications",
-        "cleanup",
-    ]
-    .map(|task| format!("seed.{task}"));
+    let handlers = seed_handlers();
     let handler_refs: Vec<&str> = handlers.iter().map(String::as_str).collect();
     let _executor = TestExecutor::connect(
         server.channel().await,
@@ -219,18 +221,7 @@ async fn a_failed_branch_skips_its_dependants_while_others_finish_and_cleanup_ru
     let mut definition = seed_definition();
     definition["tasks"][3]["retry_attempts"] = json!(0);
     server.register("default", definition).await;
-    let handlers = [
-        "generate_data",
-        "partition_data",
-        "process_partition_1",
-        "process_partition_2",
-        "process_partition_3",
-        "combine_results",
-        "generate_report",
-        "send_notifications",
-        "cleanup",
-    ]
-    .map(|task| format!("seed.{task}"));
+    let handlers = seed_handlers();
     let handler_refs: Vec<&str> = handlers.iter().map(String::as_str).collect();
     let _executor = TestExecutor::connect(
         server.channel().await,
