@@ -18,6 +18,7 @@ COPY src/ src/
 COPY proto/ proto/
 COPY server/ server/
 COPY tests/ tests/
+COPY examples/ examples/
 
 RUN cargo build --release --locked -p tributary-server \
     && cp target/release/tributary /usr/local/bin/tributary
