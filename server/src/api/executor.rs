@@ -100,7 +100,12 @@ impl ExecutorApi {
                 // stop reading, which closes the stream.
                 _ = dropped_by_server.wait_for(|dropped| *dropped) => {}
             }
-            coordinator.executor_disconnected(&executor_id).await;
+            // When the server is stopping, the executor is not lost: its
+            // attempts stay in flight in the database and it reclaims them
+            // from the next server.
+            if !*shutdown.borrow() {
+                coordinator.executor_disconnected(&executor_id).await;
+            }
         });
         Ok(ReceiverStream::new(receiver))
     }

@@ -375,13 +375,17 @@ impl Coordinator {
                 }
             } else {
                 tokio::select! {
+                    // Shutdown first: once the server is stopping, nothing
+                    // more is handled, so attempts stay in flight for the
+                    // next server to hand back to their executors.
+                    biased;
+                    _ = shutdown.changed() => break,
                     received = commands.recv_many(&mut batch, self.settings.max_batch) => {
                         if received == 0 {
                             break;
                         }
                     }
                     _ = tokio::time::sleep(sleep_for.unwrap_or(Duration::MAX)), if sleep_for.is_some() => {}
-                    _ = shutdown.changed() => break,
                 }
             }
             for command in batch.drain(..) {
