@@ -28,9 +28,14 @@ const MAX_TIMEOUT_MS: i64 = 604_800_000;
 /// `tributary` crate for the attributes.
 #[proc_macro_attribute]
 pub fn task(attributes: TokenStream, item: TokenStream) -> TokenStream {
-    match expand_task(attributes.into(), item.into()) {
+    let item = TokenStream2::from(item);
+    match expand_task(attributes.into(), item.clone()) {
         Ok(tokens) => tokens.into(),
-        Err(error) => error.to_compile_error().into(),
+        // Keep the function, so the only error is the attribute's.
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#error #item).into()
+        }
     }
 }
 
@@ -265,7 +270,16 @@ fn dependencies(value: &Expr) -> syn::Result<Vec<LitStr>> {
     array
         .elems
         .iter()
-        .map(|element| string(element, "each dependency"))
+        .map(|element| match element {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(text),
+                ..
+            }) => Ok(text.clone()),
+            other => Err(syn::Error::new(
+                other.span(),
+                "a dependency must be a task id as a string literal, e.g. `\"generate_data\"`",
+            )),
+        })
         .collect()
 }
 
