@@ -465,6 +465,9 @@ impl Drop for Worker {
     }
 }
 
+/// How long a finishing worker waits for the server to close the stream.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 fn default_name() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
     format!("{host}/{}", std::process::id())
@@ -632,6 +635,14 @@ impl Driver {
         let mut last_ack = Instant::now();
         loop {
             if self.drain_complete() {
+                // End the request stream cleanly, so that what was queued
+                // (the last results, CapacityChanged) is delivered, and give
+                // the server a moment to close its side.
+                drop(outbound);
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    while let Ok(Some(_)) = responses.message().await {}
+                })
+                .await;
                 return SessionEnd::Finished;
             }
             let drain_deadline = self.drain_deadline();

@@ -25,6 +25,7 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestServer {
+        init_logging();
         let directory = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", directory.path().join("t.db").display());
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
@@ -83,4 +84,15 @@ pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>)
         Ok(value) => value,
         Err(_) => panic!("{what} did not happen within {LIMIT:?}"),
     }
+}
+
+/// Server and SDK logs go to the test's captured output, filtered by
+/// `RUST_LOG` (default: warnings and errors).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
