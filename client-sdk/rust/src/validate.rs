@@ -11,8 +11,16 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::workflow::{TaskDefinition, WorkflowDefinition};
 
 /// The retry backoffs the server knows.
+///
+/// ```
+/// assert!(tributary::BACKOFFS.contains(&"linear"));
+/// ```
 pub const BACKOFFS: [&str; 3] = ["fixed", "linear", "exponential"];
 /// The trigger rules the server knows.
+///
+/// ```
+/// assert!(tributary::TRIGGER_RULES.contains(&"all_done"));
+/// ```
 pub const TRIGGER_RULES: [&str; 5] = [
     "all_success",
     "all_done",
@@ -21,10 +29,22 @@ pub const TRIGGER_RULES: [&str; 5] = [
     "none_failed",
 ];
 /// The largest `retry_attempts`.
+///
+/// ```
+/// assert_eq!(tributary::MAX_RETRY_ATTEMPTS, 100);
+/// ```
 pub const MAX_RETRY_ATTEMPTS: i64 = 100;
 /// The largest `retry_delay_ms` and `retry_max_delay_ms` (one day).
+///
+/// ```
+/// assert_eq!(tributary::MAX_DELAY_MS, 24 * 60 * 60 * 1000);
+/// ```
 pub const MAX_DELAY_MS: i64 = 86_400_000;
 /// The largest `timeout_ms` (seven days).
+///
+/// ```
+/// assert_eq!(tributary::MAX_TIMEOUT_MS, 7 * 24 * 60 * 60 * 1000);
+/// ```
 pub const MAX_TIMEOUT_MS: i64 = 604_800_000;
 const DEFAULT_RETRY_DELAY_MS: i64 = 1_000;
 const DEFAULT_RETRY_MAX_DELAY_MS: i64 = 30_000;
