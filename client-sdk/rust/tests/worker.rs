@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore, mpsc};
 use tributary::{Client, Context, RunStatus, Task, TaskError, TaskState, Worker, Workflow, task};
 
+use tributary_proto::v1::ListExecutorsRequest;
+use tributary_proto::v1::executor_service_client::ExecutorServiceClient;
+
 use common::{TestServer, within};
 
 // ---------------------------------------------------------------------------
@@ -568,6 +571,33 @@ async fn shutdown_drains_running_attempts_and_takes_no_more_work() {
         .expect("started");
 
     let shutdown = tokio::spawn(worker.shutdown(Duration::from_secs(60)));
+    // The draining worker tells the server it takes no more work.
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
+    let mut executors = ExecutorServiceClient::new(channel);
+    within("the capacity change", async {
+        loop {
+            let listed = executors
+                .list_executors(ListExecutorsRequest {})
+                .await
+                .expect("lists")
+                .into_inner()
+                .executors;
+            if listed.len() == 1 && listed[0].max_concurrent_attempts == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let waiting = client
+        .start_run("drain", json!({}))
+        .await
+        .expect("starts")
+        .run_id;
     gate.add_permits(1);
     let report = within("the shutdown", shutdown).await.expect("joins");
     assert!(report.drained, "{report:?}");
@@ -575,6 +605,10 @@ async fn shutdown_drains_running_attempts_and_takes_no_more_work() {
     let run = client.get_run(&run_id).await.expect("run");
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.context, json!({"drained": true}));
+    // The run started during the drain was never given to the worker.
+    let run = client.get_run(&waiting).await.expect("run");
+    assert_eq!(run.status, RunStatus::Pending, "{run:#?}");
+    assert!(run.task("step").expect("task").attempts.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
