@@ -26,6 +26,18 @@ const MAX_TIMEOUT_MS: i64 = 604_800_000;
 /// Marks `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`
 /// as a task and generates `fn f_task() -> tributary::Task`. See the
 /// `tributary` crate for the attributes.
+///
+/// ```
+/// use tributary::{task, Context, TaskError};
+///
+/// #[task(id = "load", dependencies = ["extract"], retry_attempts = 2, retry_backoff = "fixed")]
+/// async fn load(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+///     context.insert("loaded", true)?;
+///     Ok(())
+/// }
+///
+/// assert_eq!(load_task().definition().retry_backoff, "fixed");
+/// ```
 #[proc_macro_attribute]
 pub fn task(attributes: TokenStream, item: TokenStream) -> TokenStream {
     let item = TokenStream2::from(item);
@@ -41,6 +53,18 @@ pub fn task(attributes: TokenStream, item: TokenStream) -> TokenStream {
 
 /// `workflow!("name", [f, g])` builds a `tributary::Workflow` from tasks
 /// written with `#[task]`.
+///
+/// ```
+/// use tributary::{task, Context, TaskError};
+///
+/// #[task(id = "only")]
+/// async fn only(_context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+///     Ok(())
+/// }
+///
+/// let workflow = tributary::workflow!("single", [only]);
+/// assert_eq!(workflow.tasks()[0].id(), "only");
+/// ```
 #[proc_macro]
 pub fn workflow(input: TokenStream) -> TokenStream {
     match syn::parse::<WorkflowInput>(input) {
