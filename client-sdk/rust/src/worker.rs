@@ -322,6 +322,7 @@ impl WorkerBuilder {
             control: control_receiver,
             drain: None,
             status,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         };
         let task = tokio::spawn(driver.run());
         Ok(Worker {
@@ -465,6 +466,9 @@ impl Drop for Worker {
     }
 }
 
+/// The message limit assumed until the server states its own (gRPC's usual).
+const DEFAULT_MAX_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// How long a finishing worker waits for the server to close the stream.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -514,6 +518,8 @@ struct Driver {
     control: mpsc::UnboundedReceiver<Control>,
     drain: Option<Drain>,
     status: watch::Sender<WorkerStatus>,
+    /// The largest message the server accepts (from `Registered`).
+    max_message_bytes: u64,
 }
 
 impl Driver {
@@ -630,6 +636,9 @@ impl Driver {
                 registered.heartbeat_interval_ms.max(1),
             ));
         let lease = Duration::from_millis(registered.lease_timeout_ms.max(1));
+        if registered.max_message_bytes > 0 {
+            self.max_message_bytes = registered.max_message_bytes;
+        }
         let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_ack = Instant::now();
@@ -667,7 +676,7 @@ impl Driver {
                     let _ = outbound.send(request(ToServer::Heartbeat(pb::Heartbeat { running_attempt_ids: running })));
                 }
                 Some((attempt_id, message)) = self.results_receiver.recv() => {
-                    self.record_result(attempt_id.clone(), message.clone());
+                    let message = self.record_result(attempt_id, message);
                     let _ = outbound.send(request(message));
                 }
                 Some(control) = self.control.recv() => self.handle_control(control, Some(&outbound)),
@@ -724,12 +733,16 @@ impl Driver {
         self.publish_counts();
     }
 
-    fn record_result(&mut self, attempt_id: String, message: ToServer) {
+    /// Keeps a result until it is acknowledged, and returns it as it is to
+    /// be sent.
+    fn record_result(&mut self, attempt_id: String, message: ToServer) -> ToServer {
         // Reap finished attempt tasks so the set does not grow.
         while self.attempts.try_join_next().is_some() {}
+        let message = fit_message(message, self.max_message_bytes);
         self.running.remove(&attempt_id);
-        self.unacked.insert(attempt_id, message);
+        self.unacked.insert(attempt_id, message.clone());
         self.publish_counts();
+        message
     }
 
     fn handle_control(
@@ -826,6 +839,36 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn request(message: ToServer) -> pb::ConnectRequest {
     pb::ConnectRequest {
         message: Some(message),
+    }
+}
+
+/// A result too large for the server would break the stream on every
+/// resend; it becomes a non-retryable failure that says by how much.
+fn fit_message(message: ToServer, max_message_bytes: u64) -> ToServer {
+    use prost::Message as _;
+    let bytes = request(message.clone()).encoded_len() as u64;
+    match message {
+        ToServer::Completed(completed) if bytes > max_message_bytes => {
+            ToServer::Failed(pb::Failed {
+                attempt_id: completed.attempt_id,
+                message: format!(
+                    "the task's result is {bytes} bytes, over the server's message limit of {max_message_bytes} bytes by {}",
+                    bytes - max_message_bytes
+                ),
+                non_retryable: true,
+            })
+        }
+        ToServer::Failed(mut failed) if bytes > max_message_bytes => {
+            // Keep the start of an enormous error message.
+            let keep = (max_message_bytes as usize / 2).min(failed.message.len());
+            let mut cut = keep;
+            while !failed.message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            failed.message.truncate(cut);
+            ToServer::Failed(failed)
+        }
+        other => other,
     }
 }
 

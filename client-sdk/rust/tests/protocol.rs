@@ -30,6 +30,9 @@ type Responses = Pin<Box<dyn Stream<Item = Result<pb::ConnectResponse, Status>> 
 struct ScriptedServer {
     connections: AtomicUsize,
     seen: mpsc::UnboundedSender<(usize, ToServer)>,
+    max_message_bytes: u64,
+    /// Whether connection 0 acknowledges nothing.
+    silent_first: bool,
 }
 
 fn response(message: FromServer) -> Result<pb::ConnectResponse, Status> {
@@ -60,7 +63,7 @@ impl ExecutorService for ScriptedServer {
             executor_id: format!("executor-{connection}"),
             heartbeat_interval_ms: 20,
             lease_timeout_ms: 200,
-            max_message_bytes: 4 << 20,
+            max_message_bytes: self.max_message_bytes,
         })));
         if connection == 0 {
             let _ = outbound.send(response(FromServer::Assign(pb::Assign {
@@ -75,12 +78,13 @@ impl ExecutorService for ScriptedServer {
             })));
         }
         let seen = self.seen.clone();
+        let acknowledges = connection > 0 || !self.silent_first;
         tokio::spawn(async move {
             while let Some(Ok(request)) = inbound.next().await {
                 let Some(message) = request.message else {
                     continue;
                 };
-                if connection > 0 {
+                if acknowledges {
                     let answer = match &message {
                         ToServer::Heartbeat(_) => {
                             Some(FromServer::HeartbeatAck(pb::HeartbeatAck {}))
@@ -126,6 +130,30 @@ impl Drop for DropGuard {
     }
 }
 
+/// Starts a scripted server; returns its URL and what it receives.
+async fn scripted_server(
+    max_message_bytes: u64,
+    silent_first: bool,
+) -> (String, mpsc::UnboundedReceiver<(usize, ToServer)>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let server = ScriptedServer {
+        connections: AtomicUsize::new(0),
+        seen: seen_tx,
+        max_message_bytes,
+        silent_first,
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ExecutorServiceServer::new(server))
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    (url, seen)
+}
+
 /// Waits for the first message of `connection` that `pick` accepts.
 async fn next_matching<T>(
     seen: &mut mpsc::UnboundedReceiver<(usize, ToServer)>,
@@ -147,20 +175,7 @@ async fn next_matching<T>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_heartbeat_acks_the_worker_cancels_reconnects_and_resends() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let server = ScriptedServer {
-        connections: AtomicUsize::new(0),
-        seen: seen_tx,
-    };
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(ExecutorServiceServer::new(server))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+    let (url, mut seen) = scripted_server(4 << 20, true).await;
 
     let (dropped_tx, mut dropped) = mpsc::unbounded_channel::<bool>();
     let runs = Arc::new(AtomicUsize::new(0));
@@ -241,4 +256,41 @@ async fn without_heartbeat_acks_the_worker_cancels_reconnects_and_resends() {
     .await;
     assert_eq!(capacity, 0);
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the attempt ran once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_message_limit_becomes_a_non_retryable_failure() {
+    let (url, mut seen) = scripted_server(2_000, false).await;
+    let worker = Worker::builder(url)
+        .namespace("scripted")
+        .handler("h", |context| {
+            Box::pin(async move {
+                context.insert("huge", "x".repeat(10_000))?;
+                Ok(())
+            })
+        })
+        .start()
+        .expect("starts");
+    let failed = next_matching(&mut seen, 0, |message| match message {
+        ToServer::Failed(failed) => Some(failed.clone()),
+        ToServer::Completed(_) => panic!("an oversized result was sent"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(failed.attempt_id, "attempt-1");
+    assert!(failed.non_retryable);
+    assert!(
+        failed
+            .message
+            .contains("over the server's message limit of 2000 bytes by"),
+        "{failed:?}"
+    );
+    let mut status = worker.status();
+    within(
+        "the acknowledgement",
+        status.wait_for(|status| status.unacknowledged == 0 && status.registrations == 1),
+    )
+    .await
+    .expect("status");
+    worker.shutdown(Duration::from_secs(10)).await;
 }
