@@ -1,0 +1,653 @@
+//! The [`Client`]: registers workflows, starts, reads, lists, cancels and
+//! waits for runs.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tributary_proto::v1 as pb;
+use tributary_proto::v1::run_service_client::RunServiceClient;
+use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
+
+use crate::error::Error;
+use crate::workflow::{Workflow, WorkflowDefinition};
+
+/// How often [`Client::wait`] polls `GetRun`.
+const WAIT_POLL: Duration = Duration::from_millis(20);
+
+/// The status of a run.
+///
+/// ```
+/// assert!(tributary::RunStatus::Succeeded.is_terminal());
+/// assert!(!tributary::RunStatus::Running.is_terminal());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    /// Created; no attempt assigned yet.
+    Pending,
+    /// At least one attempt has been assigned.
+    Running,
+    /// Every task finished and none failed.
+    Succeeded,
+    /// At least one task failed.
+    Failed,
+    /// Cancelled by `CancelRun`.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether the run is over.
+    ///
+    /// ```
+    /// assert!(tributary::RunStatus::Cancelled.is_terminal());
+    /// ```
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    fn from_proto(status: pb::RunStatus) -> Result<RunStatus, Error> {
+        Ok(match status {
+            pb::RunStatus::Pending => RunStatus::Pending,
+            pb::RunStatus::Running => RunStatus::Running,
+            pb::RunStatus::Succeeded => RunStatus::Succeeded,
+            pb::RunStatus::Failed => RunStatus::Failed,
+            pb::RunStatus::Cancelled => RunStatus::Cancelled,
+            pb::RunStatus::Unspecified => {
+                return Err(Error::Protocol("run status UNSPECIFIED".to_owned()));
+            }
+        })
+    }
+
+    fn to_proto(self) -> pb::RunStatus {
+        match self {
+            RunStatus::Pending => pb::RunStatus::Pending,
+            RunStatus::Running => pb::RunStatus::Running,
+            RunStatus::Succeeded => pb::RunStatus::Succeeded,
+            RunStatus::Failed => pb::RunStatus::Failed,
+            RunStatus::Cancelled => pb::RunStatus::Cancelled,
+        }
+    }
+}
+
+/// The state of a task within a run.
+///
+/// ```
+/// assert_ne!(tributary::TaskState::Succeeded, tributary::TaskState::Failed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    /// Some dependency is not terminal yet.
+    Waiting,
+    /// Runnable, waiting for an executor.
+    Ready,
+    /// Sent to an executor.
+    Assigned,
+    /// Reported started.
+    Running,
+    /// Succeeded; its delta is part of the run's context.
+    Succeeded,
+    /// Failed for good.
+    Failed,
+    /// Skipped by its trigger rule; see [`TaskOutcome::skip_reason`].
+    Skipped,
+    /// Cancelled with its run.
+    Cancelled,
+    /// Failed; another attempt is due.
+    RetryScheduled,
+}
+
+impl TaskState {
+    fn from_proto(state: pb::TaskState) -> Result<TaskState, Error> {
+        Ok(match state {
+            pb::TaskState::Waiting => TaskState::Waiting,
+            pb::TaskState::Ready => TaskState::Ready,
+            pb::TaskState::Assigned => TaskState::Assigned,
+            pb::TaskState::Running => TaskState::Running,
+            pb::TaskState::Succeeded => TaskState::Succeeded,
+            pb::TaskState::Failed => TaskState::Failed,
+            pb::TaskState::Skipped => TaskState::Skipped,
+            pb::TaskState::Cancelled => TaskState::Cancelled,
+            pb::TaskState::RetryScheduled => TaskState::RetryScheduled,
+            pb::TaskState::Unspecified => {
+                return Err(Error::Protocol("task state UNSPECIFIED".to_owned()));
+            }
+        })
+    }
+}
+
+/// Why a task was skipped.
+///
+/// ```
+/// let reason = tributary::SkipReason::UpstreamFailed;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// A dependency counts as failed.
+    UpstreamFailed,
+    /// The trigger rule was false and no dependency failed.
+    RuleNotMet,
+}
+
+/// One attempt of a task.
+///
+/// ```no_run
+/// # fn f(task: &tributary::TaskOutcome) {
+/// for attempt in &task.attempts { println!("#{}: {}", attempt.number, attempt.error); }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptInfo {
+    /// The attempt's id.
+    pub id: String,
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// The executor it was assigned to.
+    pub executor_id: String,
+    /// Its outcome, as the proto enum's name (`ATTEMPT_STATE_SUCCEEDED`, ...).
+    pub state: String,
+    /// Its failure message, if any.
+    pub error: String,
+}
+
+/// What happened to one task of a run.
+///
+/// ```no_run
+/// # fn f(run: &tributary::Run) {
+/// let task = run.task("combine_results").unwrap();
+/// println!("{:?} after {} attempts", task.state, task.attempts.len());
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutcome {
+    /// The task's id.
+    pub task_id: String,
+    /// Its state.
+    pub state: TaskState,
+    /// Set when skipped.
+    pub skip_reason: Option<SkipReason>,
+    /// The error of the last failed attempt, or empty.
+    pub error: String,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptInfo>,
+}
+
+/// A run with its tasks and context.
+///
+/// ```no_run
+/// # async fn f(client: tributary::Client, run_id: &str) -> Result<(), tributary::Error> {
+/// let run = client.wait(run_id).await?;
+/// if run.status == tributary::RunStatus::Succeeded {
+///     println!("{}", run.context["total"]);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The run's id.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow_name: String,
+    /// The workflow version the run is pinned to.
+    pub workflow_version: String,
+    /// The run's status.
+    pub status: RunStatus,
+    /// The input context.
+    pub input: Value,
+    /// The run's context (final once the run is terminal).
+    pub context: Value,
+    /// The idempotency key, if any.
+    pub idempotency_key: String,
+    /// Every task, in canonical order (empty in [`Client::list_runs`]).
+    pub tasks: Vec<TaskOutcome>,
+}
+
+impl Run {
+    /// The task with id `task_id`.
+    ///
+    /// ```no_run
+    /// # fn f(run: &tributary::Run) {
+    /// assert!(run.task("extract").is_some());
+    /// # }
+    /// ```
+    pub fn task(&self, task_id: &str) -> Option<&TaskOutcome> {
+        self.tasks.iter().find(|task| task.task_id == task_id)
+    }
+
+    fn from_proto(run: pb::Run) -> Result<Run, Error> {
+        let status = RunStatus::from_proto(run.status())?;
+        let tasks = run
+            .tasks
+            .into_iter()
+            .map(|task| {
+                let state = TaskState::from_proto(task.state())?;
+                let skip_reason = match task.skip_reason() {
+                    pb::SkipReason::Unspecified => None,
+                    pb::SkipReason::UpstreamFailed => Some(SkipReason::UpstreamFailed),
+                    pb::SkipReason::RuleNotMet => Some(SkipReason::RuleNotMet),
+                };
+                Ok(TaskOutcome {
+                    task_id: task.task_id,
+                    state,
+                    skip_reason,
+                    error: task.error,
+                    attempts: task
+                        .attempts
+                        .into_iter()
+                        .map(|attempt| AttemptInfo {
+                            state: attempt.state().as_str_name().to_owned(),
+                            id: attempt.id,
+                            number: attempt.number,
+                            executor_id: attempt.executor_id,
+                            error: attempt.error,
+                        })
+                        .collect(),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Run {
+            id: run.id,
+            workflow_name: run.workflow_name,
+            workflow_version: run.workflow_version,
+            status,
+            input: parse_json(&run.input_context_json)?,
+            context: parse_json(&run.context_json)?,
+            idempotency_key: run.idempotency_key,
+            tasks,
+        })
+    }
+}
+
+fn parse_json(text: &str) -> Result<Value, Error> {
+    if text.is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    Ok(serde_json::from_str(text)?)
+}
+
+/// A stored workflow version, as returned by [`Client::register_workflow`].
+///
+/// ```no_run
+/// # async fn f(client: tributary::Client, workflow: tributary::Workflow) -> Result<(), tributary::Error> {
+/// let registered = client.register_workflow(&workflow).await?;
+/// println!("{} version {}", registered.name, registered.version);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredWorkflow {
+    /// The workflow's name.
+    pub name: String,
+    /// The version hash computed by the server.
+    pub version: String,
+    /// The version's sequence number.
+    pub sequence: u64,
+    /// False when the same definition was registered before.
+    pub created: bool,
+}
+
+/// A started (or, with an idempotency key, existing) run.
+///
+/// ```no_run
+/// # async fn f(client: tributary::Client) -> Result<(), tributary::Error> {
+/// let started = client.start_run("etl", serde_json::json!({})).await?;
+/// println!("{}", started.run_id);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedRun {
+    /// The run's id.
+    pub run_id: String,
+    /// The version the run is pinned to.
+    pub workflow_version: String,
+    /// False when an idempotency key matched an existing run.
+    pub created: bool,
+}
+
+/// Options of [`Client::start_run_with`].
+///
+/// ```
+/// let options = tributary::StartOptions {
+///     idempotency_key: Some("order-42".into()),
+///     ..Default::default()
+/// };
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// The same key with an identical request returns the existing run.
+    pub idempotency_key: Option<String>,
+    /// A version hash to run instead of the latest.
+    pub workflow_version: Option<String>,
+}
+
+/// Filters of [`Client::list_runs`].
+///
+/// ```
+/// let filter = tributary::ListRuns {
+///     workflow_name: Some("etl".into()),
+///     status: Some(tributary::RunStatus::Failed),
+///     ..Default::default()
+/// };
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListRuns {
+    /// Only runs of this workflow.
+    pub workflow_name: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Page size (0 means the server's default).
+    pub page_size: u32,
+    /// The token of the previous page.
+    pub page_token: String,
+}
+
+/// One page of runs (without their tasks), newest first.
+///
+/// ```no_run
+/// # async fn f(client: tributary::Client) -> Result<(), tributary::Error> {
+/// let page = client.list_runs(tributary::ListRuns::default()).await?;
+/// println!("{} runs, more: {}", page.runs.len(), !page.next_page_token.is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// The token of the next page; empty on the last page.
+    pub next_page_token: String,
+}
+
+/// Sends `x-tributary-namespace` with every call.
+#[derive(Debug, Clone)]
+struct Namespace(AsciiMetadataValue);
+
+impl Interceptor for Namespace {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(tributary_proto::NAMESPACE_METADATA_KEY, self.0.clone());
+        Ok(request)
+    }
+}
+
+type Intercepted = InterceptedService<Channel, Namespace>;
+
+/// A connection to a Tributary server, scoped to one namespace. Cheap to
+/// clone; clones share the connection.
+///
+/// ```no_run
+/// use serde_json::json;
+/// # async fn f(workflow: tributary::Workflow) -> Result<(), tributary::Error> {
+/// let client = tributary::Client::connect("http://127.0.0.1:50051").await?;
+/// client.register_workflow(&workflow).await?;
+/// let started = client.start_run(workflow.name(), json!({"n": 1})).await?;
+/// let run = client.wait(&started.run_id).await?;
+/// println!("{:?}: {}", run.status, run.context);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    channel: Channel,
+    namespace: String,
+    workflows: WorkflowServiceClient<Intercepted>,
+    runs: RunServiceClient<Intercepted>,
+}
+
+impl Client {
+    /// Connects to `server_url` (`http://host:port`), namespace `default`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), tributary::Error> {
+    /// let client = tributary::Client::connect("http://127.0.0.1:50051").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(server_url: impl Into<String>) -> Result<Client, Error> {
+        let url = server_url.into();
+        let endpoint = Endpoint::from_shared(url.clone()).map_err(|error| Error::InvalidUrl {
+            url,
+            message: error.to_string(),
+        })?;
+        let channel = endpoint.connect().await?;
+        Client::from_channel(channel, tributary_proto::DEFAULT_NAMESPACE)
+    }
+
+    /// A client over an existing channel, in `namespace`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let channel = tonic::transport::Channel::from_static("http://127.0.0.1:50051").connect().await?;
+    /// let client = tributary::Client::from_channel(channel, "billing")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_channel(channel: Channel, namespace: &str) -> Result<Client, Error> {
+        let value = AsciiMetadataValue::try_from(namespace)
+            .map_err(|_| Error::InvalidNamespace(namespace.to_owned()))?;
+        let interceptor = Namespace(value);
+        Ok(Client {
+            workflows: WorkflowServiceClient::with_interceptor(
+                channel.clone(),
+                interceptor.clone(),
+            ),
+            runs: RunServiceClient::with_interceptor(channel.clone(), interceptor)
+                .max_decoding_message_size(usize::MAX),
+            channel,
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    /// The same connection, in another namespace.
+    ///
+    /// ```no_run
+    /// # fn f(client: tributary::Client) -> Result<(), tributary::Error> {
+    /// let billing = client.with_namespace("billing")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_namespace(&self, namespace: &str) -> Result<Client, Error> {
+        Client::from_channel(self.channel.clone(), namespace)
+    }
+
+    /// The namespace of every call.
+    ///
+    /// ```no_run
+    /// # fn f(client: tributary::Client) {
+    /// assert_eq!(client.namespace(), "default");
+    /// # }
+    /// ```
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Validates `workflow` locally (the server's rules and messages), then
+    /// registers it; the server computes the version.
+    ///
+    /// ```no_run
+    /// # async fn f(client: tributary::Client, workflow: tributary::Workflow) -> Result<(), tributary::Error> {
+    /// let registered = client.register_workflow(&workflow).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn register_workflow(
+        &self,
+        workflow: &Workflow,
+    ) -> Result<RegisteredWorkflow, Error> {
+        self.register_definition(&workflow.definition()).await
+    }
+
+    /// Registers a definition without handlers (validated locally first).
+    ///
+    /// ```no_run
+    /// # async fn f(client: tributary::Client) -> Result<(), tributary::Error> {
+    /// let definition: tributary::WorkflowDefinition =
+    ///     serde_json::from_str(r#"{"name": "w", "tasks": [{"id": "a"}]}"#)?;
+    /// client.register_definition(&definition).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn register_definition(
+        &self,
+        definition: &WorkflowDefinition,
+    ) -> Result<RegisteredWorkflow, Error> {
+        definition.validate()?;
+        let response = self
+            .workflows
+            .clone()
+            .register_workflow(pb::RegisterWorkflowRequest {
+                definition: Some(definition.to_proto()),
+            })
+            .await?
+            .into_inner();
+        let workflow = response
+            .workflow
+            .ok_or_else(|| Error::Protocol("RegisterWorkflow returned no workflow".to_owned()))?;
+        Ok(RegisteredWorkflow {
+            name: workflow.definition.map(|d| d.name).unwrap_or_default(),
+            version: workflow.version,
+            sequence: workflow.sequence,
+            created: response.created,
+        })
+    }
+
+    /// Starts a run of the latest version of `workflow` with `input` (a JSON
+    /// object).
+    ///
+    /// ```no_run
+    /// # async fn f(client: tributary::Client) -> Result<(), tributary::Error> {
+    /// let started = client.start_run("etl", serde_json::json!({"day": "2026-01-01"})).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_run(&self, workflow: &str, input: Value) -> Result<StartedRun, Error> {
+        self.start_run_with(workflow, input, StartOptions::default())
+            .await
+    }
+
+    /// Starts a run with options (an idempotency key, a pinned version).
+    ///
+    /// ```no_run
+    /// # async fn f(client: tributary::Client) -> Result<(), tributary::Error> {
+    /// let options = tributary::StartOptions { idempotency_key: Some("k".into()), ..Default::default() };
+    /// let first = client.start_run_with("etl", serde_json::json!({}), options.clone()).await?;
+    /// let again = client.start_run_with("etl", serde_json::json!({}), options).await?;
+    /// assert_eq!(first.run_id, again.run_id);
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_run_with(
+        &self,
+        workflow: &str,
+        input: Value,
+        options: StartOptions,
+    ) -> Result<StartedRun, Error> {
+        let response = self
+            .runs
+            .clone()
+            .start_run(pb::StartRunRequest {
+                workflow_name: workflow.to_owned(),
+                workflow_version: options.workflow_version.unwrap_or_default(),
+                input_context_json: serde_json::to_string(&input)?,
+                idempotency_key: options.idempotency_key.unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+        Ok(StartedRun {
+            run_id: response.run_id,
+            workflow_version: response.workflow_version,
+            created: response.created,
+        })
+    }
+
+    /// Reads a run with its tasks and context.
+    ///
+    /// ```no_run
+    /// # async fn f(client: tributary::Client, run_id: &str) -> Result<(), tributary::Error> {
+    /// let run = client.get_run(run_id).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, Error> {
+        let run = self
+            .runs
+            .clone()
+            .get_run(pb::GetRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .run
+            .ok_or_else(|| Error::Protocol("GetRun returned no run".to_owned()))?;
+        Run::from_proto(run)
+    }
+
+    /// Lists runs, newest first.
+    ///
+    /// ```no_run
+    /// # async fn f(client: tributary::Client) -> Result<(), tributary::Error> {
+    /// let page = client.list_runs(tributary::ListRuns { workflow_name: Some("etl".into()), ..Default::default() }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_runs(&self, filter: ListRuns) -> Result<RunPage, Error> {
+        let response = self
+            .runs
+            .clone()
+            .list_runs(pb::ListRunsRequest {
+                workflow_name: filter.workflow_name.unwrap_or_default(),
+                status: filter
+                    .status
+                    .map_or(pb::RunStatus::Unspecified, RunStatus::to_proto)
+                    .into(),
+                page_size: filter.page_size,
+                page_token: filter.page_token,
+            })
+            .await?
+            .into_inner();
+        Ok(RunPage {
+            runs: response
+                .runs
+                .into_iter()
+                .map(Run::from_proto)
+                .collect::<Result<_, _>>()?,
+            next_page_token: response.next_page_token,
+        })
+    }
+
+    /// Cancels a run that has not finished; running tasks are sent a
+    /// cancellation. Returns the run's status (`Cancelled`).
+    ///
+    /// ```no_run
+    /// # async fn f(client: tributary::Client, run_id: &str) -> Result<(), tributary::Error> {
+    /// client.cancel_run(run_id).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_run(&self, run_id: &str) -> Result<RunStatus, Error> {
+        let response = self
+            .runs
+            .clone()
+            .cancel_run(pb::CancelRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await?
+            .into_inner();
+        RunStatus::from_proto(response.status())
+    }
+
+    /// Waits until the run is terminal and returns it (status, tasks, final
+    /// context), polling `GetRun` every 20 ms.
+    ///
+    /// ```no_run
+    /// # async fn f(client: tributary::Client, run_id: &str) -> Result<(), tributary::Error> {
+    /// let run = client.wait(run_id).await?;
+    /// assert!(run.status.is_terminal());
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&self, run_id: &str) -> Result<Run, Error> {
+        loop {
+            let run = self.get_run(run_id).await?;
+            if run.status.is_terminal() {
+                return Ok(run);
+            }
+            tokio::time::sleep(WAIT_POLL).await;
+        }
+    }
+}

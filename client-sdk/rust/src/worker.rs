@@ -1,0 +1,951 @@
+//! The executor runtime: a [`Worker`] holds one `ExecutorService.Connect`
+//! stream to the server, runs the attempts it is assigned (up to its
+//! capacity at once), heartbeats, delivers cancellations to running tasks,
+//! turns panics into failed attempts, and survives lost connections and
+//! server restarts: it reconnects with backoff, re-registers with the
+//! attempts it still holds, and resends results the server has not
+//! acknowledged.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::Endpoint;
+use tributary_proto::v1 as pb;
+use tributary_proto::v1::connect_request::Message as ToServer;
+use tributary_proto::v1::connect_response::Message as FromServer;
+use tributary_proto::v1::executor_service_client::ExecutorServiceClient;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::workflow::{Handler, Task, TaskFuture, Workflow};
+
+/// The cancellation of one attempt, as a task sees it (through
+/// [`Context::is_cancelled`] or [`Context::cancellation`]).
+///
+/// When the server cancels an attempt (its run was cancelled, or it timed
+/// out) the worker signals this handle and drops the task's future at its
+/// next `.await`; synchronous work (for example in `spawn_blocking`) should
+/// poll [`Cancellation::is_cancelled`].
+///
+/// ```
+/// use tributary::{Context, TaskError};
+/// async fn crunch(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+///     if let Some(cancellation) = context.cancellation() {
+///         tokio::task::spawn_blocking(move || {
+///             while !cancellation.is_cancelled() { /* one chunk of work */ break; }
+///         }).await.map_err(|e| TaskError::retryable(e.to_string()))?;
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Cancellation {
+    reason: watch::Receiver<Option<String>>,
+}
+
+impl Cancellation {
+    /// Whether the attempt was cancelled.
+    ///
+    /// ```no_run
+    /// # fn f(cancellation: tributary::Cancellation) {
+    /// if cancellation.is_cancelled() { return; }
+    /// # }
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.reason.borrow().is_some()
+    }
+
+    /// The server's reason, once cancelled.
+    ///
+    /// ```no_run
+    /// # fn f(cancellation: tributary::Cancellation) {
+    /// println!("{:?}", cancellation.reason());
+    /// # }
+    /// ```
+    pub fn reason(&self) -> Option<String> {
+        self.reason.borrow().clone()
+    }
+
+    /// Completes when the attempt is cancelled, with the reason.
+    ///
+    /// ```no_run
+    /// # async fn f(cancellation: tributary::Cancellation) {
+    /// let reason = cancellation.cancelled().await;
+    /// # }
+    /// ```
+    pub async fn cancelled(&self) -> String {
+        let mut reason = self.reason.clone();
+        let outcome = reason
+            .wait_for(Option::is_some)
+            .await
+            .map(|reason| reason.clone().unwrap_or_default());
+        match outcome {
+            Ok(reason) => reason,
+            // The attempt is over without a cancellation.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// What a worker is doing, for logs and tests (see [`Worker::status`]).
+///
+/// ```no_run
+/// # async fn f(worker: &tributary::Worker) {
+/// let status = worker.status().borrow().clone();
+/// println!("connected: {}, running: {}", status.connected, status.running);
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStatus {
+    /// Whether a stream is open and registered.
+    pub connected: bool,
+    /// How many times the worker has registered (1 + reconnections).
+    pub registrations: u64,
+    /// The executor id of the current (or last) registration.
+    pub executor_id: String,
+    /// Attempts running now.
+    pub running: usize,
+    /// Results sent (or to be sent) that the server has not acknowledged.
+    pub unacknowledged: usize,
+}
+
+/// The outcome of [`Worker::shutdown`].
+///
+/// ```no_run
+/// # async fn f(worker: tributary::Worker) {
+/// let report = worker.shutdown(std::time::Duration::from_secs(30)).await;
+/// assert!(report.drained);
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// True when every attempt finished and every result was acknowledged
+    /// before the deadline.
+    pub drained: bool,
+    /// Attempts cancelled because the deadline passed.
+    pub cancelled_attempts: usize,
+}
+
+/// Configures and starts a [`Worker`].
+///
+/// ```no_run
+/// # async fn f(workflow: tributary::Workflow) -> Result<(), tributary::Error> {
+/// use std::time::Duration;
+/// let worker = tributary::Worker::builder("http://127.0.0.1:50051")
+///     .namespace("default")
+///     .capacity(8)
+///     .workflow(&workflow)
+///     .handler("billing.charge", |context| Box::pin(async move {
+///         context.insert("charged", true)?;
+///         Ok(())
+///     }))
+///     .reconnect_backoff(Duration::from_millis(100), Duration::from_secs(5))
+///     .start()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WorkerBuilder {
+    url: String,
+    namespace: String,
+    name: String,
+    instance_id: String,
+    capacity: u32,
+    labels: HashMap<String, String>,
+    handlers: BTreeMap<String, Handler>,
+    heartbeat_interval: Option<Duration>,
+    reconnect_min: Duration,
+    reconnect_max: Duration,
+}
+
+impl WorkerBuilder {
+    /// The namespace to serve (default `default`).
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("http://localhost:50051").namespace("billing");
+    /// ```
+    pub fn namespace(mut self, namespace: impl Into<String>) -> WorkerBuilder {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// A human-readable name shown by `ListExecutors` (default: the host
+    /// name and process id).
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("http://localhost:50051").name("etl-1");
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> WorkerBuilder {
+        self.name = name.into();
+        self
+    }
+
+    /// The stable id of this worker process across reconnects (default: a
+    /// new UUID).
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("http://localhost:50051").instance_id("etl-1");
+    /// ```
+    pub fn instance_id(mut self, instance_id: impl Into<String>) -> WorkerBuilder {
+        self.instance_id = instance_id.into();
+        self
+    }
+
+    /// How many attempts run at once (default 4; at least 1).
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("http://localhost:50051").capacity(16);
+    /// ```
+    pub fn capacity(mut self, capacity: u32) -> WorkerBuilder {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// A free-form label shown by `ListExecutors`.
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("http://localhost:50051").label("zone", "eu-1");
+    /// ```
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> WorkerBuilder {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sends heartbeats at this interval instead of the one the server asks
+    /// for in `Registered` (useful only to test lease handling).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = tributary::Worker::builder("http://localhost:50051")
+    ///     .heartbeat_interval(Duration::from_secs(1));
+    /// ```
+    pub fn heartbeat_interval(mut self, interval: Duration) -> WorkerBuilder {
+        self.heartbeat_interval = Some(interval);
+        self
+    }
+
+    /// The reconnection backoff: starts at `min`, doubles up to `max`, with
+    /// jitter (defaults 50 ms and 5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = tributary::Worker::builder("http://localhost:50051")
+    ///     .reconnect_backoff(Duration::from_millis(10), Duration::from_secs(1));
+    /// ```
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> WorkerBuilder {
+        self.reconnect_min = min;
+        self.reconnect_max = max.max(min);
+        self
+    }
+
+    /// Serves `handler` under the handler name `name`.
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("http://localhost:50051")
+    ///     .handler("etl.extract", |context| Box::pin(async move {
+    ///         context.upsert("rows", 10);
+    ///         Ok(())
+    ///     }));
+    /// ```
+    pub fn handler<F>(mut self, name: impl Into<String>, handler: F) -> WorkerBuilder
+    where
+        F: for<'a> Fn(&'a mut Context<Value>) -> TaskFuture<'a> + Send + Sync + 'static,
+    {
+        self.handlers
+            .insert(name.into(), std::sync::Arc::new(handler));
+        self
+    }
+
+    /// Serves one task of `workflow` (under its handler name in it).
+    ///
+    /// ```
+    /// # let workflow = tributary::Workflow::new("w");
+    /// let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// let builder = tributary::Worker::builder("http://localhost:50051").task("w", &task);
+    /// ```
+    pub fn task(mut self, workflow: &str, task: &Task) -> WorkerBuilder {
+        self.handlers
+            .insert(task.definition().handler_name(workflow), task.handler());
+        self
+    }
+
+    /// Serves every task of `workflow`.
+    ///
+    /// ```
+    /// let workflow = tributary::Workflow::new("w")
+    ///     .task(tributary::Task::new("a", |_c| Box::pin(async { Ok(()) })));
+    /// let builder = tributary::Worker::builder("http://localhost:50051").workflow(&workflow);
+    /// ```
+    pub fn workflow(mut self, workflow: &Workflow) -> WorkerBuilder {
+        self.handlers.extend(workflow.handlers());
+        self
+    }
+
+    /// Starts the worker in the background (on the current tokio runtime).
+    /// It connects, and keeps reconnecting, on its own; nothing here waits
+    /// for the server.
+    ///
+    /// ```no_run
+    /// # async fn f(workflow: tributary::Workflow) -> Result<(), tributary::Error> {
+    /// let worker = tributary::Worker::builder("http://127.0.0.1:50051").workflow(&workflow).start()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn start(self) -> Result<Worker, Error> {
+        if self.handlers.is_empty() {
+            return Err(Error::NoHandlers);
+        }
+        let endpoint =
+            Endpoint::from_shared(self.url.clone()).map_err(|error| Error::InvalidUrl {
+                url: self.url.clone(),
+                message: error.to_string(),
+            })?;
+        let namespace = AsciiMetadataValue::try_from(self.namespace.as_str())
+            .map_err(|_| Error::InvalidNamespace(self.namespace.clone()))?;
+        let (control, control_receiver) = mpsc::unbounded_channel();
+        let (results, results_receiver) = mpsc::unbounded_channel();
+        let (status, status_receiver) = watch::channel(WorkerStatus::default());
+        let instance_id = self.instance_id.clone();
+        let driver = Driver {
+            endpoint: endpoint.connect_timeout(Duration::from_secs(5)),
+            namespace,
+            config: self,
+            running: HashMap::new(),
+            attempts: JoinSet::new(),
+            unacked: BTreeMap::new(),
+            results,
+            results_receiver,
+            control: control_receiver,
+            drain: None,
+            status,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        };
+        let task = tokio::spawn(driver.run());
+        Ok(Worker {
+            control,
+            task: Some(task),
+            status: status_receiver,
+            instance_id,
+        })
+    }
+}
+
+/// The executor runtime: runs task handlers for the server.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tributary::{Context, TaskError, Worker};
+///
+/// #[tributary::task(id = "hello")]
+/// async fn hello(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+///     context.insert("greeting", "hello")?;
+///     Ok(())
+/// }
+///
+/// # async fn f() -> Result<(), tributary::Error> {
+/// let workflow = tributary::workflow!("greetings", [hello]);
+/// let worker = Worker::builder("http://127.0.0.1:50051").workflow(&workflow).start()?;
+/// // ... until the process should stop:
+/// worker.shutdown(Duration::from_secs(30)).await;
+/// # Ok(()) }
+/// ```
+pub struct Worker {
+    control: mpsc::UnboundedSender<Control>,
+    task: Option<JoinHandle<()>>,
+    status: watch::Receiver<WorkerStatus>,
+    instance_id: String,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("instance_id", &self.instance_id)
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+impl Worker {
+    /// A builder for a worker connecting to `server_url`
+    /// (`http://host:port`).
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("http://127.0.0.1:50051");
+    /// ```
+    pub fn builder(server_url: impl Into<String>) -> WorkerBuilder {
+        WorkerBuilder {
+            url: server_url.into(),
+            namespace: tributary_proto::DEFAULT_NAMESPACE.to_owned(),
+            name: default_name(),
+            instance_id: uuid::Uuid::now_v7().to_string(),
+            capacity: 4,
+            labels: HashMap::new(),
+            handlers: BTreeMap::new(),
+            heartbeat_interval: None,
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
+
+    /// The worker's stable instance id.
+    ///
+    /// ```no_run
+    /// # fn f(worker: &tributary::Worker) {
+    /// println!("{}", worker.instance_id());
+    /// # }
+    /// ```
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// A live view of what the worker is doing; `changed()` and
+    /// `wait_for(..)` on it wait for transitions.
+    ///
+    /// ```no_run
+    /// # async fn f(worker: &tributary::Worker) {
+    /// let mut status = worker.status();
+    /// status.wait_for(|status| status.connected).await.unwrap();
+    /// # }
+    /// ```
+    pub fn status(&self) -> watch::Receiver<WorkerStatus> {
+        self.status.clone()
+    }
+
+    /// Stops gracefully: asks for no more work (`CapacityChanged { 0 }`),
+    /// lets running attempts finish and their results be acknowledged, and
+    /// cancels whatever still runs when `deadline` has passed.
+    ///
+    /// ```no_run
+    /// # async fn f(worker: tributary::Worker) {
+    /// let report = worker.shutdown(std::time::Duration::from_secs(10)).await;
+    /// println!("drained: {}", report.drained);
+    /// # }
+    /// ```
+    pub async fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
+        let (done, report) = oneshot::channel();
+        let sent = self.control.send(Control::Shutdown {
+            deadline: Instant::now() + deadline,
+            done,
+        });
+        let report = match sent {
+            Ok(()) => report.await.unwrap_or_default(),
+            Err(_) => ShutdownReport::default(),
+        };
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        report
+    }
+
+    /// Stops at once, as a crash would: closes the stream and drops every
+    /// running attempt without reporting it. The server re-queues the
+    /// attempts. Dropping a `Worker` does the same.
+    ///
+    /// ```no_run
+    /// # async fn f(worker: tributary::Worker) {
+    /// worker.abort().await;
+    /// # }
+    /// ```
+    pub async fn abort(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The message limit assumed until the server states its own (gRPC's usual).
+const DEFAULT_MAX_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How long a finishing worker waits for the server to close the stream.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+fn default_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!("{host}/{}", std::process::id())
+}
+
+enum Control {
+    Shutdown {
+        deadline: Instant,
+        done: oneshot::Sender<ShutdownReport>,
+    },
+}
+
+struct Drain {
+    deadline: Instant,
+    done: Option<oneshot::Sender<ShutdownReport>>,
+    cancelled: usize,
+    deadline_passed: bool,
+}
+
+struct Running {
+    cancel: watch::Sender<Option<String>>,
+}
+
+/// Why a session (one stream) ended.
+enum SessionEnd {
+    /// The stream broke or the lease was lost: reconnect.
+    Lost,
+    /// Shutdown is complete.
+    Finished,
+}
+
+struct Driver {
+    config: WorkerBuilder,
+    endpoint: Endpoint,
+    namespace: AsciiMetadataValue,
+    running: HashMap<String, Running>,
+    /// Owns the attempt tasks: dropping the driver aborts them all.
+    attempts: JoinSet<()>,
+    /// Results not acknowledged yet, by attempt id (ordered, so resends are
+    /// deterministic).
+    unacked: BTreeMap<String, ToServer>,
+    results: mpsc::UnboundedSender<(String, ToServer)>,
+    results_receiver: mpsc::UnboundedReceiver<(String, ToServer)>,
+    control: mpsc::UnboundedReceiver<Control>,
+    drain: Option<Drain>,
+    status: watch::Sender<WorkerStatus>,
+    /// The largest message the server accepts (from `Registered`).
+    max_message_bytes: u64,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut backoff = self.config.reconnect_min;
+        loop {
+            if self.drain_complete() {
+                self.finish();
+                return;
+            }
+            match self.session(&mut backoff).await {
+                SessionEnd::Finished => {
+                    self.finish();
+                    return;
+                }
+                SessionEnd::Lost => {}
+            }
+            self.publish(|status| status.connected = false);
+            // Wait before reconnecting, still collecting results and
+            // handling shutdown meanwhile.
+            let jitter = 0.5 + fastrand::f64() * 0.5;
+            let wait = tokio::time::sleep(backoff.mul_f64(jitter));
+            tokio::pin!(wait);
+            backoff = (backoff * 2).min(self.config.reconnect_max);
+            loop {
+                if self.drain_complete() {
+                    self.finish();
+                    return;
+                }
+                let drain_deadline = self.drain_deadline();
+                tokio::select! {
+                    () = &mut wait => break,
+                    Some((attempt_id, message)) = self.results_receiver.recv() => {
+                        self.record_result(attempt_id, message);
+                    }
+                    Some(control) = self.control.recv() => self.handle_control(control, None),
+                    () = sleep_until(drain_deadline) => self.deadline_passed(),
+                }
+            }
+        }
+    }
+
+    /// One stream: connect, register, serve until it breaks.
+    async fn session(&mut self, backoff: &mut Duration) -> SessionEnd {
+        let Ok(channel) = self.endpoint.connect().await else {
+            return SessionEnd::Lost;
+        };
+        let (outbound, requests) = mpsc::unbounded_channel::<pb::ConnectRequest>();
+        let mut held: Vec<String> = self.running.keys().cloned().collect();
+        held.extend(self.unacked.keys().cloned());
+        held.sort();
+        held.dedup();
+        let register = pb::Register {
+            name: self.config.name.clone(),
+            instance_id: self.config.instance_id.clone(),
+            handlers: self.config.handlers.keys().cloned().collect(),
+            max_concurrent_attempts: self.config.capacity,
+            labels: self.config.labels.clone(),
+            held_attempt_ids: held,
+        };
+        let _ = outbound.send(request(ToServer::Register(register)));
+        let mut call = tonic::Request::new(UnboundedReceiverStream::new(requests));
+        call.metadata_mut().insert(
+            tributary_proto::NAMESPACE_METADATA_KEY,
+            self.namespace.clone(),
+        );
+        let mut client = ExecutorServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let mut responses = match client.connect(call).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                tracing::warn!(%status, "the server refused the executor stream");
+                return SessionEnd::Lost;
+            }
+        };
+        // The first message must be Registered.
+        let registered = loop {
+            let drain_deadline = self.drain_deadline();
+            tokio::select! {
+                message = responses.message() => match message {
+                    Ok(Some(pb::ConnectResponse { message: Some(FromServer::Registered(registered)) })) => break registered,
+                    Ok(Some(other)) => {
+                        tracing::warn!(?other, "expected Registered first");
+                        return SessionEnd::Lost;
+                    }
+                    Ok(None) | Err(_) => return SessionEnd::Lost,
+                },
+                Some((attempt_id, message)) = self.results_receiver.recv() => {
+                    self.record_result(attempt_id, message);
+                }
+                Some(control) = self.control.recv() => self.handle_control(control, None),
+                () = sleep_until(drain_deadline) => self.deadline_passed(),
+            }
+        };
+        *backoff = self.config.reconnect_min;
+        self.publish(|status| {
+            status.connected = true;
+            status.registrations += 1;
+            status.executor_id = registered.executor_id.clone();
+        });
+        tracing::debug!(executor_id = %registered.executor_id, "registered");
+        if self.drain.is_some() {
+            let _ = outbound.send(capacity_zero());
+        }
+        // Resend what the server has not acknowledged.
+        for message in self.unacked.values() {
+            let _ = outbound.send(request(message.clone()));
+        }
+        let interval = self
+            .config
+            .heartbeat_interval
+            .unwrap_or(Duration::from_millis(
+                registered.heartbeat_interval_ms.max(1),
+            ));
+        let lease = Duration::from_millis(registered.lease_timeout_ms.max(1));
+        if registered.max_message_bytes > 0 {
+            self.max_message_bytes = registered.max_message_bytes;
+        }
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + interval, interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_ack = Instant::now();
+        loop {
+            if self.drain_complete() {
+                // End the request stream cleanly, so that what was queued
+                // (the last results, CapacityChanged) is delivered, and give
+                // the server a moment to close its side.
+                drop(outbound);
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    while let Ok(Some(_)) = responses.message().await {}
+                })
+                .await;
+                return SessionEnd::Finished;
+            }
+            let drain_deadline = self.drain_deadline();
+            tokio::select! {
+                message = responses.message() => match message {
+                    Ok(Some(pb::ConnectResponse { message: Some(message) })) => {
+                        match message {
+                            FromServer::HeartbeatAck(_) => last_ack = Instant::now(),
+                            other => self.handle_message(other, &outbound),
+                        }
+                    }
+                    Ok(Some(pb::ConnectResponse { message: None })) => {}
+                    Ok(None) | Err(_) => return SessionEnd::Lost,
+                },
+                _ = heartbeat.tick() => {
+                    if last_ack.elapsed() > lease {
+                        tracing::warn!("no heartbeat acknowledgement within the lease; cancelling attempts and reconnecting");
+                        self.cancel_all("the worker lost its lease on the server");
+                        return SessionEnd::Lost;
+                    }
+                    let running = self.running.keys().cloned().collect();
+                    let _ = outbound.send(request(ToServer::Heartbeat(pb::Heartbeat { running_attempt_ids: running })));
+                }
+                Some((attempt_id, message)) = self.results_receiver.recv() => {
+                    let message = self.record_result(attempt_id, message);
+                    let _ = outbound.send(request(message));
+                }
+                Some(control) = self.control.recv() => self.handle_control(control, Some(&outbound)),
+                () = sleep_until(drain_deadline) => self.deadline_passed(),
+            }
+        }
+    }
+
+    fn handle_message(
+        &mut self,
+        message: FromServer,
+        outbound: &mpsc::UnboundedSender<pb::ConnectRequest>,
+    ) {
+        match message {
+            FromServer::Assign(assign) => self.start_attempt(assign, outbound),
+            FromServer::Cancel(cancel) => {
+                if let Some(running) = self.running.get(&cancel.attempt_id) {
+                    tracing::debug!(attempt_id = %cancel.attempt_id, reason = %cancel.reason, "cancelling");
+                    running.cancel.send_replace(Some(cancel.reason));
+                }
+            }
+            FromServer::ResultAck(ack) => {
+                self.unacked.remove(&ack.attempt_id);
+                self.publish_counts();
+            }
+            FromServer::Registered(_) | FromServer::HeartbeatAck(_) => {}
+        }
+    }
+
+    fn start_attempt(
+        &mut self,
+        assign: pb::Assign,
+        outbound: &mpsc::UnboundedSender<pb::ConnectRequest>,
+    ) {
+        let attempt_id = assign.attempt_id.clone();
+        if self.running.contains_key(&attempt_id) || self.unacked.contains_key(&attempt_id) {
+            // Already ours (a reclaimed attempt); never run it twice.
+            return;
+        }
+        let handler = self.config.handlers.get(&assign.handler).cloned();
+        let context = Context::from_json(&assign.input_context_json);
+        let (cancel, reason) = watch::channel(None);
+        let cancellation = Cancellation { reason };
+        let _ = outbound.send(request(ToServer::Started(pb::Started {
+            attempt_id: attempt_id.clone(),
+        })));
+        let results = self.results.clone();
+        let id = attempt_id.clone();
+        self.attempts.spawn(async move {
+            let message = run_attempt(&id, handler, context, cancellation).await;
+            let _ = results.send((id, message));
+        });
+        self.running.insert(attempt_id, Running { cancel });
+        self.publish_counts();
+    }
+
+    /// Keeps a result until it is acknowledged, and returns it as it is to
+    /// be sent.
+    fn record_result(&mut self, attempt_id: String, message: ToServer) -> ToServer {
+        // Reap finished attempt tasks so the set does not grow.
+        while self.attempts.try_join_next().is_some() {}
+        let message = fit_message(message, self.max_message_bytes);
+        self.running.remove(&attempt_id);
+        self.unacked.insert(attempt_id, message.clone());
+        self.publish_counts();
+        message
+    }
+
+    fn handle_control(
+        &mut self,
+        control: Control,
+        outbound: Option<&mpsc::UnboundedSender<pb::ConnectRequest>>,
+    ) {
+        match control {
+            Control::Shutdown { deadline, done } => {
+                self.drain = Some(Drain {
+                    deadline,
+                    done: Some(done),
+                    cancelled: 0,
+                    deadline_passed: false,
+                });
+                if let Some(outbound) = outbound {
+                    let _ = outbound.send(capacity_zero());
+                }
+            }
+        }
+    }
+
+    fn drain_deadline(&self) -> Option<Instant> {
+        self.drain
+            .as_ref()
+            .filter(|drain| !drain.deadline_passed)
+            .map(|drain| drain.deadline)
+    }
+
+    fn deadline_passed(&mut self) {
+        let count = self.running.len();
+        self.cancel_all("the worker is shutting down");
+        if let Some(drain) = &mut self.drain {
+            drain.deadline_passed = true;
+            drain.cancelled += count;
+        }
+    }
+
+    /// Shutdown is complete once nothing runs and every result is
+    /// acknowledged, or, after the deadline, once nothing runs.
+    fn drain_complete(&self) -> bool {
+        match &self.drain {
+            Some(drain) => {
+                self.running.is_empty() && (self.unacked.is_empty() || drain.deadline_passed)
+            }
+            None => false,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.attempts.abort_all();
+        if let Some(mut drain) = self.drain.take()
+            && let Some(done) = drain.done.take()
+        {
+            let _ = done.send(ShutdownReport {
+                drained: !drain.deadline_passed,
+                cancelled_attempts: drain.cancelled,
+            });
+        }
+        self.publish(|status| status.connected = false);
+    }
+
+    fn cancel_all(&mut self, reason: &str) {
+        for running in self.running.values() {
+            running.cancel.send_replace(Some(reason.to_owned()));
+        }
+    }
+
+    fn publish_counts(&self) {
+        let running = self.running.len();
+        let unacknowledged = self.unacked.len();
+        self.publish(|status| {
+            status.running = running;
+            status.unacknowledged = unacknowledged;
+        });
+    }
+
+    fn publish(&self, change: impl FnOnce(&mut WorkerStatus)) {
+        self.status.send_if_modified(|status| {
+            let before = status.clone();
+            change(status);
+            *status != before
+        });
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn request(message: ToServer) -> pb::ConnectRequest {
+    pb::ConnectRequest {
+        message: Some(message),
+    }
+}
+
+/// A result too large for the server would break the stream on every
+/// resend; it becomes a non-retryable failure that says by how much.
+fn fit_message(message: ToServer, max_message_bytes: u64) -> ToServer {
+    use prost::Message as _;
+    let bytes = request(message.clone()).encoded_len() as u64;
+    match message {
+        ToServer::Completed(completed) if bytes > max_message_bytes => {
+            ToServer::Failed(pb::Failed {
+                attempt_id: completed.attempt_id,
+                message: format!(
+                    "the task's result is {bytes} bytes, over the server's message limit of {max_message_bytes} bytes by {}",
+                    bytes - max_message_bytes
+                ),
+                non_retryable: true,
+            })
+        }
+        ToServer::Failed(mut failed) if bytes > max_message_bytes => {
+            // Keep the start of an enormous error message.
+            let keep = (max_message_bytes as usize / 2).min(failed.message.len());
+            let mut cut = keep;
+            while !failed.message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            failed.message.truncate(cut);
+            ToServer::Failed(failed)
+        }
+        other => other,
+    }
+}
+
+fn capacity_zero() -> pb::ConnectRequest {
+    request(ToServer::CapacityChanged(pb::CapacityChanged {
+        max_concurrent_attempts: 0,
+    }))
+}
+
+/// Aborts a spawned task when dropped, so aborting an attempt's supervisor
+/// also stops the task it supervises.
+struct AbortOnDrop(AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs one attempt to its result message: the handler's outcome, a panic,
+/// or a cancellation.
+async fn run_attempt(
+    attempt_id: &str,
+    handler: Option<Handler>,
+    context: Result<Context<Value>, crate::ContextError>,
+    cancellation: Cancellation,
+) -> ToServer {
+    let failed = |message: String, retryable: bool| {
+        ToServer::Failed(pb::Failed {
+            attempt_id: attempt_id.to_owned(),
+            message,
+            non_retryable: !retryable,
+        })
+    };
+    let Some(handler) = handler else {
+        return failed("this worker has no handler for the task".to_owned(), false);
+    };
+    let mut context = match context {
+        Ok(context) => context,
+        Err(error) => return failed(format!("invalid input context: {error}"), false),
+    };
+    context.set_cancellation(cancellation.clone());
+    let task = tokio::spawn(async move {
+        let outcome = handler(&mut context).await;
+        (context, outcome)
+    });
+    let _guard = AbortOnDrop(task.abort_handle());
+    let abort = task.abort_handle();
+    tokio::select! {
+        joined = task => match joined {
+            Ok((context, Ok(()))) => {
+                let (set, removed) = context.delta();
+                ToServer::Completed(pb::Completed {
+                    attempt_id: attempt_id.to_owned(),
+                    set_json: Value::Object(set.clone()).to_string(),
+                    removed_keys: removed.iter().cloned().collect(),
+                })
+            }
+            Ok((_, Err(error))) => failed(error.message().to_owned(), error.is_retryable()),
+            Err(join_error) if join_error.is_panic() => {
+                failed(format!("task panicked: {}", panic_message(join_error.into_panic())), true)
+            }
+            Err(join_error) => failed(format!("task was stopped: {join_error}"), true),
+        },
+        reason = cancellation.cancelled() => {
+            abort.abort();
+            failed(format!("cancelled: {reason}"), true)
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,491 @@
+//! Tasks and workflows: definitions (what the server stores) together with
+//! handlers (what a worker runs). `#[task]` generates a [`Task`];
+//! [`workflow!`](crate::workflow!) or [`Workflow::new`] groups them.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tributary_proto::v1 as pb;
+
+use crate::context::Context;
+use crate::error::TaskError;
+use crate::validate::{self, DefinitionError};
+
+/// The future a task handler returns: boxed, `Send`, borrowing the context.
+///
+/// ```
+/// use tributary::{Context, TaskFuture};
+/// fn handler(context: &mut Context<serde_json::Value>) -> TaskFuture<'_> {
+///     Box::pin(async move { Ok(context.insert("done", true)?) })
+/// }
+/// ```
+pub type TaskFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send + 'a>>;
+
+/// A task handler: an async function of the context, shared between
+/// attempts.
+///
+/// ```
+/// use std::sync::Arc;
+/// let handler: tributary::Handler = Arc::new(|context| Box::pin(async move {
+///     context.upsert("seen", true);
+///     Ok(())
+/// }));
+/// ```
+pub type Handler = Arc<dyn for<'a> Fn(&'a mut Context<Value>) -> TaskFuture<'a> + Send + Sync>;
+
+/// The definition of one task, as the server stores it. Field names follow
+/// `tributary.v1.TaskDefinition` and the `#[task]` attributes; unset numeric
+/// settings take the server's defaults, empty strings mean the default
+/// backoff (`exponential`), trigger rule (`all_success`) and handler
+/// (`<workflow>.<task id>`).
+///
+/// ```
+/// let definition = tributary::TaskDefinition {
+///     id: "load".into(),
+///     dependencies: vec!["extract".into()],
+///     retry_attempts: Some(2),
+///     ..Default::default()
+/// };
+/// assert_eq!(definition.id, "load");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskDefinition {
+    /// The task's id, unique in its workflow.
+    pub id: String,
+    /// Ids of the tasks it waits for.
+    pub dependencies: Vec<String>,
+    /// Retries after the first attempt (default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_attempts: Option<i32>,
+    /// Base retry delay in milliseconds (default 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_delay_ms: Option<i64>,
+    /// `fixed`, `linear` or `exponential`; empty means `exponential`.
+    pub retry_backoff: String,
+    /// Upper bound of a retry delay in milliseconds (default 30000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_max_delay_ms: Option<i64>,
+    /// Whether retry delays are jittered (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_jitter: Option<bool>,
+    /// Time limit of one attempt in milliseconds; unset means the server's
+    /// default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<i64>,
+    /// `all_success`, `all_done`, `one_success`, `one_failed` or
+    /// `none_failed`; empty means `all_success`.
+    pub trigger_rule: String,
+    /// The routing key; empty means `<workflow>.<task id>`.
+    pub handler: String,
+}
+
+impl TaskDefinition {
+    /// The handler name this task is routed by within `workflow`.
+    ///
+    /// ```
+    /// let definition = tributary::TaskDefinition { id: "a".into(), ..Default::default() };
+    /// assert_eq!(definition.handler_name("etl"), "etl.a");
+    /// ```
+    pub fn handler_name(&self, workflow: &str) -> String {
+        if self.handler.is_empty() {
+            format!("{workflow}.{}", self.id)
+        } else {
+            self.handler.clone()
+        }
+    }
+
+    fn to_proto(&self) -> pb::TaskDefinition {
+        pb::TaskDefinition {
+            id: self.id.clone(),
+            dependencies: self.dependencies.clone(),
+            retry_attempts: self.retry_attempts,
+            retry_delay_ms: self.retry_delay_ms,
+            retry_backoff: self.retry_backoff.clone(),
+            retry_max_delay_ms: self.retry_max_delay_ms,
+            retry_jitter: self.retry_jitter,
+            timeout_ms: self.timeout_ms,
+            trigger_rule: self.trigger_rule.clone(),
+            handler: self.handler.clone(),
+        }
+    }
+}
+
+/// A workflow definition without handlers: what a client registers. Same
+/// JSON shape as the server's definition files and `tests/vectors/`.
+///
+/// ```
+/// let definition: tributary::WorkflowDefinition = serde_json::from_str(
+///     r#"{"name": "w", "tasks": [{"id": "a"}, {"id": "b", "dependencies": ["a"]}]}"#,
+/// ).unwrap();
+/// definition.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkflowDefinition {
+    /// The workflow's name.
+    pub name: String,
+    /// Free text for people.
+    pub description: String,
+    /// The tasks.
+    pub tasks: Vec<TaskDefinition>,
+}
+
+impl WorkflowDefinition {
+    /// Checks the definition the way the server does, with the server's
+    /// messages (cycles with their path, unknown or duplicate dependencies,
+    /// duplicate ids, invalid ids, settings out of range, unknown backoffs
+    /// and trigger rules). Size limits are left to the server.
+    ///
+    /// ```
+    /// let definition: tributary::WorkflowDefinition = serde_json::from_str(
+    ///     r#"{"name": "w", "tasks": [{"id": "a", "dependencies": ["b"]}, {"id": "b", "dependencies": ["a"]}]}"#,
+    /// ).unwrap();
+    /// assert_eq!(definition.validate().unwrap_err().to_string(), "cycle detected: a -> b -> a");
+    /// ```
+    pub fn validate(&self) -> Result<(), DefinitionError> {
+        validate::validate(self)
+    }
+
+    /// The protobuf message sent to `RegisterWorkflow`.
+    ///
+    /// ```
+    /// let definition = tributary::WorkflowDefinition { name: "w".into(), ..Default::default() };
+    /// assert_eq!(definition.to_proto().name, "w");
+    /// ```
+    pub fn to_proto(&self) -> pb::WorkflowDefinition {
+        pb::WorkflowDefinition {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            tasks: self.tasks.iter().map(TaskDefinition::to_proto).collect(),
+        }
+    }
+}
+
+/// A task: its definition and its handler. Written with `#[task]` (which
+/// generates a `<fn name>_task()` function returning one) or built here.
+///
+/// ```
+/// use tributary::Task;
+/// let task = Task::new("greet", |context| Box::pin(async move {
+///     context.insert("greeting", "hello")?;
+///     Ok(())
+/// }))
+/// .dependencies(["load"])
+/// .retry_attempts(2);
+/// assert_eq!(task.id(), "greet");
+/// ```
+#[derive(Clone)]
+pub struct Task {
+    definition: TaskDefinition,
+    handler: Handler,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("definition", &self.definition)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Task {
+    /// A task with default settings running `handler`.
+    ///
+    /// ```
+    /// let task = tributary::Task::new("noop", |_context| Box::pin(async { Ok(()) }));
+    /// assert!(task.definition().dependencies.is_empty());
+    /// ```
+    pub fn new<F>(id: impl Into<String>, handler: F) -> Task
+    where
+        F: for<'a> Fn(&'a mut Context<Value>) -> TaskFuture<'a> + Send + Sync + 'static,
+    {
+        Task::from_definition(
+            TaskDefinition {
+                id: id.into(),
+                ..TaskDefinition::default()
+            },
+            handler,
+        )
+    }
+
+    /// A task from a full definition (what `#[task]` expands to).
+    ///
+    /// ```
+    /// let definition = tributary::TaskDefinition { id: "a".into(), ..Default::default() };
+    /// let task = tributary::Task::from_definition(definition, |_context| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.id(), "a");
+    /// ```
+    pub fn from_definition<F>(definition: TaskDefinition, handler: F) -> Task
+    where
+        F: for<'a> Fn(&'a mut Context<Value>) -> TaskFuture<'a> + Send + Sync + 'static,
+    {
+        Task {
+            definition,
+            handler: Arc::new(handler),
+        }
+    }
+
+    /// The task's id.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.id(), "a");
+    /// ```
+    pub fn id(&self) -> &str {
+        &self.definition.id
+    }
+
+    /// The task's definition.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) })).timeout_ms(500);
+    /// assert_eq!(task.definition().timeout_ms, Some(500));
+    /// ```
+    pub fn definition(&self) -> &TaskDefinition {
+        &self.definition
+    }
+
+    /// The task's handler.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// let handler: tributary::Handler = task.handler();
+    /// ```
+    pub fn handler(&self) -> Handler {
+        self.handler.clone()
+    }
+
+    /// Sets the dependencies.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("c", |_c| Box::pin(async { Ok(()) }));
+    /// let task = task.dependencies(["a", "b"]);
+    /// assert_eq!(task.definition().dependencies, ["a", "b"]);
+    /// ```
+    pub fn dependencies<I, S>(mut self, dependencies: I) -> Task
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.definition.dependencies = dependencies.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the retries after the first attempt.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.retry_attempts(3).definition().retry_attempts, Some(3));
+    /// ```
+    pub fn retry_attempts(mut self, retries: i32) -> Task {
+        self.definition.retry_attempts = Some(retries);
+        self
+    }
+
+    /// Sets the base retry delay in milliseconds.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.retry_delay_ms(10).definition().retry_delay_ms, Some(10));
+    /// ```
+    pub fn retry_delay_ms(mut self, delay_ms: i64) -> Task {
+        self.definition.retry_delay_ms = Some(delay_ms);
+        self
+    }
+
+    /// Sets the backoff: `fixed`, `linear` or `exponential`.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.retry_backoff("fixed").definition().retry_backoff, "fixed");
+    /// ```
+    pub fn retry_backoff(mut self, backoff: impl Into<String>) -> Task {
+        self.definition.retry_backoff = backoff.into();
+        self
+    }
+
+    /// Sets the upper bound of a retry delay in milliseconds.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.retry_max_delay_ms(9).definition().retry_max_delay_ms, Some(9));
+    /// ```
+    pub fn retry_max_delay_ms(mut self, max_delay_ms: i64) -> Task {
+        self.definition.retry_max_delay_ms = Some(max_delay_ms);
+        self
+    }
+
+    /// Turns retry jitter on or off.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.retry_jitter(false).definition().retry_jitter, Some(false));
+    /// ```
+    pub fn retry_jitter(mut self, jitter: bool) -> Task {
+        self.definition.retry_jitter = Some(jitter);
+        self
+    }
+
+    /// Sets the time limit of one attempt in milliseconds.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.timeout_ms(100).definition().timeout_ms, Some(100));
+    /// ```
+    pub fn timeout_ms(mut self, timeout_ms: i64) -> Task {
+        self.definition.timeout_ms = Some(timeout_ms);
+        self
+    }
+
+    /// Sets the trigger rule.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.trigger_rule("all_done").definition().trigger_rule, "all_done");
+    /// ```
+    pub fn trigger_rule(mut self, rule: impl Into<String>) -> Task {
+        self.definition.trigger_rule = rule.into();
+        self
+    }
+
+    /// Sets the handler name (the routing key), instead of
+    /// `<workflow>.<task id>`.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("a", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.handler_name("billing.charge").definition().handler, "billing.charge");
+    /// ```
+    pub fn handler_name(mut self, handler: impl Into<String>) -> Task {
+        self.definition.handler = handler.into();
+        self
+    }
+}
+
+/// A named group of tasks: registered by a [`Client`](crate::Client), served
+/// by a [`Worker`](crate::Worker).
+///
+/// ```
+/// use tributary::{Task, Workflow};
+/// let workflow = Workflow::new("etl")
+///     .task(Task::new("extract", |_c| Box::pin(async { Ok(()) })))
+///     .task(Task::new("load", |_c| Box::pin(async { Ok(()) })).dependencies(["extract"]));
+/// workflow.validate().unwrap();
+/// assert_eq!(workflow.handlers().map(|(name, _)| name).collect::<Vec<_>>(), ["etl.extract", "etl.load"]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Workflow {
+    name: String,
+    description: String,
+    tasks: Vec<Task>,
+}
+
+impl Workflow {
+    /// An empty workflow called `name`.
+    ///
+    /// ```
+    /// assert_eq!(tributary::Workflow::new("w").name(), "w");
+    /// ```
+    pub fn new(name: impl Into<String>) -> Workflow {
+        Workflow {
+            name: name.into(),
+            description: String::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Sets the description.
+    ///
+    /// ```
+    /// let workflow = tributary::Workflow::new("w").description("nightly");
+    /// assert_eq!(workflow.definition().description, "nightly");
+    /// ```
+    pub fn description(mut self, description: impl Into<String>) -> Workflow {
+        self.description = description.into();
+        self
+    }
+
+    /// Adds a task.
+    ///
+    /// ```
+    /// let workflow = tributary::Workflow::new("w")
+    ///     .task(tributary::Task::new("a", |_c| Box::pin(async { Ok(()) })));
+    /// assert_eq!(workflow.tasks().len(), 1);
+    /// ```
+    pub fn task(mut self, task: Task) -> Workflow {
+        self.tasks.push(task);
+        self
+    }
+
+    /// The workflow's name.
+    ///
+    /// ```
+    /// assert_eq!(tributary::Workflow::new("w").name(), "w");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The tasks, in the order they were added.
+    ///
+    /// ```
+    /// assert!(tributary::Workflow::new("w").tasks().is_empty());
+    /// ```
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// The definition without handlers.
+    ///
+    /// ```
+    /// let workflow = tributary::Workflow::new("w")
+    ///     .task(tributary::Task::new("a", |_c| Box::pin(async { Ok(()) })));
+    /// assert_eq!(workflow.definition().tasks[0].id, "a");
+    /// ```
+    pub fn definition(&self) -> WorkflowDefinition {
+        WorkflowDefinition {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            tasks: self
+                .tasks
+                .iter()
+                .map(|task| task.definition.clone())
+                .collect(),
+        }
+    }
+
+    /// Validates the definition locally, with the server's messages.
+    ///
+    /// ```
+    /// let workflow = tributary::Workflow::new("w")
+    ///     .task(tributary::Task::new("a", |_c| Box::pin(async { Ok(()) })).dependencies(["ghost"]));
+    /// assert_eq!(
+    ///     workflow.validate().unwrap_err().to_string(),
+    ///     "task \"a\" depends on unknown task \"ghost\""
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<(), DefinitionError> {
+        self.definition().validate()
+    }
+
+    /// Each task's handler name (see [`TaskDefinition::handler_name`]) with
+    /// its handler.
+    ///
+    /// ```
+    /// let workflow = tributary::Workflow::new("w")
+    ///     .task(tributary::Task::new("a", |_c| Box::pin(async { Ok(()) })));
+    /// assert_eq!(workflow.handlers().next().unwrap().0, "w.a");
+    /// ```
+    pub fn handlers(&self) -> impl Iterator<Item = (String, Handler)> + '_ {
+        self.tasks.iter().map(|task| {
+            (
+                task.definition.handler_name(&self.name),
+                task.handler.clone(),
+            )
+        })
+    }
+}
