@@ -511,22 +511,12 @@ async fn the_worker_reconnects_after_a_server_restart_and_resends_its_result() {
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
     assert_eq!(run.context, json!({"result": 42}));
     let attempts = &run.task("slow").expect("task").attempts;
-    if attempts[0].state == "ATTEMPT_STATE_SUCCEEDED" {
-        // Reclaimed: the result computed while the server was down is the
-        // one the run holds, and the task never ran again.
-        assert_eq!(attempts.len(), 1, "{run:#?}");
-        assert_eq!(executions.load(Ordering::SeqCst), 1, "{run:#?}");
-    } else {
-        // The server's graceful shutdown can see the executor's stream end
-        // before its coordinator stops, and then re-queues the attempt
-        // (ATTEMPT_STATE_LOST) instead of leaving it for reclaim: a race in
-        // the server (api/executor.rs ends the stream on the stop signal and
-        // reports a disconnection the coordinator may still handle). The
-        // resent result is then STALE and the task runs once more.
-        assert_eq!(attempts[0].state, "ATTEMPT_STATE_LOST", "{run:#?}");
-        assert_eq!(attempts.len(), 2, "{run:#?}");
-        assert_eq!(executions.load(Ordering::SeqCst), 2, "{run:#?}");
-    }
+    // The result computed while the server was down is the one the run
+    // holds: the stopping server left the attempt in flight, the next one
+    // accepted the resent result, and the task never ran again.
+    assert_eq!(attempts.len(), 1, "{run:#?}");
+    assert_eq!(attempts[0].state, "ATTEMPT_STATE_SUCCEEDED", "{run:#?}");
+    assert_eq!(executions.load(Ordering::SeqCst), 1, "{run:#?}");
     within(
         "the acknowledgement",
         status.wait_for(|status| status.unacknowledged == 0),
