@@ -1,5 +1,7 @@
 //! A real Tributary server started in-process on a loopback port, over a
-//! fresh SQLite database, for the SDK's end-to-end tests.
+//! fresh database (SQLite, or Postgres when `TRIBUTARY_TEST_DATABASE_URL`
+//! names an admin connection, as `scripts/test.sh` sets it), for the SDK's
+//! end-to-end tests.
 
 #![allow(dead_code)]
 
@@ -16,7 +18,7 @@ pub const LIMIT: Duration = Duration::from_secs(60);
 pub struct TestServer {
     server: Option<RunningServer>,
     pub config: ServeConfig,
-    _directory: tempfile::TempDir,
+    _database: tributary_e2e::TestDatabase,
 }
 
 impl TestServer {
@@ -26,10 +28,9 @@ impl TestServer {
 
     pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> TestServer {
         init_logging();
-        let directory = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}", directory.path().join("t.db").display());
+        let database = tributary_e2e::TestDatabase::fresh().await;
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let mut config = ServeConfig::new(listen, url);
+        let mut config = ServeConfig::new(listen, database.url());
         adjust(&mut config);
         let server = tributary_server::server::start(&config)
             .await
@@ -39,7 +40,7 @@ impl TestServer {
         TestServer {
             server: Some(server),
             config,
-            _directory: directory,
+            _database: database,
         }
     }
 
