@@ -613,6 +613,23 @@ async fn executors_reclaim_their_attempts_after_a_restart_without_rerunning_them
         .get(&(run_id.clone(), "long".to_owned()))
         .copied();
     assert_eq!(executions, Some(1), "the handler ran once");
+    // The run's log says which executor reclaimed the attempt.
+    let mut history = client
+        .watch_run(pb::WatchRunRequest {
+            run_id: run_id.clone(),
+            after_sequence: 0,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut reclaimed = Vec::new();
+    while let Some(response) = history.message().await.expect("history") {
+        let event = response.event.expect("event");
+        if event.r#type == pb::RunEventType::ExecutorConnected as i32 {
+            reclaimed.push(event.attempt_id);
+        }
+    }
+    assert_eq!(reclaimed, std::slice::from_ref(&attempt_id));
     assert_eq!(context(&run), json!({"long": 1, "after": 1}));
     executor.stop().await;
     server.kill().await;

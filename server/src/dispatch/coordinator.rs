@@ -488,11 +488,14 @@ impl Coordinator {
                 Some(run_id) => self
                     .runs
                     .get_mut(&run_id)
-                    .is_some_and(|run| run.rebind_attempt(&attempt_id, &executor_id)),
+                    .is_some_and(|run| run.rebind_attempt(&attempt_id, &executor_id, now_ms)),
                 None => false,
             };
             if reclaimed {
                 tracing::info!(executor_id, attempt_id, "attempt reclaimed after a restart");
+                if let Some(run_id) = self.attempt_runs.get(&attempt_id).cloned() {
+                    self.mark_dirty(&run_id);
+                }
                 if let Some(executor) = self.executors.get_mut(&executor_id) {
                     executor.in_flight.insert(attempt_id);
                 }

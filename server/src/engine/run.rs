@@ -340,14 +340,17 @@ impl RunState {
     }
 
     /// An executor that reconnected after a restart holds this attempt:
-    /// cancellations now go to it.
-    pub fn rebind_attempt(&mut self, attempt_id: &str, executor_id: &str) -> bool {
+    /// cancellations now go to it, and the run's log says who has it.
+    pub fn rebind_attempt(&mut self, attempt_id: &str, executor_id: &str, now_ms: i64) -> bool {
         let Some(task) = self.task_of_current_attempt(attempt_id) else {
             return false;
         };
         if let Some(current) = self.tasks[task].current.as_mut() {
             current.executor_id = executor_id.to_owned();
         }
+        let mut details = self.attempt_details(task, attempt_id);
+        details.executor_id = Some(executor_id.to_owned());
+        self.event(EventType::ExecutorConnected, details, now_ms);
         true
     }
 

@@ -689,7 +689,18 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
         Action::TimeoutAt { attempt_id, .. } if attempt_id == "attempt-b"
     )));
     // The reclaimed attempt completes; d is skipped because c failed.
-    assert!(restored.rebind_attempt("attempt-b", "executor-2"));
+    assert!(restored.rebind_attempt("attempt-b", "executor-2", 1_999));
+    let reclaimed = restored.take_changes();
+    assert_eq!(reclaimed.events.len(), 1);
+    assert_eq!(reclaimed.events[0].event_type, EventType::ExecutorConnected);
+    assert_eq!(
+        reclaimed.events[0].sequence, 100,
+        "sequences continue after the stored ones"
+    );
+    assert_eq!(
+        reclaimed.events[0].details.executor_id.as_deref(),
+        Some("executor-2")
+    );
     let mut actions = Vec::new();
     let disposition = restored.on_completed(
         "attempt-b",
@@ -701,10 +712,7 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
     assert_eq!(restored.task_state(index("d")), TaskState::Skipped);
     assert!(actions.contains(&Action::Finished(RunStatus::Failed)));
     let changes = restored.take_changes();
-    assert_eq!(
-        changes.events[0].sequence, 100,
-        "sequences continue after the stored ones"
-    );
+    assert_eq!(changes.events[0].sequence, 101);
     assert_eq!(
         changes
             .status
