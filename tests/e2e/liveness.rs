@@ -354,6 +354,25 @@ impl ServerProcess {
         Ok(RunServiceClient::new(channel))
     }
 
+    /// Registers a definition given in the definition-file JSON format.
+    async fn register(&self, definition: serde_json::Value) {
+        let input: tributary_server::definition::WorkflowDefinitionInput =
+            serde_json::from_value(definition).expect("definition format");
+        let channel = Endpoint::from_shared(self.url.clone())
+            .expect("valid URL")
+            .connect()
+            .await
+            .expect("connects");
+        WorkflowServiceClient::new(channel)
+            .register_workflow(pb::RegisterWorkflowRequest {
+                definition: Some(tributary_server::api::convert::definition_input_to_proto(
+                    &input,
+                )),
+            })
+            .await
+            .expect("registers");
+    }
+
     async fn run_client(&self) -> RunServiceClient<tonic::transport::Channel> {
         let channel = Endpoint::from_shared(self.url.clone())
             .expect("valid URL")
@@ -432,22 +451,8 @@ async fn a_server_killed_at_many_points_finishes_every_run_with_each_result_appl
     let database = TestDatabase::fresh().await;
     let port = free_port();
     let server = ServerProcess::start(&database, port, None).await;
-    let channel = Endpoint::from_shared(server.url.clone())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connects");
     let (definition, expected) = layered_workflow();
-    let input: tributary_server::definition::WorkflowDefinitionInput =
-        serde_json::from_value(definition).expect("definition");
-    WorkflowServiceClient::new(channel)
-        .register_workflow(pb::RegisterWorkflowRequest {
-            definition: Some(tributary_server::api::convert::definition_input_to_proto(
-                &input,
-            )),
-        })
-        .await
-        .expect("registers");
+    server.register(definition).await;
     let mut run_ids = Vec::new();
     let mut client = server.run_client().await;
     for _ in 0..3 {
@@ -518,22 +523,12 @@ async fn executors_reclaim_their_attempts_after_a_restart_without_rerunning_them
     let database = TestDatabase::fresh().await;
     let port = free_port();
     let server = ServerProcess::start(&database, port, None).await;
-    let channel = Endpoint::from_shared(server.url.clone())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connects");
-    let input: tributary_server::definition::WorkflowDefinitionInput =
-        serde_json::from_value(json!({"name": "slow", "tasks": [{"id": "long", "handler": "long"}, {"id": "after", "dependencies": ["long"], "handler": "long"}]}))
-            .expect("definition");
-    WorkflowServiceClient::new(channel)
-        .register_workflow(pb::RegisterWorkflowRequest {
-            definition: Some(tributary_server::api::convert::definition_input_to_proto(
-                &input,
-            )),
-        })
-        .await
-        .expect("registers");
+    server
+        .register(json!({"name": "slow", "tasks": [
+            {"id": "long", "handler": "long"},
+            {"id": "after", "dependencies": ["long"], "handler": "long"}
+        ]}))
+        .await;
     let (release, released) = tokio::sync::watch::channel(false);
     let released = Arc::new(released);
     let executor = ResilientExecutor::start(
