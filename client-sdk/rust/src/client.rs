@@ -1,9 +1,10 @@
 //! The [`Client`]: registers workflows, starts, reads, lists, cancels and
-//! waits for runs.
+//! waits for runs (following them with [`Client::watch`]).
 
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio_stream::StreamExt;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -13,10 +14,12 @@ use tributary_proto::v1::run_service_client::RunServiceClient;
 use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 
 use crate::error::Error;
+use crate::events::{RunEventKind, is_transient};
 use crate::workflow::{Workflow, WorkflowDefinition};
 
-/// How often [`Client::wait`] polls `GetRun`.
-const WAIT_POLL: Duration = Duration::from_millis(20);
+/// How long [`Client::wait`] pauses before following a run again after the
+/// server went away.
+const REWATCH_DELAY: Duration = Duration::from_millis(200);
 
 /// The status of a run.
 ///
@@ -51,7 +54,7 @@ impl RunStatus {
         )
     }
 
-    fn from_proto(status: pb::RunStatus) -> Result<RunStatus, Error> {
+    pub(crate) fn from_proto(status: pb::RunStatus) -> Result<RunStatus, Error> {
         Ok(match status {
             pb::RunStatus::Pending => RunStatus::Pending,
             pb::RunStatus::Running => RunStatus::Running,
@@ -132,6 +135,16 @@ pub enum SkipReason {
     UpstreamFailed,
     /// The trigger rule was false and no dependency failed.
     RuleNotMet,
+}
+
+impl SkipReason {
+    pub(crate) fn from_proto(reason: pb::SkipReason) -> Option<SkipReason> {
+        match reason {
+            pb::SkipReason::Unspecified => None,
+            pb::SkipReason::UpstreamFailed => Some(SkipReason::UpstreamFailed),
+            pb::SkipReason::RuleNotMet => Some(SkipReason::RuleNotMet),
+        }
+    }
 }
 
 /// One attempt of a task.
@@ -226,11 +239,7 @@ impl Run {
             .into_iter()
             .map(|task| {
                 let state = TaskState::from_proto(task.state())?;
-                let skip_reason = match task.skip_reason() {
-                    pb::SkipReason::Unspecified => None,
-                    pb::SkipReason::UpstreamFailed => Some(SkipReason::UpstreamFailed),
-                    pb::SkipReason::RuleNotMet => Some(SkipReason::RuleNotMet),
-                };
+                let skip_reason = SkipReason::from_proto(task.skip_reason());
                 Ok(TaskOutcome {
                     task_id: task.task_id,
                     state,
@@ -363,7 +372,7 @@ pub struct RunPage {
 
 /// Sends `x-tributary-namespace` with every call.
 #[derive(Debug, Clone)]
-struct Namespace(AsciiMetadataValue);
+pub(crate) struct Namespace(AsciiMetadataValue);
 
 impl Interceptor for Namespace {
     fn call(
@@ -377,7 +386,7 @@ impl Interceptor for Namespace {
     }
 }
 
-type Intercepted = InterceptedService<Channel, Namespace>;
+pub(crate) type Intercepted = InterceptedService<Channel, Namespace>;
 
 /// A connection to a Tributary server, scoped to one namespace. Cheap to
 /// clone; clones share the connection.
@@ -633,7 +642,8 @@ impl Client {
     }
 
     /// Waits until the run is terminal and returns it (status, tasks, final
-    /// context), polling `GetRun` every 20 ms.
+    /// context). It follows the run's events, so it returns as soon as the
+    /// run finishes; when the server restarts meanwhile it follows again.
     ///
     /// ```no_run
     /// # async fn f(client: tributary::Client, run_id: &str) -> Result<(), tributary::Error> {
@@ -642,12 +652,38 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn wait(&self, run_id: &str) -> Result<Run, Error> {
+        let mut after_sequence = 0;
         loop {
-            let run = self.get_run(run_id).await?;
-            if run.status.is_terminal() {
-                return Ok(run);
+            match self.follow_to_finish(run_id, &mut after_sequence).await {
+                Ok(true) => return self.get_run(run_id).await,
+                // The stream ended early: the server is stopping.
+                Ok(false) => {}
+                Err(error) if is_transient(&error) => {}
+                Err(error) => return Err(error),
             }
-            tokio::time::sleep(WAIT_POLL).await;
+            tokio::time::sleep(REWATCH_DELAY).await;
         }
+    }
+
+    /// Follows the run's events from `after_sequence`; true once it saw the
+    /// run finish.
+    async fn follow_to_finish(
+        &self,
+        run_id: &str,
+        after_sequence: &mut u64,
+    ) -> Result<bool, Error> {
+        let mut events = self.watch(run_id, *after_sequence).await?;
+        while let Some(event) = events.next().await {
+            let event = event?;
+            *after_sequence = event.sequence;
+            if event.kind == RunEventKind::RunFinished {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub(crate) fn runs(&self) -> RunServiceClient<Intercepted> {
+        self.runs.clone()
     }
 }

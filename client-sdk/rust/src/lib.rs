@@ -51,6 +51,7 @@ extern crate self as tributary;
 mod client;
 mod context;
 mod error;
+mod events;
 mod validate;
 mod worker;
 mod workflow;
@@ -61,6 +62,7 @@ pub use client::{
 };
 pub use context::{Context, ContextError};
 pub use error::{Error, TaskError};
+pub use events::{RunEvent, RunEventKind, RunEvents};
 pub use validate::{
     BACKOFFS, DefinitionError, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES,
     is_valid_handler, is_valid_identifier,
