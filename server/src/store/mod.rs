@@ -8,6 +8,7 @@
 pub mod postgres;
 mod queries;
 mod run_queries;
+mod run_writes;
 pub mod sqlite;
 
 use std::sync::Arc;

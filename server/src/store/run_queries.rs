@@ -1,12 +1,8 @@
 //! The run queries, written once for both backends in the manner of
-//! [`super::queries`]: runs, their tasks, attempts, context deltas and
-//! conflicts, and the event log with its global cursor. A backend supplies
-//! only its pool and how a consistent read snapshot is begun.
-//!
-//! Every write goes through one transaction, and the event cursors are taken
-//! from the `event_sequencer` row inside it, as late as possible: the row
-//! lock serializes event writers only for the last statements before the
-//! commit, and a later cursor can never become visible before an earlier one.
+//! [`super::queries`]: reading runs, their tasks, attempts, context deltas
+//! and conflicts, the event log, and deleting expired runs. A backend
+//! supplies only its pool and how a consistent read snapshot is begun. The
+//! writes of the hot path are in [`super::run_writes`].
 
 use std::marker::PhantomData;
 
@@ -14,9 +10,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::StoreError;
 use crate::engine::records::{
-    AttemptRecord, AttemptState, ConflictRecord, CreateRunOutcome, DeltaRecord, EventDetails,
-    EventPosition, EventQuery, EventRecord, EventType, NewEvent, NewRun, RunChanges, RunDetail,
-    RunFilter, RunRecord, RunStatus, SkipReason, TaskRecord, TaskState,
+    AttemptRecord, AttemptState, ConflictRecord, DeltaRecord, EventDetails, EventPosition,
+    EventQuery, EventRecord, EventType, RunDetail, RunFilter, RunRecord, RunStatus, SkipReason,
+    TaskRecord, TaskState,
 };
 
 /// The columns `RunQueries::run_from_row` decodes, in its order.
@@ -27,14 +23,6 @@ macro_rules! run_columns {
          finished_at_ms"
     };
 }
-
-const INSERT_RUN: &str = "INSERT INTO runs \
-     (id, namespace, workflow_name, workflow_version, status, input_context_json, \
-     final_context_json, idempotency_key, request_hash, created_at_ms, started_at_ms, \
-     finished_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, NULL, NULL) \
-     ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-     RETURNING id";
 
 const GET_RUN: &str = concat!(
     "SELECT ",
@@ -70,41 +58,9 @@ const LIST_RUNS: &str = concat!(
      ORDER BY id DESC LIMIT $5"
 );
 
-const RUN_WORKFLOW: &str = "SELECT workflow_name FROM runs WHERE id = $1 AND namespace = $2";
-
-// A retried status change must not erase what an earlier one recorded, so
-// absent times and contexts keep the stored values.
-const UPDATE_RUN_STATUS: &str = "UPDATE runs SET status = $3, \
-     started_at_ms = COALESCE($4, started_at_ms), \
-     finished_at_ms = COALESCE($5, finished_at_ms), \
-     final_context_json = COALESCE($6, final_context_json) \
-     WHERE id = $1 AND namespace = $2 RETURNING workflow_name";
-
-const INSERT_TASK: &str = "INSERT INTO task_runs \
-     (run_id, namespace, task_id, position, state, skip_reason, attempts_started, failures, \
-     reassignments, current_attempt_id, next_attempt_at_ms, error, updated_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-
-const UPDATE_TASK: &str = "UPDATE task_runs SET position = $4, state = $5, skip_reason = $6, \
-     attempts_started = $7, failures = $8, reassignments = $9, current_attempt_id = $10, \
-     next_attempt_at_ms = $11, error = $12, updated_at_ms = $13 \
-     WHERE run_id = $1 AND namespace = $2 AND task_id = $3 RETURNING task_id";
-
 const GET_TASKS: &str = "SELECT task_id, position, state, skip_reason, attempts_started, \
      failures, reassignments, current_attempt_id, next_attempt_at_ms, error, updated_at_ms \
      FROM task_runs WHERE run_id = $1 AND namespace = $2 ORDER BY position, task_id";
-
-const INSERT_ATTEMPT: &str = "INSERT INTO attempts \
-     (id, namespace, run_id, task_id, number, executor_id, state, error, assigned_at_ms, \
-     deadline_at_ms, started_at_ms, finished_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-
-// An update that does not know a time (a late result, say) leaves the
-// recorded one in place.
-const UPDATE_ATTEMPT: &str = "UPDATE attempts SET state = $4, error = $5, \
-     started_at_ms = COALESCE($6, started_at_ms), \
-     finished_at_ms = COALESCE($7, finished_at_ms) \
-     WHERE id = $1 AND run_id = $2 AND namespace = $3 RETURNING id";
 
 const GET_ATTEMPTS: &str = "SELECT a.id, a.run_id, a.task_id, a.number, a.executor_id, \
      a.state, a.error, a.assigned_at_ms, a.deadline_at_ms, a.started_at_ms, a.finished_at_ms \
@@ -112,35 +68,13 @@ const GET_ATTEMPTS: &str = "SELECT a.id, a.run_id, a.task_id, a.number, a.execut
      WHERE a.run_id = $1 AND a.namespace = $2 \
      ORDER BY t.position, a.task_id, a.number";
 
-const INSERT_DELTA: &str = "INSERT INTO context_deltas \
-     (run_id, namespace, task_id, attempt_id, set_json, removed_json) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
-
 const GET_DELTAS: &str = "SELECT d.task_id, d.attempt_id, d.set_json, d.removed_json \
      FROM context_deltas d JOIN task_runs t ON t.run_id = d.run_id AND t.task_id = d.task_id \
      WHERE d.run_id = $1 AND d.namespace = $2 ORDER BY t.position, d.task_id";
 
-// The engine may report the same conflict again (a replayed step): the
-// identical row is skipped. One task may be overridden by several winners
-// (a three-way race), each its own row.
-const INSERT_CONFLICT: &str = "INSERT INTO context_conflicts \
-     (run_id, namespace, key, winning_task_id, overridden_task_id) \
-     SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM context_conflicts \
-     WHERE run_id = $1 AND key = $3 AND winning_task_id = $4 AND overridden_task_id = $5)";
-
 const GET_CONFLICTS: &str = "SELECT key, winning_task_id, overridden_task_id \
      FROM context_conflicts WHERE run_id = $1 AND namespace = $2 \
      ORDER BY key, winning_task_id, overridden_task_id";
-
-/// Reserves `$1` cursors and returns the first. Updating the single row locks
-/// it until the commit (Postgres) or runs on the only writer (SQLite), which
-/// is what makes cursors visible in commit order.
-const TAKE_CURSORS: &str = "UPDATE event_sequencer SET next_cursor = next_cursor + $1 \
-     WHERE id = 1 RETURNING next_cursor - $1";
-
-const INSERT_EVENT: &str = "INSERT INTO events \
-     (cursor, namespace, run_id, workflow_name, sequence, event_type, payload_json, \
-     created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 const RUN_STATUS: &str = "SELECT status FROM runs WHERE namespace = $1 AND id = $2";
 
@@ -246,47 +180,6 @@ fn list_events_statement<'a>(
     (sql, params)
 }
 
-/// An event whose columns are computed, waiting for its cursor. Everything
-/// that can fail is done before the sequencer row is locked.
-struct PendingEvent<'a> {
-    namespace: &'a str,
-    run_id: &'a str,
-    workflow_name: &'a str,
-    event: &'a NewEvent,
-    sequence: i64,
-    payload_json: String,
-}
-
-impl<'a> PendingEvent<'a> {
-    fn new(
-        namespace: &'a str,
-        run_id: &'a str,
-        workflow_name: &'a str,
-        event: &'a NewEvent,
-    ) -> Result<PendingEvent<'a>, StoreError> {
-        let sequence = i64::try_from(event.sequence).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "sequence {} of an event of run {run_id:?} is out of range",
-                event.sequence
-            ))
-        })?;
-        let payload_json = serde_json::to_string(&event.details).map_err(|error| {
-            StoreError::Corrupt(format!(
-                "details of event {} of run {run_id:?}: {error}",
-                event.sequence
-            ))
-        })?;
-        Ok(PendingEvent {
-            namespace,
-            run_id,
-            workflow_name,
-            event,
-            sequence,
-            payload_json,
-        })
-    }
-}
-
 /// The run queries over one database type. The bounds live on the impl block
 /// so they are written once; every function needs the same capabilities.
 pub(super) struct RunQueries<DB>(PhantomData<DB>);
@@ -303,74 +196,6 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB>,
 {
-    /// Writes a run, its tasks and its events, unless its idempotency key is
-    /// taken. The insert itself decides (`ON CONFLICT DO NOTHING` on the
-    /// idempotency index), so two concurrent requests with one key cannot
-    /// both create a run: the second waits for the first and then finds it.
-    pub(super) async fn create_run(
-        pool: &Pool<DB>,
-        run: &NewRun,
-    ) -> Result<CreateRunOutcome, StoreError> {
-        let pending = run
-            .events
-            .iter()
-            .map(|event| PendingEvent::new(&run.namespace, &run.id, &run.workflow_name, event))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut transaction = pool.begin().await?;
-        let inserted = sqlx::query::<DB>(INSERT_RUN)
-            .bind(run.id.as_str())
-            .bind(run.namespace.as_str())
-            .bind(run.workflow_name.as_str())
-            .bind(run.workflow_version.as_str())
-            .bind(RunStatus::Pending.as_str())
-            .bind(run.input_context_json.as_str())
-            .bind(run.idempotency_key.as_deref())
-            .bind(run.request_hash.as_str())
-            .bind(run.created_at_ms)
-            .fetch_optional(&mut *transaction)
-            .await?;
-        if inserted.is_none() {
-            // Only the idempotency index is the conflict target, so the key
-            // is set and its holder has committed (Postgres waited for it).
-            let existing = match run.idempotency_key.as_deref() {
-                Some(key) => {
-                    Self::find_by_idempotency_key(&mut transaction, &run.namespace, key).await?
-                }
-                None => None,
-            };
-            transaction.rollback().await?;
-            return existing
-                .map(CreateRunOutcome::IdempotencyKeyTaken)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "run {:?} was not inserted, yet no run holds its idempotency key",
-                        run.id
-                    ))
-                });
-        }
-        for task in &run.tasks {
-            sqlx::query::<DB>(INSERT_TASK)
-                .bind(run.id.as_str())
-                .bind(run.namespace.as_str())
-                .bind(task.task_id.as_str())
-                .bind(i64::from(task.position))
-                .bind(task.state.as_str())
-                .bind(task.skip_reason.map(SkipReason::as_str))
-                .bind(i64::from(task.attempts_started))
-                .bind(i64::from(task.failures))
-                .bind(i64::from(task.reassignments))
-                .bind(task.current_attempt_id.as_deref())
-                .bind(task.next_attempt_at_ms)
-                .bind(task.error.as_deref())
-                .bind(task.updated_at_ms)
-                .execute(&mut *transaction)
-                .await?;
-        }
-        let events = Self::append_events(&mut transaction, &pending).await?;
-        transaction.commit().await?;
-        Ok(CreateRunOutcome::Created(events))
-    }
-
     pub(super) async fn find_run_by_idempotency_key(
         pool: &Pool<DB>,
         namespace: &str,
@@ -380,7 +205,7 @@ where
         Self::find_by_idempotency_key(&mut connection, namespace, idempotency_key).await
     }
 
-    async fn find_by_idempotency_key(
+    pub(super) async fn find_by_idempotency_key(
         connection: &mut DB::Connection,
         namespace: &str,
         idempotency_key: &str,
@@ -391,224 +216,6 @@ where
             .fetch_optional(&mut *connection)
             .await?;
         row.as_ref().map(Self::run_from_row).transpose()
-    }
-
-    /// Commits a batch in one transaction. Every change names its run and
-    /// namespace, and each is checked, so a change can never land in another
-    /// namespace's run; any failure rolls the whole batch back.
-    pub(super) async fn commit_changes(
-        pool: &Pool<DB>,
-        batch: &[RunChanges],
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pending = batch
-            .iter()
-            .flat_map(|changes| {
-                changes.events.iter().map(|event| {
-                    PendingEvent::new(
-                        &changes.namespace,
-                        &changes.run_id,
-                        &changes.workflow_name,
-                        event,
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut transaction = pool.begin().await?;
-        for changes in batch {
-            Self::apply_changes(&mut transaction, changes).await?;
-        }
-        let events = Self::append_events(&mut transaction, &pending).await?;
-        transaction.commit().await?;
-        Ok(events)
-    }
-
-    /// Everything of one run's changes except its events.
-    async fn apply_changes(
-        connection: &mut DB::Connection,
-        changes: &RunChanges,
-    ) -> Result<(), StoreError> {
-        let run_id = changes.run_id.as_str();
-        let namespace = changes.namespace.as_str();
-        let row = match &changes.status {
-            Some(change) => {
-                sqlx::query::<DB>(UPDATE_RUN_STATUS)
-                    .bind(run_id)
-                    .bind(namespace)
-                    .bind(change.status.as_str())
-                    .bind(change.started_at_ms)
-                    .bind(change.finished_at_ms)
-                    .bind(change.final_context_json.as_deref())
-                    .fetch_optional(&mut *connection)
-                    .await?
-            }
-            None => {
-                sqlx::query::<DB>(RUN_WORKFLOW)
-                    .bind(run_id)
-                    .bind(namespace)
-                    .fetch_optional(&mut *connection)
-                    .await?
-            }
-        };
-        let Some(row) = row else {
-            return Err(StoreError::NotFound(format!("run {run_id:?}")));
-        };
-        // The events' workflow_name column comes from the changes; a
-        // mismatch would file them under the wrong workflow for good.
-        let workflow_name: String = row.try_get(0)?;
-        if workflow_name != changes.workflow_name {
-            return Err(StoreError::Corrupt(format!(
-                "changes of run {run_id:?} name workflow {:?}, but the run is of {workflow_name:?}",
-                changes.workflow_name
-            )));
-        }
-
-        for task in &changes.tasks {
-            let updated = sqlx::query::<DB>(UPDATE_TASK)
-                .bind(run_id)
-                .bind(namespace)
-                .bind(task.task_id.as_str())
-                .bind(i64::from(task.position))
-                .bind(task.state.as_str())
-                .bind(task.skip_reason.map(SkipReason::as_str))
-                .bind(i64::from(task.attempts_started))
-                .bind(i64::from(task.failures))
-                .bind(i64::from(task.reassignments))
-                .bind(task.current_attempt_id.as_deref())
-                .bind(task.next_attempt_at_ms)
-                .bind(task.error.as_deref())
-                .bind(task.updated_at_ms)
-                .fetch_optional(&mut *connection)
-                .await?;
-            if updated.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "task {:?} of run {run_id:?}",
-                    task.task_id
-                )));
-            }
-        }
-
-        for attempt in &changes.new_attempts {
-            if attempt.run_id != changes.run_id {
-                return Err(StoreError::Corrupt(format!(
-                    "attempt {:?} of run {:?} is in the changes of run {run_id:?}",
-                    attempt.id, attempt.run_id
-                )));
-            }
-            sqlx::query::<DB>(INSERT_ATTEMPT)
-                .bind(attempt.id.as_str())
-                .bind(namespace)
-                .bind(run_id)
-                .bind(attempt.task_id.as_str())
-                .bind(i64::from(attempt.number))
-                .bind(attempt.executor_id.as_str())
-                .bind(attempt.state.as_str())
-                .bind(attempt.error.as_deref())
-                .bind(attempt.assigned_at_ms)
-                .bind(attempt.deadline_at_ms)
-                .bind(attempt.started_at_ms)
-                .bind(attempt.finished_at_ms)
-                .execute(&mut *connection)
-                .await?;
-        }
-
-        for update in &changes.attempt_updates {
-            let updated = sqlx::query::<DB>(UPDATE_ATTEMPT)
-                .bind(update.id.as_str())
-                .bind(run_id)
-                .bind(namespace)
-                .bind(update.state.as_str())
-                .bind(update.error.as_deref())
-                .bind(update.started_at_ms)
-                .bind(update.finished_at_ms)
-                .fetch_optional(&mut *connection)
-                .await?;
-            if updated.is_none() {
-                return Err(StoreError::NotFound(format!(
-                    "attempt {:?} of run {run_id:?}",
-                    update.id
-                )));
-            }
-        }
-
-        for delta in &changes.deltas {
-            let removed_json = serde_json::to_string(&delta.removed_keys).map_err(|error| {
-                StoreError::Corrupt(format!(
-                    "removed keys of task {:?} of run {run_id:?}: {error}",
-                    delta.task_id
-                ))
-            })?;
-            // A second delta for a task violates the primary key: each task
-            // succeeds once, so that is the caller's bug and fails the batch.
-            sqlx::query::<DB>(INSERT_DELTA)
-                .bind(run_id)
-                .bind(namespace)
-                .bind(delta.task_id.as_str())
-                .bind(delta.attempt_id.as_str())
-                .bind(delta.set_json.as_str())
-                .bind(removed_json)
-                .execute(&mut *connection)
-                .await?;
-        }
-
-        for conflict in &changes.conflicts {
-            sqlx::query::<DB>(INSERT_CONFLICT)
-                .bind(run_id)
-                .bind(namespace)
-                .bind(conflict.key.as_str())
-                .bind(conflict.winning_task_id.as_str())
-                .bind(conflict.overridden_task_id.as_str())
-                .execute(&mut *connection)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Takes one block of cursors for all `pending` events (one sequencer
-    /// update per transaction) and inserts them in order.
-    async fn append_events(
-        connection: &mut DB::Connection,
-        pending: &[PendingEvent<'_>],
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        if pending.is_empty() {
-            return Ok(Vec::new());
-        }
-        let count = i64::try_from(pending.len())
-            .map_err(|_| StoreError::Corrupt(format!("{} events in one batch", pending.len())))?;
-        let first: i64 = sqlx::query::<DB>(TAKE_CURSORS)
-            .bind(count)
-            .fetch_one(&mut *connection)
-            .await?
-            .try_get(0)?;
-        let mut records = Vec::with_capacity(pending.len());
-        for (cursor, event) in (first..).zip(pending) {
-            sqlx::query::<DB>(INSERT_EVENT)
-                .bind(cursor)
-                .bind(event.namespace)
-                .bind(event.run_id)
-                .bind(event.workflow_name)
-                .bind(event.sequence)
-                .bind(event.event.event_type.as_str())
-                .bind(event.payload_json.as_str())
-                .bind(event.event.created_at_ms)
-                .execute(&mut *connection)
-                .await?;
-            records.push(EventRecord {
-                cursor: u64::try_from(cursor).map_err(|_| {
-                    StoreError::Corrupt(format!("event sequencer handed out cursor {cursor}"))
-                })?,
-                namespace: event.namespace.to_owned(),
-                run_id: event.run_id.to_owned(),
-                workflow_name: event.workflow_name.to_owned(),
-                sequence: event.event.sequence,
-                event_type: event.event.event_type,
-                details: event.event.details.clone(),
-                created_at_ms: event.event.created_at_ms,
-            });
-        }
-        Ok(records)
     }
 
     /// Reads a run and everything under it in one transaction begun with
