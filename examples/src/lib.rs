@@ -7,5 +7,7 @@
 //! run. [`runner`] is what they share: an embedded server or `--server URL`,
 //! the worker, one run, and the printing of what happened.
 
+pub mod error_handling;
+pub mod hello;
 pub mod parallel_processing;
 pub mod runner;

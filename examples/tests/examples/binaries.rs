@@ -34,6 +34,39 @@ async fn parallel_processing_without_sleeps_succeeds() {
 }
 
 #[tokio::test]
+async fn hello_prints_its_greeting() {
+    let output = crate::within(
+        "hello",
+        run(env!("CARGO_BIN_EXE_hello"), &["--name", "Grace"]),
+    )
+    .await;
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains("Hello, Grace!"), "{stdout}");
+}
+
+#[tokio::test]
+async fn error_handling_exits_zero_when_the_run_failed_as_expected() {
+    let output = crate::within(
+        "error_handling",
+        run(env!("CARGO_BIN_EXE_error_handling"), &[]),
+    )
+    .await;
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(stdout.contains(": FAILED"), "{stdout}");
+    assert!(stdout.contains("As expected"), "{stdout}");
+}
+
+#[tokio::test]
 async fn a_server_that_is_not_there_is_an_error() {
     let output = crate::within(
         "parallel_processing",

@@ -3,6 +3,8 @@
 //! running the binaries themselves.
 
 mod binaries;
+mod error_handling;
+mod hello;
 mod parallel_processing;
 
 use std::time::Duration;
