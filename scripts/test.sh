@@ -3,7 +3,7 @@
 #
 #   1. `cargo test --workspace` against SQLite (each test opens a fresh
 #      temporary SQLite file, because TRIBUTARY_TEST_DATABASE_URL is unset);
-#   2. `cargo test -p tributary-e2e -p tributary` against a throwaway Postgres cluster, when
+#   2. `cargo test -p tributary-e2e -p tributary -p tributary-bench` against a throwaway Postgres cluster, when
 #      the Postgres server binaries (initdb, pg_ctl) are installed. The cluster
 #      lives in a fresh temporary directory, listens on a free port of
 #      127.0.0.1 only, and is stopped and deleted on exit, even on failure.
@@ -198,7 +198,7 @@ elif ((EUID == 0)) && ! id -u postgres >/dev/null 2>&1; then
 fi
 
 if [[ -n $postgres_skip_reason ]]; then
-    header "cargo test -p tributary-e2e -p tributary (Postgres)"
+    header "cargo test -p tributary-e2e -p tributary -p tributary-bench (Postgres)"
     log "$postgres_skip_reason: the Postgres suite was SKIPPED (install postgresql to run it)"
     postgres_status="SKIPPED ($postgres_skip_reason)"
     if [[ ${TRIBUTARY_REQUIRE_POSTGRES:-} == 1 ]]; then
@@ -211,8 +211,8 @@ else
     if start_postgres; then
         database_url="postgres://postgres@127.0.0.1:$pg_port/postgres"
         log "Postgres is up in $pg_tmp, admin URL $database_url"
-        header "cargo test -p tributary-e2e -p tributary (Postgres)"
-        if TRIBUTARY_TEST_DATABASE_URL=$database_url cargo test -p tributary-e2e -p tributary "$@"; then
+        header "cargo test -p tributary-e2e -p tributary -p tributary-bench (Postgres)"
+        if TRIBUTARY_TEST_DATABASE_URL=$database_url cargo test -p tributary-e2e -p tributary -p tributary-bench "$@"; then
             postgres_status="passed"
         else
             postgres_status="FAILED"
@@ -229,5 +229,5 @@ fi
 
 header "summary"
 log "  SQLite suite   (cargo test --workspace):     $sqlite_status"
-log "  Postgres suite (cargo test -p tributary-e2e -p tributary): $postgres_status"
+log "  Postgres suite (cargo test -p tributary-e2e -p tributary -p tributary-bench): $postgres_status"
 exit "$failed"

@@ -5,7 +5,12 @@
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
+use std::sync::OnceLock;
+
+use indexmap::{IndexMap, IndexSet};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// Why a [`Context`] operation was refused.
@@ -84,12 +89,73 @@ pub enum ContextError {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Context<T = Value> {
-    data: Map<String, Value>,
+    /// Input values stay as the JSON text they arrived in until a task reads
+    /// them, so a task that reads one key of a large context parses only
+    /// that key; written values are held as `Value`s.
+    entries: IndexMap<String, Entry>,
     input_keys: BTreeSet<String>,
-    set: Map<String, Value>,
+    /// Keys this task set, in the order it set them.
+    set: IndexSet<String>,
     removed: BTreeSet<String>,
     cancellation: Option<crate::worker::Cancellation>,
     _value: PhantomData<fn() -> T>,
+}
+
+/// One value of a context: raw JSON text from the input, parsed on first
+/// use, or a value a task wrote.
+#[derive(Debug, Clone)]
+struct Entry {
+    raw: Option<Box<RawValue>>,
+    value: OnceLock<Value>,
+}
+
+impl Entry {
+    fn raw(raw: Box<RawValue>) -> Entry {
+        Entry {
+            raw: Some(raw),
+            value: OnceLock::new(),
+        }
+    }
+
+    fn written(value: Value) -> Entry {
+        Entry {
+            raw: None,
+            value: OnceLock::from(value),
+        }
+    }
+
+    fn value(&self) -> &Value {
+        self.value.get_or_init(|| match &self.raw {
+            // The text was checked to be JSON when the context was read, by
+            // the same parser, so this cannot fail.
+            Some(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+            None => Value::Null,
+        })
+    }
+
+    fn into_value(self) -> Value {
+        self.value();
+        self.value.into_inner().unwrap_or(Value::Null)
+    }
+
+    fn deserialize<V: DeserializeOwned>(&self) -> Result<V, serde_json::Error> {
+        match (self.value.get(), &self.raw) {
+            (Some(value), _) => V::deserialize(value),
+            // Straight from the text: no intermediate `Value`.
+            (None, Some(raw)) => serde_json::from_str(raw.get()),
+            (None, None) => V::deserialize(Value::Null),
+        }
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.value.get(), &self.raw) {
+            (Some(value), _) => value.serialize(serializer),
+            (None, Some(raw)) => raw.serialize(serializer),
+            (None, None) => serializer.serialize_unit(),
+        }
+    }
 }
 
 impl Default for Context<Value> {
@@ -100,10 +166,9 @@ impl Default for Context<Value> {
 
 impl PartialEq for Context<Value> {
     fn eq(&self, other: &Self) -> bool {
-        self.data == other.data && self.set == other.set && self.removed == other.removed
+        self.data() == other.data() && self.delta() == other.delta()
     }
 }
-
 impl Context<Value> {
     /// An empty context.
     ///
@@ -123,10 +188,18 @@ impl Context<Value> {
     /// assert!(tributary::Context::from_map(map).contains("a"));
     /// ```
     pub fn from_map(map: Map<String, Value>) -> Context<Value> {
+        Context::from_entries(
+            map.into_iter()
+                .map(|(key, value)| (key, Entry::written(value)))
+                .collect(),
+        )
+    }
+
+    fn from_entries(entries: IndexMap<String, Entry>) -> Context<Value> {
         Context {
-            input_keys: map.keys().cloned().collect(),
-            data: map,
-            set: Map::new(),
+            input_keys: entries.keys().cloned().collect(),
+            entries,
+            set: IndexSet::new(),
             removed: BTreeSet::new(),
             cancellation: None,
             _value: PhantomData,
@@ -159,10 +232,22 @@ impl Context<Value> {
         if text.trim().is_empty() {
             return Ok(Context::new());
         }
-        let value: Value = serde_json::from_str(text).map_err(|error| ContextError::Invalid {
-            message: error.to_string(),
-        })?;
-        Context::from_value(value)
+        if !text.trim_start().starts_with('{') {
+            let value: Value =
+                serde_json::from_str(text).map_err(|error| ContextError::Invalid {
+                    message: error.to_string(),
+                })?;
+            return Context::from_value(value);
+        }
+        let raw: IndexMap<String, Box<RawValue>> =
+            serde_json::from_str(text).map_err(|error| ContextError::Invalid {
+                message: error.to_string(),
+            })?;
+        Ok(Context::from_entries(
+            raw.into_iter()
+                .map(|(key, raw)| (key, Entry::raw(raw)))
+                .collect(),
+        ))
     }
 
     /// Reads `key` as a `T`. Fails with [`ContextError::KeyNotFound`] when
@@ -176,17 +261,19 @@ impl Context<Value> {
     /// assert!(error.to_string().contains("\"n\" cannot be read as u32"));
     /// ```
     pub fn get<V: DeserializeOwned>(&self, key: &str) -> Result<V, ContextError> {
-        let value = self
-            .data
+        let entry = self
+            .entries
             .get(key)
             .ok_or_else(|| ContextError::KeyNotFound {
                 key: key.to_owned(),
             })?;
-        V::deserialize(value).map_err(|error| ContextError::WrongType {
-            key: key.to_owned(),
-            type_name: std::any::type_name::<V>(),
-            message: error.to_string(),
-        })
+        entry
+            .deserialize()
+            .map_err(|error| ContextError::WrongType {
+                key: key.to_owned(),
+                type_name: std::any::type_name::<V>(),
+                message: error.to_string(),
+            })
     }
 
     /// The raw JSON value of `key`, if present.
@@ -198,7 +285,7 @@ impl Context<Value> {
     /// assert_eq!(context.get_value("b"), None);
     /// ```
     pub fn get_value(&self, key: &str) -> Option<&Value> {
-        self.data.get(key)
+        self.entries.get(key).map(Entry::value)
     }
 
     /// Whether `key` is present (in the input or written by this task).
@@ -209,7 +296,7 @@ impl Context<Value> {
     /// assert!(context.contains("a") && !context.contains("b"));
     /// ```
     pub fn contains(&self, key: &str) -> bool {
-        self.data.contains_key(key)
+        self.entries.contains_key(key)
     }
 
     /// Adds `key`; fails with [`ContextError::KeyExists`] if it is present,
@@ -227,7 +314,7 @@ impl Context<Value> {
         value: impl Into<Value>,
     ) -> Result<(), ContextError> {
         let key = key.into();
-        if self.data.contains_key(&key) {
+        if self.entries.contains_key(&key) {
             return Err(ContextError::KeyExists { key });
         }
         self.write(key, value.into());
@@ -250,7 +337,7 @@ impl Context<Value> {
         value: impl Into<Value>,
     ) -> Result<(), ContextError> {
         let key = key.into();
-        if !self.data.contains_key(&key) {
+        if !self.entries.contains_key(&key) {
             return Err(ContextError::KeyNotFound { key });
         }
         self.write(key, value.into());
@@ -266,10 +353,7 @@ impl Context<Value> {
     /// assert_eq!(context.upsert("a", 2), Some(1.into()));
     /// ```
     pub fn upsert(&mut self, key: impl Into<String>, value: impl Into<Value>) -> Option<Value> {
-        let key = key.into();
-        let previous = self.data.get(&key).cloned();
-        self.write(key, value.into());
-        previous
+        self.write(key.into(), value.into())
     }
 
     /// Removes `key` and returns its value, or `None` if it was absent. The
@@ -284,12 +368,35 @@ impl Context<Value> {
     /// assert!(context.delta().1.contains("a"));
     /// ```
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let previous = self.data.shift_remove(key)?;
+        let previous = self.entries.shift_remove(key)?;
+        self.forget(key);
+        Some(previous.into_value())
+    }
+
+    /// Removes `key` like [`Context::remove`], without reading its value
+    /// (which, for an input value, is never parsed); true if it was there.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let mut context = tributary::Context::from_value(json!({"rows": [1, 2, 3]})).unwrap();
+    /// assert!(context.discard("rows"));
+    /// assert!(!context.discard("rows"));
+    /// assert_eq!(context.delta().1.into_iter().collect::<Vec<_>>(), ["rows"]);
+    /// ```
+    pub fn discard(&mut self, key: &str) -> bool {
+        if self.entries.shift_remove(key).is_none() {
+            return false;
+        }
+        self.forget(key);
+        true
+    }
+
+    /// Records the removal of `key` from the entries in the delta.
+    fn forget(&mut self, key: &str) {
         self.set.shift_remove(key);
         if self.input_keys.contains(key) {
             self.removed.insert(key.to_owned());
         }
-        Some(previous)
     }
 
     /// The keys present now, in insertion order.
@@ -301,7 +408,7 @@ impl Context<Value> {
     /// assert_eq!(context.keys().collect::<Vec<_>>(), ["b", "a"]);
     /// ```
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.data.keys().map(String::as_str)
+        self.entries.keys().map(String::as_str)
     }
 
     /// The number of keys present now.
@@ -310,7 +417,7 @@ impl Context<Value> {
     /// assert_eq!(tributary::Context::new().len(), 0);
     /// ```
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.entries.len()
     }
 
     /// Whether no key is present.
@@ -319,10 +426,12 @@ impl Context<Value> {
     /// assert!(tributary::Context::new().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.entries.is_empty()
     }
 
-    /// The whole context as it is now (input plus this task's writes).
+    /// A copy of the whole context as it is now (input plus this task's
+    /// writes), every value parsed; prefer [`Context::get`] for large
+    /// contexts.
     ///
     /// ```
     /// use serde_json::json;
@@ -330,12 +439,15 @@ impl Context<Value> {
     /// context.insert("b", 2).unwrap();
     /// assert_eq!(serde_json::Value::Object(context.data().clone()), json!({"a": 1, "b": 2}));
     /// ```
-    pub fn data(&self) -> &Map<String, Value> {
-        &self.data
+    pub fn data(&self) -> Map<String, Value> {
+        self.entries
+            .iter()
+            .map(|(key, entry)| (key.clone(), entry.value().clone()))
+            .collect()
     }
 
-    /// This task's delta: the keys it set (with their values) and the input
-    /// keys it removed.
+    /// A copy of this task's delta: the keys it set (with their values) and
+    /// the input keys it removed.
     ///
     /// ```
     /// use serde_json::json;
@@ -346,8 +458,28 @@ impl Context<Value> {
     /// assert_eq!(set.get("a"), Some(&json!(3)));
     /// assert_eq!(removed.iter().collect::<Vec<_>>(), ["b"]);
     /// ```
-    pub fn delta(&self) -> (&Map<String, Value>, &BTreeSet<String>) {
-        (&self.set, &self.removed)
+    pub fn delta(&self) -> (Map<String, Value>, BTreeSet<String>) {
+        let set = self
+            .set
+            .iter()
+            .filter_map(|key| Some((key.clone(), self.entries.get(key)?.value().clone())))
+            .collect();
+        (set, self.removed.clone())
+    }
+
+    /// The keys set by this task and their values as one JSON object, and
+    /// the input keys it removed: what the worker sends back. Serialized
+    /// straight from the context, without copying the values.
+    pub(crate) fn delta_json(&self) -> Result<(String, Vec<String>), serde_json::Error> {
+        let set: IndexMap<&str, &Entry> = self
+            .set
+            .iter()
+            .filter_map(|key| Some((key.as_str(), self.entries.get(key)?)))
+            .collect();
+        Ok((
+            serde_json::to_string(&set)?,
+            self.removed.iter().cloned().collect(),
+        ))
     }
 
     /// Whether the attempt running this task was cancelled (the run was
@@ -379,11 +511,14 @@ impl Context<Value> {
         self.cancellation = Some(cancellation);
     }
 
-    fn write(&mut self, key: String, value: Value) {
+    /// Sets `key`, returning the value it replaced.
+    fn write(&mut self, key: String, value: Value) -> Option<Value> {
         // A set replaces the value whole, so an earlier removal is moot.
         self.removed.remove(&key);
-        self.set.insert(key.clone(), value.clone());
-        self.data.insert(key, value);
+        self.set.insert(key.clone());
+        self.entries
+            .insert(key, Entry::written(value))
+            .map(Entry::into_value)
     }
 }
 
@@ -545,6 +680,25 @@ mod tests {
         context.remove("a");
         assert_eq!(context.keys().collect::<Vec<_>>(), ["b"]);
         assert!(!context.is_empty());
+    }
+
+    #[test]
+    fn input_values_are_read_from_their_text_and_the_delta_is_only_the_writes() {
+        let mut context =
+            Context::from_json(r#"{"big": {"nested": [1, 2, 3]}, "n": 18446744073709551615}"#)
+                .expect("object");
+        assert_eq!(context.get::<u64>("n"), Ok(u64::MAX));
+        assert_eq!(
+            context.get_value("big"),
+            Some(&json!({"nested": [1, 2, 3]}))
+        );
+        context.insert("sum", 6).expect("new");
+        context.update("n", 1).expect("present");
+        context.remove("big");
+        let (set_json, removed) = context.delta_json().expect("encodes");
+        assert_eq!(set_json, r#"{"sum":6,"n":1}"#);
+        assert_eq!(removed, ["big"]);
+        assert_eq!(Value::Object(context.data()), json!({"n": 1, "sum": 6}));
     }
 
     #[test]

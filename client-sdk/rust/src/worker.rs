@@ -919,14 +919,14 @@ async fn run_attempt(
     let abort = task.abort_handle();
     tokio::select! {
         joined = task => match joined {
-            Ok((context, Ok(()))) => {
-                let (set, removed) = context.delta();
-                ToServer::Completed(pb::Completed {
+            Ok((context, Ok(()))) => match context.delta_json() {
+                Ok((set_json, removed_keys)) => ToServer::Completed(pb::Completed {
                     attempt_id: attempt_id.to_owned(),
-                    set_json: Value::Object(set.clone()).to_string(),
-                    removed_keys: removed.iter().cloned().collect(),
-                })
-            }
+                    set_json,
+                    removed_keys,
+                }),
+                Err(error) => failed(format!("the context cannot be encoded: {error}"), false),
+            },
             Ok((_, Err(error))) => failed(error.message().to_owned(), error.is_retryable()),
             Err(join_error) if join_error.is_panic() => {
                 failed(format!("task panicked: {}", panic_message(join_error.into_panic())), true)

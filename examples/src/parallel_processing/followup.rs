@@ -142,7 +142,7 @@ pub async fn cleanup(context: &mut Context<serde_json::Value>) -> Result<(), Tas
 
     let removed = BULKY_KEYS
         .into_iter()
-        .filter(|key| context.remove(key).is_some())
+        .filter(|key| context.discard(key))
         .count();
 
     context.insert("cleanup_done", json!(true))?;

@@ -703,7 +703,7 @@ mod tests {
     #[test]
     fn chunks_are_powers_of_two_and_cover_every_row() {
         assert!(chunks(0).is_empty());
-        assert_eq!(chunks(1), [0..1]);
+        assert_eq!(chunks(1), vec![Range { start: 0, end: 1 }]);
         assert_eq!(chunks(7), [0..4, 4..6, 6..7]);
         let many = chunks(600);
         assert_eq!(many, [0..256, 256..512, 512..576, 576..592, 592..600]);

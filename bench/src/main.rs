@@ -1,0 +1,199 @@
+//! `tributary-bench`: drives a real Tributary server (its own process, a
+//! fresh database per scenario) over loopback gRPC with workers built on
+//! the Rust SDK, and reports dispatch latency, throughput, server CPU and
+//! memory per scenario.
+//!
+//! ```text
+//! cargo run --release -p tributary-bench                      # every scenario on SQLite
+//! cargo run --release -p tributary-bench -- --database postgres --postgres-url postgres://...
+//! cargo run --release -p tributary-bench -- --scenario chain --chain 10000 --json
+//! ```
+
+mod database;
+mod report;
+mod scenarios;
+mod seed;
+mod server_process;
+mod timeline;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::database::DatabaseKind;
+use crate::report::{Machine, Report};
+use crate::scenarios::Scenario;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("the Tributary SDK failed: {0}")]
+    Sdk(#[from] tributary::Error),
+    #[error("the server failed: {0}")]
+    Server(String),
+    #[error("cannot start a process or create a file: {0}")]
+    Spawn(std::io::Error),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("--database postgres needs --postgres-url (or TRIBUTARY_BENCH_POSTGRES_URL)")]
+    NoPostgresUrl,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tributary-bench",
+    version,
+    about = "Benchmarks a real Tributary server"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Scenarios to run (comma-separated); default all.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenario: Vec<ScenarioName>,
+    /// Databases to run them on (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sqlite")]
+    database: Vec<DatabaseKind>,
+    /// An admin connection to a Postgres cluster; each scenario creates
+    /// (and drops) its own database in it.
+    #[arg(long, env = "TRIBUTARY_BENCH_POSTGRES_URL", value_name = "URL")]
+    postgres_url: Option<String>,
+    /// Length of the chain scenario.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..))]
+    chain: u32,
+    /// Width of the fan-out scenario.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    fan_out: u32,
+    /// Concurrent runs of the diamond scenario.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    diamonds: u32,
+    /// Runs of the seed workflow, one after the other.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    seed_runs: u32,
+    /// Idle executors of the executors scenario.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    idle_executors: u32,
+    /// Attempts the benchmark's worker runs at once.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    capacity: u32,
+    /// Tiny sizes, to check that every scenario works (CI); the numbers mean
+    /// nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Internal: the server under test, in its own process.
+    #[command(hide = true)]
+    ServerChild {
+        #[arg(long)]
+        database_url: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScenarioName {
+    Chain,
+    FanOut,
+    Diamonds,
+    Seed,
+    Executors,
+}
+
+impl Args {
+    fn scenarios(&self) -> Vec<Scenario> {
+        let names = if self.scenario.is_empty() {
+            ScenarioName::value_variants().to_vec()
+        } else {
+            self.scenario.clone()
+        };
+        let size = |full: u32, smoke: usize| if self.smoke { smoke } else { full as usize };
+        names
+            .into_iter()
+            .map(|name| match name {
+                ScenarioName::Chain => Scenario::Chain {
+                    length: size(self.chain, 20),
+                },
+                ScenarioName::FanOut => Scenario::FanOut {
+                    width: size(self.fan_out, 20),
+                },
+                ScenarioName::Diamonds => Scenario::Diamonds {
+                    runs: size(self.diamonds, 10),
+                },
+                ScenarioName::Seed => Scenario::Seed {
+                    runs: size(self.seed_runs, 1),
+                },
+                ScenarioName::Executors => Scenario::Executors {
+                    idle: size(self.idle_executors, 5),
+                    length: size(self.chain, 20),
+                },
+            })
+            .collect()
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match &args.command {
+            Some(Command::ServerChild { database_url }) => {
+                server_process::serve_child(database_url).await
+            }
+            None => bench(&args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: &Args) -> Result<(), BenchError> {
+    let mut results = Vec::new();
+    for &database in &args.database {
+        for scenario in args.scenarios() {
+            eprintln!("running {} on {database:?}...", scenario.label());
+            results.push(
+                scenario
+                    .run(database, args.postgres_url.as_deref(), args.capacity)
+                    .await?,
+            );
+        }
+    }
+    let report = Report {
+        machine: Machine::describe(),
+        results,
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => return Err(BenchError::Server(error.to_string())),
+        }
+    } else {
+        print!("{}", report.to_table());
+    }
+    let failed: usize = report.results.iter().map(|result| result.failed_runs).sum();
+    if failed > 0 {
+        return Err(BenchError::Server(format!("{failed} runs did not succeed")));
+    }
+    Ok(())
+}
