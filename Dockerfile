@@ -19,6 +19,7 @@ COPY proto/ proto/
 COPY server/ server/
 COPY tests/ tests/
 COPY examples/ examples/
+COPY bench/ bench/
 COPY client-sdk/ client-sdk/
 
 RUN cargo build --release --locked -p tributary-server \
