@@ -28,6 +28,9 @@ pub struct ScenarioResult {
     pub server_cpu_ms: f64,
     /// Server CPU time over wall time (200 % = both cores of this machine).
     pub server_cpu_percent: f64,
+    /// CPU of this process (the workers, the client and their tasks) over
+    /// wall time; with the server's, how busy the machine was.
+    pub client_cpu_percent: f64,
     pub rss_start_mib: f64,
     pub rss_end_mib: f64,
     pub rss_peak_mib: f64,
@@ -98,7 +101,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<24} {:<8} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6} {:>9} {:>9}",
+            "{:<24} {:<8} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>9} {:>9}",
             "scenario",
             "db",
             "tasks",
@@ -109,7 +112,8 @@ impl Report {
             "p90 ms",
             "p99 ms",
             "max ms",
-            "cpu %",
+            "srv %",
+            "cli %",
             "rss MiB",
             "peak MiB"
         );
@@ -122,7 +126,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<24} {:<8} {:>7} {:>9.1} {:>9.0} {:>8.1} {:>7} {:>7} {:>7} {:>7} {:>6.0} {:>9} {:>9.1}",
+                "{:<24} {:<8} {:>7} {:>9.1} {:>9.0} {:>8.1} {:>7} {:>7} {:>7} {:>7} {:>6.0} {:>6.0} {:>9} {:>9.1}",
                 result.scenario,
                 name(result.database),
                 result.tasks,
@@ -134,6 +138,7 @@ impl Report {
                 latency(|p| p.p99_ms),
                 latency(|p| p.max_ms),
                 result.server_cpu_percent,
+                result.client_cpu_percent,
                 format!("{:.1}>{:.1}", result.rss_start_mib, result.rss_end_mib),
                 result.rss_peak_mib,
             );

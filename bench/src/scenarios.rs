@@ -15,7 +15,7 @@ use tributary_proto::v1::run_service_client::RunServiceClient;
 use crate::BenchError;
 use crate::database::{BenchDatabase, DatabaseKind};
 use crate::report::{ExecutorCost, ScenarioResult};
-use crate::server_process::ServerProcess;
+use crate::server_process::{ServerProcess, process_cpu_time};
 use crate::timeline::{Percentiles, RUN_KEY, Timeline, millis, timed};
 
 /// `StartRun` calls in flight at once when a scenario starts many runs.
@@ -148,6 +148,7 @@ impl Scenario {
         let mut finishes = watch_finishes(server.url(), workflow.name()).await?;
         let rss_start = server.rss_bytes();
         let cpu_start = server.cpu_time();
+        let client_cpu_start = process_cpu_time("self");
         let started = Instant::now();
         let failed = drive(
             &client,
@@ -159,6 +160,7 @@ impl Scenario {
         .await?;
         let wall = started.elapsed();
         let cpu = server.cpu_time().saturating_sub(cpu_start);
+        let client_cpu = process_cpu_time("self").saturating_sub(client_cpu_start);
         let rss_end = server.rss_bytes();
 
         let (idle_workers, executor_cost) = match executor_cost {
@@ -187,6 +189,7 @@ impl Scenario {
             dispatch: Percentiles::of(timeline.dispatch_latencies(&dependencies)),
             server_cpu_ms: millis(cpu),
             server_cpu_percent: 100.0 * cpu.as_secs_f64() / seconds,
+            client_cpu_percent: 100.0 * client_cpu.as_secs_f64() / seconds,
             rss_start_mib: mib(rss_start),
             rss_end_mib: mib(rss_end),
             rss_peak_mib: mib(server.peak_rss_bytes()),

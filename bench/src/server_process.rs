@@ -93,23 +93,7 @@ impl ServerProcess {
 
     /// User + system CPU time the server has used so far.
     pub fn cpu_time(&self) -> Duration {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return Duration::ZERO;
-        };
-        // Fields after the command name (which may hold spaces) start at
-        // the last ')'; utime and stime are the 14th and 15th fields.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            return Duration::ZERO;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = [11, 12]
-            .iter()
-            .filter_map(|&index| fields.get(index)?.parse::<u64>().ok())
-            .sum();
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let per_second = u64::try_from(per_second).unwrap_or(100).max(1);
-        Duration::from_nanos(ticks * 1_000_000_000 / per_second)
+        process_cpu_time(&self.pid.to_string())
     }
 
     /// Resident set size now, in bytes.
@@ -145,4 +129,26 @@ impl ServerProcess {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// User + system CPU time of a process (`self` for this one) so far, from
+/// `/proc/<pid>/stat`; zero if it cannot be read.
+pub fn process_cpu_time(pid: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) start at the
+    // last ')'; utime and stime are the 14th and 15th fields.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&index| fields.get(index)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).unwrap_or(100).max(1);
+    Duration::from_nanos(ticks * 1_000_000_000 / per_second)
 }

@@ -374,6 +374,54 @@ async fn concurrent_creates_with_one_key_create_exactly_one_run() {
 }
 
 #[tokio::test]
+async fn runs_created_together_read_back_like_runs_created_alone() {
+    let (database, store) = open().await;
+    // Enough runs (and three times as many tasks) to need several
+    // multi-row statements.
+    let runs: Vec<NewRun> = (1..=300)
+        .map(|n| new_run(NS, &run_id(n), "etl", None))
+        .collect();
+    let events = store.create_runs(&runs).await.expect("creates");
+    assert_eq!(events.len(), runs.len());
+    assert_strictly_increasing(&cursors(&events));
+    for (event, run) in events.iter().zip(&runs) {
+        assert_eq!(event.run_id, run.id);
+        assert_eq!(event.sequence, 1);
+    }
+    assert_stored(&database, &events).await;
+    for run in [&runs[0], &runs[150], &runs[299]] {
+        let detail = store.get_run(NS, &run.id).await.expect("reads");
+        assert_eq!(detail.run, pending_record(run));
+        let task_ids: Vec<&str> = detail
+            .tasks
+            .iter()
+            .map(|task| task.task_id.as_str())
+            .collect();
+        assert_eq!(task_ids, ["extract", "transform", "load"]);
+        assert_eq!(detail.tasks, run.tasks);
+    }
+
+    // A run with an idempotency key must go through create_run, which
+    // checks the key; the whole call is refused and writes nothing.
+    let keyed = [
+        new_run(NS, &run_id(301), "etl", None),
+        new_run(NS, &run_id(302), "etl", Some("key")),
+    ];
+    let error = store.create_runs(&keyed).await.expect_err("refused");
+    assert!(
+        matches!(&error, StoreError::Corrupt(what) if what.contains(&run_id(302))),
+        "{error}"
+    );
+    for run in &keyed {
+        assert!(matches!(
+            store.get_run(NS, &run.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    assert_eq!(stored_events(&database).await.len(), runs.len());
+}
+
+#[tokio::test]
 async fn committed_changes_read_back_through_get_run_up_to_the_final_context() {
     let (database, store) = open().await;
     let run = new_run(NS, &run_id(1), "etl", None);

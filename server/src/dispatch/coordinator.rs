@@ -13,7 +13,7 @@ use super::timers::{TimerKind, Timers};
 use crate::clock::now_unix_ms;
 use crate::engine::context::{ContextError, Delta};
 use crate::engine::plan::WorkflowPlan;
-use crate::engine::records::{AttemptState, CreateRunOutcome, EventRecord, RunChanges};
+use crate::engine::records::{AttemptState, CreateRunOutcome, EventRecord, NewRun, RunChanges};
 use crate::engine::retry::random_jitter_factor;
 use crate::engine::run::{Action, ResultDisposition, RunSettings, RunState};
 use crate::store::{Store, StoreError, StoredWorkflow, VersionSelector};
@@ -106,10 +106,12 @@ pub struct ExecutorSnapshot {
     pub connected_at_ms: i64,
 }
 
+type StartReply = oneshot::Sender<Result<StartedRun, DispatchError>>;
+
 enum Command {
     StartRun {
         command: StartRunCommand,
-        reply: oneshot::Sender<Result<StartedRun, DispatchError>>,
+        reply: StartReply,
     },
     CancelRun {
         namespace: String,
@@ -411,9 +413,18 @@ impl Coordinator {
                     _ = tokio::time::sleep(sleep_for.unwrap_or(Duration::MAX)), if sleep_for.is_some() => {}
                 }
             }
+            // Runs without idempotency keys cannot collide, so a turn's
+            // worth of them is created in one transaction.
+            let mut starts = Vec::new();
             for command in batch.drain(..) {
-                self.handle(command).await;
+                match command {
+                    Command::StartRun { command, reply } if command.idempotency_key.is_none() => {
+                        starts.push((command, reply));
+                    }
+                    command => self.handle(command).await,
+                }
             }
+            self.start_runs(starts).await;
             self.fire_due_timers();
             self.dispatch();
             self.flush(false).await;
@@ -542,11 +553,15 @@ impl Coordinator {
         i64::try_from(self.settings.lease_timeout_ms).unwrap_or(i64::MAX)
     }
 
-    async fn start_run(&mut self, command: StartRunCommand) -> Result<StartedRun, DispatchError> {
+    /// The in-memory state of a new run and the rows that record it.
+    fn prepare_run(
+        &mut self,
+        command: &StartRunCommand,
+    ) -> Result<(RunState, NewRun, Vec<Action>), DispatchError> {
         let plan = self.plan_for(&command.namespace, &command.workflow);
         let run_id = uuid::Uuid::now_v7().to_string();
-        let (run, new_run, actions) = RunState::start(
-            run_id.clone(),
+        Ok(RunState::start(
+            run_id,
             command.namespace.clone(),
             plan,
             self.settings.run,
@@ -554,7 +569,32 @@ impl Coordinator {
             command.idempotency_key.clone(),
             command.request_hash.clone(),
             now_unix_ms(),
-        )?;
+        )?)
+    }
+
+    /// Makes a committed run live: in memory, its first tasks queued.
+    fn activate_run(
+        &mut self,
+        run: RunState,
+        new_run: &NewRun,
+        actions: Vec<Action>,
+    ) -> StartedRun {
+        tracing::debug!(
+            run_id = new_run.id,
+            workflow = new_run.workflow_name,
+            "run started"
+        );
+        self.runs.insert(new_run.id.clone(), run);
+        self.apply_actions(&new_run.id, actions);
+        StartedRun {
+            run_id: new_run.id.clone(),
+            workflow_version: new_run.workflow_version.clone(),
+            created: true,
+        }
+    }
+
+    async fn start_run(&mut self, command: StartRunCommand) -> Result<StartedRun, DispatchError> {
+        let (run, new_run, actions) = self.prepare_run(&command)?;
         match self.store.create_run(&new_run).await? {
             CreateRunOutcome::Created(events) => self.publish(events),
             CreateRunOutcome::IdempotencyKeyTaken(existing) => {
@@ -572,14 +612,44 @@ impl Coordinator {
                 };
             }
         }
-        tracing::debug!(run_id, workflow = new_run.workflow_name, "run started");
-        self.runs.insert(run_id.clone(), run);
-        self.apply_actions(&run_id, actions);
-        Ok(StartedRun {
-            run_id,
-            workflow_version: new_run.workflow_version,
-            created: true,
-        })
+        Ok(self.activate_run(run, &new_run, actions))
+    }
+
+    /// Starts runs without idempotency keys in one transaction. If the
+    /// database refuses it, each run is tried on its own, so one bad run
+    /// cannot fail the others.
+    async fn start_runs(&mut self, starts: Vec<(StartRunCommand, StartReply)>) {
+        if starts.is_empty() {
+            return;
+        }
+        let mut prepared = Vec::with_capacity(starts.len());
+        let mut new_runs = Vec::with_capacity(starts.len());
+        for (command, reply) in starts {
+            match self.prepare_run(&command) {
+                Ok((run, new_run, actions)) => {
+                    prepared.push((command, run, actions, reply));
+                    new_runs.push(new_run);
+                }
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+        match self.store.create_runs(&new_runs).await {
+            Ok(events) => {
+                self.publish(events);
+                for ((_, run, actions, reply), new_run) in prepared.into_iter().zip(&new_runs) {
+                    let started = self.activate_run(run, new_run, actions);
+                    let _ = reply.send(Ok(started));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, runs = new_runs.len(), "creating runs together failed; creating them one by one");
+                for ((command, _, _, reply), _) in prepared.into_iter().zip(&new_runs) {
+                    let _ = reply.send(self.start_run(command).await);
+                }
+            }
+        }
     }
 
     fn cancel_run(&mut self, namespace: &str, run_id: &str, reply: oneshot::Sender<CancelOutcome>) {

@@ -133,6 +133,11 @@ pub trait Store: Send + Sync + 'static {
     /// writes nothing and returns the run that holds it.
     async fn create_run(&self, run: &NewRun) -> Result<CreateRunOutcome, StoreError>;
 
+    /// Writes several new runs without idempotency keys (so none can
+    /// collide), with their tasks and first events, in one transaction, and
+    /// returns their events.
+    async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<EventRecord>, StoreError>;
+
     /// The run holding an idempotency key in a namespace, if any.
     async fn find_run_by_idempotency_key(
         &self,

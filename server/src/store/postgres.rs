@@ -74,6 +74,10 @@ impl Store for PostgresStore {
         RunQueries::<Postgres>::create_run(&self.pool, run).await
     }
 
+    async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Postgres>::create_runs(&self.pool, runs).await
+    }
+
     async fn find_run_by_idempotency_key(
         &self,
         namespace: &str,

@@ -42,6 +42,10 @@ const INSERT_RUN: &str = "INSERT INTO runs \
      ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
      RETURNING id";
 
+const INSERT_RUNS: &str = "INSERT INTO runs \
+     (id, namespace, workflow_name, workflow_version, status, input_context_json, \
+     idempotency_key, request_hash, created_at_ms) VALUES ";
+
 const INSERT_TASKS: &str = "INSERT INTO task_runs \
      (run_id, namespace, task_id, position, state, skip_reason, attempts_started, failures, \
      reassignments, current_attempt_id, next_attempt_at_ms, error, updated_at_ms) VALUES ";
@@ -364,6 +368,61 @@ where
         let events = Self::append_events(&mut transaction, &pending).await?;
         transaction.commit().await?;
         Ok(CreateRunOutcome::Created(events))
+    }
+
+    /// Writes runs that carry no idempotency key, their tasks and events,
+    /// in one transaction.
+    pub(super) async fn create_runs(
+        pool: &Pool<DB>,
+        runs: &[NewRun],
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        if let Some(run) = runs.iter().find(|run| run.idempotency_key.is_some()) {
+            return Err(StoreError::Corrupt(format!(
+                "run {:?} has an idempotency key; it must be created on its own",
+                run.id
+            )));
+        }
+        let pending = runs
+            .iter()
+            .flat_map(|run| {
+                run.events.iter().map(|event| {
+                    PendingEvent::new(&run.namespace, &run.id, &run.workflow_name, event)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tasks: Vec<TaskRow<'_>> = runs
+            .iter()
+            .flat_map(|run| {
+                run.tasks.iter().map(|task| TaskRow {
+                    run_id: &run.id,
+                    namespace: &run.namespace,
+                    task,
+                })
+            })
+            .collect();
+        let mut transaction = pool.begin().await?;
+        for range in chunks(runs.len()) {
+            let chunk = &runs[range];
+            let sql = format!("{INSERT_RUNS}{}", placeholders::<DB>(chunk.len(), 9));
+            let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+            for run in chunk {
+                query = query
+                    .bind(run.id.as_str())
+                    .bind(run.namespace.as_str())
+                    .bind(run.workflow_name.as_str())
+                    .bind(run.workflow_version.as_str())
+                    .bind(RunStatus::Pending.as_str())
+                    .bind(run.input_context_json.as_str())
+                    .bind(None::<&str>)
+                    .bind(run.request_hash.as_str())
+                    .bind(run.created_at_ms);
+            }
+            query.execute(&mut *transaction).await?;
+        }
+        Self::insert_tasks(&mut transaction, &tasks).await?;
+        let events = Self::append_events(&mut transaction, &pending).await?;
+        transaction.commit().await?;
+        Ok(events)
     }
 
     /// Commits a batch in one transaction. Every change names its run and

@@ -26,9 +26,19 @@ const LOCK_WORKFLOW: &str =
 // so a plain deferred BEGIN is enough for a consistent multi-statement read.
 const READ_SNAPSHOT: &str = "BEGIN";
 
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    checkpointer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.checkpointer.abort();
+    }
 }
 
 impl SqliteStore {
@@ -43,16 +53,44 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // The writer never checkpoints: SQLite would do it inside whichever
+        // commit crosses the threshold, stalling that turn for milliseconds.
+        // A connection of its own does it in the background instead.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
-        Ok(SqliteStore { writer, readers })
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            writer,
+            readers,
+            checkpointer: tokio::spawn(checkpoint_periodically(checkpoints)),
+        })
+    }
+}
+
+/// Copies the WAL into the database file now and then. PASSIVE never waits
+/// for (or blocks) the writer or the readers; it copies what it can, and the
+/// writer starts the WAL over once a checkpoint has caught up.
+async fn checkpoint_periodically(pool: SqlitePool) {
+    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(%error, "WAL checkpoint failed; retrying later");
+        }
     }
 }
 
@@ -91,6 +129,10 @@ impl Store for SqliteStore {
 
     async fn create_run(&self, run: &NewRun) -> Result<CreateRunOutcome, StoreError> {
         RunQueries::<Sqlite>::create_run(&self.writer, run).await
+    }
+
+    async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Sqlite>::create_runs(&self.writer, runs).await
     }
 
     async fn find_run_by_idempotency_key(
