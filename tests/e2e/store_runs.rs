@@ -941,6 +941,33 @@ async fn list_runs_pages_newest_first_with_workflow_and_status_filters() {
 }
 
 #[tokio::test]
+async fn changes_naming_another_workflow_are_refused_and_write_nothing() {
+    let (database, store) = open().await;
+    let run = new_run(NS, &run_id(1), "etl", None);
+    create(&store, &run).await;
+    let before = store.get_run(NS, &run.id).await.expect("reads");
+    let events_before = stored_events(&database).await;
+    let error = store
+        .commit_changes(&[RunChanges {
+            workflow_name: "billing".to_owned(),
+            tasks: vec![TaskRecord {
+                state: TaskState::Ready,
+                ..task("transform", 1)
+            }],
+            events: vec![event(2, EventType::TaskReady, "transform", 2_000)],
+            ..changes_of(&run)
+        }])
+        .await
+        .expect_err("wrong workflow");
+    assert!(
+        matches!(&error, StoreError::Corrupt(what) if what.contains("\"billing\"") && what.contains("\"etl\"")),
+        "{error}"
+    );
+    assert_eq!(store.get_run(NS, &run.id).await.expect("reads"), before);
+    assert_eq!(stored_events(&database).await, events_before);
+}
+
+#[tokio::test]
 async fn runs_are_isolated_by_namespace() {
     let (database, store) = open().await;
     let run = new_run("team-a", &run_id(1), "etl", Some("key"));

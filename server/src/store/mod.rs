@@ -5,11 +5,13 @@
 //! engine makes is committed here, with its event row, in one transaction.
 //! Each backend embeds its migrations and runs them when it connects.
 
+mod batch_sql;
 pub mod postgres;
 mod queries;
 mod run_queries;
 mod run_writes;
 pub mod sqlite;
+mod sqlite_turn;
 
 use std::sync::Arc;
 

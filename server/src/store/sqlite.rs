@@ -145,7 +145,10 @@ impl Store for SqliteStore {
     }
 
     async fn commit_changes(&self, batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError> {
-        RunQueries::<Sqlite>::commit_changes(&self.writer, batch).await
+        match RunQueries::<Sqlite>::commit_as_script(&self.writer, batch).await? {
+            Some(events) => Ok(events),
+            None => RunQueries::<Sqlite>::commit_changes(&self.writer, batch).await,
+        }
     }
 
     async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError> {
