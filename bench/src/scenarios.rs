@@ -18,7 +18,9 @@ use crate::report::{ExecutorCost, ScenarioResult};
 use crate::server_process::{ServerProcess, process_cpu_time};
 use crate::timeline::{Percentiles, RUN_KEY, Timeline, millis, timed};
 
-/// `StartRun` calls in flight at once when a scenario starts many runs.
+/// `StartRun` calls in flight at once when a scenario starts many runs: as
+/// many clients starting runs at the same moment. More only lengthens the
+/// queue (measured: 512 gave fewer tasks/s and 3x the memory).
 const START_CONCURRENCY: usize = 32;
 
 /// How long the idle executors are watched for their CPU cost.

@@ -138,7 +138,7 @@ impl Dispatch {
                     default_timeout_ms: config.default_task_timeout_ms,
                     max_reassignments: config.max_reassignments,
                 },
-                max_batch: 256,
+                max_batch: 2048,
                 lease_timeout_ms: config.lease_timeout_ms,
             },
             events.clone(),

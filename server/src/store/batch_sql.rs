@@ -29,15 +29,39 @@ pub(super) struct MultiRow {
 }
 
 impl MultiRow {
+    pub(super) const fn new(head: &'static str, tail: &'static str, columns: usize) -> MultiRow {
+        MultiRow {
+            head,
+            tail,
+            columns,
+        }
+    }
+
     /// The statement for `rows` rows, followed by `returning` (empty, or a
     /// `RETURNING` clause).
     pub(super) fn sql<DB: Database>(&self, rows: usize, returning: &str) -> String {
+        self.sql_from::<DB>(rows, returning, 1)
+    }
+
+    /// The same, numbering Postgres's placeholders from `first_param`, for a
+    /// statement embedded in a larger one.
+    pub(super) fn sql_from<DB: Database>(
+        &self,
+        rows: usize,
+        returning: &str,
+        first_param: usize,
+    ) -> String {
         format!(
             "{}{}{}{returning}",
             self.head,
-            placeholders::<DB>(rows, self.columns),
+            placeholders::<DB>(rows, self.columns, first_param),
             self.tail
         )
+    }
+
+    /// Parameters of a statement of `rows` rows.
+    pub(super) fn parameters(&self, rows: usize) -> usize {
+        rows * self.columns
     }
 }
 
@@ -133,10 +157,10 @@ pub(super) const INSERT_CHECKED_EVENTS: MultiRow = MultiRow {
 };
 
 /// `rows` rows of `columns` placeholders: `($1, $2), ($3, $4)` for
-/// Postgres, `(?, ?), (?, ?)` for SQLite. SQLite gets anonymous ones because
+/// Postgres (numbered from `first`), `(?, ?), (?, ?)` for SQLite. SQLite gets anonymous ones because
 /// sqlx looks up the name of every numbered parameter, and SQLite finds a
 /// name by scanning all of them: quadratic in a statement's parameters.
-pub(super) fn placeholders<DB: Database>(rows: usize, columns: usize) -> String {
+pub(super) fn placeholders<DB: Database>(rows: usize, columns: usize, first: usize) -> String {
     let numbered = DB::NAME != "SQLite";
     let mut text = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
@@ -150,7 +174,7 @@ pub(super) fn placeholders<DB: Database>(rows: usize, columns: usize) -> String 
             }
             if numbered {
                 text.push('$');
-                text.push_str(&(row * columns + column + 1).to_string());
+                text.push_str(&(first + row * columns + column).to_string());
             } else {
                 text.push('?');
             }
@@ -412,11 +436,12 @@ mod tests {
 
     #[test]
     fn placeholders_number_rows_then_columns() {
-        assert_eq!(placeholders::<sqlx::Postgres>(1, 2), "($1, $2)");
+        assert_eq!(placeholders::<sqlx::Postgres>(1, 2, 1), "($1, $2)");
         assert_eq!(
-            placeholders::<sqlx::Postgres>(2, 3),
+            placeholders::<sqlx::Postgres>(2, 3, 1),
             "($1, $2, $3), ($4, $5, $6)"
         );
-        assert_eq!(placeholders::<sqlx::Sqlite>(2, 2), "(?, ?), (?, ?)");
+        assert_eq!(placeholders::<sqlx::Sqlite>(2, 2, 1), "(?, ?), (?, ?)");
+        assert_eq!(placeholders::<sqlx::Postgres>(1, 2, 7), "($7, $8)");
     }
 }

@@ -7,6 +7,7 @@
 
 mod batch_sql;
 pub mod postgres;
+mod postgres_turn;
 mod queries;
 mod run_queries;
 mod run_writes;

@@ -88,7 +88,10 @@ impl Store for PostgresStore {
     }
 
     async fn commit_changes(&self, batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError> {
-        RunQueries::<Postgres>::commit_changes(&self.pool, batch).await
+        match RunQueries::<Postgres>::commit_as_one_statement(&self.pool, batch).await? {
+            Some(events) => Ok(events),
+            None => RunQueries::<Postgres>::commit_changes(&self.pool, batch).await,
+        }
     }
 
     async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError> {

@@ -1,0 +1,144 @@
+//! Postgres's fast way to commit a small coordinator turn: all of its
+//! writes in one statement of data-modifying `WITH` clauses.
+//!
+//! Each statement is a network round trip to the database, and a turn of a
+//! dozen statements spent most of its time in them (the WAL flush itself
+//! takes a fraction of a millisecond here). As one statement the turn
+//! costs three round trips (begin, statement, commit). Foreign keys are
+//! checked at the end of the statement, so a delta may reference an attempt
+//! inserted beside it.
+//!
+//! The statement returns the first event cursor and how many rows its parts
+//! touched; the checks ride on that count as in `sqlite_turn`: every update
+//! must hit its row, and events are inserted only when their run exists in
+//! their namespace and is of their workflow. When the count is off, or the
+//! statement fails, the turn is rolled back and committed again the checked
+//! way (`RunQueries::commit_changes`), which names the culprit.
+
+use sqlx::{PgPool, Postgres, Row};
+
+use super::StoreError;
+use super::batch_sql::{
+    BatchRows, INSERT_ATTEMPTS, INSERT_DELTAS, MultiRow, PendingEvent, UPDATE_ATTEMPTS,
+    UPDATE_RUNS, UPDATE_TASKS, chunks,
+};
+use super::run_queries::RunQueries;
+use crate::engine::records::{EventRecord, RunChanges};
+
+/// Turns of more rows than this go the checked way: the statement's text
+/// depends on its row counts, and only small turns come in few enough
+/// shapes to stay prepared.
+const MAX_STATEMENT_ROWS: usize = 16;
+
+/// Events numbered from the cursor block the statement takes itself
+/// (`column1` is the event's offset in the block), inserted only for runs
+/// that match.
+const INSERT_CHECKED_EVENTS: MultiRow = MultiRow::new(
+    "INSERT INTO events (cursor, namespace, run_id, workflow_name, sequence, event_type, \
+     payload_json, created_at_ms) SELECT cursors.first + v.column1, v.column2, v.column3, \
+     v.column4, v.column5, v.column6, v.column7, v.column8 FROM cursors CROSS JOIN (VALUES ",
+    ") AS v JOIN runs ON runs.id = v.column3 AND runs.namespace = v.column2 \
+     AND runs.workflow_name = v.column4",
+    8,
+);
+
+impl RunQueries<Postgres> {
+    /// Commits `batch` as one statement; `None` when it must be committed
+    /// the checked way instead (nothing was written).
+    pub(super) async fn commit_as_one_statement(
+        pool: &PgPool,
+        batch: &[RunChanges],
+    ) -> Result<Option<Vec<EventRecord>>, StoreError> {
+        // The run checks ride on the events; a run without any has nothing
+        // to carry them.
+        if batch.is_empty() || batch.iter().any(|changes| changes.events.is_empty()) {
+            return Ok(None);
+        }
+        let rows = BatchRows::gather(batch)?;
+        if rows.row_count() > MAX_STATEMENT_ROWS {
+            return Ok(None);
+        }
+        // $1 is the number of events; the rows' values follow.
+        let mut parts = vec![
+            "cursors AS (UPDATE event_sequencer SET next_cursor = next_cursor + $1 \
+             WHERE id = 1 RETURNING next_cursor - $1 AS first)"
+                .to_owned(),
+        ];
+        let mut next_parameter = 2;
+        let mut expected_rows = 0i64;
+        let mut add = |statement: &MultiRow, rows: usize| {
+            for range in chunks(rows) {
+                let sql =
+                    statement.sql_from::<Postgres>(range.len(), " RETURNING 1", next_parameter);
+                parts.push(format!("part{} AS ({sql})", parts.len()));
+                next_parameter += statement.parameters(range.len());
+            }
+            expected_rows += rows as i64;
+        };
+        add(&UPDATE_RUNS, rows.status_changes.len());
+        add(&UPDATE_TASKS, rows.tasks.len());
+        add(&INSERT_ATTEMPTS, rows.new_attempts.len());
+        add(&UPDATE_ATTEMPTS, rows.attempt_updates.len());
+        add(&INSERT_DELTAS, rows.deltas.len());
+        add(&INSERT_CHECKED_EVENTS, rows.events.len());
+        let counts: Vec<String> = (1..parts.len())
+            .map(|part| format!("(SELECT count(*) FROM part{part})"))
+            .collect();
+        let statement = format!(
+            "WITH {} SELECT (SELECT first FROM cursors), {}",
+            parts.join(", "),
+            counts.join(" + ")
+        );
+
+        let offsets: Vec<(i64, &PendingEvent<'_>)> = (0..).zip(&rows.events).collect();
+        let mut query = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(statement))
+            .bind(i64::try_from(rows.events.len()).unwrap_or(i64::MAX));
+        // Bound in the order of the parts, each kind's rows in order.
+        for change in &rows.status_changes {
+            query = Self::bind_status(query, change);
+        }
+        for task in &rows.tasks {
+            query = Self::bind_task(query, task);
+        }
+        for attempt in &rows.new_attempts {
+            query = Self::bind_new_attempt(query, attempt);
+        }
+        for update in &rows.attempt_updates {
+            query = Self::bind_attempt_update(query, update);
+        }
+        for delta in &rows.deltas {
+            query = Self::bind_delta(query, delta);
+        }
+        for event in &offsets {
+            query = Self::bind_event(query, event);
+        }
+
+        let mut transaction = pool.begin().await?;
+        let row = match query.fetch_one(&mut *transaction).await {
+            Ok(row) => row,
+            Err(error) => {
+                let error = StoreError::from(error);
+                if error.is_transient() {
+                    return Err(error);
+                }
+                tracing::debug!(%error, "the turn's statement failed; committing it the checked way");
+                transaction.rollback().await?;
+                return Ok(None);
+            }
+        };
+        let first: i64 = row.try_get(0)?;
+        let touched: i64 = row.try_get(1)?;
+        if touched != expected_rows {
+            tracing::debug!(
+                touched,
+                expected_rows,
+                "the turn's statement touched an unexpected number of rows; committing it the checked way"
+            );
+            transaction.rollback().await?;
+            return Ok(None);
+        }
+        Self::insert_conflicts(&mut transaction, batch).await?;
+        transaction.commit().await?;
+        Ok(Some(PendingEvent::records(first, &rows.events)?))
+    }
+}
