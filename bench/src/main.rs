@@ -58,22 +58,26 @@ struct Args {
     #[arg(long, env = "TRIBUTARY_BENCH_POSTGRES_URL", value_name = "URL")]
     postgres_url: Option<String>,
     /// Length of the chain scenario.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..))]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(2..))]
     chain: u32,
     /// Width of the fan-out scenario.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     fan_out: u32,
-    /// Concurrent runs of the diamond scenario.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Concurrent runs of the diamond scenario (4 tasks each).
+    #[arg(long, default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..))]
     diamonds: u32,
     /// Runs of the seed workflow, one after the other.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     seed_runs: u32,
     /// Idle executors of the executors scenario.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     idle_executors: u32,
-    /// Attempts the benchmark's worker runs at once.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Length of the chain run while the idle executors are connected.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..))]
+    executors_chain: u32,
+    /// Attempts the benchmark's worker runs at once: the offered
+    /// concurrency (one worker with this many slots stands for a fleet).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// Tiny sizes, to check that every scenario works (CI); the numbers mean
     /// nothing.
@@ -128,7 +132,7 @@ impl Args {
                 },
                 ScenarioName::Executors => Scenario::Executors {
                     idle: size(self.idle_executors, 5),
-                    length: size(self.chain, 20),
+                    length: size(self.executors_chain, 20),
                 },
             })
             .collect()

@@ -34,6 +34,9 @@ pub struct ScenarioResult {
     pub rss_start_mib: f64,
     pub rss_end_mib: f64,
     pub rss_peak_mib: f64,
+    /// Server RSS after a quarter, half, three quarters and all of the runs
+    /// finished (scenarios of at least four concurrent runs).
+    pub rss_by_quarter_mib: Vec<f64>,
     pub executor_cost: Option<ExecutorCost>,
 }
 
@@ -151,6 +154,20 @@ impl Report {
                     result.scenario,
                     name(result.database),
                     run_wall
+                );
+            }
+            if result.rss_by_quarter_mib.len() == 4 {
+                let quarters: Vec<String> = result
+                    .rss_by_quarter_mib
+                    .iter()
+                    .map(|mib| format!("{mib:.1}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{} on {}: server RSS after 1/4, 1/2, 3/4, all runs: {} MiB",
+                    result.scenario,
+                    name(result.database),
+                    quarters.join(", ")
                 );
             }
             if let Some(cost) = &result.executor_cost {

@@ -152,8 +152,11 @@ impl Scenario {
         let cpu_start = server.cpu_time();
         let client_cpu_start = process_cpu_time("self");
         let started = Instant::now();
+        let mut rss_by_quarter = Vec::new();
         let failed = drive(
             &client,
+            server,
+            &mut rss_by_quarter,
             &mut finishes,
             workflow.name(),
             self.runs(),
@@ -195,6 +198,7 @@ impl Scenario {
             rss_start_mib: mib(rss_start),
             rss_end_mib: mib(rss_end),
             rss_peak_mib: mib(server.peak_rss_bytes()),
+            rss_by_quarter_mib: rss_by_quarter,
             executor_cost,
         })
     }
@@ -283,6 +287,8 @@ async fn watch_finishes(url: &str, workflow: &str) -> Result<Finishes, BenchErro
 /// succeed.
 async fn drive(
     client: &Client,
+    server: &ServerProcess,
+    rss_by_quarter: &mut Vec<f64>,
     finishes: &mut Finishes,
     workflow: &str,
     runs: usize,
@@ -303,8 +309,13 @@ async fn drive(
         while let Some(started) = starts.join_next().await {
             started.map_err(|error| BenchError::Server(error.to_string()))??;
         }
-        for _ in 0..runs {
+        for finished in 1..=runs {
             failed += usize::from(!next_finish_succeeded(finishes).await?);
+            // The server's memory as the runs flow through: it should stay
+            // flat, not grow with the runs done.
+            if runs >= 4 && (finished * 4) % runs < 4 && rss_by_quarter.len() < 4 {
+                rss_by_quarter.push(mib(server.rss_bytes()));
+            }
         }
     } else {
         for run in 0..runs {

@@ -81,6 +81,12 @@ fn every_scenario_runs_and_reports_its_measurements() {
             })
             .expect("executors scenario");
         assert_eq!(executors["executor_cost"]["idle_executors"], 5);
+        let diamonds = results
+            .iter()
+            .find(|result| result["scenario"] == "diamonds x10" && result["database"] == *database)
+            .expect("diamonds scenario");
+        let quarters = diamonds["rss_by_quarter_mib"].as_array().expect("quarters");
+        assert_eq!(quarters.len(), 4, "{diamonds:#}");
         let seed = results
             .iter()
             .find(|result| result["scenario"] == "seed x1" && result["database"] == *database)

@@ -4,16 +4,17 @@
 //! Each statement is a network round trip to the database, and a turn of a
 //! dozen statements spent most of its time in them (the WAL flush itself
 //! takes a fraction of a millisecond here). As one statement the turn
-//! costs three round trips (begin, statement, commit). Foreign keys are
+//! costs one round trip: it is its own transaction. Foreign keys are
 //! checked at the end of the statement, so a delta may reference an attempt
 //! inserted beside it.
 //!
-//! The statement returns the first event cursor and how many rows its parts
-//! touched; the checks ride on that count as in `sqlite_turn`: every update
-//! must hit its row, and events are inserted only when their run exists in
-//! their namespace and is of their workflow. When the count is off, or the
-//! statement fails, the turn is rolled back and committed again the checked
-//! way (`RunQueries::commit_changes`), which names the culprit.
+//! The statement counts the rows its parts touched and fails (dividing by
+//! zero) unless the count is right; the checks ride on that count as in
+//! `sqlite_turn`: every update must hit its row, and events are inserted
+//! only when their run exists in their namespace and is of their workflow.
+//! When the statement fails, nothing of it was written, and the turn is
+//! committed again the checked way (`RunQueries::commit_changes`), which
+//! names the culprit.
 
 use sqlx::{PgPool, Postgres, Row};
 
@@ -58,13 +59,19 @@ impl RunQueries<Postgres> {
         if rows.row_count() > MAX_STATEMENT_ROWS {
             return Ok(None);
         }
-        // $1 is the number of events; the rows' values follow.
+        // Conflicts are written by statements of their own, which needs a
+        // transaction around them all; they are rare.
+        if batch.iter().any(|changes| !changes.conflicts.is_empty()) {
+            return Ok(None);
+        }
+        // $1 is the number of events, $2 the rows the parts must touch; the
+        // rows' values follow.
         let mut parts = vec![
             "cursors AS (UPDATE event_sequencer SET next_cursor = next_cursor + $1 \
              WHERE id = 1 RETURNING next_cursor - $1 AS first)"
                 .to_owned(),
         ];
-        let mut next_parameter = 2;
+        let mut next_parameter = 3;
         let mut expected_rows = 0i64;
         let mut add = |statement: &MultiRow, rows: usize| {
             for range in chunks(rows) {
@@ -84,15 +91,19 @@ impl RunQueries<Postgres> {
         let counts: Vec<String> = (1..parts.len())
             .map(|part| format!("(SELECT count(*) FROM part{part})"))
             .collect();
+        // A count that is off divides by zero, which aborts the statement,
+        // and with it every part: it runs on its own, as its own transaction.
         let statement = format!(
-            "WITH {} SELECT (SELECT first FROM cursors), {}",
+            "WITH {} SELECT (SELECT first FROM cursors), \
+             1 / (CASE WHEN {} = $2 THEN 1 ELSE 0 END)",
             parts.join(", "),
             counts.join(" + ")
         );
 
         let offsets: Vec<(i64, &PendingEvent<'_>)> = (0..).zip(&rows.events).collect();
         let mut query = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(statement))
-            .bind(i64::try_from(rows.events.len()).unwrap_or(i64::MAX));
+            .bind(i64::try_from(rows.events.len()).unwrap_or(i64::MAX))
+            .bind(expected_rows);
         // Bound in the order of the parts, each kind's rows in order.
         for change in &rows.status_changes {
             query = Self::bind_status(query, change);
@@ -113,32 +124,20 @@ impl RunQueries<Postgres> {
             query = Self::bind_event(query, event);
         }
 
-        let mut transaction = pool.begin().await?;
-        let row = match query.fetch_one(&mut *transaction).await {
+        let row = match query.fetch_one(pool).await {
             Ok(row) => row,
             Err(error) => {
                 let error = StoreError::from(error);
                 if error.is_transient() {
                     return Err(error);
                 }
-                tracing::debug!(%error, "the turn's statement failed; committing it the checked way");
-                transaction.rollback().await?;
+                // Division by zero (22012) is the count check; anything
+                // else, a constraint say, the checked way will name.
+                tracing::debug!(%error, "the turn's statement was refused; committing it the checked way");
                 return Ok(None);
             }
         };
         let first: i64 = row.try_get(0)?;
-        let touched: i64 = row.try_get(1)?;
-        if touched != expected_rows {
-            tracing::debug!(
-                touched,
-                expected_rows,
-                "the turn's statement touched an unexpected number of rows; committing it the checked way"
-            );
-            transaction.rollback().await?;
-            return Ok(None);
-        }
-        Self::insert_conflicts(&mut transaction, batch).await?;
-        transaction.commit().await?;
         Ok(Some(PendingEvent::records(first, &rows.events)?))
     }
 }
