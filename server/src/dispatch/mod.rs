@@ -13,10 +13,12 @@
 
 mod coordinator;
 pub mod executors;
+mod handle;
 pub mod ready_queue;
 pub mod timers;
 
-pub use coordinator::{
-    CancelOutcome, Coordinator, CoordinatorHandle, DispatchError, DispatchSettings, ExecutorEvent,
+pub use coordinator::Coordinator;
+pub use handle::{
+    CancelOutcome, CoordinatorHandle, DispatchError, DispatchSettings, ExecutorEvent,
     ExecutorSnapshot, StartRunCommand, StartedRun,
 };

@@ -1,0 +1,217 @@
+//! The way into the coordinator: [`CoordinatorHandle`], and the requests
+//! and answers it carries between the API handlers and the coordinator task.
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::executors::{ExecutorCommand, ExecutorRegistration};
+use crate::engine::context::{ContextError, Delta};
+use crate::engine::run::RunSettings;
+use crate::store::{StoreError, StoredWorkflow};
+
+/// Settings of the coordinator, from the server configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchSettings {
+    pub run: RunSettings,
+    /// Commands handled per turn at most, bounding a turn's latency.
+    pub max_batch: usize,
+    /// Silence after which an executor is dropped; also how long executors
+    /// get to reclaim their attempts after a restart.
+    pub lease_timeout_ms: u64,
+}
+
+/// Why a coordinator request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("the server is shutting down")]
+    Stopped,
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("idempotency key {key:?} is already used by run {run_id} with a different request")]
+    IdempotencyKeyReused { key: String, run_id: String },
+}
+
+/// A request to start a run of a stored workflow version.
+#[derive(Debug, Clone)]
+pub struct StartRunCommand {
+    pub namespace: String,
+    pub workflow: StoredWorkflow,
+    pub input_context_json: String,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedRun {
+    pub run_id: String,
+    pub workflow_version: String,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    Cancelled,
+    /// The run is not active on this server: finished, or unknown.
+    NotActive,
+}
+
+/// What an executor reported on its stream.
+#[derive(Debug, Clone)]
+pub enum ExecutorEvent {
+    Started {
+        attempt_id: String,
+    },
+    Completed {
+        attempt_id: String,
+        delta: Delta,
+    },
+    Failed {
+        attempt_id: String,
+        message: String,
+        retryable: bool,
+    },
+    CapacityChanged {
+        capacity: u32,
+    },
+    Heartbeat,
+}
+
+/// A connected executor as `ListExecutors` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorSnapshot {
+    pub id: String,
+    pub registration: ExecutorRegistration,
+    pub capacity: u32,
+    pub in_flight: Vec<String>,
+    pub connected_at_ms: i64,
+}
+
+pub(super) type StartReply = oneshot::Sender<Result<StartedRun, DispatchError>>;
+
+pub(super) enum Command {
+    StartRun {
+        command: StartRunCommand,
+        reply: StartReply,
+    },
+    CancelRun {
+        namespace: String,
+        run_id: String,
+        reply: oneshot::Sender<CancelOutcome>,
+    },
+    Register {
+        namespace: String,
+        registration: ExecutorRegistration,
+        outbound: mpsc::Sender<ExecutorCommand>,
+        stream_guard: watch::Sender<bool>,
+        reply: oneshot::Sender<String>,
+    },
+    Executor {
+        executor_id: String,
+        event: ExecutorEvent,
+    },
+    Disconnected {
+        executor_id: String,
+    },
+    ListExecutors {
+        namespace: String,
+        reply: oneshot::Sender<Vec<ExecutorSnapshot>>,
+    },
+}
+
+/// The way into the coordinator; cheap to clone.
+#[derive(Clone)]
+pub struct CoordinatorHandle {
+    pub(super) commands: mpsc::Sender<Command>,
+}
+
+impl CoordinatorHandle {
+    async fn request<T>(
+        &self,
+        command: Command,
+        reply: oneshot::Receiver<T>,
+    ) -> Result<T, DispatchError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| DispatchError::Stopped)?;
+        reply.await.map_err(|_| DispatchError::Stopped)
+    }
+
+    pub async fn start_run(&self, command: StartRunCommand) -> Result<StartedRun, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        self.request(Command::StartRun { command, reply }, receiver)
+            .await?
+    }
+
+    pub async fn cancel_run(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<CancelOutcome, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        let command = Command::CancelRun {
+            namespace: namespace.to_owned(),
+            run_id: run_id.to_owned(),
+            reply,
+        };
+        self.request(command, receiver).await
+    }
+
+    /// Registers an executor; the coordinator sends `Registered` on
+    /// `outbound` before anything else. When the coordinator drops the
+    /// executor (lease expired, not reading) it drops `stream_guard`, which
+    /// tells the stream's reader to stop. Returns the executor's id.
+    pub async fn register_executor(
+        &self,
+        namespace: &str,
+        registration: ExecutorRegistration,
+        outbound: mpsc::Sender<ExecutorCommand>,
+        stream_guard: watch::Sender<bool>,
+    ) -> Result<String, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        let command = Command::Register {
+            namespace: namespace.to_owned(),
+            registration,
+            outbound,
+            stream_guard,
+            reply,
+        };
+        self.request(command, receiver).await
+    }
+
+    pub async fn executor_event(
+        &self,
+        executor_id: &str,
+        event: ExecutorEvent,
+    ) -> Result<(), DispatchError> {
+        let command = Command::Executor {
+            executor_id: executor_id.to_owned(),
+            event,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| DispatchError::Stopped)
+    }
+
+    pub async fn executor_disconnected(&self, executor_id: &str) {
+        let command = Command::Disconnected {
+            executor_id: executor_id.to_owned(),
+        };
+        // A stopped coordinator has already forgotten every executor.
+        let _ = self.commands.send(command).await;
+    }
+
+    pub async fn list_executors(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<ExecutorSnapshot>, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        let command = Command::ListExecutors {
+            namespace: namespace.to_owned(),
+            reply,
+        };
+        self.request(command, receiver).await
+    }
+}
