@@ -148,6 +148,19 @@ impl RunEvent {
 }
 
 /// The events of one run, in order; see [`Client::watch`].
+///
+/// ```no_run
+/// # async fn f(client: tributary::Client, run_id: &str) -> Result<(), tributary::Error> {
+/// use tokio_stream::StreamExt;
+/// let events: tributary::RunEvents = client.watch(run_id, 0).await?;
+/// let finished = events
+///     .filter_map(Result::ok)
+///     .filter(|event| event.kind == tributary::RunEventKind::TaskSucceeded)
+///     .fold(0, |count, _| count + 1)
+///     .await;
+/// println!("{finished} tasks succeeded");
+/// # Ok(()) }
+/// ```
 pub type RunEvents = Pin<Box<dyn Stream<Item = Result<RunEvent, Error>> + Send>>;
 
 impl Client {

@@ -3,6 +3,8 @@
 //! avoids busy errors) beside a pool of readers.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,7 +34,18 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Set by every write; the checkpointer only checkpoints after some, so
+    /// an idle server issues no queries.
+    written: Arc<AtomicBool>,
     checkpointer: tokio::task::JoinHandle<()>,
+}
+
+impl SqliteStore {
+    /// The writer pool, noting that the WAL will grow.
+    fn writer(&self) -> &SqlitePool {
+        self.written.store(true, Ordering::Relaxed);
+        &self.writer
+    }
 }
 
 impl Drop for SqliteStore {
@@ -69,10 +82,12 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
+        let written = Arc::new(AtomicBool::new(false));
         Ok(SqliteStore {
             writer,
             readers,
-            checkpointer: tokio::spawn(checkpoint_periodically(checkpoints)),
+            checkpointer: tokio::spawn(checkpoint_periodically(checkpoints, written.clone())),
+            written,
         })
     }
 }
@@ -80,11 +95,14 @@ impl SqliteStore {
 /// Copies the WAL into the database file now and then. PASSIVE never waits
 /// for (or blocks) the writer or the readers; it copies what it can, and the
 /// writer starts the WAL over once a checkpoint has caught up.
-async fn checkpoint_periodically(pool: SqlitePool) {
+async fn checkpoint_periodically(pool: SqlitePool, written: Arc<AtomicBool>) {
     let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        if !written.swap(false, Ordering::Relaxed) {
+            continue;
+        }
         if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&pool)
             .await
@@ -106,7 +124,7 @@ impl Store for SqliteStore {
         spec: &WorkflowSpec,
         now_ms: i64,
     ) -> Result<Registration, StoreError> {
-        queries::register_workflow(&self.writer, LOCK_WORKFLOW, namespace, spec, now_ms).await
+        queries::register_workflow(self.writer(), LOCK_WORKFLOW, namespace, spec, now_ms).await
     }
 
     async fn get_workflow(
@@ -128,11 +146,11 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: &NewRun) -> Result<CreateRunOutcome, StoreError> {
-        RunQueries::<Sqlite>::create_run(&self.writer, run).await
+        RunQueries::<Sqlite>::create_run(self.writer(), run).await
     }
 
     async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<EventRecord>, StoreError> {
-        RunQueries::<Sqlite>::create_runs(&self.writer, runs).await
+        RunQueries::<Sqlite>::create_runs(self.writer(), runs).await
     }
 
     async fn find_run_by_idempotency_key(
@@ -145,7 +163,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_changes(&self, batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError> {
-        match RunQueries::<Sqlite>::commit_as_script(&self.writer, batch).await? {
+        match RunQueries::<Sqlite>::commit_as_script(self.writer(), batch).await? {
             Some(events) => Ok(events),
             None => RunQueries::<Sqlite>::commit_changes(&self.writer, batch).await,
         }
@@ -189,7 +207,7 @@ impl Store for SqliteStore {
         batch_limit: u32,
     ) -> Result<usize, StoreError> {
         RunQueries::<Sqlite>::delete_finished_runs(
-            &self.writer,
+            self.writer(),
             FIND_EXPIRED_RUNS,
             finished_before_ms,
             batch_limit,
