@@ -108,7 +108,8 @@ pub(super) const UPDATE_TASKS: MultiRow = MultiRow {
            AND task_runs.task_id = v.column3",
     columns: 13,
 };
-pub(super) const RETURNING_TASKS: &str = " RETURNING task_runs.run_id, task_runs.task_id";
+/// One key per task updated: its run and its id.
+pub(super) const RETURNING_TASKS: &str = " RETURNING task_runs.run_id || ' ' || task_runs.task_id";
 
 pub(super) const INSERT_ATTEMPTS: MultiRow = MultiRow {
     head: "INSERT INTO attempts (id, namespace, run_id, task_id, number, executor_id, state, \
@@ -314,6 +315,30 @@ pub(super) struct BatchRows<'a> {
 }
 
 impl<'a> BatchRows<'a> {
+    /// Whether `batch` may be committed in one call (the fast paths of
+    /// `sqlite_turn` and `postgres_turn`): small, so its statement text is
+    /// one of few that stay prepared, and every run has events, on which the
+    /// checks of the one call ride.
+    pub(super) fn fits_one_call(&self, batch: &[RunChanges], max_rows: usize) -> bool {
+        !batch.is_empty()
+            && batch.iter().all(|changes| !changes.events.is_empty())
+            && self.row_count() <= max_rows
+    }
+
+    /// The statements of a turn in one call, in the order
+    /// `RunQueries::bind_turn` binds their rows: each with its row count
+    /// (split into chunks by the caller). `events` inserts the events.
+    pub(super) fn turn_statements<'s>(&self, events: &'s MultiRow) -> [(&'s MultiRow, usize); 6] {
+        [
+            (&UPDATE_RUNS, self.status_changes.len()),
+            (&UPDATE_TASKS, self.tasks.len()),
+            (&INSERT_ATTEMPTS, self.new_attempts.len()),
+            (&UPDATE_ATTEMPTS, self.attempt_updates.len()),
+            (&INSERT_DELTAS, self.deltas.len()),
+            (events, self.events.len()),
+        ]
+    }
+
     /// Rows written by the multi-row statements (conflicts aside).
     pub(super) fn row_count(&self) -> usize {
         self.status_changes.len()

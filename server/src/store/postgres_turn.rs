@@ -19,10 +19,7 @@
 use sqlx::{PgPool, Postgres, Row};
 
 use super::StoreError;
-use super::batch_sql::{
-    BatchRows, INSERT_ATTEMPTS, INSERT_DELTAS, MultiRow, PendingEvent, UPDATE_ATTEMPTS,
-    UPDATE_RUNS, UPDATE_TASKS, chunks,
-};
+use super::batch_sql::{BatchRows, MultiRow, PendingEvent, chunks};
 use super::run_queries::RunQueries;
 use crate::engine::records::{EventRecord, RunChanges};
 
@@ -50,13 +47,8 @@ impl RunQueries<Postgres> {
         pool: &PgPool,
         batch: &[RunChanges],
     ) -> Result<Option<Vec<EventRecord>>, StoreError> {
-        // The run checks ride on the events; a run without any has nothing
-        // to carry them.
-        if batch.is_empty() || batch.iter().any(|changes| changes.events.is_empty()) {
-            return Ok(None);
-        }
         let rows = BatchRows::gather(batch)?;
-        if rows.row_count() > MAX_STATEMENT_ROWS {
+        if !rows.fits_one_call(batch, MAX_STATEMENT_ROWS) {
             return Ok(None);
         }
         // Conflicts are written by statements of their own, which needs a
@@ -73,7 +65,7 @@ impl RunQueries<Postgres> {
         ];
         let mut next_parameter = 3;
         let mut expected_rows = 0i64;
-        let mut add = |statement: &MultiRow, rows: usize| {
+        for (statement, rows) in rows.turn_statements(&INSERT_CHECKED_EVENTS) {
             for range in chunks(rows) {
                 let sql =
                     statement.sql_from::<Postgres>(range.len(), " RETURNING 1", next_parameter);
@@ -81,13 +73,7 @@ impl RunQueries<Postgres> {
                 next_parameter += statement.parameters(range.len());
             }
             expected_rows += rows as i64;
-        };
-        add(&UPDATE_RUNS, rows.status_changes.len());
-        add(&UPDATE_TASKS, rows.tasks.len());
-        add(&INSERT_ATTEMPTS, rows.new_attempts.len());
-        add(&UPDATE_ATTEMPTS, rows.attempt_updates.len());
-        add(&INSERT_DELTAS, rows.deltas.len());
-        add(&INSERT_CHECKED_EVENTS, rows.events.len());
+        }
         let counts: Vec<String> = (1..parts.len())
             .map(|part| format!("(SELECT count(*) FROM part{part})"))
             .collect();
@@ -101,29 +87,13 @@ impl RunQueries<Postgres> {
         );
 
         let offsets: Vec<(i64, &PendingEvent<'_>)> = (0..).zip(&rows.events).collect();
-        let mut query = sqlx::query::<Postgres>(sqlx::AssertSqlSafe(statement))
-            .bind(i64::try_from(rows.events.len()).unwrap_or(i64::MAX))
-            .bind(expected_rows);
-        // Bound in the order of the parts, each kind's rows in order.
-        for change in &rows.status_changes {
-            query = Self::bind_status(query, change);
-        }
-        for task in &rows.tasks {
-            query = Self::bind_task(query, task);
-        }
-        for attempt in &rows.new_attempts {
-            query = Self::bind_new_attempt(query, attempt);
-        }
-        for update in &rows.attempt_updates {
-            query = Self::bind_attempt_update(query, update);
-        }
-        for delta in &rows.deltas {
-            query = Self::bind_delta(query, delta);
-        }
-        for event in &offsets {
-            query = Self::bind_event(query, event);
-        }
-
+        let query = Self::bind_turn(
+            sqlx::query::<Postgres>(sqlx::AssertSqlSafe(statement))
+                .bind(i64::try_from(rows.events.len()).unwrap_or(i64::MAX))
+                .bind(expected_rows),
+            &rows,
+            &offsets,
+        );
         let row = match query.fetch_one(pool).await {
             Ok(row) => row,
             Err(error) => {

@@ -170,7 +170,16 @@ where
         let rows = BatchRows::gather(batch)?;
         let mut transaction = pool.begin().await?;
         Self::update_runs(&mut transaction, &rows).await?;
-        Self::update_tasks(&mut transaction, &rows.tasks).await?;
+        // Task rows are replaced whole; each must exist.
+        Self::update_rows(
+            &mut transaction,
+            &rows.tasks,
+            |rows| UPDATE_TASKS.sql::<DB>(rows, RETURNING_TASKS),
+            Self::bind_task,
+            |row| format!("{} {}", row.run_id, row.task.task_id),
+            |row| format!("task {:?} of run {:?}", row.task.task_id, row.run_id),
+        )
+        .await?;
         Self::insert_rows(
             &mut transaction,
             &rows.new_attempts,
@@ -178,7 +187,15 @@ where
             Self::bind_new_attempt,
         )
         .await?;
-        Self::update_attempts(&mut transaction, &rows.attempt_updates).await?;
+        Self::update_rows(
+            &mut transaction,
+            &rows.attempt_updates,
+            |rows| UPDATE_ATTEMPTS.sql::<DB>(rows, RETURNING_ATTEMPTS),
+            Self::bind_attempt_update,
+            |(_, update)| update.id.clone(),
+            |(changes, update)| format!("attempt {:?} of run {:?}", update.id, changes.run_id),
+        )
+        .await?;
         Self::insert_rows(
             &mut transaction,
             &rows.deltas,
@@ -260,46 +277,22 @@ where
         Ok(())
     }
 
-    /// Replaces task rows whole; each must exist.
-    async fn update_tasks(
+    /// Updates rows that must all exist, with multi-row statements whose
+    /// `RETURNING` gives one key per row updated; names the first row that
+    /// was not there.
+    async fn update_rows<R>(
         connection: &mut DB::Connection,
-        tasks: &[TaskRow<'_>],
+        rows: &[R],
+        sql: impl Fn(usize) -> String,
+        bind: for<'q> fn(BoundQuery<'q, DB>, &'q R) -> BoundQuery<'q, DB>,
+        key: fn(&R) -> String,
+        describe: fn(&R) -> String,
     ) -> Result<(), StoreError> {
-        for range in chunks(tasks.len()) {
-            let chunk = &tasks[range];
-            let sql = UPDATE_TASKS.sql::<DB>(chunk.len(), RETURNING_TASKS);
-            let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
+        for range in chunks(rows.len()) {
+            let chunk = &rows[range];
+            let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql(chunk.len())));
             for row in chunk {
-                query = Self::bind_task(query, row);
-            }
-            let updated = query.fetch_all(&mut *connection).await?;
-            if updated.len() != chunk.len() {
-                let mut present = BTreeSet::new();
-                for row in &updated {
-                    present.insert((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
-                }
-                let missing = chunk.iter().find(|row| {
-                    !present.contains(&(row.run_id.to_owned(), row.task.task_id.clone()))
-                });
-                return Err(StoreError::NotFound(match missing {
-                    Some(row) => format!("task {:?} of run {:?}", row.task.task_id, row.run_id),
-                    None => "a task updated twice in one batch".to_owned(),
-                }));
-            }
-        }
-        Ok(())
-    }
-
-    async fn update_attempts(
-        connection: &mut DB::Connection,
-        updates: &[(&RunChanges, &AttemptUpdate)],
-    ) -> Result<(), StoreError> {
-        for range in chunks(updates.len()) {
-            let chunk = &updates[range];
-            let sql = UPDATE_ATTEMPTS.sql::<DB>(chunk.len(), RETURNING_ATTEMPTS);
-            let mut query = sqlx::query::<DB>(sqlx::AssertSqlSafe(sql));
-            for update in chunk {
-                query = Self::bind_attempt_update(query, update);
+                query = bind(query, row);
             }
             let updated = query.fetch_all(&mut *connection).await?;
             if updated.len() != chunk.len() {
@@ -307,15 +300,12 @@ where
                 for row in &updated {
                     present.insert(row.try_get::<String, _>(0)?);
                 }
-                let missing = chunk
-                    .iter()
-                    .find(|(_, update)| !present.contains(&update.id));
-                return Err(StoreError::NotFound(match missing {
-                    Some((changes, update)) => {
-                        format!("attempt {:?} of run {:?}", update.id, changes.run_id)
-                    }
-                    None => "an attempt updated twice in one batch".to_owned(),
-                }));
+                return Err(StoreError::NotFound(
+                    match chunk.iter().find(|row| !present.contains(&key(row))) {
+                        Some(row) => describe(row),
+                        None => "a row updated twice in one batch".to_owned(),
+                    },
+                ));
             }
         }
         Ok(())
@@ -375,6 +365,35 @@ where
         PendingEvent::records(first, pending)
     }
 
+    /// Binds every row of a turn in the order of
+    /// `BatchRows::turn_statements`; `events` are the events with their
+    /// cursors (or offsets).
+    pub(super) fn bind_turn<'q>(
+        mut query: BoundQuery<'q, DB>,
+        rows: &'q BatchRows<'_>,
+        events: &'q [(i64, &PendingEvent<'_>)],
+    ) -> BoundQuery<'q, DB> {
+        for change in &rows.status_changes {
+            query = Self::bind_status(query, change);
+        }
+        for task in &rows.tasks {
+            query = Self::bind_task(query, task);
+        }
+        for attempt in &rows.new_attempts {
+            query = Self::bind_new_attempt(query, attempt);
+        }
+        for update in &rows.attempt_updates {
+            query = Self::bind_attempt_update(query, update);
+        }
+        for delta in &rows.deltas {
+            query = Self::bind_delta(query, delta);
+        }
+        for event in events {
+            query = Self::bind_event(query, event);
+        }
+        query
+    }
+
     fn bind_run<'q>(query: BoundQuery<'q, DB>, run: &'q NewRun) -> BoundQuery<'q, DB> {
         query
             .bind(run.id.as_str())
@@ -388,7 +407,7 @@ where
             .bind(run.created_at_ms)
     }
 
-    pub(super) fn bind_status<'q>(
+    fn bind_status<'q>(
         query: BoundQuery<'q, DB>,
         (changes, status): &'q (&RunChanges, &RunStatusChange),
     ) -> BoundQuery<'q, DB> {
@@ -424,7 +443,7 @@ where
             .bind(task.updated_at_ms)
     }
 
-    pub(super) fn bind_new_attempt<'q>(
+    fn bind_new_attempt<'q>(
         query: BoundQuery<'q, DB>,
         (changes, attempt): &'q (&RunChanges, &AttemptRecord),
     ) -> BoundQuery<'q, DB> {
@@ -443,7 +462,7 @@ where
             .bind(attempt.finished_at_ms)
     }
 
-    pub(super) fn bind_attempt_update<'q>(
+    fn bind_attempt_update<'q>(
         query: BoundQuery<'q, DB>,
         (changes, update): &'q (&RunChanges, &AttemptUpdate),
     ) -> BoundQuery<'q, DB> {
@@ -457,7 +476,7 @@ where
             .bind(update.finished_at_ms)
     }
 
-    pub(super) fn bind_delta<'q>(
+    fn bind_delta<'q>(
         query: BoundQuery<'q, DB>,
         (changes, delta, removed_json): &'q (&RunChanges, &DeltaRecord, String),
     ) -> BoundQuery<'q, DB> {
@@ -470,7 +489,7 @@ where
             .bind(removed_json.as_str())
     }
 
-    pub(super) fn bind_event<'q>(
+    fn bind_event<'q>(
         query: BoundQuery<'q, DB>,
         (cursor, event): &'q (i64, &PendingEvent<'_>),
     ) -> BoundQuery<'q, DB> {

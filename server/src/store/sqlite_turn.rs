@@ -16,10 +16,7 @@
 use sqlx::{Sqlite, SqlitePool};
 
 use super::StoreError;
-use super::batch_sql::{
-    BatchRows, INSERT_ATTEMPTS, INSERT_CHECKED_EVENTS, INSERT_DELTAS, MultiRow, PendingEvent,
-    UPDATE_ATTEMPTS, UPDATE_RUNS, UPDATE_TASKS, chunks,
-};
+use super::batch_sql::{BatchRows, INSERT_CHECKED_EVENTS, PendingEvent, chunks};
 use super::run_queries::RunQueries;
 use crate::engine::records::{EventRecord, RunChanges};
 
@@ -38,54 +35,28 @@ impl RunQueries<Sqlite> {
         pool: &SqlitePool,
         batch: &[RunChanges],
     ) -> Result<Option<Vec<EventRecord>>, StoreError> {
-        // The run checks ride on the events; a run without any has nothing
-        // to carry them.
-        if batch.is_empty() || batch.iter().any(|changes| changes.events.is_empty()) {
-            return Ok(None);
-        }
         let rows = BatchRows::gather(batch)?;
-        if rows.row_count() > MAX_SCRIPT_ROWS {
+        if !rows.fits_one_call(batch, MAX_SCRIPT_ROWS) {
             return Ok(None);
         }
         let mut script = String::new();
         let mut expected_rows = 0u64;
-        let mut add = |statement: &MultiRow, rows: usize| {
+        for (statement, rows) in rows.turn_statements(&INSERT_CHECKED_EVENTS) {
             for range in chunks(rows) {
                 script.push_str(&statement.sql::<Sqlite>(range.len(), ""));
                 script.push_str(";\n");
             }
             expected_rows += rows as u64;
-        };
-        add(&UPDATE_RUNS, rows.status_changes.len());
-        add(&UPDATE_TASKS, rows.tasks.len());
-        add(&INSERT_ATTEMPTS, rows.new_attempts.len());
-        add(&UPDATE_ATTEMPTS, rows.attempt_updates.len());
-        add(&INSERT_DELTAS, rows.deltas.len());
-        add(&INSERT_CHECKED_EVENTS, rows.events.len());
+        }
 
         let mut transaction = pool.begin().await?;
         let first = Self::take_cursors(&mut transaction, rows.events.len()).await?;
         let numbered: Vec<(i64, &PendingEvent<'_>)> = (first..).zip(&rows.events).collect();
-        let mut query = sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(script));
-        // Bound in the order of the statements, each kind's rows in order.
-        for change in &rows.status_changes {
-            query = Self::bind_status(query, change);
-        }
-        for task in &rows.tasks {
-            query = Self::bind_task(query, task);
-        }
-        for attempt in &rows.new_attempts {
-            query = Self::bind_new_attempt(query, attempt);
-        }
-        for update in &rows.attempt_updates {
-            query = Self::bind_attempt_update(query, update);
-        }
-        for delta in &rows.deltas {
-            query = Self::bind_delta(query, delta);
-        }
-        for event in &numbered {
-            query = Self::bind_event(query, event);
-        }
+        let query = Self::bind_turn(
+            sqlx::query::<Sqlite>(sqlx::AssertSqlSafe(script)),
+            &rows,
+            &numbered,
+        );
         let touched = match query.execute(&mut *transaction).await {
             Ok(result) => result.rows_affected(),
             Err(error) => {
