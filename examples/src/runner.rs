@@ -397,6 +397,23 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     message
 }
 
+/// What an example binary exits with: `report` prints the finished run and
+/// says whether it went as the example expects; an error is printed with
+/// its causes.
+pub fn exit_code<T>(
+    outcome: Result<T, ExampleError>,
+    report: impl FnOnce(&T) -> bool,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(finished) if report(&finished) => std::process::ExitCode::SUCCESS,
+        Ok(_) => std::process::ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {}", error_chain(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr: this crate's lines at `info`, everything else (the
 /// embedded server's per-call lines among them) from `warn`, unless
 /// `RUST_LOG` says otherwise.

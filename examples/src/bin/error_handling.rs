@@ -29,18 +29,8 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     runner::init_logging();
-    match error_handling::run(&args.server).await {
-        Ok(finished) => {
-            print!("{}", error_handling::render(&finished));
-            if error_handling::deviations(&finished).is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(error) => {
-            eprintln!("error: {}", runner::error_chain(&error));
-            ExitCode::FAILURE
-        }
-    }
+    runner::exit_code(error_handling::run(&args.server).await, |finished| {
+        print!("{}", error_handling::render(finished));
+        error_handling::deviations(finished).is_empty()
+    })
 }

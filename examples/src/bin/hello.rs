@@ -28,22 +28,12 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     runner::init_logging();
-    match hello::run(&args.server, &args.name).await {
-        Ok(finished) => {
-            print!("{}", runner::task_table(&finished.run));
-            match hello::greeting(&finished.run) {
-                Some(greeting) => println!("{greeting}"),
-                None => println!("(no greeting in the final context)"),
-            }
-            if finished.succeeded() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+    runner::exit_code(hello::run(&args.server, &args.name).await, |finished| {
+        print!("{}", runner::task_table(&finished.run));
+        match hello::greeting(&finished.run) {
+            Some(greeting) => println!("{greeting}"),
+            None => println!("(no greeting in the final context)"),
         }
-        Err(error) => {
-            eprintln!("error: {}", runner::error_chain(&error));
-            ExitCode::FAILURE
-        }
-    }
+        finished.succeeded()
+    })
 }

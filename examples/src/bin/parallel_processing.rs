@@ -43,18 +43,8 @@ async fn main() -> ExitCode {
         sleeps: !args.no_sleep,
         capacity: args.capacity,
     };
-    match parallel_processing::run(&options).await {
-        Ok(finished) => {
-            print!("{}", report::render(&finished, options.sleeps));
-            if finished.succeeded() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(error) => {
-            eprintln!("error: {}", runner::error_chain(&error));
-            ExitCode::FAILURE
-        }
-    }
+    runner::exit_code(parallel_processing::run(&options).await, |finished| {
+        print!("{}", report::render(finished, options.sleeps));
+        finished.succeeded()
+    })
 }
