@@ -26,29 +26,56 @@ fn gated_workflow(gate: Arc<Semaphore>, started: mpsc::UnboundedSender<()>) -> W
     }))
 }
 
+/// A run of the gated workflow whose one attempt has started and waits for
+/// `gate`.
+struct GatedRun {
+    gate: Arc<Semaphore>,
+    worker: Worker,
+    client: Client,
+    run_id: String,
+}
+
+impl GatedRun {
+    async fn start(server: &TestServer) -> GatedRun {
+        let gate = Arc::new(Semaphore::new(0));
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let workflow = gated_workflow(gate.clone(), started_tx);
+        let worker = Worker::builder(server.url())
+            .workflow(&workflow)
+            .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+            .start()
+            .expect("starts");
+        let client = Client::connect(server.url()).await.expect("connects");
+        client
+            .register_workflow(&workflow)
+            .await
+            .expect("registers");
+        let run_id = client
+            .start_run("gated", json!({}))
+            .await
+            .expect("starts")
+            .run_id;
+        within("the attempt", started.recv())
+            .await
+            .expect("started");
+        GatedRun {
+            gate,
+            worker,
+            client,
+            run_id,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_replays_then_follows_live_and_ends_with_the_finish() {
     let server = TestServer::start().await;
-    let gate = Arc::new(Semaphore::new(0));
-    let (started_tx, mut started) = mpsc::unbounded_channel();
-    let workflow = gated_workflow(gate.clone(), started_tx);
-    let worker = Worker::builder(server.url())
-        .workflow(&workflow)
-        .start()
-        .expect("starts");
-    let client = Client::connect(server.url()).await.expect("connects");
-    client
-        .register_workflow(&workflow)
-        .await
-        .expect("registers");
-    let run_id = client
-        .start_run("gated", json!({}))
-        .await
-        .expect("starts")
-        .run_id;
-    within("the attempt", started.recv())
-        .await
-        .expect("started");
+    let GatedRun {
+        gate,
+        worker,
+        client,
+        run_id,
+    } = GatedRun::start(&server).await;
 
     let mut events = client.watch(&run_id, 0).await.expect("watch");
     let mut seen = Vec::new();
@@ -130,27 +157,12 @@ async fn wait_follows_the_run_across_a_server_restart() {
         config.lease_timeout_ms = 5_000;
     })
     .await;
-    let gate = Arc::new(Semaphore::new(0));
-    let (started_tx, mut started) = mpsc::unbounded_channel();
-    let workflow = gated_workflow(gate.clone(), started_tx);
-    let worker = Worker::builder(server.url())
-        .workflow(&workflow)
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .start()
-        .expect("starts");
-    let client = Client::connect(server.url()).await.expect("connects");
-    client
-        .register_workflow(&workflow)
-        .await
-        .expect("registers");
-    let run_id = client
-        .start_run("gated", json!({}))
-        .await
-        .expect("starts")
-        .run_id;
-    within("the attempt", started.recv())
-        .await
-        .expect("started");
+    let GatedRun {
+        gate,
+        worker,
+        client,
+        run_id,
+    } = GatedRun::start(&server).await;
 
     let waiting = tokio::spawn({
         let (client, run_id) = (client.clone(), run_id.clone());
