@@ -275,6 +275,7 @@ async fn watch_finishes(url: &str, workflow: &str) -> Result<Finishes, BenchErro
             after_cursor: 0,
             workflow_names: vec![workflow.to_owned()],
             run_ids: Vec::new(),
+            from_now: false,
             types: vec![pb::RunEventType::RunFinished.into()],
         })
         .await

@@ -412,13 +412,8 @@ async fn connect_with_first_message(
 async fn a_stream_must_start_with_a_valid_register() {
     use pb::connect_request::Message;
     let server = TestServer::start().await;
-    let status = connect_with_first_message(
-        &server,
-        Some(Message::Heartbeat(pb::Heartbeat {
-            running_attempt_ids: vec![],
-        })),
-    )
-    .await;
+    let status =
+        connect_with_first_message(&server, Some(Message::Heartbeat(pb::Heartbeat {}))).await;
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(
         status.message(),

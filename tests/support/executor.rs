@@ -125,6 +125,7 @@ impl TestExecutor {
                     max_concurrent_attempts: capacity,
                     labels: HashMap::from([("suite".to_owned(), "e2e".to_owned())]),
                     held_attempt_ids: Vec::new(),
+                    ..pb::Register::default()
                 })),
             })
             .await

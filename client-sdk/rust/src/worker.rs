@@ -579,6 +579,7 @@ impl Driver {
             max_concurrent_attempts: self.config.capacity,
             labels: self.config.labels.clone(),
             held_attempt_ids: held,
+            ..pb::Register::default()
         };
         let _ = outbound.send(request(ToServer::Register(register)));
         let mut call = tonic::Request::new(UnboundedReceiverStream::new(requests));
@@ -672,8 +673,7 @@ impl Driver {
                         self.cancel_all("the worker lost its lease on the server");
                         return SessionEnd::Lost;
                     }
-                    let running = self.running.keys().cloned().collect();
-                    let _ = outbound.send(request(ToServer::Heartbeat(pb::Heartbeat { running_attempt_ids: running })));
+                    let _ = outbound.send(request(ToServer::Heartbeat(pb::Heartbeat {})));
                 }
                 Some((attempt_id, message)) = self.results_receiver.recv() => {
                     let message = self.record_result(attempt_id, message);
@@ -702,7 +702,10 @@ impl Driver {
                 self.unacked.remove(&ack.attempt_id);
                 self.publish_counts();
             }
-            FromServer::Registered(_) | FromServer::HeartbeatAck(_) => {}
+            FromServer::Registered(_)
+            | FromServer::HeartbeatAck(_)
+            | FromServer::Values(_)
+            | FromServer::ForgetRun(_) => {}
         }
     }
 

@@ -64,6 +64,7 @@ impl ExecutorService for ScriptedServer {
             heartbeat_interval_ms: 20,
             lease_timeout_ms: 200,
             max_message_bytes: self.max_message_bytes,
+            ..pb::Registered::default()
         })));
         if connection == 0 {
             let _ = outbound.send(response(FromServer::Assign(pb::Assign {
@@ -75,6 +76,7 @@ impl ExecutorService for ScriptedServer {
                 input_context_json: "{}".into(),
                 deadline: None,
                 workflow_name: "w".into(),
+                ..pb::Assign::default()
             })));
         }
         let seen = self.seen.clone();
@@ -94,6 +96,7 @@ impl ExecutorService for ScriptedServer {
                             Some(FromServer::ResultAck(pb::ResultAck {
                                 attempt_id: attempt_id.clone(),
                                 disposition: pb::ResultDisposition::Stale.into(),
+                                reason: String::new(),
                             }))
                         }
                         _ => None,

@@ -143,6 +143,7 @@ fn inbound_name(message: Option<&Inbound>) -> &'static str {
         Some(Inbound::Completed(_)) => "completed",
         Some(Inbound::Failed(_)) => "failed",
         Some(Inbound::CapacityChanged(_)) => "capacity_changed",
+        Some(Inbound::FetchValues(_)) => "fetch_values",
     }
 }
 
@@ -216,7 +217,7 @@ async fn forward_inbound(
                 capacity: change.max_concurrent_attempts.min(MAX_CAPACITY),
             },
             // A second register or an empty message: nothing to act on.
-            Some(Inbound::Register(_)) | None => continue,
+            Some(Inbound::Register(_)) | Some(Inbound::FetchValues(_)) | None => continue,
         };
         if coordinator
             .executor_event(executor_id, event)
@@ -270,6 +271,7 @@ fn outbound_to_proto(command: ExecutorCommand, settings: &ProtocolSettings) -> p
             heartbeat_interval_ms: settings.heartbeat_interval_ms,
             lease_timeout_ms: settings.lease_timeout_ms,
             max_message_bytes: settings.max_message_bytes,
+            max_context_bytes: settings.max_context_bytes as u64,
         }),
         ExecutorCommand::Assign {
             run_id,
@@ -284,6 +286,8 @@ fn outbound_to_proto(command: ExecutorCommand, settings: &ProtocolSettings) -> p
             input_context_json: assignment.input_context_json,
             deadline: Some(timestamp_from_unix_ms(assignment.deadline_ms)),
             workflow_name,
+            inline_values: Vec::new(),
+            references: Vec::new(),
         }),
         ExecutorCommand::Cancel { attempt_id, reason } => {
             Outbound::Cancel(pb::Cancel { attempt_id, reason })
@@ -297,6 +301,7 @@ fn outbound_to_proto(command: ExecutorCommand, settings: &ProtocolSettings) -> p
                 ResultDisposition::Accepted => pb::ResultDisposition::Accepted,
                 ResultDisposition::Stale => pb::ResultDisposition::Stale,
             } as i32,
+            reason: String::new(),
         }),
         ExecutorCommand::HeartbeatAck => Outbound::HeartbeatAck(pb::HeartbeatAck {}),
     };
