@@ -41,8 +41,22 @@ pub type WatchItem = Result<Arc<EventRecord>, WatchError>;
 pub enum WatchError {
     #[error("the server is shutting down; resume from the last event received")]
     ShuttingDown,
+    #[error("after_cursor {after_cursor} is beyond the newest event's cursor {newest_cursor}")]
+    CursorBeyondEnd {
+        after_cursor: u64,
+        newest_cursor: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Where a namespace watcher starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchStart {
+    /// After this cursor (0: the whole retained history).
+    After(u64),
+    /// At the current end: only events committed from now on.
+    Now,
 }
 
 /// Starts watchers; one per server, cheap to share.
@@ -90,18 +104,31 @@ impl EventFeed {
 
     /// Streams the namespace's events that pass `filter`, after
     /// `after_cursor`, then live ones; never ends on its own.
-    pub fn watch_namespace(
+    pub async fn watch_namespace(
         &self,
         namespace: &str,
         filter: EventFilter,
-        after_cursor: u64,
-    ) -> mpsc::Receiver<WatchItem> {
+        start: WatchStart,
+    ) -> Result<mpsc::Receiver<WatchItem>, WatchError> {
+        // Subscribed before the newest cursor is read: an event committed in
+        // between arrives live (or from the database, past that cursor).
         let live = self.live.subscribe();
+        let newest_cursor = self.store.newest_cursor().await?;
+        let after_cursor = match start {
+            WatchStart::Now => newest_cursor,
+            WatchStart::After(after_cursor) if after_cursor > newest_cursor => {
+                return Err(WatchError::CursorBeyondEnd {
+                    after_cursor,
+                    newest_cursor,
+                });
+            }
+            WatchStart::After(after_cursor) => after_cursor,
+        };
         let scope = Scope::Namespace {
             filter,
             after_cursor,
         };
-        self.spawn(namespace, scope, live)
+        Ok(self.spawn(namespace, scope, live))
     }
 
     fn spawn(

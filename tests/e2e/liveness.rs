@@ -64,7 +64,8 @@ async fn an_executor_killed_mid_attempt_loses_it_to_another_and_its_late_result_
     assert_eq!(attempts[0].state(), pb::AttemptState::Lost);
     assert_eq!(attempts[1].state(), pb::AttemptState::Succeeded);
     assert_eq!(attempts[1].executor_id, survivor.executor_id());
-    // The dead executor's result, replayed late, changes nothing.
+    // The dead executor's attempt, reported by another instance, is not
+    // that instance's to report: nothing changes.
     survivor
         .send(pb::connect_request::Message::Completed(pb::Completed {
             attempt_id: attempts[0].id.clone(),
@@ -72,7 +73,7 @@ async fn an_executor_killed_mid_attempt_loses_it_to_another_and_its_late_result_
             removed_keys: vec![],
         }))
         .await;
-    wait_for_ack(&survivor, &attempts[0].id, pb::ResultDisposition::Stale).await;
+    wait_for_ack(&survivor, &attempts[0].id, pb::ResultDisposition::NotHeld).await;
     // A duplicate of the accepted result is acknowledged again, applied once.
     survivor
         .send(pb::connect_request::Message::Completed(pb::Completed {
@@ -259,6 +260,22 @@ impl ServerProcess {
         port: u16,
         crash_after_commits: Option<u64>,
     ) -> ServerProcess {
+        let crash = crash_after_commits.map(|commits| commits.to_string());
+        let environment: Vec<(&str, &str)> = crash
+            .as_deref()
+            .map(|commits| ("TRIBUTARY_TEST_CRASH_AFTER_COMMITS", commits))
+            .into_iter()
+            .collect();
+        ServerProcess::start_with_env(database, port, &environment).await
+    }
+
+    /// Starts the server with these environment variables (fault-injection
+    /// hooks).
+    async fn start_with_env(
+        database: &TestDatabase,
+        port: u16,
+        environment: &[(&str, &str)],
+    ) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_test_server"));
         command
             .args([
@@ -276,9 +293,7 @@ impl ServerProcess {
             ])
             .stdout(Stdio::null())
             .kill_on_drop(true);
-        if let Some(commits) = crash_after_commits {
-            command.env("TRIBUTARY_TEST_CRASH_AFTER_COMMITS", commits.to_string());
-        }
+        command.envs(environment.iter().copied());
         let child = command.spawn().expect("server starts");
         let url = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + LIMIT;
@@ -371,6 +386,14 @@ impl ServerProcess {
             })
             .await
             .expect("registers");
+    }
+
+    async fn channel(&self) -> tonic::transport::Channel {
+        Endpoint::from_shared(self.url.clone())
+            .expect("valid URL")
+            .connect()
+            .await
+            .expect("connects")
     }
 
     async fn run_client(&self) -> RunServiceClient<tonic::transport::Channel> {
@@ -520,9 +543,55 @@ async fn a_server_killed_at_many_points_finishes_every_run_with_each_result_appl
 
 #[tokio::test]
 async fn executors_reclaim_their_attempts_after_a_restart_without_rerunning_them() {
+    reclaim_after_a_restart(0).await;
+}
+
+/// The reclaim window opens when the restarted server accepts connections,
+/// however long recovery took, and recovery reads active runs in batches:
+/// with thousands of active runs the held attempt is still reclaimed.
+#[tokio::test]
+async fn attempts_are_reclaimed_after_a_restart_with_thousands_of_active_runs() {
+    reclaim_after_a_restart(3_000).await;
+}
+
+/// Starts `backlog` runs of a workflow nobody serves, so that they stay
+/// active, 32 calls at a time.
+async fn start_backlog(server: &ServerProcess, backlog: usize) {
+    if backlog == 0 {
+        return;
+    }
+    server
+        .register(json!({"name": "backlog", "tasks": [{"id": "wait", "handler": "nobody"}]}))
+        .await;
+    let client = server.run_client().await;
+    let mut started = 0;
+    while started < backlog {
+        let batch = (backlog - started).min(32);
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            let mut client = client.clone();
+            calls.spawn(async move {
+                client
+                    .start_run(pb::StartRunRequest {
+                        workflow_name: "backlog".into(),
+                        ..pb::StartRunRequest::default()
+                    })
+                    .await
+                    .expect("starts");
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            joined.expect("the call ran");
+        }
+        started += batch;
+    }
+}
+
+async fn reclaim_after_a_restart(backlog: usize) {
     let database = TestDatabase::fresh().await;
     let port = free_port();
     let server = ServerProcess::start(&database, port, None).await;
+    start_backlog(&server, backlog).await;
     server
         .register(json!({"name": "slow", "tasks": [
             {"id": "long", "handler": "long"},
@@ -646,4 +715,96 @@ impl DatabaseProbe {
             )
             .await
     }
+}
+
+/// A run whose changes the database refuses is never left RUNNING with
+/// nobody driving it: it ends FAILED from its last committed state, with the
+/// reason in its tasks and its events, the executor is told its result did
+/// not count, and the other runs go on.
+#[tokio::test]
+async fn a_run_whose_changes_cannot_be_stored_ends_failed_and_says_why() {
+    let database = TestDatabase::fresh().await;
+    let port = free_port();
+    let server = ServerProcess::start_with_env(
+        &database,
+        port,
+        &[("TRIBUTARY_TEST_REFUSE_RESULTS_OF_TASK", "unstorable")],
+    )
+    .await;
+    server
+        .register(json!({"name": "w", "tasks": [
+            {"id": "unstorable", "handler": "h"},
+            {"id": "after", "dependencies": ["unstorable"], "handler": "h"}
+        ]}))
+        .await;
+    server
+        .register(json!({"name": "fine", "tasks": [{"id": "ok", "handler": "h"}]}))
+        .await;
+    let executor = TestExecutor::connect(
+        server.channel().await,
+        "default",
+        &["h"],
+        2,
+        handler(|_| async { Outcome::set(json!({"written": true})) }),
+    )
+    .await;
+    let mut client = server.run_client().await;
+    let start = |workflow: &str| pb::StartRunRequest {
+        workflow_name: workflow.into(),
+        ..pb::StartRunRequest::default()
+    };
+    let run_id = client
+        .start_run(start("w"))
+        .await
+        .expect("starts")
+        .into_inner()
+        .run_id;
+    let run = wait_until_finished(&mut client, &run_id).await;
+    assert_eq!(run.status(), pb::RunStatus::Failed);
+    let reason = "the server could not store this run's changes (a database error; the server log has the details)";
+    for task_id in ["unstorable", "after"] {
+        let stopped = task(&run, task_id);
+        assert_eq!(stopped.state(), pb::TaskState::Failed, "{task_id}");
+        assert_eq!(stopped.error, reason, "{task_id}");
+    }
+    let attempt_id = task(&run, "unstorable").attempts[0].id.clone();
+    wait_for_ack(&executor, &attempt_id, pb::ResultDisposition::Stale).await;
+    let mut history = client
+        .watch_run(pb::WatchRunRequest {
+            run_id: run_id.clone(),
+            after_sequence: 0,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut finished = None;
+    while let Some(response) = history.message().await.expect("history") {
+        let event = response.event.expect("event");
+        if event.r#type == pb::RunEventType::RunFinished as i32 {
+            finished = Some(event);
+        }
+    }
+    let finished = finished.expect("a RUN_FINISHED event");
+    assert_eq!(finished.run_status(), pb::RunStatus::Failed);
+    assert_eq!(finished.error, reason);
+    let cancelled = client
+        .cancel_run(pb::CancelRunRequest {
+            run_id: run_id.clone(),
+        })
+        .await
+        .expect_err("finished");
+    assert_eq!(cancelled.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        cancelled.message(),
+        format!("run {run_id} is already failed")
+    );
+    let fine_id = client
+        .start_run(start("fine"))
+        .await
+        .expect("starts")
+        .into_inner()
+        .run_id;
+    let fine = wait_until_finished(&mut client, &fine_id).await;
+    assert_eq!(fine.status(), pb::RunStatus::Succeeded);
+    server.kill().await;
 }

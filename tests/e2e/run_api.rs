@@ -442,8 +442,8 @@ async fn a_stream_must_start_with_a_valid_register() {
             "register.handlers is empty: an executor must serve at least one handler",
         ),
         (
-            register(vec!["ok"], 0, "i"),
-            "register.max_concurrent_attempts must be between 1 and 10000, got 0",
+            register(vec!["ok"], 10_001, "i"),
+            "register.max_concurrent_attempts must be between 0 and 10000, got 10001",
         ),
         (
             register(vec!["ok"], 1, ""),
@@ -451,7 +451,7 @@ async fn a_stream_must_start_with_a_valid_register() {
         ),
         (
             register(vec!["has space"], 1, "i"),
-            "invalid handler \"has space\" in register: must be 1-128 characters of a-z, A-Z, 0-9, _, -, ., : and /",
+            "invalid handler \"has space\" in register.handlers: must be 1-128 characters of a-z, A-Z, 0-9, _, -, ., : and /",
         ),
     ];
     for (first, expected) in cases {
@@ -499,7 +499,7 @@ async fn a_result_that_is_not_an_object_fails_the_attempt_with_the_reason() {
     );
     assert_eq!(
         failed.error,
-        "the result is invalid: set_json must be a JSON object, got an array"
+        "the executor's result was rejected: completed.set_json is invalid: set_json must be a JSON object, got an array"
     );
     server.stop().await;
 }

@@ -106,6 +106,7 @@ pub(crate) fn attempt(run: &NewRun, id: &str, task_id: &str, number: u32) -> Att
         task_id: task_id.to_owned(),
         number,
         executor_id: "executor-1".to_owned(),
+        instance_id: "instance-1".to_owned(),
         state: AttemptState::Assigned,
         error: None,
         assigned_at_ms: 2_000,

@@ -3,8 +3,10 @@
 //! connection), a real server on a loopback port, and namespaced clients.
 
 pub mod executor;
+pub mod outage;
 pub mod probe;
 pub mod resilient;
+pub mod scripted;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -88,6 +88,7 @@ pub fn decode_page_token(token: &str) -> Result<Option<String>, ApiError> {
         .decode(token)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|decoded| !decoded.contains('\0'))
         .map(Some)
         .ok_or_else(|| ApiError::InvalidArgument(format!("invalid page_token {token:?}")))
 }

@@ -26,6 +26,8 @@ pub enum ApiError {
     ResourceExhausted(String),
     #[error("{0}")]
     Unimplemented(String),
+    #[error("{0}")]
+    OutOfRange(String),
     #[error(transparent)]
     Definition(#[from] DefinitionError),
     #[error(transparent)]
@@ -46,6 +48,7 @@ pub enum ErrorCode {
     FailedPrecondition,
     ResourceExhausted,
     Unimplemented,
+    OutOfRange,
     Unavailable,
     Internal,
 }
@@ -64,6 +67,9 @@ impl ApiError {
             ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             ApiError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             ApiError::Unimplemented(_) => ErrorCode::Unimplemented,
+            ApiError::OutOfRange(_) | ApiError::Watch(WatchError::CursorBeyondEnd { .. }) => {
+                ErrorCode::OutOfRange
+            }
             ApiError::Dispatch(DispatchError::Stopped)
             | ApiError::Watch(WatchError::ShuttingDown) => ErrorCode::Unavailable,
             ApiError::Store(error)
@@ -92,6 +98,7 @@ impl From<ErrorCode> for Code {
             ErrorCode::FailedPrecondition => Code::FailedPrecondition,
             ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::Unimplemented => Code::Unimplemented,
+            ErrorCode::OutOfRange => Code::OutOfRange,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
         }

@@ -2,7 +2,6 @@
 //! list of connected executors. The stream handler only translates: every
 //! decision is the coordinator's.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 
 use tokio::sync::{mpsc, watch};
@@ -16,15 +15,20 @@ use tributary_proto::v1::connect_response::Message as Outbound;
 use tributary_proto::v1::executor_service_server::ExecutorService;
 
 use super::error::{ApiError, ApiResult};
+use super::executor_input::{
+    MAX_ATTEMPT_ID_BYTES, MAX_CAPACITY, completed_event, failed_event, is_plausible_attempt_id,
+    validate_registration,
+};
 use super::namespace::namespace_of;
-use crate::dag::is_valid_handler;
-use crate::dispatch::executors::{ExecutorCommand, ExecutorRegistration};
+use super::text::truncate_at_char;
+use crate::clock::now_unix_ms;
+use crate::dispatch::executors::{ExecutorCommand, LastHeard, ResultAnswer, StreamEnd};
 use crate::dispatch::{CoordinatorHandle, ExecutorEvent};
-use crate::engine::context::Delta;
-use crate::engine::run::ResultDisposition;
 
-/// Most attempts one executor may ask to run at once.
-const MAX_CAPACITY: u32 = 10_000;
+/// Messages an executor may have waiting for the coordinator. An executor
+/// following the protocol has at most two per attempt in flight (started,
+/// then its result) plus capacity changes; more means it floods the server.
+const MAX_QUEUED_EVENTS: usize = 2 * MAX_CAPACITY as usize + 64;
 
 /// What the server tells executors in `Registered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,29 +88,31 @@ impl ExecutorApi {
         let registration = validate_registration(register)?;
         let buffer = registration.capacity as usize * 4 + 64;
         let (outbound, receiver) = mpsc::channel(buffer);
-        let (stream_guard, mut dropped_by_server) = watch::channel(false);
+        let (stream_guard, dropped_by_server) = watch::channel(false);
+        let last_heard = LastHeard::new(now_unix_ms());
         let executor_id = self
             .coordinator
-            .register_executor(&namespace, registration, outbound, stream_guard)
+            .register_executor(
+                &namespace,
+                registration,
+                outbound.clone(),
+                stream_guard,
+                last_heard.clone(),
+            )
             .await?;
-        let coordinator = self.coordinator.clone();
-        let max_context_bytes = self.settings.max_context_bytes;
-        let mut shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = forward_inbound(inbound, &coordinator, &executor_id, max_context_bytes) => {}
-                _ = shutdown.wait_for(|stopped| *stopped) => {}
-                // The coordinator dropped the executor (its lease expired):
-                // stop reading, which closes the stream.
-                _ = dropped_by_server.wait_for(|dropped| *dropped) => {}
-            }
-            // When the server is stopping, the executor is not lost: its
-            // attempts stay in flight in the database and it reclaims them
-            // from the next server.
-            if !*shutdown.borrow() {
-                coordinator.executor_disconnected(&executor_id).await;
-            }
-        });
+        let connection = Connection {
+            executor_id,
+            outbound,
+            last_heard,
+            max_context_bytes: self.settings.max_context_bytes,
+        };
+        tokio::spawn(serve_connection(
+            inbound,
+            connection,
+            self.coordinator.clone(),
+            self.shutdown.clone(),
+            dropped_by_server,
+        ));
         Ok(ReceiverStream::new(receiver))
     }
 
@@ -147,124 +153,165 @@ fn inbound_name(message: Option<&Inbound>) -> &'static str {
     }
 }
 
-fn validate_registration(register: pb::Register) -> ApiResult<ExecutorRegistration> {
-    if register.instance_id.is_empty() {
-        return Err(ApiError::InvalidArgument(
-            "register.instance_id is missing".to_owned(),
-        ));
-    }
-    if register.handlers.is_empty() {
-        return Err(ApiError::InvalidArgument(
-            "register.handlers is empty: an executor must serve at least one handler".to_owned(),
-        ));
-    }
-    if let Some(bad) = register
-        .handlers
-        .iter()
-        .find(|handler| !is_valid_handler(handler))
-    {
-        return Err(ApiError::InvalidArgument(format!(
-            "invalid handler {bad:?} in register: must be 1-128 characters of a-z, A-Z, 0-9, _, -, ., : and /"
-        )));
-    }
-    if !(1..=MAX_CAPACITY).contains(&register.max_concurrent_attempts) {
-        return Err(ApiError::InvalidArgument(format!(
-            "register.max_concurrent_attempts must be between 1 and {MAX_CAPACITY}, got {}",
-            register.max_concurrent_attempts
-        )));
-    }
-    let mut handlers = register.handlers;
-    handlers.sort();
-    handlers.dedup();
-    Ok(ExecutorRegistration {
-        name: register.name,
-        instance_id: register.instance_id,
-        handlers,
-        capacity: register.max_concurrent_attempts,
-        labels: register.labels.into_iter().collect::<BTreeMap<_, _>>(),
-        held_attempt_ids: register.held_attempt_ids,
-    })
+/// The server's end of one executor's stream, as its reader sees it.
+struct Connection {
+    executor_id: String,
+    /// The stream's outbound queue, shared with the coordinator: the reader
+    /// answers heartbeats and protocol errors on it directly.
+    outbound: mpsc::Sender<ExecutorCommand>,
+    last_heard: LastHeard,
+    max_context_bytes: usize,
 }
 
-/// Passes the executor's messages to the coordinator until the stream ends.
-async fn forward_inbound(
-    mut inbound: Streaming<pb::ConnectRequest>,
-    coordinator: &CoordinatorHandle,
-    executor_id: &str,
-    max_context_bytes: usize,
+/// Reads the executor's messages until the stream ends. Liveness is handled
+/// here, not by the coordinator: every message is noted in `last_heard` and
+/// heartbeats are answered at once, so that executors keep their leases
+/// while the coordinator waits for the database. Everything else goes to
+/// the coordinator in order, through a queue that the reader never waits
+/// on; when the stream ends, what was queued is delivered before the
+/// executor is reported gone.
+async fn serve_connection(
+    inbound: Streaming<pb::ConnectRequest>,
+    connection: Connection,
+    coordinator: CoordinatorHandle,
+    mut shutdown: watch::Receiver<bool>,
+    mut dropped_by_server: watch::Receiver<bool>,
 ) {
+    let (events, mut queued) = mpsc::channel::<ExecutorEvent>(MAX_QUEUED_EVENTS);
+    let executor_id = connection.executor_id.clone();
+    let forwarder = {
+        let coordinator = coordinator.clone();
+        let executor_id = executor_id.clone();
+        tokio::spawn(async move {
+            while let Some(event) = queued.recv().await {
+                if coordinator
+                    .executor_event(&executor_id, event)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+    tokio::select! {
+        () = read_messages(inbound, &connection, events) => {}
+        _ = shutdown.wait_for(|stopped| *stopped) => {}
+        // The coordinator dropped the executor (its lease expired): stop
+        // reading, which closes the stream.
+        _ = dropped_by_server.wait_for(|dropped| *dropped) => {}
+    }
+    drop(connection);
+    let _ = forwarder.await;
+    // When the server is stopping, the executor is not lost: its attempts
+    // stay in flight in the database and it reclaims them from the next
+    // server.
+    if !*shutdown.borrow() {
+        coordinator.executor_disconnected(&executor_id).await;
+    }
+}
+
+async fn read_messages(
+    mut inbound: Streaming<pb::ConnectRequest>,
+    connection: &Connection,
+    events: mpsc::Sender<ExecutorEvent>,
+) {
+    let close = |end: StreamEnd| {
+        let _ = connection.outbound.try_send(ExecutorCommand::Close(end));
+    };
     loop {
         let message = match inbound.message().await {
             Ok(Some(message)) => message,
             Ok(None) => return,
             Err(status) => {
-                tracing::debug!(executor_id, %status, "executor stream failed");
+                tracing::debug!(executor_id = connection.executor_id, %status, "executor stream failed");
                 return;
             }
         };
+        connection.last_heard.heard_at(now_unix_ms());
         let event = match message.message {
-            Some(Inbound::Heartbeat(_)) => ExecutorEvent::Heartbeat,
-            Some(Inbound::Started(started)) => ExecutorEvent::Started {
-                attempt_id: started.attempt_id,
-            },
-            Some(Inbound::Completed(completed)) => completed_event(completed, max_context_bytes),
-            Some(Inbound::Failed(failed)) => ExecutorEvent::Failed {
-                attempt_id: failed.attempt_id,
-                message: failed.message,
-                retryable: !failed.non_retryable,
-            },
-            Some(Inbound::CapacityChanged(change)) => ExecutorEvent::CapacityChanged {
-                capacity: change.max_concurrent_attempts.min(MAX_CAPACITY),
-            },
-            // A second register or an empty message: nothing to act on.
-            Some(Inbound::Register(_)) | Some(Inbound::FetchValues(_)) | None => continue,
+            Some(Inbound::Heartbeat(_)) => {
+                // A full queue means the executor is not reading; the
+                // coordinator drops it for that.
+                let _ = connection.outbound.try_send(ExecutorCommand::HeartbeatAck);
+                continue;
+            }
+            Some(Inbound::Register(_)) => {
+                close(StreamEnd::ProtocolViolation(
+                    "register may only be the first message of a stream".to_owned(),
+                ));
+                return;
+            }
+            Some(Inbound::Started(started)) => {
+                if !is_plausible_attempt_id(&started.attempt_id) {
+                    continue;
+                }
+                ExecutorEvent::Started {
+                    attempt_id: started.attempt_id,
+                }
+            }
+            Some(Inbound::Completed(completed)) => {
+                if !is_plausible_attempt_id(&completed.attempt_id) {
+                    answer_not_held(connection, completed.attempt_id);
+                    continue;
+                }
+                completed_event(completed, connection.max_context_bytes)
+            }
+            Some(Inbound::Failed(failed)) => {
+                if !is_plausible_attempt_id(&failed.attempt_id) {
+                    answer_not_held(connection, failed.attempt_id);
+                    continue;
+                }
+                failed_event(failed)
+            }
+            Some(Inbound::CapacityChanged(change)) => {
+                if change.max_concurrent_attempts > MAX_CAPACITY {
+                    close(StreamEnd::ProtocolViolation(format!(
+                        "capacity_changed.max_concurrent_attempts must be between 0 and {MAX_CAPACITY}, got {}",
+                        change.max_concurrent_attempts
+                    )));
+                    return;
+                }
+                ExecutorEvent::CapacityChanged {
+                    capacity: change.max_concurrent_attempts,
+                }
+            }
+            // Value references are not served yet: nothing to answer.
+            Some(Inbound::FetchValues(_)) | None => continue,
         };
-        if coordinator
-            .executor_event(executor_id, event)
-            .await
-            .is_err()
-        {
+        if events.try_send(event).is_err() {
+            close(StreamEnd::Flooded);
             return;
         }
     }
 }
 
-/// A result that is too large or not a JSON object cannot be applied; it
-/// fails the attempt (without retry: the same code would send it again)
-/// with a message saying why.
-fn completed_event(completed: pb::Completed, max_context_bytes: usize) -> ExecutorEvent {
-    let failure = |message: String| ExecutorEvent::Failed {
-        attempt_id: completed.attempt_id.clone(),
-        message,
-        retryable: false,
-    };
-    let size = completed.set_json.len();
-    if size > max_context_bytes {
-        return failure(format!(
-            "the result's set_json is {size} bytes, over the max_context_bytes limit of {max_context_bytes} bytes by {}",
-            size - max_context_bytes
-        ));
-    }
-    match Delta::parse(&completed.set_json, &completed.removed_keys) {
-        Ok(delta) => {
-            if let Some(key) = delta
-                .set
-                .iter()
-                .map(|(key, _)| key)
-                .find(|key| delta.removed.contains(key))
-            {
-                return failure(format!("the result both sets and removes the key {key:?}"));
-            }
-            ExecutorEvent::Completed {
-                attempt_id: completed.attempt_id,
-                delta,
-            }
-        }
-        Err(error) => failure(format!("the result is invalid: {error}")),
+/// Answers a result naming an attempt the server could never have issued,
+/// echoing at most as much of the id as a real one could be.
+fn answer_not_held(connection: &Connection, attempt_id: String) {
+    let _ = connection.outbound.try_send(ExecutorCommand::ResultAck {
+        attempt_id: truncate_at_char(attempt_id, MAX_ATTEMPT_ID_BYTES),
+        answer: ResultAnswer::NotHeld,
+    });
+}
+
+/// The status that ends a stream, for the executor to act on.
+fn closing_status(end: StreamEnd) -> Status {
+    match end {
+        StreamEnd::LeaseExpired { lease_timeout_ms } => Status::unavailable(format!(
+            "lease expired: nothing was heard from this executor for {lease_timeout_ms} ms; reconnect"
+        )),
+        StreamEnd::ProtocolViolation(message) => Status::invalid_argument(message),
+        StreamEnd::Flooded => Status::resource_exhausted(format!(
+            "more than {MAX_QUEUED_EVENTS} messages were waiting for the server; the executor sends faster than the protocol allows"
+        )),
     }
 }
 
-fn outbound_to_proto(command: ExecutorCommand, settings: &ProtocolSettings) -> pb::ConnectResponse {
+fn outbound_to_proto(
+    command: ExecutorCommand,
+    settings: &ProtocolSettings,
+) -> Result<pb::ConnectResponse, Status> {
     let message = match command {
         ExecutorCommand::Registered { executor_id } => Outbound::Registered(pb::Registered {
             executor_id,
@@ -292,22 +339,25 @@ fn outbound_to_proto(command: ExecutorCommand, settings: &ProtocolSettings) -> p
         ExecutorCommand::Cancel { attempt_id, reason } => {
             Outbound::Cancel(pb::Cancel { attempt_id, reason })
         }
-        ExecutorCommand::ResultAck {
-            attempt_id,
-            disposition,
-        } => Outbound::ResultAck(pb::ResultAck {
-            attempt_id,
-            disposition: match disposition {
-                ResultDisposition::Accepted => pb::ResultDisposition::Accepted,
-                ResultDisposition::Stale => pb::ResultDisposition::Stale,
-            } as i32,
-            reason: String::new(),
-        }),
+        ExecutorCommand::ResultAck { attempt_id, answer } => {
+            let (disposition, reason) = match answer {
+                ResultAnswer::Accepted => (pb::ResultDisposition::Accepted, String::new()),
+                ResultAnswer::Stale => (pb::ResultDisposition::Stale, String::new()),
+                ResultAnswer::Rejected(reason) => (pb::ResultDisposition::Rejected, reason),
+                ResultAnswer::NotHeld => (pb::ResultDisposition::NotHeld, String::new()),
+            };
+            Outbound::ResultAck(pb::ResultAck {
+                attempt_id,
+                disposition: disposition as i32,
+                reason,
+            })
+        }
         ExecutorCommand::HeartbeatAck => Outbound::HeartbeatAck(pb::HeartbeatAck {}),
+        ExecutorCommand::Close(end) => return Err(closing_status(end)),
     };
-    pb::ConnectResponse {
+    Ok(pb::ConnectResponse {
         message: Some(message),
-    }
+    })
 }
 
 type ConnectStream = Pin<Box<dyn Stream<Item = Result<pb::ConnectResponse, Status>> + Send>>;
@@ -322,7 +372,7 @@ impl ExecutorService for ExecutorApi {
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let commands = self.open(request).await?;
         let settings = self.settings;
-        let stream = commands.map(move |command| Ok(outbound_to_proto(command, &settings)));
+        let stream = commands.map(move |command| outbound_to_proto(command, &settings));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -5,8 +5,10 @@
 pub mod convert;
 pub mod error;
 pub mod executor;
+pub mod executor_input;
 pub mod namespace;
 pub mod run;
+pub mod text;
 pub mod workflow;
 
 pub use error::ApiError;

@@ -15,10 +15,11 @@ use super::convert::{
 };
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
+use super::text::check_no_nul;
 use crate::dispatch::{CancelOutcome, CoordinatorHandle, StartRunCommand};
 use crate::engine::context::{Context, context_from_stored};
 use crate::engine::records::{EventFilter, EventRecord, RunFilter, RunStatus};
-use crate::events::{EventFeed, WatchItem};
+use crate::events::{EventFeed, WatchItem, WatchStart};
 use crate::store::{Store, StoreError, VersionSelector};
 
 /// Longest accepted idempotency key, in bytes.
@@ -60,6 +61,9 @@ impl RunApi {
                 "workflow_name is missing".to_owned(),
             ));
         }
+        check_no_nul("workflow_name", &request.workflow_name)?;
+        check_no_nul("workflow_version", &request.workflow_version)?;
+        check_no_nul("idempotency_key", &request.idempotency_key)?;
         let input = if request.input_context_json.trim().is_empty() {
             "{}".to_owned()
         } else {
@@ -137,6 +141,7 @@ impl RunApi {
         if run_id.is_empty() {
             return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
         }
+        check_no_nul("run_id", &run_id)?;
         let detail = self.store.get_run(&namespace, &run_id).await?;
         let context_json = match &detail.run.final_context_json {
             Some(final_context) => final_context.clone(),
@@ -173,6 +178,7 @@ impl RunApi {
     async fn list(&self, request: Request<pb::ListRunsRequest>) -> ApiResult<pb::ListRunsResponse> {
         let namespace = namespace_of(&request)?;
         let request = request.into_inner();
+        check_no_nul("workflow_name", &request.workflow_name)?;
         let limit = page_size(request.page_size);
         let filter = RunFilter {
             workflow_name: Some(request.workflow_name).filter(|name| !name.is_empty()),
@@ -204,6 +210,7 @@ impl RunApi {
         if run_id.is_empty() {
             return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
         }
+        check_no_nul("run_id", &run_id)?;
         match self.coordinator.cancel_run(&namespace, &run_id).await? {
             CancelOutcome::Cancelled => Ok(pb::CancelRunResponse {
                 status: run_status_to_proto(RunStatus::Cancelled) as i32,
@@ -228,6 +235,7 @@ impl RunApi {
         if request.run_id.is_empty() {
             return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
         }
+        check_no_nul("run_id", &request.run_id)?;
         let events = self
             .events
             .watch_run(&namespace, &request.run_id, request.after_sequence)
@@ -237,7 +245,7 @@ impl RunApi {
         }))
     }
 
-    fn watch_namespace(
+    async fn watch_namespace(
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> ApiResult<EventStream<pb::WatchEventsResponse>> {
@@ -255,9 +263,19 @@ impl RunApi {
                 .map(event_type_from_proto)
                 .collect::<Result<_, _>>()?,
         };
+        let start = match (request.from_now, request.after_cursor) {
+            (false, after_cursor) => WatchStart::After(after_cursor),
+            (true, 0) => WatchStart::Now,
+            (true, after_cursor) => {
+                return Err(ApiError::OutOfRange(format!(
+                    "from_now starts at the current end, so after_cursor must be 0, got {after_cursor}"
+                )));
+            }
+        };
         let events = self
             .events
-            .watch_namespace(&namespace, filter, request.after_cursor);
+            .watch_namespace(&namespace, filter, start)
+            .await?;
         Ok(event_stream(events, |event| pb::WatchEventsResponse {
             event: Some(event_to_proto(event)),
         }))
@@ -268,12 +286,15 @@ impl RunApi {
 /// value could only ever match nothing, which is a mistake worth reporting.
 fn check_filter_list(field: &str, values: &[String]) -> ApiResult<()> {
     check_filter_size(field, values.len())?;
-    match values.iter().position(String::is_empty) {
-        Some(index) => Err(ApiError::InvalidArgument(format!(
+    if let Some(index) = values.iter().position(String::is_empty) {
+        return Err(ApiError::InvalidArgument(format!(
             "{field}[{index}] is empty"
-        ))),
-        None => Ok(()),
+        )));
     }
+    for (index, value) in values.iter().enumerate() {
+        check_no_nul(&format!("{field}[{index}]"), value)?;
+    }
+    Ok(())
 }
 
 fn check_filter_size(field: &str, count: usize) -> ApiResult<()> {
@@ -366,7 +387,7 @@ impl RunService for RunApi {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        Ok(Response::new(self.watch_namespace(request)?))
+        Ok(Response::new(self.watch_namespace(request).await?))
     }
 }
 

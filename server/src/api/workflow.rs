@@ -12,6 +12,7 @@ use super::convert::{
 };
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
+use super::text::check_no_nul;
 use crate::clock::now_unix_ms;
 use crate::dag::{self, DefinitionLimits};
 use crate::store::{Store, VersionSelector};
@@ -63,6 +64,10 @@ impl WorkflowApi {
         let request = request.into_inner();
         if request.name.is_empty() {
             return Err(ApiError::InvalidArgument("name is missing".to_owned()));
+        }
+        check_no_nul("name", &request.name)?;
+        if let Some(pb::get_workflow_request::Selector::Version(version)) = &request.selector {
+            check_no_nul("version", version)?;
         }
         let selector = match request.selector {
             None => VersionSelector::Latest,

@@ -12,18 +12,48 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::executors::{ExecutorCommand, ExecutorRegistration, ExecutorRegistry};
+use super::executors::{
+    ExecutorCommand, ExecutorRegistration, ExecutorRegistry, LastHeard, ResultAnswer, StreamEnd,
+    StreamHandles,
+};
 use super::handle::{
     CancelOutcome, Command, CoordinatorHandle, DispatchSettings, ExecutorEvent, ExecutorSnapshot,
 };
 use super::ready_queue::{HandlerKey, ReadyQueue};
 use super::timers::{TimerKind, Timers};
 use crate::clock::now_unix_ms;
+use crate::engine::context::Delta;
 use crate::engine::plan::WorkflowPlan;
 use crate::engine::records::EventRecord;
 use crate::engine::retry::random_jitter_factor;
 use crate::engine::run::{Action, ResultDisposition, RunState};
 use crate::store::{Store, StoreError};
+
+/// The executor connection a result came from, and who it is.
+struct Reporter {
+    executor_id: String,
+    namespace: String,
+    instance_id: String,
+}
+
+/// How an executor says an attempt ended.
+enum ReportedEnd {
+    Completed(Delta),
+    Failed {
+        message: String,
+        retryable: bool,
+    },
+    /// Refused at the edge for its content, with the reason.
+    Rejected(String),
+}
+
+/// A result for an attempt whose run is not in memory, answered from the
+/// database after the turn's commit.
+struct UnresolvedResult {
+    reporter: Reporter,
+    attempt_id: String,
+    end: ReportedEnd,
+}
 
 /// Something to do once the turn's changes are committed.
 enum AfterCommit {
@@ -54,10 +84,14 @@ pub struct Coordinator {
     orphans: HashMap<String, String>,
     /// Results for attempts no longer in memory (their run finished): the
     /// database says whether each was the accepted one.
-    unresolved_results: Vec<(String, String)>,
+    unresolved_results: Vec<UnresolvedResult>,
     /// Fault injection for crash tests: abort the process right after this
     /// many commits, before anything acts on the last one.
     crash_after_commits: Option<u64>,
+    /// Fault injection for tests: the database "refuses" any commit holding
+    /// a result of a task with this id, as it would refuse content it
+    /// cannot store.
+    refuse_results_of_task: Option<String>,
     commits: u64,
     /// Set while the dirty runs hold only changes nobody waits for: when
     /// they must be committed even if no other turn comes.
@@ -93,10 +127,12 @@ impl Coordinator {
             crash_after_commits: std::env::var("TRIBUTARY_TEST_CRASH_AFTER_COMMITS")
                 .ok()
                 .and_then(|value| value.parse().ok()),
+            refuse_results_of_task: std::env::var("TRIBUTARY_TEST_REFUSE_RESULTS_OF_TASK").ok(),
             commits: 0,
             commit_deadline: None,
         };
         coordinator.recover().await?;
+        coordinator.open_reclaim_window();
         let task = tokio::spawn(coordinator.run(receiver, shutdown));
         Ok((CoordinatorHandle { commands }, task))
     }
@@ -187,9 +223,11 @@ impl Coordinator {
                 registration,
                 outbound,
                 stream_guard,
+                last_heard,
                 reply,
             } => {
-                let executor_id = self.register(namespace, registration, outbound, stream_guard);
+                let executor_id =
+                    self.register(namespace, registration, outbound, stream_guard, last_heard);
                 let _ = reply.send(executor_id);
             }
             Command::Executor { executor_id, event } => self.executor_event(&executor_id, event),
@@ -218,6 +256,7 @@ impl Coordinator {
         registration: ExecutorRegistration,
         outbound: mpsc::Sender<ExecutorCommand>,
         stream_guard: watch::Sender<bool>,
+        last_heard: LastHeard,
     ) -> String {
         let executor_id = uuid::Uuid::now_v7().to_string();
         let now_ms = now_unix_ms();
@@ -237,12 +276,16 @@ impl Coordinator {
             "executor connected"
         );
         let held = registration.held_attempt_ids.clone();
+        let instance_id = registration.instance_id.clone();
         self.executors.add(
             executor_id.clone(),
             namespace,
             registration,
-            outbound,
-            stream_guard,
+            StreamHandles {
+                outbound,
+                stream_guard,
+                last_heard,
+            },
             now_ms,
         );
         self.timers.insert(
@@ -252,13 +295,17 @@ impl Coordinator {
             },
         );
         for attempt_id in held {
-            let reclaimed = match self.orphans.remove(&attempt_id) {
-                Some(run_id) => self
-                    .runs
-                    .get_mut(&run_id)
-                    .is_some_and(|run| run.rebind_attempt(&attempt_id, &executor_id, now_ms)),
+            // Only the instance the attempt was assigned to may reclaim it;
+            // another's claim leaves the orphan waiting for its owner.
+            let reclaimed = match self.orphans.get(&attempt_id) {
+                Some(run_id) => self.runs.get_mut(run_id).is_some_and(|run| {
+                    run.rebind_attempt(&attempt_id, &executor_id, &instance_id, now_ms)
+                }),
                 None => false,
             };
+            if reclaimed {
+                self.orphans.remove(&attempt_id);
+            }
             if reclaimed {
                 tracing::info!(executor_id, attempt_id, "attempt reclaimed after a restart");
                 if let Some(run_id) = self.attempt_runs.get(&attempt_id).cloned() {
@@ -291,85 +338,112 @@ impl Coordinator {
             // Dropped meanwhile (lease expired); its stream is being closed.
             return;
         };
-        executor.last_seen_ms = now_ms;
+        executor.last_heard.heard_at(now_ms);
+        let reporter = Reporter {
+            executor_id: executor_id.to_owned(),
+            namespace: executor.namespace.clone(),
+            instance_id: executor.registration.instance_id.clone(),
+        };
         match event {
             ExecutorEvent::Heartbeat => {
                 self.send_now(executor_id, ExecutorCommand::HeartbeatAck);
             }
             ExecutorEvent::CapacityChanged { capacity } => {
-                if let Some(executor) = self.executors.get_mut(executor_id) {
-                    executor.capacity = capacity;
-                }
+                executor.capacity = capacity;
             }
             ExecutorEvent::Started { attempt_id } => {
-                if let Some(run) = self.run_of_attempt(&attempt_id) {
+                if let Some(run) = self.run_held_by(&reporter, &attempt_id) {
                     let run_id = run.id().to_owned();
                     run.on_started(&attempt_id, now_ms);
                     self.mark_dirty(&run_id);
                 }
             }
             ExecutorEvent::Completed { attempt_id, delta } => {
-                self.release_slot(executor_id, &attempt_id);
-                let mut actions = Vec::new();
-                let (run_id, disposition) = match self.run_of_attempt(&attempt_id) {
-                    Some(run) => {
-                        let disposition =
-                            run.on_completed(&attempt_id, delta, now_ms, &mut actions);
-                        (Some(run.id().to_owned()), disposition)
-                    }
-                    None => {
-                        self.unresolved_results
-                            .push((executor_id.to_owned(), attempt_id));
-                        return;
-                    }
-                };
-                self.after_result(executor_id, attempt_id, run_id, disposition, actions);
+                self.on_result(reporter, attempt_id, ReportedEnd::Completed(delta), now_ms);
             }
             ExecutorEvent::Failed {
                 attempt_id,
                 message,
                 retryable,
             } => {
-                self.release_slot(executor_id, &attempt_id);
-                let mut actions = Vec::new();
-                let (run_id, disposition) = match self.run_of_attempt(&attempt_id) {
-                    Some(run) => {
-                        let disposition = run.on_failed(
-                            &attempt_id,
-                            &message,
-                            retryable,
-                            random_jitter_factor(),
-                            now_ms,
-                            &mut actions,
-                        );
-                        (Some(run.id().to_owned()), disposition)
-                    }
-                    None => (None, ResultDisposition::Stale),
-                };
-                self.after_result(executor_id, attempt_id, run_id, disposition, actions);
+                let end = ReportedEnd::Failed { message, retryable };
+                self.on_result(reporter, attempt_id, end, now_ms);
+            }
+            ExecutorEvent::Rejected { attempt_id, reason } => {
+                self.on_result(reporter, attempt_id, ReportedEnd::Rejected(reason), now_ms);
             }
         }
     }
 
-    fn after_result(
-        &mut self,
-        executor_id: &str,
-        attempt_id: String,
-        run_id: Option<String>,
-        disposition: ResultDisposition,
-        actions: Vec<Action>,
-    ) {
-        tracing::debug!(executor_id, attempt_id, ?disposition, "result received");
-        if let Some(run_id) = run_id {
-            self.apply_actions(&run_id, actions);
-            self.mark_dirty(&run_id);
+    /// The run of an attempt that `reporter` holds, if it is in memory.
+    /// An attempt of another namespace, or held by another instance, is
+    /// treated exactly like one that does not exist.
+    fn run_held_by(&mut self, reporter: &Reporter, attempt_id: &str) -> Option<&mut RunState> {
+        let run = self.run_of_attempt(attempt_id)?;
+        (run.namespace() == reporter.namespace && run.may_report(attempt_id, &reporter.instance_id))
+            .then_some(run)
+    }
+
+    /// Fences a result by its reporter, applies it, and queues its
+    /// acknowledgement for after the commit.
+    fn on_result(&mut self, reporter: Reporter, attempt_id: String, end: ReportedEnd, now_ms: i64) {
+        self.release_slot(&reporter.executor_id, &attempt_id);
+        let in_memory = self
+            .attempt_runs
+            .get(&attempt_id)
+            .is_some_and(|run_id| self.runs.contains_key(run_id));
+        if !in_memory {
+            // Its run finished, or the attempt never existed: the database
+            // answers after the commit.
+            self.unresolved_results.push(UnresolvedResult {
+                reporter,
+                attempt_id,
+                end,
+            });
+            return;
         }
+        let executor_id = reporter.executor_id.clone();
+        let mut actions = Vec::new();
+        let Some(run) = self.run_held_by(&reporter, &attempt_id) else {
+            self.acknowledge(&executor_id, attempt_id, ResultAnswer::NotHeld);
+            return;
+        };
+        let run_id = run.id().to_owned();
+        let jitter = random_jitter_factor();
+        let answer = match end {
+            ReportedEnd::Completed(delta) => run
+                .on_completed(&attempt_id, delta, now_ms, &mut actions)
+                .into(),
+            ReportedEnd::Failed { message, retryable } => run
+                .on_failed(
+                    &attempt_id,
+                    &message,
+                    retryable,
+                    jitter,
+                    now_ms,
+                    &mut actions,
+                )
+                .into(),
+            ReportedEnd::Rejected(reason) => {
+                let message = format!("the executor's result was rejected: {reason}");
+                match run.on_failed(&attempt_id, &message, false, jitter, now_ms, &mut actions) {
+                    ResultDisposition::Accepted => ResultAnswer::Rejected(reason),
+                    ResultDisposition::Stale => ResultAnswer::Stale,
+                }
+            }
+        };
+        tracing::debug!(executor_id, attempt_id, ?answer, "result received");
+        self.apply_actions(&run_id, actions);
+        self.mark_dirty(&run_id);
+        self.acknowledge(&executor_id, attempt_id, answer);
+    }
+
+    /// Queues a result's acknowledgement: it is sent after the turn's
+    /// commit, so that ACCEPTED never runs ahead of the database.
+    fn acknowledge(&mut self, executor_id: &str, attempt_id: String, answer: ResultAnswer) {
         self.after_commit.push(AfterCommit::Send {
             executor_id: executor_id.to_owned(),
-            command: ExecutorCommand::ResultAck {
-                attempt_id,
-                disposition,
-            },
+            command: ExecutorCommand::ResultAck { attempt_id, answer },
         });
     }
 
@@ -425,9 +499,13 @@ impl Coordinator {
                     let Some(executor) = self.executors.get(&executor_id) else {
                         continue;
                     };
-                    let expires_ms = executor.last_seen_ms.saturating_add(self.lease_ms());
+                    let expires_ms = executor.last_heard.get().saturating_add(self.lease_ms());
                     if now_ms >= expires_ms {
                         tracing::warn!(executor_id, "executor lease expired; dropping it");
+                        let end = StreamEnd::LeaseExpired {
+                            lease_timeout_ms: self.settings.lease_timeout_ms,
+                        };
+                        self.send_now(&executor_id, ExecutorCommand::Close(end));
                         self.disconnect(&executor_id);
                     } else {
                         self.timers
@@ -462,7 +540,9 @@ impl Coordinator {
         }
         let now_ms = now_unix_ms();
         for key in self.ready.keys() {
-            while let Some(executor_id) = self.executors.least_loaded(&key).map(str::to_owned) {
+            while let Some(executor) = self.executors.least_loaded(&key) {
+                let executor_id = executor.id.clone();
+                let instance_id = executor.registration.instance_id.clone();
                 let Some((run_id, task)) = self.ready.pop(&key) else {
                     break;
                 };
@@ -471,7 +551,7 @@ impl Coordinator {
                 };
                 let attempt_id = uuid::Uuid::now_v7().to_string();
                 let Some((assignment, timeout)) =
-                    run.assign(task, attempt_id.clone(), &executor_id, now_ms)
+                    run.assign(task, attempt_id.clone(), &executor_id, &instance_id, now_ms)
                 else {
                     continue;
                 };

@@ -7,6 +7,8 @@
 //! cancellation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::{mpsc, watch};
 
@@ -31,9 +33,46 @@ pub enum ExecutorCommand {
     },
     ResultAck {
         attempt_id: String,
-        disposition: ResultDisposition,
+        answer: ResultAnswer,
     },
     HeartbeatAck,
+    /// End the stream with this status; nothing follows it.
+    Close(StreamEnd),
+}
+
+/// Why the server ends an executor's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Nothing was heard from the executor for this many milliseconds.
+    LeaseExpired { lease_timeout_ms: u64 },
+    /// The executor broke the protocol; the message says how.
+    ProtocolViolation(String),
+    /// The executor sent more than its share while the server was busy.
+    Flooded,
+}
+
+/// What became of a result, as its executor is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultAnswer {
+    /// Committed, now or by an earlier copy.
+    Accepted,
+    /// The attempt is no longer current; nothing changed.
+    Stale,
+    /// Refused for its content; the attempt is recorded as failed with this
+    /// reason.
+    Rejected(String),
+    /// The executor instance does not hold the attempt (or no such attempt
+    /// exists in its namespace); nothing changed.
+    NotHeld,
+}
+
+impl From<ResultDisposition> for ResultAnswer {
+    fn from(disposition: ResultDisposition) -> ResultAnswer {
+        match disposition {
+            ResultDisposition::Accepted => ResultAnswer::Accepted,
+            ResultDisposition::Stale => ResultAnswer::Stale,
+        }
+    }
 }
 
 /// What an executor said in its `Register`.
@@ -60,7 +99,7 @@ pub struct Executor {
     pub serial: u64,
     pub outbound: mpsc::Sender<ExecutorCommand>,
     /// When the executor was last heard from; its lease runs from here.
-    pub last_seen_ms: i64,
+    pub last_heard: LastHeard,
     /// Dropping this ends the executor's request stream on the server side.
     pub stream_guard: watch::Sender<bool>,
 }
@@ -68,6 +107,35 @@ pub struct Executor {
 impl Executor {
     pub fn free_slots(&self) -> usize {
         (self.capacity as usize).saturating_sub(self.in_flight.len())
+    }
+}
+
+/// The server's side of an executor's stream, as the coordinator holds it.
+pub struct StreamHandles {
+    pub outbound: mpsc::Sender<ExecutorCommand>,
+    /// Dropping this ends the executor's request stream on the server side.
+    pub stream_guard: watch::Sender<bool>,
+    pub last_heard: LastHeard,
+}
+
+/// When an executor was last heard from, in milliseconds since the epoch.
+/// The stream's reader writes it on every message, and it keeps doing so
+/// while the coordinator waits for the database, so that a database outage
+/// never costs an executor its lease.
+#[derive(Debug, Clone, Default)]
+pub struct LastHeard(Arc<AtomicI64>);
+
+impl LastHeard {
+    pub fn new(now_ms: i64) -> LastHeard {
+        LastHeard(Arc::new(AtomicI64::new(now_ms)))
+    }
+
+    pub fn heard_at(&self, now_ms: i64) {
+        self.0.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -84,8 +152,7 @@ impl ExecutorRegistry {
         id: String,
         namespace: String,
         registration: ExecutorRegistration,
-        outbound: mpsc::Sender<ExecutorCommand>,
-        stream_guard: watch::Sender<bool>,
+        stream: StreamHandles,
         now_ms: i64,
     ) {
         for handler in &registration.handlers {
@@ -106,9 +173,9 @@ impl ExecutorRegistry {
             in_flight: BTreeSet::new(),
             connected_at_ms: now_ms,
             serial: self.next_serial,
-            outbound,
-            last_seen_ms: now_ms,
-            stream_guard,
+            outbound: stream.outbound,
+            last_heard: stream.last_heard,
+            stream_guard: stream.stream_guard,
         };
         self.executors.insert(id, executor);
     }
@@ -142,7 +209,7 @@ impl ExecutorRegistry {
     /// The executor serving `key` with a free slot and the lowest load
     /// (in-flight / capacity), ties to the fewest in flight, then to the
     /// oldest connection.
-    pub fn least_loaded(&self, key: &HandlerKey) -> Option<&str> {
+    pub fn least_loaded(&self, key: &HandlerKey) -> Option<&Executor> {
         self.by_handler
             .get(key)?
             .iter()
@@ -156,7 +223,6 @@ impl ExecutorRegistry {
                     .then(a.in_flight.len().cmp(&b.in_flight.len()))
                     .then(a.serial.cmp(&b.serial))
             })
-            .map(|executor| executor.id.as_str())
     }
 
     /// Executors of a namespace, oldest connection first.
@@ -214,28 +280,39 @@ mod tests {
             "small".into(),
             "default".into(),
             registration(&["h"], 1),
-            sender.clone(),
-            watch::channel(false).0,
+            StreamHandles {
+                outbound: sender.clone(),
+                stream_guard: watch::channel(false).0,
+                last_heard: LastHeard::default(),
+            },
             0,
         );
         registry.add(
             "big".into(),
             "default".into(),
             registration(&["h"], 4),
-            sender.clone(),
-            watch::channel(false).0,
+            StreamHandles {
+                outbound: sender.clone(),
+                stream_guard: watch::channel(false).0,
+                last_heard: LastHeard::default(),
+            },
             0,
         );
         registry.add(
             "other".into(),
             "default".into(),
             registration(&["x"], 4),
-            sender,
-            watch::channel(false).0,
+            StreamHandles {
+                outbound: sender,
+                stream_guard: watch::channel(false).0,
+                last_heard: LastHeard::default(),
+            },
             0,
         );
         assert_eq!(
-            registry.least_loaded(&key("h")),
+            registry
+                .least_loaded(&key("h"))
+                .map(|executor| executor.id.as_str()),
             Some("small"),
             "oldest of equal load"
         );
@@ -244,7 +321,12 @@ mod tests {
             .expect("known")
             .in_flight
             .insert("a1".into());
-        assert_eq!(registry.least_loaded(&key("h")), Some("big"));
+        assert_eq!(
+            registry
+                .least_loaded(&key("h"))
+                .map(|executor| executor.id.as_str()),
+            Some("big")
+        );
         for attempt in ["a2", "a3", "a4"] {
             registry
                 .get_mut("big")
@@ -253,18 +335,38 @@ mod tests {
                 .insert(attempt.into());
         }
         // big is at 3/4 and small is full.
-        assert_eq!(registry.least_loaded(&key("h")), Some("big"));
+        assert_eq!(
+            registry
+                .least_loaded(&key("h"))
+                .map(|executor| executor.id.as_str()),
+            Some("big")
+        );
         registry
             .get_mut("big")
             .expect("known")
             .in_flight
             .insert("a5".into());
-        assert_eq!(registry.least_loaded(&key("h")), None);
-        assert_eq!(registry.least_loaded(&key("nobody")), None);
+        assert_eq!(
+            registry
+                .least_loaded(&key("h"))
+                .map(|executor| executor.id.as_str()),
+            None
+        );
+        assert_eq!(
+            registry
+                .least_loaded(&key("nobody"))
+                .map(|executor| executor.id.as_str()),
+            None
+        );
         assert!(registry.over_capacity().is_empty());
         let removed = registry.remove("big").expect("was there");
         assert_eq!(removed.in_flight.len(), 4);
-        assert_eq!(registry.least_loaded(&key("h")), None);
+        assert_eq!(
+            registry
+                .least_loaded(&key("h"))
+                .map(|executor| executor.id.as_str()),
+            None
+        );
     }
 
     #[test]
@@ -275,15 +377,28 @@ mod tests {
             "e".into(),
             "team-a".into(),
             registration(&["h"], 1),
-            sender,
-            watch::channel(false).0,
+            StreamHandles {
+                outbound: sender,
+                stream_guard: watch::channel(false).0,
+                last_heard: LastHeard::default(),
+            },
             0,
         );
-        assert_eq!(registry.least_loaded(&key("h")), None);
+        assert_eq!(
+            registry
+                .least_loaded(&key("h"))
+                .map(|executor| executor.id.as_str()),
+            None
+        );
         let team_a = HandlerKey {
             namespace: "team-a".into(),
             handler: "h".into(),
         };
-        assert_eq!(registry.least_loaded(&team_a), Some("e"));
+        assert_eq!(
+            registry
+                .least_loaded(&team_a)
+                .map(|executor| executor.id.as_str()),
+            Some("e")
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::executors::{ExecutorCommand, ExecutorRegistration};
+use super::executors::{ExecutorCommand, ExecutorRegistration, LastHeard};
 use crate::engine::context::{ContextError, Delta};
 use crate::engine::run::RunSettings;
 use crate::store::{StoreError, StoredWorkflow};
@@ -71,6 +71,12 @@ pub enum ExecutorEvent {
         message: String,
         retryable: bool,
     },
+    /// A result refused at the edge for its content: the attempt fails
+    /// without retry, and the executor is told why.
+    Rejected {
+        attempt_id: String,
+        reason: String,
+    },
     CapacityChanged {
         capacity: u32,
     },
@@ -104,6 +110,7 @@ pub(super) enum Command {
         registration: ExecutorRegistration,
         outbound: mpsc::Sender<ExecutorCommand>,
         stream_guard: watch::Sender<bool>,
+        last_heard: LastHeard,
         reply: oneshot::Sender<String>,
     },
     Executor {
@@ -161,13 +168,15 @@ impl CoordinatorHandle {
     /// Registers an executor; the coordinator sends `Registered` on
     /// `outbound` before anything else. When the coordinator drops the
     /// executor (lease expired, not reading) it drops `stream_guard`, which
-    /// tells the stream's reader to stop. Returns the executor's id.
+    /// tells the stream's reader to stop. The reader notes in `last_heard`
+    /// when the executor last spoke. Returns the executor's id.
     pub async fn register_executor(
         &self,
         namespace: &str,
         registration: ExecutorRegistration,
         outbound: mpsc::Sender<ExecutorCommand>,
         stream_guard: watch::Sender<bool>,
+        last_heard: LastHeard,
     ) -> Result<String, DispatchError> {
         let (reply, receiver) = oneshot::channel();
         let command = Command::Register {
@@ -175,6 +184,7 @@ impl CoordinatorHandle {
             registration,
             outbound,
             stream_guard,
+            last_heard,
             reply,
         };
         self.request(command, receiver).await

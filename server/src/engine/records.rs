@@ -197,6 +197,10 @@ pub struct AttemptRecord {
     pub task_id: String,
     pub number: u32,
     pub executor_id: String,
+    /// The executor instance the attempt was assigned to: the only one whose
+    /// results count for it. Empty for attempts stored before instances
+    /// were recorded.
+    pub instance_id: String,
     pub state: AttemptState,
     pub error: Option<String>,
     pub assigned_at_ms: i64,

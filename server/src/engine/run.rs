@@ -6,6 +6,8 @@
 //!
 //! Fencing lives here: a result counts only if it names the task's current
 //! attempt; anything else is [`ResultDisposition::Stale`] and changes nothing.
+//! Which executor instance may report an attempt's end is recorded here too
+//! ([`RunState::holder_of`]); the runtime checks it before calling in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -341,10 +343,20 @@ impl RunState {
 
     /// An executor that reconnected after a restart holds this attempt:
     /// cancellations now go to it, and the run's log says who has it.
-    pub fn rebind_attempt(&mut self, attempt_id: &str, executor_id: &str, now_ms: i64) -> bool {
+    /// Only the instance the attempt was assigned to may reclaim it.
+    pub fn rebind_attempt(
+        &mut self,
+        attempt_id: &str,
+        executor_id: &str,
+        instance_id: &str,
+        now_ms: i64,
+    ) -> bool {
         let Some(task) = self.task_of_current_attempt(attempt_id) else {
             return false;
         };
+        if !self.may_report(attempt_id, instance_id) {
+            return false;
+        }
         if let Some(current) = self.tasks[task].current.as_mut() {
             current.executor_id = executor_id.to_owned();
         }
@@ -382,13 +394,20 @@ impl RunState {
         (current.id == attempt_id).then_some(task)
     }
 
-    /// Whether `attempt_id` was an attempt of this run that already has its
-    /// outcome recorded as succeeded (so a duplicate result can be answered
-    /// ACCEPTED again).
-    pub fn attempt_succeeded(&self, attempt_id: &str) -> bool {
+    /// The executor instance holding `attempt_id` (empty for an attempt
+    /// stored before instances were recorded), if it is an attempt of this
+    /// run.
+    pub fn holder_of(&self, attempt_id: &str) -> Option<&str> {
         self.attempts
             .get(attempt_id)
-            .is_some_and(|attempt| attempt.state == AttemptState::Succeeded)
+            .map(|attempt| attempt.instance_id.as_str())
+    }
+
+    /// Whether `instance_id` may report the end of `attempt_id`: it is an
+    /// attempt of this run held by that instance.
+    pub fn may_report(&self, attempt_id: &str, instance_id: &str) -> bool {
+        self.holder_of(attempt_id)
+            .is_some_and(|holder| holder.is_empty() || holder == instance_id)
     }
 
     /// Sends a READY task to an executor: records the attempt and returns
@@ -398,6 +417,7 @@ impl RunState {
         task: TaskIndex,
         attempt_id: String,
         executor_id: &str,
+        instance_id: &str,
         now_ms: i64,
     ) -> Option<(Assignment, Action)> {
         if self.tasks[task].state != TaskState::Ready || self.status.is_terminal() {
@@ -428,6 +448,7 @@ impl RunState {
                 task_id: spec.id.clone(),
                 number,
                 executor_id: executor_id.to_owned(),
+                instance_id: instance_id.to_owned(),
                 state: AttemptState::Assigned,
                 error: None,
                 assigned_at_ms: now_ms,
@@ -484,7 +505,7 @@ impl RunState {
         actions: &mut Vec<Action>,
     ) -> ResultDisposition {
         let Some(task) = self.task_of_current_attempt(attempt_id) else {
-            return self.disposition_of_non_current(attempt_id);
+            return self.disposition_of_non_current(attempt_id, AttemptState::Succeeded);
         };
         self.update_attempt(attempt_id, |attempt| {
             attempt.state = AttemptState::Succeeded;
@@ -521,7 +542,7 @@ impl RunState {
         actions: &mut Vec<Action>,
     ) -> ResultDisposition {
         let Some(task) = self.task_of_current_attempt(attempt_id) else {
-            return ResultDisposition::Stale;
+            return self.disposition_of_non_current(attempt_id, AttemptState::Failed);
         };
         self.update_attempt(attempt_id, |attempt| {
             attempt.state = AttemptState::Failed;
@@ -622,12 +643,54 @@ impl RunState {
                 status: self.status,
             });
         }
+        self.stop_unfinished_tasks(None, "the run was cancelled", now_ms, actions);
+        self.finish_run(RunStatus::Cancelled, now_ms, actions);
+        Ok(())
+    }
+
+    /// The run's changes cannot be stored: every unfinished task FAILS with
+    /// `reason` (attempts out are cancelled) and the run ends FAILED, so it
+    /// is never left RUNNING with nobody driving it.
+    pub fn abort(
+        &mut self,
+        reason: &str,
+        now_ms: i64,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), AlreadyFinished> {
+        if self.status.is_terminal() {
+            return Err(AlreadyFinished {
+                run_id: self.id.clone(),
+                status: self.status,
+            });
+        }
+        self.stop_unfinished_tasks(Some(reason), reason, now_ms, actions);
+        let final_context = self.current_context().to_json();
+        self.set_status(RunStatus::Failed, None, Some(now_ms), Some(final_context));
+        let details = EventDetails {
+            run_status: Some(RunStatus::Failed),
+            error: Some(reason.to_owned()),
+            ..EventDetails::default()
+        };
+        self.event(EventType::RunFinished, details, now_ms);
+        actions.push(Action::Finished(RunStatus::Failed));
+        Ok(())
+    }
+
+    /// Ends every unfinished task: CANCELLED, or FAILED with `failure` when
+    /// given. Attempts out are cancelled with `reason`.
+    fn stop_unfinished_tasks(
+        &mut self,
+        failure: Option<&str>,
+        reason: &str,
+        now_ms: i64,
+        actions: &mut Vec<Action>,
+    ) {
         for task in 0..self.tasks.len() {
             if self.tasks[task].state.is_terminal() {
                 continue;
             }
             // The event names the attempt it stopped, if one was out.
-            let details = match self.tasks[task].current.take() {
+            let mut details = match self.tasks[task].current.take() {
                 Some(current) => {
                     self.update_attempt(&current.id, |attempt| {
                         attempt.state = AttemptState::Cancelled;
@@ -637,19 +700,28 @@ impl RunState {
                     actions.push(Action::Cancel {
                         executor_id: current.executor_id,
                         attempt_id: current.id,
-                        reason: "the run was cancelled".to_owned(),
+                        reason: reason.to_owned(),
                     });
                     details
                 }
                 None => self.task_details(task),
             };
-            self.tasks[task].state = TaskState::Cancelled;
             self.tasks[task].next_attempt_at_ms = None;
+            let event = match failure {
+                Some(error) => {
+                    self.tasks[task].state = TaskState::Failed;
+                    self.tasks[task].error = Some(error.to_owned());
+                    details.error = Some(error.to_owned());
+                    EventType::TaskFailed
+                }
+                None => {
+                    self.tasks[task].state = TaskState::Cancelled;
+                    EventType::TaskCancelled
+                }
+            };
             self.touch(task, now_ms);
-            self.event(EventType::TaskCancelled, details, now_ms);
+            self.event(event, details, now_ms);
         }
-        self.finish_run(RunStatus::Cancelled, now_ms, actions);
-        Ok(())
     }
 
     /// Takes the changes recorded since the last call.
@@ -707,8 +779,19 @@ impl RunState {
         canonical_context(&self.input, &mut deltas)
     }
 
-    fn disposition_of_non_current(&self, attempt_id: &str) -> ResultDisposition {
-        if self.attempt_succeeded(attempt_id) {
+    /// A result for an attempt that is no longer current: a copy of the
+    /// result that ended it (`reported` is the state it would have set) is
+    /// answered as that one was; anything else is stale.
+    fn disposition_of_non_current(
+        &self,
+        attempt_id: &str,
+        reported: AttemptState,
+    ) -> ResultDisposition {
+        let ended_by_it = self
+            .attempts
+            .get(attempt_id)
+            .is_some_and(|attempt| attempt.state == reported);
+        if ended_by_it {
             ResultDisposition::Accepted
         } else {
             ResultDisposition::Stale

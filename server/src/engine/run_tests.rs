@@ -99,7 +99,7 @@ impl Harness {
         let index = self.index(id);
         let (assignment, timeout) = self
             .run
-            .assign(index, attempt_id, "executor-1", self.now)
+            .assign(index, attempt_id, "executor-1", "instance-1", self.now)
             .expect("task is ready");
         self.actions.push(timeout);
         assignment
@@ -656,7 +656,13 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
     let index = |id: &str| plan.index_of(id).expect("known");
     // a succeeds; b is in flight; c waits for a retry.
     let (a, _) = run
-        .assign(index("a"), "attempt-a".into(), "executor-1", 1_000)
+        .assign(
+            index("a"),
+            "attempt-a".into(),
+            "executor-1",
+            "instance-1",
+            1_000,
+        )
         .expect("ready");
     run.on_completed(
         &a.attempt_id,
@@ -665,11 +671,23 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
         &mut actions,
     );
     let (b, _) = run
-        .assign(index("b"), "attempt-b".into(), "executor-1", 1_002)
+        .assign(
+            index("b"),
+            "attempt-b".into(),
+            "executor-1",
+            "instance-1",
+            1_002,
+        )
         .expect("ready");
     run.on_started(&b.attempt_id, 1_003);
     let (c, _) = run
-        .assign(index("c"), "attempt-c".into(), "executor-1", 1_002)
+        .assign(
+            index("c"),
+            "attempt-c".into(),
+            "executor-1",
+            "instance-1",
+            1_002,
+        )
         .expect("ready");
     run.on_failed(&c.attempt_id, "boom", false, 1.0, 1_004, &mut actions);
     batches.push(run.take_changes());
@@ -689,7 +707,11 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
         Action::TimeoutAt { attempt_id, .. } if attempt_id == "attempt-b"
     )));
     // The reclaimed attempt completes; d is skipped because c failed.
-    assert!(restored.rebind_attempt("attempt-b", "executor-2", 1_999));
+    assert!(
+        !restored.rebind_attempt("attempt-b", "executor-3", "instance-2", 1_999),
+        "only the instance that held the attempt may reclaim it"
+    );
+    assert!(restored.rebind_attempt("attempt-b", "executor-2", "instance-1", 1_999));
     let reclaimed = restored.take_changes();
     assert_eq!(reclaimed.events.len(), 1);
     assert_eq!(reclaimed.events[0].event_type, EventType::ExecutorConnected);
@@ -721,12 +743,24 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
             .as_deref(),
         Some(r#"{"a":1,"b":2,"seed":0}"#)
     );
-    // A result for the stored attempt of a finished task stays stale.
+    // A copy of the failure that ended a stored attempt is accepted again
+    // and changes nothing; a success for it is stale.
     let mut more = Vec::new();
     assert_eq!(
         restored.on_failed("attempt-c", "late", true, 1.0, 2_001, &mut more),
+        ResultDisposition::Accepted
+    );
+    assert_eq!(
+        restored.on_completed(
+            "attempt-c",
+            Delta::parse("{}", &[]).expect("delta"),
+            2_001,
+            &mut more
+        ),
         ResultDisposition::Stale
     );
+    assert!(more.is_empty());
+    assert!(restored.take_changes().is_empty());
 }
 
 /// The types of events that end a task's history.
@@ -931,4 +965,67 @@ fn cancelling_writes_one_event_per_unfinished_task_naming_its_attempt() {
             (Some("waiting".to_owned()), None),
         ]
     );
+}
+
+#[test]
+fn a_copy_of_the_result_that_ended_an_attempt_is_accepted_again_and_nothing_else() {
+    let mut h = harness(&[("a", &[]), ("b", &[])]);
+    let a = h.assign("a");
+    assert_eq!(h.fail(&a.attempt_id, false), ResultDisposition::Accepted);
+    h.run.take_changes();
+    assert_eq!(h.fail(&a.attempt_id, false), ResultDisposition::Accepted);
+    assert!(h.run.take_changes().is_empty(), "applied once");
+    assert_eq!(h.complete(&a.attempt_id, "{}"), ResultDisposition::Stale);
+    assert_eq!(h.state("a"), TaskState::Failed);
+}
+
+#[test]
+fn only_the_instance_an_attempt_was_assigned_to_may_report_it() {
+    let mut h = harness(&[("a", &[])]);
+    let a = h.assign("a");
+    assert_eq!(h.run.holder_of(&a.attempt_id), Some("instance-1"));
+    assert!(h.run.may_report(&a.attempt_id, "instance-1"));
+    assert!(!h.run.may_report(&a.attempt_id, "instance-2"));
+    assert!(!h.run.may_report("no-such-attempt", "instance-1"));
+}
+
+#[test]
+fn abort_fails_every_unfinished_task_with_the_reason_and_ends_the_run_failed() {
+    let mut h = harness(&[("a", &[]), ("b", &[]), ("c", &["a", "b"])]);
+    let a = h.assign("a");
+    assert_eq!(
+        h.complete(&a.attempt_id, r#"{"a": 1}"#),
+        ResultDisposition::Accepted
+    );
+    let b = h.assign("b");
+    h.run.take_changes();
+    let mut actions = Vec::new();
+    h.run
+        .abort("cannot store", h.now, &mut actions)
+        .expect("active");
+    assert_eq!(h.state("a"), TaskState::Succeeded);
+    assert_eq!(h.state("b"), TaskState::Failed);
+    assert_eq!(h.state("c"), TaskState::Failed);
+    assert_eq!(h.run.status(), RunStatus::Failed);
+    assert!(actions.iter().any(|action| matches!(
+        action,
+        Action::Cancel { attempt_id, .. } if *attempt_id == b.attempt_id
+    )));
+    assert!(actions.contains(&Action::Finished(RunStatus::Failed)));
+    let changes = h.run.take_changes();
+    let finished = changes
+        .events
+        .iter()
+        .find(|event| event.event_type == EventType::RunFinished)
+        .expect("RUN_FINISHED");
+    assert_eq!(finished.details.error.as_deref(), Some("cannot store"));
+    assert_eq!(
+        changes
+            .tasks
+            .iter()
+            .filter(|task| task.error.as_deref() == Some("cannot store"))
+            .count(),
+        2
+    );
+    assert!(h.run.abort("again", h.now, &mut actions).is_err());
 }

@@ -113,9 +113,9 @@ pub(super) const RETURNING_TASKS: &str = " RETURNING task_runs.run_id || ' ' || 
 
 pub(super) const INSERT_ATTEMPTS: MultiRow = MultiRow {
     head: "INSERT INTO attempts (id, namespace, run_id, task_id, number, executor_id, state, \
-           error, assigned_at_ms, deadline_at_ms, started_at_ms, finished_at_ms) VALUES ",
+           error, assigned_at_ms, deadline_at_ms, started_at_ms, finished_at_ms, instance_id) VALUES ",
     tail: "",
-    columns: 12,
+    columns: 13,
 };
 
 // An update that does not know a time (a late result, say) leaves the

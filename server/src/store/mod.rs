@@ -32,6 +32,15 @@ pub enum Backend {
 }
 
 /// A stored version of a workflow.
+/// What the database knows of an attempt when a late result arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAttemptState {
+    pub state: AttemptState,
+    /// The instance the attempt was assigned to; empty for attempts stored
+    /// before instances were recorded.
+    pub instance_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWorkflow {
     pub spec: WorkflowSpec,
@@ -174,8 +183,20 @@ pub trait Store: Send + Sync + 'static {
     /// the engine's memory.
     async fn load_active_runs(&self) -> Result<Vec<(RunDetail, u64)>, StoreError>;
 
-    /// The stored state of an attempt, if it exists.
-    async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError>;
+    /// One run as [`Store::load_active_runs`] reads each: its details and
+    /// the highest event sequence it has used.
+    async fn load_run(&self, namespace: &str, run_id: &str)
+    -> Result<(RunDetail, u64), StoreError>;
+
+    /// The stored state of an attempt of the namespace, if it exists there.
+    async fn attempt_state(
+        &self,
+        namespace: &str,
+        attempt_id: &str,
+    ) -> Result<Option<StoredAttemptState>, StoreError>;
+
+    /// The cursor of the newest committed event (0 when there is none).
+    async fn newest_cursor(&self) -> Result<u64, StoreError>;
 
     /// A run's status; [`StoreError::NotFound`] when the namespace has no
     /// such run.

@@ -9,11 +9,14 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::run_queries::{FIND_EXPIRED_RUNS_SKIP_LOCKED, RunQueries};
-use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
+use super::{
+    Backend, Registration, Store, StoreError, StoredAttemptState, StoredWorkflow, VersionSelector,
+    queries,
+};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    AttemptState, CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail,
-    RunFilter, RunRecord, RunStatus,
+    CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+    RunStatus,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -117,8 +120,24 @@ impl Store for PostgresStore {
         RunQueries::<Postgres>::load_active_runs(&self.pool, READ_SNAPSHOT).await
     }
 
-    async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError> {
-        RunQueries::<Postgres>::attempt_state(&self.pool, attempt_id).await
+    async fn load_run(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<(RunDetail, u64), StoreError> {
+        RunQueries::<Postgres>::load_run(&self.pool, READ_SNAPSHOT, namespace, run_id).await
+    }
+
+    async fn attempt_state(
+        &self,
+        namespace: &str,
+        attempt_id: &str,
+    ) -> Result<Option<StoredAttemptState>, StoreError> {
+        RunQueries::<Postgres>::attempt_state(&self.pool, namespace, attempt_id).await
+    }
+
+    async fn newest_cursor(&self) -> Result<u64, StoreError> {
+        RunQueries::<Postgres>::newest_cursor(&self.pool).await
     }
 
     async fn run_status(&self, namespace: &str, run_id: &str) -> Result<RunStatus, StoreError> {

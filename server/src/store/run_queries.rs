@@ -4,11 +4,12 @@
 //! supplies only its pool and how a consistent read snapshot is begun. The
 //! writes of the hot path are in [`super::run_writes`].
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
-use super::StoreError;
+use super::{StoreError, StoredAttemptState};
 use crate::engine::records::{
     AttemptRecord, AttemptState, ConflictRecord, DeltaRecord, EventDetails, EventPosition,
     EventQuery, EventRecord, EventType, RunDetail, RunFilter, RunRecord, RunStatus, SkipReason,
@@ -44,7 +45,37 @@ const LIST_ACTIVE_RUNS: &str = concat!(
 
 const MAX_EVENT_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE run_id = $1";
 
-const ATTEMPT_STATE: &str = "SELECT state FROM attempts WHERE id = $1";
+// Recovery reads every active run's rows with one statement per table, not
+// one per run: a restart with thousands of active runs must be healthy in
+// about a second. Each statement adds the run's id as its last column, so
+// the row decoders stay those of GetRun.
+const ACTIVE_TASKS: &str = "SELECT t.task_id, t.position, t.state, t.skip_reason, \
+     t.attempts_started, t.failures, t.reassignments, t.current_attempt_id, \
+     t.next_attempt_at_ms, t.error, t.updated_at_ms, t.run_id \
+     FROM task_runs t JOIN runs r ON r.id = t.run_id \
+     WHERE r.status IN ('pending', 'running') ORDER BY t.run_id, t.position, t.task_id";
+
+const ACTIVE_ATTEMPTS: &str = "SELECT a.id, a.run_id, a.task_id, a.number, a.executor_id, \
+     a.state, a.error, a.assigned_at_ms, a.deadline_at_ms, a.started_at_ms, a.finished_at_ms, \
+     COALESCE(a.instance_id, '') \
+     FROM attempts a JOIN runs r ON r.id = a.run_id \
+     WHERE r.status IN ('pending', 'running') ORDER BY a.run_id, a.task_id, a.number";
+
+const ACTIVE_DELTAS: &str = "SELECT d.task_id, d.attempt_id, d.set_json, d.removed_json, \
+     d.run_id FROM context_deltas d JOIN runs r ON r.id = d.run_id \
+     WHERE r.status IN ('pending', 'running') ORDER BY d.run_id, d.task_id";
+
+const ACTIVE_CONFLICTS: &str = "SELECT c.key, c.winning_task_id, c.overridden_task_id, \
+     c.run_id FROM context_conflicts c JOIN runs r ON r.id = c.run_id \
+     WHERE r.status IN ('pending', 'running') \
+     ORDER BY c.run_id, c.key, c.winning_task_id, c.overridden_task_id";
+
+const ACTIVE_MAX_SEQUENCES: &str = "SELECT e.run_id, MAX(e.sequence) \
+     FROM events e JOIN runs r ON r.id = e.run_id \
+     WHERE r.status IN ('pending', 'running') GROUP BY e.run_id";
+
+const ATTEMPT_STATE: &str =
+    "SELECT state, COALESCE(instance_id, '') FROM attempts WHERE id = $1 AND namespace = $2";
 
 // One statement for every combination of filters keeps the SQL static; the
 // `IS NULL` arms switch a filter off.
@@ -63,7 +94,8 @@ const GET_TASKS: &str = "SELECT task_id, position, state, skip_reason, attempts_
      FROM task_runs WHERE run_id = $1 AND namespace = $2 ORDER BY position, task_id";
 
 const GET_ATTEMPTS: &str = "SELECT a.id, a.run_id, a.task_id, a.number, a.executor_id, \
-     a.state, a.error, a.assigned_at_ms, a.deadline_at_ms, a.started_at_ms, a.finished_at_ms \
+     a.state, a.error, a.assigned_at_ms, a.deadline_at_ms, a.started_at_ms, a.finished_at_ms, \
+     COALESCE(a.instance_id, '') \
      FROM attempts a JOIN task_runs t ON t.run_id = a.run_id AND t.task_id = a.task_id \
      WHERE a.run_id = $1 AND a.namespace = $2 \
      ORDER BY t.position, a.task_id, a.number";
@@ -75,6 +107,8 @@ const GET_DELTAS: &str = "SELECT d.task_id, d.attempt_id, d.set_json, d.removed_
 const GET_CONFLICTS: &str = "SELECT key, winning_task_id, overridden_task_id \
      FROM context_conflicts WHERE run_id = $1 AND namespace = $2 \
      ORDER BY key, winning_task_id, overridden_task_id";
+
+const NEWEST_CURSOR: &str = "SELECT next_cursor - 1 FROM event_sequencer WHERE id = 1";
 
 const RUN_STATUS: &str = "SELECT status FROM runs WHERE namespace = $1 AND id = $2";
 
@@ -298,58 +332,139 @@ where
 
     /// Every run not yet terminal, in every namespace, with its details and
     /// the last event sequence it used.
+    /// Every active run with everything under it, read with one statement
+    /// per table inside one snapshot (`begin_snapshot`).
     pub(super) async fn load_active_runs(
         pool: &Pool<DB>,
-        read_snapshot: &'static str,
+        begin_snapshot: &'static str,
     ) -> Result<Vec<(RunDetail, u64)>, StoreError> {
-        let rows = {
-            let mut connection = pool.acquire().await?;
-            sqlx::query::<DB>(LIST_ACTIVE_RUNS)
-                .fetch_all(&mut *connection)
-                .await?
-        };
-        let runs: Vec<RunRecord> = rows
+        let mut transaction = pool.begin_with(begin_snapshot).await?;
+        let runs: Vec<RunRecord> = sqlx::query::<DB>(LIST_ACTIVE_RUNS)
+            .fetch_all(&mut *transaction)
+            .await?
             .iter()
             .map(Self::run_from_row)
             .collect::<Result<_, _>>()?;
-        let mut active = Vec::with_capacity(runs.len());
-        for run in runs {
-            let detail = Self::get_run(pool, read_snapshot, &run.namespace, &run.id).await?;
-            let mut connection = pool.acquire().await?;
-            let last_sequence: i64 = sqlx::query::<DB>(MAX_EVENT_SEQUENCE)
-                .bind(run.id.as_str())
-                .fetch_one(&mut *connection)
-                .await?
-                .try_get(0)?;
-            let last_sequence = u64::try_from(last_sequence).map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "run {:?} has event sequence {last_sequence}",
-                    run.id
-                ))
-            })?;
-            active.push((detail, last_sequence));
+        let mut details: HashMap<String, (RunDetail, u64)> = runs
+            .into_iter()
+            .map(|run| {
+                let detail = RunDetail {
+                    run,
+                    tasks: Vec::new(),
+                    attempts: Vec::new(),
+                    deltas: Vec::new(),
+                    conflicts: Vec::new(),
+                };
+                (detail.run.id.clone(), (detail, 0))
+            })
+            .collect();
+        for row in sqlx::query::<DB>(ACTIVE_TASKS)
+            .fetch_all(&mut *transaction)
+            .await?
+        {
+            let run_id: String = row.try_get(11)?;
+            let task = Self::task_from_row(&row, &run_id)?;
+            detail_of(&mut details, &run_id)?.tasks.push(task);
         }
+        for row in sqlx::query::<DB>(ACTIVE_ATTEMPTS)
+            .fetch_all(&mut *transaction)
+            .await?
+        {
+            let attempt = Self::attempt_from_row(&row)?;
+            detail_of(&mut details, &attempt.run_id.clone())?
+                .attempts
+                .push(attempt);
+        }
+        for row in sqlx::query::<DB>(ACTIVE_DELTAS)
+            .fetch_all(&mut *transaction)
+            .await?
+        {
+            let run_id: String = row.try_get(4)?;
+            let delta = Self::delta_from_row(&row, &run_id)?;
+            detail_of(&mut details, &run_id)?.deltas.push(delta);
+        }
+        for row in sqlx::query::<DB>(ACTIVE_CONFLICTS)
+            .fetch_all(&mut *transaction)
+            .await?
+        {
+            let run_id: String = row.try_get(3)?;
+            let conflict = Self::conflict_from_row(&row)?;
+            detail_of(&mut details, &run_id)?.conflicts.push(conflict);
+        }
+        for row in sqlx::query::<DB>(ACTIVE_MAX_SEQUENCES)
+            .fetch_all(&mut *transaction)
+            .await?
+        {
+            let run_id: String = row.try_get(0)?;
+            let last_sequence: i64 = row.try_get(1)?;
+            let last_sequence = u64::try_from(last_sequence).map_err(|_| {
+                StoreError::Corrupt(format!("run {run_id:?} has event sequence {last_sequence}"))
+            })?;
+            if let Some((_, sequence)) = details.get_mut(&run_id) {
+                *sequence = last_sequence;
+            }
+        }
+        transaction.commit().await?;
+        let mut active: Vec<(RunDetail, u64)> = details.into_values().collect();
+        active.sort_by(|(a, _), (b, _)| a.run.id.cmp(&b.run.id));
         Ok(active)
+    }
+
+    /// One run with everything under it and the highest event sequence it
+    /// has used, as recovery reads it.
+    pub(super) async fn load_run(
+        pool: &Pool<DB>,
+        begin_snapshot: &'static str,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<(RunDetail, u64), StoreError> {
+        let detail = Self::get_run(pool, begin_snapshot, namespace, run_id).await?;
+        let mut connection = pool.acquire().await?;
+        let last_sequence: i64 = sqlx::query::<DB>(MAX_EVENT_SEQUENCE)
+            .bind(run_id)
+            .fetch_one(&mut *connection)
+            .await?
+            .try_get(0)?;
+        let last_sequence = u64::try_from(last_sequence).map_err(|_| {
+            StoreError::Corrupt(format!("run {run_id:?} has event sequence {last_sequence}"))
+        })?;
+        Ok((detail, last_sequence))
     }
 
     pub(super) async fn attempt_state(
         pool: &Pool<DB>,
+        namespace: &str,
         attempt_id: &str,
-    ) -> Result<Option<AttemptState>, StoreError> {
+    ) -> Result<Option<StoredAttemptState>, StoreError> {
         let mut connection = pool.acquire().await?;
         let row = sqlx::query::<DB>(ATTEMPT_STATE)
             .bind(attempt_id)
+            .bind(namespace)
             .fetch_optional(&mut *connection)
             .await?;
         let Some(row) = row else {
             return Ok(None);
         };
         let state: String = row.try_get(0)?;
-        AttemptState::parse(&state).map(Some).ok_or_else(|| {
+        let state = AttemptState::parse(&state).ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "attempt {attempt_id:?} has unknown state {state:?}"
             ))
-        })
+        })?;
+        Ok(Some(StoredAttemptState {
+            state,
+            instance_id: row.try_get(1)?,
+        }))
+    }
+
+    pub(super) async fn newest_cursor(pool: &Pool<DB>) -> Result<u64, StoreError> {
+        let mut connection = pool.acquire().await?;
+        let newest: i64 = sqlx::query::<DB>(NEWEST_CURSOR)
+            .fetch_one(&mut *connection)
+            .await?
+            .try_get(0)?;
+        u64::try_from(newest)
+            .map_err(|_| StoreError::Corrupt(format!("the event sequencer is at {newest}")))
     }
 
     /// The status of a run; [`StoreError::NotFound`] when the namespace has
@@ -538,6 +653,7 @@ where
             deadline_at_ms: row.try_get(8)?,
             started_at_ms: row.try_get(9)?,
             finished_at_ms: row.try_get(10)?,
+            instance_id: row.try_get(11)?,
             id,
         })
     }
@@ -572,4 +688,15 @@ where
 fn to_u32(value: i64, column: &str, what: &dyn Fn() -> String) -> Result<u32, StoreError> {
     u32::try_from(value)
         .map_err(|_| StoreError::Corrupt(format!("{} has {column} {value}, out of range", what())))
+}
+
+/// The detail of a run being recovered.
+fn detail_of<'a>(
+    details: &'a mut HashMap<String, (RunDetail, u64)>,
+    run_id: &str,
+) -> Result<&'a mut RunDetail, StoreError> {
+    details
+        .get_mut(run_id)
+        .map(|(detail, _)| detail)
+        .ok_or_else(|| StoreError::Corrupt(format!("rows of run {run_id:?} without its run row")))
 }

@@ -460,6 +460,7 @@ where
             .bind(attempt.deadline_at_ms)
             .bind(attempt.started_at_ms)
             .bind(attempt.finished_at_ms)
+            .bind(attempt.instance_id.as_str())
     }
 
     fn bind_attempt_update<'q>(

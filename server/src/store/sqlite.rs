@@ -14,11 +14,14 @@ use sqlx::sqlite::{
 };
 
 use super::run_queries::{FIND_EXPIRED_RUNS, RunQueries};
-use super::{Backend, Registration, Store, StoreError, StoredWorkflow, VersionSelector, queries};
+use super::{
+    Backend, Registration, Store, StoreError, StoredAttemptState, StoredWorkflow, VersionSelector,
+    queries,
+};
 use crate::definition::WorkflowSpec;
 use crate::engine::records::{
-    AttemptState, CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail,
-    RunFilter, RunRecord, RunStatus,
+    CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
+    RunStatus,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -185,8 +188,24 @@ impl Store for SqliteStore {
         RunQueries::<Sqlite>::load_active_runs(&self.readers, READ_SNAPSHOT).await
     }
 
-    async fn attempt_state(&self, attempt_id: &str) -> Result<Option<AttemptState>, StoreError> {
-        RunQueries::<Sqlite>::attempt_state(&self.readers, attempt_id).await
+    async fn load_run(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<(RunDetail, u64), StoreError> {
+        RunQueries::<Sqlite>::load_run(&self.readers, READ_SNAPSHOT, namespace, run_id).await
+    }
+
+    async fn attempt_state(
+        &self,
+        namespace: &str,
+        attempt_id: &str,
+    ) -> Result<Option<StoredAttemptState>, StoreError> {
+        RunQueries::<Sqlite>::attempt_state(&self.readers, namespace, attempt_id).await
+    }
+
+    async fn newest_cursor(&self) -> Result<u64, StoreError> {
+        RunQueries::<Sqlite>::newest_cursor(&self.readers).await
     }
 
     async fn run_status(&self, namespace: &str, run_id: &str) -> Result<RunStatus, StoreError> {

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{AfterCommit, Coordinator};
-use crate::dispatch::executors::ExecutorCommand;
+use super::{AfterCommit, Coordinator, ReportedEnd, UnresolvedResult};
+use crate::clock::now_unix_ms;
+use crate::dispatch::executors::{ExecutorCommand, ResultAnswer};
 use crate::dispatch::handle::CancelOutcome;
 use crate::engine::records::{AttemptState, EventRecord, RunChanges};
-use crate::engine::run::ResultDisposition;
+use crate::engine::run::{Action, RunState};
 use crate::store::StoreError;
 
 /// How long changes that nobody waits for (an executor reporting an attempt
@@ -49,10 +50,10 @@ impl Coordinator {
                 }
             }
         }
-        let evicted = if batch.is_empty() {
-            HashSet::new()
+        let (evicted, evicted_attempts) = if batch.is_empty() {
+            (HashSet::new(), HashSet::new())
         } else {
-            let evicted = self.commit(batch).await;
+            let dropped = self.commit(batch).await;
             self.commits += 1;
             if self
                 .crash_after_commits
@@ -61,26 +62,17 @@ impl Coordinator {
                 tracing::error!(commits = self.commits, "crash point reached: aborting");
                 std::process::abort();
             }
-            evicted
+            dropped
         };
-        for (executor_id, attempt_id) in std::mem::take(&mut self.unresolved_results) {
-            // A duplicate of a result committed earlier is answered as the
-            // original was; anything else is stale.
-            let disposition = match self.store.attempt_state(&attempt_id).await {
-                Ok(Some(AttemptState::Succeeded)) => ResultDisposition::Accepted,
-                Ok(_) => ResultDisposition::Stale,
-                Err(error) => {
-                    tracing::error!(attempt_id, %error, "cannot look up a late result; not answering it");
-                    continue;
-                }
+        for unresolved in std::mem::take(&mut self.unresolved_results) {
+            let Some(answer) = self.answer_from_store(&unresolved).await else {
+                continue;
             };
-            self.after_commit.push(AfterCommit::Send {
-                executor_id,
-                command: ExecutorCommand::ResultAck {
-                    attempt_id,
-                    disposition,
-                },
-            });
+            self.acknowledge(
+                &unresolved.reporter.executor_id,
+                unresolved.attempt_id,
+                answer,
+            );
         }
 
         for effect in std::mem::take(&mut self.after_commit) {
@@ -94,6 +86,24 @@ impl Coordinator {
                 } if evicted.contains(&run_id) => {
                     // Never committed, so never sent.
                     self.release_slot(&executor_id, &assignment.attempt_id);
+                }
+                AfterCommit::Send {
+                    executor_id,
+                    command:
+                        ExecutorCommand::ResultAck {
+                            attempt_id,
+                            answer: ResultAnswer::Accepted | ResultAnswer::Rejected(_),
+                        },
+                } if evicted_attempts.contains(&attempt_id) => {
+                    // What the result caused was never committed, and the
+                    // run has ended without it.
+                    self.send_now(
+                        &executor_id,
+                        ExecutorCommand::ResultAck {
+                            attempt_id,
+                            answer: ResultAnswer::Stale,
+                        },
+                    );
                 }
                 AfterCommit::Send {
                     executor_id,
@@ -111,14 +121,20 @@ impl Coordinator {
 
     /// Commits a batch, retrying while the database is unavailable: the
     /// in-memory state is already ahead, and nothing may act on it before
-    /// it is durable. A batch the database rejects for its content (a bug)
-    /// is committed run by run, and a run whose changes still fail is
-    /// evicted from memory, so one bad run cannot wedge all the others.
-    /// Returns the evicted runs.
-    pub(super) async fn commit(&mut self, batch: Vec<RunChanges>) -> HashSet<String> {
+    /// it is durable. A batch the database rejects for its content (a bug:
+    /// the API edge refuses what the databases cannot store) is committed
+    /// run by run, and a run whose changes still fail is ended FAILED from
+    /// its last committed state, so one bad run cannot wedge the others nor
+    /// stay RUNNING with nobody driving it. Returns the runs whose changes
+    /// were dropped, and the attempts those changes touched.
+    pub(super) async fn commit(
+        &mut self,
+        batch: Vec<RunChanges>,
+    ) -> (HashSet<String>, HashSet<String>) {
         let mut evicted = HashSet::new();
+        let mut evicted_attempts = HashSet::new();
         match self.commit_retrying(&batch).await {
-            Ok(()) => return evicted,
+            Ok(()) => return (evicted, evicted_attempts),
             Err(error) => {
                 tracing::error!(%error, runs = batch.len(), "batch rejected; committing run by run");
             }
@@ -128,18 +144,108 @@ impl Coordinator {
                 tracing::error!(
                     run_id = changes.run_id,
                     %error,
-                    "the run's changes cannot be committed; evicting it from memory"
+                    "the run's changes cannot be stored; ending the run FAILED"
                 );
                 evicted.insert(changes.run_id.clone());
+                evicted_attempts.extend(changes.new_attempts.iter().map(|a| a.id.clone()));
+                evicted_attempts.extend(changes.attempt_updates.iter().map(|a| a.id.clone()));
                 self.forget_run(&changes.run_id);
+                self.end_unstorable_run(&changes.namespace, &changes.run_id)
+                    .await;
             }
         }
-        evicted
+        (evicted, evicted_attempts)
+    }
+
+    /// Ends FAILED a run whose changes the database refused: reloads its
+    /// last committed state and fails what is unfinished there. If even
+    /// that cannot be stored, the run stays as stored and the next start
+    /// recovers it.
+    async fn end_unstorable_run(&mut self, namespace: &str, run_id: &str) {
+        const REASON: &str = "the server could not store this run's changes (a database error; the server log has the details)";
+        let restored = match self.store.load_run(namespace, run_id).await {
+            Ok((detail, last_sequence)) => match self.recovered_plan(&detail.run).await {
+                Ok(plan) => RunState::restore(plan, self.settings.run, &detail, last_sequence + 1)
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            },
+            Err(error) => Err(error.to_string()),
+        };
+        let mut run = match restored {
+            Ok((run, _)) => run,
+            Err(error) => {
+                tracing::error!(run_id, error, "cannot reload the run to end it");
+                return;
+            }
+        };
+        let mut actions = Vec::new();
+        if run.abort(REASON, now_unix_ms(), &mut actions).is_err() {
+            return;
+        }
+        let changes = run.take_changes();
+        if let Err(error) = self.commit_retrying(std::slice::from_ref(&changes)).await {
+            tracing::error!(run_id, %error, "cannot store the run's failure either");
+            return;
+        }
+        for action in actions {
+            if let Action::Cancel {
+                executor_id,
+                attempt_id,
+                reason,
+            } = action
+            {
+                self.send_now(&executor_id, ExecutorCommand::Cancel { attempt_id, reason });
+            }
+        }
+    }
+
+    /// The answer to a result for an attempt whose run is not in memory,
+    /// from what the database recorded; `None` when it cannot be read now
+    /// (the executor resends after its next reconnect).
+    async fn answer_from_store(&self, unresolved: &UnresolvedResult) -> Option<ResultAnswer> {
+        let reporter = &unresolved.reporter;
+        let stored = match self
+            .store
+            .attempt_state(&reporter.namespace, &unresolved.attempt_id)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(attempt_id = unresolved.attempt_id, %error, "cannot look up a late result; not answering it");
+                return None;
+            }
+        };
+        let Some(stored) = stored else {
+            return Some(ResultAnswer::NotHeld);
+        };
+        if !stored.instance_id.is_empty() && stored.instance_id != reporter.instance_id {
+            return Some(ResultAnswer::NotHeld);
+        }
+        // A copy of the result that ended the attempt is answered as that
+        // one was; anything else is stale.
+        Some(match (stored.state, &unresolved.end) {
+            (AttemptState::Succeeded, ReportedEnd::Completed(_)) => ResultAnswer::Accepted,
+            (AttemptState::Failed, ReportedEnd::Failed { .. }) => ResultAnswer::Accepted,
+            (AttemptState::Failed, ReportedEnd::Rejected(reason)) => {
+                ResultAnswer::Rejected(reason.clone())
+            }
+            _ => ResultAnswer::Stale,
+        })
     }
 
     /// Retries transient failures with backoff; returns the first
     /// permanent one.
     pub(super) async fn commit_retrying(&self, batch: &[RunChanges]) -> Result<(), StoreError> {
+        if let Some(task_id) = &self.refuse_results_of_task
+            && batch
+                .iter()
+                .flat_map(|changes| &changes.deltas)
+                .any(|delta| &delta.task_id == task_id)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "the test hook refuses results of task {task_id:?}"
+            )));
+        }
         let mut delay = Duration::from_millis(10);
         loop {
             match self.store.commit_changes(batch).await {

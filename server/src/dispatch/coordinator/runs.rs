@@ -12,7 +12,7 @@ use crate::dispatch::handle::{
 };
 use crate::dispatch::timers::TimerKind;
 use crate::engine::plan::WorkflowPlan;
-use crate::engine::records::{CreateRunOutcome, NewRun};
+use crate::engine::records::{CreateRunOutcome, NewRun, RunRecord};
 use crate::engine::run::{Action, RunState};
 use crate::store::{StoreError, StoredWorkflow, VersionSelector};
 
@@ -23,26 +23,15 @@ impl Coordinator {
     /// before they are re-queued.
     pub(super) async fn recover(&mut self) -> Result<(), StoreError> {
         let active = self.store.load_active_runs().await?;
-        let reclaim_deadline = now_unix_ms().saturating_add(self.lease_ms());
         let mut restored = 0;
         for (detail, last_sequence) in active {
             let run_id = detail.run.id.clone();
-            let workflow = self
-                .store
-                .get_workflow(
-                    &detail.run.namespace,
-                    &detail.run.workflow_name,
-                    &VersionSelector::Version(detail.run.workflow_version.clone()),
-                )
-                .await?;
-            let plan = self.plan_for(&detail.run.namespace, &workflow);
+            let plan = self.recovered_plan(&detail.run).await?;
             match RunState::restore(plan, self.settings.run, &detail, last_sequence + 1) {
                 Ok((run, actions)) => {
                     for (_, attempt_id) in run.attempts_in_flight() {
                         self.orphans.insert(attempt_id.clone(), run_id.clone());
-                        self.attempt_runs.insert(attempt_id.clone(), run_id.clone());
-                        self.timers
-                            .insert(reclaim_deadline, TimerKind::ReclaimDeadline { attempt_id });
+                        self.attempt_runs.insert(attempt_id, run_id.clone());
                     }
                     self.runs.insert(run_id.clone(), run);
                     self.apply_actions(&run_id, actions);
@@ -61,6 +50,46 @@ impl Coordinator {
             );
         }
         Ok(())
+    }
+
+    /// Opens the window in which executors reclaim the attempts they held
+    /// before the restart: one lease timeout from now, when the server is
+    /// about to accept connections (not from when recovery began).
+    pub(super) fn open_reclaim_window(&mut self) {
+        let reclaim_deadline = now_unix_ms().saturating_add(self.lease_ms());
+        for attempt_id in self.orphans.keys() {
+            self.timers.insert(
+                reclaim_deadline,
+                TimerKind::ReclaimDeadline {
+                    attempt_id: attempt_id.clone(),
+                },
+            );
+        }
+    }
+
+    /// The plan of a recovered run's workflow version, read from the
+    /// database once per version.
+    pub(super) async fn recovered_plan(
+        &mut self,
+        run: &RunRecord,
+    ) -> Result<Arc<WorkflowPlan>, StoreError> {
+        let key = (
+            run.namespace.clone(),
+            run.workflow_name.clone(),
+            run.workflow_version.clone(),
+        );
+        if let Some(plan) = self.plans.get(&key) {
+            return Ok(plan.clone());
+        }
+        let workflow = self
+            .store
+            .get_workflow(
+                &run.namespace,
+                &run.workflow_name,
+                &VersionSelector::Version(run.workflow_version.clone()),
+            )
+            .await?;
+        Ok(self.plan_for(&run.namespace, &workflow))
     }
 
     pub(super) fn plan_for(
