@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use tributary_core::is_valid_handler;
 use tributary_proto::timestamp_from_unix_ms;
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::connect_request::Message as Inbound;
@@ -17,7 +18,6 @@ use tributary_proto::v1::executor_service_server::ExecutorService;
 
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
-use crate::dag::is_valid_handler;
 use crate::dispatch::executors::{ExecutorCommand, ExecutorRegistration};
 use crate::dispatch::{CoordinatorHandle, ExecutorEvent};
 use crate::engine::context::Delta;
