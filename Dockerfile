@@ -16,6 +16,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src/ src/
 COPY proto/ proto/
+COPY core/ core/
 COPY server/ server/
 COPY tests/ tests/
 COPY examples/ examples/

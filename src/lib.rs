@@ -1,8 +1,12 @@
 //! `tributary-proto`: the generated code of the `tributary.v1` gRPC API and a
-//! few wire helpers shared by the server and the Rust SDK.
+//! few wire helpers shared by the server and the Rust SDK, among them the
+//! conversions between `WorkflowDefinition` messages and
+//! `tributary_core::WorkflowDefinition` (`From` in both directions).
 //!
 //! Nothing here is a domain model: the server converts these messages into its
 //! own types at the API edge, and the engine never sees them.
+
+mod definition;
 
 /// The `tributary.v1` package: messages, clients and servers.
 pub mod v1 {

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tracing::{info, warn};
-use tributary::{Client, Run, RunStatus, SkipReason, TaskState, Worker, Workflow};
+use tributary::{Client, Run, RunStatus, SkipReason, Task, TaskState, Worker, Workflow};
 use tributary_server::config::ServeConfig;
 use tributary_server::server::{RunningServer, ServeError};
+
+use crate::serving::Serve;
 
 /// A worker that has not registered by then will not (a wrong URL, a server
 /// that refuses it); better to say so than to wait for a run that never
@@ -20,7 +22,7 @@ const WORKER_CONNECT_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long the worker may take to finish and report what it still runs
 /// once the run is over (nothing, normally).
-const WORKER_SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const WORKER_SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where the server comes from: the flags every example binary takes.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -55,6 +57,16 @@ pub enum ExampleError {
         #[source]
         source: tributary::Error,
     },
+    #[error("unknown task ids in --handlers: {unknown}; the tasks of {workflow} are {known}")]
+    UnknownTasks {
+        workflow: String,
+        unknown: String,
+        known: String,
+    },
+    #[error("--worker-only needs --server URL")]
+    WorkerOnlyWithoutServer,
+    #[error("cannot listen for SIGTERM and SIGINT")]
+    Signal(#[source] std::io::Error),
     #[error("cannot start the worker")]
     Worker(#[source] tributary::Error),
     #[error("the worker did not register with {url} within {limit:?}")]
@@ -101,7 +113,8 @@ pub struct Finished {
     /// From sending `StartRun` until `wait` saw the run finished (it polls
     /// every 20 ms, so this is up to 20 ms late).
     pub elapsed: Duration,
-    /// The attempts this process's worker ran, in the order they ended.
+    /// The attempts this process's worker ran, in the order they ended
+    /// (none with [`Serve::Nothing`]).
     pub attempts: Vec<Attempt>,
 }
 
@@ -137,6 +150,19 @@ pub async fn run_once(
     input: Value,
     capacity: u32,
 ) -> Result<Finished, ExampleError> {
+    run_once_serving(server, workflow, input, capacity, &Serve::All).await
+}
+
+/// [`run_once`] with this process's worker serving only the tasks `serve`
+/// selects, or none: workers elsewhere serve the others.
+pub async fn run_once_serving(
+    server: &ServerArgs,
+    workflow: &Workflow,
+    input: Value,
+    capacity: u32,
+    serve: &Serve,
+) -> Result<Finished, ExampleError> {
+    let tasks = serve.select(workflow)?;
     let (url, embedded) = match &server.server {
         Some(url) => (url.clone(), None),
         None => {
@@ -144,7 +170,7 @@ pub async fn run_once(
             (embedded.server.url(), Some(embedded))
         }
     };
-    let result = run_against(&url, workflow, input, capacity).await;
+    let result = run_against(&url, workflow, input, capacity, tasks.as_deref()).await;
     if let Some(embedded) = embedded {
         embedded.shutdown().await;
     }
@@ -156,6 +182,7 @@ async fn run_against(
     workflow: &Workflow,
     input: Value,
     capacity: u32,
+    tasks: Option<&[&Task]>,
 ) -> Result<Finished, ExampleError> {
     let client = Client::connect(url)
         .await
@@ -174,23 +201,10 @@ async fn run_against(
     info!(workflow = workflow.name(), version = %registered.version, "workflow registered");
 
     let log = AttemptLog::default();
-    let worker = start_worker(url, workflow, capacity, &log)?;
-    let mut status = worker.status();
-    match tokio::time::timeout(
-        WORKER_CONNECT_LIMIT,
-        status.wait_for(|status| status.connected),
-    )
-    .await
-    {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) | Err(_) => {
-            worker.abort().await;
-            return Err(ExampleError::WorkerNotConnected {
-                url: url.to_owned(),
-                limit: WORKER_CONNECT_LIMIT,
-            });
-        }
-    }
+    let worker = match tasks {
+        Some(tasks) => Some(connected_worker(url, workflow, tasks, capacity, &log).await?),
+        None => None,
+    };
 
     let clock = Instant::now();
     let started = client
@@ -208,9 +222,11 @@ async fn run_against(
     );
     let waited = client.wait(&started.run_id).await;
     let elapsed = clock.elapsed();
-    let report = worker.shutdown(WORKER_SHUTDOWN_LIMIT).await;
-    if !report.drained {
-        warn!(?report, "the worker did not drain cleanly");
+    if let Some(worker) = worker {
+        let report = worker.shutdown(WORKER_SHUTDOWN_LIMIT).await;
+        if !report.drained {
+            warn!(?report, "the worker did not drain cleanly");
+        }
     }
     let run = waited.map_err(|source| ExampleError::Wait {
         run_id: started.run_id.clone(),
@@ -225,12 +241,40 @@ async fn run_against(
     })
 }
 
-/// A worker serving every task of `workflow`, each handler wrapped to note
-/// its attempt's start and end in `log`: the SDK's run view has attempts but
-/// no times, and the examples report how much ran in parallel.
+/// [`start_worker`], once it has registered with the server.
+pub(crate) async fn connected_worker(
+    url: &str,
+    workflow: &Workflow,
+    tasks: &[&Task],
+    capacity: u32,
+    log: &AttemptLog,
+) -> Result<Worker, ExampleError> {
+    let worker = start_worker(url, workflow, tasks, capacity, log)?;
+    let mut status = worker.status();
+    match tokio::time::timeout(
+        WORKER_CONNECT_LIMIT,
+        status.wait_for(|status| status.connected),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(worker),
+        Ok(Err(_)) | Err(_) => {
+            worker.abort().await;
+            Err(ExampleError::WorkerNotConnected {
+                url: url.to_owned(),
+                limit: WORKER_CONNECT_LIMIT,
+            })
+        }
+    }
+}
+
+/// A worker serving `tasks` of `workflow`, each handler wrapped to note its
+/// attempt's start and end in `log`: the SDK's run view has attempts but no
+/// times, and the examples report how much ran in parallel.
 fn start_worker(
     url: &str,
     workflow: &Workflow,
+    tasks: &[&Task],
     capacity: u32,
     log: &AttemptLog,
 ) -> Result<Worker, ExampleError> {
@@ -241,7 +285,7 @@ fn start_worker(
             std::process::id()
         ))
         .capacity(capacity);
-    for task in workflow.tasks() {
+    for task in tasks {
         let task_id = task.id().to_owned();
         let handler = task.handler();
         let log = log.clone();
@@ -268,10 +312,15 @@ fn start_worker(
     builder.start().map_err(ExampleError::Worker)
 }
 
+/// The attempts a worker ran, shared with its wrapped handlers.
 #[derive(Debug, Clone, Default)]
-struct AttemptLog(Arc<Mutex<Vec<Attempt>>>);
+pub(crate) struct AttemptLog(Arc<Mutex<Vec<Attempt>>>);
 
 impl AttemptLog {
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     fn push(&self, attempt: Attempt) {
         self.0
             .lock()

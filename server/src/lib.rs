@@ -6,8 +6,6 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod dag;
-pub mod definition;
 pub mod dispatch;
 pub mod engine;
 pub mod events;

@@ -371,7 +371,7 @@ impl ServerProcess {
 
     /// Registers a definition given in the definition-file JSON format.
     async fn register(&self, definition: serde_json::Value) {
-        let input: tributary_server::definition::WorkflowDefinitionInput =
+        let input: tributary_core::WorkflowDefinition =
             serde_json::from_value(definition).expect("definition format");
         let channel = Endpoint::from_shared(self.url.clone())
             .expect("valid URL")
@@ -380,9 +380,7 @@ impl ServerProcess {
             .expect("connects");
         WorkflowServiceClient::new(channel)
             .register_workflow(pb::RegisterWorkflowRequest {
-                definition: Some(tributary_server::api::convert::definition_input_to_proto(
-                    &input,
-                )),
+                definition: Some(pb::WorkflowDefinition::from(&input)),
             })
             .await
             .expect("registers");

@@ -3,25 +3,26 @@
 
 use std::sync::Arc;
 
+use tributary_core::{
+    DefinitionLimits, TaskDefinition, WorkflowDefinition, WorkflowSpec, validate,
+};
 use tributary_e2e::TestDatabase;
-use tributary_server::dag::{self, DefinitionLimits};
-use tributary_server::definition::{TaskDefinitionInput, WorkflowDefinitionInput, WorkflowSpec};
 use tributary_server::store::{self, Backend, Store, StoreError, VersionSelector};
 
 fn spec(name: &str, task_ids: &[&str], retry_attempts: i64) -> WorkflowSpec {
-    let input = WorkflowDefinitionInput {
+    let input = WorkflowDefinition {
         name: name.to_owned(),
         description: String::new(),
         tasks: task_ids
             .iter()
-            .map(|id| TaskDefinitionInput {
+            .map(|id| TaskDefinition {
                 id: (*id).to_owned(),
                 retry_attempts: Some(retry_attempts),
-                ..TaskDefinitionInput::default()
+                ..TaskDefinition::default()
             })
             .collect(),
     };
-    dag::validate(&input, 0, DefinitionLimits::default()).expect("valid")
+    validate(&input, 0, DefinitionLimits::default()).expect("valid")
 }
 
 pub(crate) async fn open() -> (TestDatabase, Arc<dyn Store>) {

@@ -2,14 +2,13 @@
 //! namespaces, and every validation error of `tests/vectors/validation.json`.
 
 use tonic::Code;
+use tributary_core::WorkflowDefinition;
 use tributary_e2e::{TestServer, validation_vectors};
 use tributary_proto::v1 as pb;
-use tributary_server::api::convert::definition_input_to_proto;
-use tributary_server::definition::WorkflowDefinitionInput;
 
 fn definition(json: serde_json::Value) -> pb::WorkflowDefinition {
-    let input: WorkflowDefinitionInput = serde_json::from_value(json).expect("definition format");
-    definition_input_to_proto(&input)
+    let input: WorkflowDefinition = serde_json::from_value(json).expect("definition format");
+    pb::WorkflowDefinition::from(&input)
 }
 
 fn register_request(json: serde_json::Value) -> pb::RegisterWorkflowRequest {
@@ -370,7 +369,7 @@ async fn the_seed_example_definition_registers() {
     let input = tributary_server::cli::read_definition_file(&path).expect("readable");
     let response = client
         .register_workflow(pb::RegisterWorkflowRequest {
-            definition: Some(definition_input_to_proto(&input)),
+            definition: Some(pb::WorkflowDefinition::from(&input)),
         })
         .await
         .expect("registers")

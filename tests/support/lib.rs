@@ -164,14 +164,12 @@ impl TestServer {
 
     /// Registers a definition given in the definition-file JSON format.
     pub async fn register(&self, namespace: &str, definition: serde_json::Value) -> pb::Workflow {
-        let input: tributary_server::definition::WorkflowDefinitionInput =
+        let input: tributary_core::WorkflowDefinition =
             serde_json::from_value(definition).expect("definition format");
         self.workflow_client(namespace)
             .await
             .register_workflow(pb::RegisterWorkflowRequest {
-                definition: Some(tributary_server::api::convert::definition_input_to_proto(
-                    &input,
-                )),
+                definition: Some(pb::WorkflowDefinition::from(&input)),
             })
             .await
             .expect("registers")

@@ -9,19 +9,12 @@ use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, Path, Token, UnOp};
+use tributary_core::{
+    BACKOFFS, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES, is_valid_handler,
+    is_valid_identifier,
+};
 
-const BACKOFFS: [&str; 3] = ["fixed", "linear", "exponential"];
-const TRIGGER_RULES: [&str; 5] = [
-    "all_success",
-    "all_done",
-    "one_success",
-    "one_failed",
-    "none_failed",
-];
 const ATTRIBUTES: &str = "id, dependencies, retry_attempts, retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, timeout_ms, trigger_rule, handler";
-const MAX_RETRY_ATTEMPTS: i64 = 100;
-const MAX_DELAY_MS: i64 = 86_400_000;
-const MAX_TIMEOUT_MS: i64 = 604_800_000;
 
 /// Marks `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`
 /// as a task and generates `fn f_task() -> tributary::Task`. See the
@@ -211,18 +204,11 @@ fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<Toke
         }
     };
     let dependencies = &attributes.dependencies;
-    let option_i32 = |value: Option<i64>| match value {
-        Some(value) => {
-            let value = value as i32;
-            quote!(::core::option::Option::Some(#value))
-        }
-        None => quote!(::core::option::Option::None),
-    };
     let option_i64 = |value: Option<i64>| match value {
         Some(value) => quote!(::core::option::Option::Some(#value)),
         None => quote!(::core::option::Option::None),
     };
-    let retry_attempts = option_i32(attributes.retry_attempts);
+    let retry_attempts = option_i64(attributes.retry_attempts);
     let retry_delay_ms = option_i64(attributes.retry_delay_ms);
     let retry_max_delay_ms = option_i64(attributes.retry_max_delay_ms);
     let timeout_ms = option_i64(attributes.timeout_ms);
@@ -366,24 +352,6 @@ fn one_of(value: &Expr, name: &str, allowed: &[&str]) -> syn::Result<LitStr> {
             ),
         ))
     }
-}
-
-fn is_valid_identifier(text: &str) -> bool {
-    let mut chars = text.chars();
-    let Some(first) = chars.next() else {
-        return false;
-    };
-    text.len() <= 64
-        && first.is_ascii_lowercase()
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-fn is_valid_handler(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= 128
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
 }
 
 struct WorkflowInput {

@@ -9,13 +9,14 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use tributary_core::WorkflowDefinition;
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::run_service_client::RunServiceClient;
 use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 
 use crate::error::Error;
 use crate::events::{RunEventKind, is_transient};
-use crate::workflow::{Workflow, WorkflowDefinition};
+use crate::workflow::Workflow;
 
 /// How long [`Client::wait`] pauses before following a run again after the
 /// server went away.
@@ -506,7 +507,7 @@ impl Client {
             .workflows
             .clone()
             .register_workflow(pb::RegisterWorkflowRequest {
-                definition: Some(definition.to_proto()),
+                definition: Some(pb::WorkflowDefinition::from(definition)),
             })
             .await?
             .into_inner();

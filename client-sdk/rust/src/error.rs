@@ -1,8 +1,9 @@
 //! Errors: [`TaskError`] is what a task returns; [`Error`] is what the
 //! client and the worker return.
 
+use tributary_core::DefinitionError;
+
 use crate::context::ContextError;
-use crate::validate::DefinitionError;
 
 /// The failure of a task attempt: a message for people, and whether a retry
 /// can help. Sent to the server as `Failed { message, non_retryable }`; a

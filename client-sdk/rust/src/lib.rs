@@ -52,7 +52,6 @@ mod client;
 mod context;
 mod error;
 mod events;
-mod validate;
 mod worker;
 mod workflow;
 
@@ -63,12 +62,15 @@ pub use client::{
 pub use context::{Context, ContextError};
 pub use error::{Error, TaskError};
 pub use events::{RunEvent, RunEventKind, RunEvents};
-pub use validate::{
-    BACKOFFS, DefinitionError, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES,
-    is_valid_handler, is_valid_identifier,
-};
 pub use worker::{Cancellation, ShutdownReport, Worker, WorkerBuilder, WorkerStatus};
-pub use workflow::{Handler, Task, TaskDefinition, TaskFuture, Workflow, WorkflowDefinition};
+pub use workflow::{Handler, Task, TaskFuture, Workflow};
+// Definitions and their validation are `tributary-core`'s, shared with the
+// server, so both accept and reject the same definitions with the same
+// messages. Versions are computed by the server only.
+pub use tributary_core::{
+    BACKOFFS, DefinitionError, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES,
+    TaskDefinition, WorkflowDefinition, is_valid_handler, is_valid_identifier,
+};
 
 /// Turns `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`
 /// into a task: the function stays as written, and a function `f_task()`

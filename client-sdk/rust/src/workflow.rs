@@ -7,13 +7,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tributary_proto::v1 as pb;
+use tributary_core::{DefinitionError, TaskDefinition, WorkflowDefinition};
 
 use crate::context::Context;
 use crate::error::TaskError;
-use crate::validate::{self, DefinitionError};
 
 /// The future a task handler returns: boxed, `Send`, borrowing the context.
 ///
@@ -36,135 +34,6 @@ pub type TaskFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TaskError>> + S
 /// }));
 /// ```
 pub type Handler = Arc<dyn for<'a> Fn(&'a mut Context<Value>) -> TaskFuture<'a> + Send + Sync>;
-
-/// The definition of one task, as the server stores it. Field names follow
-/// `tributary.v1.TaskDefinition` and the `#[task]` attributes; unset numeric
-/// settings take the server's defaults, empty strings mean the default
-/// backoff (`exponential`), trigger rule (`all_success`) and handler
-/// (`<workflow>.<task id>`).
-///
-/// ```
-/// let definition = tributary::TaskDefinition {
-///     id: "load".into(),
-///     dependencies: vec!["extract".into()],
-///     retry_attempts: Some(2),
-///     ..Default::default()
-/// };
-/// assert_eq!(definition.id, "load");
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TaskDefinition {
-    /// The task's id, unique in its workflow.
-    pub id: String,
-    /// Ids of the tasks it waits for.
-    pub dependencies: Vec<String>,
-    /// Retries after the first attempt (default 0).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_attempts: Option<i32>,
-    /// Base retry delay in milliseconds (default 1000).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_delay_ms: Option<i64>,
-    /// `fixed`, `linear` or `exponential`; empty means `exponential`.
-    pub retry_backoff: String,
-    /// Upper bound of a retry delay in milliseconds (default 30000).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_max_delay_ms: Option<i64>,
-    /// Whether retry delays are jittered (default true).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_jitter: Option<bool>,
-    /// Time limit of one attempt in milliseconds; unset means the server's
-    /// default.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<i64>,
-    /// `all_success`, `all_done`, `one_success`, `one_failed` or
-    /// `none_failed`; empty means `all_success`.
-    pub trigger_rule: String,
-    /// The routing key; empty means `<workflow>.<task id>`.
-    pub handler: String,
-}
-
-impl TaskDefinition {
-    /// The handler name this task is routed by within `workflow`.
-    ///
-    /// ```
-    /// let definition = tributary::TaskDefinition { id: "a".into(), ..Default::default() };
-    /// assert_eq!(definition.handler_name("etl"), "etl.a");
-    /// ```
-    pub fn handler_name(&self, workflow: &str) -> String {
-        if self.handler.is_empty() {
-            format!("{workflow}.{}", self.id)
-        } else {
-            self.handler.clone()
-        }
-    }
-
-    fn to_proto(&self) -> pb::TaskDefinition {
-        pb::TaskDefinition {
-            id: self.id.clone(),
-            dependencies: self.dependencies.clone(),
-            retry_attempts: self.retry_attempts,
-            retry_delay_ms: self.retry_delay_ms,
-            retry_backoff: self.retry_backoff.clone(),
-            retry_max_delay_ms: self.retry_max_delay_ms,
-            retry_jitter: self.retry_jitter,
-            timeout_ms: self.timeout_ms,
-            trigger_rule: self.trigger_rule.clone(),
-            handler: self.handler.clone(),
-        }
-    }
-}
-
-/// A workflow definition without handlers: what a client registers. Same
-/// JSON shape as the server's definition files and `tests/vectors/`.
-///
-/// ```
-/// let definition: tributary::WorkflowDefinition = serde_json::from_str(
-///     r#"{"name": "w", "tasks": [{"id": "a"}, {"id": "b", "dependencies": ["a"]}]}"#,
-/// ).unwrap();
-/// definition.validate().unwrap();
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkflowDefinition {
-    /// The workflow's name.
-    pub name: String,
-    /// Free text for people.
-    pub description: String,
-    /// The tasks.
-    pub tasks: Vec<TaskDefinition>,
-}
-
-impl WorkflowDefinition {
-    /// Checks the definition the way the server does, with the server's
-    /// messages (cycles with their path, unknown or duplicate dependencies,
-    /// duplicate ids, invalid ids, settings out of range, unknown backoffs
-    /// and trigger rules). Size limits are left to the server.
-    ///
-    /// ```
-    /// let definition: tributary::WorkflowDefinition = serde_json::from_str(
-    ///     r#"{"name": "w", "tasks": [{"id": "a", "dependencies": ["b"]}, {"id": "b", "dependencies": ["a"]}]}"#,
-    /// ).unwrap();
-    /// assert_eq!(definition.validate().unwrap_err().to_string(), "cycle detected: a -> b -> a");
-    /// ```
-    pub fn validate(&self) -> Result<(), DefinitionError> {
-        validate::validate(self)
-    }
-
-    /// The protobuf message sent to `RegisterWorkflow`.
-    ///
-    /// ```
-    /// let definition = tributary::WorkflowDefinition { name: "w".into(), ..Default::default() };
-    /// assert_eq!(definition.to_proto().name, "w");
-    /// ```
-    pub fn to_proto(&self) -> pb::WorkflowDefinition {
-        pb::WorkflowDefinition {
-            name: self.name.clone(),
-            description: self.description.clone(),
-            tasks: self.tasks.iter().map(TaskDefinition::to_proto).collect(),
-        }
-    }
-}
 
 /// A task: its definition and its handler. Written with `#[task]` (which
 /// generates a `<fn name>_task()` function returning one) or built here.
@@ -283,7 +152,7 @@ impl Task {
     /// assert_eq!(task.retry_attempts(3).definition().retry_attempts, Some(3));
     /// ```
     pub fn retry_attempts(mut self, retries: i32) -> Task {
-        self.definition.retry_attempts = Some(retries);
+        self.definition.retry_attempts = Some(i64::from(retries));
         self
     }
 

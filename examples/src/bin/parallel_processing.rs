@@ -9,14 +9,24 @@
 //! cargo run --release -p tributary-examples --bin parallel_processing -- --server http://127.0.0.1:50051
 //! ```
 //!
+//! Or split across processes, e.g. with the partitions served by a worker in
+//! another language:
+//!
+//! ```text
+//! parallel_processing --server URL --worker-only --handlers generate_data,partition_data,combine_results,generate_report,send_notifications,cleanup
+//! parallel_processing --server URL --no-worker --no-sleep
+//! ```
+//!
 //! Results go to stdout, the run id and logs to stderr (`RUST_LOG` filters
-//! the logs). The exit status is 0 only when the run SUCCEEDED.
+//! the logs). The exit status is 0 only when the run SUCCEEDED; with
+//! `--worker-only`, only when the worker drained cleanly once stopped.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use tributary_examples::parallel_processing::{self, Options, report};
 use tributary_examples::runner::{self, ServerArgs};
+use tributary_examples::serving::Serve;
 
 /// Runs the seed workflow once and prints its per-category stats.
 #[derive(Debug, Parser)]
@@ -32,6 +42,23 @@ struct Args {
     /// run in parallel).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
+    /// Only serve the tasks, starting no run: connect to --server, serve
+    /// until SIGTERM or SIGINT, then finish what runs and exit.
+    #[arg(long, requires = "server", conflicts_with = "no_worker")]
+    worker_only: bool,
+    /// Serve no task: start the run against --server, wait for it and print
+    /// the report while workers elsewhere serve the tasks.
+    #[arg(long, requires = "server")]
+    no_worker: bool,
+    /// Serve only these tasks (comma-separated task ids), leaving the others
+    /// to workers elsewhere.
+    #[arg(
+        long,
+        value_name = "TASK_ID,...",
+        value_delimiter = ',',
+        conflicts_with = "no_worker"
+    )]
+    handlers: Option<Vec<String>>,
 }
 
 #[tokio::main]
@@ -43,8 +70,18 @@ async fn main() -> ExitCode {
         sleeps: !args.no_sleep,
         capacity: args.capacity,
     };
-    runner::exit_code(parallel_processing::run(&options).await, |finished| {
-        print!("{}", report::render(finished, options.sleeps));
-        finished.succeeded()
-    })
+    let serve = Serve::from_flags(args.no_worker, args.handlers);
+    if args.worker_only {
+        return runner::exit_code(
+            parallel_processing::serve_only(&options, &serve).await,
+            |shutdown| shutdown.drained,
+        );
+    }
+    runner::exit_code(
+        parallel_processing::run_serving(&options, &serve).await,
+        |finished| {
+            print!("{}", report::render(finished, options.sleeps));
+            finished.succeeded()
+        },
+    )
 }

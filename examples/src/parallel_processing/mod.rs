@@ -15,8 +15,10 @@ mod seed;
 pub mod simulated;
 
 use serde_json::json;
+use tributary::ShutdownReport;
 
 use crate::runner::{self, ExampleError, Finished, ServerArgs};
+use crate::serving::{self, Serve};
 
 pub use seed::{DESCRIPTION, workflow};
 
@@ -40,6 +42,31 @@ pub struct Options {
 
 /// Runs the workflow once.
 pub async fn run(options: &Options) -> Result<Finished, ExampleError> {
+    run_serving(options, &Serve::All).await
+}
+
+/// Runs the workflow once, this process's worker serving only the tasks
+/// `serve` selects (or none).
+pub async fn run_serving(options: &Options, serve: &Serve) -> Result<Finished, ExampleError> {
     simulated::set_sleeps(options.sleeps);
-    runner::run_once(&options.server, &workflow(), json!({}), options.capacity).await
+    runner::run_once_serving(
+        &options.server,
+        &workflow(),
+        json!({}),
+        options.capacity,
+        serve,
+    )
+    .await
+}
+
+/// Serves the tasks `serve` selects against `--server` until SIGTERM or
+/// SIGINT, starting no run (see [`serving::serve_until_signal`]).
+pub async fn serve_only(options: &Options, serve: &Serve) -> Result<ShutdownReport, ExampleError> {
+    let url = options
+        .server
+        .server
+        .as_deref()
+        .ok_or(ExampleError::WorkerOnlyWithoutServer)?;
+    simulated::set_sleeps(options.sleeps);
+    serving::serve_until_signal(url, &workflow(), options.capacity, serve).await
 }

@@ -1,11 +1,12 @@
 //! End-to-end tests of the examples against a real server on a fresh
 //! SQLite file: in-process through the functions the binaries call, and by
-//! running the binaries themselves.
+//! running the binaries themselves (alone, or several against one server).
 
 mod binaries;
 mod error_handling;
 mod hello;
 mod parallel_processing;
+mod split_workers;
 
 use std::time::Duration;
 

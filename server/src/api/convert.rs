@@ -3,68 +3,18 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tributary_core::WorkflowDefinition;
 use tributary_proto::{timestamp_from_unix_ms, v1 as pb};
 
 use super::error::ApiError;
-use crate::definition::{TaskDefinitionInput, WorkflowDefinitionInput};
 use crate::engine::records::{
     AttemptState, EventRecord, EventType, RunDetail, RunRecord, RunStatus, SkipReason, TaskState,
 };
 use crate::store::StoredWorkflow;
 
-pub fn definition_input_from_proto(definition: pb::WorkflowDefinition) -> WorkflowDefinitionInput {
-    WorkflowDefinitionInput {
-        name: definition.name,
-        description: definition.description,
-        tasks: definition
-            .tasks
-            .into_iter()
-            .map(|task| TaskDefinitionInput {
-                id: task.id,
-                dependencies: task.dependencies,
-                retry_attempts: task.retry_attempts.map(i64::from),
-                retry_delay_ms: task.retry_delay_ms,
-                retry_backoff: task.retry_backoff,
-                retry_max_delay_ms: task.retry_max_delay_ms,
-                retry_jitter: task.retry_jitter,
-                timeout_ms: task.timeout_ms,
-                trigger_rule: task.trigger_rule,
-                handler: task.handler,
-            })
-            .collect(),
-    }
-}
-
-/// The wire form of a definition. Numbers out of the wire type's range are
-/// clamped to it, which validation then rejects with the range in the message.
-pub fn definition_input_to_proto(input: &WorkflowDefinitionInput) -> pb::WorkflowDefinition {
-    pb::WorkflowDefinition {
-        name: input.name.clone(),
-        description: input.description.clone(),
-        tasks: input
-            .tasks
-            .iter()
-            .map(|task| pb::TaskDefinition {
-                id: task.id.clone(),
-                dependencies: task.dependencies.clone(),
-                retry_attempts: task
-                    .retry_attempts
-                    .map(|n| i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })),
-                retry_delay_ms: task.retry_delay_ms,
-                retry_backoff: task.retry_backoff.clone(),
-                retry_max_delay_ms: task.retry_max_delay_ms,
-                retry_jitter: task.retry_jitter,
-                timeout_ms: task.timeout_ms,
-                trigger_rule: task.trigger_rule.clone(),
-                handler: task.handler.clone(),
-            })
-            .collect(),
-    }
-}
-
 pub fn workflow_to_proto(workflow: &StoredWorkflow) -> pb::Workflow {
     pb::Workflow {
-        definition: Some(definition_input_to_proto(&WorkflowDefinitionInput::from(
+        definition: Some(pb::WorkflowDefinition::from(&WorkflowDefinition::from(
             &workflow.spec,
         ))),
         version: workflow.version.clone(),
@@ -396,20 +346,5 @@ mod tests {
         assert_eq!(page_size(0), 100);
         assert_eq!(page_size(7), 7);
         assert_eq!(page_size(5000), 1000);
-    }
-
-    #[test]
-    fn out_of_range_retry_attempts_survive_as_out_of_range() {
-        let input = WorkflowDefinitionInput {
-            name: "w".into(),
-            description: String::new(),
-            tasks: vec![TaskDefinitionInput {
-                id: "a".into(),
-                retry_attempts: Some(-5_000_000_000),
-                ..TaskDefinitionInput::default()
-            }],
-        };
-        let proto = definition_input_to_proto(&input);
-        assert_eq!(proto.tasks[0].retry_attempts, Some(i32::MIN));
     }
 }

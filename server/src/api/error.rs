@@ -5,8 +5,8 @@
 //! reports failures the same way.
 
 use tonic::{Code, Status};
+use tributary_core::DefinitionError;
 
-use crate::dag::DefinitionError;
 use crate::dispatch::DispatchError;
 use crate::events::WatchError;
 use crate::store::StoreError;

@@ -9,10 +9,10 @@ use tributary_proto::v1 as pb;
 
 use super::error::{ApiError, ApiResult};
 use super::text::{check_text, quoted_prefix, truncate_at_char};
-use crate::dag::is_valid_handler;
 use crate::dispatch::ExecutorEvent;
 use crate::dispatch::executors::ExecutorRegistration;
 use crate::engine::context::Delta;
+use tributary_core::is_valid_handler;
 
 /// Most attempts one executor may ask to run at once.
 pub const MAX_CAPACITY: u32 = 10_000;

@@ -1,9 +1,9 @@
 //! Reads a request's namespace from the `x-tributary-namespace` metadata.
 
+use tributary_core::is_valid_identifier;
 use tributary_proto::{DEFAULT_NAMESPACE, NAMESPACE_METADATA_KEY};
 
 use super::error::ApiError;
-use crate::dag::is_valid_identifier;
 
 /// The namespace a request names, or `default` when it names none.
 pub fn namespace_of<T>(request: &tonic::Request<T>) -> Result<String, ApiError> {

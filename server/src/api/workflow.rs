@@ -4,17 +4,15 @@ use std::sync::Arc;
 
 use prost::Message;
 use tonic::{Request, Response, Status};
+use tributary_core::{DefinitionLimits, WorkflowDefinition, validate};
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::workflow_service_server::WorkflowService;
 
-use super::convert::{
-    decode_page_token, definition_input_from_proto, encode_page_token, page_size, workflow_to_proto,
-};
+use super::convert::{decode_page_token, encode_page_token, page_size, workflow_to_proto};
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
 use super::text::check_no_nul;
 use crate::clock::now_unix_ms;
-use crate::dag::{self, DefinitionLimits};
 use crate::store::{Store, VersionSelector};
 
 pub struct WorkflowApi {
@@ -37,8 +35,8 @@ impl WorkflowApi {
             .definition
             .ok_or_else(|| ApiError::InvalidArgument("definition is missing".to_owned()))?;
         let encoded_bytes = definition.encoded_len();
-        let input = definition_input_from_proto(definition);
-        let spec = dag::validate(&input, encoded_bytes, self.limits)?;
+        let input = WorkflowDefinition::from(definition);
+        let spec = validate(&input, encoded_bytes, self.limits)?;
         let registration = self
             .store
             .register_workflow(&namespace, &spec, now_unix_ms())

@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+use tributary_core::WorkflowDefinition;
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 
 use super::CliError;
 use super::client::ClientOptions;
-use crate::api::convert::{definition_input_from_proto, definition_input_to_proto};
-use crate::definition::WorkflowDefinitionInput;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkflowCommand {
@@ -50,7 +49,7 @@ pub async fn run(command: WorkflowCommand) -> Result<(), CliError> {
 
 /// Reads a definition file in the `TaskDefinition` field names. Unknown
 /// fields are errors: a typo must not silently become a default.
-pub fn read_definition_file(path: &Path) -> Result<WorkflowDefinitionInput, CliError> {
+pub fn read_definition_file(path: &Path) -> Result<WorkflowDefinition, CliError> {
     let text = if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin())
     } else {
@@ -75,7 +74,7 @@ async fn register(file: &Path, options: &ClientOptions) -> Result<(), CliError> 
     let mut client = WorkflowServiceClient::new(options.namespaced_channel().await?);
     let response = client
         .register_workflow(pb::RegisterWorkflowRequest {
-            definition: Some(definition_input_to_proto(&input)),
+            definition: Some(pb::WorkflowDefinition::from(&input)),
         })
         .await?
         .into_inner();
@@ -198,7 +197,7 @@ async fn list(options: &ClientOptions) -> Result<(), CliError> {
 
 /// A workflow as JSON, its definition in the definition-file format.
 fn workflow_json(workflow: &pb::Workflow) -> serde_json::Value {
-    let definition = definition_input_from_proto(workflow.definition.clone().unwrap_or_default());
+    let definition = WorkflowDefinition::from(workflow.definition.clone().unwrap_or_default());
     json!({
         "name": definition.name,
         "version": workflow.version,

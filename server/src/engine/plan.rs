@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use crate::definition::{TaskSpec, WorkflowSpec};
+use tributary_core::{TaskSpec, WorkflowSpec};
 
 /// Index of a task in its plan's canonical order.
 pub type TaskIndex = usize;
@@ -142,19 +142,18 @@ impl WorkflowPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dag::{DefinitionLimits, validate};
-    use crate::definition::{TaskDefinitionInput, WorkflowDefinitionInput};
+    use tributary_core::{DefinitionLimits, TaskDefinition, WorkflowDefinition, validate};
 
     pub(crate) fn plan_of(tasks: &[(&str, &[&str])]) -> WorkflowPlan {
-        let input = WorkflowDefinitionInput {
+        let input = WorkflowDefinition {
             name: "wf".into(),
             description: String::new(),
             tasks: tasks
                 .iter()
-                .map(|(id, dependencies)| TaskDefinitionInput {
+                .map(|(id, dependencies)| TaskDefinition {
                     id: (*id).into(),
                     dependencies: dependencies.iter().map(|d| (*d).into()).collect(),
-                    ..TaskDefinitionInput::default()
+                    ..TaskDefinition::default()
                 })
                 .collect(),
         };

@@ -2,7 +2,7 @@
 //! (linear) or `d*2^(k-1)` (exponential), capped at the maximum, then, with
 //! jitter, multiplied by a uniform factor in [0.5, 1].
 
-use crate::definition::{Backoff, RetryPolicy};
+use tributary_core::{Backoff, RetryPolicy};
 
 /// The delay before retry number `retry` (1 for the first retry) in
 /// milliseconds. `jitter_factor` is the random draw in [0.5, 1]; it is

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use tributary_core::{DefinitionLimits, TaskDefinition, WorkflowDefinition, validate};
+
 use super::*;
-use crate::dag::{DefinitionLimits, validate};
-use crate::definition::{TaskDefinitionInput, WorkflowDefinitionInput};
 
 const SETTINGS: RunSettings = RunSettings {
     default_timeout_ms: 60_000,
@@ -20,17 +20,17 @@ struct Harness {
     creation_events: Vec<NewEvent>,
 }
 
-fn task(id: &str, dependencies: &[&str]) -> TaskDefinitionInput {
-    TaskDefinitionInput {
+fn task(id: &str, dependencies: &[&str]) -> TaskDefinition {
+    TaskDefinition {
         id: id.into(),
         dependencies: dependencies.iter().map(|d| (*d).into()).collect(),
-        ..TaskDefinitionInput::default()
+        ..TaskDefinition::default()
     }
 }
 
-fn harness_with(tasks: Vec<TaskDefinitionInput>, input: &str) -> Harness {
+fn harness_with(tasks: Vec<TaskDefinition>, input: &str) -> Harness {
     let spec = validate(
-        &WorkflowDefinitionInput {
+        &WorkflowDefinition {
             name: "wf".into(),
             description: String::new(),
             tasks,
@@ -546,7 +546,7 @@ fn removed_keys_disappear_downstream() {
 #[test]
 fn input_must_be_an_object() {
     let spec = validate(
-        &WorkflowDefinitionInput {
+        &WorkflowDefinition {
             name: "wf".into(),
             description: String::new(),
             tasks: vec![task("a", &[])],
@@ -630,7 +630,7 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
         task("d", &["b", "c"]),
     ];
     let spec = validate(
-        &WorkflowDefinitionInput {
+        &WorkflowDefinition {
             name: "wf".into(),
             description: String::new(),
             tasks,

@@ -3,8 +3,9 @@
 //! `SKIPPED(UPSTREAM_FAILED)` count as failed; `SKIPPED(RULE_NOT_MET)`
 //! counts as skipped.
 
+use tributary_core::TriggerRule;
+
 use super::records::SkipReason;
-use crate::definition::TriggerRule;
 
 /// How a terminal dependency ended, as trigger rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

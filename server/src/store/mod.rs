@@ -17,8 +17,8 @@ mod sqlite_turn;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tributary_core::WorkflowSpec;
 
-use crate::definition::WorkflowSpec;
 use crate::engine::records::{
     AttemptState, CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail,
     RunFilter, RunRecord, RunStatus,

@@ -7,13 +7,13 @@ use sqlx::Postgres;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tributary_core::WorkflowSpec;
 
 use super::run_queries::{FIND_EXPIRED_RUNS_SKIP_LOCKED, RunQueries};
 use super::{
     Backend, Registration, Store, StoreError, StoredAttemptState, StoredWorkflow, VersionSelector,
     queries,
 };
-use crate::definition::WorkflowSpec;
 use crate::engine::records::{
     CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
     RunStatus,

@@ -4,9 +4,9 @@
 //! differs, such as how a row is locked.
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+use tributary_core::WorkflowSpec;
 
 use super::{Registration, StoreError, StoredWorkflow, VersionSelector, describe_selector};
-use crate::definition::WorkflowSpec;
 
 pub(super) const GET_LATEST: &str = "SELECT v.version, v.sequence, v.definition_json, v.created_at_ms, \
      (w.latest_version = v.version) AS latest \

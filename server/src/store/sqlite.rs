@@ -12,13 +12,13 @@ use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use tributary_core::WorkflowSpec;
 
 use super::run_queries::{FIND_EXPIRED_RUNS, RunQueries};
 use super::{
     Backend, Registration, Store, StoreError, StoredAttemptState, StoredWorkflow, VersionSelector,
     queries,
 };
-use crate::definition::WorkflowSpec;
 use crate::engine::records::{
     CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
     RunStatus,

@@ -1,0 +1,98 @@
+//! Workflow definitions between the wire and `tributary-core`, in both
+//! directions; the server and the Rust SDK convert the same way.
+
+use tributary_core::{TaskDefinition, WorkflowDefinition};
+
+use crate::v1 as pb;
+
+impl From<pb::WorkflowDefinition> for WorkflowDefinition {
+    fn from(definition: pb::WorkflowDefinition) -> Self {
+        WorkflowDefinition {
+            name: definition.name,
+            description: definition.description,
+            tasks: definition
+                .tasks
+                .into_iter()
+                .map(|task| TaskDefinition {
+                    id: task.id,
+                    dependencies: task.dependencies,
+                    retry_attempts: task.retry_attempts.map(i64::from),
+                    retry_delay_ms: task.retry_delay_ms,
+                    retry_backoff: task.retry_backoff,
+                    retry_max_delay_ms: task.retry_max_delay_ms,
+                    retry_jitter: task.retry_jitter,
+                    timeout_ms: task.timeout_ms,
+                    trigger_rule: task.trigger_rule,
+                    handler: task.handler,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&WorkflowDefinition> for pb::WorkflowDefinition {
+    /// Numbers out of the wire type's range are clamped to it, which
+    /// validation then rejects with the range in the message.
+    fn from(definition: &WorkflowDefinition) -> Self {
+        pb::WorkflowDefinition {
+            name: definition.name.clone(),
+            description: definition.description.clone(),
+            tasks: definition
+                .tasks
+                .iter()
+                .map(|task| pb::TaskDefinition {
+                    id: task.id.clone(),
+                    dependencies: task.dependencies.clone(),
+                    retry_attempts: task.retry_attempts.map(|n| {
+                        i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
+                    }),
+                    retry_delay_ms: task.retry_delay_ms,
+                    retry_backoff: task.retry_backoff.clone(),
+                    retry_max_delay_ms: task.retry_max_delay_ms,
+                    retry_jitter: task.retry_jitter,
+                    timeout_ms: task.timeout_ms,
+                    trigger_rule: task.trigger_rule.clone(),
+                    handler: task.handler.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_round_trip_and_out_of_range_numbers_clamp() {
+        let definition = WorkflowDefinition {
+            name: "w".into(),
+            description: "d".into(),
+            tasks: vec![TaskDefinition {
+                id: "a".into(),
+                dependencies: vec!["b".into()],
+                retry_attempts: Some(3),
+                retry_delay_ms: Some(10),
+                retry_backoff: "fixed".into(),
+                retry_max_delay_ms: Some(20),
+                retry_jitter: Some(false),
+                timeout_ms: Some(30),
+                trigger_rule: "all_done".into(),
+                handler: "h".into(),
+            }],
+        };
+        let wire = pb::WorkflowDefinition::from(&definition);
+        assert_eq!(WorkflowDefinition::from(wire), definition);
+        let mut huge = definition.clone();
+        huge.tasks[0].retry_attempts = Some(i64::MAX);
+        assert_eq!(
+            pb::WorkflowDefinition::from(&huge).tasks[0].retry_attempts,
+            Some(i32::MAX)
+        );
+        huge.tasks[0].retry_attempts = Some(-5_000_000_000);
+        assert_eq!(
+            pb::WorkflowDefinition::from(&huge).tasks[0].retry_attempts,
+            Some(i32::MIN)
+        );
+    }
+}
