@@ -377,6 +377,7 @@ class Worker:
                     await call.done_writing()
                     return
                 await call.write(message)
+                _log.debug("sent %s", message.WhichOneof("message"))
         except (aio.AioRpcError, asyncio.InvalidStateError) as error:
             _log.debug("the stream broke while writing: %s", error)
             self._mark_lost()
@@ -412,6 +413,7 @@ class Worker:
 
     def _handle(self, message: executor_pb2.ConnectResponse) -> None:
         kind = message.WhichOneof("message")
+        _log.debug("received %s", kind)
         if kind == "heartbeat_ack":
             self._last_ack = time.monotonic()
         elif kind == "assign":
@@ -534,6 +536,8 @@ class Worker:
 
     def _publish_counts(self) -> None:
         self._publish(running=len(self._running), unacknowledged=len(self._unacked))
+        # The driver re-checks whether a drain is complete.
+        self._wake.set()
 
     def _publish(self, **changes: Any) -> None:
         status = replace(self._status, **changes)
