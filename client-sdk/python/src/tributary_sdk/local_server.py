@@ -72,6 +72,7 @@ class LocalServer:
         extra_args: Sequence[str] = (),
         search_from: Path | None = None,
         log_path: Path | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.binary = binary or find_server_binary(search_from)
         """The server binary."""
@@ -79,7 +80,9 @@ class LocalServer:
         """Flags added to ``tributary serve``."""
         self._directory = tempfile.TemporaryDirectory(prefix="tributary-py-")
         self.database = Path(self._directory.name) / "tributary.db"
-        """The SQLite file."""
+        """The SQLite file (unless ``database_url`` names another database)."""
+        self.database_url = database_url or f"sqlite://{self.database}"
+        """The database the server uses."""
         self.port = _free_port()
         """The loopback port."""
         self.url = f"http://127.0.0.1:{self.port}"
@@ -107,7 +110,7 @@ class LocalServer:
                     "--listen",
                     f"127.0.0.1:{self.port}",
                     "--database-url",
-                    f"sqlite://{self.database}",
+                    self.database_url,
                     "--log-level",
                     "warn",
                     *self.extra_args,
