@@ -38,12 +38,15 @@ WORKER_SHUTDOWN_LIMIT = 10.0
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="parallel_processing", description="Runs the seed workflow once and prints its per-category stats."
+        prog="parallel_processing",
+        description="Runs the seed workflow once and prints its per-category stats.",
     )
     parser.add_argument("--server", metavar="URL", help="use this server instead of starting one here")
     parser.add_argument("--database-url", metavar="URL", help="database of the server started here")
     parser.add_argument("--no-sleep", action="store_true", help="skip the tutorial's simulated sleeps")
-    parser.add_argument("--capacity", type=int, default=3, help="attempts the worker runs at once (default 3)")
+    parser.add_argument(
+        "--capacity", type=int, default=3, help="attempts the worker runs at once (default 3)"
+    )
     parser.add_argument(
         "--worker-only", action="store_true", help="serve the handlers, start no run, stop on SIGTERM/SIGINT"
     )
@@ -58,7 +61,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def timed(record: list[AttemptTiming], task_id: str, function: Callable[[Context], Any]) -> Callable[[Context], Any]:
+def timed(
+    record: list[AttemptTiming], task_id: str, function: Callable[[Context], Any]
+) -> Callable[[Context], Any]:
     """Wraps a task's code to note when it was entered and returned."""
 
     @functools.wraps(function)
@@ -74,7 +79,9 @@ def timed(record: list[AttemptTiming], task_id: str, function: Callable[[Context
     return run
 
 
-def make_worker(url: str, flow: Workflow, only: list[str] | None, capacity: int, record: list[AttemptTiming]) -> Worker:
+def make_worker(
+    url: str, flow: Workflow, only: list[str] | None, capacity: int, record: list[AttemptTiming]
+) -> Worker:
     worker = Worker(url, capacity=capacity, name="parallel_processing (python)")
     unknown = sorted(set(only or []) - {t.id for t in flow.tasks})
     if unknown:
@@ -109,7 +116,9 @@ async def run(args: argparse.Namespace, url: str) -> int:
         try:
             await worker.wait_for(lambda status: status.connected, WORKER_CONNECT_LIMIT)
         except TimeoutError:
-            raise TributaryError(f"the worker did not register with {url} within {WORKER_CONNECT_LIMIT} s") from None
+            raise TributaryError(
+                f"the worker did not register with {url} within {WORKER_CONNECT_LIMIT} s"
+            ) from None
         began = time.perf_counter()
         started = await client.start_run(flow.name, {})
         print(

@@ -100,13 +100,14 @@ def render_stats(context: dict[str, Any]) -> str:
 def render_figures(finished: Finished, sleeps: bool) -> str:
     context = finished.run.context
     out: list[str] = []
-    times = [context.get(f"processing_time_{n}") for n in (1, 2, 3)]
+    drawn = [context.get(f"processing_time_{n}") for n in (1, 2, 3)]
+    times = [t for t in drawn if isinstance(t, int)]
     efficiency = context.get("parallel_efficiency_percent")
-    slowest = max(times) if all(isinstance(t, int) for t in times) else None
+    slowest = max(times) if len(times) == 3 else None
     if slowest is not None and efficiency is not None:
         out.append(
             "Parallel efficiency (the tutorial's figure, from its simulated times): "
-            f"{' + '.join(str(t) for t in times)} = {sum(times)} ms of processing,"  # type: ignore[arg-type]
+            f"{' + '.join(str(t) for t in times)} = {sum(times)} ms of processing,"
             f" the longest {slowest} ms: {float(efficiency):.1f}%\n"
         )
         if not sleeps:

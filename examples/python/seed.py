@@ -18,8 +18,7 @@ from tributary_sdk import Context, Workflow, task, workflow
 log = logging.getLogger("parallel_processing")
 
 DESCRIPTION = (
-    "Generate 10,000 products, process three partitions in parallel,"
-    " combine the stats, report and notify."
+    "Generate 10,000 products, process three partitions in parallel, combine the stats, report and notify."
 )
 """The workflow's description, as the Rust example registers it."""
 
@@ -30,7 +29,7 @@ BULKY_KEYS = ("products", "partition_1", "partition_2", "partition_3")
 """The keys `cleanup` removes: the catalog and its partitions."""
 
 
-class simulated:  # noqa: N801 - stands in for the tutorial's `tokio::time`
+class simulated:
     """The tutorial's sleeps, which `--no-sleep` turns off (same work,
     same results)."""
 
@@ -138,9 +137,7 @@ async def process_partition(context: Context, n: int, low: int, high: int) -> No
     stats = category_stats(products)
     context.insert(f"stats_{n}", stats)
     context.insert(f"processing_time_{n}", processing_time)
-    log.info(
-        "Partition %d complete: processed %d products in %dms", n, len(products), processing_time
-    )
+    log.info("Partition %d complete: processed %d products in %dms", n, len(products), processing_time)
 
 
 # Process first partition

@@ -34,9 +34,7 @@ def log_event(event: str, handler: str, context: Context) -> None:
     if _LOG_FD is None:
         return
     attempt_id = context.attempt.attempt_id if context.attempt else ""
-    line = json.dumps(
-        {"event": event, "handler": handler, "attempt_id": attempt_id, "pid": os.getpid()}
-    )
+    line = json.dumps({"event": event, "handler": handler, "attempt_id": attempt_id, "pid": os.getpid()})
     os.write(_LOG_FD, (line + "\n").encode())
 
 
@@ -143,7 +141,7 @@ def big(context: Context) -> None:
 @logged_sync("conformance.measure")
 def measure(context: Context) -> None:
     measured: dict[str, int] = {}
-    for key in context.keys():
+    for key in context:
         if key == "echo_in":
             continue
         value = context.get(key)
@@ -200,7 +198,9 @@ HANDLERS: dict[str, Callable[[Context], Any]] = {
 
 def main() -> int:
     global _LOG_FD
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     log_path = os.environ.get("CONFORMANCE_LOG")
     if log_path:
         _LOG_FD = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

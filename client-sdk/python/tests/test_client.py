@@ -89,11 +89,14 @@ async def test_input_that_is_not_json_is_refused_locally(client: AsyncClient) ->
 
 
 @pytest.mark.parametrize("case", load_vectors("context.json"), ids=lambda case: case["name"])
-async def test_context_vectors_through_the_server(client: AsyncClient, server: LocalServer, case: dict[str, Any]) -> None:
+async def test_context_vectors_through_the_server(
+    client: AsyncClient, server: LocalServer, case: dict[str, Any]
+) -> None:
     # Each delta is a root task (canonical order of roots is by id, which is
     # the vectors' position order); the server merges them.
     tasks = []
     for delta in case["deltas"]:
+
         def make(delta: dict[str, Any]) -> Any:
             def apply(context: Context) -> None:
                 for key, value in delta["set"].items():

@@ -38,7 +38,9 @@ def definition(name: str, handler: str, **settings: Any) -> dict[str, Any]:
     return {"name": name, "tasks": [{"id": "t", "handler": f"conformance.{handler}", **settings}]}
 
 
-async def test_handlers_log_and_sigterm_drains(server: LocalServer, client: AsyncClient, tmp_path: Path) -> None:
+async def test_handlers_log_and_sigterm_drains(
+    server: LocalServer, client: AsyncClient, tmp_path: Path
+) -> None:
     log = tmp_path / "conformance.log"
     worker = start_worker(server, log)
     try:
@@ -67,19 +69,31 @@ async def test_handlers_log_and_sigterm_drains(server: LocalServer, client: Asyn
         vector = unique_name("vector")
         await client.register_workflow(definition(vector, "vector"))
         for case in load_vectors("context_ops.json"):
-            started = await client.start_run(vector, {"vector_input": case["input"], "vector_ops": case["ops"]})
+            started = await client.start_run(
+                vector, {"vector_input": case["input"], "vector_ops": case["ops"]}
+            )
             run = await client.wait(started.run_id, timeout=30)
             result = run.context["vector_result"]
-            assert result == {"data": case["data"], "set": case["set"], "removed": case["removed"], "errors": case["errors"]}, case["name"]
+            assert result == {
+                "data": case["data"],
+                "set": case["set"],
+                "removed": case["removed"],
+                "errors": case["errors"],
+            }, case["name"]
 
         measure = unique_name("measure")
         await client.register_workflow(
-            {"name": measure, "tasks": [
-                {"id": "big", "handler": "conformance.big"},
-                {"id": "measure", "dependencies": ["big"], "handler": "conformance.measure"},
-            ]}
+            {
+                "name": measure,
+                "tasks": [
+                    {"id": "big", "handler": "conformance.big"},
+                    {"id": "measure", "dependencies": ["big"], "handler": "conformance.measure"},
+                ],
+            }
         )
-        run = await client.wait((await client.start_run(measure, {"big_bytes": 1000, "n": [1, 2]})).run_id, timeout=30)
+        run = await client.wait(
+            (await client.start_run(measure, {"big_bytes": 1000, "n": [1, 2]})).run_id, timeout=30
+        )
         assert run.context["measured"] == {"big": 1002, "big_bytes": 4, "n": 5}
 
         sleeper = unique_name("sleep")

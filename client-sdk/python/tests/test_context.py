@@ -58,7 +58,9 @@ def test_context_vectors_applied_in_canonical_order(case: dict[str, Any]) -> Non
 
 
 def test_typed_get_reads_dataclasses_and_names_key_type_and_place() -> None:
-    context = Context.from_json('{"products": [{"id": 1, "name": "a", "price": 1.5}, {"id": 2, "name": "b", "price": "x"}]}')
+    context = Context.from_json(
+        '{"products": [{"id": 1, "name": "a", "price": 1.5}, {"id": 2, "name": "b", "price": "x"}]}'
+    )
     with pytest.raises(WrongTypeError) as caught:
         context.get("products", list[Product])
     message = str(caught.value)
@@ -72,7 +74,9 @@ def test_typed_get_converts_numbers_and_refuses_out_of_range_floats() -> None:
     assert context.get("n", int) == 18446744073709551617
     assert context.get("f", float) == 2.5
     assert context.get("i", float) == 3.0
-    with pytest.raises(WrongTypeError, match='"x" cannot be read as float: 1E\\+400 is out of the range of float'):
+    with pytest.raises(
+        WrongTypeError, match='"x" cannot be read as float: 1E\\+400 is out of the range of float'
+    ):
         context.get("x", float)
     with pytest.raises(WrongTypeError, match="expected integer, got number"):
         context.get("f", int)

@@ -3,6 +3,7 @@ across two processes the way a mixed-language run splits it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -34,7 +35,11 @@ All               10,000    4,950,000     259,875,000.00
 
 def run_example(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(EXAMPLE), *args], capture_output=True, text=True, timeout=120, env=os.environ.copy()
+        [sys.executable, str(EXAMPLE), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
     )
 
 
@@ -48,7 +53,7 @@ def test_the_example_runs_the_seed_on_a_server_of_its_own() -> None:
 
 
 async def test_partitions_served_by_a_worker_only_process(server: LocalServer, client: AsyncClient) -> None:
-    partitions = subprocess.Popen(
+    partitions = subprocess.Popen(  # noqa: ASYNC220 - a process that outlives this call
         [sys.executable, str(EXAMPLE), "--server", server.url, "--worker-only", "--handlers", PARTITIONS],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -59,8 +64,10 @@ async def test_partitions_served_by_a_worker_only_process(server: LocalServer, c
         while not any(
             "parallel_processing.process_partition_1" in e.handlers for e in await client.list_executors()
         ):
-            assert time.monotonic() < deadline and partitions.poll() is None, "the worker-only process never registered"
-            time.sleep(0.1)
+            assert time.monotonic() < deadline and partitions.poll() is None, (
+                "the worker-only process never registered"
+            )
+            await asyncio.sleep(0.1)
         result = run_example("--server", server.url, "--no-sleep", "--handlers", OTHERS)
         assert result.returncode == 0, result.stderr
         assert EXPECTED_TABLE in result.stdout

@@ -35,7 +35,9 @@ def test_big_decimal_keeps_every_digit() -> None:
     text = "123456789012345678901234567890.123456789"
     assert dumps(loads(text)) == text
     assert dumps(loads("18446744073709551617")) == "18446744073709551617"
-    assert dumps(loads("-340282366920938463463374607431768211457")) == "-340282366920938463463374607431768211457"
+    assert (
+        dumps(loads("-340282366920938463463374607431768211457")) == "-340282366920938463463374607431768211457"
+    )
 
 
 def test_huge_exponent_stays_a_number_not_infinity() -> None:
@@ -50,7 +52,9 @@ def test_non_json_constants_are_refused(text: str) -> None:
         loads(text)
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), [1, {"x": float("-inf")}], Decimal("NaN"), Decimal("Infinity")])
+@pytest.mark.parametrize(
+    "value", [float("nan"), float("inf"), [1, {"x": float("-inf")}], Decimal("NaN"), Decimal("Infinity")]
+)
 def test_nan_and_infinity_are_never_written(value: Any) -> None:
     with pytest.raises(JsonError, match="not a JSON number"):
         dumps(value)
@@ -62,7 +66,9 @@ def test_dataclasses_tuples_and_unicode_are_written() -> None:
         x: float
         y: Decimal
 
-    assert dumps({"p": Point(1.5, Decimal("2.25")), "t": (1, "é中")}) == '{"p":{"x":1.5,"y":2.25},"t":[1,"é中"]}'
+    assert (
+        dumps({"p": Point(1.5, Decimal("2.25")), "t": (1, "é中")}) == '{"p":{"x":1.5,"y":2.25},"t":[1,"é中"]}'
+    )
 
 
 def test_a_string_that_looks_like_the_decimal_placeholder_is_left_alone() -> None:

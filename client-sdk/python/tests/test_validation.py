@@ -67,5 +67,5 @@ def test_cycle_in_a_large_workflow_is_found_without_recursion() -> None:
     size = 5000
     tasks = [{"id": f"t{i}", "dependencies": [f"t{i - 1}"]} for i in range(1, size)]
     tasks.append({"id": "t0", "dependencies": [f"t{size - 1}"]})
-    with pytest.raises(DefinitionError, match="^cycle detected: t0 -> t1 -> "):
+    with pytest.raises(DefinitionError, match=r"^cycle detected: t0 -> t1 -> "):
         validate_definition({"name": "w", "tasks": tasks})

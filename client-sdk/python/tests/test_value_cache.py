@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tributary_sdk import ValueCache
 from tributary_sdk._attempt import MissingValueError, build_context
 from tributary_sdk._proto.tributary.v1 import executor_pb2
-
-import pytest
 
 
 def test_lru_by_bytes_evicts_the_least_recently_used() -> None:

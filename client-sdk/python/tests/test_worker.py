@@ -46,7 +46,9 @@ async def run_with_worker(
         assert report.drained
 
 
-async def test_sync_and_async_tasks_pass_typed_values_downstream(client: AsyncClient, server: LocalServer) -> None:
+async def test_sync_and_async_tasks_pass_typed_values_downstream(
+    client: AsyncClient, server: LocalServer
+) -> None:
     threads: dict[str, str] = {}
 
     @task(id="load")
@@ -62,7 +64,9 @@ async def test_sync_and_async_tasks_pass_typed_values_downstream(client: AsyncCl
         context.insert("total", sum(order.amount for order in orders))
         context.insert("seen_secret", "secret" in context)
 
-    run = await run_with_worker(client, server.url, workflow(unique_name("typed"), [load, total]), {"secret": "s"})
+    run = await run_with_worker(
+        client, server.url, workflow(unique_name("typed"), [load, total]), {"secret": "s"}
+    )
     assert run.status == RunStatus.SUCCEEDED
     assert run.context["total"] == 6.5
     assert run.context["seen_secret"] is False
@@ -88,7 +92,9 @@ async def test_retry_then_success_and_attempt_info(client: AsyncClient, server: 
     assert attempts[0].error == "flaky: first attempt"
 
 
-async def test_non_retryable_error_and_context_error_fail_at_once(client: AsyncClient, server: LocalServer) -> None:
+async def test_non_retryable_error_and_context_error_fail_at_once(
+    client: AsyncClient, server: LocalServer
+) -> None:
     @task(id="fatal", retry_attempts=3, retry_delay_ms=10)
     def fatal(context: Context) -> None:
         raise NonRetryableError("bad input")
@@ -108,7 +114,9 @@ async def test_non_retryable_error_and_context_error_fail_at_once(client: AsyncC
     assert run.task("after").state == TaskState.SKIPPED
 
 
-async def test_an_exception_fails_the_attempt_and_the_worker_lives_on(client: AsyncClient, server: LocalServer) -> None:
+async def test_an_exception_fails_the_attempt_and_the_worker_lives_on(
+    client: AsyncClient, server: LocalServer
+) -> None:
     @task(id="boom")
     async def boom(context: Context) -> None:
         raise ValueError("boom: broken")

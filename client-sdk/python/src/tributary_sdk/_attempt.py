@@ -41,9 +41,7 @@ def failed(attempt_id: str, message: str, *, retryable: bool) -> executor_pb2.Co
     )
 
 
-async def build_context(
-    assign: executor_pb2.Assign, cache: ValueCache | None, fetch: Fetch
-) -> Context:
+async def build_context(assign: executor_pb2.Assign, cache: ValueCache | None, fetch: Fetch) -> Context:
     """The attempt's input: the keys sent by value, plus those sent by
     reference, from the cache or fetched."""
     if cache is None or (not assign.references and not assign.inline_values):
@@ -126,7 +124,7 @@ async def run_attempt(
         return failed(attempt_id, error.message, retryable=error.retryable), {}
     except ContextError as error:
         return failed(attempt_id, str(error), retryable=False), {}
-    except Exception as error:  # noqa: BLE001 - any exception of a task fails its attempt
+    except Exception as error:
         _log.debug("attempt %s raised", attempt_id, exc_info=True)
         return failed(attempt_id, f"{type(error).__name__}: {error}", retryable=True), {}
     if cancellation.is_set():

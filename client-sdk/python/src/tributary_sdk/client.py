@@ -8,7 +8,16 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -244,7 +253,7 @@ class AsyncClient:
                 self._runs.ListRuns(
                     run_pb2.ListRunsRequest(
                         workflow_name=workflow_name,
-                        status=status.value,
+                        status=run_pb2.RunStatus.ValueType(status.value),
                         page_size=min(limit or 1000, 1000),
                         page_token=token,
                     ),
@@ -289,7 +298,7 @@ class AsyncClient:
 
         return await asyncio.wait_for(follow(), timeout)
 
-    async def watch_run(self, run_id: str, *, after_sequence: int = 0) -> AsyncIterator[RunEvent]:
+    async def watch_run(self, run_id: str, *, after_sequence: int = 0) -> AsyncGenerator[RunEvent, None]:
         """A run's events after ``after_sequence``, then live ones, ending
         after RUN_FINISHED. When the connection breaks (the server restarts),
         it reconnects by itself and resumes after the last event received:
@@ -324,14 +333,18 @@ class AsyncClient:
         workflow_names: Iterable[str] = (),
         run_ids: Iterable[str] = (),
         types: Iterable[RunEventType] = (),
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent, None]:
         """Every event of the namespace after ``after_cursor`` (or, with
         ``from_now``, from now on), filtered, in commit order; it never ends
         on its own. It reconnects by itself after a disconnect and resumes
         after the last cursor received (before any event arrived, a
         ``from_now`` watch starts from now again)."""
         cursor = after_cursor
-        names, runs, kinds = list(workflow_names), list(run_ids), [t.value for t in types]
+        names, runs, kinds = (
+            list(workflow_names),
+            list(run_ids),
+            [run_pb2.RunEventType.ValueType(t.value) for t in types],
+        )
         backoff = _Backoff()
         while True:
             request = run_pb2.WatchEventsRequest(
@@ -425,7 +438,9 @@ class Client:
         """See :meth:`AsyncClient.register_workflow`."""
         return self._run(self._client.register_workflow(workflow))
 
-    def get_workflow(self, name: str, *, version: str | None = None, sequence: int | None = None) -> WorkflowVersion:
+    def get_workflow(
+        self, name: str, *, version: str | None = None, sequence: int | None = None
+    ) -> WorkflowVersion:
         """See :meth:`AsyncClient.get_workflow`."""
         return self._run(self._client.get_workflow(name, version=version, sequence=sequence))
 
@@ -434,7 +449,12 @@ class Client:
         return self._run(self._client.list_workflows())
 
     def start_run(
-        self, workflow_name: str, input: Mapping[str, Any] | None = None, *, idempotency_key: str = "", version: str = ""
+        self,
+        workflow_name: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str = "",
+        version: str = "",
     ) -> StartedRun:
         """See :meth:`AsyncClient.start_run`."""
         return self._run(

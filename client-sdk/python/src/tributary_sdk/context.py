@@ -341,6 +341,4 @@ def _encode(key: str, value: Any) -> str:
     try:
         return dumps(value)
     except JsonError as error:
-        raise ContextError(
-            f"context key {quote_key(key)} cannot be written as JSON: {error}", key
-        ) from None
+        raise ContextError(f"context key {quote_key(key)} cannot be written as JSON: {error}", key) from None

@@ -56,7 +56,7 @@ def convert(value: Any, tp: Any, path: str = "") -> Any:
     if origin is typing.Union or origin is types.UnionType:
         return _convert_union(value, tp, path)
     if origin is typing.Literal:
-        if value in typing.get_args(tp) and not isinstance(value, bool) or (
+        if (value in typing.get_args(tp) and not isinstance(value, bool)) or (
             isinstance(value, bool) and any(value is arg for arg in typing.get_args(tp))
         ):
             return value
@@ -116,7 +116,7 @@ def _convert_tuple(value: Any, tp: Any, path: str) -> tuple[Any, ...]:
         return tuple(convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
     if len(args) != len(value):
         raise ConversionError(path, f"expected an array of {len(args)}, got {len(value)}")
-    return tuple(convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    return tuple(convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True)))
 
 
 def _convert_class(value: Any, tp: type[Any], path: str) -> Any:
@@ -128,7 +128,9 @@ def _convert_class(value: Any, tp: type[Any], path: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral():
-            raise ConversionError(path, f"expected an integer, got {value} (a number with a fraction or exponent)")
+            raise ConversionError(
+                path, f"expected an integer, got {value} (a number with a fraction or exponent)"
+            )
         raise _mismatch(path, "integer", value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
@@ -178,10 +180,7 @@ def _convert_dataclass(value: Any, tp: type[Any], path: str) -> Any:
             arguments[field.name] = convert(
                 value[field.name], hints.get(field.name, Any), f"{path}.{field.name}"
             )
-        elif (
-            field.default is dataclasses.MISSING
-            and field.default_factory is dataclasses.MISSING
-        ):
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConversionError(f"{path}.{field.name}", "missing field")
     return tp(**arguments)
 

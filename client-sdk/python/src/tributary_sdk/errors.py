@@ -82,9 +82,7 @@ class WrongTypeError(ContextError):
     """A value that cannot be read (or written) as the type asked for."""
 
     def __init__(self, key: str, type_name: str, message: str) -> None:
-        super().__init__(
-            f"context key {quote_key(key)} cannot be read as {type_name}: {message}", key
-        )
+        super().__init__(f"context key {quote_key(key)} cannot be read as {type_name}: {message}", key)
         self.type_name = type_name
 
 

@@ -59,7 +59,7 @@ def loads_object_with_raw(text: str) -> dict[str, tuple[Any, str]]:
     >>> loads_object_with_raw('{"a": [1, 2.50]}')
     {'a': ([1, Decimal('2.50')], '[1, 2.50]')}
     """
-    scan = _DECODER.scan_once
+    scan = _DECODER.scan_once  # type: ignore[attr-defined]
     out: dict[str, tuple[Any, str]] = {}
     index = _WHITESPACE.match(text, 0).end()  # type: ignore[union-attr]
     if text[index : index + 1] != "{":
@@ -81,9 +81,7 @@ def loads_object_with_raw(text: str) -> dict[str, tuple[Any, str]]:
                 try:
                     value, end = scan(text, index)
                 except StopIteration:
-                    raise JsonError(
-                        f"invalid JSON: expected a value at character {index}"
-                    ) from None
+                    raise JsonError(f"invalid JSON: expected a value at character {index}") from None
                 out[key] = (value, text[index:end])
                 index = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
                 separator = text[index : index + 1]

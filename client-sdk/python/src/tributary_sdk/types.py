@@ -239,8 +239,7 @@ class Run:
                 for task in message.tasks
             ],
             conflicts=[
-                ContextConflict(c.key, c.winning_task_id, c.overridden_task_id)
-                for c in message.conflicts
+                ContextConflict(c.key, c.winning_task_id, c.overridden_task_id) for c in message.conflicts
             ],
         )
 

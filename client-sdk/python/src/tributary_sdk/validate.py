@@ -35,9 +35,7 @@ _DEFAULT_RETRY_DELAY_MS = 1_000
 _DEFAULT_RETRY_MAX_DELAY_MS = 30_000
 _IDENTIFIER_RULE = "must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter"
 _IDENTIFIER_REST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
-_HANDLER_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/"
-)
+_HANDLER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/")
 
 
 def is_valid_identifier(text: str) -> bool:
@@ -46,11 +44,7 @@ def is_valid_identifier(text: str) -> bool:
     >>> is_valid_identifier("load-data_2"), is_valid_identifier("2nd")
     (True, False)
     """
-    return (
-        0 < len(text) <= 64
-        and "a" <= text[0] <= "z"
-        and all(char in _IDENTIFIER_REST for char in text)
-    )
+    return 0 < len(text) <= 64 and "a" <= text[0] <= "z" and all(char in _IDENTIFIER_REST for char in text)
 
 
 def is_valid_handler(text: str) -> bool:
@@ -125,8 +119,7 @@ def validate_definition(definition: Mapping[str, Any]) -> None:
                 )
             if dependency in seen:
                 raise DefinitionError(
-                    f"task {debug_str(task_id)} lists dependency {debug_str(dependency)}"
-                    " more than once"
+                    f"task {debug_str(task_id)} lists dependency {debug_str(dependency)} more than once"
                 )
             seen.add(dependency)
     cycle = find_cycle({task_id: list(task.get("dependencies") or []) for task_id, task in ids.items()})

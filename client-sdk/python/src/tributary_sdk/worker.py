@@ -14,6 +14,7 @@ heartbeats (a CPU-bound ``async def`` would: it holds the loop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -157,9 +158,7 @@ class Worker:
         if wanted is not None:
             unknown = wanted - {task.id for task in workflow.tasks}
             if unknown:
-                raise TributaryError(
-                    f"workflow {workflow.name!r} has no task {sorted(unknown)[0]!r}"
-                )
+                raise TributaryError(f"workflow {workflow.name!r} has no task {sorted(unknown)[0]!r}")
 
     def add_handler(self, name: str, function: Callable[[Context], Any] | Task) -> None:
         """Serve ``function`` under the handler name ``name``."""
@@ -178,7 +177,9 @@ class Worker:
         """A snapshot of what the worker is doing."""
         return self._status
 
-    async def wait_for(self, predicate: Callable[[WorkerStatus], bool], timeout: float | None = None) -> WorkerStatus:
+    async def wait_for(
+        self, predicate: Callable[[WorkerStatus], bool], timeout: float | None = None
+    ) -> WorkerStatus:
         """Wait until ``predicate(status)`` holds; ``TimeoutError`` after ``timeout`` s."""
 
         async def poll() -> WorkerStatus:
@@ -199,7 +200,9 @@ class Worker:
         if self._driver is not None:
             raise TributaryError("the worker was already started")
         self._loop = asyncio.get_running_loop()
-        self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * self.capacity), thread_name_prefix="tributary-task")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(4, 2 * self.capacity), thread_name_prefix="tributary-task"
+        )
         self._running: dict[str, _Running] = {}
         self._unacked: dict[str, _Request] = {}
         self._produced: dict[str, tuple[str, dict[str, str]]] = {}
@@ -288,10 +291,8 @@ class Worker:
         self._check_deadline()
         deadlines = [d for d in (until, self._drain_deadline()) if d is not None]
         timeout = max(0.0, min(deadlines) - self._loop.time()) if deadlines else None
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
         self._wake.clear()
         self._check_deadline()
 
@@ -320,7 +321,10 @@ class Worker:
             except (aio.AioRpcError, TimeoutError, asyncio.InvalidStateError) as error:
                 _log.debug("cannot register: %s", error)
                 return False
-            if not isinstance(first, executor_pb2.ConnectResponse) or first.WhichOneof("message") != "registered":
+            if (
+                not isinstance(first, executor_pb2.ConnectResponse)
+                or first.WhichOneof("message") != "registered"
+            ):
                 _log.warning("the server did not answer the registration with Registered")
                 return False
             registered = first.registered
@@ -397,7 +401,9 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - self._last_ack > lease:
-                _log.warning("no heartbeat acknowledgement within the lease; cancelling attempts and reconnecting")
+                _log.warning(
+                    "no heartbeat acknowledgement within the lease; cancelling attempts and reconnecting"
+                )
                 self._cancel_all("the worker lost its lease on the server")
                 self._mark_lost()
                 return
@@ -428,9 +434,8 @@ class Worker:
             self._acknowledged(message.result_ack)
         elif kind == "values":
             self._values_arrived(message.values)
-        elif kind == "forget_run":
-            if self._cache is not None:
-                self._cache.forget_run(message.forget_run.run_id)
+        elif kind == "forget_run" and self._cache is not None:
+            self._cache.forget_run(message.forget_run.run_id)
 
     def _acknowledged(self, ack: executor_pb2.ResultAck) -> None:
         self._unacked.pop(ack.attempt_id, None)

@@ -120,6 +120,7 @@ class Task:
         return self.definition.id
 
     def __call__(self, context: Context) -> Awaitable[None] | None:
+        """Call the task's code (for tests: no worker needed)."""
         return self.function(context)
 
     def __repr__(self) -> str:
@@ -242,16 +243,14 @@ def workflow(name: str, tasks: Iterable[Task], *, description: str = "") -> Work
 
     >>> @task(id="a")
     ... def a(context: Context) -> None: ...
-    >>> workflow("bad name", [a])
+    >>> workflow("bad name", [a])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    tributary_sdk.errors.DefinitionError: invalid workflow name "bad name": must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter
+    tributary_sdk.errors.DefinitionError: invalid workflow name "bad name": must be 1-64 characters...
     """
     flow = Workflow(name=name, tasks=list(tasks), description=description)
     for item in flow.tasks:
         if not isinstance(item, Task):
-            raise DefinitionError(
-                f"workflow {name!r}: {item!r} is not a task (decorate it with @task)"
-            )
+            raise DefinitionError(f"workflow {name!r}: {item!r} is not a task (decorate it with @task)")
     flow.validate()
     return flow
