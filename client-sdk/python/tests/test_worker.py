@@ -334,3 +334,46 @@ async def test_result_finished_while_disconnected_is_resent_and_accepted() -> No
 async def test_a_worker_without_handlers_refuses_to_start() -> None:
     with pytest.raises(Exception, match="at least one handler"):
         await Worker("http://127.0.0.1:1").start()
+
+
+async def test_lost_lease_cancels_attempts_and_the_task_runs_again() -> None:
+    # The server is frozen (SIGSTOP) past the lease: no heartbeat is
+    # acknowledged, so the worker cancels what it runs and reconnects.
+    import signal as signals
+
+    server = start_server()
+    try:
+        async with AsyncClient(server.url) as client:
+            reasons: list[str] = []
+
+            @task(id="slow")
+            async def slow(context: Context) -> None:
+                assert context.attempt is not None
+                if context.attempt.attempt_number == 1:
+                    try:
+                        await asyncio.sleep(60)
+                    except asyncio.CancelledError:
+                        reasons.append(context.cancellation.reason or "")
+                        raise
+                context.insert("attempt", context.attempt.attempt_number)
+
+            flow = workflow(unique_name("lease"), [slow])
+            await client.register_workflow(flow)
+            worker = Worker(server.url, workflows=[flow], reconnect_backoff=(0.05, 0.2))
+            await worker.start()
+            started = await client.start_run(flow.name)
+            await worker.wait_for(lambda status: status.running == 1, 30)
+            assert server.process is not None
+            server.process.send_signal(signals.SIGSTOP)
+            try:
+                await worker.wait_for(lambda status: status.running == 0 and not status.connected, 15)
+            finally:
+                server.process.send_signal(signals.SIGCONT)
+            run = await client.wait(started.run_id, timeout=60)
+            await worker.shutdown(5)
+            assert reasons == ["the worker lost its lease on the server"]
+            assert run.status == RunStatus.SUCCEEDED, run.tasks
+            assert run.context["attempt"] == 2
+            assert run.task("slow").attempts[0].state == AttemptState.LOST
+    finally:
+        server.close()

@@ -315,9 +315,14 @@ class Worker:
                 held_attempt_ids=held,
                 value_cache_bytes=self.value_cache_bytes if self._cache is not None else 0,
             )
-            try:
+            async def register_and_read() -> object:
                 await call.write(_Request(register=register))
-                first = await asyncio.wait_for(call.read(), _REGISTER_TIMEOUT)
+                return await call.read()
+
+            try:
+                # A server that accepts connections but does not answer (a
+                # stopped process) must not hold the worker forever.
+                first = await asyncio.wait_for(register_and_read(), _REGISTER_TIMEOUT)
             except (aio.AioRpcError, TimeoutError, asyncio.InvalidStateError) as error:
                 _log.debug("cannot register: %s", error)
                 return False
