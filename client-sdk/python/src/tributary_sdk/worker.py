@@ -315,6 +315,7 @@ class Worker:
                 held_attempt_ids=held,
                 value_cache_bytes=self.value_cache_bytes if self._cache is not None else 0,
             )
+
             async def register_and_read() -> object:
                 await call.write(_Request(register=register))
                 return await call.read()
