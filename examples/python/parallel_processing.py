@@ -115,7 +115,7 @@ async def run(args: argparse.Namespace, url: str) -> int:
         await worker.start()
         try:
             await worker.wait_for(lambda status: status.connected, WORKER_CONNECT_LIMIT)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise TributaryError(
                 f"the worker did not register with {url} within {WORKER_CONNECT_LIMIT} s"
             ) from None

@@ -116,9 +116,12 @@ async def run_attempt(
     except asyncio.CancelledError:
         if not cancellation.is_set():
             raise
+        # The cancellation was ours and is handled here (Python 3.11+ counts
+        # cancellations; 3.10 has nothing to undo).
         task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
         return failed(attempt_id, f"cancelled: {cancellation.reason}", retryable=True), {}
     except TaskError as error:
         return failed(attempt_id, error.message, retryable=error.retryable), {}

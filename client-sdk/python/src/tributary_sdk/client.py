@@ -288,7 +288,7 @@ class AsyncClient:
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
         """Wait until the run is terminal and return it (following its
-        events, resuming after disconnects). ``TimeoutError`` after
+        events, resuming after disconnects). ``asyncio.TimeoutError`` after
         ``timeout`` seconds."""
 
         async def follow() -> Run:

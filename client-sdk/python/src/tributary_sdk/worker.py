@@ -180,7 +180,7 @@ class Worker:
     async def wait_for(
         self, predicate: Callable[[WorkerStatus], bool], timeout: float | None = None
     ) -> WorkerStatus:
-        """Wait until ``predicate(status)`` holds; ``TimeoutError`` after ``timeout`` s."""
+        """Wait until ``predicate(status)`` holds; ``asyncio.TimeoutError`` after ``timeout`` s."""
 
         async def poll() -> WorkerStatus:
             while not predicate(self._status):
@@ -291,7 +291,7 @@ class Worker:
         self._check_deadline()
         deadlines = [d for d in (until, self._drain_deadline()) if d is not None]
         timeout = max(0.0, min(deadlines) - self._loop.time()) if deadlines else None
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
         self._wake.clear()
         self._check_deadline()
@@ -324,7 +324,7 @@ class Worker:
                 # A server that accepts connections but does not answer (a
                 # stopped process) must not hold the worker forever.
                 first = await asyncio.wait_for(register_and_read(), _REGISTER_TIMEOUT)
-            except (aio.AioRpcError, TimeoutError, asyncio.InvalidStateError) as error:
+            except (aio.AioRpcError, asyncio.TimeoutError, asyncio.InvalidStateError) as error:
                 _log.debug("cannot register: %s", error)
                 return False
             if (
