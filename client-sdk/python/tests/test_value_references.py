@@ -190,3 +190,64 @@ async def test_a_non_caching_worker_registers_without_a_cache() -> None:
         await worker.abort()
         await server.stop(None)
     assert register.value_cache_bytes == 0 and register.handlers == ["h"]
+
+
+async def test_every_disposition_ends_the_wait_and_rejected_is_logged(caplog: Any) -> None:
+    # A scripted server answers three results STALE, REJECTED and NOT_HELD:
+    # the worker drops each (nothing left unacknowledged) and logs the
+    # rejection's reason as a warning.
+    dispositions = {
+        "s1": executor_pb2.RESULT_DISPOSITION_STALE,
+        "s2": executor_pb2.RESULT_DISPOSITION_REJECTED,
+        "s3": executor_pb2.RESULT_DISPOSITION_NOT_HELD,
+    }
+    answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    class Answers(ListsNothing):
+        async def Connect(self, request_iterator: Any, context: Any) -> None:
+            await context.read()
+            await context.write(
+                Response(registered=executor_pb2.Registered(heartbeat_interval_ms=100, lease_timeout_ms=5000))
+            )
+            for attempt_id in dispositions:
+                await context.write(
+                    Response(
+                        assign=executor_pb2.Assign(
+                            run_id="r", attempt_id=attempt_id, handler="h", input_context_json="{}"
+                        )
+                    )
+                )
+            results = 0
+            while results < len(dispositions):
+                message = await context.read()
+                if message.WhichOneof("message") == "completed":
+                    results += 1
+                    attempt_id = message.completed.attempt_id
+                    await context.write(
+                        Response(
+                            result_ack=executor_pb2.ResultAck(
+                                attempt_id=attempt_id,
+                                disposition=dispositions[attempt_id],
+                                reason="set_json is not a JSON object" if attempt_id == "s2" else "",
+                            )
+                        )
+                    )
+            answered.set_result(None)
+            await asyncio.sleep(30)
+
+    server = aio.server()
+    executor_pb2_grpc.add_ExecutorServiceServicer_to_server(cast(Servicer, Answers()), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    worker = Worker(f"http://127.0.0.1:{port}", handlers={"h": lambda context: None}, capacity=3)
+    caplog.set_level("WARNING", logger="tributary_sdk.worker")
+    await worker.start()
+    try:
+        await asyncio.wait_for(answered, 10)
+        status = await worker.wait_for(lambda s: s.unacknowledged == 0 and s.running == 0, 10)
+    finally:
+        await worker.abort()
+        await server.stop(None)
+    assert status.connected
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["the server rejected the result of attempt s2: set_json is not a JSON object"]
