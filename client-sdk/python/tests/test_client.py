@@ -15,6 +15,7 @@ from tributary_sdk import (
     RunStatus,
     ServerError,
     TaskState,
+    TributaryError,
     Worker,
     task,
     workflow,
@@ -84,7 +85,7 @@ async def test_start_with_idempotency_key_get_list_and_cancel(client: AsyncClien
 
 
 async def test_input_that_is_not_json_is_refused_locally(client: AsyncClient) -> None:
-    with pytest.raises(Exception, match="not JSON"):
+    with pytest.raises(TributaryError, match="the input context is not JSON: nan is not a JSON number"):
         await client.start_run("w", {"x": float("nan")})
 
 

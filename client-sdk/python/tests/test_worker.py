@@ -17,6 +17,7 @@ from tributary_sdk import (
     RunStatus,
     TaskError,
     TaskState,
+    TributaryError,
     Worker,
     task,
     workflow,
@@ -332,7 +333,7 @@ async def test_result_finished_while_disconnected_is_resent_and_accepted() -> No
 
 
 async def test_a_worker_without_handlers_refuses_to_start() -> None:
-    with pytest.raises(Exception, match="at least one handler"):
+    with pytest.raises(TributaryError, match="a worker needs at least one handler"):
         await Worker("http://127.0.0.1:1").start()
 
 
