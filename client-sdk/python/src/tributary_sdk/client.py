@@ -1,0 +1,532 @@
+"""The client: register workflows, start, get, list, cancel and wait for
+runs, and watch events. :class:`AsyncClient` is for ``asyncio`` services;
+:class:`Client` is the same API for scripts, with no event loop to manage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import grpc
+from grpc import aio
+
+from ._proto.tributary.v1 import (
+    executor_pb2,
+    executor_pb2_grpc,
+    run_pb2,
+    run_pb2_grpc,
+    workflow_pb2,
+    workflow_pb2_grpc,
+)
+from .errors import ServerError, TributaryError
+from .jsonvalue import JsonError, dumps
+from .types import (
+    ExecutorInfo,
+    Run,
+    RunEvent,
+    RunEventType,
+    RunStatus,
+    StartedRun,
+    WorkflowVersion,
+)
+from .validate import validate_definition
+from .workflow import Workflow
+
+__all__ = ["DEFAULT_NAMESPACE", "NAMESPACE_METADATA_KEY", "AsyncClient", "Client"]
+
+NAMESPACE_METADATA_KEY = "x-tributary-namespace"
+"""The metadata entry that names a call's namespace."""
+DEFAULT_NAMESPACE = "default"
+"""The namespace used when none is given."""
+
+T = TypeVar("T")
+
+# Codes after which a watch resumes from where it was: the server went away
+# (shut down, restarted, a connection reset).
+_RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+
+
+def channel_target(url: str) -> tuple[str, bool]:
+    """The gRPC target of a server URL and whether it uses TLS.
+
+    >>> channel_target("http://127.0.0.1:50051")
+    ('127.0.0.1:50051', False)
+    """
+    if "://" not in url:
+        return url, False
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise TributaryError(f"invalid server URL {url!r}: expected http://host:port or https://host:port")
+    return parsed.netloc, parsed.scheme == "https"
+
+
+def open_channel(url: str) -> aio.Channel:
+    """An ``asyncio`` gRPC channel to a server URL, with no message-size
+    limit of its own (the server announces and enforces its limit)."""
+    target, secure = channel_target(url)
+    options = [
+        ("grpc.max_receive_message_length", -1),
+        ("grpc.max_send_message_length", -1),
+    ]
+    if secure:
+        return aio.secure_channel(target, grpc.ssl_channel_credentials(), options=options)
+    return aio.insecure_channel(target, options=options)
+
+
+def definition_to_proto(definition: Mapping[str, Any]) -> workflow_pb2.WorkflowDefinition:
+    """A definition in the definition-file form as the protobuf message."""
+    message = workflow_pb2.WorkflowDefinition(
+        name=definition.get("name", ""), description=definition.get("description", "")
+    )
+    for task in definition.get("tasks", []):
+        entry = message.tasks.add()
+        entry.id = task.get("id", "")
+        entry.dependencies.extend(task.get("dependencies", []))
+        for name in ("retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "retry_jitter", "timeout_ms"):
+            if task.get(name) is not None:
+                setattr(entry, name, task[name])
+        entry.retry_backoff = task.get("retry_backoff", "") or ""
+        entry.trigger_rule = task.get("trigger_rule", "") or ""
+        entry.handler = task.get("handler", "") or ""
+    return message
+
+
+class AsyncClient:
+    """A client of one server and namespace, for ``asyncio`` code.
+
+    .. code-block:: python
+
+        async with AsyncClient("http://127.0.0.1:50051") as client:
+            await client.register_workflow(pipeline)
+            started = await client.start_run("parallel_processing", {"source": "nightly"})
+            run = await client.wait(started.run_id)
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:50051",
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = url
+        """The server's URL."""
+        self.namespace = namespace
+        """The namespace of every call."""
+        self.timeout = timeout
+        """Deadline of unary calls, in seconds."""
+        self._channel = open_channel(url)
+        self._metadata = ((NAMESPACE_METADATA_KEY, namespace),)
+        self._workflows = workflow_pb2_grpc.WorkflowServiceStub(self._channel)
+        self._runs = run_pb2_grpc.RunServiceStub(self._channel)
+        self._executors = executor_pb2_grpc.ExecutorServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._channel.close()
+
+    async def _call(self, name: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except aio.AioRpcError as error:
+            raise ServerError(error.code(), error.details() or "", name) from None
+
+    async def register_workflow(self, workflow: Workflow | Mapping[str, Any]) -> WorkflowVersion:
+        """Validate a workflow locally (raising :class:`DefinitionError` with
+        the server's message) and register it; returns the stored version."""
+        definition = workflow.definition() if isinstance(workflow, Workflow) else workflow
+        validate_definition(definition)
+        response = await self._call(
+            "RegisterWorkflow",
+            self._workflows.RegisterWorkflow(
+                workflow_pb2.RegisterWorkflowRequest(definition=definition_to_proto(definition)),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            ),
+        )
+        return WorkflowVersion.from_proto(response.workflow, created=response.created)
+
+    async def get_workflow(
+        self, name: str, *, version: str | None = None, sequence: int | None = None
+    ) -> WorkflowVersion:
+        """One version of a workflow: the latest unless ``version`` or
+        ``sequence`` names one."""
+        request = workflow_pb2.GetWorkflowRequest(name=name)
+        if version is not None:
+            request.version = version
+        elif sequence is not None:
+            request.sequence = sequence
+        response = await self._call(
+            "GetWorkflow",
+            self._workflows.GetWorkflow(request, metadata=self._metadata, timeout=self.timeout),
+        )
+        return WorkflowVersion.from_proto(response.workflow)
+
+    async def list_workflows(self) -> list[WorkflowVersion]:
+        """Every workflow of the namespace (latest versions), by name."""
+        out: list[WorkflowVersion] = []
+        token = ""
+        while True:
+            response = await self._call(
+                "ListWorkflows",
+                self._workflows.ListWorkflows(
+                    workflow_pb2.ListWorkflowsRequest(page_size=1000, page_token=token),
+                    metadata=self._metadata,
+                    timeout=self.timeout,
+                ),
+            )
+            out.extend(WorkflowVersion.from_proto(w) for w in response.workflows)
+            token = response.next_page_token
+            if not token:
+                return out
+
+    async def start_run(
+        self,
+        workflow_name: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str = "",
+        version: str = "",
+    ) -> StartedRun:
+        """Start a run of the latest (or the given) version with an input
+        context (any JSON object: ints of any size, ``Decimal``, dataclasses
+        and pydantic models are written exactly)."""
+        try:
+            input_json = dumps(dict(input or {}))
+        except JsonError as error:
+            raise TributaryError(f"the input context is not JSON: {error}") from None
+        response = await self._call(
+            "StartRun",
+            self._runs.StartRun(
+                run_pb2.StartRunRequest(
+                    workflow_name=workflow_name,
+                    workflow_version=version,
+                    input_context_json=input_json,
+                    idempotency_key=idempotency_key,
+                ),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            ),
+        )
+        return StartedRun(response.run_id, response.workflow_version, response.created)
+
+    async def get_run(self, run_id: str) -> Run:
+        """A run with its tasks, attempts, conflicts and context."""
+        response = await self._call(
+            "GetRun",
+            self._runs.GetRun(
+                run_pb2.GetRunRequest(run_id=run_id), metadata=self._metadata, timeout=self.timeout
+            ),
+        )
+        return Run.from_proto(response.run)
+
+    async def list_runs(
+        self, *, workflow_name: str = "", status: RunStatus = RunStatus.UNSPECIFIED, limit: int | None = None
+    ) -> list[Run]:
+        """Runs of the namespace, newest first (without tasks), optionally of
+        one workflow or status, at most ``limit``."""
+        out: list[Run] = []
+        token = ""
+        while True:
+            response = await self._call(
+                "ListRuns",
+                self._runs.ListRuns(
+                    run_pb2.ListRunsRequest(
+                        workflow_name=workflow_name,
+                        status=run_pb2.RunStatus.ValueType(status.value),
+                        page_size=min(limit or 1000, 1000),
+                        page_token=token,
+                    ),
+                    metadata=self._metadata,
+                    timeout=self.timeout,
+                ),
+            )
+            out.extend(Run.from_proto(r) for r in response.runs)
+            token = response.next_page_token
+            if not token or (limit is not None and len(out) >= limit):
+                return out[:limit] if limit is not None else out
+
+    async def cancel_run(self, run_id: str) -> RunStatus:
+        """Cancel a run that has not finished; returns its status."""
+        response = await self._call(
+            "CancelRun",
+            self._runs.CancelRun(
+                run_pb2.CancelRunRequest(run_id=run_id), metadata=self._metadata, timeout=self.timeout
+            ),
+        )
+        return RunStatus(response.status)
+
+    async def list_executors(self) -> list[ExecutorInfo]:
+        """The executors connected in the namespace."""
+        response = await self._call(
+            "ListExecutors",
+            self._executors.ListExecutors(
+                executor_pb2.ListExecutorsRequest(), metadata=self._metadata, timeout=self.timeout
+            ),
+        )
+        return [ExecutorInfo.from_proto(e) for e in response.executors]
+
+    async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
+        """Wait until the run is terminal and return it (following its
+        events, resuming after disconnects). ``asyncio.TimeoutError`` after
+        ``timeout`` seconds."""
+
+        async def follow() -> Run:
+            async for _ in self.watch_run(run_id):
+                pass
+            return await self.get_run(run_id)
+
+        return await asyncio.wait_for(follow(), timeout)
+
+    async def watch_run(self, run_id: str, *, after_sequence: int = 0) -> AsyncGenerator[RunEvent, None]:
+        """A run's events after ``after_sequence``, then live ones, ending
+        after RUN_FINISHED. When the connection breaks (the server restarts),
+        it reconnects by itself and resumes after the last event received:
+        no gap, no duplicate."""
+        last = after_sequence
+        backoff = _Backoff()
+        while True:
+            call = self._runs.WatchRun(
+                run_pb2.WatchRunRequest(run_id=run_id, after_sequence=last), metadata=self._metadata
+            )
+            try:
+                async for response in call:
+                    backoff.reset()
+                    event = RunEvent.from_proto(response.event)
+                    last = event.sequence
+                    yield event
+                    if event.type == RunEventType.RUN_FINISHED:
+                        return
+                return
+            except aio.AioRpcError as error:
+                if error.code() not in _RESUMABLE:
+                    raise ServerError(error.code(), error.details() or "", "WatchRun") from None
+            finally:
+                call.cancel()
+            await backoff.sleep()
+
+    async def watch_events(
+        self,
+        *,
+        after_cursor: int = 0,
+        from_now: bool = False,
+        workflow_names: Iterable[str] = (),
+        run_ids: Iterable[str] = (),
+        types: Iterable[RunEventType] = (),
+    ) -> AsyncGenerator[RunEvent, None]:
+        """Every event of the namespace after ``after_cursor`` (or, with
+        ``from_now``, from now on), filtered, in commit order; it never ends
+        on its own. It reconnects by itself after a disconnect and resumes
+        after the last cursor received (before any event arrived, a
+        ``from_now`` watch starts from now again)."""
+        cursor = after_cursor
+        names, runs, kinds = (
+            list(workflow_names),
+            list(run_ids),
+            [run_pb2.RunEventType.ValueType(t.value) for t in types],
+        )
+        backoff = _Backoff()
+        while True:
+            request = run_pb2.WatchEventsRequest(
+                after_cursor=cursor,
+                workflow_names=names,
+                run_ids=runs,
+                types=kinds,
+                from_now=from_now and cursor == 0,
+            )
+            call = self._runs.WatchEvents(request, metadata=self._metadata)
+            try:
+                async for response in call:
+                    backoff.reset()
+                    event = RunEvent.from_proto(response.event)
+                    cursor = event.cursor
+                    yield event
+            except aio.AioRpcError as error:
+                if error.code() not in _RESUMABLE:
+                    raise ServerError(error.code(), error.details() or "", "WatchEvents") from None
+            finally:
+                call.cancel()
+            await backoff.sleep()
+
+
+class _Backoff:
+    """Jittered exponential backoff between reconnections."""
+
+    def __init__(self, low: float = 0.05, high: float = 2.0) -> None:
+        self.low, self.high, self.current = low, high, low
+
+    def reset(self) -> None:
+        self.current = self.low
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.current * (0.5 + random.random() / 2))
+        self.current = min(self.current * 2, self.high)
+
+
+class Client:
+    """The client for scripts: the :class:`AsyncClient` API as plain
+    blocking calls (an event loop runs in a background thread).
+
+    .. code-block:: python
+
+        with Client("http://127.0.0.1:50051") as client:
+            client.register_workflow(pipeline)
+            run = client.wait(client.start_run("parallel_processing").run_id)
+            for event in client.watch_run(run.id):
+                print(event.type.name, event.task_id)
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:50051",
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout: float = 30.0,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tributary-client", daemon=True)
+        self._thread.start()
+
+        async def make() -> AsyncClient:
+            return AsyncClient(url, namespace=namespace, timeout=timeout)
+
+        self._client = self._run(make())
+        self.url = url
+        """The server's URL."""
+        self.namespace = namespace
+        """The namespace of every call."""
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection and stop the background loop."""
+        if self._loop.is_closed():
+            return
+        self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def register_workflow(self, workflow: Workflow | Mapping[str, Any]) -> WorkflowVersion:
+        """See :meth:`AsyncClient.register_workflow`."""
+        return self._run(self._client.register_workflow(workflow))
+
+    def get_workflow(
+        self, name: str, *, version: str | None = None, sequence: int | None = None
+    ) -> WorkflowVersion:
+        """See :meth:`AsyncClient.get_workflow`."""
+        return self._run(self._client.get_workflow(name, version=version, sequence=sequence))
+
+    def list_workflows(self) -> list[WorkflowVersion]:
+        """See :meth:`AsyncClient.list_workflows`."""
+        return self._run(self._client.list_workflows())
+
+    def start_run(
+        self,
+        workflow_name: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str = "",
+        version: str = "",
+    ) -> StartedRun:
+        """See :meth:`AsyncClient.start_run`."""
+        return self._run(
+            self._client.start_run(workflow_name, input, idempotency_key=idempotency_key, version=version)
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        """See :meth:`AsyncClient.get_run`."""
+        return self._run(self._client.get_run(run_id))
+
+    def list_runs(
+        self, *, workflow_name: str = "", status: RunStatus = RunStatus.UNSPECIFIED, limit: int | None = None
+    ) -> list[Run]:
+        """See :meth:`AsyncClient.list_runs`."""
+        return self._run(self._client.list_runs(workflow_name=workflow_name, status=status, limit=limit))
+
+    def cancel_run(self, run_id: str) -> RunStatus:
+        """See :meth:`AsyncClient.cancel_run`."""
+        return self._run(self._client.cancel_run(run_id))
+
+    def list_executors(self) -> list[ExecutorInfo]:
+        """See :meth:`AsyncClient.list_executors`."""
+        return self._run(self._client.list_executors())
+
+    def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
+        """See :meth:`AsyncClient.wait`."""
+        return self._run(self._client.wait(run_id, timeout=timeout))
+
+    def watch_run(self, run_id: str, *, after_sequence: int = 0) -> Iterator[RunEvent]:
+        """See :meth:`AsyncClient.watch_run`; a plain iterator."""
+        return self._iterate(lambda: self._client.watch_run(run_id, after_sequence=after_sequence))
+
+    def watch_events(
+        self,
+        *,
+        after_cursor: int = 0,
+        from_now: bool = False,
+        workflow_names: Iterable[str] = (),
+        run_ids: Iterable[str] = (),
+        types: Iterable[RunEventType] = (),
+    ) -> Iterator[RunEvent]:
+        """See :meth:`AsyncClient.watch_events`; a plain iterator (close it,
+        or break out of the loop, to stop watching)."""
+        return self._iterate(
+            lambda: self._client.watch_events(
+                after_cursor=after_cursor,
+                from_now=from_now,
+                workflow_names=workflow_names,
+                run_ids=run_ids,
+                types=types,
+            )
+        )
+
+    def _iterate(self, make: Callable[[], AsyncIterator[RunEvent]]) -> Iterator[RunEvent]:
+        iterator = make()
+        try:
+            while True:
+                try:
+                    yield self._run(_next(iterator))
+                except StopAsyncIteration:
+                    return
+        finally:
+            # Close the async generator on its own loop, so that its stream
+            # is cancelled rather than left pending.
+            self._run(_close(iterator))
+
+
+async def _next(iterator: AsyncIterator[RunEvent]) -> RunEvent:
+    return await iterator.__anext__()
+
+
+async def _close(iterator: AsyncIterator[RunEvent]) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()

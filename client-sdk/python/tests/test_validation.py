@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tributary_sdk import AsyncClient, Context, DefinitionError, ServerError, task, workflow
+from tributary_sdk.client import definition_to_proto
+from tributary_sdk.validate import validate_definition
+
+from .conftest import load_vectors
+
+CASES = load_vectors("validation.json")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case["name"])
+def test_local_validation_matches_the_servers_messages(case: dict[str, Any]) -> None:
+    expected = case["error"]
+    if expected is None:
+        validate_definition(case["definition"])
+        return
+    assert expected["code"] == "INVALID_ARGUMENT"
+    with pytest.raises(DefinitionError) as caught:
+        validate_definition(case["definition"])
+    assert str(caught.value) == expected["message"]
+
+
+async def test_the_server_gives_the_same_verdicts(client: AsyncClient) -> None:
+    # Sent straight to the server, past local validation.
+    checked = 0
+    for case in CASES:
+        definition = definition_to_proto(case["definition"])
+        from tributary_sdk._proto.tributary.v1 import workflow_pb2
+
+        call = client._workflows.RegisterWorkflow(
+            workflow_pb2.RegisterWorkflowRequest(definition=definition), metadata=client._metadata
+        )
+        try:
+            await client._call("RegisterWorkflow", call)
+            assert case["error"] is None, case["name"]
+        except ServerError as error:
+            assert case["error"] is not None, f"{case['name']}: {error}"
+            assert error.details == case["error"]["message"], case["name"]
+        checked += 1
+    assert checked == len(CASES)
+
+
+def test_workflow_declaration_validates_and_defaults_handlers() -> None:
+    @task(id="a")
+    def a(context: Context) -> None: ...
+
+    @task(id="b", dependencies=[a], retry_attempts=200)
+    def b(context: Context) -> None: ...
+
+    with pytest.raises(DefinitionError, match=r'task "b": retry_attempts must be between 0 and 100, got 200'):
+        workflow("w", [a, b])
+
+    @task(dependencies=["a"], handler="custom.handler")
+    async def c(context: Context) -> None: ...
+
+    flow = workflow("w", [a, c])
+    assert sorted(flow.handlers()) == ["custom.handler", "w.a"]
+    assert flow.definition()["tasks"][1] == {"id": "c", "dependencies": ["a"], "handler": "custom.handler"}
+
+
+def test_cycle_in_a_large_workflow_is_found_without_recursion() -> None:
+    size = 5000
+    tasks = [{"id": f"t{i}", "dependencies": [f"t{i - 1}"]} for i in range(1, size)]
+    tasks.append({"id": "t0", "dependencies": [f"t{size - 1}"]})
+    with pytest.raises(DefinitionError, match=r"^cycle detected: t0 -> t1 -> "):
+        validate_definition({"name": "w", "tasks": tasks})
