@@ -7,13 +7,13 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/tributary-dev/tributary/client-sdk/go/internal/testserver"
+	"github.com/tributary-dev/tributary/client-sdk/go/localserver"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 func TestClientRegistersStartsListsCancelsAndWaits(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	ctx := testContext(t)
 	workflow := NewWorkflow("client_calls", Task{ID: "only", Run: noop}).WithDescription("client calls")
@@ -101,7 +101,7 @@ func TestClientRegistersStartsListsCancelsAndWaits(t *testing.T) {
 }
 
 func TestNamespacesAreSeparate(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	ctx := testContext(t)
 	billing := dialClient(t, server.URL(), WithNamespace("billing"))
 	other := dialClient(t, server.URL())
@@ -123,7 +123,7 @@ func TestNamespacesAreSeparate(t *testing.T) {
 // namespace's events while the server is killed and restarted mid-run:
 // every event comes exactly once, in order.
 func TestWatchersResumeAcrossAServerRestart(t *testing.T) {
-	server := startServer(t, testserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 2000})
+	server := startServer(t, localserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 2000})
 	client := dialClient(t, server.URL())
 	ctx := testContext(t)
 	entered := make(chan struct{}, 1)

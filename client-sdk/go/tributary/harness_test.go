@@ -7,17 +7,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tributary-dev/tributary/client-sdk/go/internal/testserver"
+	"github.com/tributary-dev/tributary/client-sdk/go/localserver"
 )
 
 // startServer runs the real server binary over a fresh SQLite file for one
 // test.
-func startServer(t *testing.T, options testserver.Options) *testserver.Server {
+func startServer(t *testing.T, options localserver.Options) *localserver.Server {
 	t.Helper()
 	if os.Getenv("TRIBUTARY_TEST_SERVER_LOG") != "" {
 		options.Log = os.Stderr
 	}
-	server, err := testserver.Start(t.TempDir(), options)
+	server, err := localserver.Start(t.TempDir(), options)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tributary-dev/tributary/client-sdk/go/internal/testserver"
+	"github.com/tributary-dev/tributary/client-sdk/go/localserver"
 )
 
 func TestWorkerRunsAWorkflowWithLosslessContexts(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	workflow := NewWorkflow("lossless",
 		Task{ID: "produce", Run: func(_ context.Context, tc *Context) error {
@@ -61,7 +61,7 @@ func TestWorkerRunsAWorkflowWithLosslessContexts(t *testing.T) {
 }
 
 func TestRetryThenSucceed(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	workflow := NewWorkflow("retried", Task{ID: "flaky", RetryAttempts: 1, NoRetryDelay: true, Run: func(_ context.Context, tc *Context) error {
 		if tc.Attempt().Number == 1 {
@@ -78,7 +78,7 @@ func TestRetryThenSucceed(t *testing.T) {
 }
 
 func TestNonRetryableErrorFailsAtOnce(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	workflow := NewWorkflow("fatal",
 		Task{ID: "fatal", RetryAttempts: 3, NoRetryDelay: true, Run: func(context.Context, *Context) error {
@@ -105,7 +105,7 @@ func TestNonRetryableErrorFailsAtOnce(t *testing.T) {
 }
 
 func TestPanicFailsTheAttemptAndTheWorkerLivesOn(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	panicking := NewWorkflow("panicking", Task{ID: "boom", Run: func(context.Context, *Context) error {
 		panic("throw: boom")
@@ -124,7 +124,7 @@ func TestPanicFailsTheAttemptAndTheWorkerLivesOn(t *testing.T) {
 }
 
 func TestCancellationReachesTheHandler(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	ctx := testContext(t)
 	entered := make(chan struct{}, 1)
@@ -162,7 +162,7 @@ func TestCancellationReachesTheHandler(t *testing.T) {
 }
 
 func TestTimeoutCancelsTheHandler(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	var cancelled atomic.Int32
 	workflow := NewWorkflow("timing_out", Task{ID: "slow", TimeoutMS: 300, Run: func(ctx context.Context, _ *Context) error {
@@ -183,7 +183,7 @@ func TestTimeoutCancelsTheHandler(t *testing.T) {
 }
 
 func TestHeartbeatsGoOnDuringCPUBoundHandlers(t *testing.T) {
-	server := startServer(t, testserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 500})
+	server := startServer(t, localserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 500})
 	client := dialClient(t, server.URL())
 	workflow := NewWorkflow("spinning", Task{ID: "spin", Run: func(_ context.Context, tc *Context) error {
 		// Three lease timeouts of pure CPU, never yielding on purpose.
@@ -203,7 +203,7 @@ func TestHeartbeatsGoOnDuringCPUBoundHandlers(t *testing.T) {
 }
 
 func TestCapacityBoundsConcurrentAttempts(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	var running, peak atomic.Int32
 	handler := func(_ context.Context, tc *Context) error {
@@ -234,7 +234,7 @@ func TestCapacityBoundsConcurrentAttempts(t *testing.T) {
 // runs; the worker reconnects, lists the attempt as held, the server keeps
 // it with the worker (no second run) and accepts its result.
 func TestServerRestartReclaimsTheHeldAttempt(t *testing.T) {
-	server := startServer(t, testserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 3000})
+	server := startServer(t, localserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 3000})
 	client := dialClient(t, server.URL())
 	ctx := testContext(t)
 	var entries atomic.Int32
@@ -279,7 +279,7 @@ func TestServerRestartReclaimsTheHeldAttempt(t *testing.T) {
 // TestAbortedWorkersAttemptRunsAgainElsewhere: a worker that dies with an
 // attempt loses it; another worker runs the task without using a retry.
 func TestAbortedWorkersAttemptRunsAgainElsewhere(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	ctx := testContext(t)
 	entered := make(chan struct{}, 1)
@@ -315,7 +315,7 @@ func TestAbortedWorkersAttemptRunsAgainElsewhere(t *testing.T) {
 }
 
 func TestGracefulShutdownDrainsInFlightWork(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	ctx := testContext(t)
 	entered := make(chan struct{}, 1)
@@ -357,7 +357,7 @@ func TestGracefulShutdownDrainsInFlightWork(t *testing.T) {
 }
 
 func TestShutdownDeadlineCancelsWhatStillRuns(t *testing.T) {
-	server := startServer(t, testserver.Options{})
+	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())
 	ctx := testContext(t)
 	entered := make(chan struct{}, 1)

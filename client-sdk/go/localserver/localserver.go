@@ -1,7 +1,12 @@
-// Package testserver runs the real tributary server binary for tests and
-// examples: on a free loopback port, over a fresh SQLite file, healthy
-// before it is handed out.
-package testserver
+// Package localserver runs a real tributary server binary on this machine,
+// for tests, examples and local development: on a free loopback port, over
+// a fresh SQLite file, healthy before it is handed out.
+//
+//	server, err := localserver.Start("", localserver.Options{})
+//	if err != nil { ... }
+//	defer server.Stop()
+//	client, err := tributary.Dial(server.URL())
+package localserver
 
 import (
 	"context"
@@ -26,6 +31,9 @@ type Options struct {
 	// HeartbeatIntervalMS and LeaseTimeoutMS shorten liveness for tests
 	// (0: the server's defaults).
 	HeartbeatIntervalMS, LeaseTimeoutMS int
+	// DatabaseURL replaces the fresh SQLite file (for example a postgres://
+	// URL, or a SQLite file to keep).
+	DatabaseURL string
 	// Args are extra `tributary serve` arguments.
 	Args []string
 	// Log receives the server's output (default: discarded).
@@ -70,8 +78,8 @@ func FindBinary() (string, error) {
 func repoRoot() (string, error) {
 	_, file, _, ok := runtime.Caller(0)
 	if ok {
-		// client-sdk/go/internal/testserver/testserver.go
-		root := filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
+		// client-sdk/go/localserver/localserver.go
+		root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 		if _, err := os.Stat(filepath.Join(root, "proto")); err == nil {
 			return filepath.Abs(root)
 		}
@@ -101,7 +109,7 @@ func Start(dir string, options Options) (*Server, error) {
 	}
 	ownsDir := dir == ""
 	if ownsDir {
-		dir, err = os.MkdirTemp("", "tributary-go-")
+		dir, err = os.MkdirTemp("", "tributary-local-")
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +142,11 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start() error {
-	args := []string{"serve", "--listen", s.addr, "--database-url", "sqlite://" + s.database, "--log-level", "warn"}
+	database := "sqlite://" + s.database
+	if s.options.DatabaseURL != "" {
+		database = s.options.DatabaseURL
+	}
+	args := []string{"serve", "--listen", s.addr, "--database-url", database, "--log-level", "warn"}
 	if s.options.HeartbeatIntervalMS > 0 {
 		args = append(args, "--heartbeat-interval-ms", strconv.Itoa(s.options.HeartbeatIntervalMS))
 	}
