@@ -402,3 +402,47 @@ func TestWorkerRefusesBadSetups(t *testing.T) {
 		t.Fatalf("bad handler name: %v", err)
 	}
 }
+
+// TestAResultFinishedWhileDisconnectedIsResent: the handler ends while the
+// server is down; the worker keeps the result, lists the attempt as held
+// when it registers again, resends the result, and the server accepts it.
+func TestAResultFinishedWhileDisconnectedIsResent(t *testing.T) {
+	server := startServer(t, localserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 3000})
+	client := dialClient(t, server.URL())
+	ctx := testContext(t)
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	workflow := NewWorkflow("resent", Task{ID: "held", Run: func(_ context.Context, tc *Context) error {
+		entered <- struct{}{}
+		<-release
+		return tc.Insert("result", jsonNumber("18446744073709551617"))
+	}})
+	worker := startWorker(t, server.URL(), WorkerOptions{}, workflow)
+	if _, err := client.RegisterWorkflow(ctx, workflow); err != nil {
+		t.Fatal(err)
+	}
+	started, err := client.StartRun(ctx, "resent", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	server.Kill()
+	close(release)
+	if err := worker.WaitFor(ctx, func(status WorkerStatus) bool { return !status.Connected && status.Unacknowledged == 1 && status.Running == 0 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := client.Wait(ctx, started.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := taskOf(t, run, "held")
+	if run.Status != RunSucceeded || len(task.Attempts) != 1 || string(run.Context) != `{"result":18446744073709551617}` {
+		t.Fatalf("run %s, task %+v, context %s", run.Status, task, run.Context)
+	}
+	if err := worker.WaitFor(ctx, func(status WorkerStatus) bool { return status.Unacknowledged == 0 }); err != nil {
+		t.Fatal(err)
+	}
+}

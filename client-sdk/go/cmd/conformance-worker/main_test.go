@@ -102,9 +102,9 @@ func TestConformanceWorkerProcess(t *testing.T) {
 	run = runOne("big_measure", []tributary.TaskDefinition{
 		{ID: "big", Handler: "conformance.big"},
 		{ID: "measure", Handler: "conformance.measure", Dependencies: []string{"big"}},
-	}, map[string]any{"big_bytes": 100_000})
+	}, map[string]any{"big_bytes": 10_000_000})
 	measured, err := tributary.RunValue[map[string]int](run, "measured")
-	if err != nil || measured["big"] != 100_002 || measured["big_bytes"] != 6 {
+	if err != nil || measured["big"] != 10_000_002 || measured["big_bytes"] != 8 {
 		t.Fatalf("measured = %v, %v", measured, err)
 	}
 
