@@ -54,8 +54,9 @@ go vet ./...
 (cd "$examples" && go vet ./...)
 
 step "staticcheck $STATICCHECK_VERSION"
-go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./...
-(cd "$examples" && go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./...)
+# Every check, the stylistic ones (package and doc comment forms) included.
+go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" -checks all ./...
+(cd "$examples" && go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" -checks all ./...)
 
 step "build the conformance worker"
 go build -o bin/conformance-worker ./cmd/conformance-worker
