@@ -213,6 +213,29 @@ func (c *Client) GetWorkflow(ctx context.Context, name, version string) (Registe
 	return workflowFromProto(response.GetWorkflow()), nil
 }
 
+// WorkflowPage is one page of workflows, ordered by name, each at its
+// latest version.
+type WorkflowPage struct {
+	// Workflows are the page's workflows.
+	Workflows []RegisteredWorkflow
+	// NextPageToken fetches the next page; empty on the last.
+	NextPageToken string
+}
+
+// ListWorkflows lists the namespace's workflows; pageSize 0 means 100, and
+// pageToken is the previous page's NextPageToken (empty for the first).
+func (c *Client) ListWorkflows(ctx context.Context, pageSize uint32, pageToken string) (WorkflowPage, error) {
+	response, err := c.workflows.ListWorkflows(ctx, &pb.ListWorkflowsRequest{PageSize: pageSize, PageToken: pageToken})
+	if err != nil {
+		return WorkflowPage{}, err
+	}
+	page := WorkflowPage{NextPageToken: response.GetNextPageToken()}
+	for _, workflow := range response.GetWorkflows() {
+		page.Workflows = append(page.Workflows, workflowFromProto(workflow))
+	}
+	return page, nil
+}
+
 // StartOptions are the optional parts of a StartRun.
 type StartOptions struct {
 	// IdempotencyKey makes a repeated identical start return the first run.

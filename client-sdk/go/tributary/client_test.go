@@ -34,6 +34,11 @@ func TestClientRegistersStartsListsCancelsAndWaits(t *testing.T) {
 		t.Fatalf("GetWorkflow = %+v, %v", fetched, err)
 	}
 
+	listed, err := client.ListWorkflows(ctx, 0, "")
+	if err != nil || len(listed.Workflows) != 1 || listed.Workflows[0].Definition.Name != "client_calls" || listed.Workflows[0].Definition.Description != "client calls" {
+		t.Fatalf("ListWorkflows = %+v, %v", listed, err)
+	}
+
 	invalid := NewWorkflow("client_calls", Task{ID: "a", Dependencies: []string{"a"}, Run: noop})
 	if _, err := client.RegisterWorkflow(ctx, invalid); err == nil || err.Error() != `task "a" depends on itself` {
 		t.Fatalf("local validation: %v", err)

@@ -9,6 +9,8 @@ import (
 
 	pb "github.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 const (
@@ -220,7 +222,12 @@ func (d *driver) session(ctx context.Context, backoff *backoff) sessionEnd {
 				return sessionLost
 			}
 		case err := <-received:
-			d.w.logger.Debug("the executor stream broke before registration", "error", err)
+			if status.Code(err) == codes.InvalidArgument {
+				// A refused registration will be refused again; say so loudly.
+				d.w.logger.Error("the server refused the registration; retrying", "error", err)
+			} else {
+				d.w.logger.Debug("the executor stream broke before registration", "error", err)
+			}
 			return sessionLost
 		case result := <-d.results:
 			d.record(result)

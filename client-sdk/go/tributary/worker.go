@@ -16,6 +16,9 @@ import (
 	"google.golang.org/grpc"
 )
 
+// maxCapacity is the largest max_concurrent_attempts the server accepts.
+const maxCapacity = 10_000
+
 // WorkerOptions configure a [Worker]; zero values take the defaults.
 type WorkerOptions struct {
 	// Namespace to serve (default "default").
@@ -123,6 +126,9 @@ func NewWorker(serverURL string, options WorkerOptions) (*Worker, error) {
 	}
 	if options.Capacity == 0 {
 		options.Capacity = 4
+	}
+	if options.Capacity > maxCapacity {
+		return nil, fmt.Errorf("capacity %d is over the server's limit of %d attempts", options.Capacity, maxCapacity)
 	}
 	switch {
 	case options.ValueCacheBytes == 0:
@@ -234,6 +240,9 @@ func (w *Worker) Start() error {
 	go func() {
 		defer close(w.done)
 		defer conn.Close()
+		// Handlers left running after a shutdown deadline see their context
+		// end, and their results are no longer awaited.
+		defer cancel()
 		driver.run(ctx)
 	}()
 	return nil

@@ -446,3 +446,24 @@ func TestAResultFinishedWhileDisconnectedIsResent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTheReceiveLimitFollowsTheServer: a server announcing a message limit
+// above the worker's initial one gets a stream opened with its limit.
+func TestTheReceiveLimitFollowsTheServer(t *testing.T) {
+	server := startServer(t, localserver.Options{Args: []string{"--max-context-bytes", "100000000"}})
+	client := dialClient(t, server.URL())
+	workflow := NewWorkflow("limits", Task{ID: "a", Run: noop})
+	worker := startWorker(t, server.URL(), WorkerOptions{}, workflow)
+	if err := worker.WaitFor(testContext(t), func(status WorkerStatus) bool { return status.Connected && status.Registrations == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	if run := registerAndRun(t, client, workflow, nil); run.Status != RunSucceeded {
+		t.Fatalf("run = %+v", run)
+	}
+	if registrations := worker.Status().Registrations; registrations != 2 {
+		t.Fatalf("%d registrations: the raised limit must hold across reconnections", registrations)
+	}
+	if _, err := NewWorker(server.URL(), WorkerOptions{Capacity: 10_001}); err == nil {
+		t.Fatal("a capacity over the server's limit was accepted")
+	}
+}
