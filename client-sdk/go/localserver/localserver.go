@@ -210,6 +210,13 @@ func (s *Server) Kill() {
 	}
 }
 
+// Pause stops the server's process (SIGSTOP): it keeps its sockets but
+// answers nothing, as a hung server would.
+func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Restart kills the server and starts it again on the same port and
 // database.
 func (s *Server) Restart() error {
@@ -221,6 +228,7 @@ func (s *Server) Restart() error {
 // removes its directory when Start made it.
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.Resume()
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-s.exited:

@@ -183,11 +183,11 @@ func TestTimeoutCancelsTheHandler(t *testing.T) {
 }
 
 func TestHeartbeatsGoOnDuringCPUBoundHandlers(t *testing.T) {
-	server := startServer(t, localserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 500})
+	server := startServer(t, localserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 1000})
 	client := dialClient(t, server.URL())
 	workflow := NewWorkflow("spinning", Task{ID: "spin", Run: func(_ context.Context, tc *Context) error {
 		// Three lease timeouts of pure CPU, never yielding on purpose.
-		end := time.Now().Add(1500 * time.Millisecond)
+		end := time.Now().Add(3000 * time.Millisecond)
 		spins := 0
 		for time.Now().Before(end) {
 			spins++
@@ -214,7 +214,7 @@ func TestCapacityBoundsConcurrentAttempts(t *testing.T) {
 				break
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 		running.Add(-1)
 		return nil
 	}
@@ -465,5 +465,52 @@ func TestTheReceiveLimitFollowsTheServer(t *testing.T) {
 	}
 	if _, err := NewWorker(server.URL(), WorkerOptions{Capacity: 10_001}); err == nil {
 		t.Fatal("a capacity over the server's limit was accepted")
+	}
+}
+
+// TestALostLeaseCancelsAttemptsAndReconnects: a server that stops answering
+// (SIGSTOP) sends no heartbeat acknowledgement; after a lease the worker
+// assumes the server dropped it, cancels its attempts and reconnects.
+func TestALostLeaseCancelsAttemptsAndReconnects(t *testing.T) {
+	server := startServer(t, localserver.Options{HeartbeatIntervalMS: 100, LeaseTimeoutMS: 1000})
+	client := dialClient(t, server.URL())
+	ctx := testContext(t)
+	entered := make(chan struct{}, 1)
+	cause := make(chan string, 1)
+	workflow := NewWorkflow("leased", Task{ID: "wait", Run: func(ctx context.Context, _ *Context) error {
+		entered <- struct{}{}
+		<-ctx.Done()
+		cause <- context.Cause(ctx).Error()
+		return ctx.Err()
+	}})
+	worker := startWorker(t, server.URL(), WorkerOptions{Labels: map[string]string{"zone": "test"}, Name: "lease-test"}, workflow)
+	executors, err := client.ListExecutors(ctx)
+	if err != nil || len(executors) != 1 || executors[0].Name != "lease-test" || executors[0].Labels["zone"] != "test" ||
+		executors[0].InstanceID != worker.InstanceID() || executors[0].Capacity != 4 || executors[0].Handlers[0] != "leased.wait" {
+		t.Fatalf("executors = %+v, %v", executors, err)
+	}
+	if _, err := client.RegisterWorkflow(ctx, workflow); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.StartRun(ctx, "leased", nil); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if err := server.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case reason := <-cause:
+		if reason != "the worker lost its lease on the server" {
+			t.Fatalf("cancelled because %q", reason)
+		}
+	case <-ctx.Done():
+		t.Fatal("the attempt was not cancelled after the lease was lost")
+	}
+	if err := server.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.WaitFor(ctx, func(status WorkerStatus) bool { return status.Connected && status.Registrations >= 2 }); err != nil {
+		t.Fatal(err)
 	}
 }
