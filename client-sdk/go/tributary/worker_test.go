@@ -428,7 +428,9 @@ func TestAResultFinishedWhileDisconnectedIsResent(t *testing.T) {
 	<-entered
 	server.Kill()
 	close(release)
-	if err := worker.WaitFor(ctx, func(status WorkerStatus) bool { return !status.Connected && status.Unacknowledged == 1 && status.Running == 0 }); err != nil {
+	if err := worker.WaitFor(ctx, func(status WorkerStatus) bool {
+		return !status.Connected && status.Unacknowledged == 1 && status.Running == 0
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := server.Restart(); err != nil {
