@@ -113,6 +113,14 @@ output="$("$scratch/parallel_processing" --server "http://127.0.0.1:$port" --no-
   --handlers generate_data,partition_data,combine_results,generate_report,send_notifications,cleanup)"
 echo "$output"
 grep -qx "All 9 tasks succeeded." <<<"$output"
+# The Go workflow is the definition file's: the same version.
+go_version="$(sed -n 's/^Run .* (version \([0-9a-f]*\)): SUCCEEDED$/\1/p' <<<"$output")"
+file_json="$("$TRIBUTARY_BIN" workflow register "$repo/examples/parallel_processing.workflow.yaml" --server "http://127.0.0.1:$port" --json)"
+if [[ -z "$go_version" ]] || ! grep -q "\"version\":\"$go_version\"" <<<"$file_json"; then
+  echo "the Go example's workflow (version ${go_version:-?}) differs from examples/parallel_processing.workflow.yaml" >&2
+  exit 1
+fi
+echo "the Go example registers the definition file's version, $go_version"
 kill -TERM "$partitions_pid"
 wait "$partitions_pid"
 echo "the partitions worker drained and exited 0 on SIGTERM"
