@@ -213,3 +213,49 @@ func TestWatchersResumeAcrossAServerRestart(t *testing.T) {
 		t.Fatalf("WatchEvents: %v", err)
 	}
 }
+
+func TestWatchEventsFiltersAndRefusals(t *testing.T) {
+	server := startServer(t, localserver.Options{})
+	client := dialClient(t, server.URL())
+	ctx := testContext(t)
+	workflow := NewWorkflow("filtered", Task{ID: "a", Run: noop}, Task{ID: "b", Dependencies: []string{"a"}, Run: noop})
+	other := NewWorkflow("unwatched", Task{ID: "a", Run: noop})
+	startWorker(t, server.URL(), WorkerOptions{}, workflow, other)
+	earlier := registerAndRun(t, client, workflow, nil)
+	var after uint64
+	for event, err := range client.WatchRun(ctx, earlier.ID, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		after = event.Cursor
+	}
+
+	registerAndRun(t, client, other, nil)
+	later := registerAndRun(t, client, workflow, nil)
+	options := WatchEventsOptions{AfterCursor: after, WorkflowNames: []string{"filtered"}, Types: []RunEventType{EventTaskSucceeded, EventRunFinished}}
+	var seen []RunEvent
+	for event, err := range client.WatchEvents(ctx, options) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, event)
+		if event.Type == EventRunFinished {
+			break
+		}
+	}
+	if len(seen) != 3 || seen[0].Type != EventTaskSucceeded || seen[0].TaskID != "a" || seen[1].TaskID != "b" || seen[2].RunStatus != RunSucceeded {
+		t.Fatalf("events = %+v", seen)
+	}
+	for _, event := range seen {
+		if event.RunID != later.ID || event.Cursor <= after {
+			t.Fatalf("an event outside the filter: %+v", event)
+		}
+	}
+
+	for _, err := range client.WatchEvents(ctx, WatchEventsOptions{WorkflowNames: []string{""}}) {
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("an empty workflow name in a filter: %v", err)
+		}
+		break
+	}
+}
