@@ -21,6 +21,8 @@ const (
 	// closeGrace is how long a finished worker waits for the server to
 	// close the stream after its own side is closed.
 	closeGrace = time.Second
+	// registrationTimeout bounds the wait for Registered on a new stream.
+	registrationTimeout = 15 * time.Second
 	// maxRefsPerFetch is the protocol's limit of refs in one FetchValues.
 	maxRefsPerFetch = 10_000
 )
@@ -162,6 +164,10 @@ func (d *driver) run(ctx context.Context) {
 // session runs one stream: connect, register, serve until it breaks.
 func (d *driver) session(ctx context.Context, backoff *backoff) sessionEnd {
 	streamCtx, cancel := context.WithCancel(ctx)
+	// A server that accepts connections but never answers (hung, stopped)
+	// must not hold the worker: give up on this stream and try again.
+	registrationTimer := time.AfterFunc(registrationTimeout, cancel)
+	defer registrationTimer.Stop()
 	stream, err := d.client.Connect(streamCtx, grpc.MaxCallRecvMsgSize(d.receiveBytes))
 	if err != nil {
 		cancel()
@@ -238,6 +244,9 @@ func (d *driver) session(ctx context.Context, backoff *backoff) sessionEnd {
 		case <-ctx.Done():
 			return sessionAborted
 		}
+	}
+	if !registrationTimer.Stop() {
+		return sessionLost
 	}
 	backoff.reset()
 	d.registered(registered)
