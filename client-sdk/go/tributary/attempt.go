@@ -120,7 +120,8 @@ func (d *driver) valuesArrived(values *pb.Values, queue *sendQueue) {
 		}
 	}
 	wait.pending--
-	if wait.pending > 0 {
+	if wait.pending > 0 || wait.abandoned {
+		// An abandoned attempt (cancelled while waiting) already reported.
 		return
 	}
 	if len(wait.missing) > 0 {
@@ -140,15 +141,16 @@ func quoteAll(keys []string) []string {
 	return quoted
 }
 
-// dropFetches forgets the fetches of an attempt that ended while waiting.
-func (d *driver) dropFetches(attempt *runningAttempt) {
-	kept := d.fetches[:0]
+// liveFetches keeps the fetches whose attempts still wait: on a new stream
+// the answers to the others will never come.
+func (d *driver) liveFetches() []*fetchRequest {
+	live := d.fetches[:0]
 	for _, fetch := range d.fetches {
-		if fetch.attempt != attempt {
-			kept = append(kept, fetch)
+		if !fetch.attempt.waiting.abandoned {
+			live = append(live, fetch)
 		}
 	}
-	d.fetches = kept
+	return live
 }
 
 // launch runs the handler in a goroutine of its own.

@@ -63,6 +63,9 @@ type valueWait struct {
 	values  map[string]json.RawMessage
 	pending int
 	missing []string
+	// abandoned is set when the attempt ended while its values were
+	// fetched; the answers still come, in order, and are only cached.
+	abandoned bool
 }
 
 // fetchRequest is one FetchValues in flight; Values answers come in the
@@ -260,6 +263,7 @@ func (d *driver) session(ctx context.Context, backoff *backoff) sessionEnd {
 	for _, id := range sortedKeys(d.unacked) {
 		queue.push(d.unacked[id].message)
 	}
+	d.fetches = d.liveFetches()
 	for _, fetch := range d.fetches {
 		queue.push(fetchValuesRequest(fetch))
 	}
@@ -409,7 +413,7 @@ func (d *driver) cancel(attemptID, reason string, queue *sendQueue) {
 	}
 	d.w.logger.Debug("cancelling", "attempt_id", attemptID, "reason", reason)
 	if attempt.waiting != nil {
-		d.dropFetches(attempt)
+		attempt.waiting.abandoned = true
 		d.report(queue, failedResult(attemptID, "cancelled: "+reason, false))
 		return
 	}

@@ -153,12 +153,31 @@ func TestAValueTheServerNoLongerHasFailsTheAttemptRetryably(t *testing.T) {
 	}
 }
 
+// TestACancelWhileWaitingForValuesEndsTheAttempt: the attempt reports at
+// once; the answer to its fetch still comes first and must not be taken
+// for the next attempt's.
 func TestACancelWhileWaitingForValuesEndsTheAttempt(t *testing.T) {
-	d, queue := cachingDriver(t, 1<<20, noop)
+	inputs := make(chan string, 1)
+	d, queue := cachingDriver(t, 1<<20, func(_ context.Context, tc *Context) error {
+		inputs <- tc.JSON()
+		return nil
+	})
 	d.assign(&pb.Assign{RunId: "run", AttemptId: "a1", Handler: "w.t", References: []*pb.ValueRef{{Key: "k"}}}, queue)
 	d.cancel("a1", "run cancelled", queue)
-	if failed := d.unacked["a1"].message.GetFailed(); failed == nil || failed.GetMessage() != "cancelled: run cancelled" || len(d.fetches) != 0 {
-		t.Fatalf("result = %v, fetches %d", d.unacked["a1"].message, len(d.fetches))
+	if failed := d.unacked["a1"].message.GetFailed(); failed == nil || failed.GetMessage() != "cancelled: run cancelled" {
+		t.Fatalf("result = %v", d.unacked["a1"].message)
+	}
+	if _, running := d.running["a1"]; running {
+		t.Fatal("the cancelled attempt is over")
+	}
+	d.assign(&pb.Assign{RunId: "run", AttemptId: "a2", Handler: "w.t", References: []*pb.ValueRef{{Key: "j"}}}, queue)
+	d.valuesArrived(&pb.Values{RunId: "run", Values: []*pb.Value{{Ref: &pb.ValueRef{Key: "k"}, ValueJson: `1`}}}, queue)
+	d.valuesArrived(&pb.Values{RunId: "run", Values: []*pb.Value{{Ref: &pb.ValueRef{Key: "j"}, ValueJson: `2`}}}, queue)
+	if got := <-inputs; got != `{"j":2}` {
+		t.Fatalf("the second attempt's input = %s", got)
+	}
+	if len(d.liveFetches()) != 0 {
+		t.Fatal("every fetch was answered")
 	}
 }
 
