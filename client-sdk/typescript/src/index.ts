@@ -1,0 +1,64 @@
+/**
+ * The Tributary TypeScript SDK, browser-safe part: the {@link Client}, task
+ * and workflow declaration, the task {@link Context} and lossless JSON. The
+ * worker (Node only) is in `@tributary-dev/sdk/worker`, a gRPC-over-HTTP/2
+ * client for Node in `@tributary-dev/sdk/node`.
+ *
+ * @module
+ */
+
+export {
+  Client,
+  createClient,
+  isTerminal,
+  isTransient,
+  DEFAULT_NAMESPACE,
+  NAMESPACE_HEADER,
+} from "./client.js";
+export type {
+  AttemptOutcome,
+  ClientOptions,
+  Conflict,
+  ExecutorInfo,
+  ListRunsOptions,
+  RegisteredWorkflow,
+  Run,
+  RunEvent,
+  RunEventKind,
+  RunPage,
+  RunStatus,
+  SkipReason,
+  StartOptions,
+  StartedRun,
+  TaskOutcome,
+  TaskState,
+  WatchEventsOptions,
+  WatchRunOptions,
+} from "./client.js";
+export { Context, ContextError } from "./context.js";
+export type { AttemptInfo, ContextErrorKind, JsonDecoder, JsonTypeName, JsonTypes } from "./context.js";
+export { NonRetryableError, ProtocolError, TaskError } from "./errors.js";
+export {
+  JsonNumber,
+  JsonSyntaxError,
+  JsonValueError,
+  jsonEqual,
+  parseJson,
+  splitObject,
+  stringifyJson,
+} from "./json.js";
+export type { JsonArray, JsonObject, JsonValue } from "./json.js";
+export {
+  BACKOFFS,
+  DefinitionError,
+  MAX_DELAY_MS,
+  MAX_RETRY_ATTEMPTS,
+  MAX_TIMEOUT_MS,
+  TRIGGER_RULES,
+  isValidHandler,
+  isValidIdentifier,
+  validateDefinition,
+} from "./validate.js";
+export type { Backoff, TaskDefinitionJson, TriggerRule, WorkflowDefinitionJson } from "./validate.js";
+export { Workflow, definitionFromJson, task, taskDefinition, workflow } from "./workflow.js";
+export type { Handler, Task, TaskOptions } from "./workflow.js";
