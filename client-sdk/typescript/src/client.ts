@@ -359,12 +359,16 @@ export class Client {
    * registers it; the same definition registered again gets the same version.
    *
    * @param workflow - a {@link Workflow} or a definition in the wire's field names
+   * @param options - `validateLocally: false` leaves validation to the server alone
    * @returns the stored version
    * @throws {@link DefinitionError} for an invalid definition, `ConnectError` from the server
    */
-  async registerWorkflow(workflow: Workflow | WorkflowDefinitionJson): Promise<RegisteredWorkflow> {
+  async registerWorkflow(
+    workflow: Workflow | WorkflowDefinitionJson,
+    options: { validateLocally?: boolean } = {},
+  ): Promise<RegisteredWorkflow> {
     const definition = workflow instanceof Workflow ? workflow.definition() : workflow;
-    validateDefinition(definition);
+    if (options.validateLocally ?? true) validateDefinition(definition);
     const response = await this.workflows.registerWorkflow(
       {
         definition: {
