@@ -488,7 +488,7 @@ function write(value: unknown, parts: string[], path: string, seen: Set<object>)
     parts.push(value.text);
     return;
   }
-  const object = value as object;
+  const object = value;
   if (seen.has(object)) throw new JsonValueError(`${path} refers to itself (a cycle)`);
   const toJSON = (object as { toJSON?: unknown }).toJSON;
   if (typeof toJSON === "function") {

@@ -130,7 +130,10 @@ export class Worker {
     for (const workflow of options.workflows ?? []) {
       for (const [name, handler] of workflow.handlers()) this.handlers.set(name, handler);
     }
-    const extra = options.handlers instanceof Map ? options.handlers : new Map(Object.entries(options.handlers ?? {}));
+    const extra: Iterable<[string, Handler]> =
+      options.handlers instanceof Map
+        ? (options.handlers as ReadonlyMap<string, Handler>).entries()
+        : Object.entries((options.handlers ?? {}) as Record<string, Handler>);
     for (const [name, handler] of extra) this.handlers.set(name, handler);
     if (this.handlers.size === 0) throw new Error("a worker needs at least one handler");
     for (const name of this.handlers.keys()) {

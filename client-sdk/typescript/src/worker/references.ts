@@ -64,7 +64,7 @@ export class References {
   assign(assign: AssignInput): Resolution {
     let members: Map<string, string>;
     try {
-      members = assign.inputContextJson.trim() === "" ? new Map() : splitObject(assign.inputContextJson);
+      members = assign.inputContextJson.trim() === "" ? new Map<string, string>() : splitObject(assign.inputContextJson);
     } catch (error) {
       return { kind: "failed", attemptId: assign.attemptId, message: `invalid input context: ${(error as Error).message}` };
     }
