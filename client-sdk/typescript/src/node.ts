@@ -6,6 +6,7 @@
 
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Client } from "./client.js";
+import { WideWindowSessionManager, http2Options } from "./http2.js";
 
 /**
  * A client speaking gRPC over HTTP/2 (Node's `http2`), for Node programs.
@@ -15,7 +16,8 @@ import { Client } from "./client.js";
  * @returns the client
  */
 export function createNodeClient(baseUrl: string, options: { namespace?: string } = {}): Client {
-  return new Client({ transport: createGrpcTransport({ baseUrl }), ...options });
+  const sessionManager = new WideWindowSessionManager(baseUrl, {}, http2Options(baseUrl));
+  return new Client({ transport: createGrpcTransport({ baseUrl, sessionManager }), ...options });
 }
 
 export * from "./index.js";

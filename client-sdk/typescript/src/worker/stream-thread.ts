@@ -13,7 +13,8 @@
 
 import { parentPort, workerData } from "node:worker_threads";
 import { createClient } from "@connectrpc/connect";
-import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { WideWindowSessionManager, http2Options } from "../http2.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { ExecutorService, ResultDisposition } from "../gen/index.js";
@@ -177,7 +178,7 @@ class StreamDriver {
 
   /** One stream: connect, register, serve until it breaks or the drain is complete. */
   private async runSession(registered: () => void): Promise<void> {
-    const manager = new Http2SessionManager(this.config.serverUrl);
+    const manager = new WideWindowSessionManager(this.config.serverUrl, {}, http2Options(this.config.serverUrl));
     const transport = createGrpcTransport({ baseUrl: this.config.serverUrl, sessionManager: manager });
     const client = createClient(ExecutorService, transport);
     const session: Session = { queue: new RequestQueue(), abort: new AbortController(), registered: false, closing: false };
