@@ -153,7 +153,8 @@ const worker = new Worker({
   valueCacheBytes: Number(env("CONFORMANCE_VALUE_CACHE_BYTES", "0")),
   handlers: logged,
   logger: (level, message) => {
-    if (level !== "debug") process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
+    // TRIBUTARY_LOG=debug shows the worker's debug lines too.
+    if (level !== "debug" || process.env.TRIBUTARY_LOG === "debug") process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
   },
 });
 const report = await worker.runUntilSignal({ deadlineMs: 30_000 });

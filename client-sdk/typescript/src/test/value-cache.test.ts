@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseJson } from "../json.js";
 import { References } from "../worker/references.js";
-import { ValueCache, utf8Length } from "../worker/value-cache.js";
+import { ENTRY_OVERHEAD_BYTES, ValueCache, entryBytes, utf8Length } from "../worker/value-cache.js";
 
 const name = (key: string, writerAttemptId = "w1") => ({ key, writerAttemptId });
 
@@ -14,20 +14,25 @@ test("utf8Length counts UTF-8 bytes", () => {
   assert.equal(utf8Length('"x"'), Buffer.byteLength('"x"'));
 });
 
+test("each value counts its text, its name and the entry's overhead", () => {
+  assert.equal(entryBytes(name("k", "w1"), '"é"'), 4 + 1 + 2 + ENTRY_OVERHEAD_BYTES);
+});
+
 test("the cache evicts the least recently used values to stay within its bytes", () => {
-  const cache = new ValueCache(10);
-  cache.put("r", name("a"), '"aaa"'); // 5 bytes
-  cache.put("r", name("b"), '"bb"'); // 4 bytes
-  assert.equal(cache.bytes, 9);
+  const entry = (key: string, json: string): number => entryBytes(name(key), json);
+  const cache = new ValueCache(entry("a", '"aaa"') + entry("b", '"bb"') + 1);
+  cache.put("r", name("a"), '"aaa"');
+  cache.put("r", name("b"), '"bb"');
+  assert.equal(cache.bytes, entry("a", '"aaa"') + entry("b", '"bb"'));
   assert.equal(cache.get("r", name("a")), '"aaa"'); // a is now the most recent
-  cache.put("r", name("c"), '"c"'); // 3 bytes: b goes
+  cache.put("r", name("c"), '"c"'); // no room for three: b, the least recent, goes
   assert.equal(cache.get("r", name("b")), undefined);
   assert.equal(cache.get("r", name("a")), '"aaa"');
   assert.equal(cache.get("r", name("c")), '"c"');
-  assert.equal(cache.bytes, 8);
-  cache.put("r", name("huge"), `"${"x".repeat(20)}"`);
+  assert.equal(cache.bytes, entry("a", '"aaa"') + entry("c", '"c"'));
+  cache.put("r", name("huge"), `"${"x".repeat(cache.capacityBytes)}"`);
   assert.equal(cache.get("r", name("huge")), undefined, "a value larger than the cache is not kept");
-  assert.equal(cache.bytes, 8, "and evicts nothing");
+  assert.equal(cache.bytes, entry("a", '"aaa"') + entry("c", '"c"'), "and evicts nothing");
 });
 
 test("values are named by run, writer and key; forgetRun and clear drop them", () => {
@@ -65,7 +70,7 @@ test("an assignment's references resolve from the cache and inline values are ke
 });
 
 test("missing references are fetched; the answer completes the assignment", () => {
-  const cache = new ValueCache(4); // smaller than the value: it cannot be kept, only used
+  const cache = new ValueCache(ENTRY_OVERHEAD_BYTES); // smaller than the value: it cannot be kept, only used
   const references = new References(cache);
   const resolution = references.assign({
     runId: "r",

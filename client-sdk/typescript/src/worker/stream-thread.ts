@@ -322,6 +322,7 @@ class StreamDriver {
         else this.startPending(resolution.attemptId, resolution.inputJson);
         break;
       case "fetch":
+        this.log("debug", `fetching ${resolution.refs.length} referenced value(s) of run ${resolution.runId} for attempt ${resolution.attemptId}`);
         this.send({ message: { case: "fetchValues", value: { runId: resolution.runId, refs: resolution.refs } } });
         if (assign) this.waitingAssigns.set(assign.attemptId, assign);
         break;

@@ -15,6 +15,24 @@ export interface ValueName {
   writerAttemptId: string;
 }
 
+/**
+ * What the cache counts for one value besides its text: the bookkeeping of
+ * an entry. With its name, it keeps the cache honest about memory; the
+ * server counts the text only, so a worker never holds more than it offered.
+ */
+export const ENTRY_OVERHEAD_BYTES = 64;
+
+/**
+ * The bytes one cached value counts for: its text, its name and {@link ENTRY_OVERHEAD_BYTES}.
+ *
+ * @param name - the value's name
+ * @param json - its JSON text
+ * @returns the bytes counted
+ */
+export function entryBytes(name: ValueName, json: string): number {
+  return utf8Length(json) + utf8Length(name.key) + utf8Length(name.writerAttemptId) + ENTRY_OVERHEAD_BYTES;
+}
+
 interface Cached {
   runId: string;
   json: string;
@@ -42,13 +60,13 @@ export function utf8Length(text: string): number {
   return bytes;
 }
 
-/** A bounded LRU map of value names to JSON text. */
+/** A bounded LRU map of value names to JSON text; each value counts {@link entryBytes}. */
 export class ValueCache {
   private readonly entries = new Map<string, Cached>();
   private total = 0;
 
   /**
-   * @param capacityBytes - the most bytes of JSON text kept; 0 keeps nothing
+   * @param capacityBytes - the most bytes kept, counted by {@link entryBytes}; 0 keeps nothing
    */
   constructor(readonly capacityBytes: number) {}
 
@@ -73,7 +91,7 @@ export class ValueCache {
   put(runId: string, name: ValueName, json: string): void {
     const id = cacheKey(runId, name);
     this.delete(id);
-    const bytes = utf8Length(json);
+    const bytes = entryBytes(name, json);
     if (bytes > this.capacityBytes) return;
     while (this.total + bytes > this.capacityBytes) {
       const oldest = this.entries.keys().next();
