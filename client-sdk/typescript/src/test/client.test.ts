@@ -2,6 +2,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { task, workflow } from "../workflow.js";
+import { createClient } from "../client.js";
 import type { RunEvent } from "../client.js";
 import { Worker } from "../worker/index.js";
 import { TestServer, eventually } from "./harness.js";
@@ -67,6 +68,13 @@ test("start with an idempotency key, get losslessly, list, cancel", { timeout: 3
   assert.equal(cancelled.status, "CANCELLED");
   const none = await client.listRuns({ workflowName: "gated", status: "PENDING" });
   assert.ok(!none.runs.some((r) => r.id === started.runId));
+  // The browser's transport (gRPC-Web over fetch) streams the same events.
+  const web = createClient(server.url);
+  const kinds: string[] = [];
+  for await (const event of web.watchRun(started.runId)) kinds.push(event.kind);
+  assert.equal(kinds[0], "RUN_STARTED");
+  assert.equal(kinds.at(-1), "RUN_FINISHED");
+  assert.equal((await web.getRun(started.runId)).input.big, 18446744073709551617n);
 });
 
 test("namespaces do not see each other", { timeout: 30_000 }, async () => {
