@@ -61,6 +61,10 @@ export interface ServerOptions {
   heartbeatIntervalMs?: number;
   /** `--lease-timeout-ms`. */
   leaseTimeoutMs?: number;
+  /** `--max-context-bytes`. */
+  maxContextBytes?: number;
+  /** `--max-definition-bytes`. */
+  maxDefinitionBytes?: number;
 }
 
 /** A running server process. */
@@ -107,6 +111,8 @@ export class TestServer {
     ];
     if (this.options.heartbeatIntervalMs !== undefined) args.push("--heartbeat-interval-ms", String(this.options.heartbeatIntervalMs));
     if (this.options.leaseTimeoutMs !== undefined) args.push("--lease-timeout-ms", String(this.options.leaseTimeoutMs));
+    if (this.options.maxContextBytes !== undefined) args.push("--max-context-bytes", String(this.options.maxContextBytes));
+    if (this.options.maxDefinitionBytes !== undefined) args.push("--max-definition-bytes", String(this.options.maxDefinitionBytes));
     const child = spawn(serverBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString()).slice(-8_000);
@@ -130,6 +136,16 @@ export class TestServer {
   async restart(): Promise<void> {
     await this.kill();
     await this.launch();
+  }
+
+  /** Freezes the server (SIGSTOP): it answers nothing until {@link TestServer.resume}. */
+  pause(): void {
+    this.process?.kill("SIGSTOP");
+  }
+
+  /** Lets a frozen server go on (SIGCONT). */
+  resume(): void {
+    this.process?.kill("SIGCONT");
   }
 
   /** Kills the server with SIGKILL and waits for it to exit. */

@@ -6,11 +6,12 @@ import type { Handler, Workflow } from "../workflow.js";
 import { Worker } from "../worker/index.js";
 import type { WorkerOptions } from "../worker/index.js";
 import { TestServer, eventually } from "./harness.js";
+import type { ServerOptions } from "./harness.js";
 
 /** A short lease so that lease handling shows within a test. */
 const FAST = { heartbeatIntervalMs: 100, leaseTimeoutMs: 1_000 };
 
-async function withServer(body: (server: TestServer) => Promise<void>, options = FAST): Promise<void> {
+async function withServer(body: (server: TestServer) => Promise<void>, options: ServerOptions = FAST): Promise<void> {
   const server = await TestServer.start(options);
   try {
     await body(server);
@@ -283,4 +284,77 @@ test("capacity bounds the attempts running at once", { timeout: 60_000 }, async 
       await worker.shutdown({ deadlineMs: 5_000 });
     }
   });
+});
+
+test("a worker that hears no heartbeat acknowledgement for a lease cancels its attempts and reconnects", { timeout: 60_000 }, async () => {
+  await withServer(async (server) => {
+    const client = server.client();
+    const reasons: string[] = [];
+    const wf = single(
+      "lease",
+      async (ctx) => {
+        if (ctx.attempt.attemptNumber === 1) {
+          await new Promise<void>((_, reject) => ctx.signal.addEventListener("abort", () => {
+            reasons.push(String(ctx.signal.reason));
+            reject(ctx.signal.reason as Error);
+          }));
+        }
+        ctx.insert("attempt", ctx.attempt.attemptNumber);
+      },
+    );
+    await client.registerWorkflow(wf);
+    const { worker, warnings } = startWorker(server, wf);
+    try {
+      const { runId } = await client.startRun("lease", {});
+      await eventually(() => worker.status.running === 1, "the attempt to start");
+      server.pause();
+      try {
+        await eventually(() => reasons.length === 1, "the worker to give up its lease", 20_000);
+      } finally {
+        server.resume();
+      }
+      assert.match(reasons[0] ?? "", /lost its lease/);
+      assert.ok(warnings.some((w) => w.includes("no heartbeat acknowledgement within the lease")));
+      const run = await client.wait(runId);
+      assert.equal(run.status, "SUCCEEDED");
+      assert.ok((run.context.attempt as number) >= 2, "the task ran again");
+      assert.ok(worker.status.registrations >= 2, "the worker registered again");
+    } finally {
+      await worker.shutdown({ deadlineMs: 5_000 });
+    }
+  });
+});
+
+test("results the server refuses end the attempt: over its context limit, or over its message limit (failed here, without retry)", { timeout: 60_000 }, async () => {
+  await withServer(
+    async (server) => {
+      const client = server.client();
+      const wf = workflow("refused", [
+        task({ id: "over_context", retryAttempts: 2, retryDelayMs: 10 }, (ctx) => {
+          ctx.insert("text", "x".repeat(2_000));
+        }),
+        task({ id: "over_message", retryAttempts: 2, retryDelayMs: 10 }, (ctx) => {
+          ctx.insert("text", "y".repeat(5 * 1024 * 1024));
+        }),
+      ]);
+      await client.registerWorkflow(wf);
+      const { worker } = startWorker(server, wf);
+      try {
+        const run = await client.wait((await client.startRun("refused", {})).runId);
+        assert.equal(run.status, "FAILED");
+        const overContext = run.tasks.find((t) => t.taskId === "over_context");
+        assert.equal(overContext?.state, "FAILED");
+        assert.equal(overContext?.attempts.length, 1, "a refused result is not retried");
+        assert.match(overContext?.error ?? "", /over the max_context_bytes limit of 1000 bytes/);
+        const overMessage = run.tasks.find((t) => t.taskId === "over_message");
+        assert.equal(overMessage?.attempts.length, 1);
+        assert.match(overMessage?.error ?? "", /over the server's message limit of \d+ bytes by \d+/);
+        await eventually(() => worker.status.unacknowledged === 0, "every result to be answered");
+      } finally {
+        await worker.shutdown({ deadlineMs: 5_000 });
+      }
+    },
+    // The server's message limit is then gRPC's usual 4 MiB plus 64 KiB.
+    { ...FAST, maxContextBytes: 1_000, maxDefinitionBytes: 100_000 },
+  );
 });
