@@ -7,34 +7,30 @@
  * @module
  */
 
-export {
-  Client,
-  createClient,
-  isTerminal,
-  isTransient,
-  DEFAULT_NAMESPACE,
-  NAMESPACE_HEADER,
-} from "./client.js";
+export { Client, createClient, isTransient, DEFAULT_NAMESPACE, NAMESPACE_HEADER } from "./client.js";
 export type {
-  AttemptOutcome,
   ClientOptions,
-  Conflict,
   ExecutorInfo,
   ListRunsOptions,
+  RunPage,
+  StartOptions,
+  StartedRun,
+  WatchEventsOptions,
+  WatchRunOptions,
+} from "./client.js";
+export { isTerminal } from "./model.js";
+export type {
+  AttemptOutcome,
+  Conflict,
   RegisteredWorkflow,
   Run,
   RunEvent,
   RunEventKind,
-  RunPage,
   RunStatus,
   SkipReason,
-  StartOptions,
-  StartedRun,
   TaskOutcome,
   TaskState,
-  WatchEventsOptions,
-  WatchRunOptions,
-} from "./client.js";
+} from "./model.js";
 export { Context, ContextError } from "./context.js";
 export type { AttemptInfo, ContextErrorKind, JsonDecoder, JsonTypeName, JsonTypes } from "./context.js";
 export { NonRetryableError, ProtocolError, TaskError } from "./errors.js";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { task, workflow } from "../workflow.js";
 import { createClient } from "../client.js";
-import type { RunEvent } from "../client.js";
+import type { RunEvent } from "../model.js";
 import { Worker } from "../worker/index.js";
 import { TestServer, eventually } from "./harness.js";
 
