@@ -15,11 +15,11 @@ test("utf8Length counts UTF-8 bytes", () => {
 });
 
 test("each value counts its text, its name and the entry's overhead", () => {
-  assert.equal(entryBytes(name("k", "w1"), '"é"'), 4 + 1 + 2 + ENTRY_OVERHEAD_BYTES);
+  assert.equal(entryBytes("run", name("k", "w1"), '"é"'), 4 + 3 + 1 + 2 + ENTRY_OVERHEAD_BYTES);
 });
 
 test("the cache evicts the least recently used values to stay within its bytes", () => {
-  const entry = (key: string, json: string): number => entryBytes(name(key), json);
+  const entry = (key: string, json: string): number => entryBytes("r", name(key), json);
   const cache = new ValueCache(entry("a", '"aaa"') + entry("b", '"bb"') + 1);
   cache.put("r", name("a"), '"aaa"');
   cache.put("r", name("b"), '"bb"');

@@ -23,14 +23,16 @@ export interface ValueName {
 export const ENTRY_OVERHEAD_BYTES = 64;
 
 /**
- * The bytes one cached value counts for: its text, its name and {@link ENTRY_OVERHEAD_BYTES}.
+ * The bytes one cached value counts for: its text, its name (run, key,
+ * writer attempt) and {@link ENTRY_OVERHEAD_BYTES}.
  *
+ * @param runId - the run
  * @param name - the value's name
  * @param json - its JSON text
  * @returns the bytes counted
  */
-export function entryBytes(name: ValueName, json: string): number {
-  return utf8Length(json) + utf8Length(name.key) + utf8Length(name.writerAttemptId) + ENTRY_OVERHEAD_BYTES;
+export function entryBytes(runId: string, name: ValueName, json: string): number {
+  return utf8Length(json) + utf8Length(runId) + utf8Length(name.key) + utf8Length(name.writerAttemptId) + ENTRY_OVERHEAD_BYTES;
 }
 
 interface Cached {
@@ -91,7 +93,7 @@ export class ValueCache {
   put(runId: string, name: ValueName, json: string): void {
     const id = cacheKey(runId, name);
     this.delete(id);
-    const bytes = entryBytes(name, json);
+    const bytes = entryBytes(runId, name, json);
     if (bytes > this.capacityBytes) return;
     while (this.total + bytes > this.capacityBytes) {
       const oldest = this.entries.keys().next();
