@@ -1,0 +1,468 @@
+/**
+ * The {@link Client}: registers workflows, starts, reads, lists, cancels and
+ * waits for runs, and follows events. It runs in Node and in browsers: it
+ * takes any Connect transport (gRPC-Web from a browser with
+ * {@link createClient}, gRPC over HTTP/2 from Node with `createNodeClient`
+ * of `@tributary-dev/sdk/node`).
+ *
+ * @module
+ */
+
+import { Code, ConnectError, createClient as createConnectClient } from "@connectrpc/connect";
+import type { CallOptions, Client as ConnectClient, Transport } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { ExecutorService, RunEventType, RunService, RunStatus as PbRunStatus, WorkflowService } from "./gen/index.js";
+import { ProtocolError } from "./errors.js";
+import { stringifyJson } from "./json.js";
+import type { JsonObject } from "./json.js";
+import { convertEvent, convertRun, convertWorkflow, runStatus } from "./model.js";
+import type { RegisteredWorkflow, Run, RunEvent, RunEventKind, RunStatus } from "./model.js";
+import { validateDefinition } from "./validate.js";
+import type { WorkflowDefinitionJson } from "./validate.js";
+import { Workflow } from "./workflow.js";
+
+/** The metadata entry naming the namespace of every call. */
+export const NAMESPACE_HEADER = "x-tributary-namespace";
+/** The namespace used when none is given. */
+export const DEFAULT_NAMESPACE = "default";
+
+/** A started (or, with an idempotency key, existing) run. */
+export interface StartedRun {
+  /** The run's id. */
+  runId: string;
+  /** The version the run is pinned to. */
+  workflowVersion: string;
+  /** False when an idempotency key matched an existing run. */
+  created: boolean;
+}
+
+/** Options of {@link Client.startRun}. */
+export interface StartOptions {
+  /** The same key with an identical request returns the existing run. */
+  idempotencyKey?: string;
+  /** A version hash to run instead of the latest. */
+  workflowVersion?: string;
+}
+
+/** Filters of {@link Client.listRuns}. */
+export interface ListRunsOptions {
+  /** Only runs of this workflow. */
+  workflowName?: string;
+  /** Only runs with this status. */
+  status?: RunStatus;
+  /** Page size (0 or unset: the server's default, 100). */
+  pageSize?: number;
+  /** The token of the previous page. */
+  pageToken?: string;
+}
+
+/** One page of runs, newest first. */
+export interface RunPage {
+  /** The runs, without tasks. */
+  runs: Run[];
+  /** The token of the next page; empty on the last. */
+  nextPageToken: string;
+}
+
+/** Options of {@link Client.watchRun}. */
+export interface WatchRunOptions {
+  /** Deliver events after this sequence (default 0: all). */
+  afterSequence?: bigint | number;
+  /** Stops following. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Client.watchEvents}. */
+export interface WatchEventsOptions {
+  /** Deliver events after this cursor (default 0: the retained history). */
+  afterCursor?: bigint | number;
+  /** Start at the current end, with no history (`afterCursor` must be unset). */
+  fromNow?: boolean;
+  /** Only events of runs of these workflows. */
+  workflowNames?: string[];
+  /** Only events of these runs. */
+  runIds?: string[];
+  /** Only events of these kinds. */
+  kinds?: RunEventKind[];
+  /** Stops following. */
+  signal?: AbortSignal;
+}
+
+/** A connected executor. */
+export interface ExecutorInfo {
+  /** The id given at registration. */
+  executorId: string;
+  /** Its name. */
+  name: string;
+  /** Its stable instance id. */
+  instanceId: string;
+  /** The handlers it serves. */
+  handlers: string[];
+  /** Its capacity. */
+  maxConcurrentAttempts: number;
+  /** Attempts in flight on it. */
+  inFlightAttemptIds: string[];
+  /** Its labels. */
+  labels: Record<string, string>;
+}
+
+/** Options of a {@link Client}. */
+export interface ClientOptions {
+  /** The Connect transport to call through. */
+  transport: Transport;
+  /** The namespace (default `default`). */
+  namespace?: string;
+  /** How long to wait before following a stream again after the server went away (default 200 ms, doubling up to 5 s). */
+  resumeDelayMs?: number;
+}
+
+/**
+ * Whether an error is worth retrying the call for: the server restarted,
+ * is stopping, or the connection dropped.
+ *
+ * @param error - what a call threw
+ * @returns whether it is transient
+ */
+export function isTransient(error: unknown): boolean {
+  const connectError = ConnectError.from(error);
+  return [Code.Unavailable, Code.Unknown, Code.Canceled, Code.DeadlineExceeded, Code.Aborted, Code.Internal].includes(
+    connectError.code,
+  );
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * A connection to a Tributary server, scoped to one namespace.
+ *
+ * ```ts
+ * const client = createClient("http://127.0.0.1:50051");
+ * await client.registerWorkflow(myWorkflow);
+ * const { runId } = await client.startRun("numbers", { n: 1 });
+ * const run = await client.wait(runId);
+ * ```
+ */
+export class Client {
+  /** The namespace of every call. */
+  readonly namespace: string;
+  private readonly transport: Transport;
+  private readonly workflows: ConnectClient<typeof WorkflowService>;
+  private readonly runs: ConnectClient<typeof RunService>;
+  private readonly executors: ConnectClient<typeof ExecutorService>;
+  private readonly resumeDelayMs: number;
+
+  /**
+   * @param options - the transport and namespace
+   */
+  constructor(options: ClientOptions) {
+    this.transport = options.transport;
+    this.namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    this.workflows = createConnectClient(WorkflowService, options.transport);
+    this.runs = createConnectClient(RunService, options.transport);
+    this.executors = createConnectClient(ExecutorService, options.transport);
+    this.resumeDelayMs = options.resumeDelayMs ?? 200;
+  }
+
+  /**
+   * The same connection in another namespace.
+   *
+   * @param namespace - the namespace
+   * @returns a client of that namespace
+   */
+  withNamespace(namespace: string): Client {
+    return new Client({ transport: this.transport, namespace, resumeDelayMs: this.resumeDelayMs });
+  }
+
+  private options(signal?: AbortSignal): CallOptions {
+    return { headers: { [NAMESPACE_HEADER]: this.namespace }, ...(signal ? { signal } : {}) };
+  }
+
+  /**
+   * Validates a workflow locally (the server's rules and messages), then
+   * registers it; the same definition registered again gets the same version.
+   *
+   * @param workflow - a {@link Workflow} or a definition in the wire's field names
+   * @param options - `validateLocally: false` leaves validation to the server alone
+   * @returns the stored version
+   * @throws {@link DefinitionError} for an invalid definition, `ConnectError` from the server
+   */
+  async registerWorkflow(
+    workflow: Workflow | WorkflowDefinitionJson,
+    options: { validateLocally?: boolean } = {},
+  ): Promise<RegisteredWorkflow> {
+    const definition = workflow instanceof Workflow ? workflow.definition() : workflow;
+    if (options.validateLocally ?? true) validateDefinition(definition);
+    const response = await this.workflows.registerWorkflow(
+      {
+        definition: {
+          name: definition.name,
+          description: definition.description ?? "",
+          tasks: definition.tasks.map((t) => ({
+            id: t.id,
+            dependencies: t.dependencies ?? [],
+            retryAttempts: t.retry_attempts,
+            retryDelayMs: t.retry_delay_ms === undefined ? undefined : BigInt(t.retry_delay_ms),
+            retryBackoff: t.retry_backoff ?? "",
+            retryMaxDelayMs: t.retry_max_delay_ms === undefined ? undefined : BigInt(t.retry_max_delay_ms),
+            retryJitter: t.retry_jitter,
+            timeoutMs: t.timeout_ms === undefined ? undefined : BigInt(t.timeout_ms),
+            triggerRule: t.trigger_rule ?? "",
+            handler: t.handler ?? "",
+          })),
+        },
+      },
+      this.options(),
+    );
+    if (!response.workflow) throw new ProtocolError("RegisterWorkflow returned no workflow");
+    return { ...convertWorkflow(response.workflow), created: response.created };
+  }
+
+  /**
+   * Reads a workflow version: the latest, or the one named.
+   *
+   * @param name - the workflow's name
+   * @param version - a version hash or a sequence number
+   * @returns the version
+   */
+  async getWorkflow(name: string, version?: string | bigint): Promise<RegisteredWorkflow> {
+    const selector =
+      version === undefined
+        ? { case: undefined }
+        : typeof version === "string"
+          ? { case: "version" as const, value: version }
+          : { case: "sequence" as const, value: version };
+    const response = await this.workflows.getWorkflow({ name, selector }, this.options());
+    if (!response.workflow) throw new ProtocolError("GetWorkflow returned no workflow");
+    return { ...convertWorkflow(response.workflow), created: false };
+  }
+
+  /**
+   * Lists the namespace's workflows (latest versions), by name.
+   *
+   * @param options - paging
+   * @returns one page
+   */
+  async listWorkflows(options: { pageSize?: number; pageToken?: string } = {}): Promise<{
+    workflows: RegisteredWorkflow[];
+    nextPageToken: string;
+  }> {
+    const response = await this.workflows.listWorkflows(
+      { pageSize: options.pageSize ?? 0, pageToken: options.pageToken ?? "" },
+      this.options(),
+    );
+    return {
+      workflows: response.workflows.map((w) => ({ ...convertWorkflow(w), created: false })),
+      nextPageToken: response.nextPageToken,
+    };
+  }
+
+  /**
+   * Starts a run of a workflow.
+   *
+   * @param workflowName - the workflow's name
+   * @param input - the input context: an object (written losslessly) or JSON text of one
+   * @param options - an idempotency key, a pinned version
+   * @returns the run's id
+   */
+  async startRun(workflowName: string, input: JsonObject | string = {}, options: StartOptions = {}): Promise<StartedRun> {
+    const response = await this.runs.startRun(
+      {
+        workflowName,
+        workflowVersion: options.workflowVersion ?? "",
+        inputContextJson: typeof input === "string" ? input : stringifyJson(input),
+        idempotencyKey: options.idempotencyKey ?? "",
+      },
+      this.options(),
+    );
+    return { runId: response.runId, workflowVersion: response.workflowVersion, created: response.created };
+  }
+
+  /**
+   * Reads a run with its tasks and context.
+   *
+   * @param runId - the run's id
+   * @returns the run
+   */
+  async getRun(runId: string): Promise<Run> {
+    const response = await this.runs.getRun({ runId }, this.options());
+    if (!response.run) throw new ProtocolError("GetRun returned no run");
+    return convertRun(response.run);
+  }
+
+  /**
+   * Lists runs, newest first.
+   *
+   * @param options - filters and paging
+   * @returns one page
+   */
+  async listRuns(options: ListRunsOptions = {}): Promise<RunPage> {
+    const response = await this.runs.listRuns(
+      {
+        workflowName: options.workflowName ?? "",
+        status: options.status === undefined ? PbRunStatus.UNSPECIFIED : PbRunStatus[options.status],
+        pageSize: options.pageSize ?? 0,
+        pageToken: options.pageToken ?? "",
+      },
+      this.options(),
+    );
+    return { runs: response.runs.map(convertRun), nextPageToken: response.nextPageToken };
+  }
+
+  /**
+   * Cancels a run that has not finished; executors running its attempts are told to stop.
+   *
+   * @param runId - the run's id
+   * @returns the run's status (CANCELLED)
+   */
+  async cancelRun(runId: string): Promise<RunStatus> {
+    const response = await this.runs.cancelRun({ runId }, this.options());
+    return runStatus(response.status);
+  }
+
+  /**
+   * Lists the executors connected in the namespace.
+   *
+   * @returns the executors, oldest connection first
+   */
+  async listExecutors(): Promise<ExecutorInfo[]> {
+    const response = await this.executors.listExecutors({}, this.options());
+    return response.executors.map((e) => ({
+      executorId: e.executorId,
+      name: e.name,
+      instanceId: e.instanceId,
+      handlers: [...e.handlers],
+      maxConcurrentAttempts: e.maxConcurrentAttempts,
+      inFlightAttemptIds: [...e.inFlightAttemptIds],
+      labels: { ...e.labels },
+    }));
+  }
+
+  /**
+   * Waits until the run is terminal and returns it. It follows the run's
+   * events, so it returns as soon as the run finishes, and follows again
+   * after a server restart.
+   *
+   * @param runId - the run's id
+   * @param options - a signal to stop waiting (the promise then rejects with the signal's reason)
+   * @returns the finished run
+   */
+  async wait(runId: string, options: { signal?: AbortSignal } = {}): Promise<Run> {
+    for await (const event of this.watchRun(runId, options)) {
+      if (event.kind === "RUN_FINISHED") break;
+    }
+    options.signal?.throwIfAborted();
+    return this.retrying(() => this.getRun(runId), options.signal);
+  }
+
+  /**
+   * A run's events: those recorded after `afterSequence`, then live ones,
+   * ending after RUN_FINISHED. After a disconnect or a server restart it
+   * follows again from the last sequence delivered, so no event is missed
+   * or repeated.
+   *
+   * @param runId - the run's id
+   * @param options - where to start, and a signal to stop
+   * @returns the events
+   */
+  async *watchRun(runId: string, options: WatchRunOptions = {}): AsyncGenerator<RunEvent, void, undefined> {
+    let afterSequence = BigInt(options.afterSequence ?? 0);
+    let delay = this.resumeDelayMs;
+    const signal = options.signal;
+    while (!signal?.aborted) {
+      try {
+        for await (const response of this.runs.watchRun({ runId, afterSequence }, this.options(signal))) {
+          if (!response.event) throw new ProtocolError("WatchRun sent no event");
+          const event = convertEvent(response.event);
+          afterSequence = event.sequence;
+          delay = this.resumeDelayMs;
+          yield event;
+          if (event.kind === "RUN_FINISHED") return;
+        }
+      } catch (error) {
+        if (signal?.aborted) return;
+        if (!isTransient(error)) throw error;
+      }
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+
+  /**
+   * Every event of the namespace (optionally filtered), in commit order:
+   * the history after `afterCursor`, then live events; it never ends on its
+   * own. After a disconnect or a server restart it follows again from the
+   * cursor of the last event delivered.
+   *
+   * @param options - where to start, filters, and a signal to stop
+   * @returns the events
+   */
+  async *watchEvents(options: WatchEventsOptions = {}): AsyncGenerator<RunEvent, void, undefined> {
+    let afterCursor = BigInt(options.afterCursor ?? 0);
+    let fromNow = options.fromNow ?? false;
+    let delay = this.resumeDelayMs;
+    const signal = options.signal;
+    while (!signal?.aborted) {
+      try {
+        const request = {
+          afterCursor,
+          fromNow,
+          workflowNames: options.workflowNames ?? [],
+          runIds: options.runIds ?? [],
+          types: (options.kinds ?? []).map((kind) => RunEventType[kind]),
+        };
+        for await (const response of this.runs.watchEvents(request, this.options(signal))) {
+          if (!response.event) throw new ProtocolError("WatchEvents sent no event");
+          const event = convertEvent(response.event);
+          afterCursor = event.cursor;
+          fromNow = false;
+          delay = this.resumeDelayMs;
+          yield event;
+        }
+      } catch (error) {
+        if (signal?.aborted) return;
+        if (!isTransient(error)) throw error;
+      }
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+
+  private async retrying<T>(call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    let delay = this.resumeDelayMs;
+    for (;;) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!isTransient(error) || signal?.aborted) throw error;
+      }
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+}
+
+/**
+ * A client speaking gRPC-Web over `fetch`: works in browsers, and in Node.
+ * In Node, `createNodeClient` of `@tributary-dev/sdk/node` speaks gRPC over
+ * HTTP/2 instead.
+ *
+ * @param baseUrl - the server's URL, e.g. `http://127.0.0.1:50051`
+ * @param options - the namespace
+ * @returns the client
+ */
+export function createClient(baseUrl: string, options: { namespace?: string } = {}): Client {
+  const transport = createGrpcWebTransport({ baseUrl, useBinaryFormat: true });
+  return new Client({ transport, ...options });
+}
+
