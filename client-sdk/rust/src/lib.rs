@@ -67,7 +67,7 @@ pub use validate::{
     BACKOFFS, DefinitionError, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES,
     is_valid_handler, is_valid_identifier,
 };
-pub use worker::{Cancellation, ShutdownReport, Worker, WorkerBuilder, WorkerStatus};
+pub use worker::{Attempt, Cancellation, ShutdownReport, Worker, WorkerBuilder, WorkerStatus};
 pub use workflow::{Handler, Task, TaskDefinition, TaskFuture, Workflow, WorkflowDefinition};
 
 /// Turns `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`

@@ -93,6 +93,35 @@ impl Cancellation {
     }
 }
 
+/// The attempt a task runs in, as a task sees it (through
+/// [`Context::attempt`]).
+///
+/// ```
+/// use tributary::{Context, TaskError};
+/// async fn flaky(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+///     match context.attempt() {
+///         Some(attempt) if attempt.number == 1 => Err("first attempts always fail".into()),
+///         _ => Ok(()),
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The run's id.
+    pub run_id: String,
+    /// The task's id within the workflow.
+    pub task_id: String,
+    /// The attempt's id.
+    pub attempt_id: String,
+    /// 1 for the first attempt, counting retries and reassignments.
+    pub number: u32,
+    /// The handler name the task was routed by.
+    pub handler: String,
+    /// The workflow's name.
+    pub workflow_name: String,
+}
+
 /// What a worker is doing, for logs and tests (see [`Worker::status`]).
 ///
 /// ```no_run
@@ -720,7 +749,17 @@ impl Driver {
             return;
         }
         let handler = self.config.handlers.get(&assign.handler).cloned();
-        let context = Context::from_json(&assign.input_context_json);
+        let context = Context::from_json(&assign.input_context_json).map(|mut context| {
+            context.set_attempt(std::sync::Arc::new(Attempt {
+                run_id: assign.run_id,
+                task_id: assign.task_id,
+                attempt_id: assign.attempt_id,
+                number: assign.attempt_number,
+                handler: assign.handler,
+                workflow_name: assign.workflow_name,
+            }));
+            context
+        });
         let (cancel, reason) = watch::channel(None);
         let cancellation = Cancellation { reason };
         let _ = outbound.send(request(ToServer::Started(pb::Started {
