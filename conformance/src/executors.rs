@@ -1,11 +1,12 @@
 //! `ExecutorService.ListExecutors` with the value-reference counters the
 //! `references`, `reference_fetch` and `mixed_fleet` scenarios read.
 //!
-//! The counters are not in `proto/tributary/v1/executor.proto` yet; this
-//! module decodes the response with its own message types, which carry the
-//! fields the runner expects at the tags it expects (fields 9 to 11 of
-//! `ExecutorInfo`). A server that does not send them reads as zeros. Once
-//! the protos have them, these types give way to the generated ones.
+//! The counters (`ExecutorInfo.context_bytes_sent = 9` and
+//! `values_sent_by_reference = 10`) come with value references and are not
+//! in this branch's `proto/tributary/v1/executor.proto` yet; this module
+//! decodes the response with its own message types, which carry them at
+//! those tags. A server that does not send them reads as zeros. Once the
+//! protos have them, these types can give way to the generated ones.
 
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
@@ -40,17 +41,15 @@ pub struct ExecutorInfo {
     /// Attempts in flight on it now.
     #[prost(string, repeated, tag = "6")]
     pub in_flight_attempt_ids: Vec<String>,
-    /// Bytes of context values sent to this executor by value on this
-    /// connection: the values in `Assign.input_context_json` and in `Values`
-    /// answers (the JSON text of each value, keys not counted).
+    /// Bytes of context values sent to it by value on this connection: the
+    /// length of every `assign.input_context_json` plus every
+    /// `values.values[].value_json`.
     #[prost(uint64, tag = "9")]
-    pub value_bytes_sent: u64,
-    /// Values sent to this executor by reference (`Assign.references`).
+    pub context_bytes_sent: u64,
+    /// Context values sent to it by reference on this connection (entries
+    /// of `assign.references`).
     #[prost(uint64, tag = "10")]
-    pub values_referenced: u64,
-    /// Values sent to this executor in `Values` answers to `fetch_values`.
-    #[prost(uint64, tag = "11")]
-    pub values_fetched: u64,
+    pub values_sent_by_reference: u64,
 }
 
 /// Lists the executors connected in `namespace`.

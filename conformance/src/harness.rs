@@ -301,15 +301,19 @@ impl Harness {
     pub fn failure_details(self) -> Vec<String> {
         let mut details = Vec::new();
         for worker in &self.workers {
-            let lines = process::tail(&worker.output, 15);
+            let lines = process::tail(&worker.output, 15, |_| true);
             if !lines.is_empty() {
                 details.push(format!("worker {} output:", worker.name));
                 details.extend(lines.into_iter().map(|line| format!("  {line}")));
             }
         }
-        let server_lines = process::tail(self.server.log_path(), 5);
+        // The server logs every call at INFO; its warnings and errors are
+        // what may explain a failure.
+        let server_lines = process::tail(self.server.log_path(), 8, |line| {
+            line.contains(r#""level":"WARN""#) || line.contains(r#""level":"ERROR""#)
+        });
         if !server_lines.is_empty() {
-            details.push("server log ends with:".to_owned());
+            details.push("server warnings and errors:".to_owned());
             details.extend(server_lines.into_iter().map(|line| format!("  {line}")));
         }
         let path = self.directory.keep();

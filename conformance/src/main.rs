@@ -101,13 +101,28 @@ async fn run_scenario(suite: &Suite, scenario: &str) -> Result<(), (String, Vec<
                 "not finished after {} s",
                 SCENARIO_DEADLINE.as_secs()
             ))
-        });
+        })
+        .and_then(|()| log_is_consistent(&harness));
     match outcome {
         Ok(()) => {
             harness.shut_down().await;
             Ok(())
         }
         Err(why) => Err((why, harness.failure_details())),
+    }
+}
+
+/// Every scenario's log must parse, and no attempt may run twice in one
+/// process.
+fn log_is_consistent(harness: &Harness) -> Result<(), String> {
+    let errors = log::pairing_errors(&harness.log()?);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the worker log is inconsistent: {}",
+            errors.join("; ")
+        ))
     }
 }
 

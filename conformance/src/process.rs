@@ -136,11 +136,12 @@ pub fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// The last `lines` lines of a file, for failure reports.
-pub fn tail(path: &Path, lines: usize) -> Vec<String> {
+/// The last `lines` lines of a file that satisfy `keep`, for failure
+/// reports.
+pub fn tail(path: &Path, lines: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
+    let all: Vec<&str> = text.lines().filter(|line| keep(line)).collect();
     all[all.len().saturating_sub(lines)..]
         .iter()
         .map(|line| crate::json::brief(line, 300))
@@ -260,7 +261,7 @@ impl Server {
                     });
                     return Err(format!(
                         "the server {how}; its log ends with: {}",
-                        tail(&self.log, 5).join(" | ")
+                        tail(&self.log, 5, |_| true).join(" | ")
                     ));
                 }
             }
