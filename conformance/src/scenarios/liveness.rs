@@ -102,8 +102,9 @@ pub async fn cpu_heartbeats(harness: &mut Harness) -> Result<(), String> {
     .await
 }
 
-/// A handler running for three lease timeouts succeeds on its first
-/// attempt, run once.
+/// Handlers running for three lease timeouts, as many at once as the
+/// worker's capacity (so that every slot is busy), succeed on their first
+/// attempts, each run once.
 async fn long_handler(
     harness: &mut Harness,
     handler: &str,
@@ -111,24 +112,25 @@ async fn long_handler(
     output: &str,
     duration_ms: u64,
 ) -> Result<(), String> {
-    harness.spawn_worker("worker-1", 2, 0).await?;
-    harness
-        .register(workflow(
-            "long",
-            vec![task("long", handler, &[], json!({}))],
-        ))
-        .await?;
+    const CAPACITY: usize = 2;
+    harness.spawn_worker("worker-1", CAPACITY as u32, 0).await?;
+    let tasks = (1..=CAPACITY)
+        .map(|index| task(&format!("long_{index}"), handler, &[], json!({})))
+        .collect();
+    harness.register(workflow("long", tasks)).await?;
     let run_id = harness.start_run("long", &input.to_string()).await?;
     let run = harness.wait_run(&run_id).await?;
     checks::status(&run, pb::RunStatus::Succeeded)?;
-    checks::task_outcome(&run, "long", pb::TaskState::Succeeded, 1)
-        .map_err(|error| format!("{error} (the lease was lost: no reassignment expected)"))?;
+    for index in 1..=CAPACITY {
+        checks::task_outcome(&run, &format!("long_{index}"), pb::TaskState::Succeeded, 1)
+            .map_err(|error| format!("{error} (the lease was lost: no reassignment expected)"))?;
+    }
     checks::output_equals(&run, output, &duration_ms.to_string())?;
     let events = harness.log()?;
     let starts = log::events(&events, EventKind::Start, handler).count();
     ensure!(
-        starts == 1,
-        "the log shows {starts} starts of {handler}, expected 1"
+        starts == CAPACITY,
+        "the log shows {starts} starts of {handler}, expected {CAPACITY}"
     );
     Ok(())
 }
