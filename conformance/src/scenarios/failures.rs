@@ -16,6 +16,7 @@ use crate::log::{self, EventKind};
 /// How long the runner waits for a handler to show up in the log.
 const LOG_WAIT: Duration = Duration::from_secs(15);
 
+/// A killed worker's attempt is re-run elsewhere without consuming a retry.
 pub async fn worker_killed(harness: &mut Harness) -> Result<(), String> {
     let first = harness.spawn_worker("worker-1", 1, 0).await?;
     harness
@@ -57,6 +58,7 @@ pub async fn worker_killed(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// A worker frozen past its lease loses the attempt; its late result is not applied.
 pub async fn worker_stopped_past_lease(harness: &mut Harness) -> Result<(), String> {
     let lease = Duration::from_millis(harness.server.options().lease_timeout_ms);
     // Long enough to outlast the lease, so that the frozen worker's sleep is
@@ -124,6 +126,7 @@ pub async fn worker_stopped_past_lease(harness: &mut Harness) -> Result<(), Stri
     Ok(())
 }
 
+/// After a server crash the worker reclaims its running attempt.
 pub async fn server_restart_reclaims(harness: &mut Harness) -> Result<(), String> {
     harness.spawn_worker("worker-1", 1, 0).await?;
     harness

@@ -18,6 +18,7 @@ use crate::process::{POLL, describe_status};
 /// How long the runner waits for a handler to show up in the log.
 const LOG_WAIT: Duration = Duration::from_secs(15);
 
+/// Cancelling a run reaches the handler's code.
 pub async fn cancel_reaches_code(harness: &mut Harness) -> Result<(), String> {
     harness.spawn_worker("worker-1", 2, 0).await?;
     harness
@@ -49,6 +50,7 @@ pub async fn cancel_reaches_code(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// A timed-out attempt is cancelled in the handler's code.
 pub async fn timeout_cancels(harness: &mut Harness) -> Result<(), String> {
     harness.spawn_worker("worker-1", 2, 0).await?;
     harness
@@ -78,6 +80,7 @@ pub async fn timeout_cancels(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// Long sleeping handlers keep their lease.
 pub async fn slow_heartbeats(harness: &mut Harness) -> Result<(), String> {
     let sleep_ms = 3 * harness.server.options().lease_timeout_ms;
     long_handler(
@@ -90,6 +93,7 @@ pub async fn slow_heartbeats(harness: &mut Harness) -> Result<(), String> {
     .await
 }
 
+/// Long CPU-bound handlers keep their lease.
 pub async fn cpu_heartbeats(harness: &mut Harness) -> Result<(), String> {
     let spin_ms = 3 * harness.server.options().lease_timeout_ms;
     long_handler(
@@ -135,6 +139,7 @@ async fn long_handler(
     Ok(())
 }
 
+/// The worker never runs more attempts at once than its capacity.
 pub async fn capacity(harness: &mut Harness) -> Result<(), String> {
     const CAPACITY: usize = 3;
     const TASKS: usize = 12;
@@ -167,6 +172,7 @@ pub async fn capacity(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// SIGTERM drains: no new work, the running attempt finishes and is committed, exit 0.
 pub async fn graceful_drain(harness: &mut Harness) -> Result<(), String> {
     let worker = harness.spawn_worker("worker-1", 2, 0).await?;
     harness

@@ -19,6 +19,7 @@ const VALUES: &str = include_str!("../../values.json");
 /// `tests/vectors/context_ops.json`, built into the runner.
 const CONTEXT_OPS: &str = include_str!("../../../tests/vectors/context_ops.json");
 
+/// `echo` round-trips every value of `values.json` exactly; without `echo_in` it fails at once.
 pub async fn echo_lossless(harness: &mut Harness) -> Result<(), String> {
     #[derive(Deserialize)]
     struct Values {
@@ -75,6 +76,7 @@ pub async fn echo_lossless(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// `fail_once` succeeds on its retry, after the retry delay.
 pub async fn retry_then_succeed(harness: &mut Harness) -> Result<(), String> {
     const DELAY_MS: i64 = 500;
     harness.spawn_worker("worker-1", 4, 0).await?;
@@ -116,6 +118,7 @@ pub async fn retry_then_succeed(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// `fail_always` uses up its retries; its dependant is skipped.
 pub async fn retry_exhausted_and_skip(harness: &mut Harness) -> Result<(), String> {
     harness.spawn_worker("worker-1", 4, 0).await?;
     let settings = json!({"retry_attempts": 2, "retry_delay_ms": 100, "retry_backoff": "fixed"});
@@ -145,6 +148,7 @@ pub async fn retry_exhausted_and_skip(harness: &mut Harness) -> Result<(), Strin
     Ok(())
 }
 
+/// `fail_fatal` is not retried.
 pub async fn non_retryable(harness: &mut Harness) -> Result<(), String> {
     harness.spawn_worker("worker-1", 4, 0).await?;
     harness
@@ -170,6 +174,7 @@ pub async fn non_retryable(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// A panic/exception is a failed attempt and the worker lives on.
 pub async fn throw_reported(harness: &mut Harness) -> Result<(), String> {
     harness.spawn_worker("worker-1", 4, 0).await?;
     harness
@@ -204,6 +209,7 @@ pub async fn throw_reported(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// A 10 MB value travels to a downstream task intact.
 pub async fn big_context(harness: &mut Harness) -> Result<(), String> {
     const BIG_BYTES: u64 = 10_000_000;
     harness.spawn_worker("worker-1", 2, 0).await?;
@@ -232,6 +238,7 @@ pub async fn big_context(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// The shared Context-operation vectors through `vector`.
 pub async fn vectors(harness: &mut Harness) -> Result<(), String> {
     #[derive(Deserialize)]
     struct Vectors<'a> {

@@ -70,6 +70,7 @@ fn expect_measured(run: &pb::Run, key: &str, bytes: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// A caching worker gets each large value at most once.
 pub async fn references(harness: &mut Harness) -> Result<(), String> {
     const BIG_BYTES: u64 = 1_000_000;
     const PAYLOAD_BYTES: u64 = 500_000;
@@ -99,6 +100,7 @@ pub async fn references(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// A value the worker could not keep is fetched.
 pub async fn reference_fetch(harness: &mut Harness) -> Result<(), String> {
     const BIG_BYTES: u64 = 65_536;
     // The text of `big_bytes` (65536) and of `big` (65,536 x's in quotes):
@@ -133,6 +135,7 @@ pub async fn reference_fetch(harness: &mut Harness) -> Result<(), String> {
     Ok(())
 }
 
+/// Caching and non-caching workers share runs and every result is right.
 pub async fn mixed_fleet(harness: &mut Harness) -> Result<(), String> {
     const RUNS: usize = 6;
     const BIG_BYTES: u64 = 100_000;
