@@ -2,10 +2,10 @@
 //! rules (`insert` never overwrites, `update` never creates) and a record of
 //! what the task changed, which the worker sends back as the attempt's delta.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
-
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use indexmap::{IndexMap, IndexSet};
 use serde::Serialize;
@@ -72,8 +72,12 @@ pub enum ContextError {
 ///
 /// Integers travel as JSON text; every integer that fits an `i64` or a `u64`
 /// (so everything up to 2^64 − 1, well beyond 2^53) is kept exactly. Larger
-/// integers become floating-point numbers (the crate does not enable
-/// serde_json's `arbitrary_precision`).
+/// integers become floating-point numbers when read as a `Value` (the crate
+/// does not enable serde_json's `arbitrary_precision`); to pass any value on
+/// exactly, use the raw methods ([`Context::get_raw`],
+/// [`Context::upsert_raw`] and its siblings), which move JSON text without
+/// parsing it. An input value the task does not overwrite is never
+/// re-encoded, so it is never altered either.
 ///
 /// ```
 /// use serde_json::json;
@@ -98,11 +102,13 @@ pub struct Context<T = Value> {
     set: IndexSet<String>,
     removed: BTreeSet<String>,
     cancellation: Option<crate::worker::Cancellation>,
+    attempt: Option<Arc<crate::worker::Attempt>>,
     _value: PhantomData<fn() -> T>,
 }
 
-/// One value of a context: raw JSON text from the input, parsed on first
-/// use, or a value a task wrote.
+/// One value of a context: raw JSON text (from the input, or written raw),
+/// parsed on first use, or a value a task wrote. When both are present the
+/// text is the original and the value a possibly lossy parse of it.
 #[derive(Debug, Clone)]
 struct Entry {
     raw: Option<Box<RawValue>>,
@@ -138,6 +144,15 @@ impl Entry {
         self.value.into_inner().unwrap_or(Value::Null)
     }
 
+    fn raw_text(&self) -> Option<Cow<'_, RawValue>> {
+        match &self.raw {
+            Some(raw) => Some(Cow::Borrowed(raw)),
+            None => serde_json::value::to_raw_value(self.value())
+                .ok()
+                .map(Cow::Owned),
+        }
+    }
+
     fn deserialize<V: DeserializeOwned>(&self) -> Result<V, serde_json::Error> {
         match (self.value.get(), &self.raw) {
             (Some(value), _) => V::deserialize(value),
@@ -150,9 +165,10 @@ impl Entry {
 
 impl Serialize for Entry {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match (self.value.get(), &self.raw) {
-            (Some(value), _) => value.serialize(serializer),
-            (None, Some(raw)) => raw.serialize(serializer),
+        // The text first: the parsed value may have lost digits.
+        match (&self.raw, self.value.get()) {
+            (Some(raw), _) => raw.serialize(serializer),
+            (None, Some(value)) => value.serialize(serializer),
             (None, None) => serializer.serialize_unit(),
         }
     }
@@ -202,6 +218,7 @@ impl Context<Value> {
             set: IndexSet::new(),
             removed: BTreeSet::new(),
             cancellation: None,
+            attempt: None,
             _value: PhantomData,
         }
     }
@@ -286,6 +303,80 @@ impl Context<Value> {
     /// ```
     pub fn get_value(&self, key: &str) -> Option<&Value> {
         self.entries.get(key).map(Entry::value)
+    }
+
+    /// The JSON text of `key`'s value, if present: for an input value (or one
+    /// written with a raw method) exactly the text received, unparsed, so
+    /// integers beyond 2^64 and long decimals survive; for a value written
+    /// as a `Value`, its encoding.
+    ///
+    /// ```
+    /// let context = tributary::Context::from_json(r#"{"n": 18446744073709551617}"#).unwrap();
+    /// assert_eq!(context.get_raw("n").unwrap().get(), "18446744073709551617");
+    /// assert!(context.get_raw("m").is_none());
+    /// ```
+    pub fn get_raw(&self, key: &str) -> Option<Cow<'_, RawValue>> {
+        self.entries.get(key).and_then(Entry::raw_text)
+    }
+
+    /// [`Context::insert`] of JSON text, kept exactly as given (see
+    /// [`Context::get_raw`]).
+    ///
+    /// ```
+    /// use serde_json::value::RawValue;
+    /// let mut context = tributary::Context::new();
+    /// let big = RawValue::from_string("-36893488147419103233".into()).unwrap();
+    /// context.insert_raw("m", big.clone()).unwrap();
+    /// assert!(context.insert_raw("m", big).is_err());
+    /// assert_eq!(context.get_raw("m").unwrap().get(), "-36893488147419103233");
+    /// ```
+    pub fn insert_raw(
+        &mut self,
+        key: impl Into<String>,
+        value: Box<RawValue>,
+    ) -> Result<(), ContextError> {
+        let key = key.into();
+        if self.entries.contains_key(&key) {
+            return Err(ContextError::KeyExists { key });
+        }
+        self.write_entry(key, Entry::raw(value));
+        Ok(())
+    }
+
+    /// [`Context::update`] of JSON text, kept exactly as given.
+    ///
+    /// ```
+    /// use serde_json::value::RawValue;
+    /// let mut context = tributary::Context::from_json(r#"{"n": 1}"#).unwrap();
+    /// let big = RawValue::from_string("340282366920938463463374607431768211457".into()).unwrap();
+    /// context.update_raw("n", big.clone()).unwrap();
+    /// assert!(context.update_raw("absent", big).is_err());
+    /// ```
+    pub fn update_raw(
+        &mut self,
+        key: impl Into<String>,
+        value: Box<RawValue>,
+    ) -> Result<(), ContextError> {
+        let key = key.into();
+        if !self.entries.contains_key(&key) {
+            return Err(ContextError::KeyNotFound { key });
+        }
+        self.write_entry(key, Entry::raw(value));
+        Ok(())
+    }
+
+    /// [`Context::upsert`] of JSON text, kept exactly as given; the delta
+    /// sent back carries the same text.
+    ///
+    /// ```
+    /// use serde_json::value::RawValue;
+    /// let mut context = tributary::Context::new();
+    /// context.upsert_raw("x", RawValue::from_string("1.0000000000000000000001".into()).unwrap());
+    /// assert_eq!(context.get_raw("x").unwrap().get(), "1.0000000000000000000001");
+    /// assert!(context.delta().0.contains_key("x"));
+    /// ```
+    pub fn upsert_raw(&mut self, key: impl Into<String>, value: Box<RawValue>) {
+        self.write_entry(key.into(), Entry::raw(value));
     }
 
     /// Whether `key` is present (in the input or written by this task).
@@ -511,14 +602,31 @@ impl Context<Value> {
         self.cancellation = Some(cancellation);
     }
 
+    /// The attempt running this task (its ids and number); `None` outside a
+    /// worker.
+    ///
+    /// ```
+    /// assert!(tributary::Context::new().attempt().is_none());
+    /// ```
+    pub fn attempt(&self) -> Option<&crate::worker::Attempt> {
+        self.attempt.as_deref()
+    }
+
+    pub(crate) fn set_attempt(&mut self, attempt: Arc<crate::worker::Attempt>) {
+        self.attempt = Some(attempt);
+    }
+
     /// Sets `key`, returning the value it replaced.
     fn write(&mut self, key: String, value: Value) -> Option<Value> {
+        self.write_entry(key, Entry::written(value))
+            .map(Entry::into_value)
+    }
+
+    fn write_entry(&mut self, key: String, entry: Entry) -> Option<Entry> {
         // A set replaces the value whole, so an earlier removal is moot.
         self.removed.remove(&key);
         self.set.insert(key.clone());
-        self.entries
-            .insert(key, Entry::written(value))
-            .map(Entry::into_value)
+        self.entries.insert(key, entry)
     }
 }
 
@@ -699,6 +807,21 @@ mod tests {
         assert_eq!(set_json, r#"{"sum":6,"n":1}"#);
         assert_eq!(removed, ["big"]);
         assert_eq!(Value::Object(context.data()), json!({"n": 1, "sum": 6}));
+    }
+
+    #[test]
+    fn raw_values_travel_exactly_through_the_delta() {
+        let mut context = Context::from_json(r#"{"n": 18446744073709551617}"#).expect("object");
+        let n = context.get_raw("n").expect("present").into_owned();
+        context.insert_raw("copy", n).expect("new");
+        // Reading the parsed (lossy) value must not change what is sent back.
+        assert!(context.get_value("copy").is_some());
+        let (set_json, _) = context.delta_json().expect("encodes");
+        assert_eq!(set_json, r#"{"copy":18446744073709551617}"#);
+        assert_eq!(
+            context.get_raw("copy").expect("written").get(),
+            "18446744073709551617"
+        );
     }
 
     #[test]

@@ -150,6 +150,9 @@ pub enum Error {
     /// The worker has no handler to register.
     #[error("a worker needs at least one handler")]
     NoHandlers,
+    /// The thread that carries the worker's connection could not start.
+    #[error("cannot start the worker's connection thread: {0}")]
+    WorkerThread(std::io::Error),
 }
 
 impl From<tonic::Status> for Error {

@@ -62,7 +62,7 @@ pub use client::{
 pub use context::{Context, ContextError};
 pub use error::{Error, TaskError};
 pub use events::{RunEvent, RunEventKind, RunEvents};
-pub use worker::{Cancellation, ShutdownReport, Worker, WorkerBuilder, WorkerStatus};
+pub use worker::{Attempt, Cancellation, ShutdownReport, Worker, WorkerBuilder, WorkerStatus};
 pub use workflow::{Handler, Task, TaskFuture, Workflow};
 // Definitions and their validation are `tributary-core`'s, shared with the
 // server, so both accept and reject the same definitions with the same

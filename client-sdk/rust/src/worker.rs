@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::metadata::AsciiMetadataValue;
@@ -91,6 +91,35 @@ impl Cancellation {
             Err(_) => std::future::pending().await,
         }
     }
+}
+
+/// The attempt a task runs in, as a task sees it (through
+/// [`Context::attempt`]).
+///
+/// ```
+/// use tributary::{Context, TaskError};
+/// async fn flaky(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+///     match context.attempt() {
+///         Some(attempt) if attempt.number == 1 => Err("first attempts always fail".into()),
+///         _ => Ok(()),
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The run's id.
+    pub run_id: String,
+    /// The task's id within the workflow.
+    pub task_id: String,
+    /// The attempt's id.
+    pub attempt_id: String,
+    /// 1 for the first attempt, counting retries and reassignments.
+    pub number: u32,
+    /// The handler name the task was routed by.
+    pub handler: String,
+    /// The workflow's name.
+    pub workflow_name: String,
 }
 
 /// What a worker is doing, for logs and tests (see [`Worker::status`]).
@@ -286,9 +315,13 @@ impl WorkerBuilder {
         self
     }
 
-    /// Starts the worker in the background (on the current tokio runtime).
-    /// It connects, and keeps reconnecting, on its own; nothing here waits
-    /// for the server.
+    /// Starts the worker in the background. It connects, and keeps
+    /// reconnecting, on its own; nothing here waits for the server.
+    ///
+    /// Handlers run on the current tokio runtime. The connection (the
+    /// stream, heartbeats, results) runs on a thread of its own, so that
+    /// handlers that keep every thread of the runtime busy with CPU-bound
+    /// work cannot stop the heartbeats and lose the worker's lease.
     ///
     /// ```no_run
     /// # async fn f(workflow: tributary::Workflow) -> Result<(), tributary::Error> {
@@ -316,6 +349,7 @@ impl WorkerBuilder {
             config: self,
             running: HashMap::new(),
             attempts: JoinSet::new(),
+            handlers_runtime: tokio::runtime::Handle::current(),
             unacked: BTreeMap::new(),
             results,
             results_receiver,
@@ -324,10 +358,10 @@ impl WorkerBuilder {
             status,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         };
-        let task = tokio::spawn(driver.run());
+        let connection = ConnectionThread::start(driver)?;
         Ok(Worker {
             control,
-            task: Some(task),
+            connection: Some(connection),
             status: status_receiver,
             instance_id,
         })
@@ -355,7 +389,7 @@ impl WorkerBuilder {
 /// ```
 pub struct Worker {
     control: mpsc::UnboundedSender<Control>,
-    task: Option<JoinHandle<()>>,
+    connection: Option<ConnectionThread>,
     status: watch::Receiver<WorkerStatus>,
     instance_id: String,
 }
@@ -435,8 +469,8 @@ impl Worker {
             Ok(()) => report.await.unwrap_or_default(),
             Err(_) => ShutdownReport::default(),
         };
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(connection) = self.connection.take() {
+            connection.finished().await;
         }
         report
     }
@@ -451,18 +485,55 @@ impl Worker {
     /// # }
     /// ```
     pub async fn abort(mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
+        if let Some(connection) = self.connection.take() {
+            connection.abort().await;
         }
     }
 }
 
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+/// The thread that runs a worker's [`Driver`] on a runtime of its own.
+struct ConnectionThread {
+    /// Sending or dropping it stops the driver at once, as a crash would.
+    stop: oneshot::Sender<()>,
+    /// Completes when the driver has stopped (its attempts aborted).
+    finished: oneshot::Receiver<()>,
+}
+
+impl ConnectionThread {
+    fn start(driver: Driver) -> Result<ConnectionThread, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::WorkerThread)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (finish, finished) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("tributary-worker".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    // Either way the driver is dropped here, which aborts
+                    // the attempts it still runs.
+                    tokio::select! {
+                        () = driver.run() => {}
+                        _ = stopped => {}
+                    }
+                });
+                let _ = finish.send(());
+            })
+            .map_err(Error::WorkerThread)?;
+        Ok(ConnectionThread { stop, finished })
+    }
+
+    async fn finished(self) {
+        let ConnectionThread { stop, finished } = self;
+        let _ = finished.await;
+        drop(stop);
+    }
+
+    async fn abort(self) {
+        let ConnectionThread { stop, finished } = self;
+        let _ = stop.send(());
+        let _ = finished.await;
     }
 }
 
@@ -510,6 +581,9 @@ struct Driver {
     running: HashMap<String, Running>,
     /// Owns the attempt tasks: dropping the driver aborts them all.
     attempts: JoinSet<()>,
+    /// The runtime the worker was started on, where handlers run (the
+    /// driver runs on its own thread).
+    handlers_runtime: tokio::runtime::Handle,
     /// Results not acknowledged yet, by attempt id (ordered, so resends are
     /// deterministic).
     unacked: BTreeMap<String, ToServer>,
@@ -720,7 +794,17 @@ impl Driver {
             return;
         }
         let handler = self.config.handlers.get(&assign.handler).cloned();
-        let context = Context::from_json(&assign.input_context_json);
+        let context = Context::from_json(&assign.input_context_json).map(|mut context| {
+            context.set_attempt(std::sync::Arc::new(Attempt {
+                run_id: assign.run_id,
+                task_id: assign.task_id,
+                attempt_id: assign.attempt_id,
+                number: assign.attempt_number,
+                handler: assign.handler,
+                workflow_name: assign.workflow_name,
+            }));
+            context
+        });
         let (cancel, reason) = watch::channel(None);
         let cancellation = Cancellation { reason };
         let _ = outbound.send(request(ToServer::Started(pb::Started {
@@ -728,10 +812,13 @@ impl Driver {
         })));
         let results = self.results.clone();
         let id = attempt_id.clone();
-        self.attempts.spawn(async move {
-            let message = run_attempt(&id, handler, context, cancellation).await;
-            let _ = results.send((id, message));
-        });
+        self.attempts.spawn_on(
+            async move {
+                let message = run_attempt(&id, handler, context, cancellation).await;
+                let _ = results.send((id, message));
+            },
+            &self.handlers_runtime,
+        );
         self.running.insert(attempt_id, Running { cancel });
         self.publish_counts();
     }
