@@ -539,6 +539,7 @@ impl Coordinator {
             return;
         }
         let now_ms = now_unix_ms();
+        let mut assigned_to = std::collections::BTreeSet::new();
         for key in self.ready.keys() {
             while let Some(executor) = self.executors.least_loaded(&key) {
                 let executor_id = executor.id.clone();
@@ -556,6 +557,7 @@ impl Coordinator {
                     continue;
                 };
                 let workflow_name = run.plan().workflow_name.clone();
+                assigned_to.insert(executor_id.clone());
                 if let Some(executor) = self.executors.get_mut(&executor_id) {
                     executor.in_flight.insert(attempt_id.clone());
                 }
@@ -572,7 +574,9 @@ impl Coordinator {
                 });
             }
         }
-        let over = self.executors.over_capacity();
+        let over = self
+            .executors
+            .over_capacity(assigned_to.iter().map(String::as_str));
         if !over.is_empty() {
             tracing::error!(executors = ?over, "capacity invariant violated");
         }

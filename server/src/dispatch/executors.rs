@@ -241,11 +241,21 @@ impl ExecutorRegistry {
     }
 
     /// Checks the capacity invariant; a violation is a bug worth a loud log.
-    pub fn over_capacity(&self) -> Vec<&str> {
-        self.executors
-            .values()
-            .filter(|executor| executor.in_flight.len() > executor.capacity as usize)
-            .map(|executor| executor.id.as_str())
+    /// Which of `assigned_to`, the executors just given attempts, now hold
+    /// more than their capacity. Only they can break the invariant: an
+    /// executor that lowered its capacity below what it holds (a drain) keeps
+    /// its attempts and simply gets no more.
+    pub fn over_capacity<'a>(
+        &self,
+        assigned_to: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<&'a str> {
+        assigned_to
+            .into_iter()
+            .filter(|id| {
+                self.executors
+                    .get(*id)
+                    .is_some_and(|executor| executor.in_flight.len() > executor.capacity as usize)
+            })
             .collect()
     }
 }
@@ -358,7 +368,16 @@ mod tests {
                 .map(|executor| executor.id.as_str()),
             None
         );
-        assert!(registry.over_capacity().is_empty());
+        assert!(registry.over_capacity(["small", "big", "other"]).is_empty());
+        // A drain lowers the capacity below what is held; that breaks
+        // nothing until the executor is assigned more.
+        if let Some(big) = registry.get_mut("big") {
+            big.capacity = 0;
+        }
+        assert_eq!(
+            registry.least_loaded(&key("h")).map(|e| e.id.as_str()),
+            None
+        );
         let removed = registry.remove("big").expect("was there");
         assert_eq!(removed.in_flight.len(), 4);
         assert_eq!(
