@@ -9,6 +9,7 @@ mod batch_sql;
 pub mod postgres;
 mod postgres_turn;
 mod queries;
+mod recovery_queries;
 mod run_queries;
 mod run_writes;
 pub mod sqlite;
