@@ -3,7 +3,11 @@
 #
 #   1. `cargo test --workspace` against SQLite (each test opens a fresh
 #      temporary SQLite file, because TRIBUTARY_TEST_DATABASE_URL is unset);
-#   2. `cargo test -p tributary-e2e -p tributary -p tributary-bench` against a throwaway Postgres cluster, when
+#   2. the Python, Go and TypeScript SDKs (scripts/sdk-tests.sh): each SDK's
+#      ci.sh against the debug `tributary` binary, then one seed run per SDK
+#      split between that SDK's worker and the Rust example's. A missing
+#      toolchain is SKIPPED unless TRIBUTARY_REQUIRE_SDKS=1 (CI sets it);
+#   3. `cargo test -p tributary-e2e -p tributary -p tributary-bench` against a throwaway Postgres cluster, when
 #      the Postgres server binaries (initdb, pg_ctl) are installed. The cluster
 #      lives in a fresh temporary directory, listens on a free port of
 #      127.0.0.1 only, and is stopped and deleted on exit, even on failure.
@@ -22,6 +26,7 @@ log() { printf '%s\n' "$*"; }
 header() { printf '\n==> %s\n' "$*"; }
 
 sqlite_status="not run"
+sdk_status="not run"
 postgres_status="not run"
 failed=0
 
@@ -35,7 +40,26 @@ else
     failed=1
 fi
 
-# --- Phase 2: the end-to-end tests, against Postgres ------------------------
+# --- Phase 2: the other SDKs, alone and mixed with Rust ------------------------
+
+header "cargo build the server and the Rust example for the SDK tests"
+sdk_start=$SECONDS
+if cargo build -p tributary-server --bin tributary -p tributary-examples --bin parallel_processing; then
+    header "scripts/sdk-tests.sh (Python, Go, TypeScript)"
+    if TRIBUTARY_BIN="$PWD/target/debug/tributary" \
+        PARALLEL_PROCESSING_BIN="$PWD/target/debug/parallel_processing" bash scripts/sdk-tests.sh; then
+        sdk_status="passed"
+    else
+        sdk_status="FAILED"
+        failed=1
+    fi
+else
+    sdk_status="FAILED (cargo build of tributary and parallel_processing)"
+    failed=1
+fi
+sdk_status+=" in $((SECONDS - sdk_start))s"
+
+# --- Phase 3: the end-to-end tests, against Postgres ------------------------
 
 # shellcheck source=scripts/postgres.sh
 source scripts/postgres.sh
@@ -80,5 +104,6 @@ fi
 
 header "summary"
 log "  SQLite suite   (cargo test --workspace):     $sqlite_status"
+log "  SDK suites     (scripts/sdk-tests.sh):       $sdk_status"
 log "  Postgres suite (cargo test -p tributary-e2e -p tributary -p tributary-bench): $postgres_status"
 exit "$failed"
