@@ -26,7 +26,10 @@ function readLog(path: string): LogLine[] {
   } catch {
     return [];
   }
-  return text.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as LogLine);
+  // A read can catch the worker in the middle of writing a line: only the
+  // lines it has finished (newline-terminated) count.
+  const complete = text.slice(0, text.lastIndexOf("\n") + 1);
+  return complete.split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as LogLine);
 }
 
 async function runOne(client: Client, name: string, handler: string, input: JsonObject, settings: JsonObject = {}) {
