@@ -21,6 +21,7 @@
 #
 # A missing toolchain (python3, go, node/npm) SKIPS that SDK's suite and
 # mixed run, unless TRIBUTARY_REQUIRE_SDKS=1 (CI sets it): then it fails.
+# The mixed runs' checks need python3 whatever the SDK.
 # `SDKS="python go"` limits the run to some SDKs; `--mixed-only` skips the
 # suites (the SDKs' dependencies must then be installed already, as ci.sh
 # leaves them).
@@ -133,8 +134,7 @@ skip_or_fail() {
 }
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
-        node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # The per-category table of the example's report: from its header line to
@@ -172,15 +172,64 @@ done
 rust_handlers=generate_data,partition_data,combine_results,generate_report,send_notifications,cleanup
 sdk_handlers=process_partition_1,process_partition_2,process_partition_3
 
+# Why no mixed run can pass, if something shared is missing.
+mixed_blocker=""
 header "the all-Rust run, the reference for the mixed runs"
-reference="$scratch/reference.out"
-if ! "$PARALLEL_PROCESSING_BIN" --no-sleep >"$reference" 2>"$scratch/reference.err"; then
-    cat "$scratch/reference.err" >&2
-    die "the all-Rust seed run failed"
+if ! command -v python3 >/dev/null 2>&1; then
+    mixed_blocker="python3 not installed (the mixed runs' checks use it)"
+    log "$mixed_blocker"
+elif ! "$PARALLEL_PROCESSING_BIN" --no-sleep >"$scratch/reference.out" 2>"$scratch/reference.err"; then
+    cat "$scratch/reference.out" "$scratch/reference.err"
+    mixed_blocker="the all-Rust reference run failed"
+else
+    stats_table "$scratch/reference.out" >"$scratch/reference.stats"
+    if [[ -s $scratch/reference.stats ]]; then
+        cat "$scratch/reference.stats"
+    else
+        cat "$scratch/reference.out"
+        mixed_blocker="the all-Rust reference run printed no per-category stats"
+    fi
 fi
-stats_table "$reference" >"$scratch/reference.stats"
-[[ -s $scratch/reference.stats ]] || die "the all-Rust run printed no per-category stats"
-cat "$scratch/reference.stats"
+
+# json_check executors FILE: from `tributary executor list --json`, prints
+# "RUST_ID SDK_ID" when there are exactly two executors, one serving the six
+# non-partition tasks, the other the three partitions; fails otherwise.
+# json_check placement EVENTS RUST_ID SDK_ID SDK: from `tributary run watch
+# --json`, prints where each task's attempts ran; fails unless all 9 tasks
+# ran, the partitions only on SDK_ID and the others only on RUST_ID.
+json_check() {
+    python3 - "$@" <<'PY'
+import json, sys
+
+mode, path, *rest = sys.argv[1:]
+prefix = "parallel_processing."
+rust_tasks = {"generate_data", "partition_data", "combine_results", "generate_report", "send_notifications", "cleanup"}
+sdk_tasks = {"process_partition_1", "process_partition_2", "process_partition_3"}
+if mode == "executors":
+    executors = json.load(open(path))
+    by_handlers = {frozenset(h.removeprefix(prefix) for h in e["handlers"]): e for e in executors}
+    rust, sdk = by_handlers.get(frozenset(rust_tasks)), by_handlers.get(frozenset(sdk_tasks))
+    if len(executors) != 2 or rust is None or sdk is None:
+        print(f"{len(executors)} executor(s): " + "; ".join(f"{e['name']}: {sorted(e['handlers'])}" for e in executors))
+        sys.exit(1)
+    print(rust["executor_id"], sdk["executor_id"])
+else:
+    rust_id, sdk_id, sdk_name = rest
+    ran = {}
+    for line in open(path):
+        event = json.loads(line)
+        if event.get("task_id") and event.get("executor_id"):
+            ran.setdefault(event["task_id"], set()).add(event["executor_id"])
+    ok = set(ran) == rust_tasks | sdk_tasks
+    for task in sorted(rust_tasks | sdk_tasks):
+        want, who = (sdk_id, sdk_name) if task in sdk_tasks else (rust_id, "Rust")
+        seen = ran.get(task, set())
+        good = seen == {want}
+        ok = ok and good
+        print(f"  {task}: expected on the {who} worker, ran on {', '.join(sorted(seen)) or 'nothing'}: {'ok' if good else 'WRONG'}")
+    sys.exit(0 if ok else 1)
+PY
+}
 
 # prepare_sdk_worker SDK: builds what the SDK's worker runs from (ci.sh has
 # installed the dependencies) and sets sdk_worker to its command line.
@@ -266,33 +315,27 @@ mixed_run() {
     local sdk_pid=$started_pid
 
     # Both workers registered: two executors, one per handler set.
-    local executors rust_executor="" sdk_executor=""
+    local executors="" rust_executor="" sdk_executor=""
     for _ in $(seq 600); do
-        executors="$("$TRIBUTARY_BIN" executor list --server "$url" --json 2>/dev/null)" || executors="[]"
-        rust_executor="$(jq -r '[.[] | select(.handlers | index("parallel_processing.generate_data"))] | if length == 1 then .[0].executor_id else "" end' <<<"$executors")"
-        sdk_executor="$(jq -r '[.[] | select(.handlers | index("parallel_processing.process_partition_1"))] | if length == 1 then .[0].executor_id else "" end' <<<"$executors")"
-        [[ -n $rust_executor && -n $sdk_executor ]] && break
+        "$TRIBUTARY_BIN" executor list --server "$url" --json >"$dir/executors.json" 2>/dev/null || echo "[]" >"$dir/executors.json"
+        if executors="$(json_check executors "$dir/executors.json")"; then
+            read -r rust_executor sdk_executor <<<"$executors"
+            break
+        fi
         kill -0 "$rust_pid" 2>/dev/null && kill -0 "$sdk_pid" 2>/dev/null || break
         sleep 0.1
     done
     if [[ -z $rust_executor || -z $sdk_executor ]]; then
-        log "executors: $executors"
+        log "executors: $(cat "$dir/executors.json")"
         log "--- Rust worker:"
         tail -20 "$dir/rust-worker.log"
         log "--- $sdk worker:"
         tail -20 "$dir/sdk-worker.log"
-        log "FAILED: the two workers did not both register"
+        log "FAILED: the two workers did not both register, or not with exactly the six and the three handlers: $executors"
         return 1
     fi
-    if [[ $(jq length <<<"$executors") != 2 ]] ||
-        jq -e --arg id "$rust_executor" '.[] | select(.executor_id == $id) | .handlers | any(test("process_partition"))' <<<"$executors" >/dev/null ||
-        jq -e --arg id "$sdk_executor" '.[] | select(.executor_id == $id) | .handlers | length != 3' <<<"$executors" >/dev/null; then
-        log "executors: $executors"
-        log "FAILED: expected exactly the Rust worker's six handlers and the $sdk worker's three partitions"
-        return 1
-    fi
-    log "Rust executor: $rust_executor ($(jq -r --arg id "$rust_executor" '.[] | select(.executor_id == $id) | .name' <<<"$executors"))"
-    log "$sdk executor: $sdk_executor ($(jq -r --arg id "$sdk_executor" '.[] | select(.executor_id == $id) | .name' <<<"$executors"))"
+    log "Rust executor: $rust_executor"
+    log "$sdk executor: $sdk_executor"
 
     status=0
     "$PARALLEL_PROCESSING_BIN" --server "$url" --no-worker --no-sleep >"$dir/run.out" 2>"$dir/run.err" || status=$?
@@ -322,18 +365,7 @@ mixed_run() {
         log "FAILED: tributary run watch $run_id did not replay a succeeded run"
         return 1
     }
-    local placement
-    placement="$(jq -rs --arg rust "$rust_executor" --arg sdk "$sdk_executor" '
-        [.[] | select(.executor_id != "" and .task_id != "")]
-        | group_by(.task_id)
-        | map({
-            task: .[0].task_id,
-            want: (if (.[0].task_id | startswith("process_partition_")) then $sdk else $rust end),
-            seen: (map(.executor_id) | unique)
-          })
-        | map(. + {ok: (.seen == [.want])})' "$dir/events.jsonl")"
-    jq -r --arg rust "$rust_executor" --arg sdk "$sdk" '.[] | "  \(.task): \(if .want == $rust then "Rust" else $sdk end) executor expected, attempts on \(.seen | join(", ")) \(if .ok then "ok" else "WRONG" end)"' <<<"$placement"
-    if [[ $(jq 'length' <<<"$placement") != 9 ]] || jq -e 'any(.ok | not)' <<<"$placement" >/dev/null; then
+    if ! json_check placement "$dir/events.jsonl" "$rust_executor" "$sdk_executor" "$sdk"; then
         log "FAILED: the attempts did not run where expected (9 tasks, partitions on the $sdk worker, the rest on the Rust one)"
         return 1
     fi
@@ -354,6 +386,13 @@ for sdk in "${sdks[@]}"; do
     header "mixed-language run: Rust + $sdk (partitions on $sdk)"
     if [[ -n ${toolchain_missing[$sdk]:-} ]]; then
         skip_or_fail "Rust + $sdk mixed run" "${toolchain_missing[$sdk]} not installed"
+        continue
+    fi
+    if [[ $mixed_blocker == python3* ]]; then
+        skip_or_fail "Rust + $sdk mixed run" "$mixed_blocker"
+        continue
+    elif [[ -n $mixed_blocker ]]; then
+        record "Rust + $sdk mixed run" FAIL 0 "$mixed_blocker"
         continue
     fi
     start_time=$SECONDS
