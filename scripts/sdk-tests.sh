@@ -83,9 +83,26 @@ kill_started() {
         kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${started_pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
+        wait_or_kill "$pid" || true
     done
     started_pids=()
+}
+
+# wait_or_kill PID: waits for PID (already sent SIGTERM) and returns its exit
+# status; one that is still there after 30 s gets SIGKILL and returns 137, so
+# a worker that ignores SIGTERM cannot hang the suite.
+wait_or_kill() {
+    local pid=$1 status=0
+    for _ in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not exit within 30 s of SIGTERM: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || status=$?
+    return "$status"
 }
 cleanup() {
     kill_started
@@ -268,7 +285,7 @@ start() {
 stop_expecting_zero() {
     local pid=$1 name=$2 logfile=$3 status=0
     kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" || status=$?
+    wait_or_kill "$pid" || status=$?
     if ((status != 0)); then
         log "$name exited $status on SIGTERM; its output:"
         tail -30 "$logfile"
@@ -334,11 +351,12 @@ mixed_run() {
         log "FAILED: the two workers did not both register, or not with exactly the six and the three handlers: $executors"
         return 1
     fi
-    log "Rust executor: $rust_executor"
-    log "$sdk executor: $sdk_executor"
+    log "Rust executor: $rust_executor; $sdk executor: $sdk_executor"
 
+    # The limit is a safety net against a run nobody serves, far above the
+    # second such a run takes.
     status=0
-    "$PARALLEL_PROCESSING_BIN" --server "$url" --no-worker --no-sleep >"$dir/run.out" 2>"$dir/run.err" || status=$?
+    timeout 300 "$PARALLEL_PROCESSING_BIN" --server "$url" --no-worker --no-sleep >"$dir/run.out" 2>"$dir/run.err" || status=$?
     cat "$dir/run.out"
     if ((status != 0)); then
         cat "$dir/run.err"
@@ -375,7 +393,7 @@ mixed_run() {
     stop_expecting_zero "$sdk_pid" "the $sdk worker" "$dir/sdk-worker.log" || workers_ok=1
     stop_expecting_zero "$rust_pid" "the Rust worker" "$dir/rust-worker.log" || workers_ok=1
     kill -TERM "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null
+    wait_or_kill "$server_pid" || true
     if ((workers_ok != 0)); then
         log "FAILED: a worker did not exit 0 on SIGTERM"
         return 1
