@@ -59,8 +59,15 @@ PARALLEL_PROCESSING_BIN="${PARALLEL_PROCESSING_BIN:-$(dirname "$TRIBUTARY_BIN")/
 [[ -x $PARALLEL_PROCESSING_BIN ]] ||
     die "no Rust example binary at $PARALLEL_PROCESSING_BIN: set PARALLEL_PROCESSING_BIN or build it (cargo build -p tributary-examples --bin parallel_processing)"
 
+binaries="$(dirname "$TRIBUTARY_BIN")"
+CONFORMANCE_BIN="${CONFORMANCE_BIN:-$binaries/tributary-conformance}"
+RUST_CONFORMANCE_WORKER="${RUST_CONFORMANCE_WORKER:-$binaries/examples/conformance_worker}"
+[[ -x $CONFORMANCE_BIN && -x $RUST_CONFORMANCE_WORKER ]] ||
+    die "no conformance runner at $CONFORMANCE_BIN or Rust worker at $RUST_CONFORMANCE_WORKER: build them (cargo build -p tributary-conformance -p tributary --example conformance_worker)"
+
 log "server binary:       $TRIBUTARY_BIN"
 log "Rust example binary: $PARALLEL_PROCESSING_BIN"
+log "conformance runner:  $CONFORMANCE_BIN"
 
 run_suites=1
 case "${1:-}" in
@@ -160,7 +167,31 @@ stats_table() {
     sed -n '/^Category  *Products/,/^All  /p' "$1"
 }
 
-# --- 1. The SDK suites -------------------------------------------------------------
+# The command that starts an SDK's conformance worker (conformance/SPEC.md),
+# once its ci.sh has installed and built it.
+conformance_worker() {
+    case $1 in
+    rust) printf 'exec %q' "$RUST_CONFORMANCE_WORKER" ;;
+    python) printf 'exec %q %q' "$repo/client-sdk/python/.venv/bin/python" "$repo/client-sdk/python/conformance/worker.py" ;;
+    go) printf 'exec %q' "$repo/client-sdk/go/bin/conformance-worker" ;;
+    typescript) printf 'exec node %q' "$repo/client-sdk/typescript/dist/conformance/worker.js" ;;
+    esac
+}
+
+# Runs the conformance suite against one SDK's worker.
+conformance() {
+    local sdk=$1 start=$SECONDS
+    header "conformance: $sdk"
+    if "$CONFORMANCE_BIN" --server-bin "$TRIBUTARY_BIN" --worker-cmd "$(conformance_worker "$sdk")"; then
+        record "$sdk conformance" PASS "$((SECONDS - start))"
+    else
+        record "$sdk conformance" FAIL "$((SECONDS - start))" "a conformance scenario failed"
+    fi
+}
+
+# --- 1. The SDK suites and their conformance ------------------------------------
+
+conformance rust
 
 declare -A toolchain_missing=()
 for sdk in "${sdks[@]}"; do
@@ -179,6 +210,7 @@ for sdk in "${sdks[@]}"; do
     start=$SECONDS
     if bash "client-sdk/$sdk/ci.sh"; then
         record "$sdk SDK suite" PASS "$((SECONDS - start))"
+        conformance "$sdk"
     else
         record "$sdk SDK suite" FAIL "$((SECONDS - start))" "client-sdk/$sdk/ci.sh failed"
     fi

@@ -3,9 +3,11 @@
 #
 #   1. `cargo test --workspace` against SQLite (each test opens a fresh
 #      temporary SQLite file, because TRIBUTARY_TEST_DATABASE_URL is unset);
-#   2. the Python, Go and TypeScript SDKs (scripts/sdk-tests.sh): each SDK's
-#      ci.sh against the debug `tributary` binary, then one seed run per SDK
-#      split between that SDK's worker and the Rust example's. A missing
+#   2. scripts/sdk-tests.sh, against the debug `tributary` binary: the
+#      conformance suite (conformance/SPEC.md) with the Rust SDK's worker;
+#      then for Python, Go and TypeScript, each SDK's ci.sh and the
+#      conformance suite with its worker; then one seed run per SDK split
+#      between that SDK's worker and the Rust example's. A missing
 #      toolchain is SKIPPED unless TRIBUTARY_REQUIRE_SDKS=1 (CI sets it);
 #   3. `cargo test -p tributary-e2e -p tributary -p tributary-bench` against a throwaway Postgres cluster, when
 #      the Postgres server binaries (initdb, pg_ctl) are installed. The cluster
@@ -42,10 +44,11 @@ fi
 
 # --- Phase 2: the other SDKs, alone and mixed with Rust ------------------------
 
-header "cargo build the server and the Rust example for the SDK tests"
+header "cargo build the server, the Rust example and the conformance suite for the SDK tests"
 sdk_start=$SECONDS
-if cargo build -p tributary-server --bin tributary -p tributary-examples --bin parallel_processing; then
-    header "scripts/sdk-tests.sh (Python, Go, TypeScript)"
+if cargo build -p tributary-server --bin tributary -p tributary-examples --bin parallel_processing \
+    -p tributary-conformance --bin tributary-conformance -p tributary --example conformance_worker; then
+    header "scripts/sdk-tests.sh (conformance of every SDK; Python, Go, TypeScript alone and mixed with Rust)"
     if TRIBUTARY_BIN="$PWD/target/debug/tributary" \
         PARALLEL_PROCESSING_BIN="$PWD/target/debug/parallel_processing" bash scripts/sdk-tests.sh; then
         sdk_status="passed"
