@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use std::sync::OnceLock;
 
@@ -105,12 +106,12 @@ pub struct Context<T = Value> {
 /// use, or a value a task wrote.
 #[derive(Debug, Clone)]
 struct Entry {
-    raw: Option<Box<RawValue>>,
+    raw: Option<Arc<RawValue>>,
     value: OnceLock<Value>,
 }
 
 impl Entry {
-    fn raw(raw: Box<RawValue>) -> Entry {
+    fn raw(raw: Arc<RawValue>) -> Entry {
         Entry {
             raw: Some(raw),
             value: OnceLock::new(),
@@ -152,7 +153,7 @@ impl Serialize for Entry {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match (self.value.get(), &self.raw) {
             (Some(value), _) => value.serialize(serializer),
-            (None, Some(raw)) => raw.serialize(serializer),
+            (None, Some(raw)) => (**raw).serialize(serializer),
             (None, None) => serializer.serialize_unit(),
         }
     }
@@ -245,9 +246,21 @@ impl Context<Value> {
             })?;
         Ok(Context::from_entries(
             raw.into_iter()
-                .map(|(key, raw)| (key, Entry::raw(raw)))
+                .map(|(key, raw)| (key, Entry::raw(Arc::from(raw))))
                 .collect(),
         ))
+    }
+
+    /// A context whose input is these raw values (shared with the worker's
+    /// value cache), keys sorted as the server sorts them.
+    pub(crate) fn from_raw_entries(mut entries: Vec<(String, Arc<RawValue>)>) -> Context<Value> {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Context::from_entries(
+            entries
+                .into_iter()
+                .map(|(key, raw)| (key, Entry::raw(raw)))
+                .collect(),
+        )
     }
 
     /// Reads `key` as a `T`. Fails with [`ContextError::KeyNotFound`] when
@@ -480,6 +493,34 @@ impl Context<Value> {
             serde_json::to_string(&set)?,
             self.removed.iter().cloned().collect(),
         ))
+    }
+
+    /// Like [`Context::delta_json`], with each set value also as its own
+    /// JSON text, for the worker's value cache.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn delta_raw(
+        &self,
+    ) -> Result<(String, Vec<String>, Vec<(String, Arc<RawValue>)>), serde_json::Error> {
+        let mut values = Vec::with_capacity(self.set.len());
+        let mut set_json = String::from("{");
+        for key in &self.set {
+            let Some(entry) = self.entries.get(key) else {
+                continue;
+            };
+            let raw: Arc<RawValue> = match (&entry.raw, entry.value.get()) {
+                (Some(raw), None) => raw.clone(),
+                _ => Arc::from(serde_json::value::to_raw_value(entry)?),
+            };
+            if set_json.len() > 1 {
+                set_json.push(',');
+            }
+            set_json.push_str(&serde_json::to_string(key)?);
+            set_json.push(':');
+            set_json.push_str(raw.get());
+            values.push((key.clone(), raw));
+        }
+        set_json.push('}');
+        Ok((set_json, self.removed.iter().cloned().collect(), values))
     }
 
     /// Whether the attempt running this task was cancelled (the run was

@@ -53,6 +53,7 @@ mod context;
 mod error;
 mod events;
 mod validate;
+mod value_cache;
 mod worker;
 mod workflow;
 

@@ -4,6 +4,7 @@
 
 mod commit;
 mod runs;
+mod values;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::executors::{ExecutorCommand, ExecutorRegistration, ExecutorRegistry};
+use super::held_values::WireInput;
 use super::handle::{
     CancelOutcome, Command, CoordinatorHandle, DispatchSettings, ExecutorEvent, ExecutorSnapshot,
 };
@@ -205,6 +207,8 @@ impl Coordinator {
                         capacity: executor.capacity,
                         in_flight: executor.in_flight.iter().cloned().collect(),
                         connected_at_ms: executor.connected_at_ms,
+                        context_bytes_sent: executor.held.context_bytes_sent,
+                        values_sent_by_reference: executor.held.values_sent_by_reference,
                     })
                     .collect();
                 let _ = reply.send(snapshots);
@@ -308,8 +312,16 @@ impl Coordinator {
                     self.mark_dirty(&run_id);
                 }
             }
+            ExecutorEvent::FetchValues { run_id, refs } => {
+                self.fetch_values(executor_id, run_id, refs);
+            }
             ExecutorEvent::Completed { attempt_id, delta } => {
                 self.release_slot(executor_id, &attempt_id);
+                let produced = self
+                    .executors
+                    .get(executor_id)
+                    .filter(|executor| executor.held.is_caching())
+                    .map(|_| delta.set.clone());
                 let mut actions = Vec::new();
                 let (run_id, disposition) = match self.run_of_attempt(&attempt_id) {
                     Some(run) => {
@@ -323,6 +335,11 @@ impl Coordinator {
                         return;
                     }
                 };
+                if let (Some(set), Some(run_id), ResultDisposition::Accepted) =
+                    (&produced, &run_id, disposition)
+                {
+                    self.hold_produced(executor_id, run_id, &attempt_id, set);
+                }
                 self.after_result(executor_id, attempt_id, run_id, disposition, actions);
             }
             ExecutorEvent::Failed {
@@ -488,6 +505,7 @@ impl Coordinator {
                         run_id,
                         workflow_name,
                         assignment,
+                        input: WireInput::default(),
                     },
                 });
             }
@@ -543,9 +561,10 @@ impl Coordinator {
         }
     }
 
-    /// Sends to an executor without waiting. An executor whose queue is full
-    /// is not reading its stream; it is dropped and its attempts re-queued.
-    fn send_now(&mut self, executor_id: &str, command: ExecutorCommand) {
+    /// Sends to an executor as it is, without waiting. An executor whose
+    /// queue is full is not reading its stream; it is dropped and its
+    /// attempts re-queued.
+    fn push(&mut self, executor_id: &str, command: ExecutorCommand) {
         let Some(executor) = self.executors.get(executor_id) else {
             return;
         };

@@ -8,14 +8,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
 
+use super::held_values::{HeldValues, ValueName, WireInput};
 use super::ready_queue::HandlerKey;
 use crate::engine::run::Assignment;
 use crate::engine::run::ResultDisposition;
 
 /// A message from the server to an executor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ExecutorCommand {
     Registered {
         executor_id: String,
@@ -24,6 +26,17 @@ pub enum ExecutorCommand {
         run_id: String,
         workflow_name: String,
         assignment: Assignment,
+        /// The input as sent, filled in when the Assign is sent.
+        input: WireInput,
+    },
+    /// The answer to `fetch_values`: the values found, in the order asked.
+    Values {
+        run_id: String,
+        values: Vec<(ValueName, std::sync::Arc<RawValue>)>,
+    },
+    /// Drop what is kept of the run's values.
+    ForgetRun {
+        run_id: String,
     },
     Cancel {
         attempt_id: String,
@@ -46,6 +59,8 @@ pub struct ExecutorRegistration {
     pub labels: BTreeMap<String, String>,
     /// Attempts the executor still runs from before a reconnect.
     pub held_attempt_ids: Vec<String>,
+    /// Bytes of context values the executor keeps to be referenced.
+    pub value_cache_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -63,6 +78,8 @@ pub struct Executor {
     pub last_seen_ms: i64,
     /// Dropping this ends the executor's request stream on the server side.
     pub stream_guard: watch::Sender<bool>,
+    /// The context values this connection holds.
+    pub held: HeldValues,
 }
 
 impl Executor {
@@ -98,6 +115,7 @@ impl ExecutorRegistry {
                 .insert(id.clone());
         }
         self.next_serial += 1;
+        let held = HeldValues::new(registration.value_cache_bytes);
         let executor = Executor {
             id: id.clone(),
             namespace,
@@ -109,6 +127,7 @@ impl ExecutorRegistry {
             outbound,
             last_seen_ms: now_ms,
             stream_guard,
+            held,
         };
         self.executors.insert(id, executor);
     }
@@ -170,6 +189,20 @@ impl ExecutorRegistry {
         executors
     }
 
+    /// Forgets the run's values on every connection; returns the
+    /// connections that held some.
+    pub fn forget_run_values(&mut self, run_id: &str) -> Vec<String> {
+        self.executors
+            .values_mut()
+            .filter_map(|executor| {
+                executor
+                    .held
+                    .forget_run(run_id)
+                    .then(|| executor.id.clone())
+            })
+            .collect()
+    }
+
     pub fn ids(&self) -> Vec<String> {
         self.executors.keys().cloned().collect()
     }
@@ -196,6 +229,7 @@ mod tests {
             capacity,
             labels: BTreeMap::new(),
             held_attempt_ids: Vec::new(),
+            value_cache_bytes: 0,
         }
     }
 
