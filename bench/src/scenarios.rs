@@ -123,7 +123,8 @@ impl Scenario {
         let outcome = self.measure(&server, kind, durability, workers).await;
         server.stop().await;
         let mut result = outcome?;
-        if let (Scenario::Seed { runs, .. }, Some(traffic)) = (self, result.context_traffic.as_mut())
+        if let (Scenario::Seed { runs, .. }, Some(traffic)) =
+            (self, result.context_traffic.as_mut())
         {
             // The stored deltas are the results' set_json as the workers
             // sent it (keys re-sorted, values verbatim).

@@ -209,7 +209,10 @@ async fn wait_until_gone(server: &TestServer, executor_id: &str) {
         if !executors.iter().any(|e| e.executor_id == executor_id) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{executor_id} still connected");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{executor_id} still connected"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -236,7 +239,9 @@ async fn values_the_connection_produced_or_received_are_sent_by_reference() {
     assert_eq!(a.input_context_json, r#"{"in":"x"}"#);
     assert_eq!(a.inline_values, [name("in", "")]);
     assert!(a.references.is_empty());
-    executor.complete(&a.attempt_id, json!({"big": big_value()})).await;
+    executor
+        .complete(&a.attempt_id, json!({"big": big_value()}))
+        .await;
 
     let b = executor.next_assign().await;
     assert_eq!(b.input_context_json, "{}", "everything is already held");
@@ -294,7 +299,9 @@ async fn no_value_is_sent_twice_to_one_connection_and_every_holder_forgets_the_r
     let run_id = server.start_run("default", "w", json!({"in": 0})).await;
 
     let root = outer.next_assign().await;
-    outer.complete(&root.attempt_id, json!({"p": big_value()})).await;
+    outer
+        .complete(&root.attempt_id, json!({"p": big_value()}))
+        .await;
     // Both middle tasks go out in one turn: the first carries the values,
     // the second names them.
     let first = middle.next_assign().await;
@@ -309,8 +316,12 @@ async fn no_value_is_sent_twice_to_one_connection_and_every_holder_forgets_the_r
         sorted(second.references.clone()),
         [name("in", ""), name("p", &root.attempt_id)]
     );
-    middle.complete(&first.attempt_id, json!({"q1": "one"})).await;
-    middle.complete(&second.attempt_id, json!({"q2": "two"})).await;
+    middle
+        .complete(&first.attempt_id, json!({"q1": "one"}))
+        .await;
+    middle
+        .complete(&second.attempt_id, json!({"q2": "two"}))
+        .await;
 
     let join = outer.next_assign().await;
     let (q1_writer, q2_writer) = if first.task_id == "m1" {
@@ -352,7 +363,9 @@ async fn a_non_caching_executor_gets_whole_contexts_and_nothing_else() {
     let mut executor = RawExecutor::connect(&server, "plain", &["w.a", "w.b"], 0).await;
     let run_id = server.start_run("default", "w", json!({"in": "x"})).await;
     let a = executor.next_assign().await;
-    executor.complete(&a.attempt_id, json!({"big": big_value()})).await;
+    executor
+        .complete(&a.attempt_id, json!({"big": big_value()}))
+        .await;
     let b = executor.next_assign().await;
     assert_eq!(input_of(&b), json!({"in": "x", "big": big_value()}));
     for assign in [&a, &b] {
@@ -474,7 +487,8 @@ async fn a_reconnected_executor_holds_nothing_and_gets_whole_values_again() {
     let mut middle = RawExecutor::connect(&server, "middle", &["w.b"], 1 << 20).await;
     let run_id = server.start_run("default", "w", json!({"in": "x"})).await;
     let a = ends.next_assign().await;
-    ends.complete(&a.attempt_id, json!({"big": big_value()})).await;
+    ends.complete(&a.attempt_id, json!({"big": big_value()}))
+        .await;
     let b = middle.next_assign().await;
     assert_eq!(input_of(&b), json!({"in": "x", "big": big_value()}));
     // The executor of a and c reconnects while b runs.
@@ -516,7 +530,8 @@ async fn a_mixed_fleet_gets_references_only_where_they_were_asked_for() {
             ]}),
         )
         .await;
-    let mut caching = RawExecutor::connect(&server, "caching", &["w.root", "w.join"], 1 << 20).await;
+    let mut caching =
+        RawExecutor::connect(&server, "caching", &["w.root", "w.join"], 1 << 20).await;
     let mut plain = RawExecutor::connect(&server, "plain", &["w.m1", "w.m2"], 0).await;
     let run_id = server.start_run("default", "w", json!({"in": 0})).await;
     let root = caching.next_assign().await;

@@ -159,8 +159,7 @@ impl Inputs {
     /// are kept; referenced ones come from the cache, or, if it lost some,
     /// the attempt waits for them.
     pub(crate) fn resolve(&mut self, assign: &mut pb::Assign) -> Input {
-        if !self.is_caching() || (assign.references.is_empty() && assign.inline_values.is_empty())
-        {
+        if !self.is_caching() || (assign.references.is_empty() && assign.inline_values.is_empty()) {
             return Input::Ready(Context::from_json(&assign.input_context_json));
         }
         let inline = match parse_object(&assign.input_context_json) {
@@ -227,7 +226,8 @@ impl Inputs {
             };
             let raw: Arc<RawValue> = Arc::from(raw);
             let name = (name.key, name.writer_attempt_id);
-            self.cache.insert(&pending.run_id, name.clone(), raw.clone());
+            self.cache
+                .insert(&pending.run_id, name.clone(), raw.clone());
             found.insert(name, raw);
         }
         let mut entries = pending.entries;
@@ -316,12 +316,18 @@ mod tests {
         assert!(cache.get("r", &name("a", "w")).is_some());
         cache.insert("s", name("c", "w"), raw("3"));
         assert!(cache.get("r", &name("b", "w")).is_none(), "evicted");
-        assert_eq!(cache.get("r", &name("a", "w")).map(|v| v.get().to_owned()), Some("1".into()));
+        assert_eq!(
+            cache.get("r", &name("a", "w")).map(|v| v.get().to_owned()),
+            Some("1".into())
+        );
         cache.forget_run("r");
         assert!(cache.get("r", &name("a", "w")).is_none());
         assert_eq!(cache.used_bytes, 67);
         cache.insert("r", name("big", "w"), raw(&"7".repeat(200)));
-        assert!(cache.get("r", &name("big", "w")).is_none(), "larger than the bound");
+        assert!(
+            cache.get("r", &name("big", "w")).is_none(),
+            "larger than the bound"
+        );
         cache.clear();
         assert_eq!(cache.used_bytes, 0);
     }

@@ -534,8 +534,11 @@ struct Finished {
     attempt_id: String,
     message: ToServer,
     /// The run and the values the attempt set, to keep in the value cache.
-    produced: Option<(String, Vec<(String, Arc<RawValue>)>)>,
+    produced: Option<(String, RawValues)>,
 }
+
+/// Context values by key, as JSON text shared with the value cache.
+type RawValues = Vec<(String, Arc<RawValue>)>;
 
 /// Why a session (one stream) ended.
 enum SessionEnd {
@@ -1008,7 +1011,7 @@ async fn run_attempt(
     context: Result<Context<Value>, AttemptInputError>,
     cancellation: Cancellation,
     keep_values: bool,
-) -> (ToServer, Option<Vec<(String, Arc<RawValue>)>>) {
+) -> (ToServer, Option<RawValues>) {
     let failed = |message: String, retryable: bool| {
         ToServer::Failed(pb::Failed {
             attempt_id: attempt_id.to_owned(),
@@ -1025,7 +1028,10 @@ async fn run_attempt(
     let mut context = match context {
         Ok(context) => context,
         Err(AttemptInputError::Invalid(error)) => {
-            return (failed(format!("invalid input context: {error}"), false), None);
+            return (
+                failed(format!("invalid input context: {error}"), false),
+                None,
+            );
         }
         Err(AttemptInputError::Unavailable(message)) => return (failed(message, true), None),
     };

@@ -14,10 +14,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::executors::{ExecutorCommand, ExecutorRegistration, ExecutorRegistry};
-use super::held_values::WireInput;
 use super::handle::{
     CancelOutcome, Command, CoordinatorHandle, DispatchSettings, ExecutorEvent, ExecutorSnapshot,
 };
+use super::held_values::WireInput;
 use super::ready_queue::{HandlerKey, ReadyQueue};
 use super::timers::{TimerKind, Timers};
 use crate::clock::now_unix_ms;
@@ -504,7 +504,7 @@ impl Coordinator {
                     command: ExecutorCommand::Assign {
                         run_id,
                         workflow_name,
-                        assignment,
+                        assignment: Box::new(assignment),
                         input: WireInput::default(),
                     },
                 });

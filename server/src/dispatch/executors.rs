@@ -25,7 +25,7 @@ pub enum ExecutorCommand {
     Assign {
         run_id: String,
         workflow_name: String,
-        assignment: Assignment,
+        assignment: Box<Assignment>,
         /// The input as sent, filled in when the Assign is sent.
         input: WireInput,
     },

@@ -329,7 +329,7 @@ mod tests {
         assert!(held.touch("r", &name("a", "")));
         held.hold(&r, name("c", ""), 4, &mut emptied);
         assert_eq!(held.used_bytes(), 8);
-        assert_eq!(emptied, [s.clone()]);
+        assert_eq!(emptied, std::slice::from_ref(&s));
         assert!(!held.holds_run("s"));
         assert!(held.touch("r", &name("a", "")));
         assert!(!held.touch("s", &name("b", "")));

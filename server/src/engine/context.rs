@@ -222,20 +222,15 @@ impl Context {
 
     /// The value of `key`, shared.
     pub fn get_shared(&self, key: &str) -> Option<&Arc<RawValue>> {
-        self.entries
-            .get(key)
-            .and_then(|entry| entry.value.as_ref())
+        self.entries.get(key).and_then(|entry| entry.value.as_ref())
     }
 
     /// Every present key, keys sorted, with the task that wrote it (`None`
     /// for the run's input) and its value.
     pub fn values(&self) -> impl Iterator<Item = (&Arc<str>, Option<TaskIndex>, &Arc<RawValue>)> {
-        self.entries.iter().filter_map(|(key, entry)| {
-            entry
-                .value
-                .as_ref()
-                .map(|value| (key, entry.writer, value))
-        })
+        self.entries
+            .iter()
+            .filter_map(|(key, entry)| entry.value.as_ref().map(|value| (key, entry.writer, value)))
     }
 
     /// The context as JSON object text, keys sorted.

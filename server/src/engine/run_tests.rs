@@ -163,10 +163,7 @@ fn a_diamond_runs_in_dependency_order_and_merges_contexts() {
     h.succeed("c", r#"{"from_c": 3}"#);
     assert_eq!(h.enqueued(), ["d"]);
     let d = h.succeed("d", "{}");
-    assert_eq!(
-        d.input.to_json(),
-        r#"{"from_a":1,"from_b":2,"from_c":3}"#
-    );
+    assert_eq!(d.input.to_json(), r#"{"from_a":1,"from_b":2,"from_c":3}"#);
     assert_eq!(h.finished(), Some(RunStatus::Succeeded));
     let changes = h.run.take_changes();
     assert_eq!(
