@@ -260,7 +260,7 @@ async fn serve(
         .add_service(workflow_service)
         .add_service(run_service)
         .add_service(executor_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(without_nagle(listener), async move {
             shutdown.await;
             // Executor and watch streams never end on their own; stopping
             // dispatch closes them so that the graceful shutdown can
@@ -327,4 +327,24 @@ fn log_end_of_stream(trailers: Option<&http::HeaderMap>, duration: Duration, _sp
         latency_ms = duration.as_secs_f64() * 1000.0,
         "call finished"
     );
+}
+
+/// The accepted connections, with Nagle's algorithm off (tonic sets
+/// `TCP_NODELAY` only on listeners it binds itself). With it on, a small
+/// message written after a large one (an `Assign` after a big `values`, a
+/// `result_ack`) waits for the peer's delayed acknowledgement, up to 40 ms
+/// on Linux.
+fn without_nagle(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        // A socket that refuses still works, only slower: not worth
+        // refusing the connection (tonic stops serving on such errors).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot turn off Nagle's algorithm");
+        }
+        Ok(stream)
+    })
 }
