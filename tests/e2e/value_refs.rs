@@ -565,3 +565,49 @@ async fn a_mixed_fleet_gets_references_only_where_they_were_asked_for() {
     let caching_info = executor_info(&server, &caching.executor_id).await;
     assert_eq!(caching_info.values_sent_by_reference, 2);
 }
+
+#[tokio::test]
+async fn a_run_whose_values_the_bound_evicted_is_forgotten_at_once() {
+    let server = TestServer::start().await;
+    server
+        .register(
+            "default",
+            json!({"name": "w", "tasks": [{"id": "a"}, {"id": "b", "dependencies": ["a"]}]}),
+        )
+        .await;
+    // Room for one of the two values below (302 and 402 bytes of JSON), not
+    // for both.
+    let mut executor = RawExecutor::connect(&server, "small", &["w.a", "w.b"], 600).await;
+    let first_run = server.start_run("default", "w", json!({})).await;
+    let a1 = executor.next_assign().await;
+    executor
+        .complete(&a1.attempt_id, json!({"v": "1".repeat(300)}))
+        .await;
+    let b1 = executor.next_assign().await;
+    assert_eq!(b1.references, [name("v", &a1.attempt_id)]);
+
+    // A second run's value pushes the first run's out of the server's
+    // tracking while the first run still runs: the executor is told.
+    let second_run = server.start_run("default", "w", json!({})).await;
+    let a2 = executor.next_assign().await;
+    executor
+        .complete(&a2.attempt_id, json!({"v": "2".repeat(400)}))
+        .await;
+    assert_eq!(executor.forget_run().await, first_run);
+    let b2 = executor.next_assign().await;
+    assert_eq!(b2.references, [name("v", &a2.attempt_id)]);
+    executor.complete(&b2.attempt_id, json!({})).await;
+    executor.complete(&b1.attempt_id, json!({})).await;
+    for run_id in [&first_run, &second_run] {
+        let run = server.wait_for_run("default", run_id, LIMIT).await;
+        assert_eq!(run.status(), pb::RunStatus::Succeeded);
+    }
+    assert_eq!(executor.forget_run().await, second_run);
+    let rest = executor.drain().await;
+    assert!(
+        !rest.iter().any(|m| matches!(m, FromServer::ForgetRun(_))),
+        "the first run was forgotten once, when it was evicted: {rest:?}"
+    );
+    let info = executor_info(&server, &executor.executor_id).await;
+    assert_eq!(info.values_sent_by_reference, 2);
+}
