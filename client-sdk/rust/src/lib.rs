@@ -48,6 +48,7 @@
 
 extern crate self as tributary;
 
+mod attempt;
 mod client;
 mod context;
 mod error;

@@ -7,13 +7,11 @@
 //! acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::metadata::AsciiMetadataValue;
@@ -23,6 +21,7 @@ use tributary_proto::v1::connect_request::Message as ToServer;
 use tributary_proto::v1::connect_response::Message as FromServer;
 use tributary_proto::v1::executor_service_client::ExecutorServiceClient;
 
+use crate::attempt::{AttemptInputError, RawValues, run_attempt};
 use crate::context::Context;
 use crate::error::Error;
 use crate::value_cache::{Input, Inputs};
@@ -537,9 +536,6 @@ struct Finished {
     produced: Option<(String, RawValues)>,
 }
 
-/// Context values by key, as JSON text shared with the value cache.
-type RawValues = Vec<(String, Arc<RawValue>)>;
-
 /// Why a session (one stream) ended.
 enum SessionEnd {
     /// The stream broke or the lease was lost: reconnect.
@@ -983,106 +979,4 @@ fn capacity_zero() -> pb::ConnectRequest {
     request(ToServer::CapacityChanged(pb::CapacityChanged {
         max_concurrent_attempts: 0,
     }))
-}
-
-/// Aborts a spawned task when dropped, so aborting an attempt's supervisor
-/// also stops the task it supervises.
-struct AbortOnDrop(AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Why an attempt has no input context.
-enum AttemptInputError {
-    /// The server sent something that is not a context.
-    Invalid(crate::ContextError),
-    /// A referenced value is gone from the server (its run ended).
-    Unavailable(String),
-}
-
-/// Runs one attempt to its result message (the handler's outcome, a panic,
-/// or a cancellation) and, with `keep_values`, the values it set.
-async fn run_attempt(
-    attempt_id: &str,
-    handler: Option<Handler>,
-    context: Result<Context<Value>, AttemptInputError>,
-    cancellation: Cancellation,
-    keep_values: bool,
-) -> (ToServer, Option<RawValues>) {
-    let failed = |message: String, retryable: bool| {
-        ToServer::Failed(pb::Failed {
-            attempt_id: attempt_id.to_owned(),
-            message,
-            non_retryable: !retryable,
-        })
-    };
-    let Some(handler) = handler else {
-        return (
-            failed("this worker has no handler for the task".to_owned(), false),
-            None,
-        );
-    };
-    let mut context = match context {
-        Ok(context) => context,
-        Err(AttemptInputError::Invalid(error)) => {
-            return (
-                failed(format!("invalid input context: {error}"), false),
-                None,
-            );
-        }
-        Err(AttemptInputError::Unavailable(message)) => return (failed(message, true), None),
-    };
-    context.set_cancellation(cancellation.clone());
-    let task = tokio::spawn(async move {
-        let outcome = handler(&mut context).await;
-        (context, outcome)
-    });
-    let _guard = AbortOnDrop(task.abort_handle());
-    let abort = task.abort_handle();
-    let encode_failed =
-        |error: serde_json::Error| failed(format!("the context cannot be encoded: {error}"), false);
-    let completed = |set_json, removed_keys| {
-        ToServer::Completed(pb::Completed {
-            attempt_id: attempt_id.to_owned(),
-            set_json,
-            removed_keys,
-        })
-    };
-    tokio::select! {
-        joined = task => match joined {
-            Ok((context, Ok(()))) if keep_values => match context.delta_raw() {
-                Ok((set_json, removed_keys, values)) => {
-                    (completed(set_json, removed_keys), Some(values))
-                }
-                Err(error) => (encode_failed(error), None),
-            },
-            Ok((context, Ok(()))) => match context.delta_json() {
-                Ok((set_json, removed_keys)) => (completed(set_json, removed_keys), None),
-                Err(error) => (encode_failed(error), None),
-            },
-            Ok((_, Err(error))) => (failed(error.message().to_owned(), error.is_retryable()), None),
-            Err(join_error) if join_error.is_panic() => (
-                failed(format!("task panicked: {}", panic_message(join_error.into_panic())), true),
-                None,
-            ),
-            Err(join_error) => (failed(format!("task was stopped: {join_error}"), true), None),
-        },
-        reason = cancellation.cancelled() => {
-            abort.abort();
-            (failed(format!("cancelled: {reason}"), true), None)
-        }
-    }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a non-string panic payload".to_owned()
-    }
 }
