@@ -90,6 +90,33 @@ impl BenchDatabase {
         }
     }
 
+    /// Bytes of every stored result's `set_json`.
+    pub async fn result_bytes(&self) -> Result<u64, BenchError> {
+        let bytes: i64 = match self {
+            BenchDatabase::Sqlite { url, .. } => {
+                let mut connection = sqlx::SqliteConnection::connect(url).await?;
+                let bytes = sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(LENGTH(CAST(set_json AS BLOB))), 0) FROM context_deltas",
+                )
+                .fetch_one(&mut connection)
+                .await?;
+                let _ = connection.close().await;
+                bytes
+            }
+            BenchDatabase::Postgres { url, .. } => {
+                let mut connection = PgConnection::connect(url).await?;
+                let bytes = sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(octet_length(set_json)), 0)::BIGINT FROM context_deltas",
+                )
+                .fetch_one(&mut connection)
+                .await?;
+                let _ = connection.close().await;
+                bytes
+            }
+        };
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
     pub async fn drop_database(self) {
         if let BenchDatabase::Postgres {
             admin_url, name, ..

@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::database::DatabaseKind;
 use crate::report::{Machine, Report};
-use crate::scenarios::Scenario;
+use crate::scenarios::{Scenario, WorkerSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -69,6 +69,14 @@ struct Args {
     /// Runs of the seed workflow, one after the other.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     seed_runs: u32,
+    /// Workers serving the seed workflow, each its own connection
+    /// (comma-separated: one seed scenario per count).
+    #[arg(long, value_delimiter = ',', default_value = "1,3", value_parser = clap::value_parser!(u32).range(1..))]
+    seed_workers: Vec<u32>,
+    /// Each worker's value cache in bytes; 0 sends whole contexts in every
+    /// Assign (the protocol before values by reference).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    value_cache_bytes: u64,
     /// Idle executors of the executors scenario.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     idle_executors: u32,
@@ -117,23 +125,28 @@ impl Args {
         let size = |full: u32, smoke: usize| if self.smoke { smoke } else { full as usize };
         names
             .into_iter()
-            .map(|name| match name {
-                ScenarioName::Chain => Scenario::Chain {
+            .flat_map(|name| match name {
+                ScenarioName::Chain => vec![Scenario::Chain {
                     length: size(self.chain, 20),
-                },
-                ScenarioName::FanOut => Scenario::FanOut {
+                }],
+                ScenarioName::FanOut => vec![Scenario::FanOut {
                     width: size(self.fan_out, 20),
-                },
-                ScenarioName::Diamonds => Scenario::Diamonds {
+                }],
+                ScenarioName::Diamonds => vec![Scenario::Diamonds {
                     runs: size(self.diamonds, 10),
-                },
-                ScenarioName::Seed => Scenario::Seed {
-                    runs: size(self.seed_runs, 1),
-                },
-                ScenarioName::Executors => Scenario::Executors {
+                }],
+                ScenarioName::Seed => self
+                    .seed_workers
+                    .iter()
+                    .map(|&workers| Scenario::Seed {
+                        runs: size(self.seed_runs, 1),
+                        workers: workers as usize,
+                    })
+                    .collect(),
+                ScenarioName::Executors => vec![Scenario::Executors {
                     idle: size(self.idle_executors, 5),
                     length: size(self.executors_chain, 20),
-                },
+                }],
             })
             .collect()
     }
@@ -173,12 +186,16 @@ fn main() -> ExitCode {
 
 async fn bench(args: &Args) -> Result<(), BenchError> {
     let mut results = Vec::new();
+    let workers = WorkerSettings {
+        capacity: args.capacity,
+        value_cache_bytes: args.value_cache_bytes,
+    };
     for &database in &args.database {
         for scenario in args.scenarios() {
             eprintln!("running {} on {database:?}...", scenario.label());
             results.push(
                 scenario
-                    .run(database, args.postgres_url.as_deref(), args.capacity)
+                    .run(database, args.postgres_url.as_deref(), &workers)
                     .await?,
             );
         }

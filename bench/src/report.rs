@@ -38,6 +38,23 @@ pub struct ScenarioResult {
     /// finished (scenarios of at least four concurrent runs).
     pub rss_by_quarter_mib: Vec<f64>,
     pub executor_cost: Option<ExecutorCost>,
+    /// Context JSON moved between the server and the workers (seed).
+    pub context_traffic: Option<ContextTraffic>,
+}
+
+/// Context JSON on the wire, per run, as the server counted it
+/// (`ListExecutors`) and as the database stored the results.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ContextTraffic {
+    /// Bytes of context JSON the server sent by value (Assign inputs and
+    /// fetched values), all workers together.
+    pub sent_per_run: f64,
+    /// The same, per worker.
+    pub sent_per_run_by_worker: Vec<f64>,
+    /// Values the server sent by reference instead.
+    pub references_per_run: f64,
+    /// Bytes of results' `set_json` the workers sent.
+    pub result_bytes_per_run: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +171,24 @@ impl Report {
                     result.scenario,
                     name(result.database),
                     run_wall
+                );
+            }
+            if let Some(traffic) = &result.context_traffic {
+                let by_worker: Vec<String> = traffic
+                    .sent_per_run_by_worker
+                    .iter()
+                    .map(|bytes| format!("{:.3}", bytes / 1e6))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{} on {}: per run, {:.3} MB of context sent to workers ({} by worker), {:.1} values by reference, {:.3} MB of results sent back; {:.3} MB in all",
+                    result.scenario,
+                    name(result.database),
+                    traffic.sent_per_run / 1e6,
+                    by_worker.join(" + "),
+                    traffic.references_per_run,
+                    traffic.result_bytes_per_run / 1e6,
+                    (traffic.sent_per_run + traffic.result_bytes_per_run) / 1e6,
                 );
             }
             if result.rss_by_quarter_mib.len() == 4 {

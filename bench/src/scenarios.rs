@@ -10,11 +10,12 @@ use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 use tributary::{Client, Task, Worker, Workflow};
 use tributary_proto::v1 as pb;
+use tributary_proto::v1::executor_service_client::ExecutorServiceClient;
 use tributary_proto::v1::run_service_client::RunServiceClient;
 
 use crate::BenchError;
 use crate::database::{BenchDatabase, DatabaseKind};
-use crate::report::{ExecutorCost, ScenarioResult};
+use crate::report::{ContextTraffic, ExecutorCost, ScenarioResult};
 use crate::server_process::{ServerProcess, process_cpu_time};
 use crate::timeline::{Percentiles, RUN_KEY, Timeline, millis, timed};
 
@@ -36,8 +37,9 @@ pub enum Scenario {
     /// `runs` concurrent runs of a four-task diamond (a -> b, c -> d).
     Diamonds { runs: usize },
     /// `runs` runs, one after the other, of the seed workflow without its
-    /// simulated sleeps.
-    Seed { runs: usize },
+    /// simulated sleeps, served by `workers` workers (each its own
+    /// connection).
+    Seed { runs: usize, workers: usize },
     /// `idle` executors connected (and heartbeating) but never given work,
     /// then a chain of `length` on one more.
     Executors { idle: usize, length: usize },
@@ -49,7 +51,8 @@ impl Scenario {
             Scenario::Chain { length } => format!("chain {length}"),
             Scenario::FanOut { width } => format!("fan-out {width}"),
             Scenario::Diamonds { runs } => format!("diamonds x{runs}"),
-            Scenario::Seed { runs } => format!("seed x{runs}"),
+            Scenario::Seed { runs, workers: 1 } => format!("seed x{runs}"),
+            Scenario::Seed { runs, workers } => format!("seed x{runs}, {workers} workers"),
             Scenario::Executors { idle, length } => format!("{idle} idle + chain {length}"),
         }
     }
@@ -86,7 +89,7 @@ impl Scenario {
 
     fn runs(&self) -> usize {
         match *self {
-            Scenario::Diamonds { runs } | Scenario::Seed { runs } => runs,
+            Scenario::Diamonds { runs } | Scenario::Seed { runs, .. } => runs,
             Scenario::Chain { .. } | Scenario::FanOut { .. } | Scenario::Executors { .. } => 1,
         }
     }
@@ -101,10 +104,10 @@ impl Scenario {
         &self,
         kind: DatabaseKind,
         postgres_url: Option<&str>,
-        capacity: u32,
+        workers: &WorkerSettings,
     ) -> Result<ScenarioResult, BenchError> {
         let database = BenchDatabase::create(kind, postgres_url).await?;
-        let outcome = self.run_on(&database, kind, capacity).await;
+        let outcome = self.run_on(&database, kind, workers).await;
         database.drop_database().await;
         outcome
     }
@@ -113,13 +116,21 @@ impl Scenario {
         &self,
         database: &BenchDatabase,
         kind: DatabaseKind,
-        capacity: u32,
+        workers: &WorkerSettings,
     ) -> Result<ScenarioResult, BenchError> {
         let durability = database.durability().await?;
         let server = ServerProcess::start(database.url()).await?;
-        let outcome = self.measure(&server, kind, durability, capacity).await;
+        let outcome = self.measure(&server, kind, durability, workers).await;
         server.stop().await;
-        outcome
+        let mut result = outcome?;
+        if let (Scenario::Seed { runs, .. }, Some(traffic)) =
+            (self, result.context_traffic.as_mut())
+        {
+            // The stored deltas are the results' set_json as the workers
+            // sent it (keys re-sorted, values verbatim).
+            traffic.result_bytes_per_run = database.result_bytes().await? as f64 / *runs as f64;
+        }
+        Ok(result)
     }
 
     async fn measure(
@@ -127,7 +138,7 @@ impl Scenario {
         server: &ServerProcess,
         kind: DatabaseKind,
         durability: String,
-        capacity: u32,
+        settings: &WorkerSettings,
     ) -> Result<ScenarioResult, BenchError> {
         let workflow = self.workflow();
         let tasks_per_run = workflow.tasks().len();
@@ -135,13 +146,23 @@ impl Scenario {
         let (workflow, dependencies) = timed(&workflow, &timeline);
         let client = Client::connect(server.url()).await?;
         client.register_workflow(&workflow).await?;
-        let worker = connected(
-            Worker::builder(server.url())
-                .name("bench")
-                .capacity(capacity)
-                .workflow(&workflow),
-        )
-        .await?;
+        let worker_count = match *self {
+            Scenario::Seed { workers, .. } => workers.max(1),
+            _ => 1,
+        };
+        let mut workers = Vec::with_capacity(worker_count);
+        for index in 0..worker_count {
+            workers.push(
+                connected(
+                    Worker::builder(server.url())
+                        .name(format!("bench-{index}"))
+                        .capacity(settings.capacity)
+                        .value_cache_bytes(settings.value_cache_bytes)
+                        .workflow(&workflow),
+                )
+                .await?,
+            );
+        }
         let executor_cost = match *self {
             Scenario::Executors { idle, .. } => Some(connect_idle(server, idle).await?),
             _ => None,
@@ -167,6 +188,10 @@ impl Scenario {
         let cpu = server.cpu_time().saturating_sub(cpu_start);
         let client_cpu = process_cpu_time("self").saturating_sub(client_cpu_start);
         let rss_end = server.rss_bytes();
+        let context_traffic = match self {
+            Scenario::Seed { runs, .. } => Some(context_traffic(server, &workers, *runs).await?),
+            _ => None,
+        };
 
         let (idle_workers, executor_cost) = match executor_cost {
             Some((workers, cost)) => (workers, Some(cost)),
@@ -175,7 +200,9 @@ impl Scenario {
         for idle in idle_workers {
             idle.abort().await;
         }
-        worker.shutdown(Duration::from_secs(10)).await;
+        for worker in workers {
+            worker.shutdown(Duration::from_secs(10)).await;
+        }
 
         let runs = self.runs();
         let tasks = runs * tasks_per_run;
@@ -200,8 +227,52 @@ impl Scenario {
             rss_peak_mib: mib(server.peak_rss_bytes()),
             rss_by_quarter_mib: rss_by_quarter,
             executor_cost,
+            context_traffic,
         })
     }
+}
+
+/// How the benchmark's workers are configured.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    /// Attempts each worker runs at once.
+    pub capacity: u32,
+    /// Each worker's value cache (0: whole contexts in every Assign).
+    pub value_cache_bytes: u64,
+}
+
+/// What the server counted for the workers' connections, per run.
+async fn context_traffic(
+    server: &ServerProcess,
+    workers: &[Worker],
+    runs: usize,
+) -> Result<ContextTraffic, BenchError> {
+    let channel = tonic::transport::Endpoint::from_shared(server.url().to_owned())
+        .map_err(|error| BenchError::Server(error.to_string()))?
+        .connect()
+        .await
+        .map_err(tributary::Error::from)?;
+    let listed = ExecutorServiceClient::new(channel)
+        .list_executors(pb::ListExecutorsRequest {})
+        .await
+        .map_err(tributary::Error::from)?
+        .into_inner()
+        .executors;
+    let runs = runs.max(1) as f64;
+    let mut traffic = ContextTraffic::default();
+    for worker in workers {
+        let executor_id = worker.status().borrow().executor_id.clone();
+        let info = listed
+            .iter()
+            .find(|info| info.executor_id == executor_id)
+            .ok_or_else(|| BenchError::Server(format!("worker {executor_id} is not listed")))?;
+        traffic
+            .sent_per_run_by_worker
+            .push(info.context_bytes_sent as f64 / runs);
+        traffic.sent_per_run += info.context_bytes_sent as f64 / runs;
+        traffic.references_per_run += info.values_sent_by_reference as f64 / runs;
+    }
+    Ok(traffic)
 }
 
 fn noop(id: &str) -> Task {

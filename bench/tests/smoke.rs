@@ -32,12 +32,14 @@ fn every_scenario_runs_and_reports_its_measurements() {
     let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
 
     // (label, tasks, dispatch samples) at the smoke sizes: a chain of 20,
-    // a fan-out of 20, 10 diamonds, one seed run, 5 idle executors.
+    // a fan-out of 20, 10 diamonds, one seed run on one worker and one on
+    // three, 5 idle executors.
     let expected = [
         ("chain 20", 20, 19),
         ("fan-out 20", 22, 21),
         ("diamonds x10", 40, 30),
         ("seed x1", 9, 8),
+        ("seed x1, 3 workers", 9, 8),
         ("5 idle + chain 20", 20, 19),
     ];
     let results = report["results"].as_array().expect("results");
@@ -92,6 +94,29 @@ fn every_scenario_runs_and_reports_its_measurements() {
             .find(|result| result["scenario"] == "seed x1" && result["database"] == *database)
             .expect("seed scenario");
         assert!(seed["run_wall_ms"].as_f64().is_some(), "{seed:#}");
+        for label in ["seed x1", "seed x1, 3 workers"] {
+            let seed = results
+                .iter()
+                .find(|result| result["scenario"] == label && result["database"] == *database)
+                .expect("seed scenario");
+            let traffic = &seed["context_traffic"];
+            assert!(
+                traffic["result_bytes_per_run"].as_f64().expect("results") > 0.0,
+                "{seed:#}"
+            );
+            assert!(
+                traffic["references_per_run"].as_f64().expect("references") > 0.0,
+                "the workers cache values, so the server names some: {seed:#}"
+            );
+            assert_eq!(
+                traffic["sent_per_run_by_worker"]
+                    .as_array()
+                    .expect("per worker")
+                    .len(),
+                if label == "seed x1" { 1 } else { 3 },
+                "{seed:#}"
+            );
+        }
     }
     if postgres.is_some() {
         let durability = results

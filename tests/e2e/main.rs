@@ -12,4 +12,5 @@ mod serving;
 mod store_conformance;
 mod store_events;
 mod store_runs;
+mod value_refs;
 mod workflow_api;

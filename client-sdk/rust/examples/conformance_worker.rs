@@ -66,17 +66,11 @@ async fn serve() -> Result<ExitCode, String> {
         .map_err(|error| format!("cannot open CONFORMANCE_LOG {log_path}: {error}"))?;
     LOG.set(file)
         .map_err(|_| "the log is opened once".to_owned())?;
-    if value_cache_bytes > 0 {
-        // The Rust SDK does not keep context values by reference yet; it
-        // registers as a non-caching executor, which the protocol allows.
-        eprintln!(
-            "conformance_worker: CONFORMANCE_VALUE_CACHE_BYTES={value_cache_bytes} ignored: the Rust SDK has no value cache"
-        );
-    }
     let mut builder = Worker::builder(server)
         .namespace(namespace)
         .name(name)
-        .capacity(capacity);
+        .capacity(capacity)
+        .value_cache_bytes(value_cache_bytes);
     for (handler, function) in HANDLERS {
         builder = builder.handler(format!("conformance.{handler}"), *function);
     }

@@ -111,12 +111,12 @@ pub struct Context<T = Value> {
 /// text is the original and the value a possibly lossy parse of it.
 #[derive(Debug, Clone)]
 struct Entry {
-    raw: Option<Box<RawValue>>,
+    raw: Option<Arc<RawValue>>,
     value: OnceLock<Value>,
 }
 
 impl Entry {
-    fn raw(raw: Box<RawValue>) -> Entry {
+    fn raw(raw: Arc<RawValue>) -> Entry {
         Entry {
             raw: Some(raw),
             value: OnceLock::new(),
@@ -146,7 +146,7 @@ impl Entry {
 
     fn raw_text(&self) -> Option<Cow<'_, RawValue>> {
         match &self.raw {
-            Some(raw) => Some(Cow::Borrowed(raw)),
+            Some(raw) => Some(Cow::Borrowed(&**raw)),
             None => serde_json::value::to_raw_value(self.value())
                 .ok()
                 .map(Cow::Owned),
@@ -167,7 +167,7 @@ impl Serialize for Entry {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // The text first: the parsed value may have lost digits.
         match (&self.raw, self.value.get()) {
-            (Some(raw), _) => raw.serialize(serializer),
+            (Some(raw), _) => (**raw).serialize(serializer),
             (None, Some(value)) => value.serialize(serializer),
             (None, None) => serializer.serialize_unit(),
         }
@@ -262,9 +262,21 @@ impl Context<Value> {
             })?;
         Ok(Context::from_entries(
             raw.into_iter()
-                .map(|(key, raw)| (key, Entry::raw(raw)))
+                .map(|(key, raw)| (key, Entry::raw(Arc::from(raw))))
                 .collect(),
         ))
+    }
+
+    /// A context whose input is these raw values (shared with the worker's
+    /// value cache), keys sorted as the server sorts them.
+    pub(crate) fn from_raw_entries(mut entries: Vec<(String, Arc<RawValue>)>) -> Context<Value> {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Context::from_entries(
+            entries
+                .into_iter()
+                .map(|(key, raw)| (key, Entry::raw(raw)))
+                .collect(),
+        )
     }
 
     /// Reads `key` as a `T`. Fails with [`ContextError::KeyNotFound`] when
@@ -339,7 +351,7 @@ impl Context<Value> {
         if self.entries.contains_key(&key) {
             return Err(ContextError::KeyExists { key });
         }
-        self.write_entry(key, Entry::raw(value));
+        self.write_entry(key, Entry::raw(Arc::from(value)));
         Ok(())
     }
 
@@ -361,7 +373,7 @@ impl Context<Value> {
         if !self.entries.contains_key(&key) {
             return Err(ContextError::KeyNotFound { key });
         }
-        self.write_entry(key, Entry::raw(value));
+        self.write_entry(key, Entry::raw(Arc::from(value)));
         Ok(())
     }
 
@@ -376,7 +388,7 @@ impl Context<Value> {
     /// assert!(context.delta().0.contains_key("x"));
     /// ```
     pub fn upsert_raw(&mut self, key: impl Into<String>, value: Box<RawValue>) {
-        self.write_entry(key.into(), Entry::raw(value));
+        self.write_entry(key.into(), Entry::raw(Arc::from(value)));
     }
 
     /// Whether `key` is present (in the input or written by this task).
@@ -571,6 +583,34 @@ impl Context<Value> {
             serde_json::to_string(&set)?,
             self.removed.iter().cloned().collect(),
         ))
+    }
+
+    /// Like [`Context::delta_json`], with each set value also as its own
+    /// JSON text, for the worker's value cache.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn delta_raw(
+        &self,
+    ) -> Result<(String, Vec<String>, Vec<(String, Arc<RawValue>)>), serde_json::Error> {
+        let mut values = Vec::with_capacity(self.set.len());
+        let mut set_json = String::from("{");
+        for key in &self.set {
+            let Some(entry) = self.entries.get(key) else {
+                continue;
+            };
+            let raw: Arc<RawValue> = match (&entry.raw, entry.value.get()) {
+                (Some(raw), None) => raw.clone(),
+                _ => Arc::from(serde_json::value::to_raw_value(entry)?),
+            };
+            if set_json.len() > 1 {
+                set_json.push(',');
+            }
+            set_json.push_str(&serde_json::to_string(key)?);
+            set_json.push(':');
+            set_json.push_str(raw.get());
+            values.push((key.clone(), raw));
+        }
+        set_json.push('}');
+        Ok((set_json, self.removed.iter().cloned().collect(), values))
     }
 
     /// Whether the attempt running this task was cancelled (the run was

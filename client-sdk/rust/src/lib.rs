@@ -48,10 +48,12 @@
 
 extern crate self as tributary;
 
+mod attempt;
 mod client;
 mod context;
 mod error;
 mod events;
+mod value_cache;
 mod worker;
 mod workflow;
 

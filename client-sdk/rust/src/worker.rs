@@ -7,11 +7,12 @@
 //! acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::metadata::AsciiMetadataValue;
@@ -21,8 +22,10 @@ use tributary_proto::v1::connect_request::Message as ToServer;
 use tributary_proto::v1::connect_response::Message as FromServer;
 use tributary_proto::v1::executor_service_client::ExecutorServiceClient;
 
+use crate::attempt::{AttemptInputError, RawValues, run_attempt};
 use crate::context::Context;
 use crate::error::Error;
+use crate::value_cache::{Input, Inputs};
 use crate::workflow::{Handler, Task, TaskFuture, Workflow};
 
 /// The cancellation of one attempt, as a task sees it (through
@@ -190,6 +193,7 @@ pub struct WorkerBuilder {
     heartbeat_interval: Option<Duration>,
     reconnect_min: Duration,
     reconnect_max: Duration,
+    value_cache_bytes: u64,
 }
 
 impl WorkerBuilder {
@@ -272,6 +276,22 @@ impl WorkerBuilder {
         self
     }
 
+    /// How many bytes of context values the worker keeps, per stream, so
+    /// that the server can send a value the worker already has (because it
+    /// produced or received it earlier in the run) as a reference instead
+    /// of again (default 64 MiB; 0 disables it: every attempt receives its
+    /// whole input context). Values evicted from this cache and still
+    /// needed are fetched from the server.
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("http://localhost:50051")
+    ///     .value_cache_bytes(256 * 1024 * 1024);
+    /// ```
+    pub fn value_cache_bytes(mut self, bytes: u64) -> WorkerBuilder {
+        self.value_cache_bytes = bytes;
+        self
+    }
+
     /// Serves `handler` under the handler name `name`.
     ///
     /// ```
@@ -343,6 +363,7 @@ impl WorkerBuilder {
         let (results, results_receiver) = mpsc::unbounded_channel();
         let (status, status_receiver) = watch::channel(WorkerStatus::default());
         let instance_id = self.instance_id.clone();
+        let value_cache_bytes = self.value_cache_bytes;
         let driver = Driver {
             endpoint: endpoint.connect_timeout(Duration::from_secs(5)),
             namespace,
@@ -353,6 +374,8 @@ impl WorkerBuilder {
             unacked: BTreeMap::new(),
             results,
             results_receiver,
+            inputs: Inputs::new(value_cache_bytes),
+            parked: HashMap::new(),
             control: control_receiver,
             drain: None,
             status,
@@ -422,6 +445,7 @@ impl Worker {
             heartbeat_interval: None,
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
+            value_cache_bytes: DEFAULT_VALUE_CACHE_BYTES,
         }
     }
 
@@ -540,6 +564,9 @@ impl ConnectionThread {
 /// The message limit assumed until the server states its own (gRPC's usual).
 const DEFAULT_MAX_MESSAGE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// The worker's value cache unless configured.
+const DEFAULT_VALUE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How long a finishing worker waits for the server to close the stream.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -566,6 +593,22 @@ struct Running {
     cancel: watch::Sender<Option<String>>,
 }
 
+/// An assigned attempt waiting for values it must fetch before it starts.
+struct Parked {
+    attempt: Arc<Attempt>,
+    run_id: String,
+    handler: Option<Handler>,
+    reason: watch::Receiver<Option<String>>,
+}
+
+/// An attempt's end as its task reports it to the driver.
+struct Finished {
+    attempt_id: String,
+    message: ToServer,
+    /// The run and the values the attempt set, to keep in the value cache.
+    produced: Option<(String, RawValues)>,
+}
+
 /// Why a session (one stream) ended.
 enum SessionEnd {
     /// The stream broke or the lease was lost: reconnect.
@@ -587,8 +630,13 @@ struct Driver {
     /// Results not acknowledged yet, by attempt id (ordered, so resends are
     /// deterministic).
     unacked: BTreeMap<String, ToServer>,
-    results: mpsc::UnboundedSender<(String, ToServer)>,
-    results_receiver: mpsc::UnboundedReceiver<(String, ToServer)>,
+    results: mpsc::UnboundedSender<Finished>,
+    results_receiver: mpsc::UnboundedReceiver<Finished>,
+    /// The value cache and the attempts waiting for fetched values.
+    inputs: Inputs,
+    /// Attempts assigned but not started until their values arrive (also
+    /// in `running`).
+    parked: HashMap<String, Parked>,
     control: mpsc::UnboundedReceiver<Control>,
     drain: Option<Drain>,
     status: watch::Sender<WorkerStatus>,
@@ -626,8 +674,8 @@ impl Driver {
                 let drain_deadline = self.drain_deadline();
                 tokio::select! {
                     () = &mut wait => break,
-                    Some((attempt_id, message)) = self.results_receiver.recv() => {
-                        self.record_result(attempt_id, message);
+                    Some(finished) = self.results_receiver.recv() => {
+                        self.record_result(finished);
                     }
                     Some(control) = self.control.recv() => self.handle_control(control, None),
                     () = sleep_until(drain_deadline) => self.deadline_passed(),
@@ -653,7 +701,7 @@ impl Driver {
             max_concurrent_attempts: self.config.capacity,
             labels: self.config.labels.clone(),
             held_attempt_ids: held,
-            ..pb::Register::default()
+            value_cache_bytes: self.config.value_cache_bytes,
         };
         let _ = outbound.send(request(ToServer::Register(register)));
         let mut call = tonic::Request::new(UnboundedReceiverStream::new(requests));
@@ -683,8 +731,8 @@ impl Driver {
                     }
                     Ok(None) | Err(_) => return SessionEnd::Lost,
                 },
-                Some((attempt_id, message)) = self.results_receiver.recv() => {
-                    self.record_result(attempt_id, message);
+                Some(finished) = self.results_receiver.recv() => {
+                    self.record_result(finished);
                 }
                 Some(control) = self.control.recv() => self.handle_control(control, None),
                 () = sleep_until(drain_deadline) => self.deadline_passed(),
@@ -700,9 +748,13 @@ impl Driver {
         if self.drain.is_some() {
             let _ = outbound.send(capacity_zero());
         }
-        // Resend what the server has not acknowledged.
+        // Resend what the server has not acknowledged, and ask again for
+        // the values parked attempts wait for.
         for message in self.unacked.values() {
             let _ = outbound.send(request(message.clone()));
+        }
+        for fetch in self.inputs.new_stream() {
+            let _ = outbound.send(request(ToServer::FetchValues(fetch)));
         }
         let interval = self
             .config
@@ -749,8 +801,8 @@ impl Driver {
                     }
                     let _ = outbound.send(request(ToServer::Heartbeat(pb::Heartbeat {})));
                 }
-                Some((attempt_id, message)) = self.results_receiver.recv() => {
-                    let message = self.record_result(attempt_id, message);
+                Some(finished) = self.results_receiver.recv() => {
+                    let message = self.record_result(finished);
                     let _ = outbound.send(request(message));
                 }
                 Some(control) = self.control.recv() => self.handle_control(control, Some(&outbound)),
@@ -776,16 +828,22 @@ impl Driver {
                 self.unacked.remove(&ack.attempt_id);
                 self.publish_counts();
             }
-            FromServer::Registered(_)
-            | FromServer::HeartbeatAck(_)
-            | FromServer::Values(_)
-            | FromServer::ForgetRun(_) => {}
+            FromServer::Values(values) => {
+                if let Some((attempt_id, input)) = self.inputs.values_arrived(values)
+                    && let Some(parked) = self.parked.remove(&attempt_id)
+                {
+                    let input = input.map_err(AttemptInputError::Unavailable);
+                    self.spawn_attempt(attempt_id, parked, input, outbound);
+                }
+            }
+            FromServer::ForgetRun(forget) => self.inputs.forget_run(&forget.run_id),
+            FromServer::Registered(_) | FromServer::HeartbeatAck(_) => {}
         }
     }
 
     fn start_attempt(
         &mut self,
-        assign: pb::Assign,
+        mut assign: pb::Assign,
         outbound: &mpsc::UnboundedSender<pb::ConnectRequest>,
     ) {
         let attempt_id = assign.attempt_id.clone();
@@ -793,42 +851,89 @@ impl Driver {
             // Already ours (a reclaimed attempt); never run it twice.
             return;
         }
-        let handler = self.config.handlers.get(&assign.handler).cloned();
-        let context = Context::from_json(&assign.input_context_json).map(|mut context| {
-            context.set_attempt(std::sync::Arc::new(Attempt {
-                run_id: assign.run_id,
-                task_id: assign.task_id,
-                attempt_id: assign.attempt_id,
+        let (cancel, reason) = watch::channel(None);
+        self.running.insert(attempt_id.clone(), Running { cancel });
+        let parked = Parked {
+            attempt: Arc::new(Attempt {
+                run_id: assign.run_id.clone(),
+                task_id: assign.task_id.clone(),
+                attempt_id: assign.attempt_id.clone(),
                 number: assign.attempt_number,
-                handler: assign.handler,
-                workflow_name: assign.workflow_name,
-            }));
+                handler: assign.handler.clone(),
+                workflow_name: assign.workflow_name.clone(),
+            }),
+            run_id: assign.run_id.clone(),
+            handler: self.config.handlers.get(&assign.handler).cloned(),
+            reason,
+        };
+        match self.inputs.resolve(&mut assign) {
+            Input::Ready(context) => {
+                let context = context.map_err(AttemptInputError::Invalid);
+                self.spawn_attempt(attempt_id, parked, context, outbound);
+            }
+            Input::Fetch(fetch) => {
+                self.parked.insert(attempt_id, parked);
+                let _ = outbound.send(request(ToServer::FetchValues(fetch)));
+            }
+        }
+        self.publish_counts();
+    }
+
+    fn spawn_attempt(
+        &mut self,
+        attempt_id: String,
+        parked: Parked,
+        context: Result<Context<Value>, AttemptInputError>,
+        outbound: &mpsc::UnboundedSender<pb::ConnectRequest>,
+    ) {
+        let cancellation = Cancellation {
+            reason: parked.reason,
+        };
+        let attempt = parked.attempt;
+        let context = context.map(|mut context| {
+            context.set_attempt(attempt);
             context
         });
-        let (cancel, reason) = watch::channel(None);
-        let cancellation = Cancellation { reason };
         let _ = outbound.send(request(ToServer::Started(pb::Started {
             attempt_id: attempt_id.clone(),
         })));
         let results = self.results.clone();
-        let id = attempt_id.clone();
+        let keep_values = self.inputs.is_caching().then_some(parked.run_id);
         self.attempts.spawn_on(
             async move {
-                let message = run_attempt(&id, handler, context, cancellation).await;
-                let _ = results.send((id, message));
+                let (message, values) = run_attempt(
+                    &attempt_id,
+                    parked.handler,
+                    context,
+                    cancellation,
+                    keep_values.is_some(),
+                )
+                .await;
+                let _ = results.send(Finished {
+                    attempt_id,
+                    message,
+                    produced: keep_values.zip(values),
+                });
             },
             &self.handlers_runtime,
         );
-        self.running.insert(attempt_id, Running { cancel });
-        self.publish_counts();
     }
 
     /// Keeps a result until it is acknowledged, and returns it as it is to
-    /// be sent.
-    fn record_result(&mut self, attempt_id: String, message: ToServer) -> ToServer {
+    /// be sent. The values it set are kept first: the server may name them
+    /// in an `Assign` as soon as it has the result.
+    fn record_result(&mut self, finished: Finished) -> ToServer {
+        let Finished {
+            attempt_id,
+            message,
+            produced,
+        } = finished;
         // Reap finished attempt tasks so the set does not grow.
         while self.attempts.try_join_next().is_some() {}
         let message = fit_message(message, self.max_message_bytes);
+        if let (Some((run_id, values)), ToServer::Completed(_)) = (produced, &message) {
+            self.inputs.produced(&run_id, &attempt_id, values);
+        }
         self.running.remove(&attempt_id);
         self.unacked.insert(attempt_id, message.clone());
         self.publish_counts();
@@ -966,76 +1071,4 @@ fn capacity_zero() -> pb::ConnectRequest {
     request(ToServer::CapacityChanged(pb::CapacityChanged {
         max_concurrent_attempts: 0,
     }))
-}
-
-/// Aborts a spawned task when dropped, so aborting an attempt's supervisor
-/// also stops the task it supervises.
-struct AbortOnDrop(AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Runs one attempt to its result message: the handler's outcome, a panic,
-/// or a cancellation.
-async fn run_attempt(
-    attempt_id: &str,
-    handler: Option<Handler>,
-    context: Result<Context<Value>, crate::ContextError>,
-    cancellation: Cancellation,
-) -> ToServer {
-    let failed = |message: String, retryable: bool| {
-        ToServer::Failed(pb::Failed {
-            attempt_id: attempt_id.to_owned(),
-            message,
-            non_retryable: !retryable,
-        })
-    };
-    let Some(handler) = handler else {
-        return failed("this worker has no handler for the task".to_owned(), false);
-    };
-    let mut context = match context {
-        Ok(context) => context,
-        Err(error) => return failed(format!("invalid input context: {error}"), false),
-    };
-    context.set_cancellation(cancellation.clone());
-    let task = tokio::spawn(async move {
-        let outcome = handler(&mut context).await;
-        (context, outcome)
-    });
-    let _guard = AbortOnDrop(task.abort_handle());
-    let abort = task.abort_handle();
-    tokio::select! {
-        joined = task => match joined {
-            Ok((context, Ok(()))) => match context.delta_json() {
-                Ok((set_json, removed_keys)) => ToServer::Completed(pb::Completed {
-                    attempt_id: attempt_id.to_owned(),
-                    set_json,
-                    removed_keys,
-                }),
-                Err(error) => failed(format!("the context cannot be encoded: {error}"), false),
-            },
-            Ok((_, Err(error))) => failed(error.message().to_owned(), error.is_retryable()),
-            Err(join_error) if join_error.is_panic() => {
-                failed(format!("task panicked: {}", panic_message(join_error.into_panic())), true)
-            }
-            Err(join_error) => failed(format!("task was stopped: {join_error}"), true),
-        },
-        reason = cancellation.cancelled() => {
-            abort.abort();
-            failed(format!("cancelled: {reason}"), true)
-        }
-    }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "a non-string panic payload".to_owned()
-    }
 }

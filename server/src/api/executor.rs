@@ -23,6 +23,7 @@ use super::namespace::namespace_of;
 use super::text::truncate_at_char;
 use crate::clock::now_unix_ms;
 use crate::dispatch::executors::{ExecutorCommand, LastHeard, ResultAnswer, StreamEnd};
+use crate::dispatch::held_values::ValueName;
 use crate::dispatch::{CoordinatorHandle, ExecutorEvent};
 
 /// Messages an executor may have waiting for the coordinator. An executor
@@ -134,6 +135,8 @@ impl ExecutorApi {
                     in_flight_attempt_ids: executor.in_flight,
                     labels: executor.registration.labels.into_iter().collect(),
                     connected_at: Some(timestamp_from_unix_ms(executor.connected_at_ms)),
+                    context_bytes_sent: executor.context_bytes_sent,
+                    values_sent_by_reference: executor.values_sent_by_reference,
                 })
                 .collect(),
         })
@@ -276,8 +279,8 @@ async fn read_messages(
                     capacity: change.max_concurrent_attempts,
                 }
             }
-            // Value references are not served yet: nothing to answer.
-            Some(Inbound::FetchValues(_)) | None => continue,
+            Some(Inbound::FetchValues(fetch)) => fetch_values_event(fetch),
+            None => continue,
         };
         if events.try_send(event).is_err() {
             close(StreamEnd::Flooded);
@@ -324,18 +327,30 @@ fn outbound_to_proto(
             run_id,
             workflow_name,
             assignment,
+            input,
         } => Outbound::Assign(pb::Assign {
             run_id,
             task_id: assignment.task_id,
             attempt_id: assignment.attempt_id,
             attempt_number: assignment.attempt_number,
             handler: assignment.handler,
-            input_context_json: assignment.input_context_json,
+            input_context_json: input.input_context_json,
             deadline: Some(timestamp_from_unix_ms(assignment.deadline_ms)),
             workflow_name,
-            inline_values: Vec::new(),
-            references: Vec::new(),
+            inline_values: input.inline_values.iter().map(value_ref).collect(),
+            references: input.references.iter().map(value_ref).collect(),
         }),
+        ExecutorCommand::Values { run_id, values } => Outbound::Values(pb::Values {
+            run_id,
+            values: values
+                .iter()
+                .map(|(name, value)| pb::Value {
+                    r#ref: Some(value_ref(name)),
+                    value_json: value.get().to_owned(),
+                })
+                .collect(),
+        }),
+        ExecutorCommand::ForgetRun { run_id } => Outbound::ForgetRun(pb::ForgetRun { run_id }),
         ExecutorCommand::Cancel { attempt_id, reason } => {
             Outbound::Cancel(pb::Cancel { attempt_id, reason })
         }
@@ -358,6 +373,32 @@ fn outbound_to_proto(
     Ok(pb::ConnectResponse {
         message: Some(message),
     })
+}
+
+fn value_ref(name: &ValueName) -> pb::ValueRef {
+    pb::ValueRef {
+        key: name.key.to_string(),
+        writer_attempt_id: name.writer_attempt_id.to_string(),
+    }
+}
+
+/// Most refs one `fetch_values` may ask for; the rest go unanswered (absent
+/// from `values`, as for a finished run).
+const MAX_FETCH_REFS: usize = 10_000;
+
+fn fetch_values_event(fetch: pb::FetchValues) -> ExecutorEvent {
+    ExecutorEvent::FetchValues {
+        run_id: fetch.run_id,
+        refs: fetch
+            .refs
+            .into_iter()
+            .take(MAX_FETCH_REFS)
+            .map(|value_ref| ValueName {
+                key: value_ref.key.into(),
+                writer_attempt_id: value_ref.writer_attempt_id.into(),
+            })
+            .collect(),
+    }
 }
 
 type ConnectStream = Pin<Box<dyn Stream<Item = Result<pb::ConnectResponse, Status>> + Send>>;

@@ -108,6 +108,7 @@ pub fn validate_registration(register: pb::Register) -> ApiResult<ExecutorRegist
         capacity: register.max_concurrent_attempts,
         labels: register.labels.into_iter().collect::<BTreeMap<_, _>>(),
         held_attempt_ids: register.held_attempt_ids,
+        value_cache_bytes: register.value_cache_bytes,
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod commit;
 mod runs;
+mod values;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use super::executors::{
 use super::handle::{
     CancelOutcome, Command, CoordinatorHandle, DispatchSettings, ExecutorEvent, ExecutorSnapshot,
 };
+use super::held_values::WireInput;
 use super::ready_queue::{HandlerKey, ReadyQueue};
 use super::timers::{TimerKind, Timers};
 use crate::clock::now_unix_ms;
@@ -243,6 +245,8 @@ impl Coordinator {
                         capacity: executor.capacity,
                         in_flight: executor.in_flight.iter().cloned().collect(),
                         connected_at_ms: executor.connected_at_ms,
+                        context_bytes_sent: executor.held.context_bytes_sent,
+                        values_sent_by_reference: executor.held.values_sent_by_reference,
                     })
                     .collect();
                 let _ = reply.send(snapshots);
@@ -358,6 +362,9 @@ impl Coordinator {
                     self.mark_dirty(&run_id);
                 }
             }
+            ExecutorEvent::FetchValues { run_id, refs } => {
+                self.fetch_values(executor_id, run_id, refs);
+            }
             ExecutorEvent::Completed { attempt_id, delta } => {
                 self.on_result(reporter, attempt_id, ReportedEnd::Completed(delta), now_ms);
             }
@@ -403,6 +410,19 @@ impl Coordinator {
             return;
         }
         let executor_id = reporter.executor_id.clone();
+        // A caching executor keeps what it produced: once accepted, the
+        // server may name those values instead of sending them back.
+        let produced = match &end {
+            ReportedEnd::Completed(delta)
+                if self
+                    .executors
+                    .get(&executor_id)
+                    .is_some_and(|executor| executor.held.is_caching()) =>
+            {
+                Some(delta.set.clone())
+            }
+            _ => None,
+        };
         let mut actions = Vec::new();
         let Some(run) = self.run_held_by(&reporter, &attempt_id) else {
             self.acknowledge(&executor_id, attempt_id, ResultAnswer::NotHeld);
@@ -433,6 +453,9 @@ impl Coordinator {
             }
         };
         tracing::debug!(executor_id, attempt_id, ?answer, "result received");
+        if let (Some(set), ResultAnswer::Accepted) = (&produced, &answer) {
+            self.hold_produced(&executor_id, &run_id, &attempt_id, set);
+        }
         self.apply_actions(&run_id, actions);
         self.mark_dirty(&run_id);
         self.acknowledge(&executor_id, attempt_id, answer);
@@ -569,7 +592,8 @@ impl Coordinator {
                     command: ExecutorCommand::Assign {
                         run_id,
                         workflow_name,
-                        assignment,
+                        assignment: Box::new(assignment),
+                        input: WireInput::default(),
                     },
                 });
             }
@@ -627,9 +651,10 @@ impl Coordinator {
         }
     }
 
-    /// Sends to an executor without waiting. An executor whose queue is full
-    /// is not reading its stream; it is dropped and its attempts re-queued.
-    fn send_now(&mut self, executor_id: &str, command: ExecutorCommand) {
+    /// Sends to an executor as it is, without waiting. An executor whose
+    /// queue is full is not reading its stream; it is dropped and its
+    /// attempts re-queued.
+    fn push(&mut self, executor_id: &str, command: ExecutorCommand) {
         let Some(executor) = self.executors.get(executor_id) else {
             return;
         };

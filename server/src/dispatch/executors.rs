@@ -10,14 +10,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
 
+use super::held_values::{HeldValues, ValueName, WireInput};
 use super::ready_queue::HandlerKey;
 use crate::engine::run::Assignment;
 use crate::engine::run::ResultDisposition;
 
 /// A message from the server to an executor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ExecutorCommand {
     Registered {
         executor_id: String,
@@ -25,7 +27,18 @@ pub enum ExecutorCommand {
     Assign {
         run_id: String,
         workflow_name: String,
-        assignment: Assignment,
+        assignment: Box<Assignment>,
+        /// The input as sent, filled in when the Assign is sent.
+        input: WireInput,
+    },
+    /// The answer to `fetch_values`: the values found, in the order asked.
+    Values {
+        run_id: String,
+        values: Vec<(ValueName, std::sync::Arc<RawValue>)>,
+    },
+    /// Drop what is kept of the run's values.
+    ForgetRun {
+        run_id: String,
     },
     Cancel {
         attempt_id: String,
@@ -85,6 +98,8 @@ pub struct ExecutorRegistration {
     pub labels: BTreeMap<String, String>,
     /// Attempts the executor still runs from before a reconnect.
     pub held_attempt_ids: Vec<String>,
+    /// Bytes of context values the executor keeps to be referenced.
+    pub value_cache_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -102,6 +117,8 @@ pub struct Executor {
     pub last_heard: LastHeard,
     /// Dropping this ends the executor's request stream on the server side.
     pub stream_guard: watch::Sender<bool>,
+    /// The context values this connection holds.
+    pub held: HeldValues,
 }
 
 impl Executor {
@@ -165,6 +182,7 @@ impl ExecutorRegistry {
                 .insert(id.clone());
         }
         self.next_serial += 1;
+        let held = HeldValues::new(registration.value_cache_bytes);
         let executor = Executor {
             id: id.clone(),
             namespace,
@@ -176,6 +194,7 @@ impl ExecutorRegistry {
             outbound: stream.outbound,
             last_heard: stream.last_heard,
             stream_guard: stream.stream_guard,
+            held,
         };
         self.executors.insert(id, executor);
     }
@@ -236,6 +255,20 @@ impl ExecutorRegistry {
         executors
     }
 
+    /// Forgets the run's values on every connection; returns the
+    /// connections that held some.
+    pub fn forget_run_values(&mut self, run_id: &str) -> Vec<String> {
+        self.executors
+            .values_mut()
+            .filter_map(|executor| {
+                executor
+                    .held
+                    .forget_run(run_id)
+                    .then(|| executor.id.clone())
+            })
+            .collect()
+    }
+
     pub fn ids(&self) -> Vec<String> {
         self.executors.keys().cloned().collect()
     }
@@ -272,6 +305,7 @@ mod tests {
             capacity,
             labels: BTreeMap::new(),
             held_attempt_ids: Vec::new(),
+            value_cache_bytes: 0,
         }
     }
 

@@ -4,6 +4,7 @@
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::executors::{ExecutorCommand, ExecutorRegistration, LastHeard};
+use super::held_values::ValueName;
 use crate::engine::context::{ContextError, Delta};
 use crate::engine::run::RunSettings;
 use crate::store::{StoreError, StoredWorkflow};
@@ -80,6 +81,11 @@ pub enum ExecutorEvent {
     CapacityChanged {
         capacity: u32,
     },
+    /// Referenced values the executor no longer holds.
+    FetchValues {
+        run_id: String,
+        refs: Vec<ValueName>,
+    },
     Heartbeat,
 }
 
@@ -91,6 +97,10 @@ pub struct ExecutorSnapshot {
     pub capacity: u32,
     pub in_flight: Vec<String>,
     pub connected_at_ms: i64,
+    /// Bytes of context JSON sent by value on this connection.
+    pub context_bytes_sent: u64,
+    /// Values sent by reference on this connection.
+    pub values_sent_by_reference: u64,
 }
 
 pub(super) type StartReply = oneshot::Sender<Result<StartedRun, DispatchError>>;

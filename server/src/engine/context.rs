@@ -125,7 +125,8 @@ impl Delta {
     }
 }
 
-fn write_object<'a>(entries: impl Iterator<Item = (&'a str, &'a RawValue)>) -> String {
+/// A JSON object text of `entries`, in their order.
+pub fn write_object<'a>(entries: impl Iterator<Item = (&'a str, &'a RawValue)>) -> String {
     let mut json = String::from("{");
     for (index, (key, value)) in entries.enumerate() {
         if index > 0 {
@@ -217,6 +218,19 @@ impl Context {
         self.entries
             .get(key)
             .and_then(|entry| entry.value.as_deref())
+    }
+
+    /// The value of `key`, shared.
+    pub fn get_shared(&self, key: &str) -> Option<&Arc<RawValue>> {
+        self.entries.get(key).and_then(|entry| entry.value.as_ref())
+    }
+
+    /// Every present key, keys sorted, with the task that wrote it (`None`
+    /// for the run's input) and its value.
+    pub fn values(&self) -> impl Iterator<Item = (&Arc<str>, Option<TaskIndex>, &Arc<RawValue>)> {
+        self.entries
+            .iter()
+            .filter_map(|(key, entry)| entry.value.as_ref().map(|value| (key, entry.writer, value)))
     }
 
     /// The context as JSON object text, keys sorted.

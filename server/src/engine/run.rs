@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
+
 use super::context::{Context, ContextError, Delta, canonical_context};
 use super::plan::{TaskIndex, WorkflowPlan};
 use super::records::{
@@ -53,13 +55,14 @@ pub enum ResultDisposition {
 }
 
 /// What an executor needs to run an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Assignment {
     pub task_id: String,
     pub handler: String,
     pub attempt_id: String,
     pub attempt_number: u32,
-    pub input_context_json: String,
+    /// The task's input context, with the writer of each key.
+    pub input: Context,
     pub deadline_ms: i64,
 }
 
@@ -122,6 +125,8 @@ pub struct RunState {
     /// succeeded, its delta.
     outputs: Vec<Option<Context>>,
     deltas: Vec<Option<Delta>>,
+    /// The attempt whose delta each succeeded task contributed.
+    succeeded_attempts: Vec<Option<Arc<str>>>,
     /// For every key written by a succeeded task, the tasks that wrote it.
     writers: HashMap<Arc<str>, Vec<TaskIndex>>,
     attempts: HashMap<String, AttemptRecord>,
@@ -181,6 +186,7 @@ impl RunState {
             tasks,
             outputs: vec![None; plan.len()],
             deltas: vec![None; plan.len()],
+            succeeded_attempts: vec![None; plan.len()],
             writers: HashMap::new(),
             attempts: HashMap::new(),
             next_sequence: 1,
@@ -260,11 +266,13 @@ impl RunState {
             })
             .collect::<Result<_, _>>()?;
         let mut deltas: Vec<Option<Delta>> = vec![None; plan.len()];
+        let mut succeeded_attempts: Vec<Option<Arc<str>>> = vec![None; plan.len()];
         for record in &detail.deltas {
             let index = plan
                 .index_of(&record.task_id)
                 .ok_or_else(|| RestoreError::UnknownTask(record.task_id.clone()))?;
             deltas[index] = Some(Delta::parse(&record.set_json, &record.removed_keys)?);
+            succeeded_attempts[index] = Some(Arc::from(record.attempt_id.as_str()));
         }
         let mut state = RunState {
             id: run.id.clone(),
@@ -275,6 +283,7 @@ impl RunState {
             tasks,
             outputs: vec![None; plan.len()],
             deltas,
+            succeeded_attempts,
             writers: HashMap::new(),
             attempts: detail
                 .attempts
@@ -386,6 +395,31 @@ impl RunState {
         self.tasks[task].state
     }
 
+    /// The attempt whose delta a succeeded task contributed: the writer's
+    /// name of the values it set.
+    pub fn succeeded_attempt(&self, task: TaskIndex) -> Option<&Arc<str>> {
+        self.succeeded_attempts[task].as_ref()
+    }
+
+    /// A value by its name: the key and the attempt that set it (`""` for
+    /// the run's input). `None` when the run has no such value.
+    pub fn value_named(&self, key: &str, writer_attempt_id: &str) -> Option<Arc<RawValue>> {
+        if writer_attempt_id.is_empty() {
+            return self.input.get_shared(key).cloned();
+        }
+        let attempt = self.attempts.get(writer_attempt_id)?;
+        let task = self.plan.index_of(&attempt.task_id)?;
+        if self.succeeded_attempts[task].as_deref() != Some(writer_attempt_id) {
+            return None;
+        }
+        let delta = self.deltas[task].as_ref()?;
+        delta
+            .set
+            .iter()
+            .find(|(set_key, _)| &**set_key == key)
+            .map(|(_, value)| value.clone())
+    }
+
     /// The task holding `attempt_id` as its current attempt, if any.
     pub fn task_of_current_attempt(&self, attempt_id: &str) -> Option<TaskIndex> {
         let record = self.attempts.get(attempt_id)?;
@@ -430,7 +464,7 @@ impl RunState {
         let spec = &plan.tasks[task];
         let timeout_ms = spec.timeout_ms.unwrap_or(self.settings.default_timeout_ms);
         let deadline_ms = now_ms.saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
-        let input_context_json = self.input_of(task).to_json();
+        let input = self.input_of(task);
         let runtime = &mut self.tasks[task];
         runtime.attempts_started += 1;
         runtime.state = TaskState::Assigned;
@@ -466,7 +500,7 @@ impl RunState {
             handler: spec.handler.clone(),
             attempt_id: attempt_id.clone(),
             attempt_number: number,
-            input_context_json,
+            input,
             deadline_ms,
         };
         let timeout = Action::TimeoutAt {
@@ -525,6 +559,7 @@ impl RunState {
         output.apply(task, &delta);
         self.outputs[task] = Some(output);
         self.deltas[task] = Some(delta);
+        self.succeeded_attempts[task] = Some(Arc::from(attempt_id));
         self.event(EventType::TaskSucceeded, details, now_ms);
         self.finish_task(task, TaskState::Succeeded, None, now_ms, actions);
         ResultDisposition::Accepted

@@ -158,15 +158,12 @@ fn a_diamond_runs_in_dependency_order_and_merges_contexts() {
     assert_eq!(h.enqueued(), ["b", "c"]);
     assert_eq!(h.state("d"), TaskState::Waiting);
     let b = h.succeed("b", r#"{"from_b": 2}"#);
-    assert_eq!(b.input_context_json, r#"{"from_a":1}"#);
+    assert_eq!(b.input.to_json(), r#"{"from_a":1}"#);
     assert!(h.enqueued().is_empty(), "d waits for c");
     h.succeed("c", r#"{"from_c": 3}"#);
     assert_eq!(h.enqueued(), ["d"]);
     let d = h.succeed("d", "{}");
-    assert_eq!(
-        d.input_context_json,
-        r#"{"from_a":1,"from_b":2,"from_c":3}"#
-    );
+    assert_eq!(d.input.to_json(), r#"{"from_a":1,"from_b":2,"from_c":3}"#);
     assert_eq!(h.finished(), Some(RunStatus::Succeeded));
     let changes = h.run.take_changes();
     assert_eq!(
@@ -209,7 +206,7 @@ fn fan_in_sees_every_partition_like_the_seed() {
         h.complete(&assignment.attempt_id, &format!(r#"{{"stats_{n}": {n}}}"#));
     }
     let combine = h.succeed("combine_results", "{}");
-    let input: serde_json::Value = serde_json::from_str(&combine.input_context_json).expect("json");
+    let input: serde_json::Value = serde_json::from_str(&combine.input.to_json()).expect("json");
     for key in ["stats_1", "stats_2", "stats_3", "partition_1"] {
         assert!(input.get(key).is_some(), "{key} missing from {input}");
     }
@@ -317,7 +314,7 @@ fn failure_is_isolated_to_its_branch_and_cleanup_still_runs() {
     h.succeed("other", r#"{"o": 1}"#);
     let cleanup = h.succeed("cleanup", "{}");
     // Cleanup sees the writes of the succeeded ancestors, through the skipped task too.
-    assert_eq!(cleanup.input_context_json, r#"{"o":1,"r":1}"#);
+    assert_eq!(cleanup.input.to_json(), r#"{"o":1,"r":1}"#);
     assert_eq!(h.finished(), Some(RunStatus::Failed));
     let changes = h.run.take_changes();
     let report = changes
@@ -472,7 +469,7 @@ fn conflicting_parallel_writes_resolve_by_canonical_order_whatever_the_timing() 
         h.complete(&one.attempt_id, &value(one));
         h.complete(&two.attempt_id, &value(two));
         let join = h.succeed("join", "{}");
-        assert_eq!(join.input_context_json, r#"{"k":"right"}"#, "{first} first");
+        assert_eq!(join.input.to_json(), r#"{"k":"right"}"#, "{first} first");
         let changes = h.run.take_changes();
         assert_eq!(
             changes.conflicts,
@@ -540,7 +537,7 @@ fn removed_keys_disappear_downstream() {
     h.run
         .on_completed(&a.attempt_id, delta, h.now, &mut h.actions);
     let b = h.assign("b");
-    assert_eq!(b.input_context_json, r#"{"keep":2}"#);
+    assert_eq!(b.input.to_json(), r#"{"keep":2}"#);
 }
 
 #[test]

@@ -234,6 +234,7 @@ impl Coordinator {
     }
 
     pub(super) fn forget_run(&mut self, run_id: &str) {
+        self.forget_values(run_id);
         self.runs.remove(run_id);
         self.ready.remove_run(run_id);
         self.timers.remove_run(run_id);
