@@ -43,9 +43,11 @@ func newValueCache(capacity int64) *valueCache {
 	}
 }
 
-// size is what one value counts against the budget.
+// size is what one value counts against the budget: its text and its whole
+// name. The server counts only the text, so the worker never holds more
+// than the server assumes it does (conformance/SPEC.md, reference_fetch).
 func (ref valueRef) size(value json.RawMessage) int64 {
-	return int64(len(value) + len(ref.key))
+	return int64(len(value) + len(ref.runID) + len(ref.writer) + len(ref.key))
 }
 
 // put keeps value under ref; a value larger than the whole budget is not

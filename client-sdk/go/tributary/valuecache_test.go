@@ -15,19 +15,20 @@ func TestValueCacheEvictsTheLeastRecentlyUsedByBytes(t *testing.T) {
 	a := valueRef{runID: "r1", writer: "w", key: "a"}
 	b := valueRef{runID: "r1", writer: "w", key: "b"}
 	c := valueRef{runID: "r2", writer: "", key: "c"}
-	cache.put(a, json.RawMessage(`"aaaaaaaaa"`)) // 12 bytes
-	cache.put(b, json.RawMessage(`"bbbbbbbbb"`)) // 12 bytes
+	// Each value counts its text and its name (run, writer, key).
+	cache.put(a, json.RawMessage(`"aaaaaaaaa"`)) // 11 + 4 bytes
+	cache.put(b, json.RawMessage(`"bbbbbbbbb"`)) // 11 + 4 bytes
 	if _, ok := cache.get(a); !ok {
 		t.Fatal("a was kept")
 	}
-	cache.put(c, json.RawMessage(`"ccccccccc"`)) // b is the least recently used
+	cache.put(c, json.RawMessage(`"ccccccccc"`)) // 11 + 3 bytes; b is the least recently used
 	if _, ok := cache.get(b); ok {
 		t.Fatal("b should have been evicted")
 	}
 	if _, ok := cache.get(a); !ok {
 		t.Fatal("a was used recently and stays")
 	}
-	if cache.used != 24 || cache.len() != 2 {
+	if cache.used != 29 || cache.len() != 2 {
 		t.Fatalf("used %d bytes in %d values", cache.used, cache.len())
 	}
 	cache.put(valueRef{runID: "r1", key: "huge"}, json.RawMessage(strings.Repeat("1", 40)))
@@ -35,11 +36,11 @@ func TestValueCacheEvictsTheLeastRecentlyUsedByBytes(t *testing.T) {
 		t.Fatal("a value over the whole budget is not kept, and evicts nothing")
 	}
 	cache.put(a, json.RawMessage(`1`))
-	if value, _ := cache.get(a); string(value) != "1" || cache.used != 14 {
+	if value, _ := cache.get(a); string(value) != "1" || cache.used != 19 {
 		t.Fatalf("a replaced: %s, %d bytes", value, cache.used)
 	}
 	cache.forgetRun("r1")
-	if _, ok := cache.get(a); ok || cache.len() != 1 || cache.used != 12 {
+	if _, ok := cache.get(a); ok || cache.len() != 1 || cache.used != 14 {
 		t.Fatalf("forgetRun left %d values, %d bytes", cache.len(), cache.used)
 	}
 	cache.clear()

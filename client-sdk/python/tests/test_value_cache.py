@@ -10,23 +10,24 @@ from tributary_sdk._proto.tributary.v1 import executor_pb2
 
 
 def test_lru_by_bytes_evicts_the_least_recently_used() -> None:
-    cache = ValueCache(10)
-    cache.put(("r", "a", "k1"), '"1234"')  # 6 bytes
-    cache.put(("r", "a", "k2"), "12")  # 2 bytes
+    # Each value counts its text and its name (run, writer, key).
+    cache = ValueCache(22)
+    cache.put(("r", "a", "k1"), '"1234"')  # 6 + 4 bytes
+    cache.put(("r", "a", "k2"), "12")  # 2 + 4 bytes
     assert cache.get(("r", "a", "k1")) == '"1234"'  # k1 now most recent
-    cache.put(("r", "b", "k3"), "123")  # 11 > 10: evicts k2
+    cache.put(("r", "b", "k3"), "123")  # 3 + 4: 23 > 22, evicts k2
     assert cache.get(("r", "a", "k2")) is None
     assert cache.get(("r", "a", "k1")) == '"1234"'
-    assert cache.size_bytes == 9
+    assert cache.size_bytes == 17
     cache.put(("r", "a", "k1"), "1")  # replacing updates the size
-    assert cache.size_bytes == 4
+    assert cache.size_bytes == 12
 
 
 def test_bytes_are_counted_in_utf8() -> None:
-    cache = ValueCache(4)
-    cache.put(("r", "", "k"), '"é"')  # 4 bytes
-    assert cache.size_bytes == 4
-    cache.put(("r", "", "k2"), '"中"')  # 5 bytes: larger than the cache, not kept
+    cache = ValueCache(6)
+    cache.put(("r", "", "k"), '"é"')  # 4 + 2 bytes
+    assert cache.size_bytes == 6
+    cache.put(("r", "", "k2"), '"中"')  # 5 + 3 bytes: larger than the cache, not kept
     assert cache.get(("r", "", "k2")) is None
 
 

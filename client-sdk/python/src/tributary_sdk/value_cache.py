@@ -22,10 +22,14 @@ ValueKey = tuple[str, str, str]
 for a value of the run's input."""
 
 
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 class ValueCache:
     """An LRU map of value names to JSON texts, bounded by total bytes.
 
-    >>> cache = ValueCache(10)
+    >>> cache = ValueCache(16)
     >>> cache.put(("run", "a1", "k"), '"hello"')
     >>> cache.get(("run", "a1", "k"))
     '"hello"'
@@ -36,7 +40,7 @@ class ValueCache:
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity_bytes = capacity_bytes
-        """The bound, in bytes of JSON text."""
+        """The bound, in bytes of JSON text and value names."""
         self._values: OrderedDict[ValueKey, str] = OrderedDict()
         self._sizes: dict[ValueKey, int] = {}
         self._by_run: dict[str, set[ValueKey]] = {}
@@ -49,7 +53,9 @@ class ValueCache:
     def put(self, name: ValueKey, text: str) -> None:
         """Keep a value, evicting the least recently used ones as needed.
         A value larger than the whole cache is not kept."""
-        size = len(text.encode("utf-8")) if not text.isascii() else len(text)
+        # The text and the whole name count: the server counts only the
+        # text, so the worker never holds more than the server assumes.
+        size = _utf8_length(text) + sum(_utf8_length(part) for part in name)
         self.discard(name)
         if size > self.capacity_bytes:
             return
