@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{AfterCommit, Coordinator, ReportedEnd, UnresolvedResult};
+use super::results::{ReportedEnd, UnresolvedResult};
+use super::{AfterCommit, Coordinator};
 use crate::clock::now_unix_ms;
 use crate::dispatch::executors::{ExecutorCommand, ResultAnswer};
 use crate::dispatch::handle::CancelOutcome;
