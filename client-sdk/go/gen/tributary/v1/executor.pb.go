@@ -465,8 +465,11 @@ type Register struct {
 	// How many bytes of context values the executor keeps to be referenced
 	// instead of sent (see Assign); 0 (the default) means every Assign carries
 	// its whole input context. The server assumes no more than this many
-	// bytes are held, and never sends a value by reference that it did not
-	// give to, or receive from, this stream.
+	// bytes are held (counting each value's JSON text; the executor may count
+	// its own overhead too and so keep less), and never sends a value by
+	// reference that it did not give to, or receive from, this stream. A new
+	// stream starts with nothing held: what a broken stream held is forgotten
+	// on both sides.
 	ValueCacheBytes uint64 `protobuf:"varint,7,opt,name=value_cache_bytes,json=valueCacheBytes,proto3" json:"value_cache_bytes,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -727,6 +730,17 @@ func (*HeartbeatAck) Descriptor() ([]byte, []int) {
 // produced and received under those names, and fetches with `fetch_values`
 // any referenced value it no longer holds. The input is the union of both
 // parts; no key is in both.
+//
+// The executor keeps values per run, least recently used first out within
+// its bound, until `forget_run` for the run. It must resolve an Assign's
+// references before keeping its new values (so that keeping them cannot
+// evict a value the same Assign names), keep a value it produced before
+// sending the `completed` that carries it, and handle messages in the
+// order received. Evicting a value that may still be referenced is
+// allowed: the executor then sends `fetch_values` and starts the attempt
+// (sends `started`) once `values` arrives. An attempt waiting for values
+// counts as held: after a reconnect it is listed in `held_attempt_ids` and
+// its `fetch_values` is sent again on the new stream.
 type Assign struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The run's id.
@@ -747,7 +761,8 @@ type Assign struct {
 	// The workflow's name.
 	WorkflowName string `protobuf:"bytes,8,opt,name=workflow_name,json=workflowName,proto3" json:"workflow_name,omitempty"`
 	// For a caching executor: the name of each value in
-	// `input_context_json`, so that it can keep it. Empty otherwise.
+	// `input_context_json`, so that it can keep it. Empty otherwise. A key of
+	// `input_context_json` without a name here is not to be kept.
 	InlineValues []*ValueRef `protobuf:"bytes,9,rep,name=inline_values,json=inlineValues,proto3" json:"inline_values,omitempty"`
 	// For a caching executor: the input keys sent by reference. Empty
 	// otherwise.
@@ -914,8 +929,9 @@ func (x *ValueRef) GetWriterAttemptId() string {
 }
 
 // FetchValues asks for referenced values the executor no longer holds
-// (evicted from its cache); the server answers with `values`. At most 10,000
-// refs per message.
+// (evicted from its cache); the server answers each with one `values`, in
+// the order asked, and the executor keeps what it receives. At most 10,000
+// refs per message; refs beyond that are answered as absent.
 type FetchValues struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The run the values belong to.
@@ -1082,8 +1098,11 @@ func (x *Value) GetValueJson() string {
 	return ""
 }
 
-// ForgetRun tells a caching executor that no attempt of the run will
-// reference values any more (the run ended): drop what it keeps for it.
+// ForgetRun tells a caching executor to drop what it keeps for the run:
+// the run ended, or the server evicted every value of the run it tracked
+// for this stream (later Assigns of the run send its values again). Sent to
+// every stream that produced or received values of the run; never to an
+// executor registered with `value_cache_bytes` 0.
 type ForgetRun struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The run's id.
@@ -1574,9 +1593,16 @@ type ExecutorInfo struct {
 	// Its labels.
 	Labels map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// When it connected.
-	ConnectedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ConnectedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	// Bytes of context values sent to it by value on this connection: the
+	// length of every `assign.input_context_json` plus every
+	// `values.values[].value_json`.
+	ContextBytesSent uint64 `protobuf:"varint,9,opt,name=context_bytes_sent,json=contextBytesSent,proto3" json:"context_bytes_sent,omitempty"`
+	// Context values sent to it by reference on this connection (entries of
+	// `assign.references`).
+	ValuesSentByReference uint64 `protobuf:"varint,10,opt,name=values_sent_by_reference,json=valuesSentByReference,proto3" json:"values_sent_by_reference,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ExecutorInfo) Reset() {
@@ -1663,6 +1689,20 @@ func (x *ExecutorInfo) GetConnectedAt() *timestamppb.Timestamp {
 		return x.ConnectedAt
 	}
 	return nil
+}
+
+func (x *ExecutorInfo) GetContextBytesSent() uint64 {
+	if x != nil {
+		return x.ContextBytesSent
+	}
+	return 0
+}
+
+func (x *ExecutorInfo) GetValuesSentByReference() uint64 {
+	if x != nil {
+		return x.ValuesSentByReference
+	}
+	return 0
 }
 
 var File_tributary_v1_executor_proto protoreflect.FileDescriptor
@@ -1770,7 +1810,7 @@ const file_tributary_v1_executor_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x16\n" +
 	"\x14ListExecutorsRequest\"Q\n" +
 	"\x15ListExecutorsResponse\x128\n" +
-	"\texecutors\x18\x01 \x03(\v2\x1a.tributary.v1.ExecutorInfoR\texecutors\"\xa5\x03\n" +
+	"\texecutors\x18\x01 \x03(\v2\x1a.tributary.v1.ExecutorInfoR\texecutors\"\x8c\x04\n" +
 	"\fExecutorInfo\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12\x12\n" +
@@ -1781,7 +1821,10 @@ const file_tributary_v1_executor_proto_rawDesc = "" +
 	"\x17max_concurrent_attempts\x18\x05 \x01(\rR\x15maxConcurrentAttempts\x121\n" +
 	"\x15in_flight_attempt_ids\x18\x06 \x03(\tR\x12inFlightAttemptIds\x12>\n" +
 	"\x06labels\x18\a \x03(\v2&.tributary.v1.ExecutorInfo.LabelsEntryR\x06labels\x12=\n" +
-	"\fconnected_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x1a9\n" +
+	"\fconnected_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12,\n" +
+	"\x12context_bytes_sent\x18\t \x01(\x04R\x10contextBytesSent\x127\n" +
+	"\x18values_sent_by_reference\x18\n" +
+	" \x01(\x04R\x15valuesSentByReference\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xb8\x01\n" +

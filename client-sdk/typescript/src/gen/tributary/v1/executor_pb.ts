@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tributary/v1/executor.proto.
  */
 export const file_tributary_v1_executor: GenFile = /*@__PURE__*/
-  fileDesc("Cht0cmlidXRhcnkvdjEvZXhlY3V0b3IucHJvdG8SDHRyaWJ1dGFyeS52MSLjAgoOQ29ubmVjdFJlcXVlc3QSKgoIcmVnaXN0ZXIYASABKAsyFi50cmlidXRhcnkudjEuUmVnaXN0ZXJIABIsCgloZWFydGJlYXQYAiABKAsyFy50cmlidXRhcnkudjEuSGVhcnRiZWF0SAASKAoHc3RhcnRlZBgDIAEoCzIVLnRyaWJ1dGFyeS52MS5TdGFydGVkSAASLAoJY29tcGxldGVkGAQgASgLMhcudHJpYnV0YXJ5LnYxLkNvbXBsZXRlZEgAEiYKBmZhaWxlZBgFIAEoCzIULnRyaWJ1dGFyeS52MS5GYWlsZWRIABI5ChBjYXBhY2l0eV9jaGFuZ2VkGAYgASgLMh0udHJpYnV0YXJ5LnYxLkNhcGFjaXR5Q2hhbmdlZEgAEjEKDGZldGNoX3ZhbHVlcxgHIAEoCzIZLnRyaWJ1dGFyeS52MS5GZXRjaFZhbHVlc0gAQgkKB21lc3NhZ2Ui1wIKD0Nvbm5lY3RSZXNwb25zZRIuCgpyZWdpc3RlcmVkGAEgASgLMhgudHJpYnV0YXJ5LnYxLlJlZ2lzdGVyZWRIABImCgZhc3NpZ24YAiABKAsyFC50cmlidXRhcnkudjEuQXNzaWduSAASJgoGY2FuY2VsGAMgASgLMhQudHJpYnV0YXJ5LnYxLkNhbmNlbEgAEi0KCnJlc3VsdF9hY2sYBCABKAsyFy50cmlidXRhcnkudjEuUmVzdWx0QWNrSAASMwoNaGVhcnRiZWF0X2FjaxgFIAEoCzIaLnRyaWJ1dGFyeS52MS5IZWFydGJlYXRBY2tIABImCgZ2YWx1ZXMYBiABKAsyFC50cmlidXRhcnkudjEuVmFsdWVzSAASLQoKZm9yZ2V0X3J1bhgHIAEoCzIXLnRyaWJ1dGFyeS52MS5Gb3JnZXRSdW5IAEIJCgdtZXNzYWdlIvgBCghSZWdpc3RlchIMCgRuYW1lGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhAKCGhhbmRsZXJzGAMgAygJEh8KF21heF9jb25jdXJyZW50X2F0dGVtcHRzGAQgASgNEjIKBmxhYmVscxgFIAMoCzIiLnRyaWJ1dGFyeS52MS5SZWdpc3Rlci5MYWJlbHNFbnRyeRIYChBoZWxkX2F0dGVtcHRfaWRzGAYgAygJEhkKEXZhbHVlX2NhY2hlX2J5dGVzGAcgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikAEKClJlZ2lzdGVyZWQSEwoLZXhlY3V0b3JfaWQYASABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAIgASgEEhgKEGxlYXNlX3RpbWVvdXRfbXMYAyABKAQSGQoRbWF4X21lc3NhZ2VfYnl0ZXMYBCABKAQSGQoRbWF4X2NvbnRleHRfYnl0ZXMYBSABKAQiJgoJSGVhcnRiZWF0SgQIARACUhNydW5uaW5nX2F0dGVtcHRfaWRzIg4KDEhlYXJ0YmVhdEFjayKiAgoGQXNzaWduEg4KBnJ1bl9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhIKCmF0dGVtcHRfaWQYAyABKAkSFgoOYXR0ZW1wdF9udW1iZXIYBCABKA0SDwoHaGFuZGxlchgFIAEoCRIaChJpbnB1dF9jb250ZXh0X2pzb24YBiABKAkSLAoIZGVhZGxpbmUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXdvcmtmbG93X25hbWUYCCABKAkSLQoNaW5saW5lX3ZhbHVlcxgJIAMoCzIWLnRyaWJ1dGFyeS52MS5WYWx1ZVJlZhIqCgpyZWZlcmVuY2VzGAogAygLMhYudHJpYnV0YXJ5LnYxLlZhbHVlUmVmIjIKCFZhbHVlUmVmEgsKA2tleRgBIAEoCRIZChF3cml0ZXJfYXR0ZW1wdF9pZBgCIAEoCSJDCgtGZXRjaFZhbHVlcxIOCgZydW5faWQYASABKAkSJAoEcmVmcxgCIAMoCzIWLnRyaWJ1dGFyeS52MS5WYWx1ZVJlZiI9CgZWYWx1ZXMSDgoGcnVuX2lkGAEgASgJEiMKBnZhbHVlcxgCIAMoCzITLnRyaWJ1dGFyeS52MS5WYWx1ZSJACgVWYWx1ZRIjCgNyZWYYASABKAsyFi50cmlidXRhcnkudjEuVmFsdWVSZWYSEgoKdmFsdWVfanNvbhgCIAEoCSIbCglGb3JnZXRSdW4SDgoGcnVuX2lkGAEgASgJIiwKBkNhbmNlbBISCgphdHRlbXB0X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIdCgdTdGFydGVkEhIKCmF0dGVtcHRfaWQYASABKAkiRwoJQ29tcGxldGVkEhIKCmF0dGVtcHRfaWQYASABKAkSEAoIc2V0X2pzb24YAiABKAkSFAoMcmVtb3ZlZF9rZXlzGAMgAygJIkQKBkZhaWxlZBISCgphdHRlbXB0X2lkGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSFQoNbm9uX3JldHJ5YWJsZRgDIAEoCCIyCg9DYXBhY2l0eUNoYW5nZWQSHwoXbWF4X2NvbmN1cnJlbnRfYXR0ZW1wdHMYASABKA0iZQoJUmVzdWx0QWNrEhIKCmF0dGVtcHRfaWQYASABKAkSNAoLZGlzcG9zaXRpb24YAiABKA4yHy50cmlidXRhcnkudjEuUmVzdWx0RGlzcG9zaXRpb24SDgoGcmVhc29uGAMgASgJIhYKFExpc3RFeGVjdXRvcnNSZXF1ZXN0IkYKFUxpc3RFeGVjdXRvcnNSZXNwb25zZRItCglleGVjdXRvcnMYASADKAsyGi50cmlidXRhcnkudjEuRXhlY3V0b3JJbmZvIrECCgxFeGVjdXRvckluZm8SEwoLZXhlY3V0b3JfaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtpbnN0YW5jZV9pZBgDIAEoCRIQCghoYW5kbGVycxgEIAMoCRIfChdtYXhfY29uY3VycmVudF9hdHRlbXB0cxgFIAEoDRIdChVpbl9mbGlnaHRfYXR0ZW1wdF9pZHMYBiADKAkSNgoGbGFiZWxzGAcgAygLMiYudHJpYnV0YXJ5LnYxLkV4ZWN1dG9ySW5mby5MYWJlbHNFbnRyeRIwCgxjb25uZWN0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEquAEKEVJlc3VsdERpc3Bvc2l0aW9uEiIKHlJFU1VMVF9ESVNQT1NJVElPTl9VTlNQRUNJRklFRBAAEh8KG1JFU1VMVF9ESVNQT1NJVElPTl9BQ0NFUFRFRBABEhwKGFJFU1VMVF9ESVNQT1NJVElPTl9TVEFMRRACEh8KG1JFU1VMVF9ESVNQT1NJVElPTl9SRUpFQ1RFRBADEh8KG1JFU1VMVF9ESVNQT1NJVElPTl9OT1RfSEVMRBAEMrcBCg9FeGVjdXRvclNlcnZpY2USSgoHQ29ubmVjdBIcLnRyaWJ1dGFyeS52MS5Db25uZWN0UmVxdWVzdBodLnRyaWJ1dGFyeS52MS5Db25uZWN0UmVzcG9uc2UoATABElgKDUxpc3RFeGVjdXRvcnMSIi50cmlidXRhcnkudjEuTGlzdEV4ZWN1dG9yc1JlcXVlc3QaIy50cmlidXRhcnkudjEuTGlzdEV4ZWN1dG9yc1Jlc3BvbnNlQk9aTWdpdGh1Yi5jb20vdHJpYnV0YXJ5LWRldi90cmlidXRhcnkvY2xpZW50LXNkay9nby9nZW4vdHJpYnV0YXJ5L3YxO3RyaWJ1dGFyeXYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Cht0cmlidXRhcnkvdjEvZXhlY3V0b3IucHJvdG8SDHRyaWJ1dGFyeS52MSLjAgoOQ29ubmVjdFJlcXVlc3QSKgoIcmVnaXN0ZXIYASABKAsyFi50cmlidXRhcnkudjEuUmVnaXN0ZXJIABIsCgloZWFydGJlYXQYAiABKAsyFy50cmlidXRhcnkudjEuSGVhcnRiZWF0SAASKAoHc3RhcnRlZBgDIAEoCzIVLnRyaWJ1dGFyeS52MS5TdGFydGVkSAASLAoJY29tcGxldGVkGAQgASgLMhcudHJpYnV0YXJ5LnYxLkNvbXBsZXRlZEgAEiYKBmZhaWxlZBgFIAEoCzIULnRyaWJ1dGFyeS52MS5GYWlsZWRIABI5ChBjYXBhY2l0eV9jaGFuZ2VkGAYgASgLMh0udHJpYnV0YXJ5LnYxLkNhcGFjaXR5Q2hhbmdlZEgAEjEKDGZldGNoX3ZhbHVlcxgHIAEoCzIZLnRyaWJ1dGFyeS52MS5GZXRjaFZhbHVlc0gAQgkKB21lc3NhZ2Ui1wIKD0Nvbm5lY3RSZXNwb25zZRIuCgpyZWdpc3RlcmVkGAEgASgLMhgudHJpYnV0YXJ5LnYxLlJlZ2lzdGVyZWRIABImCgZhc3NpZ24YAiABKAsyFC50cmlidXRhcnkudjEuQXNzaWduSAASJgoGY2FuY2VsGAMgASgLMhQudHJpYnV0YXJ5LnYxLkNhbmNlbEgAEi0KCnJlc3VsdF9hY2sYBCABKAsyFy50cmlidXRhcnkudjEuUmVzdWx0QWNrSAASMwoNaGVhcnRiZWF0X2FjaxgFIAEoCzIaLnRyaWJ1dGFyeS52MS5IZWFydGJlYXRBY2tIABImCgZ2YWx1ZXMYBiABKAsyFC50cmlidXRhcnkudjEuVmFsdWVzSAASLQoKZm9yZ2V0X3J1bhgHIAEoCzIXLnRyaWJ1dGFyeS52MS5Gb3JnZXRSdW5IAEIJCgdtZXNzYWdlIvgBCghSZWdpc3RlchIMCgRuYW1lGAEgASgJEhMKC2luc3RhbmNlX2lkGAIgASgJEhAKCGhhbmRsZXJzGAMgAygJEh8KF21heF9jb25jdXJyZW50X2F0dGVtcHRzGAQgASgNEjIKBmxhYmVscxgFIAMoCzIiLnRyaWJ1dGFyeS52MS5SZWdpc3Rlci5MYWJlbHNFbnRyeRIYChBoZWxkX2F0dGVtcHRfaWRzGAYgAygJEhkKEXZhbHVlX2NhY2hlX2J5dGVzGAcgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikAEKClJlZ2lzdGVyZWQSEwoLZXhlY3V0b3JfaWQYASABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAIgASgEEhgKEGxlYXNlX3RpbWVvdXRfbXMYAyABKAQSGQoRbWF4X21lc3NhZ2VfYnl0ZXMYBCABKAQSGQoRbWF4X2NvbnRleHRfYnl0ZXMYBSABKAQiJgoJSGVhcnRiZWF0SgQIARACUhNydW5uaW5nX2F0dGVtcHRfaWRzIg4KDEhlYXJ0YmVhdEFjayKiAgoGQXNzaWduEg4KBnJ1bl9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEhIKCmF0dGVtcHRfaWQYAyABKAkSFgoOYXR0ZW1wdF9udW1iZXIYBCABKA0SDwoHaGFuZGxlchgFIAEoCRIaChJpbnB1dF9jb250ZXh0X2pzb24YBiABKAkSLAoIZGVhZGxpbmUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXdvcmtmbG93X25hbWUYCCABKAkSLQoNaW5saW5lX3ZhbHVlcxgJIAMoCzIWLnRyaWJ1dGFyeS52MS5WYWx1ZVJlZhIqCgpyZWZlcmVuY2VzGAogAygLMhYudHJpYnV0YXJ5LnYxLlZhbHVlUmVmIjIKCFZhbHVlUmVmEgsKA2tleRgBIAEoCRIZChF3cml0ZXJfYXR0ZW1wdF9pZBgCIAEoCSJDCgtGZXRjaFZhbHVlcxIOCgZydW5faWQYASABKAkSJAoEcmVmcxgCIAMoCzIWLnRyaWJ1dGFyeS52MS5WYWx1ZVJlZiI9CgZWYWx1ZXMSDgoGcnVuX2lkGAEgASgJEiMKBnZhbHVlcxgCIAMoCzITLnRyaWJ1dGFyeS52MS5WYWx1ZSJACgVWYWx1ZRIjCgNyZWYYASABKAsyFi50cmlidXRhcnkudjEuVmFsdWVSZWYSEgoKdmFsdWVfanNvbhgCIAEoCSIbCglGb3JnZXRSdW4SDgoGcnVuX2lkGAEgASgJIiwKBkNhbmNlbBISCgphdHRlbXB0X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIdCgdTdGFydGVkEhIKCmF0dGVtcHRfaWQYASABKAkiRwoJQ29tcGxldGVkEhIKCmF0dGVtcHRfaWQYASABKAkSEAoIc2V0X2pzb24YAiABKAkSFAoMcmVtb3ZlZF9rZXlzGAMgAygJIkQKBkZhaWxlZBISCgphdHRlbXB0X2lkGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSFQoNbm9uX3JldHJ5YWJsZRgDIAEoCCIyCg9DYXBhY2l0eUNoYW5nZWQSHwoXbWF4X2NvbmN1cnJlbnRfYXR0ZW1wdHMYASABKA0iZQoJUmVzdWx0QWNrEhIKCmF0dGVtcHRfaWQYASABKAkSNAoLZGlzcG9zaXRpb24YAiABKA4yHy50cmlidXRhcnkudjEuUmVzdWx0RGlzcG9zaXRpb24SDgoGcmVhc29uGAMgASgJIhYKFExpc3RFeGVjdXRvcnNSZXF1ZXN0IkYKFUxpc3RFeGVjdXRvcnNSZXNwb25zZRItCglleGVjdXRvcnMYASADKAsyGi50cmlidXRhcnkudjEuRXhlY3V0b3JJbmZvIu8CCgxFeGVjdXRvckluZm8SEwoLZXhlY3V0b3JfaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtpbnN0YW5jZV9pZBgDIAEoCRIQCghoYW5kbGVycxgEIAMoCRIfChdtYXhfY29uY3VycmVudF9hdHRlbXB0cxgFIAEoDRIdChVpbl9mbGlnaHRfYXR0ZW1wdF9pZHMYBiADKAkSNgoGbGFiZWxzGAcgAygLMiYudHJpYnV0YXJ5LnYxLkV4ZWN1dG9ySW5mby5MYWJlbHNFbnRyeRIwCgxjb25uZWN0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmNvbnRleHRfYnl0ZXNfc2VudBgJIAEoBBIgChh2YWx1ZXNfc2VudF9ieV9yZWZlcmVuY2UYCiABKAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASq4AQoRUmVzdWx0RGlzcG9zaXRpb24SIgoeUkVTVUxUX0RJU1BPU0lUSU9OX1VOU1BFQ0lGSUVEEAASHwobUkVTVUxUX0RJU1BPU0lUSU9OX0FDQ0VQVEVEEAESHAoYUkVTVUxUX0RJU1BPU0lUSU9OX1NUQUxFEAISHwobUkVTVUxUX0RJU1BPU0lUSU9OX1JFSkVDVEVEEAMSHwobUkVTVUxUX0RJU1BPU0lUSU9OX05PVF9IRUxEEAQytwEKD0V4ZWN1dG9yU2VydmljZRJKCgdDb25uZWN0EhwudHJpYnV0YXJ5LnYxLkNvbm5lY3RSZXF1ZXN0Gh0udHJpYnV0YXJ5LnYxLkNvbm5lY3RSZXNwb25zZSgBMAESWAoNTGlzdEV4ZWN1dG9ycxIiLnRyaWJ1dGFyeS52MS5MaXN0RXhlY3V0b3JzUmVxdWVzdBojLnRyaWJ1dGFyeS52MS5MaXN0RXhlY3V0b3JzUmVzcG9uc2VCT1pNZ2l0aHViLmNvbS90cmlidXRhcnktZGV2L3RyaWJ1dGFyeS9jbGllbnQtc2RrL2dvL2dlbi90cmlidXRhcnkvdjE7dHJpYnV0YXJ5djFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A message from an executor to the server.
@@ -232,8 +232,11 @@ export type Register = Message<"tributary.v1.Register"> & {
    * How many bytes of context values the executor keeps to be referenced
    * instead of sent (see Assign); 0 (the default) means every Assign carries
    * its whole input context. The server assumes no more than this many
-   * bytes are held, and never sends a value by reference that it did not
-   * give to, or receive from, this stream.
+   * bytes are held (counting each value's JSON text; the executor may count
+   * its own overhead too and so keep less), and never sends a value by
+   * reference that it did not give to, or receive from, this stream. A new
+   * stream starts with nothing held: what a broken stream held is forgotten
+   * on both sides.
    *
    * @generated from field: uint64 value_cache_bytes = 7;
    */
@@ -348,6 +351,17 @@ export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
  * any referenced value it no longer holds. The input is the union of both
  * parts; no key is in both.
  *
+ * The executor keeps values per run, least recently used first out within
+ * its bound, until `forget_run` for the run. It must resolve an Assign's
+ * references before keeping its new values (so that keeping them cannot
+ * evict a value the same Assign names), keep a value it produced before
+ * sending the `completed` that carries it, and handle messages in the
+ * order received. Evicting a value that may still be referenced is
+ * allowed: the executor then sends `fetch_values` and starts the attempt
+ * (sends `started`) once `values` arrives. An attempt waiting for values
+ * counts as held: after a reconnect it is listed in `held_attempt_ids` and
+ * its `fetch_values` is sent again on the new stream.
+ *
  * @generated from message tributary.v1.Assign
  */
 export type Assign = Message<"tributary.v1.Assign"> & {
@@ -410,7 +424,8 @@ export type Assign = Message<"tributary.v1.Assign"> & {
 
   /**
    * For a caching executor: the name of each value in
-   * `input_context_json`, so that it can keep it. Empty otherwise.
+   * `input_context_json`, so that it can keep it. Empty otherwise. A key of
+   * `input_context_json` without a name here is not to be kept.
    *
    * @generated from field: repeated tributary.v1.ValueRef inline_values = 9;
    */
@@ -464,8 +479,9 @@ export const ValueRefSchema: GenMessage<ValueRef> = /*@__PURE__*/
 
 /**
  * FetchValues asks for referenced values the executor no longer holds
- * (evicted from its cache); the server answers with `values`. At most 10,000
- * refs per message.
+ * (evicted from its cache); the server answers each with one `values`, in
+ * the order asked, and the executor keeps what it receives. At most 10,000
+ * refs per message; refs beyond that are answered as absent.
  *
  * @generated from message tributary.v1.FetchValues
  */
@@ -551,8 +567,11 @@ export const ValueSchema: GenMessage<Value> = /*@__PURE__*/
   messageDesc(file_tributary_v1_executor, 10);
 
 /**
- * ForgetRun tells a caching executor that no attempt of the run will
- * reference values any more (the run ended): drop what it keeps for it.
+ * ForgetRun tells a caching executor to drop what it keeps for the run:
+ * the run ended, or the server evicted every value of the run it tracked
+ * for this stream (later Assigns of the run send its values again). Sent to
+ * every stream that produced or received values of the run; never to an
+ * executor registered with `value_cache_bytes` 0.
  *
  * @generated from message tributary.v1.ForgetRun
  */
@@ -849,6 +868,23 @@ export type ExecutorInfo = Message<"tributary.v1.ExecutorInfo"> & {
    * @generated from field: google.protobuf.Timestamp connected_at = 8;
    */
   connectedAt?: Timestamp | undefined;
+
+  /**
+   * Bytes of context values sent to it by value on this connection: the
+   * length of every `assign.input_context_json` plus every
+   * `values.values[].value_json`.
+   *
+   * @generated from field: uint64 context_bytes_sent = 9;
+   */
+  contextBytesSent: bigint;
+
+  /**
+   * Context values sent to it by reference on this connection (entries of
+   * `assign.references`).
+   *
+   * @generated from field: uint64 values_sent_by_reference = 10;
+   */
+  valuesSentByReference: bigint;
 };
 
 /**

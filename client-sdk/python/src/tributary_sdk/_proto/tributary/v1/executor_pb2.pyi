@@ -248,8 +248,11 @@ class Register(_message.Message):
     """How many bytes of context values the executor keeps to be referenced
     instead of sent (see Assign); 0 (the default) means every Assign carries
     its whole input context. The server assumes no more than this many
-    bytes are held, and never sends a value by reference that it did not
-    give to, or receive from, this stream.
+    bytes are held (counting each value's JSON text; the executor may count
+    its own overhead too and so keep less), and never sends a value by
+    reference that it did not give to, or receive from, this stream. A new
+    stream starts with nothing held: what a broken stream held is forgotten
+    on both sides.
     """
     @_builtins.property
     def handlers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -389,6 +392,17 @@ class Assign(_message.Message):
     produced and received under those names, and fetches with `fetch_values`
     any referenced value it no longer holds. The input is the union of both
     parts; no key is in both.
+
+    The executor keeps values per run, least recently used first out within
+    its bound, until `forget_run` for the run. It must resolve an Assign's
+    references before keeping its new values (so that keeping them cannot
+    evict a value the same Assign names), keep a value it produced before
+    sending the `completed` that carries it, and handle messages in the
+    order received. Evicting a value that may still be referenced is
+    allowed: the executor then sends `fetch_values` and starts the attempt
+    (sends `started`) once `values` arrives. An attempt waiting for values
+    counts as held: after a reconnect it is listed in `held_attempt_ids` and
+    its `fetch_values` is sent again on the new stream.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -426,7 +440,8 @@ class Assign(_message.Message):
     @_builtins.property
     def inline_values(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValueRef]:
         """For a caching executor: the name of each value in
-        `input_context_json`, so that it can keep it. Empty otherwise.
+        `input_context_json`, so that it can keep it. Empty otherwise. A key of
+        `input_context_json` without a name here is not to be kept.
         """
 
     @_builtins.property
@@ -490,8 +505,9 @@ Global___ValueRef: _TypeAlias = ValueRef  # noqa: Y015
 @_typing.final
 class FetchValues(_message.Message):
     """FetchValues asks for referenced values the executor no longer holds
-    (evicted from its cache); the server answers with `values`. At most 10,000
-    refs per message.
+    (evicted from its cache); the server answers each with one `values`, in
+    the order asked, and the executor keeps what it receives. At most 10,000
+    refs per message; refs beyond that are answered as absent.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -579,8 +595,11 @@ Global___Value: _TypeAlias = Value  # noqa: Y015
 
 @_typing.final
 class ForgetRun(_message.Message):
-    """ForgetRun tells a caching executor that no attempt of the run will
-    reference values any more (the run ended): drop what it keeps for it.
+    """ForgetRun tells a caching executor to drop what it keeps for the run:
+    the run ended, or the server evicted every value of the run it tracked
+    for this stream (later Assigns of the run send its values again). Sent to
+    every stream that produced or received values of the run; never to an
+    executor registered with `value_cache_bytes` 0.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -847,6 +866,8 @@ class ExecutorInfo(_message.Message):
     IN_FLIGHT_ATTEMPT_IDS_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     CONNECTED_AT_FIELD_NUMBER: _builtins.int
+    CONTEXT_BYTES_SENT_FIELD_NUMBER: _builtins.int
+    VALUES_SENT_BY_REFERENCE_FIELD_NUMBER: _builtins.int
     executor_id: _builtins.str
     """The id given at registration."""
     name: _builtins.str
@@ -855,6 +876,15 @@ class ExecutorInfo(_message.Message):
     """The executor's stable instance id."""
     max_concurrent_attempts: _builtins.int
     """Its maximum attempts in flight."""
+    context_bytes_sent: _builtins.int
+    """Bytes of context values sent to it by value on this connection: the
+    length of every `assign.input_context_json` plus every
+    `values.values[].value_json`.
+    """
+    values_sent_by_reference: _builtins.int
+    """Context values sent to it by reference on this connection (entries of
+    `assign.references`).
+    """
     @_builtins.property
     def handlers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The handlers it serves."""
@@ -882,10 +912,12 @@ class ExecutorInfo(_message.Message):
         in_flight_attempt_ids: _abc.Iterable[_builtins.str] | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         connected_at: _timestamp_pb2.Timestamp | None = ...,
+        context_bytes_sent: _builtins.int = ...,
+        values_sent_by_reference: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "executor_id", b"executor_id", "handlers", b"handlers", "in_flight_attempt_ids", b"in_flight_attempt_ids", "instance_id", b"instance_id", "labels", b"labels", "max_concurrent_attempts", b"max_concurrent_attempts", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "context_bytes_sent", b"context_bytes_sent", "executor_id", b"executor_id", "handlers", b"handlers", "in_flight_attempt_ids", b"in_flight_attempt_ids", "instance_id", b"instance_id", "labels", b"labels", "max_concurrent_attempts", b"max_concurrent_attempts", "name", b"name", "values_sent_by_reference", b"values_sent_by_reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
