@@ -16,8 +16,9 @@ use tributary_core::is_valid_handler;
 
 /// Most attempts one executor may ask to run at once.
 pub const MAX_CAPACITY: u32 = 10_000;
-/// Most handlers one executor may serve.
-pub const MAX_HANDLERS: usize = 1_000;
+/// Most handlers one executor may serve: twice the default largest
+/// workflow, whose tasks each have a handler of their own by default.
+pub const MAX_HANDLERS: usize = 100_000;
 /// Longest executor name, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 /// Longest instance id, in bytes.
@@ -235,10 +236,10 @@ mod tests {
             ),
             (
                 pb::Register {
-                    handlers: (0..1_001).map(|n| format!("h{n}")).collect(),
+                    handlers: (0..100_001).map(|n| format!("h{n}")).collect(),
                     ..register()
                 },
-                "register.handlers has 1001 handlers, over the limit of 1000",
+                "register.handlers has 100001 handlers, over the limit of 100000",
             ),
             (
                 pb::Register {

@@ -445,7 +445,7 @@ type Register struct {
 	// chosen by the executor (a UUID is fine); 1 to 128 bytes. Results are
 	// fenced by it: only the instance holding an attempt can report its end.
 	InstanceId string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	// The handlers this executor runs: 1 to 1,000 of them, each 1 to 128
+	// The handlers this executor runs: 1 to 100,000 of them, each 1 to 128
 	// characters of a-z, A-Z, 0-9, _, -, ., : and /.
 	Handlers []string `protobuf:"bytes,3,rep,name=handlers,proto3" json:"handlers,omitempty"`
 	// Maximum attempts in flight at once: 0 to 10,000. 0 registers a drained

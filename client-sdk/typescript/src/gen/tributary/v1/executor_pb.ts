@@ -192,7 +192,7 @@ export type Register = Message<"tributary.v1.Register"> & {
   instanceId: string;
 
   /**
-   * The handlers this executor runs: 1 to 1,000 of them, each 1 to 128
+   * The handlers this executor runs: 1 to 100,000 of them, each 1 to 128
    * characters of a-z, A-Z, 0-9, _, -, ., : and /.
    *
    * @generated from field: repeated string handlers = 3;

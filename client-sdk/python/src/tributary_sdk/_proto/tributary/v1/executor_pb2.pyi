@@ -256,7 +256,7 @@ class Register(_message.Message):
     """
     @_builtins.property
     def handlers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The handlers this executor runs: 1 to 1,000 of them, each 1 to 128
+        """The handlers this executor runs: 1 to 100,000 of them, each 1 to 128
         characters of a-z, A-Z, 0-9, _, -, ., : and /.
         """
 
