@@ -21,6 +21,7 @@ COPY server/ server/
 COPY tests/ tests/
 COPY examples/ examples/
 COPY bench/ bench/
+COPY conformance/ conformance/
 COPY client-sdk/ client-sdk/
 
 RUN cargo build --release --locked -p tributary-server \
