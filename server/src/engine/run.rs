@@ -697,10 +697,23 @@ impl RunState {
     }
 
     fn finish_run(&mut self, status: RunStatus, now_ms: i64, actions: &mut Vec<Action>) {
+        self.finish_run_with_error(status, None, now_ms, actions);
+    }
+
+    /// Ends the run; `error`, when given, is recorded in its RUN_FINISHED
+    /// event.
+    fn finish_run_with_error(
+        &mut self,
+        status: RunStatus,
+        error: Option<&str>,
+        now_ms: i64,
+        actions: &mut Vec<Action>,
+    ) {
         let final_context = self.current_context().to_json();
         self.set_status(status, None, Some(now_ms), Some(final_context));
         let details = EventDetails {
             run_status: Some(status),
+            error: error.map(str::to_owned),
             ..EventDetails::default()
         };
         self.event(EventType::RunFinished, details, now_ms);

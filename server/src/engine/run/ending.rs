@@ -11,12 +11,7 @@ impl RunState {
         now_ms: i64,
         actions: &mut Vec<Action>,
     ) -> Result<(), AlreadyFinished> {
-        if self.status.is_terminal() {
-            return Err(AlreadyFinished {
-                run_id: self.id.clone(),
-                status: self.status,
-            });
-        }
+        self.ensure_active()?;
         self.stop_unfinished_tasks(None, "the run was cancelled", now_ms, actions);
         self.finish_run(RunStatus::Cancelled, now_ms, actions);
         Ok(())
@@ -31,22 +26,19 @@ impl RunState {
         now_ms: i64,
         actions: &mut Vec<Action>,
     ) -> Result<(), AlreadyFinished> {
+        self.ensure_active()?;
+        self.stop_unfinished_tasks(Some(reason), reason, now_ms, actions);
+        self.finish_run_with_error(RunStatus::Failed, Some(reason), now_ms, actions);
+        Ok(())
+    }
+
+    fn ensure_active(&self) -> Result<(), AlreadyFinished> {
         if self.status.is_terminal() {
             return Err(AlreadyFinished {
                 run_id: self.id.clone(),
                 status: self.status,
             });
         }
-        self.stop_unfinished_tasks(Some(reason), reason, now_ms, actions);
-        let final_context = self.current_context().to_json();
-        self.set_status(RunStatus::Failed, None, Some(now_ms), Some(final_context));
-        let details = EventDetails {
-            run_status: Some(RunStatus::Failed),
-            error: Some(reason.to_owned()),
-            ..EventDetails::default()
-        };
-        self.event(EventType::RunFinished, details, now_ms);
-        actions.push(Action::Finished(RunStatus::Failed));
         Ok(())
     }
 
