@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tributary::{Client, RunStatus, Task, Worker, Workflow};
@@ -36,14 +36,18 @@ async fn database_outages_longer_than_the_lease_lose_no_attempt() {
     .await;
 
     let executions: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let entered: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let mut workflow = Workflow::new("outage");
     for step in 1..=CHAIN {
         let executions = executions.clone();
+        let entered = entered.clone();
         let id = format!("step_{step}");
         let mut task = Task::new(id.clone(), move |context| {
             let executions = executions.clone();
+            let entered = entered.clone();
             let id = id.clone();
             Box::pin(async move {
+                entered.lock().expect("lock").push(Instant::now());
                 *executions
                     .lock()
                     .expect("lock")
@@ -74,11 +78,13 @@ async fn database_outages_longer_than_the_lease_lose_no_attempt() {
         .expect("starts")
         .run_id;
 
+    let mut first_restore = None;
     for _ in 0..OUTAGES {
         tokio::time::sleep(Duration::from_millis(250)).await;
         proxy.cut();
         tokio::time::sleep(lease * 2).await;
         proxy.restore();
+        first_restore.get_or_insert_with(Instant::now);
     }
 
     let run = within("the run", async {
@@ -92,6 +98,14 @@ async fn database_outages_longer_than_the_lease_lose_no_attempt() {
     })
     .await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    // The chain needs at least CHAIN × 150 ms, far more than the 250 ms
+    // before the first cut, so the outages fall inside the run; this checks
+    // that they did.
+    let last_entered = entered.lock().expect("lock").iter().max().copied();
+    assert!(
+        last_entered > first_restore,
+        "the run was still going when the first outage ended"
+    );
     for step in 1..=CHAIN {
         let id = format!("step_{step}");
         let task = run.task(&id).expect("task");
