@@ -26,8 +26,9 @@ pub struct ServeConfig {
         default_value = "sqlite://tributary.db"
     )]
     pub database_url: String,
-    /// Log filter: a level (`info`) or a tracing directive (`tributary_server=debug`).
-    #[arg(long, env = "TRIBUTARY_LOG_LEVEL", default_value = "info")]
+    /// Log filter: a level (trace, debug, info, warn, error, off), or
+    /// comma-separated directives `TARGET=LEVEL` (`info,tributary_server=debug`).
+    #[arg(long, env = "TRIBUTARY_LOG_LEVEL", default_value = "info", value_parser = parse_log_filter)]
     pub log_level: String,
     /// Log line format.
     #[arg(
@@ -180,9 +181,60 @@ impl ServeConfig {
     }
 }
 
+/// The levels a log filter may name.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `--log-level`: each comma-separated directive is a level or
+/// `TARGET=LEVEL`. A bare word that is not a level would be read by tracing
+/// as a target enabling everything of that target and nothing else, so a
+/// typo (`loud`) would turn logging off without a word; it is refused.
+pub fn parse_log_filter(filter: &str) -> Result<String, String> {
+    let is_level = |text: &str| LOG_LEVELS.contains(&text.trim().to_ascii_lowercase().as_str());
+    let levels = LOG_LEVELS.join(", ");
+    for directive in filter.split(',').map(str::trim) {
+        let shown: String = directive.chars().take(60).collect();
+        match directive.rsplit_once('=') {
+            _ if directive.is_empty() => {
+                return Err("an empty directive: write a level or TARGET=LEVEL".to_owned());
+            }
+            None if !is_level(directive) => {
+                return Err(format!(
+                    "{shown:?} is not a level ({levels}); a target needs one: {shown}=debug"
+                ));
+            }
+            Some((target, level)) if target.trim().is_empty() || !is_level(level) => {
+                return Err(format!(
+                    "{shown:?} is not TARGET=LEVEL with LEVEL one of {levels}"
+                ));
+            }
+            _ => {}
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|error| error.to_string())
+        .map(|_| filter.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_filters_are_levels_or_target_directives() {
+        for good in [
+            "info",
+            "DEBUG",
+            "warn,tributary_server=debug",
+            "tower_http=off",
+        ] {
+            assert_eq!(parse_log_filter(good).as_deref(), Ok(good));
+        }
+        let loud = parse_log_filter("loud").expect_err("not a level");
+        assert!(loud.contains("\"loud\" is not a level"), "{loud}");
+        assert!(parse_log_filter("tributary_server=loud").is_err());
+        assert!(parse_log_filter("info,").is_err());
+        assert!(parse_log_filter("=debug").is_err());
+    }
 
     fn config() -> ServeConfig {
         ServeConfig::new("127.0.0.1:0".parse().expect("address"), "sqlite://x.db")

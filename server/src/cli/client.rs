@@ -1,5 +1,12 @@
-//! What every client command shares: the server URL, the namespace, and a
-//! channel that sends the namespace with each call.
+//! What every client command shares: the server URL, the namespace, and one
+//! channel per command that sends the namespace with each call.
+//!
+//! The URL is checked before anything is sent, and a connection that fails
+//! says why: no scheme, nothing listening, a host that cannot be resolved
+//! or reached, or no answer in time, each in its own words.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
@@ -9,15 +16,19 @@ use tributary_proto::NAMESPACE_METADATA_KEY;
 
 use super::CliError;
 
+/// The server a client command talks to when neither `--server` nor
+/// `TRIBUTARY_SERVER` says, and `TRIBUTARY_LISTEN` is not set either.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// How long connecting may take before the command gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientOptions {
-    /// The server's URL.
-    #[arg(
-        long,
-        env = "TRIBUTARY_SERVER",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub server: String,
+    /// The server's URL [default: http://127.0.0.1:50051, or the address
+    /// TRIBUTARY_LISTEN names when it is set, 0.0.0.0 read as 127.0.0.1].
+    #[arg(long, env = "TRIBUTARY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// The namespace to work in.
     #[arg(long, env = "TRIBUTARY_NAMESPACE", default_value = tributary_proto::DEFAULT_NAMESPACE)]
     pub namespace: String,
@@ -45,21 +56,31 @@ impl Interceptor for NamespaceInterceptor {
 pub type NamespacedChannel = InterceptedService<Channel, NamespaceInterceptor>;
 
 impl ClientOptions {
+    /// The URL to connect to: `--server`, else the server of this
+    /// machine's `TRIBUTARY_LISTEN` (so that `tributary health` inside the
+    /// container asks the address the server listens on), else the default.
+    pub fn server_url(&self) -> String {
+        match &self.server {
+            Some(url) => url.clone(),
+            None => std::env::var("TRIBUTARY_LISTEN")
+                .ok()
+                .and_then(|listen| url_for_listen_address(&listen))
+                .unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
+        }
+    }
+
+    /// One connection to the server, made now, so that an unreachable
+    /// server is reported before anything else happens.
     pub async fn channel(&self) -> Result<Channel, CliError> {
-        let endpoint =
-            Endpoint::from_shared(self.server.clone()).map_err(|source| CliError::InvalidUrl {
-                url: self.server.clone(),
-                source,
-            })?;
+        let url = self.server_url();
+        let endpoint = endpoint(&url)?;
         endpoint
             .connect()
             .await
-            .map_err(|source| CliError::Connect {
-                url: self.server.clone(),
-                source,
-            })
+            .map_err(|error| connect_error(&url, &error))
     }
 
+    /// [`ClientOptions::channel`], sending the namespace with every call.
     pub async fn namespaced_channel(&self) -> Result<NamespacedChannel, CliError> {
         let namespace = AsciiMetadataValue::try_from(self.namespace.as_str())
             .map_err(|_| CliError::Input(format!("invalid namespace {:?}", self.namespace)))?;
@@ -67,5 +88,129 @@ impl ClientOptions {
             self.channel().await?,
             NamespaceInterceptor(namespace),
         ))
+    }
+}
+
+/// `http://HOST:PORT` for a server listening on `listen`; the unspecified
+/// addresses (`0.0.0.0`, `::`) are reached on loopback.
+pub fn url_for_listen_address(listen: &str) -> Option<String> {
+    let address: SocketAddr = listen.trim().parse().ok()?;
+    let ip = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Some(format!("http://{}", SocketAddr::new(ip, address.port())))
+}
+
+/// The endpoint for `url`, refusing what cannot be a server URL before any
+/// connection is tried.
+fn endpoint(url: &str) -> Result<Endpoint, CliError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(CliError::ServerUrl(format!(
+            "--server must start with http:// or https://: got {:?}",
+            shorten(url)
+        )));
+    }
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|error| {
+        CliError::ServerUrl(format!(
+            "--server {:?} is not a valid URL: {}",
+            shorten(url),
+            error_chain(&error)
+        ))
+    })?;
+    Ok(endpoint.connect_timeout(CONNECT_TIMEOUT))
+}
+
+/// What went wrong connecting to `url`, said in words that point at the
+/// fix.
+fn connect_error(url: &str, error: &tonic::transport::Error) -> CliError {
+    let chain = error_chain(error);
+    let mut io_kind = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        source = cause.source();
+    }
+    use std::io::ErrorKind;
+    let message = match io_kind {
+        Some(ErrorKind::ConnectionRefused) => format!(
+            "nothing is listening at {url} (connection refused): start the server \
+             with `tributary serve`, or point --server at it"
+        ),
+        Some(ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable) => {
+            format!("{url} is unreachable from here: {chain}")
+        }
+        Some(ErrorKind::TimedOut) => {
+            format!("no answer from {url} within {CONNECT_TIMEOUT:?}: {chain}")
+        }
+        _ if chain.contains("dns error") || chain.contains("failed to lookup address") => {
+            format!("cannot resolve the host of {url}: {chain}")
+        }
+        _ if chain.contains("timed out") => {
+            format!("no answer from {url} within {CONNECT_TIMEOUT:?}")
+        }
+        _ => format!("cannot reach the server at {url}: {chain}"),
+    };
+    CliError::Unreachable(message)
+}
+
+/// An error and its causes on one line, each said once: tonic's
+/// `transport error` alone does not say that the connection was refused.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// At most 200 characters of something the user typed, for an error
+/// message.
+fn shorten(text: &str) -> String {
+    const LIMIT: usize = 200;
+    match text.char_indices().nth(LIMIT) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_become_urls_reachable_from_this_machine() {
+        assert_eq!(
+            url_for_listen_address("0.0.0.0:50051").as_deref(),
+            Some("http://127.0.0.1:50051")
+        );
+        assert_eq!(
+            url_for_listen_address("[::]:9000").as_deref(),
+            Some("http://[::1]:9000")
+        );
+        assert_eq!(
+            url_for_listen_address("10.0.0.7:7000").as_deref(),
+            Some("http://10.0.0.7:7000")
+        );
+        assert_eq!(url_for_listen_address("not an address"), None);
+    }
+
+    #[test]
+    fn a_url_without_scheme_is_refused_before_connecting() {
+        let error = endpoint("127.0.0.1:50051").expect_err("no scheme");
+        assert_eq!(
+            error.to_string(),
+            "--server must start with http:// or https://: got \"127.0.0.1:50051\""
+        );
+        assert!(endpoint("http://127.0.0.1:50051").is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! `tributary health`: asks a server's `grpc.health.v1.Health` service and
-//! exits 0 only when it answers SERVING. The Docker HEALTHCHECK runs it.
+//! exits 0 only when it answers SERVING. The Docker HEALTHCHECK runs it
+//! without `--server`, so it asks the address `TRIBUTARY_LISTEN` names.
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use super::CliError;
 use super::client::ClientOptions;
+use super::output::say;
 
 pub async fn run(options: &ClientOptions) -> Result<ExitCode, CliError> {
     let mut client = HealthClient::new(options.channel().await?);
@@ -20,9 +22,9 @@ pub async fn run(options: &ClientOptions) -> Result<ExitCode, CliError> {
         .into_inner();
     let status = ServingStatus::try_from(response.status).unwrap_or(ServingStatus::Unknown);
     if options.json {
-        println!("{}", serde_json::json!({ "status": status.as_str_name() }));
+        say!("{}", serde_json::json!({ "status": status.as_str_name() }));
     } else {
-        println!("{}", status.as_str_name());
+        say!("{}", status.as_str_name());
     }
     Ok(if status == ServingStatus::Serving {
         ExitCode::SUCCESS

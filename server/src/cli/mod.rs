@@ -2,8 +2,12 @@
 //! talk to a running server over gRPC.
 
 mod client;
+mod executor;
 mod health;
+mod output;
 mod run;
+mod run_view;
+mod watch;
 mod workflow;
 
 pub use workflow::read_definition_file;
@@ -37,7 +41,7 @@ enum Command {
     Run(run::RunCommand),
     /// Inspect connected executors.
     #[command(subcommand)]
-    Executor(run::ExecutorCommand),
+    Executor(executor::ExecutorCommand),
 }
 
 /// A failure the CLI reports before exiting non-zero.
@@ -45,16 +49,18 @@ enum Command {
 pub enum CliError {
     #[error("{0}")]
     Serve(#[from] crate::server::ServeError),
-    #[error("cannot reach the server at {url}: {source}")]
-    Connect {
-        url: String,
-        source: tonic::transport::Error,
-    },
-    #[error("invalid server URL {url:?}: {source}")]
-    InvalidUrl {
-        url: String,
-        source: tonic::transport::Error,
-    },
+    /// `--server` is not a URL a server can have.
+    #[error("{0}")]
+    ServerUrl(String),
+    /// The server could not be reached; the message says why.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Whoever read stdout stopped reading (`| head`): the command ends
+    /// quietly with status 0.
+    #[error("stdout was closed")]
+    ClosedOutput,
+    #[error("cannot write to stdout: {0}")]
+    Output(std::io::Error),
     #[error("{:?}: {}", .0.code(), .0.message())]
     Rpc(#[from] tonic::Status),
     #[error("{0}")]
@@ -73,10 +79,11 @@ pub async fn run() -> ExitCode {
         Command::Health(options) => health::run(&options).await,
         Command::Workflow(command) => workflow::run(command).await.map(|()| ExitCode::SUCCESS),
         Command::Run(command) => run::run(command).await,
-        Command::Executor(command) => run::executors(command).await,
+        Command::Executor(command) => executor::executors(command).await,
     };
     match outcome {
         Ok(code) => code,
+        Err(CliError::ClosedOutput) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE

@@ -1,41 +1,59 @@
-//! `tributary run start|get|list|cancel` and `tributary executor list`.
+//! `tributary run start|get|list|watch|cancel`. Each command opens one
+//! connection and makes every call on it.
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use serde_json::json;
-use tributary_proto::unix_ms_from_timestamp;
 use tributary_proto::v1 as pb;
-use tributary_proto::v1::executor_service_client::ExecutorServiceClient;
 use tributary_proto::v1::run_service_client::RunServiceClient;
+use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 
 use super::CliError;
-use super::client::ClientOptions;
+use super::client::{ClientOptions, NamespacedChannel};
+use super::output::{self, Align, Table, say};
+use super::run_view::{self, ContextView};
+use super::watch::{self, EventPrinter, run_status_name};
+use super::workflow::{Selector, version_selector};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RunCommand {
-    /// Start a run of a workflow.
+    /// Start a run of a workflow; print its id.
     Start {
         workflow: String,
         /// The input context: JSON text, or @FILE to read it from a file.
         #[arg(long, default_value = "{}")]
         input: String,
-        /// A workflow version hash; the latest when omitted.
+        /// A version hash, or a sequence number (1 = first registered); the
+        /// latest when omitted.
         #[arg(long)]
         version: Option<String>,
         /// Starting twice with the same key and request returns the same run.
         #[arg(long)]
         idempotency_key: Option<String>,
-        /// Wait for the run to end; exit non-zero unless it succeeded.
+        /// Print the run id, then follow the run until it ends and print
+        /// it; exit 0 only when it succeeded.
         #[arg(long)]
         wait: bool,
+        /// With --wait: print all of the final context, however large.
+        #[arg(long, requires = "wait", conflicts_with = "no_context")]
+        context: bool,
+        /// With --wait: print no context.
+        #[arg(long, requires = "wait")]
+        no_context: bool,
         #[command(flatten)]
         client: ClientOptions,
     },
-    /// Show a run with its tasks and context.
+    /// Show a run: its times, its tasks, and its context (summarized when
+    /// larger than 4 KiB).
     Get {
         run_id: String,
+        /// Print all of the context, however large.
+        #[arg(long, conflicts_with = "no_context")]
+        context: bool,
+        /// Print no context.
+        #[arg(long)]
+        no_context: bool,
         #[command(flatten)]
         client: ClientOptions,
     },
@@ -52,7 +70,8 @@ pub enum RunCommand {
         #[command(flatten)]
         client: ClientOptions,
     },
-    /// Follow a run's events live until it ends.
+    /// Follow a run's events live until it ends; exit 0 only when it
+    /// succeeded.
     Watch {
         run_id: String,
         /// Replay only the events after this sequence number.
@@ -69,15 +88,6 @@ pub enum RunCommand {
     },
 }
 
-#[derive(Debug, clap::Subcommand)]
-pub enum ExecutorCommand {
-    /// List the executors connected to the server.
-    List {
-        #[command(flatten)]
-        client: ClientOptions,
-    },
-}
-
 pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
     match command {
         RunCommand::Start {
@@ -86,11 +96,32 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
             version,
             idempotency_key,
             wait,
+            context,
+            no_context,
             client,
-        } => start(workflow, &input, version, idempotency_key, wait, &client).await,
-        RunCommand::Get { run_id, client } => {
-            let run = get_run(&client, &run_id).await?;
-            print_run(&run, client.json);
+        } => {
+            let request = StartRequest {
+                workflow,
+                input,
+                version,
+                idempotency_key,
+            };
+            let view = ContextView::from_flags(context, no_context);
+            start(request, wait.then_some(view), &client).await
+        }
+        RunCommand::Get {
+            run_id,
+            context,
+            no_context,
+            client,
+        } => {
+            let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+            let run = get_run(&mut runs, &run_id).await?;
+            run_view::print_run(
+                &run,
+                client.json,
+                ContextView::from_flags(context, no_context),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         RunCommand::List {
@@ -103,7 +134,7 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
             run_id,
             after,
             client,
-        } => watch(run_id, after, &client).await,
+        } => watch_run(&run_id, after, &client).await,
         RunCommand::Cancel { run_id, client } => {
             let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
             let response = runs
@@ -113,59 +144,16 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
                 .await?
                 .into_inner();
             if client.json {
-                println!(
+                say!(
                     "{}",
-                    json!({"run_id": run_id, "status": status_name(response.status)})
+                    json!({"run_id": run_id, "status": run_status_name(response.status)})
                 );
             } else {
-                println!("run {run_id} {}", status_name(response.status));
+                say!("run {run_id} {}", run_status_name(response.status));
             }
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-pub async fn executors(command: ExecutorCommand) -> Result<ExitCode, CliError> {
-    let ExecutorCommand::List { client } = command;
-    let mut executors = ExecutorServiceClient::new(client.namespaced_channel().await?);
-    let listed = executors
-        .list_executors(pb::ListExecutorsRequest {})
-        .await?
-        .into_inner()
-        .executors;
-    if client.json {
-        let values: Vec<serde_json::Value> = listed
-            .iter()
-            .map(|executor| {
-                json!({
-                    "executor_id": executor.executor_id,
-                    "name": executor.name,
-                    "instance_id": executor.instance_id,
-                    "handlers": executor.handlers,
-                    "max_concurrent_attempts": executor.max_concurrent_attempts,
-                    "in_flight_attempt_ids": executor.in_flight_attempt_ids,
-                    "labels": executor.labels,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(values));
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<38} {:<20} {:>9} HANDLERS",
-        "EXECUTOR", "NAME", "IN FLIGHT"
-    );
-    for executor in &listed {
-        println!(
-            "{:<38} {:<20} {:>4}/{:<4} {}",
-            executor.executor_id,
-            executor.name,
-            executor.in_flight_attempt_ids.len(),
-            executor.max_concurrent_attempts,
-            executor.handlers.join(", ")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn read_input(input: &str) -> Result<String, CliError> {
@@ -176,55 +164,110 @@ fn read_input(input: &str) -> Result<String, CliError> {
     }
 }
 
-async fn start(
+/// What `run start` asks for.
+struct StartRequest {
     workflow: String,
-    input: &str,
+    input: String,
     version: Option<String>,
     idempotency_key: Option<String>,
-    wait: bool,
+}
+
+/// Starts the run and prints its id at once; with `wait` (the context view
+/// of the final print), follows its events on the same connection until it
+/// ends, saying on stderr when a task waits with no executor taking it.
+async fn start(
+    request: StartRequest,
+    wait: Option<ContextView>,
     client: &ClientOptions,
 ) -> Result<ExitCode, CliError> {
-    let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+    let input_context_json = read_input(&request.input)?;
+    let channel = client.namespaced_channel().await?;
+    let workflow_version = match request.version.as_deref().map(version_selector) {
+        None => String::new(),
+        Some(Selector::Version(hash)) => hash,
+        Some(selector @ Selector::Sequence(_)) => {
+            // StartRun names versions by hash; a sequence number is resolved
+            // the way `workflow get --version N` resolves it.
+            WorkflowServiceClient::new(channel.clone())
+                .get_workflow(pb::GetWorkflowRequest {
+                    name: request.workflow.clone(),
+                    selector: Some(selector),
+                })
+                .await?
+                .into_inner()
+                .workflow
+                .unwrap_or_default()
+                .version
+        }
+    };
+    let mut runs = RunServiceClient::new(channel);
     let started = runs
         .start_run(pb::StartRunRequest {
-            workflow_name: workflow,
-            workflow_version: version.unwrap_or_default(),
-            input_context_json: read_input(input)?,
-            idempotency_key: idempotency_key.unwrap_or_default(),
+            workflow_name: request.workflow.clone(),
+            workflow_version,
+            input_context_json,
+            idempotency_key: request.idempotency_key.unwrap_or_default(),
         })
         .await?
         .into_inner();
-    if !wait {
-        if client.json {
-            println!(
-                "{}",
-                json!({"run_id": started.run_id, "workflow_version": started.workflow_version, "created": started.created})
-            );
-        } else {
-            println!("{}", started.run_id);
-        }
-        return Ok(ExitCode::SUCCESS);
+    if client.json {
+        say!(
+            "{}",
+            json!({"run_id": started.run_id, "workflow_version": started.workflow_version, "created": started.created})
+        );
+    } else {
+        say!("{}", started.run_id);
     }
-    let run = loop {
-        let run = get_run(client, &started.run_id).await?;
-        if matches!(
-            run.status(),
-            pb::RunStatus::Succeeded | pb::RunStatus::Failed | pb::RunStatus::Cancelled
-        ) {
-            break run;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let Some(view) = wait else {
+        return Ok(ExitCode::SUCCESS);
     };
-    print_run(&run, client.json);
-    Ok(if run.status() == pb::RunStatus::Succeeded {
+    eprintln!(
+        "waiting for run {id} of {workflow} to end (Ctrl-C stops waiting, not the run; \
+         its events: tributary run watch {id})",
+        id = started.run_id,
+        workflow = request.workflow,
+    );
+    let run_id = started.run_id;
+    watch::follow(
+        &mut runs,
+        &run_id,
+        0,
+        Some(watch::STALL_HINT_AFTER),
+        |_| Ok(()),
+        |waiting| {
+            eprintln!(
+                "still waiting: {} READY for {:?} and no executor has taken {}: is a worker \
+                 serving this workflow connected? `tributary executor list` shows the \
+                 connected ones; an example serves its workflow with --worker \
+                 (examples/README.md)",
+                waiting.join(", "),
+                watch::STALL_HINT_AFTER,
+                if waiting.len() == 1 { "it" } else { "them" },
+            );
+        },
+    )
+    .await?;
+    let run = get_run(&mut runs, &run_id).await?;
+    if !client.json {
+        say!("");
+    }
+    run_view::print_run(&run, client.json, view)?;
+    Ok(exit_for(run.status))
+}
+
+/// 0 for a run that succeeded, 1 otherwise.
+fn exit_for(status: i32) -> ExitCode {
+    if status == pb::RunStatus::Succeeded as i32 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
-async fn get_run(client: &ClientOptions, run_id: &str) -> Result<pb::Run, CliError> {
-    let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+async fn get_run(
+    runs: &mut RunServiceClient<NamespacedChannel>,
+    run_id: &str,
+) -> Result<pb::Run, CliError> {
     let run = runs
         .get_run(pb::GetRunRequest {
             run_id: run_id.to_owned(),
@@ -248,9 +291,11 @@ async fn list(
             "RUN_STATUS_{}",
             text.to_ascii_uppercase()
         ))
+        .filter(|status| *status != pb::RunStatus::Unspecified)
         .ok_or_else(|| {
             CliError::Input(format!(
-                "unknown status {text:?}; expected pending, running, succeeded, failed or cancelled"
+                "unknown status {:?}; expected pending, running, succeeded, failed or cancelled",
+                text.chars().take(40).collect::<String>()
             ))
         })?,
     };
@@ -266,167 +311,61 @@ async fn list(
         .into_inner()
         .runs;
     if client.json {
-        let values: Vec<serde_json::Value> = listed.iter().map(run_summary_json).collect();
-        println!("{}", serde_json::Value::Array(values));
+        let values: Vec<serde_json::Value> =
+            listed.iter().map(run_view::run_summary_json).collect();
+        say!("{}", serde_json::Value::Array(values));
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<38} {:<24} {:<10}", "RUN", "WORKFLOW", "STATUS");
+    let mut table = Table::new(&[
+        ("RUN", Align::Left),
+        ("WORKFLOW", Align::Left),
+        ("STATUS", Align::Left),
+        ("CREATED", Align::Left),
+        ("DURATION", Align::Right),
+    ]);
     for run in &listed {
-        println!(
-            "{:<38} {:<24} {:<10}",
-            run.id,
-            run.workflow_name,
-            status_name(run.status)
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn status_name(status: i32) -> String {
-    pb::RunStatus::try_from(status)
-        .map(|status| {
-            status
-                .as_str_name()
-                .trim_start_matches("RUN_STATUS_")
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|_| format!("unknown({status})"))
-}
-
-fn run_summary_json(run: &pb::Run) -> serde_json::Value {
-    json!({
-        "run_id": run.id,
-        "workflow_name": run.workflow_name,
-        "workflow_version": run.workflow_version,
-        "status": status_name(run.status),
-        "created_at_ms": run.created_at.as_ref().map(unix_ms_from_timestamp),
-        "finished_at_ms": run.finished_at.as_ref().map(unix_ms_from_timestamp),
-    })
-}
-
-fn print_run(run: &pb::Run, as_json: bool) {
-    let context: serde_json::Value =
-        serde_json::from_str(&run.context_json).unwrap_or(serde_json::Value::Null);
-    if as_json {
-        let mut value = run_summary_json(run);
-        value["context"] = context;
-        value["tasks"] = run
-            .tasks
-            .iter()
-            .map(|task| {
-                json!({
-                    "task_id": task.task_id,
-                    "state": pb::TaskState::try_from(task.state).map(|s| s.as_str_name().trim_start_matches("TASK_STATE_").to_ascii_lowercase()).unwrap_or_default(),
-                    "skip_reason": pb::SkipReason::try_from(task.skip_reason).ok().filter(|r| *r != pb::SkipReason::Unspecified).map(|r| r.as_str_name().trim_start_matches("SKIP_REASON_").to_ascii_lowercase()),
-                    "attempts": task.attempts.len(),
-                    "error": task.error,
-                })
-            })
-            .collect();
-        println!("{value}");
-        return;
-    }
-    println!("run:      {}", run.id);
-    println!("workflow: {} ({})", run.workflow_name, run.workflow_version);
-    println!("status:   {}", status_name(run.status));
-    println!();
-    println!("{:<28} {:<16} {:>8}  ERROR", "TASK", "STATE", "ATTEMPTS");
-    for task in &run.tasks {
-        let mut state = pb::TaskState::try_from(task.state)
-            .map(|s| {
-                s.as_str_name()
-                    .trim_start_matches("TASK_STATE_")
-                    .to_ascii_lowercase()
-            })
+        let mut duration = run_view::run_duration_ms(run)
+            .map(output::duration)
             .unwrap_or_default();
-        if let Ok(reason) = pb::SkipReason::try_from(task.skip_reason)
-            && reason != pb::SkipReason::Unspecified
-        {
-            state = format!(
-                "{state} ({})",
-                reason
-                    .as_str_name()
-                    .trim_start_matches("SKIP_REASON_")
-                    .to_ascii_lowercase()
-            );
+        if run.finished_at.is_none() && !duration.is_empty() {
+            duration = format!("{duration} so far");
         }
-        println!(
-            "{:<28} {:<16} {:>8}  {}",
-            task.task_id,
-            state,
-            task.attempts.len(),
-            task.error
-        );
+        table.row(vec![
+            run.id.clone(),
+            run.workflow_name.clone(),
+            run_status_name(run.status),
+            run.created_at
+                .as_ref()
+                .map(|at| output::time(tributary_proto::unix_ms_from_timestamp(at)))
+                .unwrap_or_default(),
+            duration,
+        ]);
     }
-    println!();
-    println!(
-        "context: {}",
-        serde_json::to_string_pretty(&context).unwrap_or_default()
-    );
+    table.emit()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints one line per event (one JSON object per line with `--json`) until
 /// the run's final event; exits non-zero unless the run succeeded.
-async fn watch(run_id: String, after: u64, client: &ClientOptions) -> Result<ExitCode, CliError> {
+async fn watch_run(run_id: &str, after: u64, client: &ClientOptions) -> Result<ExitCode, CliError> {
     let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
-    let mut stream = runs
-        .watch_run(pb::WatchRunRequest {
-            run_id,
-            after_sequence: after,
-        })
-        .await?
-        .into_inner();
-    let mut final_status = None;
-    while let Some(response) = stream.message().await? {
-        let Some(event) = response.event else {
-            continue;
-        };
-        let event_type = pb::RunEventType::try_from(event.r#type)
-            .map(|t| {
-                t.as_str_name()
-                    .trim_start_matches("RUN_EVENT_TYPE_")
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default();
-        if event.r#type == pb::RunEventType::RunFinished as i32 {
-            final_status = Some(event.run_status);
-        }
-        let time_ms = event.time.as_ref().map(unix_ms_from_timestamp);
-        if client.json {
-            println!(
-                "{}",
-                json!({
-                    "sequence": event.sequence,
-                    "cursor": event.cursor,
-                    "type": event_type,
-                    "time_ms": time_ms,
-                    "task_id": event.task_id,
-                    "attempt_id": event.attempt_id,
-                    "attempt_number": event.attempt_number,
-                    "executor_id": event.executor_id,
-                    "error": event.error,
-                    "run_status": (event.run_status != 0).then(|| status_name(event.run_status)),
-                })
-            );
-        } else {
-            let mut line = format!("{:>5}  {:<22}", event.sequence, event_type);
-            if !event.task_id.is_empty() {
-                line.push_str(&format!(" {}", event.task_id));
-            }
-            if event.attempt_number > 0 {
-                line.push_str(&format!(" (attempt {})", event.attempt_number));
-            }
-            if !event.error.is_empty() {
-                line.push_str(&format!(": {}", event.error));
-            }
-            if event.run_status != 0 {
-                line.push_str(&format!(" {}", status_name(event.run_status)));
-            }
-            println!("{line}");
-        }
-    }
-    Ok(match final_status {
-        Some(status) if status == pb::RunStatus::Succeeded as i32 => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
-    })
+    let mut printer = EventPrinter::default();
+    let as_json = client.json;
+    let status = watch::follow(
+        &mut runs,
+        run_id,
+        after,
+        None,
+        |event| {
+            let line = if as_json {
+                printer.json(event).to_string()
+            } else {
+                printer.line(event)
+            };
+            output::emit(&line)
+        },
+        |_| {},
+    )
+    .await?;
+    Ok(exit_for(status as i32))
 }

@@ -1,5 +1,6 @@
 //! `tributary workflow register|get|list`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -9,6 +10,9 @@ use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 
 use super::CliError;
 use super::client::ClientOptions;
+use super::output::{Align, Table, say};
+
+pub use pb::get_workflow_request::Selector;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WorkflowCommand {
@@ -82,7 +86,7 @@ async fn register(file: &Path, options: &ClientOptions) -> Result<(), CliError> 
     if options.json {
         let mut value = workflow_json(&workflow);
         value["created"] = json!(response.created);
-        println!("{value}");
+        say!("{value}");
     } else {
         let name = workflow
             .definition
@@ -94,9 +98,10 @@ async fn register(file: &Path, options: &ClientOptions) -> Result<(), CliError> 
         } else {
             "already registered; now the latest"
         };
-        println!(
+        say!(
             "registered workflow {name} version {} (sequence {}, {what})",
-            workflow.version, workflow.sequence
+            workflow.version,
+            workflow.sequence
         );
     }
     Ok(())
@@ -107,13 +112,7 @@ async fn get(
     version: Option<String>,
     options: &ClientOptions,
 ) -> Result<(), CliError> {
-    let selector = version.map(|version| {
-        let is_hash = version.len() == 16 && version.chars().all(|c| c.is_ascii_hexdigit());
-        match version.parse::<u64>() {
-            Ok(sequence) if !is_hash => pb::get_workflow_request::Selector::Sequence(sequence),
-            _ => pb::get_workflow_request::Selector::Version(version),
-        }
-    });
+    let selector = version.as_deref().map(version_selector);
     let mut client = WorkflowServiceClient::new(options.namespaced_channel().await?);
     let workflow = client
         .get_workflow(pb::GetWorkflowRequest { name, selector })
@@ -122,37 +121,46 @@ async fn get(
         .workflow
         .unwrap_or_default();
     if options.json {
-        println!("{}", workflow_json(&workflow));
+        say!("{}", workflow_json(&workflow));
         return Ok(());
     }
     let definition = workflow.definition.clone().unwrap_or_default();
-    println!("workflow:    {}", definition.name);
-    println!(
+    say!("workflow:    {}", definition.name);
+    say!(
         "version:     {} (sequence {}{})",
         workflow.version,
         workflow.sequence,
         if workflow.latest { ", latest" } else { "" }
     );
-    if !definition.description.is_empty() {
-        println!("description: {}", definition.description);
-    }
-    println!();
-    println!(
-        "{:<24} {:<8} {:<14} {:<12} {:<32} DEPENDENCIES",
-        "TASK", "RETRIES", "BACKOFF", "TRIGGER", "HANDLER"
-    );
-    for task in &definition.tasks {
-        println!(
-            "{:<24} {:<8} {:<14} {:<12} {:<32} {}",
-            task.id,
-            task.retry_attempts.unwrap_or_default(),
-            task.retry_backoff,
-            task.trigger_rule,
-            task.handler,
-            task.dependencies.join(", ")
+    if let Some(created) = workflow.created_at.as_ref() {
+        say!(
+            "registered:  {}",
+            super::output::time(tributary_proto::unix_ms_from_timestamp(created))
         );
     }
-    Ok(())
+    if !definition.description.is_empty() {
+        say!("description: {}", definition.description);
+    }
+    say!("");
+    let mut table = Table::new(&[
+        ("TASK", Align::Left),
+        ("RETRIES", Align::Right),
+        ("BACKOFF", Align::Left),
+        ("TRIGGER", Align::Left),
+        ("HANDLER", Align::Left),
+        ("DEPENDENCIES", Align::Left),
+    ]);
+    for task in dependency_order(&definition.tasks) {
+        table.row(vec![
+            task.id.clone(),
+            task.retry_attempts.unwrap_or_default().to_string(),
+            task.retry_backoff.clone(),
+            task.trigger_rule.clone(),
+            task.handler.clone(),
+            task.dependencies.join(", "),
+        ]);
+    }
+    table.emit()
 }
 
 async fn list(options: &ClientOptions) -> Result<(), CliError> {
@@ -175,24 +183,83 @@ async fn list(options: &ClientOptions) -> Result<(), CliError> {
     }
     if options.json {
         let values: Vec<_> = workflows.iter().map(workflow_json).collect();
-        println!("{}", serde_json::Value::Array(values));
+        say!("{}", serde_json::Value::Array(values));
         return Ok(());
     }
-    println!(
-        "{:<32} {:<18} {:>8} {:>6}",
-        "NAME", "VERSION", "SEQUENCE", "TASKS"
-    );
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("VERSION", Align::Left),
+        ("SEQUENCE", Align::Right),
+        ("TASKS", Align::Right),
+    ]);
     for workflow in &workflows {
         let definition = workflow.definition.clone().unwrap_or_default();
-        println!(
-            "{:<32} {:<18} {:>8} {:>6}",
+        table.row(vec![
             definition.name,
-            workflow.version,
-            workflow.sequence,
-            definition.tasks.len()
-        );
+            workflow.version.clone(),
+            workflow.sequence.to_string(),
+            definition.tasks.len().to_string(),
+        ]);
     }
-    Ok(())
+    table.emit()
+}
+
+/// What `--version` names: a 16-digit version hash, or a sequence number
+/// (1 = first registered); `workflow get` and `run start` read it alike.
+pub fn version_selector(version: &str) -> Selector {
+    let is_hash = version.len() == 16 && version.chars().all(|c| c.is_ascii_hexdigit());
+    match version.parse::<u64>() {
+        Ok(sequence) if !is_hash => Selector::Sequence(sequence),
+        _ => Selector::Version(version.to_owned()),
+    }
+}
+
+/// The tasks in dependency order: each after its dependencies, ties by id
+/// (the canonical order the server numbers tasks in). Dependencies on ids
+/// the list does not have are ignored; tasks left in a cycle come last.
+pub fn dependency_order(tasks: &[pb::TaskDefinition]) -> Vec<&pb::TaskDefinition> {
+    let by_id: BTreeMap<&str, &pb::TaskDefinition> =
+        tasks.iter().map(|task| (task.id.as_str(), task)).collect();
+    let mut pending: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut dependants: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for task in tasks {
+        let known: BTreeSet<&str> = task
+            .dependencies
+            .iter()
+            .map(String::as_str)
+            .filter(|dependency| by_id.contains_key(dependency))
+            .collect();
+        pending.insert(task.id.as_str(), known.len());
+        for dependency in known {
+            dependants
+                .entry(dependency)
+                .or_default()
+                .push(task.id.as_str());
+        }
+    }
+    let mut ready: BTreeSet<&str> = pending
+        .iter()
+        .filter(|(_, count)| **count == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    let mut ordered = Vec::with_capacity(tasks.len());
+    while let Some(id) = ready.pop_first() {
+        ordered.push(by_id[id]);
+        for dependant in dependants.get(id).into_iter().flatten() {
+            if let Some(count) = pending.get_mut(dependant) {
+                *count -= 1;
+                if *count == 0 {
+                    ready.insert(dependant);
+                }
+            }
+        }
+    }
+    for (id, task) in &by_id {
+        if pending.get(id).is_some_and(|count| *count > 0) {
+            ordered.push(task);
+        }
+    }
+    ordered
 }
 
 /// A workflow as JSON, its definition in the definition-file format.
@@ -206,4 +273,53 @@ fn workflow_json(workflow: &pb::Workflow) -> serde_json::Value {
         "created_at_ms": workflow.created_at.as_ref().map(tributary_proto::unix_ms_from_timestamp),
         "definition": definition,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: &str, dependencies: &[&str]) -> pb::TaskDefinition {
+        pb::TaskDefinition {
+            id: id.to_owned(),
+            dependencies: dependencies.iter().map(|d| (*d).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tasks_come_in_dependency_order_ties_by_id() {
+        let tasks = [
+            task("cleanup", &["report", "notify"]),
+            task("combine", &["p1", "p2"]),
+            task("generate", &[]),
+            task("notify", &["combine"]),
+            task("p1", &["generate"]),
+            task("p2", &["generate"]),
+            task("report", &["combine"]),
+        ];
+        let ids: Vec<&str> = dependency_order(&tasks)
+            .iter()
+            .map(|task| task.id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "generate", "p1", "p2", "combine", "notify", "report", "cleanup"
+            ]
+        );
+    }
+
+    #[test]
+    fn versions_are_hashes_or_sequence_numbers() {
+        assert_eq!(version_selector("3"), Selector::Sequence(3));
+        assert_eq!(
+            version_selector("0123456789abcdef"),
+            Selector::Version("0123456789abcdef".into())
+        );
+        assert_eq!(
+            version_selector("1234567890123456"),
+            Selector::Version("1234567890123456".into())
+        );
+    }
 }

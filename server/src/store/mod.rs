@@ -7,6 +7,7 @@
 
 mod batch_sql;
 pub mod postgres;
+mod postgres_connect;
 mod postgres_turn;
 mod queries;
 mod recovery_queries;
@@ -79,6 +80,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database could not be opened at start-up; the reason says why
+    /// and, where it can, what to do.
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }

@@ -38,6 +38,7 @@ impl PostgresStore {
         // once they are not (a 10,000-task chain took 4 ms a step that way).
         let options = PgConnectOptions::from_str(database_url)?
             .options([("plan_cache_mode", "force_custom_plan")]);
+        super::postgres_connect::check_connection(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .connect_with(options)

@@ -1,0 +1,199 @@
+//! How `run get` (and `run start --wait`, at the end) shows a run: its
+//! times, its tasks in canonical order with their durations and next retry
+//! times, and its context whole, summarized, or not at all.
+
+use serde_json::json;
+use tributary_proto::unix_ms_from_timestamp;
+use tributary_proto::v1 as pb;
+
+use super::CliError;
+use super::output::{self, Align, Table, say};
+use super::watch::{run_status_name, skip_reason_name};
+
+/// A context larger than this is summarized (its keys with their sizes)
+/// unless `--context` asks for all of it.
+pub const CONTEXT_SUMMARY_BYTES: usize = 4 * 1024;
+
+/// How much of a run's context to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextView {
+    /// All of it when small, its keys and their sizes when larger than
+    /// [`CONTEXT_SUMMARY_BYTES`] (text); all of it in JSON.
+    Auto,
+    /// All of it.
+    All,
+    /// None of it.
+    Omit,
+}
+
+impl ContextView {
+    /// The view the flags `--context` and `--no-context` ask for.
+    pub fn from_flags(all: bool, omit: bool) -> ContextView {
+        match (all, omit) {
+            (_, true) => ContextView::Omit,
+            (true, false) => ContextView::All,
+            (false, false) => ContextView::Auto,
+        }
+    }
+}
+
+/// `succeeded`, `skipped`, ... for a task state number.
+fn task_state_name(state: i32) -> String {
+    pb::TaskState::try_from(state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("TASK_STATE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| format!("unknown({state})"))
+}
+
+fn ms(timestamp: Option<&prost_types::Timestamp>) -> Option<i64> {
+    timestamp.map(unix_ms_from_timestamp)
+}
+
+/// From the run's creation to its end, or to now while it is active.
+pub fn run_duration_ms(run: &pb::Run) -> Option<i64> {
+    let created = ms(run.created_at.as_ref())?;
+    let end = ms(run.finished_at.as_ref()).unwrap_or_else(output::now_ms);
+    Some(end - created)
+}
+
+/// From the task's first attempt's start (or assignment) to its last
+/// attempt's end; `None` before it ran or while it runs.
+fn task_duration_ms(task: &pb::TaskRun) -> Option<i64> {
+    let first = task.attempts.first()?;
+    let start = ms(first.started_at.as_ref()).or(ms(first.assigned_at.as_ref()))?;
+    let end = ms(task.attempts.last()?.finished_at.as_ref())?;
+    Some(end - start)
+}
+
+/// The short summary of a run `run list` and the JSON output share.
+pub fn run_summary_json(run: &pb::Run) -> serde_json::Value {
+    let created = ms(run.created_at.as_ref());
+    let finished = ms(run.finished_at.as_ref());
+    json!({
+        "run_id": run.id,
+        "workflow_name": run.workflow_name,
+        "workflow_version": run.workflow_version,
+        "status": run_status_name(run.status),
+        "created": created.map(output::time_ms),
+        "created_at_ms": created,
+        "finished": finished.map(output::time_ms),
+        "finished_at_ms": finished,
+        "duration_ms": run_duration_ms(run),
+    })
+}
+
+/// Prints a run, as JSON or as text.
+pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), CliError> {
+    if as_json {
+        let mut value = run_summary_json(run);
+        if view != ContextView::Omit {
+            value["context"] =
+                serde_json::from_str(&run.context_json).unwrap_or(serde_json::Value::Null);
+        }
+        value["tasks"] = run
+            .tasks
+            .iter()
+            .map(|task| {
+                json!({
+                    "task_id": task.task_id,
+                    "state": task_state_name(task.state),
+                    "skip_reason": skip_reason_name(task.skip_reason),
+                    "attempts": task.attempts.len(),
+                    "duration_ms": task_duration_ms(task),
+                    "next_attempt_at_ms": ms(task.next_attempt_at.as_ref()),
+                    "error": task.error,
+                })
+            })
+            .collect();
+        say!("{value}");
+        return Ok(());
+    }
+    say!("run:       {}", run.id);
+    say!(
+        "workflow:  {} ({})",
+        run.workflow_name,
+        run.workflow_version
+    );
+    say!("status:    {}", run_status_name(run.status));
+    if let Some(created) = ms(run.created_at.as_ref()) {
+        say!("created:   {}", output::time(created));
+    }
+    let duration = run_duration_ms(run).map(output::duration);
+    match (ms(run.finished_at.as_ref()), duration) {
+        (Some(finished), Some(duration)) => {
+            say!("finished:  {} (took {duration})", output::time(finished));
+        }
+        (None, Some(duration)) => say!("running:   for {duration}"),
+        _ => {}
+    }
+    say!("");
+    let mut table = Table::new(&[
+        ("TASK", Align::Left),
+        ("STATE", Align::Left),
+        ("ATTEMPTS", Align::Right),
+        ("DURATION", Align::Right),
+        ("NEXT ATTEMPT", Align::Left),
+        ("ERROR", Align::Left),
+    ]);
+    for task in &run.tasks {
+        let mut state = task_state_name(task.state);
+        if let Some(reason) = skip_reason_name(task.skip_reason) {
+            state = format!("{state} ({})", reason.replace('_', " "));
+        }
+        table.row(vec![
+            task.task_id.clone(),
+            state,
+            task.attempts.len().to_string(),
+            task_duration_ms(task)
+                .map(output::duration)
+                .unwrap_or_default(),
+            ms(task.next_attempt_at.as_ref())
+                .map(output::time)
+                .unwrap_or_default(),
+            task.error.clone(),
+        ]);
+    }
+    table.emit()?;
+    for conflict in &run.conflicts {
+        say!(
+            "conflict:  key {:?} written by {} and {}; {} won (canonical order)",
+            conflict.key,
+            conflict.overridden_task_id,
+            conflict.winning_task_id,
+            conflict.winning_task_id
+        );
+    }
+    print_context(&run.context_json, view)
+}
+
+fn print_context(context_json: &str, view: ContextView) -> Result<(), CliError> {
+    if view == ContextView::Omit {
+        return Ok(());
+    }
+    say!("");
+    let context: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(context_json).unwrap_or_default();
+    if view == ContextView::All || context_json.len() <= CONTEXT_SUMMARY_BYTES {
+        say!(
+            "context: {}",
+            serde_json::to_string_pretty(&context).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    say!(
+        "context: {} keys, {} (--context prints all of it, --no-context none)",
+        context.len(),
+        output::bytes(context_json.len())
+    );
+    let mut table = Table::new(&[("KEY", Align::Left), ("SIZE", Align::Right)]);
+    for (key, value) in &context {
+        let size = serde_json::to_string(value)
+            .map(|text| text.len())
+            .unwrap_or(0);
+        table.row(vec![key.clone(), output::bytes(size)]);
+    }
+    table.emit()
+}
