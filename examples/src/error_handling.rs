@@ -186,6 +186,12 @@ pub fn workflow() -> Workflow {
     )
 }
 
+/// Serves the workflow's tasks against `--server` until SIGTERM or SIGINT,
+/// starting no run (`flaky` fails the first attempt this process runs).
+pub async fn serve_only(server: &ServerArgs) -> Result<tributary::ShutdownReport, ExampleError> {
+    crate::serving::serve_workflow(server, &workflow(), 4, &crate::serving::Serve::All).await
+}
+
 /// Runs the workflow once. The `run_tag` input keeps `flaky`'s memory of
 /// calls apart between runs of one process.
 pub async fn run(server: &ServerArgs) -> Result<Finished, ExampleError> {

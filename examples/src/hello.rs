@@ -4,7 +4,10 @@
 use serde_json::json;
 use tributary::{Context, Run, TaskError, Workflow, task, workflow};
 
+use tributary::ShutdownReport;
+
 use crate::runner::{self, ExampleError, Finished, ServerArgs};
+use crate::serving::{self, Serve};
 
 #[task(id = "say_hello")]
 async fn say_hello(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
@@ -21,6 +24,13 @@ pub fn workflow() -> Workflow {
 /// Runs the workflow once with `{"name": name}` as input.
 pub async fn run(server: &ServerArgs, name: &str) -> Result<Finished, ExampleError> {
     runner::run_once(server, &workflow(), json!({ "name": name }), 1).await
+}
+
+/// Serves `say_hello` against `--server` until SIGTERM or SIGINT, starting
+/// no run: runs started elsewhere (`tributary run start hello --input
+/// '{"name": "Ada"}'`) are served here.
+pub async fn serve_only(server: &ServerArgs) -> Result<ShutdownReport, ExampleError> {
+    serving::serve_workflow(server, &workflow(), 1, &Serve::All).await
 }
 
 /// The greeting in the run's final context.

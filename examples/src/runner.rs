@@ -63,7 +63,7 @@ pub enum ExampleError {
         unknown: String,
         known: String,
     },
-    #[error("--worker-only needs --server URL")]
+    #[error("--worker needs --server URL")]
     WorkerOnlyWithoutServer,
     #[error("cannot listen for SIGTERM and SIGINT")]
     Signal(#[source] std::io::Error),
@@ -170,7 +170,16 @@ pub async fn run_once_serving(
             (embedded.server.url(), Some(embedded))
         }
     };
-    let result = run_against(&url, workflow, input, capacity, tasks.as_deref()).await;
+    let server_outlives_us = embedded.is_none();
+    let result = run_against(
+        &url,
+        workflow,
+        input,
+        capacity,
+        tasks.as_deref(),
+        server_outlives_us,
+    )
+    .await;
     if let Some(embedded) = embedded {
         embedded.shutdown().await;
     }
@@ -183,6 +192,7 @@ async fn run_against(
     input: Value,
     capacity: u32,
     tasks: Option<&[&Task]>,
+    server_outlives_us: bool,
 ) -> Result<Finished, ExampleError> {
     let client = Client::connect(url)
         .await
@@ -214,12 +224,24 @@ async fn run_against(
             workflow: workflow.name().to_owned(),
             source,
         })?;
-    // Early, and on stderr, so that the run can be followed while it goes.
-    eprintln!(
-        "Started run {id} of {name} on {url}; follow it with: tributary run watch {id} --server {url}",
-        id = started.run_id,
-        name = workflow.name(),
-    );
+    // Early, and on stderr, so that the run can be followed while it goes;
+    // the hint only when the server is one the watch can still reach, not
+    // the embedded one that stops when this process exits.
+    if server_outlives_us {
+        eprintln!(
+            "Started run {id} of {name} on {url}; follow it with: tributary run watch {id} --server {url}",
+            id = started.run_id,
+            name = workflow.name(),
+        );
+    } else {
+        eprintln!(
+            "Started run {id} of {name} on the embedded server at {url} (it stops when this \
+             example exits; to watch runs from another terminal, start `tributary serve` and \
+             pass --server)",
+            id = started.run_id,
+            name = workflow.name(),
+        );
+    }
     let waited = client.wait(&started.run_id).await;
     let elapsed = clock.elapsed();
     if let Some(worker) = worker {

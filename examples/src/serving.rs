@@ -1,4 +1,5 @@
-//! Which tasks this process serves, and the worker-only mode: serve them
+//! Which tasks this process serves, and the worker mode (`--worker`, alias
+//! `--worker-only`): serve them
 //! against a server until told to stop, start no run. With these a run can
 //! be split across processes, e.g. a worker in another language serving a
 //! few tasks and an example process serving the rest.
@@ -6,7 +7,7 @@
 use tracing::info;
 use tributary::{ShutdownReport, Task, Workflow};
 
-use crate::runner::{self, AttemptLog, ExampleError, WORKER_SHUTDOWN_LIMIT};
+use crate::runner::{self, AttemptLog, ExampleError, ServerArgs, WORKER_SHUTDOWN_LIMIT};
 
 /// How many unknown ids an error lists before it only counts the rest.
 const LISTED_IDS: usize = 10;
@@ -85,6 +86,22 @@ fn listing(ids: &[&str]) -> String {
         text.push_str(&format!(" and {} more", ids.len() - LISTED_IDS));
     }
     text
+}
+
+/// `--worker`: serves the tasks `serve` selects of `workflow` against the
+/// server `--server` names until SIGTERM or SIGINT (see
+/// [`serve_until_signal`]); without `--server` there is nothing to serve.
+pub async fn serve_workflow(
+    server: &ServerArgs,
+    workflow: &Workflow,
+    capacity: u32,
+    serve: &Serve,
+) -> Result<ShutdownReport, ExampleError> {
+    let url = server
+        .server
+        .as_deref()
+        .ok_or(ExampleError::WorkerOnlyWithoutServer)?;
+    serve_until_signal(url, workflow, capacity, serve).await
 }
 
 /// Serves the tasks `serve` selects of `workflow` at `url`, starting no

@@ -183,14 +183,54 @@ async fn run_commands_start_wait_list_get_cancel_and_list_executors() {
     ])
     .await;
     assert!(succeeded.status.success(), "{succeeded:?}");
-    let value = stdout_json(&succeeded);
+    // JSON lines: the started run at once, the finished run at the end.
+    let lines: Vec<Value> = String::from_utf8_lossy(&succeeded.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["run_id"], lines[1]["run_id"]);
+    assert_eq!(lines[0]["created"], true);
+    let value = lines[1].clone();
     assert_eq!(value["status"], "succeeded");
+    assert!(
+        value["duration_ms"].as_i64().is_some_and(|ms| ms >= 0),
+        "{value}"
+    );
     assert_eq!(value["context"]["greeting"], "ada");
     let run_id = value["run_id"].as_str().expect("id").to_owned();
 
     let failed = tributary(&["run", "start", "w", "--wait", "--server", &url]).await;
     assert_eq!(failed.status.code(), Some(1), "a failed run exits non-zero");
-    assert!(String::from_utf8_lossy(&failed.stdout).contains("bad on purpose"));
+    let failed_text = String::from_utf8_lossy(&failed.stdout);
+    assert!(failed_text.contains("bad on purpose"), "{failed_text}");
+    // The run id comes first, alone on its line, then the finished run.
+    let first_line = failed_text.lines().next().unwrap_or_default();
+    assert!(
+        failed_text.contains(&format!("run:       {first_line}")),
+        "{failed_text}"
+    );
+    assert!(failed_text.contains("status:    failed"), "{failed_text}");
+    assert!(failed_text.contains("created:   20"), "{failed_text}");
+
+    // A sequence number picks a version in `run start` as in `workflow get`.
+    let by_sequence = tributary(&[
+        "run",
+        "start",
+        "good",
+        "--version",
+        "1",
+        "--input",
+        r#"{"name": "bo"}"#,
+        "--wait",
+        "--no-context",
+        "--server",
+        &url,
+    ])
+    .await;
+    assert!(by_sequence.status.success(), "{by_sequence:?}");
+    let text = String::from_utf8_lossy(&by_sequence.stdout);
+    assert!(!text.contains("context"), "--no-context: {text}");
 
     let got = tributary(&["run", "get", &run_id, "--json", "--server", &url]).await;
     assert_eq!(stdout_json(&got)["tasks"][0]["state"], "succeeded");
@@ -206,8 +246,14 @@ async fn run_commands_start_wait_list_get_cancel_and_list_executors() {
     ])
     .await;
     let listed = stdout_json(&listed);
-    assert_eq!(listed.as_array().map(Vec::len), Some(1));
-    assert_eq!(listed[0]["run_id"], run_id.as_str());
+    // Newest first: the run started by sequence number, then the first.
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    assert_eq!(listed[1]["run_id"], run_id.as_str());
+    assert!(
+        listed[1]["created"]
+            .as_str()
+            .is_some_and(|at| at.ends_with('Z'))
+    );
     let bad_status = tributary(&["run", "list", "--status", "sleeping", "--server", &url]).await;
     assert_eq!(bad_status.status.code(), Some(1));
 
@@ -246,10 +292,15 @@ async fn run_commands_start_wait_list_get_cancel_and_list_executors() {
         tributary(&["run", "watch", &run_id, "--after", "1", "--server", &url]).await;
     let text = String::from_utf8_lossy(&watched_text.stdout);
     assert!(!text.contains("run_started"), "{text}");
+    // TIME SEQUENCE TYPE TASK (attempt N) in DURATION
     assert!(
         text.lines().any(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
-            words.get(1..3) == Some(&["task_succeeded", "ok"][..])
+            words
+                .first()
+                .is_some_and(|time| time.starts_with("20") && time.ends_with('Z'))
+                && words.get(2..4) == Some(&["task_succeeded", "ok"][..])
+                && words.get(6) == Some(&"in")
         }),
         "{text}"
     );
@@ -257,5 +308,99 @@ async fn run_commands_start_wait_list_get_cancel_and_list_executors() {
     let executors = tributary(&["executor", "list", "--json", "--server", &url]).await;
     let executors = stdout_json(&executors);
     assert_eq!(executors[0]["handlers"], json!(["w.bad", "w.ok"]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn server_urls_are_checked_and_connection_failures_say_why() {
+    let no_scheme = tributary(&["run", "list", "--server", "127.0.0.1:50051"]).await;
+    assert_eq!(no_scheme.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&no_scheme.stderr).trim(),
+        "error: --server must start with http:// or https://: got \"127.0.0.1:50051\""
+    );
+
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let refused = tributary(&["workflow", "list", "--server", &url]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: nothing is listening at {url} (connection refused)"
+        )),
+        "{stderr}"
+    );
+
+    let unresolvable =
+        tributary(&["health", "--server", "http://no-such-host.invalid:50051"]).await;
+    assert_eq!(unresolvable.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unresolvable.stderr);
+    assert!(
+        stderr.starts_with("error: cannot resolve the host of http://no-such-host.invalid:50051"),
+        "{stderr}"
+    );
+
+    let loud = tributary(&["serve", "--log-level", "loud"]).await;
+    assert_eq!(loud.status.code(), Some(2), "refused at parse time");
+    let stderr = String::from_utf8_lossy(&loud.stderr);
+    assert!(stderr.contains("\"loud\" is not a level"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_closed_stdout_ends_the_command_quietly_and_big_contexts_are_summarized() {
+    use serde_json::json;
+    use tributary_e2e::executor::{Outcome, TestExecutor, handler};
+    let server = TestServer::start().await;
+    let url = server.url();
+    server
+        .register(
+            "default",
+            json!({"name": "big", "tasks": [{"id": "fill", "handler": "big.fill"}]}),
+        )
+        .await;
+    let _executor = TestExecutor::connect(
+        server.channel().await,
+        "default",
+        &["big.fill"],
+        1,
+        handler(|_| async move { Outcome::set(json!({"blob": "x".repeat(70_000), "small": 1})) }),
+    )
+    .await;
+    let started = tributary(&["run", "start", "big", "--wait", "--server", &url]).await;
+    assert!(started.status.success(), "{started:?}");
+    let text = String::from_utf8_lossy(&started.stdout);
+    let run_id = text.lines().next().expect("the run id").to_owned();
+    assert!(
+        text.contains("context: 2 keys, 68.4 KiB (--context prints all of it"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("xxxxxxxx"),
+        "summarized, not printed: {text}"
+    );
+
+    let all = tributary(&["run", "get", &run_id, "--context", "--server", &url]).await;
+    assert!(String::from_utf8_lossy(&all.stdout).contains(&"x".repeat(70_000)));
+
+    // The reader is gone before the command writes anything: `| head -0`.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+        .args(["run", "get", &run_id, "--context", "--server", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the CLI runs");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.expect("the CLI ends");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     server.stop().await;
 }

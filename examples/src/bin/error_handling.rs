@@ -23,12 +23,22 @@ use tributary_examples::runner::{self, ServerArgs};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+    /// Only serve the workflow's tasks, starting no run: connect to
+    /// --server, serve until SIGTERM or SIGINT, then finish what runs and
+    /// exit (runs come from elsewhere, e.g. `tributary run start`).
+    #[arg(long, visible_alias = "worker-only", requires = "server")]
+    worker: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     runner::init_logging();
+    if args.worker {
+        return runner::exit_code(error_handling::serve_only(&args.server).await, |shutdown| {
+            shutdown.drained
+        });
+    }
     runner::exit_code(error_handling::run(&args.server).await, |finished| {
         print!("{}", error_handling::render(finished));
         error_handling::deviations(finished).is_empty()

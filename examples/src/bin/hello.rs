@@ -19,6 +19,11 @@ use tributary_examples::runner::{self, ServerArgs};
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+    /// Only serve the workflow's tasks, starting no run: connect to
+    /// --server, serve until SIGTERM or SIGINT, then finish what runs and
+    /// exit (runs come from elsewhere, e.g. `tributary run start`).
+    #[arg(long, visible_alias = "worker-only", requires = "server")]
+    worker: bool,
     /// Who to greet.
     #[arg(long, default_value = "world")]
     name: String,
@@ -28,6 +33,11 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     runner::init_logging();
+    if args.worker {
+        return runner::exit_code(hello::serve_only(&args.server).await, |shutdown| {
+            shutdown.drained
+        });
+    }
     runner::exit_code(hello::run(&args.server, &args.name).await, |finished| {
         print!("{}", runner::task_table(&finished.run));
         match hello::greeting(&finished.run) {

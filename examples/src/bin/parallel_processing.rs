@@ -9,17 +9,24 @@
 //! cargo run --release -p tributary-examples --bin parallel_processing -- --server http://127.0.0.1:50051
 //! ```
 //!
+//! As a worker only, for runs started with the `tributary` CLI (see
+//! examples/README.md):
+//!
+//! ```text
+//! parallel_processing --server http://127.0.0.1:50051 --worker
+//! ```
+//!
 //! Or split across processes, e.g. with the partitions served by a worker in
 //! another language:
 //!
 //! ```text
-//! parallel_processing --server URL --worker-only --handlers generate_data,partition_data,combine_results,generate_report,send_notifications,cleanup
+//! parallel_processing --server URL --worker --handlers generate_data,partition_data,combine_results,generate_report,send_notifications,cleanup
 //! parallel_processing --server URL --no-worker --no-sleep
 //! ```
 //!
 //! Results go to stdout, the run id and logs to stderr (`RUST_LOG` filters
 //! the logs). The exit status is 0 only when the run SUCCEEDED; with
-//! `--worker-only`, only when the worker drained cleanly once stopped.
+//! `--worker` (alias `--worker-only`), only when the worker drained cleanly once stopped.
 
 use std::process::ExitCode;
 
@@ -43,9 +50,15 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     capacity: u32,
     /// Only serve the tasks, starting no run: connect to --server, serve
-    /// until SIGTERM or SIGINT, then finish what runs and exit.
-    #[arg(long, requires = "server", conflicts_with = "no_worker")]
-    worker_only: bool,
+    /// until SIGTERM or SIGINT, then finish what runs and exit (runs come
+    /// from elsewhere, e.g. `tributary run start parallel_processing`).
+    #[arg(
+        long,
+        visible_alias = "worker-only",
+        requires = "server",
+        conflicts_with = "no_worker"
+    )]
+    worker: bool,
     /// Serve no task: start the run against --server, wait for it and print
     /// the report while workers elsewhere serve the tasks.
     #[arg(long, requires = "server")]
@@ -71,7 +84,7 @@ async fn main() -> ExitCode {
         capacity: args.capacity,
     };
     let serve = Serve::from_flags(args.no_worker, args.handlers);
-    if args.worker_only {
+    if args.worker {
         return runner::exit_code(
             parallel_processing::serve_only(&options, &serve).await,
             |shutdown| shutdown.drained,

@@ -62,11 +62,6 @@ pub async fn run_serving(options: &Options, serve: &Serve) -> Result<Finished, E
 /// Serves the tasks `serve` selects against `--server` until SIGTERM or
 /// SIGINT, starting no run (see [`serving::serve_until_signal`]).
 pub async fn serve_only(options: &Options, serve: &Serve) -> Result<ShutdownReport, ExampleError> {
-    let url = options
-        .server
-        .server
-        .as_deref()
-        .ok_or(ExampleError::WorkerOnlyWithoutServer)?;
     simulated::set_sleeps(options.sleeps);
-    serving::serve_until_signal(url, &workflow(), options.capacity, serve).await
+    serving::serve_workflow(&options.server, &workflow(), options.capacity, serve).await
 }

@@ -110,7 +110,11 @@ fn render_figures(out: &mut String, finished: &Finished, sleeps: bool) {
                 times.iter().sum::<u64>(),
             );
             if !sleeps {
-                let _ = writeln!(out, "  (--no-sleep: those times were drawn, not slept)");
+                let _ = writeln!(
+                    out,
+                    "  (--no-sleep: those times were drawn at random, not slept; the tasks' \
+                     log lines say so with slept=false)"
+                );
             }
         }
         _ => {
@@ -122,7 +126,7 @@ fn render_figures(out: &mut String, finished: &Finished, sleeps: bool) {
     }
 
     match partition_overlap(&finished.attempts) {
-        Some((work, span)) if !span.is_zero() => {
+        Some((work, span)) if sleeps && !span.is_zero() => {
             let _ = writeln!(
                 out,
                 "Measured parallel efficiency (worker clock): the partitions ran {} ms \
@@ -132,7 +136,20 @@ fn render_figures(out: &mut String, finished: &Finished, sleeps: bool) {
                 work.as_secs_f64() / span.as_secs_f64() * 100.0
             );
         }
-        _ => {
+        Some((work, span)) => {
+            // Without the sleeps each partition is a few milliseconds of
+            // work, less than it takes to hand the next one out, so their
+            // overlap says nothing about parallelism.
+            let _ = writeln!(
+                out,
+                "Measured: the partitions ran {} ms of processing in {} ms of wall clock \
+                 (--no-sleep: too little work for a parallel-efficiency figure to mean \
+                 anything; run without --no-sleep for one)",
+                milliseconds(work),
+                milliseconds(span),
+            );
+        }
+        None => {
             let _ = writeln!(out, "Measured parallel efficiency: n/a");
         }
     }

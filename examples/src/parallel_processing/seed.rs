@@ -6,7 +6,8 @@
 //!
 //! The twist: `tokio` below is not the tokio crate but [`super::simulated`],
 //! so the tutorial's `tokio::time::sleep(...)` calls honour `--no-sleep`
-//! without a change to their bodies.
+//! without a change to their bodies; and `info!` is `simulated`'s, which
+//! marks the lines `slept=false` under `--no-sleep`.
 //!
 //! One change to the bodies was unavoidable: the three partition tasks
 //! iterate `&products` where the tutorial writes `for product in products`.
@@ -17,10 +18,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
-use tracing::info;
 use tributary::{Context, TaskError, Workflow, task, workflow};
 
 use super::simulated as tokio;
+use super::simulated::info;
 
 #[derive(Debug, Serialize, Deserialize, Clone)]
 struct Product {

@@ -3,6 +3,10 @@
 //! tutorial's unchanged bodies comes here, and `--no-sleep` can skip the
 //! simulated work.
 //!
+//! It also provides the `info!` the tutorial's tasks log with: the same
+//! line, marked `slept=false` under `--no-sleep`, because the tutorial's
+//! "processed ... in 1760ms" then names a time that was drawn, not spent.
+//!
 //! The switch is process-wide because the tasks have no other way to see
 //! it: they are plain `#[task]` functions of their context.
 
@@ -31,3 +35,16 @@ pub mod time {
         }
     }
 }
+
+/// `tracing::info!`, marking each line `slept=false` when the sleeps are
+/// off, so that the tutorial's processing times are not read as measured.
+macro_rules! info {
+    ($($arg:tt)*) => {
+        if $crate::parallel_processing::simulated::sleeps() {
+            ::tracing::info!($($arg)*)
+        } else {
+            ::tracing::info!(slept = false, $($arg)*)
+        }
+    };
+}
+pub(crate) use info;

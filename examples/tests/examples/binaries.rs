@@ -30,7 +30,20 @@ async fn parallel_processing_without_sleeps_succeeds() {
         stdout.contains("All               10,000    4,950,000     259,875,000.00"),
         "{stdout}"
     );
-    assert!(stderr.contains("tributary run watch "), "{stderr}");
+    // The embedded server stops with the example: no hint to watch it.
+    assert!(
+        stderr.contains("on the embedded server at http://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tributary run watch "), "{stderr}");
+    // --no-sleep says its times were not slept, and gives no efficiency
+    // figure the missing sleeps would make meaningless.
+    assert!(stderr.contains("slept"), "{stderr}");
+    assert!(
+        stdout.contains("too little work for a parallel-efficiency figure"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Measured parallel efficiency"), "{stdout}");
 }
 
 #[tokio::test]

@@ -45,7 +45,7 @@ pub enum RunCommand {
         client: ClientOptions,
     },
     /// Show a run: its times, its tasks, and its context (summarized when
-    /// larger than 4 KiB).
+    /// larger than 4 KiB or 40 lines).
     Get {
         run_id: String,
         /// Print all of the context, however large.

@@ -10,15 +10,20 @@ use super::CliError;
 use super::output::{self, Align, Table, say};
 use super::watch::{run_status_name, skip_reason_name};
 
-/// A context larger than this is summarized (its keys with their sizes)
-/// unless `--context` asks for all of it.
+/// A context larger than this, or longer than [`CONTEXT_SUMMARY_LINES`]
+/// once pretty-printed, is summarized (its keys with their sizes) unless
+/// `--context` asks for all of it.
 pub const CONTEXT_SUMMARY_BYTES: usize = 4 * 1024;
+
+/// See [`CONTEXT_SUMMARY_BYTES`].
+pub const CONTEXT_SUMMARY_LINES: usize = 40;
 
 /// How much of a run's context to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextView {
     /// All of it when small, its keys and their sizes when larger than
-    /// [`CONTEXT_SUMMARY_BYTES`] (text); all of it in JSON.
+    /// [`CONTEXT_SUMMARY_BYTES`] or [`CONTEXT_SUMMARY_LINES`] (text); all of
+    /// it in JSON.
     Auto,
     /// All of it.
     All,
@@ -176,11 +181,11 @@ fn print_context(context_json: &str, view: ContextView) -> Result<(), CliError> 
     say!("");
     let context: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(context_json).unwrap_or_default();
-    if view == ContextView::All || context_json.len() <= CONTEXT_SUMMARY_BYTES {
-        say!(
-            "context: {}",
-            serde_json::to_string_pretty(&context).unwrap_or_default()
-        );
+    let pretty = serde_json::to_string_pretty(&context).unwrap_or_default();
+    let small = context_json.len() <= CONTEXT_SUMMARY_BYTES
+        && pretty.lines().count() <= CONTEXT_SUMMARY_LINES;
+    if view == ContextView::All || small {
+        say!("context: {pretty}");
         return Ok(());
     }
     say!(
