@@ -220,6 +220,9 @@ impl EventPrinter {
         if event.attempt_number > 0 {
             line.push_str(&format!(" (attempt {})", event.attempt_number));
         }
+        if event.run_status != 0 {
+            line.push_str(&format!(" {}", run_status_name(event.run_status)));
+        }
         if let Some(took) = took {
             line.push_str(&format!(" in {}", output::duration(took)));
         }
@@ -242,9 +245,6 @@ impl EventPrinter {
                 output::time_ms(next),
                 output::duration(delay)
             ));
-        }
-        if event.run_status != 0 {
-            line.push_str(&format!(" {}", run_status_name(event.run_status)));
         }
         line.trim_end().to_owned()
     }
@@ -364,10 +364,10 @@ mod tests {
         finished.task_id.clear();
         finished.attempt_number = 0;
         finished.run_status = pb::RunStatus::Failed as i32;
+        let line = printer.line(&finished);
         assert!(
-            printer
-                .line(&finished)
-                .ends_with("run_finished in 3.0s failed")
+            line.ends_with("run_finished           failed in 3.0s"),
+            "{line}"
         );
     }
 }
