@@ -5,6 +5,7 @@
 mod binaries;
 mod error_handling;
 mod hello;
+mod newcomer;
 mod parallel_processing;
 mod split_workers;
 
