@@ -19,7 +19,7 @@ build() { nice -n 10 cargo build --quiet "$@"; }
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 
 build -p tributary-conformance
-build -p tributary --example conformance_worker
+build -p tributary-workflow --example conformance_worker
 if [[ -z "${TRIBUTARY_BIN:-}" && ! -x target/release/tributary && ! -x target/debug/tributary ]]; then
     build -p tributary-server --bin tributary
     export TRIBUTARY_BIN="$target/debug/tributary"

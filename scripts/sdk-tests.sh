@@ -63,7 +63,7 @@ binaries="$(dirname "$TRIBUTARY_BIN")"
 CONFORMANCE_BIN="${CONFORMANCE_BIN:-$binaries/tributary-conformance}"
 RUST_CONFORMANCE_WORKER="${RUST_CONFORMANCE_WORKER:-$binaries/examples/conformance_worker}"
 [[ -x $CONFORMANCE_BIN && -x $RUST_CONFORMANCE_WORKER ]] ||
-    die "no conformance runner at $CONFORMANCE_BIN or Rust worker at $RUST_CONFORMANCE_WORKER: build them (cargo build -p tributary-conformance -p tributary --example conformance_worker)"
+    die "no conformance runner at $CONFORMANCE_BIN or Rust worker at $RUST_CONFORMANCE_WORKER: build them (cargo build -p tributary-conformance -p tributary-workflow --example conformance_worker)"
 
 log "server binary:       $TRIBUTARY_BIN"
 log "Rust example binary: $PARALLEL_PROCESSING_BIN"

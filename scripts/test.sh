@@ -9,7 +9,7 @@
 #      conformance suite with its worker; then one seed run per SDK split
 #      between that SDK's worker and the Rust example's. A missing
 #      toolchain is SKIPPED unless TRIBUTARY_REQUIRE_SDKS=1 (CI sets it);
-#   3. `cargo test -p tributary-e2e -p tributary -p tributary-bench` against a throwaway Postgres cluster, when
+#   3. `cargo test -p tributary-e2e -p tributary-workflow -p tributary-bench` against a throwaway Postgres cluster, when
 #      the Postgres server binaries (initdb, pg_ctl) are installed. The cluster
 #      lives in a fresh temporary directory, listens on a free port of
 #      127.0.0.1 only, and is stopped and deleted on exit, even on failure.
@@ -47,7 +47,7 @@ fi
 header "cargo build the server, the Rust example and the conformance suite for the SDK tests"
 sdk_start=$SECONDS
 if cargo build -p tributary-server --bin tributary -p tributary-examples --bin parallel_processing \
-    -p tributary-conformance --bin tributary-conformance -p tributary --example conformance_worker; then
+    -p tributary-conformance --bin tributary-conformance -p tributary-workflow --example conformance_worker; then
     header "scripts/sdk-tests.sh (conformance of every SDK; Python, Go, TypeScript alone and mixed with Rust)"
     if TRIBUTARY_BIN="$PWD/target/debug/tributary" \
         PARALLEL_PROCESSING_BIN="$PWD/target/debug/parallel_processing" bash scripts/sdk-tests.sh; then
@@ -75,7 +75,7 @@ elif ((EUID == 0)) && ! id -u postgres >/dev/null 2>&1; then
 fi
 
 if [[ -n $postgres_skip_reason ]]; then
-    header "cargo test -p tributary-e2e -p tributary -p tributary-bench (Postgres)"
+    header "cargo test -p tributary-e2e -p tributary-workflow -p tributary-bench (Postgres)"
     log "$postgres_skip_reason: the Postgres suite was SKIPPED (install postgresql to run it)"
     postgres_status="SKIPPED ($postgres_skip_reason)"
     if [[ ${TRIBUTARY_REQUIRE_POSTGRES:-} == 1 ]]; then
@@ -89,8 +89,8 @@ else
     if start_postgres; then
         database_url="postgres://postgres@127.0.0.1:$pg_port/postgres"
         log "Postgres is up in $pg_tmp, admin URL $database_url"
-        header "cargo test -p tributary-e2e -p tributary -p tributary-bench (Postgres)"
-        if TRIBUTARY_TEST_DATABASE_URL=$database_url cargo test -p tributary-e2e -p tributary -p tributary-bench "$@"; then
+        header "cargo test -p tributary-e2e -p tributary-workflow -p tributary-bench (Postgres)"
+        if TRIBUTARY_TEST_DATABASE_URL=$database_url cargo test -p tributary-e2e -p tributary-workflow -p tributary-bench "$@"; then
             postgres_status="passed"
         else
             postgres_status="FAILED"
@@ -108,5 +108,5 @@ fi
 header "summary"
 log "  SQLite suite   (cargo test --workspace):     $sqlite_status"
 log "  SDK suites     (scripts/sdk-tests.sh):       $sdk_status"
-log "  Postgres suite (cargo test -p tributary-e2e -p tributary -p tributary-bench): $postgres_status"
+log "  Postgres suite (cargo test -p tributary-e2e -p tributary-workflow -p tributary-bench): $postgres_status"
 exit "$failed"
