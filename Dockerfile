@@ -1,18 +1,22 @@
 # syntax=docker/dockerfile:1
 #
-# The Tributary server image:
+# The Tributary server image (docs/deploy.md):
 #   docker build -t tributary .
 #   docker run -p 50051:50051 -v tributary-data:/var/lib/tributary tributary
-# By default the server listens on 0.0.0.0:50051 and keeps its SQLite database
-# in the volume at /var/lib/tributary; set TRIBUTARY_DATABASE_URL to a
-# postgres:// URL to use Postgres instead.
+# The server listens on 0.0.0.0:50051 and keeps its SQLite database in the
+# volume at /var/lib/tributary; set TRIBUTARY_DATABASE_URL to a postgres://
+# URL to use Postgres instead (deploy/compose.yaml does).
+#
+# Base images are pinned to a release, not a floating tag, so a rebuild of
+# the same source gets the same toolchain and system; bump them on purpose.
 
 # --- Build --------------------------------------------------------------------
-FROM rust:1-bookworm AS builder
+FROM rust:1.95.0-bookworm AS builder
 WORKDIR /src
 
 # The whole workspace: every member listed in Cargo.toml's `members` must be
-# present for cargo to load it, even when only the server is built.
+# present for cargo to load it, even when only the server is built
+# (scripts/docker-check.sh checks that none is missing).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src/ src/
 COPY proto/ proto/
@@ -24,11 +28,17 @@ COPY bench/ bench/
 COPY conformance/ conformance/
 COPY client-sdk/ client-sdk/
 
-RUN cargo build --release --locked -p tributary-server \
-    && cp target/release/tributary /usr/local/bin/tributary
+# The registry and the target directory live in BuildKit cache mounts, so a
+# change to the source recompiles the workspace's crates, not every
+# dependency. The `dist` profile is `release`, stripped of symbols.
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    cargo build --profile dist --locked -p tributary-server --bin tributary \
+    && cp target/dist/tributary /usr/local/bin/tributary
 
 # --- Runtime ------------------------------------------------------------------
-FROM debian:bookworm-slim
+FROM debian:12.11-slim
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
@@ -49,8 +59,10 @@ ENV TRIBUTARY_LISTEN=0.0.0.0:50051 \
 EXPOSE 50051
 VOLUME /var/lib/tributary
 
+# `tributary health` without --server asks the address TRIBUTARY_LISTEN
+# names (0.0.0.0 read as 127.0.0.1), so the check follows the configuration.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
-    CMD ["tributary", "health", "--server", "http://127.0.0.1:50051"]
+    CMD ["tributary", "health"]
 
 USER tributary
 ENTRYPOINT ["tributary"]
