@@ -5,7 +5,7 @@
 //! few tasks and an example process serving the rest.
 
 use tracing::info;
-use tributary::{ShutdownReport, Task, Workflow};
+use tributary::{Client, ShutdownReport, Task, Workflow};
 
 use crate::runner::{self, AttemptLog, ExampleError, ServerArgs, WORKER_SHUTDOWN_LIMIT};
 
@@ -104,8 +104,8 @@ pub async fn serve_workflow(
     serve_until_signal(url, workflow, capacity, serve).await
 }
 
-/// Serves the tasks `serve` selects of `workflow` at `url`, starting no
-/// run, until SIGTERM or SIGINT; then stops taking work, lets running
+/// Registers `workflow` at `url` and serves the tasks `serve` selects of
+/// it, starting no run, until SIGTERM or SIGINT; then stops taking work, lets running
 /// attempts finish and their results be acknowledged, and returns how that
 /// went. Once connected it says so on stderr, with the worker's executor id.
 pub async fn serve_until_signal(
@@ -118,6 +118,22 @@ pub async fn serve_until_signal(
     // Listening before the worker connects, so that a signal sent as soon
     // as the worker is announced is never the default (killing) one.
     let mut stop = StopSignal::listen().map_err(ExampleError::Signal)?;
+    // Registered here too, so that runs can be started from the CLI by
+    // name without a definition file; the same definition registers as the
+    // same version.
+    let client = Client::connect(url)
+        .await
+        .map_err(|source| ExampleError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+    client
+        .register_workflow(workflow)
+        .await
+        .map_err(|source| ExampleError::Register {
+            workflow: workflow.name().to_owned(),
+            source,
+        })?;
     let log = AttemptLog::default();
     let worker = runner::connected_worker(url, workflow, &tasks, capacity, &log).await?;
     let executor_id = worker.status().borrow().executor_id.clone();

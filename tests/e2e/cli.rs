@@ -79,6 +79,18 @@ async fn register_get_and_list_the_seed_workflow() {
     let healthy = tributary(&["health", "--server", &url]).await;
     assert!(healthy.status.success());
     assert_eq!(String::from_utf8_lossy(&healthy.stdout).trim(), "SERVING");
+
+    // Without --server, `health` asks the address TRIBUTARY_LISTEN names,
+    // the unspecified address read as loopback: the Docker HEALTHCHECK.
+    let port = url.rsplit(':').next().expect("a port");
+    let from_listen = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+        .arg("health")
+        .env_remove("TRIBUTARY_SERVER")
+        .env("TRIBUTARY_LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .await
+        .expect("the CLI runs");
+    assert!(from_listen.status.success(), "{from_listen:?}");
     server.stop().await;
 }
 

@@ -1,4 +1,4 @@
-//! An executor that survives server restarts the way DESIGN.md asks of an
+//! An executor that survives server restarts the way conformance/SPEC.md asks of an
 //! SDK: it reconnects with backoff, re-registers with the attempts it still
 //! runs (so the server can leave them with it), and resends results the
 //! server has not acknowledged. Tests use it to check recovery without

@@ -41,7 +41,8 @@
 //! `arbitrary_precision` (it would change `serde_json` for every crate of a
 //! build).
 //!
-//! Semantics (trigger rules, retries, the context rule) are in DESIGN.md;
+//! Semantics (trigger rules, retries, the context rule) are in the
+//! repository's `docs/semantics.md`;
 //! `retry_attempts` counts retries after the first attempt.
 
 #![warn(missing_docs)]

@@ -1,7 +1,7 @@
 package main
 
 // The tutorial's data structures and its first six tasks
-// (seed/03-parallel-processing.txt), ported from the Rust example's
+// (Cloacina's parallel-processing example), ported from the Rust example's
 // seed.rs: same data, same attributes, same log lines. simulatedSleep
 // stands in for the tutorial's tokio::time::sleep, so --no-sleep skips the
 // simulated work without touching the tasks.

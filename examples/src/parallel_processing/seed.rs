@@ -1,5 +1,5 @@
 //! The tutorial's code, verbatim: its data structures and its first six
-//! tasks, copied from `seed/03-parallel-processing.txt`. Only the `use` lines
+//! tasks, copied from the Cloacina tutorial's parallel-processing example. Only the `use` lines
 //! are ours (the tutorial does not show them) — with one deliberate twist —
 //! plus the `workflow()` at the end, which groups these tasks with the three
 //! the tutorial leaves out (`followup.rs`).
