@@ -48,7 +48,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--capacity", type=int, default=3, help="attempts the worker runs at once (default 3)"
     )
     parser.add_argument(
-        "--worker-only", action="store_true", help="serve the handlers, start no run, stop on SIGTERM/SIGINT"
+        "--worker-only",
+        "--worker",
+        dest="worker_only",
+        action="store_true",
+        help="serve the handlers, start no run, stop on SIGTERM/SIGINT (--worker, as in the Rust examples)",
     )
     parser.add_argument("--handlers", metavar="IDS", help="serve only these task ids (comma-separated)")
     args = parser.parse_args(argv)

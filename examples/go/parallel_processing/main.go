@@ -52,6 +52,7 @@ func main() {
 	flag.BoolVar(&noSleep, "no-sleep", false, "skip the tutorial's simulated sleeps (500 ms to load, 0.8-4 s per partition); the results are the same")
 	flag.UintVar(&opts.capacity, "capacity", 3, "attempts the worker runs at once (the three partitions need 3 to run in parallel)")
 	flag.BoolVar(&opts.workerOnly, "worker-only", false, "serve the handlers and start no run, until SIGTERM or SIGINT")
+	flag.BoolVar(&opts.workerOnly, "worker", false, "the same as --worker-only, as in the Rust examples")
 	flag.StringVar(&handlers, "handlers", "", "serve only these task ids, comma-separated (default: all nine)")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))

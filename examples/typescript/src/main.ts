@@ -30,7 +30,7 @@ import { render } from "./report.js";
 import type { AttemptTiming } from "./report.js";
 import { setSleeps } from "./simulated.js";
 
-const USAGE = `usage: main.js [--server URL | --database-url URL] [--no-sleep] [--capacity N] [--worker-only] [--handlers a,b,...]`;
+const USAGE = `usage: main.js [--server URL | --database-url URL] [--no-sleep] [--capacity N] [--worker-only | --worker] [--handlers a,b,...]`;
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -99,6 +99,8 @@ async function main(): Promise<number> {
       "no-sleep": { type: "boolean", default: false },
       capacity: { type: "string", default: "3" },
       "worker-only": { type: "boolean", default: false },
+      // The Rust examples' name for --worker-only.
+      worker: { type: "boolean", default: false },
       handlers: { type: "string" },
       help: { type: "boolean", default: false },
     },
@@ -159,7 +161,7 @@ async function main(): Promise<number> {
       throw error;
     }
 
-    if (values["worker-only"]) {
+    if (values["worker-only"] || values.worker) {
       info(`serving ${[...handlers.keys()].join(", ")} until SIGTERM or SIGINT`);
       const report = await worker.runUntilSignal({ deadlineMs: 30_000 });
       return report.drained ? 0 : 1;
