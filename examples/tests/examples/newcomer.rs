@@ -107,6 +107,38 @@ impl Running {
     }
 }
 
+/// `tributary serve` as a process, once it answers SERVING.
+fn start_server(listen: &str, database: &str) -> Running {
+    let server = Running::spawn(
+        CLI,
+        &[
+            "serve",
+            "--listen",
+            listen,
+            "--database-url",
+            database,
+            "--log-level",
+            "warn",
+        ],
+    );
+    let url = format!("http://{listen}");
+    let deadline = Instant::now() + LIMIT;
+    while !cli(&["health", "--server", &url]).status.success() {
+        assert!(Instant::now() < deadline, "the server never became healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// A loopback address with a port nothing listens on yet.
+fn free_listen_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 fn cli(args: &[&str]) -> Output {
     Command::new(CLI).args(args).output().expect("the CLI runs")
 }
@@ -118,11 +150,7 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn clone_to_a_watched_run_with_the_cli_and_an_example_worker() {
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_listen_address();
     let url = format!("http://{listen}");
     let database = format!(
         "sqlite://{}",
@@ -130,24 +158,7 @@ fn clone_to_a_watched_run_with_the_cli_and_an_example_worker() {
     );
 
     // Terminal 1: the server.
-    let server = Running::spawn(
-        CLI,
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--database-url",
-            &database,
-            "--log-level",
-            "warn",
-        ],
-    );
-    let deadline = Instant::now() + LIMIT;
-    while !cli(&["health", "--server", &url]).status.success() {
-        assert!(Instant::now() < deadline, "the server never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
+    let server = start_server(&listen, &database);
     // Terminal 3: register the example's workflow, start a run and wait.
     let registered = cli(&["workflow", "register", WORKFLOW_FILE, "--server", &url]);
     assert!(registered.status.success(), "{registered:?}");
@@ -230,6 +241,51 @@ fn clone_to_a_watched_run_with_the_cli_and_an_example_worker() {
     let (status, _, stderr) = worker.terminate();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("stopped on SIGTERM"), "{stderr}");
+    let (status, _, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn run_start_wait_follows_the_run_across_a_server_restart() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let listen = free_listen_address();
+    let url = format!("http://{listen}");
+    let database = format!(
+        "sqlite://{}",
+        directory.path().join("tributary.db").display()
+    );
+    let server = start_server(&listen, &database);
+    let registered = cli(&["workflow", "register", WORKFLOW_FILE, "--server", &url]);
+    assert!(registered.status.success(), "{registered:?}");
+    let waiting = Running::spawn(
+        CLI,
+        &[
+            "run",
+            "start",
+            "parallel_processing",
+            "--wait",
+            "--no-context",
+            "--server",
+            &url,
+        ],
+    );
+    let run_id = waiting.stdout.recv_timeout(LIMIT).expect("the run id");
+
+    // The server goes away and comes back on the same address and database.
+    let (status, _, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let mut seen = Vec::new();
+    let broke = Running::wait_for(&waiting.stderr, "the watch of run", &mut seen);
+    assert!(broke.contains("watching again after event"), "{broke}");
+    let server = start_server(&listen, &database);
+    let worker = Running::spawn(EXAMPLE, &["--server", &url, "--worker", "--no-sleep"]);
+
+    let (status, stdout, stderr) = waiting.finish();
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("run:       {run_id}")), "{stdout}");
+    assert!(stdout.contains("status:    succeeded"), "{stdout}");
+    let (status, _, stderr) = worker.terminate();
+    assert!(status.success(), "{stderr}");
     let (status, _, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
