@@ -52,7 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--worker",
         dest="worker_only",
         action="store_true",
-        help="serve the handlers, start no run, stop on SIGTERM/SIGINT (--worker, as in the Rust examples)",
+        help="serve the handlers, start no run, stop on SIGTERM/SIGINT (--worker is the same)",
     )
     parser.add_argument("--handlers", metavar="IDS", help="serve only these task ids (comma-separated)")
     args = parser.parse_args(argv)
