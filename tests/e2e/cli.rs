@@ -416,3 +416,54 @@ async fn a_closed_stdout_ends_the_command_quietly_and_big_contexts_are_summarize
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_postgres_that_cannot_be_reached_or_lacks_the_database_is_named_with_the_cause() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let refused = tributary(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &format!("postgres://someone:secret@127.0.0.1:{port}/jobs"),
+    ])
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to Postgres at 127.0.0.1:{port} (database \"jobs\", user \"someone\"): \
+             nothing is listening there (connection refused)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret"),
+        "the password is never printed: {stderr}"
+    );
+
+    // With a real Postgres: a database that does not exist.
+    let Ok(admin_url) = std::env::var("TRIBUTARY_TEST_DATABASE_URL") else {
+        return;
+    };
+    let mut url = url_without_database(&admin_url);
+    url.push_str("/tributary_no_such_database");
+    let missing = tributary(&["serve", "--listen", "127.0.0.1:0", "--database-url", &url]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("database \"tributary_no_such_database\" does not exist; create it first, e.g. `createdb "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(" at line "), "{stderr}");
+}
+
+/// `postgres://user@host:port` of an admin URL, without its path or query.
+fn url_without_database(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    format!("{scheme}://{authority}")
+}
