@@ -89,6 +89,8 @@ pub enum ExampleError {
 /// and when it returned (the worker's monotonic clock).
 #[derive(Debug, Clone)]
 pub struct Attempt {
+    /// The run the attempt belonged to.
+    pub run_id: String,
     pub task_id: String,
     pub started: Instant,
     pub finished: Instant,
@@ -255,12 +257,39 @@ async fn run_against(
         source,
     })?;
     info!(run_id = %run.id, status = status_name(run.status), "run finished");
+    let (attempts, others): (Vec<Attempt>, Vec<Attempt>) = log
+        .take()
+        .into_iter()
+        .partition(|attempt| attempt.run_id == run.id);
+    announce_other_runs(workflow.name(), &others);
     Ok(Finished {
         version: registered.version,
         run,
         elapsed,
-        attempts: log.take(),
+        attempts,
     })
+}
+
+/// Says on stderr that this process's worker also served runs it did not
+/// start: runs of the same workflow left waiting for a worker (started from
+/// the CLI, say) are served by whichever worker comes, this one included.
+fn announce_other_runs(workflow: &str, others: &[Attempt]) {
+    let mut runs: Vec<&str> = others
+        .iter()
+        .map(|attempt| attempt.run_id.as_str())
+        .collect();
+    runs.sort_unstable();
+    runs.dedup();
+    if runs.is_empty() {
+        return;
+    }
+    eprintln!(
+        "This example's worker also ran {attempts} attempts of {count} other runs of {workflow}, \
+         started elsewhere and waiting for a worker: {list}",
+        attempts = others.len(),
+        count = runs.len(),
+        list = runs.join(", "),
+    );
 }
 
 /// [`start_worker`], once it has registered with the server.
@@ -318,9 +347,14 @@ fn start_worker(
                 let handler = handler.clone();
                 let log = log.clone();
                 Box::pin(async move {
+                    let run_id = context
+                        .attempt()
+                        .map(|attempt| attempt.run_id.clone())
+                        .unwrap_or_default();
                     let started = Instant::now();
                     let result = handler(context).await;
                     log.push(Attempt {
+                        run_id,
                         task_id,
                         started,
                         finished: Instant::now(),

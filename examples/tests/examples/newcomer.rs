@@ -241,6 +241,25 @@ fn clone_to_a_watched_run_with_the_cli_and_an_example_worker() {
     let (status, _, stderr) = worker.terminate();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("stopped on SIGTERM"), "{stderr}");
+
+    // A run left waiting with no worker up is served by the next worker,
+    // here the example's own in its one-run mode, which says so.
+    let leftover = cli(&["run", "start", "parallel_processing", "--server", &url]);
+    assert!(leftover.status.success(), "{leftover:?}");
+    let leftover_id = text(&leftover.stdout).trim().to_owned();
+    let example = Command::new(EXAMPLE)
+        .args(["--server", &url, "--no-sleep"])
+        .output()
+        .expect("the example runs");
+    let stderr = text(&example.stderr);
+    assert!(example.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "other runs of parallel_processing, started elsewhere and waiting for a worker: "
+        ) && stderr.contains(&leftover_id),
+        "{stderr}"
+    );
+
     let (status, _, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
 }
