@@ -135,6 +135,9 @@ export function drawDag(layers: Layers, onSelect: (taskId: string) => void): Dag
     group.appendChild(node);
   }
   const drawing = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "dag", role: "group", "aria-label": "the workflow's tasks, dependencies left to right" }, edges, group);
+  // A DAG of a few layers is scaled to fit; a longer one scrolls, so that
+  // its labels stay readable.
+  if (layers.layers.length <= 10) drawing.classList.add("fit");
   const element = h("div", { class: "dag-scroll" }, drawing);
   const shown = new Map<string, string>();
   return {

@@ -14,8 +14,6 @@ export interface VirtualList {
   refresh(): void;
   /** Scrolls so that the last row is visible. */
   scrollToEnd(): void;
-  /** Whether the view shows the last row (to keep following new rows). */
-  atEnd(): boolean;
 }
 
 /** Creates a virtualized list in a scrolling box of `height` CSS pixels. */
@@ -26,6 +24,8 @@ export function virtualList(options: {
   renderRow: (index: number) => HTMLElement;
   label: string;
   header?: HTMLElement;
+  /** Keep showing the last rows as rows are added, until the user scrolls up. */
+  follow?: boolean;
 }): VirtualList {
   const spacer = h("div", { class: "virtual-spacer" });
   const rows = h("div", { class: "virtual-rows", role: "rowgroup" });
@@ -51,15 +51,32 @@ export function virtualList(options: {
     rows.textContent = "";
     rows.appendChild(fragment);
   };
-  scroller.addEventListener("scroll", () => render(false), { passive: true });
+  let following = options.follow ?? false;
+  let programmatic = false;
+  scroller.addEventListener(
+    "scroll",
+    () => {
+      if (options.follow && !programmatic) following = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - options.rowHeight;
+      programmatic = false;
+      render(false);
+    },
+    { passive: true },
+  );
   if (typeof ResizeObserver !== "undefined") new ResizeObserver(() => render(false)).observe(scroller);
   return {
     element,
-    refresh: () => render(true),
+    refresh() {
+      render(true);
+      if (following && scroller.scrollTop + scroller.clientHeight < scroller.scrollHeight - 1) {
+        programmatic = true;
+        scroller.scrollTop = scroller.scrollHeight;
+        render(false);
+      }
+    },
     scrollToEnd() {
+      programmatic = true;
       scroller.scrollTop = scroller.scrollHeight;
       render(false);
     },
-    atEnd: () => scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 4,
   };
 }

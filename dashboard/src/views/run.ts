@@ -25,6 +25,8 @@ import { renderTimelineRow, timelineAxis } from "./timeline.js";
 export function mountRun(root: HTMLElement, runId: string, context: ViewContext): void {
   context.setTitle(`Run ${runId.slice(0, 8)}`);
   const opened = performance.now();
+  delete document.body.dataset.runRenderedMs;
+  delete document.body.dataset.runEvents;
   const message = h("p", { class: "message", role: "alert" });
   replaceChildren(root, h("p", { class: "back" }, h("a", { href: "#/runs" }, "← Runs")), h("h1", {}, "Run ", h("span", { class: "mono" }, runId)), message, h("p", { class: "loading" }, "Loading…"));
   void (async () => {
@@ -125,6 +127,7 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
     height: "300px",
     label: "event log",
     header: eventsHeader,
+    follow: true,
     count: () => model.events.length,
     renderRow: (index) => {
       const event = model.events[index] as RunModel["events"][number];
@@ -225,13 +228,14 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
     const counts = model.counts();
     countsLine.textContent = [...counts].sort((a, b) => b[1] - a[1]).map(([state, n]) => `${n} ${stateLabel(state)}`).join(" · ");
     dag.update((id) => model.tasks.get(id)?.state ?? "WAITING", selected);
-    const follow = eventList.atEnd();
     timeline.refresh();
     taskList.refresh();
     eventList.refresh();
-    if (follow) eventList.scrollToEnd();
     axis.update(span());
     renderDetail();
+    // Read by the browser tests: no gap and no duplicate means as many
+    // events as the last sequence.
+    document.body.dataset.runEvents = `${model.events.length}/${model.lastSequence}`;
     if (firstRender) {
       firstRender = false;
       // Read by the browser tests: how long the run took to show.
