@@ -212,17 +212,19 @@ async fn serve(
     ))
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);
-    let executor_service = ExecutorServiceServer::new(ExecutorApi::new(
-        coordinator,
-        ProtocolSettings {
-            heartbeat_interval_ms: config.heartbeat_interval_ms,
-            lease_timeout_ms: config.lease_timeout_ms,
-            max_message_bytes: max_message_bytes as u64,
-            max_context_bytes: config.max_context_bytes,
-        },
-        dispatch_stopped.clone(),
+    let executor_service = ExecutorServiceServer::new(
+        ExecutorApi::new(
+            coordinator,
+            ProtocolSettings {
+                heartbeat_interval_ms: config.heartbeat_interval_ms,
+                lease_timeout_ms: config.lease_timeout_ms,
+                max_message_bytes: max_message_bytes as u64,
+                max_context_bytes: config.max_context_bytes,
+            },
+            dispatch_stopped.clone(),
+        )
+        .with_events(events.clone()),
     )
-    .with_events(events.clone()))
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);
 

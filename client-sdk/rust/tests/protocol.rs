@@ -120,9 +120,8 @@ impl ExecutorService for ScriptedServer {
         Err(Status::unimplemented("not scripted"))
     }
 
-    type WatchExecutorsStream = std::pin::Pin<
-        Box<dyn Stream<Item = Result<pb::WatchExecutorsResponse, Status>> + Send>,
-    >;
+    type WatchExecutorsStream =
+        std::pin::Pin<Box<dyn Stream<Item = Result<pb::WatchExecutorsResponse, Status>> + Send>>;
 
     async fn watch_executors(
         &self,

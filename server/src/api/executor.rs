@@ -16,11 +16,11 @@ use tributary_proto::v1::connect_response::Message as Outbound;
 use tributary_proto::v1::executor_service_server::ExecutorService;
 
 use super::error::{ApiError, ApiResult};
-use super::executor_watch::{ExecutorChanges, ExecutorListStream, executor_info, watch_executors};
 use super::executor_input::{
     MAX_ATTEMPT_ID_BYTES, MAX_CAPACITY, completed_event, failed_event, is_plausible_attempt_id,
     validate_registration,
 };
+use super::executor_watch::{ExecutorChanges, ExecutorListStream, executor_info, watch_executors};
 use super::namespace::namespace_of;
 use super::text::truncate_at_char;
 use crate::clock::now_unix_ms;

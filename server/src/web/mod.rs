@@ -54,7 +54,8 @@ const ALLOWED_REQUEST_HEADERS: [&str; 11] = [
 
 /// What a browser script may read from a response: the gRPC status, which
 /// gRPC-Web sends in headers when the call fails before any message.
-const EXPOSED_RESPONSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+const EXPOSED_RESPONSE_HEADERS: [&str; 3] =
+    ["grpc-status", "grpc-message", "grpc-status-details-bin"];
 
 /// Checks every origin and builds the CORS layer; `None` when no origin is
 /// allowed, so that responses carry no CORS header at all.
@@ -104,7 +105,10 @@ fn parse_origin(origin: &str) -> Result<HeaderValue, WebConfigError> {
 /// around the dashboard's files.
 pub fn layer(
     cors: Option<CorsLayer>,
-) -> tower::layer::util::Stack<DashboardLayer, tower::util::Either<CorsLayer, tower::layer::util::Identity>> {
+) -> tower::layer::util::Stack<
+    DashboardLayer,
+    tower::util::Either<CorsLayer, tower::layer::util::Identity>,
+> {
     tower::layer::util::Stack::new(DashboardLayer, tower::util::option_layer(cors))
 }
 
