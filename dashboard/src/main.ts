@@ -107,7 +107,7 @@ function route(): void {
     setStreamState(state) {
       if (controller.signal.aborted) return;
       streamIndicator.dataset.stream = state;
-      streamIndicator.textContent = state === "none" ? "" : state === "live" ? "● live" : state;
+      streamIndicator.textContent = state === "none" ? "" : state === "live" ? "● live" : state === "ended" ? "complete" : state;
     },
     setTitle(title) {
       document.title = `${title} · Tributary`;

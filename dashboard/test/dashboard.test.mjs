@@ -3,7 +3,7 @@
 // example as the worker.
 import assert from "node:assert/strict";
 import { request } from "node:http";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ARTIFACTS, REPO_ROOT, SEED_TASKS, Server, eventually, launchBrowser, openPage } from "./harness.mjs";
@@ -153,6 +153,10 @@ describe("the seed run", () => {
     assert.equal(count, last);
     await page.waitForSelector(".events-row[data-type='RUN_FINISHED']");
 
+    if (process.env.DASHBOARD_UPDATE_README_SCREENSHOT === "1") {
+      await page.screenshot({ path: join(REPO_ROOT, "docs", "images", "dashboard-run.png") });
+    }
+
     // A task's attempts.
     await page.click(`.tasks-row[data-task="process_partition_2"] button`);
     await page.waitForSelector("#task-detail tr[data-attempt='1'] [data-state='SUCCEEDED']");
@@ -163,9 +167,6 @@ describe("the seed run", () => {
     assert.ok((await page.locator("#context-tree .json-key").count()) > 0);
 
     await page.screenshot({ path: join(ARTIFACTS, "run-seed.png"), fullPage: true });
-    if (process.env.DASHBOARD_UPDATE_README_SCREENSHOT === "1") {
-      await page.screenshot({ path: join(REPO_ROOT, "docs", "images", "dashboard-run.png") });
-    }
 
     // The list: live status, filters, find by id.
     await page.goto(`${server.url}/#/runs`);
@@ -209,9 +210,10 @@ describe("the seed run", () => {
   });
 
   test("keyboard navigation, and a narrow window without horizontal scrolling", async () => {
+    const runId = await server.startRun("parallel_processing");
     const { page, errors } = await openPage(browser);
     await page.goto(`${server.url}/#/runs`);
-    await page.waitForSelector(".runs-row[data-run]");
+    await page.waitForSelector(`.runs-row[data-run="${runId}"]`);
     // The skip link first, then the brand and the views.
     await page.keyboard.press("Tab");
     assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content");
@@ -223,17 +225,56 @@ describe("the seed run", () => {
     await page.waitForSelector("tr[data-workflow]");
     assert.equal(await page.evaluate(() => location.hash), "#/workflows");
 
+    const runHash = `#/runs/${runId}`;
     await page.setViewportSize({ width: 420, height: 800 });
-    for (const hash of ["#/runs", "#/executors", "#/workflows/parallel_processing"]) {
+    for (const hash of ["#/runs", "#/executors", "#/workflows/parallel_processing", runHash]) {
       await page.goto(`${server.url}/${hash}`);
       await page.waitForTimeout(300);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       assert.ok(overflow <= 1, `${hash} scrolls sideways by ${overflow}px at 420 px`);
     }
-    const runHref = await page.evaluate(() => null);
-    void runHref;
-    await page.screenshot({ path: join(ARTIFACTS, "narrow-workflow.png") });
+    await page.screenshot({ path: join(ARTIFACTS, "narrow-run.png"), fullPage: true });
     assert.deepEqual(errors, []);
+    await page.close();
+  });
+});
+
+describe("API keys", () => {
+  let server;
+  before(async () => {
+    server = await Server.start();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  // This server has no API keys, so the refusal a server with keys gives a
+  // call without one (UNAUTHENTICATED, in the response headers as
+  // gRPC-Web sends it) is answered for it by the browser until the right
+  // key is sent; the rest goes to the real server.
+  test("asks for a key when a call is refused, keeps it for the tab and sends it as a bearer token", async () => {
+    const { page, errors } = await openPage(browser);
+    const authorizations = [];
+    await page.route("**/tributary.v1.*/*", async (route) => {
+      const authorization = route.request().headers().authorization;
+      authorizations.push(authorization);
+      if (authorization !== "Bearer viewer-key") {
+        await route.fulfill({ status: 200, headers: { "content-type": "application/grpc-web+proto", "grpc-status": "16", "grpc-message": "an API key is required" }, body: "" });
+      } else {
+        await route.continue();
+      }
+    });
+    await page.goto(`${server.url}/#/workflows`);
+    await page.waitForSelector("dialog.key-dialog[open]");
+    await page.fill("#api-key", "viewer-key");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("dialog.key-dialog", { state: "hidden" });
+    await page.waitForSelector("text=No workflow is registered in this namespace.");
+    assert.equal(authorizations[0], undefined);
+    assert.equal(authorizations.at(-1), "Bearer viewer-key");
+    assert.equal(await page.evaluate(() => sessionStorage.getItem("tributary.apiKey")), "viewer-key");
+    assert.equal(await page.innerText("header .link-button"), "API key: set (forget)");
+    assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), []);
     await page.close();
   });
 });
@@ -358,5 +399,3 @@ describe("scale", () => {
     await page.close();
   });
 });
-
-void copyFileSync;
