@@ -6,9 +6,10 @@
 # embeds those files, so a clone builds and serves the dashboard without
 # Node), then run the browser tests against the real server.
 #
-# Binaries: TRIBUTARY_BIN (else <repo>/target/debug/tributary) and
-# PARALLEL_PROCESSING_BIN (else <repo>/target/debug/parallel_processing),
-# built from the committed assets; CHROMIUM_BIN (else /usr/bin/chromium).
+# Binaries: TRIBUTARY_BIN (else <repo>/target/debug/tributary, built from
+# the committed assets), PARALLEL_PROCESSING_BIN and ERROR_HANDLING_BIN
+# (else the examples in <repo>/target/debug/); CHROMIUM_BIN (else
+# /usr/bin/chromium).
 # Screenshots and the 10,000-task timing go to target/dashboard-screenshots/
 # (DASHBOARD_ARTIFACTS). `--no-browser` stops after the bundle check.
 set -euo pipefail

@@ -51,7 +51,7 @@ fi
 
 header "cargo build the server, the Rust example and the conformance suite for the SDK tests"
 sdk_start=$SECONDS
-if cargo build -p tributary-server --bin tributary -p tributary-examples --bin parallel_processing \
+if cargo build -p tributary-server --bin tributary -p tributary-examples --bin parallel_processing --bin error_handling \
     -p tributary-conformance --bin tributary-conformance -p tributary --example conformance_worker; then
     header "scripts/sdk-tests.sh (conformance of every SDK; Python, Go, TypeScript alone and mixed with Rust)"
     if TRIBUTARY_BIN="$PWD/target/debug/tributary" \

@@ -239,6 +239,40 @@ describe("the seed run", () => {
   });
 });
 
+describe("failures", () => {
+  let server;
+  before(async () => {
+    server = await Server.start();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test("a failed run shows its retries, retry waits, errors and skip reasons", async () => {
+    const runId = await server.errorHandlingRun();
+    const { page, errors } = await openPage(browser);
+    await page.goto(`${server.url}/#/runs/${runId}`);
+    await eventually("the run shows failed", async () => (await runStatus(page)) === "FAILED");
+    const states = await taskStates(page);
+    assert.equal(states.process_partition_2, "FAILED");
+    assert.equal(states.combine_results, "SKIPPED");
+    assert.equal(states.cleanup, "SUCCEEDED");
+    assert.equal(states.flaky, "SUCCEEDED");
+    assert.match(await page.innerText(".tasks-row[data-task='combine_results']"), /skipped: upstream failed/);
+    assert.match(await page.innerText(".tasks-row[data-task='process_partition_2']"), /\S/);
+    // flaky: a failed attempt, the retry wait, then the attempt that succeeded.
+    assert.equal(await page.locator(".timeline-row[data-task='flaky'] .bar.wait-retry").count(), 1);
+    assert.equal(await page.locator(".timeline-row[data-task='flaky'] .bar.running").count(), 2);
+    await page.click(".tasks-row[data-task='flaky'] button");
+    await page.waitForSelector("#task-detail tr[data-attempt='1'] [data-state='FAILED']");
+    await page.waitForSelector("#task-detail tr[data-attempt='2'] [data-state='SUCCEEDED']");
+    await page.waitForSelector(".dag .node[data-task='combine_results'][data-state='SKIPPED']");
+    await page.screenshot({ path: join(ARTIFACTS, "run-failed.png"), fullPage: true });
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+});
+
 describe("API keys", () => {
   let server;
   before(async () => {

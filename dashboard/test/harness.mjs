@@ -27,6 +27,7 @@ function binary(envName, name) {
 
 export const TRIBUTARY_BIN = binary("TRIBUTARY_BIN", "tributary");
 export const PARALLEL_PROCESSING_BIN = binary("PARALLEL_PROCESSING_BIN", "parallel_processing");
+export const ERROR_HANDLING_BIN = binary("ERROR_HANDLING_BIN", "error_handling");
 export const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 
 export function freePort() {
@@ -112,6 +113,14 @@ export class Server {
     child.stderr.on("data", () => {});
     this.children.push(child);
     return child;
+  }
+
+  /** Runs the error_handling example against this server to its end; returns the run's id. */
+  async errorHandlingRun() {
+    const { stderr } = await run(ERROR_HANDLING_BIN, ["--server", this.url], { maxBuffer: 16 * 1024 * 1024 });
+    const match = /Started run (\S+)/.exec(stderr);
+    if (!match) throw new Error(`error_handling printed no run id: ${stderr.slice(-2000)}`);
+    return match[1];
   }
 
   /** Registers a definition given as an object. */
