@@ -17,8 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use tonic::body::Body;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
 use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -133,13 +133,24 @@ pub struct Dashboard<S> {
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
-impl<S, ResBody> Service<Request<Body>> for Dashboard<S>
+/// Any error a body can fail with.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The one response body type of the layer: its own files and whatever the
+/// services behind it answer.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+fn empty_body() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Dashboard<S>
 where
-    S: Service<Request<Body>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<tonic::codegen::StdError>,
+    ResBody::Error: Into<BoxError>,
 {
     type Response = Response<Body>;
     type Error = S::Error;
@@ -149,14 +160,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if let Some(response) = answer(&request) {
             return Box::pin(std::future::ready(Ok(response)));
         }
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
-            Ok(response.map(Body::new))
+            Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
         })
     }
 }
@@ -173,13 +184,14 @@ fn answer<B>(request: &Request<B>) -> Option<Response<Body>> {
         .and_then(|value| value.to_str().ok())
         .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == asset.etag));
     let (status, body) = if not_modified {
-        (StatusCode::NOT_MODIFIED, Body::empty())
+        (StatusCode::NOT_MODIFIED, empty_body())
     } else if request.method() == Method::HEAD {
-        (StatusCode::OK, Body::empty())
+        (StatusCode::OK, empty_body())
     } else {
+        let full = Full::new(Bytes::from_static(asset.bytes));
         (
             StatusCode::OK,
-            Body::new(Full::new(Bytes::from_static(asset.bytes))),
+            full.map_err(|never| match never {}).boxed_unsync(),
         )
     };
     let mut response = Response::new(body);
