@@ -23,6 +23,15 @@ interface RunRow {
   finishedAtMs: number | undefined;
 }
 
+/**
+ * The creation time in a UUIDv7 run id (its first 48 bits), for a run first
+ * seen through a later event than its start.
+ */
+function createdFromId(id: string): number | undefined {
+  const hex = id.replace(/-/g, "").slice(0, 12);
+  return /^[0-9a-f]{12}$/i.test(hex) && id[14] === "7" ? parseInt(hex, 16) : undefined;
+}
+
 const RANK: Record<string, number> = { PENDING: 0, RUNNING: 1, SUCCEEDED: 2, FAILED: 2, CANCELLED: 2 };
 const STATUSES = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
 
@@ -42,7 +51,7 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
   const merge = (row: RunRow): void => {
     const known = rows.get(row.id);
     if (!known) {
-      rows.set(row.id, row);
+      rows.set(row.id, { ...row, createdAtMs: row.createdAtMs ?? createdFromId(row.id) });
       return;
     }
     if ((RANK[row.status] ?? 0) > (RANK[known.status] ?? 0)) known.status = row.status;
