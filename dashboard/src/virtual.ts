@@ -28,9 +28,11 @@ export function virtualList(options: {
   follow?: boolean;
 }): VirtualList {
   const spacer = h("div", { class: "virtual-spacer" });
-  const rows = h("div", { class: "virtual-rows", role: "rowgroup" });
-  const scroller = h("div", { class: "virtual", role: "table", "aria-label": options.label, tabindex: 0, style: `max-height:${options.height}` }, spacer, rows);
-  const element = h("div", { class: "virtual-wrap" }, options.header ?? null, scroller);
+  const rows = h("div", { class: "virtual-rows", role: "presentation" });
+  // Focusable, so that the keyboard scrolls it; the header row sits
+  // outside the scrolling box but inside the table.
+  const scroller = h("div", { class: "virtual", role: "rowgroup", tabindex: 0, style: `max-height:${options.height}` }, spacer, rows);
+  const element = h("div", { class: "virtual-wrap", role: "table", "aria-label": options.label }, options.header ? h("div", { role: "rowgroup" }, options.header) : null, scroller);
   let shownKey = "";
   const render = (force: boolean): void => {
     const count = options.count();
