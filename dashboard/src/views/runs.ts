@@ -164,20 +164,20 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
     more,
   );
 
-  // The stream first, then the page: nothing between the two is missed.
+  // The stream first, then the page: the page is read once the server has
+  // accepted the stream (its headers arrived), so nothing between the two
+  // is missed.
   let cursor = 0n;
-  let opened = 0;
   void follow<WatchEventsResponse>({
     signal: context.signal,
     open: (signal) => {
-      opened++;
-      // A first open, or a reopen before any event came: start at the end
-      // and read the page again, which covers what happened meanwhile.
+      // A first open, or a reopen before any event came, starts at the end
+      // and reads the page again, which covers what happened meanwhile; a
+      // reopen after events resumes from the last cursor.
       const fromNow = cursor === 0n;
-      if (fromNow && opened > 1) void load("");
       return runs.watchEvents(
         { afterCursor: cursor, fromNow, types: [RunEventType.RUN_STARTED, RunEventType.TASK_ASSIGNED, RunEventType.RUN_FINISHED] },
-        { signal },
+        { signal, onHeader: () => (fromNow ? void load("") : undefined) },
       );
     },
     onMessage: ({ event }) => {
@@ -198,7 +198,6 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
     },
     reopenAfterEnd: () => true,
   });
-  void load("");
   void loadWorkflows();
   // Durations of unfinished runs grow with the local clock.
   const tick = setInterval(() => {
