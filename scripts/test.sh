@@ -9,7 +9,11 @@
 #      conformance suite with its worker; then one seed run per SDK split
 #      between that SDK's worker and the Rust example's. A missing
 #      toolchain is SKIPPED unless TRIBUTARY_REQUIRE_SDKS=1 (CI sets it);
-#   3. `cargo test -p tributary-e2e -p tributary-workflow -p tributary-bench` against a throwaway Postgres cluster, when
+#   3. dashboard/ci.sh: the dashboard's type-check, the check that the
+#      committed bundle is what its sources build, and its browser tests
+#      (Debian's chromium through playwright-core). Without node/npm or
+#      chromium it is SKIPPED unless TRIBUTARY_REQUIRE_DASHBOARD=1 (CI sets it);
+#   4. `cargo test -p tributary-e2e -p tributary-workflow -p tributary-bench` against a throwaway Postgres cluster, when
 #      the Postgres server binaries (initdb, pg_ctl) are installed. The cluster
 #      lives in a fresh temporary directory, listens on a free port of
 #      127.0.0.1 only, and is stopped and deleted on exit, even on failure.
@@ -29,6 +33,7 @@ header() { printf '\n==> %s\n' "$*"; }
 
 sqlite_status="not run"
 sdk_status="not run"
+dashboard_status="not run"
 postgres_status="not run"
 failed=0
 
@@ -46,7 +51,7 @@ fi
 
 header "cargo build the server, the Rust example and the conformance suite for the SDK tests"
 sdk_start=$SECONDS
-if cargo build -p tributary-server --bin tributary -p tributary-examples --bin parallel_processing \
+if cargo build -p tributary-server --bin tributary -p tributary-examples --bin parallel_processing --bin error_handling \
     -p tributary-conformance --bin tributary-conformance -p tributary-workflow --example conformance_worker; then
     header "scripts/sdk-tests.sh (conformance of every SDK; Python, Go, TypeScript alone and mixed with Rust)"
     if TRIBUTARY_BIN="$PWD/target/debug/tributary" \
@@ -62,7 +67,32 @@ else
 fi
 sdk_status+=" in $((SECONDS - sdk_start))s"
 
-# --- Phase 3: the end-to-end tests, against Postgres ------------------------
+# --- Phase 3: the dashboard, in a real browser ----------------------------------
+
+header "dashboard/ci.sh (the dashboard's bundle check and browser tests)"
+dashboard_start=$SECONDS
+dashboard_skip_reason=""
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    dashboard_skip_reason="node/npm not found"
+elif [[ ! -x ${CHROMIUM_BIN:-/usr/bin/chromium} ]]; then
+    dashboard_skip_reason="no chromium at ${CHROMIUM_BIN:-/usr/bin/chromium} (apt-get install chromium)"
+fi
+if [[ -n $dashboard_skip_reason ]]; then
+    log "$dashboard_skip_reason: the dashboard tests were SKIPPED"
+    dashboard_status="SKIPPED ($dashboard_skip_reason)"
+    if [[ ${TRIBUTARY_REQUIRE_DASHBOARD:-} == 1 ]]; then
+        dashboard_status+=", required by TRIBUTARY_REQUIRE_DASHBOARD=1"
+        failed=1
+    fi
+elif TRIBUTARY_BIN="$PWD/target/debug/tributary" \
+    PARALLEL_PROCESSING_BIN="$PWD/target/debug/parallel_processing" bash dashboard/ci.sh; then
+    dashboard_status="passed in $((SECONDS - dashboard_start))s"
+else
+    dashboard_status="FAILED in $((SECONDS - dashboard_start))s"
+    failed=1
+fi
+
+# --- Phase 4: the end-to-end tests, against Postgres ------------------------
 
 # shellcheck source=scripts/postgres.sh
 source scripts/postgres.sh
@@ -108,5 +138,6 @@ fi
 header "summary"
 log "  SQLite suite   (cargo test --workspace):     $sqlite_status"
 log "  SDK suites     (scripts/sdk-tests.sh):       $sdk_status"
+log "  Dashboard      (dashboard/ci.sh):            $dashboard_status"
 log "  Postgres suite (cargo test -p tributary-e2e -p tributary-workflow -p tributary-bench): $postgres_status"
 exit "$failed"

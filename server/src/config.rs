@@ -111,6 +111,17 @@ pub struct ServeConfig {
     /// close with the process.
     #[arg(long, env = "TRIBUTARY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// An origin (`https://console.example.com`, or `*` for any) whose
+    /// scripts may call the API from a browser: CORS preflights are
+    /// answered and the gRPC status headers exposed. Repeatable; the
+    /// environment variable takes a comma-separated list. None by default:
+    /// the dashboard served at `/` needs none.
+    #[arg(
+        long = "cors-allow-origin",
+        env = "TRIBUTARY_CORS_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl ServeConfig {
@@ -137,6 +148,7 @@ impl ServeConfig {
             retention_batch_runs: 100,
             event_buffer: 4096,
             shutdown_grace_ms: 10_000,
+            cors_allow_origins: Vec::new(),
         }
     }
 

@@ -43,6 +43,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Web(#[from] crate::web::WebConfigError),
 }
 
 /// A server running in the background of this process.
@@ -86,6 +88,7 @@ impl RunningServer {
 /// Connects the store, binds the listener and starts serving in a
 /// background task.
 pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
+    let cors = crate::web::cors_layer(&config.cors_allow_origins)?;
     let store = store::connect(&config.database_url).await?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -100,7 +103,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
     let dispatch = Dispatch::start(config, store.clone()).await?;
     let (shutdown_sender, shutdown_receiver) = oneshot::channel();
     let config = config.clone();
-    let task = tokio::spawn(serve(config, store, dispatch, listener, async {
+    let task = tokio::spawn(serve(config, store, dispatch, listener, cors, async {
         let _ = shutdown_receiver.await;
     }));
     tracing::info!(address = %local_addr, "tributary is serving");
@@ -175,6 +178,7 @@ async fn serve(
     store: Arc<dyn Store>,
     dispatch: Dispatch,
     listener: TcpListener,
+    cors: Option<tower_http::cors::CorsLayer>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -208,16 +212,19 @@ async fn serve(
     ))
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);
-    let executor_service = ExecutorServiceServer::new(ExecutorApi::new(
-        coordinator,
-        ProtocolSettings {
-            heartbeat_interval_ms: config.heartbeat_interval_ms,
-            lease_timeout_ms: config.lease_timeout_ms,
-            max_message_bytes: max_message_bytes as u64,
-            max_context_bytes: config.max_context_bytes,
-        },
-        dispatch_stopped.clone(),
-    ))
+    let executor_service = ExecutorServiceServer::new(
+        ExecutorApi::new(
+            coordinator,
+            ProtocolSettings {
+                heartbeat_interval_ms: config.heartbeat_interval_ms,
+                lease_timeout_ms: config.lease_timeout_ms,
+                max_message_bytes: max_message_bytes as u64,
+                max_context_bytes: config.max_context_bytes,
+            },
+            dispatch_stopped.clone(),
+        )
+        .with_events(events.clone()),
+    )
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);
 
@@ -267,6 +274,8 @@ async fn serve(
         // bounds unary calls and leaves established streams alone.
         .timeout(config.request_timeout())
         .accept_http1(true)
+        // The dashboard's files and CORS, in front of everything else.
+        .layer(crate::web::layer(cors))
         .layer(layers)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health_service)

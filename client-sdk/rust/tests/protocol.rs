@@ -119,6 +119,16 @@ impl ExecutorService for ScriptedServer {
     ) -> Result<Response<pb::ListExecutorsResponse>, Status> {
         Err(Status::unimplemented("not scripted"))
     }
+
+    type WatchExecutorsStream =
+        std::pin::Pin<Box<dyn Stream<Item = Result<pb::WatchExecutorsResponse, Status>> + Send>>;
+
+    async fn watch_executors(
+        &self,
+        _request: Request<pb::WatchExecutorsRequest>,
+    ) -> Result<Response<Self::WatchExecutorsStream>, Status> {
+        Err(Status::unimplemented("not scripted"))
+    }
 }
 
 struct DropGuard(mpsc::UnboundedSender<bool>, Option<tributary::Cancellation>);

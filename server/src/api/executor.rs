@@ -3,8 +3,9 @@
 //! decision is the coordinator's.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -19,12 +20,14 @@ use super::executor_input::{
     MAX_ATTEMPT_ID_BYTES, MAX_CAPACITY, completed_event, failed_event, is_plausible_attempt_id,
     validate_registration,
 };
+use super::executor_watch::{ExecutorChanges, ExecutorListStream, executor_info, watch_executors};
 use super::namespace::namespace_of;
 use super::text::truncate_at_char;
 use crate::clock::now_unix_ms;
 use crate::dispatch::executors::{ExecutorCommand, LastHeard, ResultAnswer, StreamEnd};
 use crate::dispatch::held_values::ValueName;
 use crate::dispatch::{CoordinatorHandle, ExecutorEvent};
+use crate::engine::records::EventRecord;
 
 /// Messages an executor may have waiting for the coordinator. An executor
 /// following the protocol has at most two per attempt in flight (started,
@@ -44,6 +47,11 @@ pub struct ExecutorApi {
     coordinator: CoordinatorHandle,
     settings: ProtocolSettings,
     shutdown: watch::Receiver<bool>,
+    /// Raised when an executor connects, disconnects or changes capacity,
+    /// for `WatchExecutors`.
+    changes: ExecutorChanges,
+    /// Committed events, which move in-flight counts, for `WatchExecutors`.
+    events: Option<broadcast::Sender<Arc<EventRecord>>>,
 }
 
 impl ExecutorApi {
@@ -59,7 +67,16 @@ impl ExecutorApi {
             coordinator,
             settings,
             shutdown,
+            changes: ExecutorChanges::new(),
+            events: None,
         }
+    }
+
+    /// Lets `WatchExecutors` follow in-flight counts through the committed
+    /// events; without them it follows connections and capacities only.
+    pub fn with_events(mut self, events: broadcast::Sender<Arc<EventRecord>>) -> ExecutorApi {
+        self.events = Some(events);
+        self
     }
 
     async fn open(
@@ -101,6 +118,7 @@ impl ExecutorApi {
                 last_heard.clone(),
             )
             .await?;
+        self.changes.notify();
         let connection = Connection {
             executor_id,
             outbound,
@@ -113,6 +131,7 @@ impl ExecutorApi {
             self.coordinator.clone(),
             self.shutdown.clone(),
             dropped_by_server,
+            self.changes.clone(),
         ));
         Ok(ReceiverStream::new(receiver))
     }
@@ -124,21 +143,7 @@ impl ExecutorApi {
         let namespace = namespace_of(&request)?;
         let executors = self.coordinator.list_executors(&namespace).await?;
         Ok(pb::ListExecutorsResponse {
-            executors: executors
-                .into_iter()
-                .map(|executor| pb::ExecutorInfo {
-                    executor_id: executor.id,
-                    name: executor.registration.name,
-                    instance_id: executor.registration.instance_id,
-                    handlers: executor.registration.handlers,
-                    max_concurrent_attempts: executor.capacity,
-                    in_flight_attempt_ids: executor.in_flight,
-                    labels: executor.registration.labels.into_iter().collect(),
-                    connected_at: Some(timestamp_from_unix_ms(executor.connected_at_ms)),
-                    context_bytes_sent: executor.context_bytes_sent,
-                    values_sent_by_reference: executor.values_sent_by_reference,
-                })
-                .collect(),
+            executors: executors.into_iter().map(executor_info).collect(),
         })
     }
 }
@@ -179,20 +184,26 @@ async fn serve_connection(
     coordinator: CoordinatorHandle,
     mut shutdown: watch::Receiver<bool>,
     mut dropped_by_server: watch::Receiver<bool>,
+    changes: ExecutorChanges,
 ) {
     let (events, mut queued) = mpsc::channel::<ExecutorEvent>(MAX_QUEUED_EVENTS);
     let executor_id = connection.executor_id.clone();
     let forwarder = {
         let coordinator = coordinator.clone();
         let executor_id = executor_id.clone();
+        let changes = changes.clone();
         tokio::spawn(async move {
             while let Some(event) = queued.recv().await {
+                let capacity_changed = matches!(event, ExecutorEvent::CapacityChanged { .. });
                 if coordinator
                     .executor_event(&executor_id, event)
                     .await
                     .is_err()
                 {
                     return;
+                }
+                if capacity_changed {
+                    changes.notify();
                 }
             }
         })
@@ -211,6 +222,7 @@ async fn serve_connection(
     // server.
     if !*shutdown.borrow() {
         coordinator.executor_disconnected(&executor_id).await;
+        changes.notify();
     }
 }
 
@@ -422,5 +434,21 @@ impl ExecutorService for ExecutorApi {
         request: Request<pb::ListExecutorsRequest>,
     ) -> Result<Response<pb::ListExecutorsResponse>, Status> {
         Ok(Response::new(self.list(request).await?))
+    }
+
+    type WatchExecutorsStream = ExecutorListStream;
+
+    async fn watch_executors(
+        &self,
+        request: Request<pb::WatchExecutorsRequest>,
+    ) -> Result<Response<Self::WatchExecutorsStream>, Status> {
+        let namespace = namespace_of(&request).map_err(Status::from)?;
+        Ok(Response::new(watch_executors(
+            self.coordinator.clone(),
+            namespace,
+            &self.changes,
+            self.events.as_ref().map(broadcast::Sender::subscribe),
+            self.shutdown.clone(),
+        )))
     }
 }

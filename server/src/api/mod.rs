@@ -6,6 +6,7 @@ pub mod convert;
 pub mod error;
 pub mod executor;
 pub mod executor_input;
+pub mod executor_watch;
 pub mod namespace;
 pub mod run;
 pub mod text;

@@ -1575,6 +1575,90 @@ func (x *ListExecutorsResponse) GetExecutors() []*ExecutorInfo {
 	return nil
 }
 
+// WatchExecutorsRequest follows the namespace's connected executors.
+type WatchExecutorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchExecutorsRequest) Reset() {
+	*x = WatchExecutorsRequest{}
+	mi := &file_tributary_v1_executor_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchExecutorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchExecutorsRequest) ProtoMessage() {}
+
+func (x *WatchExecutorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tributary_v1_executor_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchExecutorsRequest.ProtoReflect.Descriptor instead.
+func (*WatchExecutorsRequest) Descriptor() ([]byte, []int) {
+	return file_tributary_v1_executor_proto_rawDescGZIP(), []int{20}
+}
+
+// WatchExecutorsResponse is the whole list of connected executors at one
+// moment.
+type WatchExecutorsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The executors, oldest connection first, as in ListExecutorsResponse.
+	Executors     []*ExecutorInfo `protobuf:"bytes,1,rep,name=executors,proto3" json:"executors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchExecutorsResponse) Reset() {
+	*x = WatchExecutorsResponse{}
+	mi := &file_tributary_v1_executor_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchExecutorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchExecutorsResponse) ProtoMessage() {}
+
+func (x *WatchExecutorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tributary_v1_executor_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchExecutorsResponse.ProtoReflect.Descriptor instead.
+func (*WatchExecutorsResponse) Descriptor() ([]byte, []int) {
+	return file_tributary_v1_executor_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchExecutorsResponse) GetExecutors() []*ExecutorInfo {
+	if x != nil {
+		return x.Executors
+	}
+	return nil
+}
+
 // A connected executor.
 type ExecutorInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1607,7 +1691,7 @@ type ExecutorInfo struct {
 
 func (x *ExecutorInfo) Reset() {
 	*x = ExecutorInfo{}
-	mi := &file_tributary_v1_executor_proto_msgTypes[20]
+	mi := &file_tributary_v1_executor_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1703,7 @@ func (x *ExecutorInfo) String() string {
 func (*ExecutorInfo) ProtoMessage() {}
 
 func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_executor_proto_msgTypes[20]
+	mi := &file_tributary_v1_executor_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1716,7 @@ func (x *ExecutorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutorInfo.ProtoReflect.Descriptor instead.
 func (*ExecutorInfo) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_executor_proto_rawDescGZIP(), []int{20}
+	return file_tributary_v1_executor_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ExecutorInfo) GetExecutorId() string {
@@ -1810,6 +1894,9 @@ const file_tributary_v1_executor_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x16\n" +
 	"\x14ListExecutorsRequest\"Q\n" +
 	"\x15ListExecutorsResponse\x128\n" +
+	"\texecutors\x18\x01 \x03(\v2\x1a.tributary.v1.ExecutorInfoR\texecutors\"\x17\n" +
+	"\x15WatchExecutorsRequest\"R\n" +
+	"\x16WatchExecutorsResponse\x128\n" +
 	"\texecutors\x18\x01 \x03(\v2\x1a.tributary.v1.ExecutorInfoR\texecutors\"\x8c\x04\n" +
 	"\fExecutorInfo\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
@@ -1833,10 +1920,11 @@ const file_tributary_v1_executor_proto_rawDesc = "" +
 	"\x1bRESULT_DISPOSITION_ACCEPTED\x10\x01\x12\x1c\n" +
 	"\x18RESULT_DISPOSITION_STALE\x10\x02\x12\x1f\n" +
 	"\x1bRESULT_DISPOSITION_REJECTED\x10\x03\x12\x1f\n" +
-	"\x1bRESULT_DISPOSITION_NOT_HELD\x10\x042\xb7\x01\n" +
+	"\x1bRESULT_DISPOSITION_NOT_HELD\x10\x042\x96\x02\n" +
 	"\x0fExecutorService\x12J\n" +
 	"\aConnect\x12\x1c.tributary.v1.ConnectRequest\x1a\x1d.tributary.v1.ConnectResponse(\x010\x01\x12X\n" +
-	"\rListExecutors\x12\".tributary.v1.ListExecutorsRequest\x1a#.tributary.v1.ListExecutorsResponseBOZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3"
+	"\rListExecutors\x12\".tributary.v1.ListExecutorsRequest\x1a#.tributary.v1.ListExecutorsResponse\x12]\n" +
+	"\x0eWatchExecutors\x12#.tributary.v1.WatchExecutorsRequest\x1a$.tributary.v1.WatchExecutorsResponse0\x01BOZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3"
 
 var (
 	file_tributary_v1_executor_proto_rawDescOnce sync.Once
@@ -1851,33 +1939,35 @@ func file_tributary_v1_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_tributary_v1_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tributary_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_tributary_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_tributary_v1_executor_proto_goTypes = []any{
-	(ResultDisposition)(0),        // 0: tributary.v1.ResultDisposition
-	(*ConnectRequest)(nil),        // 1: tributary.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 2: tributary.v1.ConnectResponse
-	(*Register)(nil),              // 3: tributary.v1.Register
-	(*Registered)(nil),            // 4: tributary.v1.Registered
-	(*Heartbeat)(nil),             // 5: tributary.v1.Heartbeat
-	(*HeartbeatAck)(nil),          // 6: tributary.v1.HeartbeatAck
-	(*Assign)(nil),                // 7: tributary.v1.Assign
-	(*ValueRef)(nil),              // 8: tributary.v1.ValueRef
-	(*FetchValues)(nil),           // 9: tributary.v1.FetchValues
-	(*Values)(nil),                // 10: tributary.v1.Values
-	(*Value)(nil),                 // 11: tributary.v1.Value
-	(*ForgetRun)(nil),             // 12: tributary.v1.ForgetRun
-	(*Cancel)(nil),                // 13: tributary.v1.Cancel
-	(*Started)(nil),               // 14: tributary.v1.Started
-	(*Completed)(nil),             // 15: tributary.v1.Completed
-	(*Failed)(nil),                // 16: tributary.v1.Failed
-	(*CapacityChanged)(nil),       // 17: tributary.v1.CapacityChanged
-	(*ResultAck)(nil),             // 18: tributary.v1.ResultAck
-	(*ListExecutorsRequest)(nil),  // 19: tributary.v1.ListExecutorsRequest
-	(*ListExecutorsResponse)(nil), // 20: tributary.v1.ListExecutorsResponse
-	(*ExecutorInfo)(nil),          // 21: tributary.v1.ExecutorInfo
-	nil,                           // 22: tributary.v1.Register.LabelsEntry
-	nil,                           // 23: tributary.v1.ExecutorInfo.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(ResultDisposition)(0),         // 0: tributary.v1.ResultDisposition
+	(*ConnectRequest)(nil),         // 1: tributary.v1.ConnectRequest
+	(*ConnectResponse)(nil),        // 2: tributary.v1.ConnectResponse
+	(*Register)(nil),               // 3: tributary.v1.Register
+	(*Registered)(nil),             // 4: tributary.v1.Registered
+	(*Heartbeat)(nil),              // 5: tributary.v1.Heartbeat
+	(*HeartbeatAck)(nil),           // 6: tributary.v1.HeartbeatAck
+	(*Assign)(nil),                 // 7: tributary.v1.Assign
+	(*ValueRef)(nil),               // 8: tributary.v1.ValueRef
+	(*FetchValues)(nil),            // 9: tributary.v1.FetchValues
+	(*Values)(nil),                 // 10: tributary.v1.Values
+	(*Value)(nil),                  // 11: tributary.v1.Value
+	(*ForgetRun)(nil),              // 12: tributary.v1.ForgetRun
+	(*Cancel)(nil),                 // 13: tributary.v1.Cancel
+	(*Started)(nil),                // 14: tributary.v1.Started
+	(*Completed)(nil),              // 15: tributary.v1.Completed
+	(*Failed)(nil),                 // 16: tributary.v1.Failed
+	(*CapacityChanged)(nil),        // 17: tributary.v1.CapacityChanged
+	(*ResultAck)(nil),              // 18: tributary.v1.ResultAck
+	(*ListExecutorsRequest)(nil),   // 19: tributary.v1.ListExecutorsRequest
+	(*ListExecutorsResponse)(nil),  // 20: tributary.v1.ListExecutorsResponse
+	(*WatchExecutorsRequest)(nil),  // 21: tributary.v1.WatchExecutorsRequest
+	(*WatchExecutorsResponse)(nil), // 22: tributary.v1.WatchExecutorsResponse
+	(*ExecutorInfo)(nil),           // 23: tributary.v1.ExecutorInfo
+	nil,                            // 24: tributary.v1.Register.LabelsEntry
+	nil,                            // 25: tributary.v1.ExecutorInfo.LabelsEntry
+	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
 }
 var file_tributary_v1_executor_proto_depIdxs = []int32{
 	3,  // 0: tributary.v1.ConnectRequest.register:type_name -> tributary.v1.Register
@@ -1894,26 +1984,29 @@ var file_tributary_v1_executor_proto_depIdxs = []int32{
 	6,  // 11: tributary.v1.ConnectResponse.heartbeat_ack:type_name -> tributary.v1.HeartbeatAck
 	10, // 12: tributary.v1.ConnectResponse.values:type_name -> tributary.v1.Values
 	12, // 13: tributary.v1.ConnectResponse.forget_run:type_name -> tributary.v1.ForgetRun
-	22, // 14: tributary.v1.Register.labels:type_name -> tributary.v1.Register.LabelsEntry
-	24, // 15: tributary.v1.Assign.deadline:type_name -> google.protobuf.Timestamp
+	24, // 14: tributary.v1.Register.labels:type_name -> tributary.v1.Register.LabelsEntry
+	26, // 15: tributary.v1.Assign.deadline:type_name -> google.protobuf.Timestamp
 	8,  // 16: tributary.v1.Assign.inline_values:type_name -> tributary.v1.ValueRef
 	8,  // 17: tributary.v1.Assign.references:type_name -> tributary.v1.ValueRef
 	8,  // 18: tributary.v1.FetchValues.refs:type_name -> tributary.v1.ValueRef
 	11, // 19: tributary.v1.Values.values:type_name -> tributary.v1.Value
 	8,  // 20: tributary.v1.Value.ref:type_name -> tributary.v1.ValueRef
 	0,  // 21: tributary.v1.ResultAck.disposition:type_name -> tributary.v1.ResultDisposition
-	21, // 22: tributary.v1.ListExecutorsResponse.executors:type_name -> tributary.v1.ExecutorInfo
-	23, // 23: tributary.v1.ExecutorInfo.labels:type_name -> tributary.v1.ExecutorInfo.LabelsEntry
-	24, // 24: tributary.v1.ExecutorInfo.connected_at:type_name -> google.protobuf.Timestamp
-	1,  // 25: tributary.v1.ExecutorService.Connect:input_type -> tributary.v1.ConnectRequest
-	19, // 26: tributary.v1.ExecutorService.ListExecutors:input_type -> tributary.v1.ListExecutorsRequest
-	2,  // 27: tributary.v1.ExecutorService.Connect:output_type -> tributary.v1.ConnectResponse
-	20, // 28: tributary.v1.ExecutorService.ListExecutors:output_type -> tributary.v1.ListExecutorsResponse
-	27, // [27:29] is the sub-list for method output_type
-	25, // [25:27] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	23, // 22: tributary.v1.ListExecutorsResponse.executors:type_name -> tributary.v1.ExecutorInfo
+	23, // 23: tributary.v1.WatchExecutorsResponse.executors:type_name -> tributary.v1.ExecutorInfo
+	25, // 24: tributary.v1.ExecutorInfo.labels:type_name -> tributary.v1.ExecutorInfo.LabelsEntry
+	26, // 25: tributary.v1.ExecutorInfo.connected_at:type_name -> google.protobuf.Timestamp
+	1,  // 26: tributary.v1.ExecutorService.Connect:input_type -> tributary.v1.ConnectRequest
+	19, // 27: tributary.v1.ExecutorService.ListExecutors:input_type -> tributary.v1.ListExecutorsRequest
+	21, // 28: tributary.v1.ExecutorService.WatchExecutors:input_type -> tributary.v1.WatchExecutorsRequest
+	2,  // 29: tributary.v1.ExecutorService.Connect:output_type -> tributary.v1.ConnectResponse
+	20, // 30: tributary.v1.ExecutorService.ListExecutors:output_type -> tributary.v1.ListExecutorsResponse
+	22, // 31: tributary.v1.ExecutorService.WatchExecutors:output_type -> tributary.v1.WatchExecutorsResponse
+	29, // [29:32] is the sub-list for method output_type
+	26, // [26:29] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_tributary_v1_executor_proto_init() }
@@ -1945,7 +2038,7 @@ func file_tributary_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tributary_v1_executor_proto_rawDesc), len(file_tributary_v1_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

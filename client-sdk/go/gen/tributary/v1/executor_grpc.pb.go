@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ExecutorService_Connect_FullMethodName       = "/tributary.v1.ExecutorService/Connect"
-	ExecutorService_ListExecutors_FullMethodName = "/tributary.v1.ExecutorService/ListExecutors"
+	ExecutorService_Connect_FullMethodName        = "/tributary.v1.ExecutorService/Connect"
+	ExecutorService_ListExecutors_FullMethodName  = "/tributary.v1.ExecutorService/ListExecutors"
+	ExecutorService_WatchExecutors_FullMethodName = "/tributary.v1.ExecutorService/WatchExecutors"
 )
 
 // ExecutorServiceClient is the client API for ExecutorService service.
@@ -70,6 +71,12 @@ type ExecutorServiceClient interface {
 	// ListExecutors lists the executors connected to this server in the
 	// namespace, with their handlers, capacity and in-flight attempts.
 	ListExecutors(ctx context.Context, in *ListExecutorsRequest, opts ...grpc.CallOption) (*ListExecutorsResponse, error)
+	// WatchExecutors follows the executors connected to this server in the
+	// namespace: the list at once, then the whole list again whenever it
+	// changed (an executor connected or disconnected, changed its capacity,
+	// or its attempts in flight changed), at most one list every 250 ms. It
+	// never ends on its own; UNAVAILABLE when the server shuts down.
+	WatchExecutors(ctx context.Context, in *WatchExecutorsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExecutorsResponse], error)
 }
 
 type executorServiceClient struct {
@@ -102,6 +109,25 @@ func (c *executorServiceClient) ListExecutors(ctx context.Context, in *ListExecu
 	}
 	return out, nil
 }
+
+func (c *executorServiceClient) WatchExecutors(ctx context.Context, in *WatchExecutorsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchExecutorsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ExecutorService_ServiceDesc.Streams[1], ExecutorService_WatchExecutors_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchExecutorsRequest, WatchExecutorsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ExecutorService_WatchExecutorsClient = grpc.ServerStreamingClient[WatchExecutorsResponse]
 
 // ExecutorServiceServer is the server API for ExecutorService service.
 // All implementations must embed UnimplementedExecutorServiceServer
@@ -150,6 +176,12 @@ type ExecutorServiceServer interface {
 	// ListExecutors lists the executors connected to this server in the
 	// namespace, with their handlers, capacity and in-flight attempts.
 	ListExecutors(context.Context, *ListExecutorsRequest) (*ListExecutorsResponse, error)
+	// WatchExecutors follows the executors connected to this server in the
+	// namespace: the list at once, then the whole list again whenever it
+	// changed (an executor connected or disconnected, changed its capacity,
+	// or its attempts in flight changed), at most one list every 250 ms. It
+	// never ends on its own; UNAVAILABLE when the server shuts down.
+	WatchExecutors(*WatchExecutorsRequest, grpc.ServerStreamingServer[WatchExecutorsResponse]) error
 	mustEmbedUnimplementedExecutorServiceServer()
 }
 
@@ -165,6 +197,9 @@ func (UnimplementedExecutorServiceServer) Connect(grpc.BidiStreamingServer[Conne
 }
 func (UnimplementedExecutorServiceServer) ListExecutors(context.Context, *ListExecutorsRequest) (*ListExecutorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListExecutors not implemented")
+}
+func (UnimplementedExecutorServiceServer) WatchExecutors(*WatchExecutorsRequest, grpc.ServerStreamingServer[WatchExecutorsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchExecutors not implemented")
 }
 func (UnimplementedExecutorServiceServer) mustEmbedUnimplementedExecutorServiceServer() {}
 func (UnimplementedExecutorServiceServer) testEmbeddedByValue()                         {}
@@ -212,6 +247,17 @@ func _ExecutorService_ListExecutors_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutorService_WatchExecutors_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchExecutorsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ExecutorServiceServer).WatchExecutors(m, &grpc.GenericServerStream[WatchExecutorsRequest, WatchExecutorsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ExecutorService_WatchExecutorsServer = grpc.ServerStreamingServer[WatchExecutorsResponse]
+
 // ExecutorService_ServiceDesc is the grpc.ServiceDesc for ExecutorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -230,6 +276,11 @@ var ExecutorService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _ExecutorService_Connect_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "WatchExecutors",
+			Handler:       _ExecutorService_WatchExecutors_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "tributary/v1/executor.proto",

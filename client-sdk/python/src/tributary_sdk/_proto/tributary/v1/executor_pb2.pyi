@@ -833,6 +833,49 @@ class ListExecutorsResponse(_message.Message):
 Global___ListExecutorsResponse: _TypeAlias = ListExecutorsResponse  # noqa: Y015
 
 @_typing.final
+class WatchExecutorsRequest(_message.Message):
+    """WatchExecutorsRequest follows the namespace's connected executors."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExecutorsRequest: _TypeAlias = WatchExecutorsRequest  # noqa: Y015
+
+@_typing.final
+class WatchExecutorsResponse(_message.Message):
+    """WatchExecutorsResponse is the whole list of connected executors at one
+    moment.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTORS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def executors(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExecutorInfo]:
+        """The executors, oldest connection first, as in ListExecutorsResponse."""
+
+    def __init__(
+        self,
+        *,
+        executors: _abc.Iterable[Global___ExecutorInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executors", b"executors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchExecutorsResponse: _TypeAlias = WatchExecutorsResponse  # noqa: Y015
+
+@_typing.final
 class ExecutorInfo(_message.Message):
     """A connected executor."""
 

@@ -77,6 +77,11 @@ class ExecutorServiceStub:
                 request_serializer=tributary_dot_v1_dot_executor__pb2.ListExecutorsRequest.SerializeToString,
                 response_deserializer=tributary_dot_v1_dot_executor__pb2.ListExecutorsResponse.FromString,
                 _registered_method=True)
+        self.WatchExecutors = channel.unary_stream(
+                '/tributary.v1.ExecutorService/WatchExecutors',
+                request_serializer=tributary_dot_v1_dot_executor__pb2.WatchExecutorsRequest.SerializeToString,
+                response_deserializer=tributary_dot_v1_dot_executor__pb2.WatchExecutorsResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -134,6 +139,17 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchExecutors(self, request, context):
+        """WatchExecutors follows the executors connected to this server in the
+        namespace: the list at once, then the whole list again whenever it
+        changed (an executor connected or disconnected, changed its capacity,
+        or its attempts in flight changed), at most one list every 250 ms. It
+        never ends on its own; UNAVAILABLE when the server shuts down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +162,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.ListExecutors,
                     request_deserializer=tributary_dot_v1_dot_executor__pb2.ListExecutorsRequest.FromString,
                     response_serializer=tributary_dot_v1_dot_executor__pb2.ListExecutorsResponse.SerializeToString,
+            ),
+            'WatchExecutors': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExecutors,
+                    request_deserializer=tributary_dot_v1_dot_executor__pb2.WatchExecutorsRequest.FromString,
+                    response_serializer=tributary_dot_v1_dot_executor__pb2.WatchExecutorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -235,6 +256,33 @@ class ExecutorService:
             '/tributary.v1.ExecutorService/ListExecutors',
             tributary_dot_v1_dot_executor__pb2.ListExecutorsRequest.SerializeToString,
             tributary_dot_v1_dot_executor__pb2.ListExecutorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExecutors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tributary.v1.ExecutorService/WatchExecutors',
+            tributary_dot_v1_dot_executor__pb2.WatchExecutorsRequest.SerializeToString,
+            tributary_dot_v1_dot_executor__pb2.WatchExecutorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

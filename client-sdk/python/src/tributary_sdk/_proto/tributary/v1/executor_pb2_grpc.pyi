@@ -77,6 +77,13 @@ class ExecutorServiceStub:
     """ListExecutors lists the executors connected to this server in the
     namespace, with their handlers, capacity and in-flight attempts.
     """
+    WatchExecutors: _grpc.UnaryStreamMultiCallable[_executor_pb2.WatchExecutorsRequest, _executor_pb2.WatchExecutorsResponse]
+    """WatchExecutors follows the executors connected to this server in the
+    namespace: the list at once, then the whole list again whenever it
+    changed (an executor connected or disconnected, changed its capacity,
+    or its attempts in flight changed), at most one list every 250 ms. It
+    never ends on its own; UNAVAILABLE when the server shuts down.
+    """
 
 @_typing.type_check_only
 class ExecutorServiceAsyncStub(ExecutorServiceStub):
@@ -126,6 +133,13 @@ class ExecutorServiceAsyncStub(ExecutorServiceStub):
     ListExecutors: _aio.UnaryUnaryMultiCallable[_executor_pb2.ListExecutorsRequest, _executor_pb2.ListExecutorsResponse]  # type: ignore[assignment]
     """ListExecutors lists the executors connected to this server in the
     namespace, with their handlers, capacity and in-flight attempts.
+    """
+    WatchExecutors: _aio.UnaryStreamMultiCallable[_executor_pb2.WatchExecutorsRequest, _executor_pb2.WatchExecutorsResponse]  # type: ignore[assignment]
+    """WatchExecutors follows the executors connected to this server in the
+    namespace: the list at once, then the whole list again whenever it
+    changed (an executor connected or disconnected, changed its capacity,
+    or its attempts in flight changed), at most one list every 250 ms. It
+    never ends on its own; UNAVAILABLE when the server shuts down.
     """
 
 class ExecutorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +199,19 @@ class ExecutorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_executor_pb2.ListExecutorsResponse, _abc.Awaitable[_executor_pb2.ListExecutorsResponse]]:
         """ListExecutors lists the executors connected to this server in the
         namespace, with their handlers, capacity and in-flight attempts.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchExecutors(
+        self,
+        request: _executor_pb2.WatchExecutorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_executor_pb2.WatchExecutorsResponse], _abc.AsyncIterator[_executor_pb2.WatchExecutorsResponse]]:
+        """WatchExecutors follows the executors connected to this server in the
+        namespace: the list at once, then the whole list again whenever it
+        changed (an executor connected or disconnected, changed its capacity,
+        or its attempts in flight changed), at most one list every 250 ms. It
+        never ends on its own; UNAVAILABLE when the server shuts down.
         """
 
 def add_ExecutorServiceServicer_to_server(servicer: ExecutorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
