@@ -87,6 +87,8 @@ fn pending_record(run: &NewRun) -> RunRecord {
         created_at_ms: run.created_at_ms,
         started_at_ms: None,
         finished_at_ms: None,
+        retry_count: 0,
+        retry_request_id: None,
     }
 }
 
