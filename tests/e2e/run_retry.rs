@@ -424,3 +424,85 @@ async fn a_retried_run_survives_a_server_killed_right_after_the_retry() {
     assert_eq!(context(&run)["c"], json!(["a", "b"]));
     server.kill().await;
 }
+
+/// The store's side of a retry: it reopens a run only as it was read, so a
+/// second retry from the same reading, or a retry of a run the retention
+/// job deleted, fails cleanly; and retention never deletes a reopened run.
+#[tokio::test]
+async fn the_store_reopens_a_run_only_as_it_was_read_and_retention_leaves_it_alone() {
+    use tributary_server::engine::records::{RunChanges, RunRetry, RunStatus};
+    use tributary_server::store::StoreError;
+
+    let server = TestServer::start().await;
+    server
+        .register(
+            NS,
+            json!({"name": "once", "tasks": [{"id": "a", "handler": "work"}]}),
+        )
+        .await;
+    let calls = Calls::default();
+    let executor = TestExecutor::connect(
+        server.channel().await,
+        NS,
+        &["work"],
+        1,
+        counting_handler(&calls, &["a"]),
+    )
+    .await;
+    let retried_id = server.start_run(NS, "once", json!({})).await;
+    let deleted_id = server.start_run(NS, "once", json!({})).await;
+    for run_id in [&retried_id, &deleted_id] {
+        server.wait_for_run(NS, run_id, LIMIT).await;
+    }
+    executor.kill();
+    let database = server.stop().await;
+    let store = tributary_server::store::connect(database.url())
+        .await
+        .expect("connects");
+    let retry_of = |run_id: &str, expected_status| RunRetry {
+        changes: RunChanges {
+            run_id: run_id.to_owned(),
+            namespace: NS.to_owned(),
+            workflow_name: "once".to_owned(),
+            ..RunChanges::default()
+        },
+        expected_status,
+        expected_retry_count: 0,
+        retry_count: 1,
+        request_id: None,
+        reset_task_ids: vec!["a".to_owned()],
+    };
+    let first = store
+        .get_run(NS, &retried_id)
+        .await
+        .expect("run")
+        .run
+        .status;
+    store
+        .retry_run(&retry_of(&retried_id, first))
+        .await
+        .expect("reopens");
+    let stale = store.retry_run(&retry_of(&retried_id, first)).await;
+    assert!(
+        matches!(&stale, Err(StoreError::NotFound(message)) if message.contains(&retried_id)),
+        "{stale:?}"
+    );
+    let reopened = store.get_run(NS, &retried_id).await.expect("run");
+    assert_eq!(reopened.run.status, RunStatus::Running);
+    assert_eq!(reopened.run.retry_count, 1);
+    assert_eq!(reopened.run.finished_at_ms, None);
+    assert!(reopened.deltas.is_empty());
+
+    // Retention takes the other (finished) run and leaves the reopened one.
+    assert_eq!(
+        store
+            .delete_finished_runs(i64::MAX, 100)
+            .await
+            .expect("retention"),
+        1
+    );
+    store.get_run(NS, &retried_id).await.expect("still there");
+    let gone = store.retry_run(&retry_of(&deleted_id, first)).await;
+    assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
+    store.close().await;
+}
