@@ -506,3 +506,82 @@ async fn the_store_reopens_a_run_only_as_it_was_read_and_retention_leaves_it_alo
     assert!(matches!(gone, Err(StoreError::NotFound(_))), "{gone:?}");
     store.close().await;
 }
+
+/// `tributary run retry`, as a process of the real binary.
+async fn cli(arguments: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+        .args(arguments)
+        .output()
+        .await
+        .expect("the CLI runs")
+}
+
+#[tokio::test]
+async fn the_cli_retries_a_failed_run_and_waits_for_its_new_end() {
+    let server = TestServer::start().await;
+    server.register(NS, partitions_workflow()).await;
+    let calls = Calls::default();
+    let _executor = TestExecutor::connect(
+        server.channel().await,
+        NS,
+        &["work"],
+        4,
+        counting_handler(&calls, &["part_3"]),
+    )
+    .await;
+    let run_id = server.start_run(NS, "partitions", json!({})).await;
+    let failed = server.wait_for_run(NS, &run_id, LIMIT).await;
+    assert_eq!(failed.status(), pb::RunStatus::Failed);
+    let url = server.url();
+
+    let output = cli(&["run", "retry", &run_id, "--from", "nope", "--server", &url]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("\"nope\""),
+        "{stderr}"
+    );
+
+    let output = cli(&[
+        "run", "retry", &run_id, "--wait", "--json", "--server", &url,
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let mut lines = stdout.lines();
+    let retried: serde_json::Value =
+        serde_json::from_str(lines.next().expect("the retry")).expect("JSON");
+    assert_eq!(
+        retried,
+        json!({
+            "run_id": run_id,
+            "status": "running",
+            "retry_count": 1,
+            "retried_task_ids": ["part_3", "combine", "cleanup"],
+        })
+    );
+    let ended: serde_json::Value =
+        serde_json::from_str(lines.next().expect("the end")).expect("JSON");
+    assert_eq!(ended["status"], "succeeded");
+    assert_eq!(ended["tasks"]["part_3"], "succeeded");
+    assert_eq!(calls_of(&calls)["part_3"], 2);
+    assert_eq!(calls_of(&calls)["part_1"], 1);
+
+    // The run is SUCCEEDED now: text output, and the refusal's message.
+    let output = cli(&["run", "retry", &run_id, "--server", &url]).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("FailedPrecondition"),
+        "{output:?}"
+    );
+    let output = cli(&[
+        "run", "retry", &run_id, "--from", "combine", "--server", &url,
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("run {run_id} retried (retry 2), running: combine, cleanup")
+    );
+    server.stop().await;
+}

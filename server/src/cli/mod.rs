@@ -3,6 +3,7 @@
 
 mod client;
 mod health;
+mod retry;
 mod run;
 mod workflow;
 

@@ -67,6 +67,8 @@ pub enum RunCommand {
         #[command(flatten)]
         client: ClientOptions,
     },
+    /// Re-run a finished run from where it failed (or from a task).
+    Retry(super::retry::RetryArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -104,6 +106,7 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
             after,
             client,
         } => watch(run_id, after, &client).await,
+        RunCommand::Retry(args) => super::retry::run(args).await,
         RunCommand::Cancel { run_id, client } => {
             let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
             let response = runs
