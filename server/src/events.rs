@@ -82,7 +82,8 @@ impl EventFeed {
     }
 
     /// Streams a run's events after `after_sequence`, then its live events,
-    /// and ends after RUN_FINISHED. [`StoreError::NotFound`] (before any
+    /// and ends after the RUN_FINISHED that is the log's last event (a
+    /// retried run has earlier ones). [`StoreError::NotFound`] (before any
     /// event) when the namespace has no such run.
     pub async fn watch_run(
         &self,
@@ -155,7 +156,7 @@ impl EventFeed {
 enum Scope {
     /// One run. `after_sequence` is the last sequence delivered (or asked
     /// to skip); `finished` says the run was terminal before the history was
-    /// read, so the history is all there is.
+    /// read, so the history is all there is unless it was retried since.
     Run {
         run_id: String,
         after_sequence: u64,
@@ -200,11 +201,18 @@ impl Watcher {
     /// broadcast, until the run finishes or the client goes away.
     async fn follow(&mut self) -> Result<(), WatchError> {
         loop {
-            if self.catch_up().await? == Next::Stop {
+            let (next, delivered) = self.catch_up().await?;
+            if next == Next::Stop {
                 return Ok(());
             }
-            if let Scope::Run { finished: true, .. } = self.scope {
-                return Ok(());
+            if let Scope::Run { finished, .. } = &mut self.scope {
+                // The run was terminal when the watch began and nothing
+                // follows the position asked for: that is the end. (History
+                // that went on past a RUN_FINISHED means the run was retried
+                // meanwhile: follow it.)
+                if std::mem::take(finished) && !delivered {
+                    return Ok(());
+                }
             }
             if self.follow_live().await? == Next::Stop {
                 return Ok(());
@@ -213,19 +221,30 @@ impl Watcher {
     }
 
     /// Delivers everything the database holds after the current position,
-    /// page by page, until a page comes back short.
-    async fn catch_up(&mut self) -> Result<Next, WatchError> {
+    /// page by page, until a page comes back short; says whether it
+    /// delivered anything. A run's history ends the watch when its last
+    /// event is RUN_FINISHED: an earlier one was followed by a retry.
+    async fn catch_up(&mut self) -> Result<(Next, bool), WatchError> {
+        let mut delivered = false;
+        let mut ended = false;
         loop {
             let query = self.next_page();
             let page = self.store.list_events(&self.namespace, &query).await?;
             let complete = page.len() < PAGE_SIZE as usize;
             for event in page {
+                ended = event.event_type == EventType::RunFinished;
+                delivered = true;
                 if self.deliver(Arc::new(event)).await? == Next::Stop {
-                    return Ok(Next::Stop);
+                    return Ok((Next::Stop, delivered));
                 }
             }
             if complete {
-                return Ok(Next::Continue);
+                let next = if ended && matches!(self.scope, Scope::Run { .. }) {
+                    Next::Stop
+                } else {
+                    Next::Continue
+                };
+                return Ok((next, delivered));
             }
         }
     }
@@ -287,7 +306,11 @@ impl Watcher {
                     }
                 }
             }
-            if self.deliver(event).await? == Next::Stop {
+            // A run's live RUN_FINISHED is its end at that moment; a later
+            // retry is for a new watch to follow.
+            let ended = matches!(self.scope, Scope::Run { .. })
+                && event.event_type == EventType::RunFinished;
+            if self.deliver(event).await? == Next::Stop || ended {
                 return Ok(Next::Stop);
             }
         }
@@ -323,16 +346,10 @@ impl Watcher {
     /// the client's queue is full: that is what a slow client costs, its own
     /// watcher only.
     async fn deliver(&mut self, event: Arc<EventRecord>) -> Result<Next, WatchError> {
-        let finished = match &mut self.scope {
-            Scope::Run { after_sequence, .. } => {
-                *after_sequence = event.sequence;
-                event.event_type == EventType::RunFinished
-            }
-            Scope::Namespace { after_cursor, .. } => {
-                *after_cursor = event.cursor;
-                false
-            }
-        };
+        match &mut self.scope {
+            Scope::Run { after_sequence, .. } => *after_sequence = event.sequence,
+            Scope::Namespace { after_cursor, .. } => *after_cursor = event.cursor,
+        }
         tokio::select! {
             sent = self.sink.send(Ok(event)) => {
                 if sent.is_err() {
@@ -343,7 +360,7 @@ impl Watcher {
                 return Err(WatchError::ShuttingDown);
             }
         }
-        Ok(if finished { Next::Stop } else { Next::Continue })
+        Ok(Next::Continue)
     }
 
     /// Ends the stream with an error if the client can take it; a client

@@ -249,13 +249,13 @@ async fn an_executor_that_crashes_on_every_attempt_fails_the_task_after_max_reas
 
 /// The server as a child process on a fixed port, so that executors can
 /// reconnect to the same address after it is killed and restarted.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
     url: String,
 }
 
 impl ServerProcess {
-    async fn start(
+    pub(crate) async fn start(
         database: &TestDatabase,
         port: u16,
         crash_after_commits: Option<u64>,
@@ -319,7 +319,7 @@ impl ServerProcess {
         ServerProcess { child, url }
     }
 
-    async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
 
@@ -370,7 +370,7 @@ impl ServerProcess {
     }
 
     /// Registers a definition given in the definition-file JSON format.
-    async fn register(&self, definition: serde_json::Value) {
+    pub(crate) async fn register(&self, definition: serde_json::Value) {
         let input: tributary_core::WorkflowDefinition =
             serde_json::from_value(definition).expect("definition format");
         let channel = Endpoint::from_shared(self.url.clone())
@@ -386,7 +386,7 @@ impl ServerProcess {
             .expect("registers");
     }
 
-    async fn channel(&self) -> tonic::transport::Channel {
+    pub(crate) async fn channel(&self) -> tonic::transport::Channel {
         Endpoint::from_shared(self.url.clone())
             .expect("valid URL")
             .connect()
@@ -394,7 +394,7 @@ impl ServerProcess {
             .expect("connects")
     }
 
-    async fn run_client(&self) -> RunServiceClient<tonic::transport::Channel> {
+    pub(crate) async fn run_client(&self) -> RunServiceClient<tonic::transport::Channel> {
         let channel = Endpoint::from_shared(self.url.clone())
             .expect("valid URL")
             .connect()
@@ -406,7 +406,7 @@ impl ServerProcess {
 
 /// Polls `GetRun` on a server process until the run succeeded or failed
 /// (the limit is a safety net, not an assertion about speed).
-async fn wait_until_finished(
+pub(crate) async fn wait_until_finished(
     client: &mut RunServiceClient<tonic::transport::Channel>,
     run_id: &str,
 ) -> pb::Run {
@@ -432,7 +432,7 @@ async fn wait_until_finished(
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())

@@ -87,6 +87,8 @@ fn pending_record(run: &NewRun) -> RunRecord {
         created_at_ms: run.created_at_ms,
         started_at_ms: None,
         finished_at_ms: None,
+        retry_count: 0,
+        retry_request_id: None,
     }
 }
 
@@ -232,6 +234,7 @@ async fn created_run_reads_back_with_every_field_and_tasks_by_position() {
         conflict_key: Some("rows".to_owned()),
         conflict_winning_task_id: Some("load".to_owned()),
         conflict_overridden_task_id: Some("transform".to_owned()),
+        retried_task_ids: Some(vec!["load".to_owned(), "report".to_owned()]),
     };
     run.events = vec![
         NewEvent {

@@ -3,6 +3,7 @@ package tributary
 import (
 	"context"
 	"errors"
+	"io"
 	"iter"
 	"math/rand/v2"
 	"time"
@@ -18,7 +19,8 @@ const (
 )
 
 // WatchRun streams a run's events after afterSequence (0 for all), in
-// order, and ends after RUN_FINISHED. When the stream breaks (a lost
+// order, and ends after the RUN_FINISHED that ends the log (a retried
+// run's earlier ones are followed by RUN_RETRIED). When the stream breaks (a lost
 // connection, a server restart) it reopens it after the last event
 // received, with backoff, so no event is missed or repeated. It yields an
 // error and stops when ctx ends or the server refuses for good.
@@ -48,7 +50,7 @@ func (c *Client) WatchRun(ctx context.Context, runID string, afterSequence uint6
 }
 
 // followRun reads one WatchRun stream; finished is true once the consumer
-// stopped or RUN_FINISHED was delivered.
+// stopped or the stream ended after RUN_FINISHED.
 func (c *Client) followRun(ctx context.Context, runID string, afterSequence *uint64, yield func(RunEvent, error) bool, backoff *backoff) (finished bool, err error) {
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -56,20 +58,23 @@ func (c *Client) followRun(ctx context.Context, runID string, afterSequence *uin
 	if err != nil {
 		return false, err
 	}
+	ended := false
 	for {
 		response, err := stream.Recv()
 		if err != nil {
-			// A stream that ends without RUN_FINISHED was cut by a stopping
-			// server: follow on.
+			// The server ends the stream after the RUN_FINISHED that ends
+			// the log (a retried run has earlier ones). A stream that ends
+			// otherwise was cut by a stopping server: follow on.
+			if ended && errors.Is(err, io.EOF) {
+				return true, nil
+			}
 			return false, err
 		}
 		backoff.reset()
 		event := eventFromProto(response.GetEvent())
 		*afterSequence = event.Sequence
+		ended = event.Type == EventRunFinished
 		if !yield(event, nil) {
-			return true, nil
-		}
-		if event.Type == EventRunFinished {
 			return true, nil
 		}
 	}

@@ -112,6 +112,8 @@ type Run struct {
 	Tasks []TaskRun
 	// Conflicts are keys written by two tasks with no path between them.
 	Conflicts []ContextConflict
+	// RetryCount is how many times RetryRun re-ran the run.
+	RetryCount uint32
 }
 
 // Task returns the task with id, if the run has it.
@@ -200,6 +202,7 @@ func runFromProto(run *pb.Run) *Run {
 		IdempotencyKey:  run.GetIdempotencyKey(),
 		CreatedAt:       timeFromProto(run.GetCreatedAt()),
 		FinishedAt:      timeFromProto(run.GetFinishedAt()),
+		RetryCount:      run.GetRetryCount(),
 	}
 	for _, task := range run.GetTasks() {
 		taskRun := TaskRun{
@@ -263,6 +266,7 @@ const (
 	EventContextConflict    RunEventType = "CONTEXT_CONFLICT"
 	EventExecutorConnected  RunEventType = "EXECUTOR_CONNECTED"
 	EventExecutorLost       RunEventType = "EXECUTOR_LOST"
+	EventRunRetried         RunEventType = "RUN_RETRIED"
 )
 
 func (t RunEventType) toProto() pb.RunEventType {
@@ -301,24 +305,28 @@ type RunEvent struct {
 	RunStatus RunStatus
 	// Conflict is set for CONTEXT_CONFLICT.
 	Conflict *ContextConflict
+	// RetriedTaskIDs are the tasks reset, for RUN_RETRIED, in canonical
+	// order.
+	RetriedTaskIDs []string
 }
 
 func eventFromProto(event *pb.RunEvent) RunEvent {
 	out := RunEvent{
-		Cursor:        event.GetCursor(),
-		Sequence:      event.GetSequence(),
-		RunID:         event.GetRunId(),
-		WorkflowName:  event.GetWorkflowName(),
-		Type:          RunEventType(enumName(event.GetType().String(), "RUN_EVENT_TYPE_")),
-		Time:          timeFromProto(event.GetTime()),
-		TaskID:        event.GetTaskId(),
-		AttemptID:     event.GetAttemptId(),
-		AttemptNumber: event.GetAttemptNumber(),
-		ExecutorID:    event.GetExecutorId(),
-		Error:         event.GetError(),
-		SkipReason:    SkipReason(enumName(event.GetSkipReason().String(), "SKIP_REASON_")),
-		NextAttemptAt: timeFromProto(event.GetNextAttemptAt()),
-		RunStatus:     runStatusFromProto(event.GetRunStatus()),
+		Cursor:         event.GetCursor(),
+		Sequence:       event.GetSequence(),
+		RunID:          event.GetRunId(),
+		WorkflowName:   event.GetWorkflowName(),
+		Type:           RunEventType(enumName(event.GetType().String(), "RUN_EVENT_TYPE_")),
+		Time:           timeFromProto(event.GetTime()),
+		TaskID:         event.GetTaskId(),
+		AttemptID:      event.GetAttemptId(),
+		AttemptNumber:  event.GetAttemptNumber(),
+		ExecutorID:     event.GetExecutorId(),
+		Error:          event.GetError(),
+		SkipReason:     SkipReason(enumName(event.GetSkipReason().String(), "SKIP_REASON_")),
+		NextAttemptAt:  timeFromProto(event.GetNextAttemptAt()),
+		RunStatus:      runStatusFromProto(event.GetRunStatus()),
+		RetriedTaskIDs: event.GetRetriedTaskIds(),
 	}
 	if event.GetConflict() != nil {
 		conflict := conflictFromProto(event.GetConflict())

@@ -11,6 +11,7 @@ from tributary_sdk import (
     Client,
     Context,
     DefinitionError,
+    NonRetryableError,
     RunEventType,
     RunStatus,
     ServerError,
@@ -123,6 +124,48 @@ async def test_context_vectors_through_the_server(
     assert run.context == case["expected"]
     if "expected_json" in case:
         assert run.context_json == case["expected_json"]
+
+
+async def test_retry_run_reruns_the_failure_and_wait_follows_to_the_new_end(
+    client: AsyncClient, server: LocalServer
+) -> None:
+    calls: dict[str, int] = {}
+
+    @task(id="first")
+    def first(context: Context) -> None:
+        calls["first"] = calls.get("first", 0) + 1
+        context.insert("first", calls["first"])
+
+    @task(id="second", dependencies=["first"])
+    def second(context: Context) -> None:
+        calls["second"] = calls.get("second", 0) + 1
+        if calls["second"] == 1:
+            raise NonRetryableError("not yet")
+        context.insert("second", calls["second"])
+
+    flow = workflow(unique_name("retry"), [first, second])
+    await client.register_workflow(flow)
+    worker = Worker(server.url, workflows=[flow], capacity=2)
+    await worker.start()
+    try:
+        started = await client.start_run(flow.name, {})
+        failed = await client.wait(started.run_id, timeout=30)
+        assert failed.status == RunStatus.FAILED and failed.retry_count == 0
+        retried = await client.retry_run(started.run_id, request_id="py-retry")
+        assert retried.retried_task_ids == ("second",) and retried.retry_count == 1
+        again = await client.retry_run(started.run_id, request_id="py-retry")
+        assert again.retry_count == 1
+        run = await client.wait(started.run_id, timeout=30)
+    finally:
+        await worker.shutdown(5)
+    assert run.status == RunStatus.SUCCEEDED and run.retry_count == 1
+    assert run.context == {"first": 1, "second": 2}
+    assert calls == {"first": 1, "second": 2}
+    events = [event async for event in client.watch_run(started.run_id)]
+    assert [e.retried_task_ids for e in events if e.type == RunEventType.RUN_RETRIED] == [("second",)]
+    with pytest.raises(ServerError) as refused:
+        await client.retry_run(started.run_id)
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_watch_events_filters_and_resumes_after_a_server_restart() -> None:

@@ -219,6 +219,8 @@ pub struct Run {
     pub idempotency_key: String,
     /// Every task, in canonical order (empty in [`Client::list_runs`]).
     pub tasks: Vec<TaskOutcome>,
+    /// How many times [`Client::retry_run`] re-ran the run.
+    pub retry_count: u32,
 }
 
 impl Run {
@@ -269,6 +271,7 @@ impl Run {
             context: parse_json(&run.context_json)?,
             idempotency_key: run.idempotency_key,
             tasks,
+            retry_count: run.retry_count,
         })
     }
 }
@@ -666,22 +669,23 @@ impl Client {
         }
     }
 
-    /// Follows the run's events from `after_sequence`; true once it saw the
-    /// run finish.
+    /// Follows the run's events from `after_sequence` to the end of the
+    /// stream; true when the stream ended with the run finished.
     async fn follow_to_finish(
         &self,
         run_id: &str,
         after_sequence: &mut u64,
     ) -> Result<bool, Error> {
+        // The stream ends after the RUN_FINISHED that ends the log; a
+        // retried run has earlier ones, so only the last event counts.
         let mut events = self.watch(run_id, *after_sequence).await?;
+        let mut finished = false;
         while let Some(event) = events.next().await {
             let event = event?;
             *after_sequence = event.sequence;
-            if event.kind == RunEventKind::RunFinished {
-                return Ok(true);
-            }
+            finished = event.kind == RunEventKind::RunFinished;
         }
-        Ok(false)
+        Ok(finished)
     }
 
     pub(crate) fn runs(&self) -> RunServiceClient<Intercepted> {

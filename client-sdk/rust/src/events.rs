@@ -45,6 +45,9 @@ pub enum RunEventKind {
     ExecutorConnected,
     /// The executor holding an attempt went away.
     ExecutorLost,
+    /// [`Client::retry_run`] reopened the finished run;
+    /// [`RunEvent::retried_task_ids`] lists the tasks reset.
+    RunRetried,
 }
 
 impl RunEventKind {
@@ -64,6 +67,7 @@ impl RunEventKind {
             pb::RunEventType::ContextConflict => RunEventKind::ContextConflict,
             pb::RunEventType::ExecutorConnected => RunEventKind::ExecutorConnected,
             pb::RunEventType::ExecutorLost => RunEventKind::ExecutorLost,
+            pb::RunEventType::RunRetried => RunEventKind::RunRetried,
             pb::RunEventType::Unspecified => {
                 return Err(Error::Protocol("run event type UNSPECIFIED".to_owned()));
             }
@@ -111,6 +115,9 @@ pub struct RunEvent {
     pub run_status: Option<RunStatus>,
     /// The key two tasks both wrote, for [`RunEventKind::ContextConflict`].
     pub conflict_key: Option<String>,
+    /// The tasks reset, for [`RunEventKind::RunRetried`], in canonical
+    /// order.
+    pub retried_task_ids: Vec<String>,
 }
 
 impl RunEvent {
@@ -143,6 +150,7 @@ impl RunEvent {
             attempt_number: event.attempt_number,
             executor_id: event.executor_id,
             error: event.error,
+            retried_task_ids: event.retried_task_ids,
         })
     }
 }
@@ -166,7 +174,9 @@ pub type RunEvents = Pin<Box<dyn Stream<Item = Result<RunEvent, Error>> + Send>>
 impl Client {
     /// Streams the events of a run: first those already recorded (after
     /// `after_sequence`; 0 replays all), then live ones as they commit. The
-    /// stream ends after [`RunEventKind::RunFinished`].
+    /// stream ends after the [`RunEventKind::RunFinished`] that ends the
+    /// log (a retried run has earlier ones, each followed by
+    /// [`RunEventKind::RunRetried`]).
     ///
     /// ```no_run
     /// # async fn f(client: tributary::Client, run_id: &str) -> Result<(), tributary::Error> {

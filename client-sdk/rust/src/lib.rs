@@ -54,6 +54,7 @@ mod client;
 mod context;
 mod error;
 mod events;
+mod retry;
 mod value_cache;
 mod worker;
 mod workflow;
@@ -65,6 +66,7 @@ pub use client::{
 pub use context::{Context, ContextError};
 pub use error::{Error, TaskError};
 pub use events::{RunEvent, RunEventKind, RunEvents};
+pub use retry::{RetriedRun, RetryOptions};
 pub use worker::{Attempt, Cancellation, ShutdownReport, Worker, WorkerBuilder, WorkerStatus};
 pub use workflow::{Handler, Task, TaskFuture, Workflow};
 // Definitions and their validation are `tributary-core`'s, shared with the

@@ -36,6 +36,26 @@ export interface StartedRun {
   created: boolean;
 }
 
+/** Options of {@link Client.retryRun}. */
+export interface RetryOptions {
+  /** Re-run this task and everything downstream of it, instead of the failed, skipped and cancelled tasks. */
+  fromTask?: string;
+  /** An id of this retry: the same id as the run's latest retry returns that retry's answer again. */
+  requestId?: string;
+}
+
+/** What {@link Client.retryRun} reset. */
+export interface RetriedRun {
+  /** The run's id. */
+  runId: string;
+  /** The run's status now (RUNNING, or terminal again when no reset task could run). */
+  status: RunStatus;
+  /** How many times the run has been retried, this retry included. */
+  retryCount: number;
+  /** The tasks reset, in canonical order. */
+  retriedTaskIds: string[];
+}
+
 /** Options of {@link Client.startRun}. */
 export interface StartOptions {
   /** The same key with an identical request returns the existing run. */
@@ -331,6 +351,29 @@ export class Client {
   }
 
   /**
+   * Re-runs a finished run in place: its failed, skipped and cancelled tasks
+   * (or `options.fromTask` and everything downstream of it) run again;
+   * succeeded tasks keep their outputs. A run still going is
+   * FAILED_PRECONDITION.
+   *
+   * @param runId - the run's id
+   * @param options - the task to re-run from, and an id of this retry
+   * @returns what was reset
+   */
+  async retryRun(runId: string, options: RetryOptions = {}): Promise<RetriedRun> {
+    const response = await this.runs.retryRun(
+      { runId, fromTask: options.fromTask ?? "", requestId: options.requestId ?? "" },
+      this.options(),
+    );
+    return {
+      runId: response.runId,
+      status: runStatus(response.status),
+      retryCount: response.retryCount,
+      retriedTaskIds: [...response.retriedTaskIds],
+    };
+  }
+
+  /**
    * Lists the executors connected in the namespace.
    *
    * @returns the executors, oldest connection first
@@ -358,16 +401,17 @@ export class Client {
    * @returns the finished run
    */
   async wait(runId: string, options: { signal?: AbortSignal } = {}): Promise<Run> {
-    for await (const event of this.watchRun(runId, options)) {
-      if (event.kind === "RUN_FINISHED") break;
-    }
+    // The stream ends after the RUN_FINISHED that ends the log; a retried
+    // run has earlier ones.
+    for await (const event of this.watchRun(runId, options)) void event;
     options.signal?.throwIfAborted();
     return this.retrying(() => this.getRun(runId), options.signal);
   }
 
   /**
    * A run's events: those recorded after `afterSequence`, then live ones,
-   * ending after RUN_FINISHED. After a disconnect or a server restart it
+   * ending after the RUN_FINISHED that ends the log (a retried run's earlier
+   * ones are followed by RUN_RETRIED). After a disconnect or a server restart it
    * follows again from the last sequence delivered, so no event is missed
    * or repeated.
    *
@@ -377,6 +421,7 @@ export class Client {
    */
   async *watchRun(runId: string, options: WatchRunOptions = {}): AsyncGenerator<RunEvent, void, undefined> {
     let afterSequence = BigInt(options.afterSequence ?? 0);
+    let finished = false;
     let delay = this.resumeDelayMs;
     const signal = options.signal;
     while (!signal?.aborted) {
@@ -386,9 +431,12 @@ export class Client {
           const event = convertEvent(response.event);
           afterSequence = event.sequence;
           delay = this.resumeDelayMs;
+          finished = event.kind === "RUN_FINISHED";
           yield event;
-          if (event.kind === "RUN_FINISHED") return;
         }
+        // A stream that ends with the run finished is the log's end (the
+        // server ends it there); one that ends otherwise is followed again.
+        if (finished) return;
       } catch (error) {
         if (signal?.aborted) return;
         if (!isTransient(error)) throw error;

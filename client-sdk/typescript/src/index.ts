@@ -12,6 +12,8 @@ export type {
   ClientOptions,
   ExecutorInfo,
   ListRunsOptions,
+  RetriedRun,
+  RetryOptions,
   RunPage,
   StartOptions,
   StartedRun,

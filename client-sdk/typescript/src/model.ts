@@ -51,7 +51,8 @@ export type RunEventKind =
   | "TASK_CANCELLED"
   | "CONTEXT_CONFLICT"
   | "EXECUTOR_CONNECTED"
-  | "EXECUTOR_LOST";
+  | "EXECUTOR_LOST"
+  | "RUN_RETRIED";
 
 /**
  * Whether a run status is final.
@@ -127,6 +128,8 @@ export interface Run {
   tasks: TaskOutcome[];
   /** Keys written by unordered tasks (empty in {@link Client.listRuns}). */
   conflicts: Conflict[];
+  /** How many times {@link Client.retryRun} re-ran the run. */
+  retryCount: number;
 }
 
 /** One event of a run's log. Fields a kind does not set are empty, zero or undefined. */
@@ -161,6 +164,8 @@ export interface RunEvent {
   runStatus: RunStatus | undefined;
   /** The conflict, for CONTEXT_CONFLICT. */
   conflict: Conflict | undefined;
+  /** The tasks reset, for RUN_RETRIED, in canonical order. */
+  retriedTaskIds: string[];
 }
 
 /** A stored workflow version. */
@@ -234,6 +239,7 @@ export function convertRun(run: PbRun): Run {
       winningTaskId: c.winningTaskId,
       overriddenTaskId: c.overriddenTaskId,
     })),
+    retryCount: run.retryCount,
   };
 }
 
@@ -256,6 +262,7 @@ export function convertEvent(event: PbRunEvent): RunEvent {
     conflict: event.conflict
       ? { key: event.conflict.key, winningTaskId: event.conflict.winningTaskId, overriddenTaskId: event.conflict.overriddenTaskId }
       : undefined,
+    retriedTaskIds: [...event.retriedTaskIds],
   };
 }
 

@@ -124,6 +124,7 @@ pub fn run_summary_to_proto(run: &RunRecord) -> pb::Run {
         finished_at: run.finished_at_ms.map(timestamp_from_unix_ms),
         tasks: Vec::new(),
         conflicts: Vec::new(),
+        retry_count: run.retry_count,
     }
 }
 
@@ -195,6 +196,7 @@ fn event_type_to_proto(event_type: EventType) -> pb::RunEventType {
         EventType::ContextConflict => pb::RunEventType::ContextConflict,
         EventType::ExecutorConnected => pb::RunEventType::ExecutorConnected,
         EventType::ExecutorLost => pb::RunEventType::ExecutorLost,
+        EventType::RunRetried => pb::RunEventType::RunRetried,
     }
 }
 
@@ -216,6 +218,7 @@ pub fn event_type_from_proto(value: i32) -> Result<EventType, ApiError> {
         Ok(pb::RunEventType::ContextConflict) => EventType::ContextConflict,
         Ok(pb::RunEventType::ExecutorConnected) => EventType::ExecutorConnected,
         Ok(pb::RunEventType::ExecutorLost) => EventType::ExecutorLost,
+        Ok(pb::RunEventType::RunRetried) => EventType::RunRetried,
         Ok(pb::RunEventType::Unspecified) => {
             return Err(ApiError::InvalidArgument(
                 "types contains RUN_EVENT_TYPE_UNSPECIFIED".to_owned(),
@@ -263,6 +266,7 @@ pub fn event_to_proto(event: &EventRecord) -> pb::RunEvent {
             .run_status
             .map_or(pb::RunStatus::Unspecified, run_status_to_proto) as i32,
         conflict,
+        retried_task_ids: details.retried_task_ids.clone().unwrap_or_default(),
     }
 }
 
@@ -298,6 +302,7 @@ mod tests {
             EventType::ContextConflict,
             EventType::ExecutorConnected,
             EventType::ExecutorLost,
+            EventType::RunRetried,
         ];
         for event_type in all {
             let wire = event_type_to_proto(event_type) as i32;

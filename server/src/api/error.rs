@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 use tributary_core::DefinitionError;
 
 use crate::dispatch::DispatchError;
+use crate::engine::run::RetryError;
 use crate::events::WatchError;
 use crate::store::StoreError;
 
@@ -58,13 +59,18 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_)
             | ApiError::Definition(_)
-            | ApiError::Dispatch(DispatchError::Context(_)) => ErrorCode::InvalidArgument,
+            | ApiError::Dispatch(DispatchError::Context(_))
+            | ApiError::Dispatch(DispatchError::Retry(RetryError::UnknownTask { .. })) => {
+                ErrorCode::InvalidArgument
+            }
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::AlreadyExists(_)
             | ApiError::Dispatch(DispatchError::IdempotencyKeyReused { .. }) => {
                 ErrorCode::AlreadyExists
             }
-            ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            ApiError::FailedPrecondition(_) | ApiError::Dispatch(DispatchError::Retry(_)) => {
+                ErrorCode::FailedPrecondition
+            }
             ApiError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             ApiError::Unimplemented(_) => ErrorCode::Unimplemented,
             ApiError::OutOfRange(_) | ApiError::Watch(WatchError::CursorBeyondEnd { .. }) => {

@@ -1,4 +1,4 @@
-//! `tributary.v1.RunService`: start, read, list and cancel runs.
+//! `tributary.v1.RunService`: start, read, list, cancel and retry runs.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use super::convert::{
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
 use super::text::check_no_nul;
-use crate::dispatch::{CancelOutcome, CoordinatorHandle, StartRunCommand};
+use crate::dispatch::{CancelOutcome, CoordinatorHandle, RetryRunCommand, StartRunCommand};
 use crate::engine::context::{Context, context_from_stored};
 use crate::engine::records::{EventFilter, EventRecord, RunFilter, RunStatus};
 use crate::events::{EventFeed, WatchItem, WatchStart};
@@ -226,6 +226,41 @@ impl RunApi {
         }
     }
 
+    async fn retry(
+        &self,
+        request: Request<pb::RetryRunRequest>,
+    ) -> ApiResult<pb::RetryRunResponse> {
+        let namespace = namespace_of(&request)?;
+        let request = request.into_inner();
+        if request.run_id.is_empty() {
+            return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
+        }
+        check_no_nul("run_id", &request.run_id)?;
+        check_no_nul("from_task", &request.from_task)?;
+        check_no_nul("request_id", &request.request_id)?;
+        if request.request_id.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+            return Err(ApiError::InvalidArgument(format!(
+                "request_id is {} bytes, longer than {MAX_IDEMPOTENCY_KEY_BYTES}",
+                request.request_id.len()
+            )));
+        }
+        let retried = self
+            .coordinator
+            .retry_run(RetryRunCommand {
+                namespace,
+                run_id: request.run_id,
+                from_task: Some(request.from_task).filter(|task| !task.is_empty()),
+                request_id: Some(request.request_id).filter(|id| !id.is_empty()),
+            })
+            .await?;
+        Ok(pb::RetryRunResponse {
+            run_id: retried.run_id,
+            status: run_status_to_proto(retried.status) as i32,
+            retry_count: retried.retry_count,
+            retried_task_ids: retried.retried_task_ids,
+        })
+    }
+
     async fn watch(
         &self,
         request: Request<pb::WatchRunRequest>,
@@ -370,6 +405,13 @@ impl RunService for RunApi {
         request: Request<pb::CancelRunRequest>,
     ) -> Result<Response<pb::CancelRunResponse>, Status> {
         Ok(Response::new(self.cancel(request).await?))
+    }
+
+    async fn retry_run(
+        &self,
+        request: Request<pb::RetryRunRequest>,
+    ) -> Result<Response<pb::RetryRunResponse>, Status> {
+        Ok(Response::new(self.retry(request).await?))
     }
 
     type WatchRunStream = EventStream<pb::WatchRunResponse>;

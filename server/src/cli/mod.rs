@@ -5,6 +5,7 @@ mod client;
 mod executor;
 mod health;
 mod output;
+mod retry;
 mod run;
 mod run_view;
 mod watch;

@@ -86,6 +86,8 @@ pub enum RunCommand {
         #[command(flatten)]
         client: ClientOptions,
     },
+    /// Re-run a finished run from where it failed (or from a task).
+    Retry(super::retry::RetryArgs),
 }
 
 pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
@@ -135,6 +137,7 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
             after,
             client,
         } => watch_run(&run_id, after, &client).await,
+        RunCommand::Retry(args) => super::retry::run(args).await,
         RunCommand::Cancel { run_id, client } => {
             let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
             let response = runs

@@ -1,9 +1,11 @@
 //! The coordinator task: its state, its loop, and what a turn does with
 //! commands, timers and ready tasks. Starting and ending runs are in
-//! `runs.rs`, executors' results in `results.rs`, value references in
-//! `values.rs`, committing a turn in `commit.rs`.
+//! `runs.rs`, re-running finished ones in `rerun.rs`, executors' results in
+//! `results.rs`, value references in `values.rs`, committing a turn in
+//! `commit.rs`.
 
 mod commit;
+mod rerun;
 mod results;
 mod runs;
 mod values;
@@ -195,6 +197,10 @@ impl Coordinator {
                 run_id,
                 reply,
             } => self.cancel_run(&namespace, &run_id, reply),
+            Command::RetryRun { command, reply } => {
+                let result = self.retry_run(command).await;
+                let _ = reply.send(result);
+            }
             Command::Register {
                 namespace,
                 registration,

@@ -6,7 +6,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::executors::{ExecutorCommand, ExecutorRegistration, LastHeard};
 use super::held_values::ValueName;
 use crate::engine::context::{ContextError, Delta};
-use crate::engine::run::RunSettings;
+use crate::engine::records::RunStatus;
+use crate::engine::run::{RetryError, RunSettings};
 use crate::store::{StoreError, StoredWorkflow};
 
 /// Settings of the coordinator, from the server configuration.
@@ -31,6 +32,31 @@ pub enum DispatchError {
     Store(#[from] StoreError),
     #[error("idempotency key {key:?} is already used by run {run_id} with a different request")]
     IdempotencyKeyReused { key: String, run_id: String },
+    #[error(transparent)]
+    Retry(#[from] RetryError),
+}
+
+/// A request to re-run a finished run (`RetryRun`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryRunCommand {
+    pub namespace: String,
+    pub run_id: String,
+    /// Reset this task and its descendants instead of the failed, skipped
+    /// and cancelled tasks.
+    pub from_task: Option<String>,
+    /// The client's id of this retry, for answering a repeated call.
+    pub request_id: Option<String>,
+}
+
+/// What a retry reset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetriedRun {
+    pub run_id: String,
+    /// The run's status now.
+    pub status: RunStatus,
+    pub retry_count: u32,
+    /// In canonical order.
+    pub retried_task_ids: Vec<String>,
 }
 
 /// A request to start a run of a stored workflow version.
@@ -105,6 +131,8 @@ pub struct ExecutorSnapshot {
 
 pub(super) type StartReply = oneshot::Sender<Result<StartedRun, DispatchError>>;
 
+pub(super) type RetryReply = oneshot::Sender<Result<RetriedRun, DispatchError>>;
+
 pub(super) enum Command {
     StartRun {
         command: StartRunCommand,
@@ -114,6 +142,10 @@ pub(super) enum Command {
         namespace: String,
         run_id: String,
         reply: oneshot::Sender<CancelOutcome>,
+    },
+    RetryRun {
+        command: RetryRunCommand,
+        reply: RetryReply,
     },
     Register {
         namespace: String,
@@ -173,6 +205,13 @@ impl CoordinatorHandle {
             reply,
         };
         self.request(command, receiver).await
+    }
+
+    /// Re-runs a finished run in place (see `RunState::retry`).
+    pub async fn retry_run(&self, command: RetryRunCommand) -> Result<RetriedRun, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        self.request(Command::RetryRun { command, reply }, receiver)
+            .await?
     }
 
     /// Registers an executor; the coordinator sends `Registered` on

@@ -21,5 +21,5 @@ pub mod timers;
 pub use coordinator::Coordinator;
 pub use handle::{
     CancelOutcome, CoordinatorHandle, DispatchError, DispatchSettings, ExecutorEvent,
-    ExecutorSnapshot, StartRunCommand, StartedRun,
+    ExecutorSnapshot, RetriedRun, RetryRunCommand, StartRunCommand, StartedRun,
 };

@@ -69,6 +69,7 @@ pub enum EventType {
     ContextConflict,
     ExecutorConnected,
     ExecutorLost,
+    RunRetried,
 }
 
 macro_rules! text_enum {
@@ -130,6 +131,7 @@ text_enum!(EventType {
     ContextConflict = "context_conflict",
     ExecutorConnected = "executor_connected",
     ExecutorLost = "executor_lost",
+    RunRetried = "run_retried",
 });
 
 impl RunStatus {
@@ -262,6 +264,9 @@ pub struct EventDetails {
     pub conflict_winning_task_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict_overridden_task_id: Option<String>,
+    /// The tasks a RUN_RETRIED reset, in canonical order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_task_ids: Option<Vec<String>>,
 }
 
 /// An event to append. The run's sequence number is assigned by the engine
@@ -342,9 +347,32 @@ pub struct RunRecord {
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+    /// How many times the run was re-run by RetryRun.
+    pub retry_count: u32,
+    /// The client's id of the latest retry, if it gave one.
+    pub retry_request_id: Option<String>,
 }
 
-/// A run with everything `GetRun` shows.
+/// What a retry changes besides the engine's usual rows: the run row goes
+/// back to RUNNING (its end cleared), and the reset tasks lose their
+/// deltas and conflicts. Committed in one transaction with `changes`, and
+/// only if the run is still as it was read (`expected_*`), so a retry
+/// racing another retry or the retention job fails cleanly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRetry {
+    /// The engine's rows: reset tasks, events, and whatever the reset tasks
+    /// already settled (a skip, even the run's new end).
+    pub changes: RunChanges,
+    /// The status the run had when it was read.
+    pub expected_status: RunStatus,
+    /// The retry_count the run had when it was read.
+    pub expected_retry_count: u32,
+    /// The retry_count to store (one more).
+    pub retry_count: u32,
+    pub request_id: Option<String>,
+    /// The reset tasks, whose deltas and conflicts are deleted.
+    pub reset_task_ids: Vec<String>,
+}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDetail {
     pub run: RunRecord,

@@ -10,10 +10,14 @@
 //! ([`RunState::holder_of`]); the runtime checks it before calling in.
 //!
 //! Rebuilding a run after a restart is in `run/restore.rs`; ending a run
-//! early (cancel, abort) in `run/ending.rs`.
+//! early (cancel, abort) in `run/ending.rs`; re-running a finished one in
+//! `run/rerun.rs`.
 
 mod ending;
+mod rerun;
 mod restore;
+
+pub use rerun::{RetryError, RetrySummary};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -646,7 +650,20 @@ impl RunState {
         now_ms: i64,
         actions: &mut Vec<Action>,
     ) {
-        let mut settled = vec![(task, state, None, error)];
+        self.settle_task(task, state, None, error, now_ms, actions);
+    }
+
+    /// [`RunState::finish_task`] with the skip reason of a SKIPPED task.
+    fn settle_task(
+        &mut self,
+        task: TaskIndex,
+        state: TaskState,
+        skip_reason: Option<SkipReason>,
+        error: Option<String>,
+        now_ms: i64,
+        actions: &mut Vec<Action>,
+    ) {
+        let mut settled = vec![(task, state, skip_reason, error)];
         while let Some((index, state, skip_reason, error)) = settled.pop() {
             let runtime = &mut self.tasks[index];
             runtime.state = state;

@@ -583,6 +583,8 @@ fn stored_detail(new_run: &NewRun, batches: &[RunChanges]) -> RunDetail {
         created_at_ms: new_run.created_at_ms,
         started_at_ms: None,
         finished_at_ms: None,
+        retry_count: 0,
+        retry_request_id: None,
     };
     let mut tasks = new_run.tasks.clone();
     let mut attempts: Vec<AttemptRecord> = Vec::new();

@@ -12,6 +12,7 @@ mod postgres_turn;
 mod queries;
 mod recovery_queries;
 mod run_queries;
+mod run_retry;
 mod run_writes;
 pub mod sqlite;
 mod sqlite_turn;
@@ -23,7 +24,7 @@ use tributary_core::WorkflowSpec;
 
 use crate::engine::records::{
     AttemptState, CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail,
-    RunFilter, RunRecord, RunStatus,
+    RunFilter, RunRecord, RunRetry, RunStatus,
 };
 
 /// Which database a store talks to.
@@ -170,6 +171,14 @@ pub trait Store: Send + Sync + 'static {
     /// change's namespace fails the batch with [`StoreError::NotFound`], and
     /// a second delta for a task with a database error.
     async fn commit_changes(&self, batch: &[RunChanges]) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Commits a retry of a finished run in one transaction: the run row
+    /// back to RUNNING (end cleared, retry count and request id set) only
+    /// if it still has the status and retry count the retry read, the
+    /// reset tasks' deltas and conflicts deleted, then the retry's changes
+    /// as [`Store::commit_changes`] writes them. Returns the events written.
+    /// [`StoreError::NotFound`] when the run is gone or changed meanwhile.
+    async fn retry_run(&self, retry: &RunRetry) -> Result<Vec<EventRecord>, StoreError>;
 
     /// A run with its tasks, attempts, deltas and conflicts, read from one
     /// snapshot; [`StoreError::NotFound`] when the namespace has no such run.

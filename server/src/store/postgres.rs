@@ -16,7 +16,7 @@ use super::{
 };
 use crate::engine::records::{
     CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
-    RunStatus,
+    RunRetry, RunStatus,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -103,6 +103,10 @@ impl Store for PostgresStore {
             Some(events) => Ok(events),
             None => RunQueries::<Postgres>::commit_changes(&self.pool, batch).await,
         }
+    }
+
+    async fn retry_run(&self, retry: &RunRetry) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Postgres>::retry_run(&self.pool, retry).await
     }
 
     async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError> {

@@ -20,7 +20,7 @@ macro_rules! run_columns {
     () => {
         "id, namespace, workflow_name, workflow_version, status, input_context_json, \
          final_context_json, idempotency_key, request_hash, created_at_ms, started_at_ms, \
-         finished_at_ms"
+         finished_at_ms, retry_count, retry_request_id"
     };
 }
 
@@ -472,6 +472,8 @@ where
             created_at_ms: row.try_get(9)?,
             started_at_ms: row.try_get(10)?,
             finished_at_ms: row.try_get(11)?,
+            retry_count: to_u32(row.try_get(12)?, "retry_count", &|| format!("run {id:?}"))?,
+            retry_request_id: row.try_get(13)?,
             id,
         })
     }

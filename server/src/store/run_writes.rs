@@ -167,12 +167,23 @@ where
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = BatchRows::gather(batch)?;
         let mut transaction = pool.begin().await?;
-        Self::update_runs(&mut transaction, &rows).await?;
+        let events = Self::write_changes(&mut *transaction, batch).await?;
+        transaction.commit().await?;
+        Ok(events)
+    }
+
+    /// The statements of [`Self::commit_changes`], inside the caller's
+    /// transaction.
+    pub(super) async fn write_changes(
+        transaction: &mut DB::Connection,
+        batch: &[RunChanges],
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = BatchRows::gather(batch)?;
+        Self::update_runs(&mut *transaction, &rows).await?;
         // Task rows are replaced whole; each must exist.
         Self::update_rows(
-            &mut transaction,
+            &mut *transaction,
             &rows.tasks,
             |rows| UPDATE_TASKS.sql::<DB>(rows, RETURNING_TASKS),
             Self::bind_task,
@@ -181,14 +192,14 @@ where
         )
         .await?;
         Self::insert_rows(
-            &mut transaction,
+            &mut *transaction,
             &rows.new_attempts,
             |rows| INSERT_ATTEMPTS.sql::<DB>(rows, ""),
             Self::bind_new_attempt,
         )
         .await?;
         Self::update_rows(
-            &mut transaction,
+            &mut *transaction,
             &rows.attempt_updates,
             |rows| UPDATE_ATTEMPTS.sql::<DB>(rows, RETURNING_ATTEMPTS),
             Self::bind_attempt_update,
@@ -197,16 +208,14 @@ where
         )
         .await?;
         Self::insert_rows(
-            &mut transaction,
+            &mut *transaction,
             &rows.deltas,
             |rows| INSERT_DELTAS.sql::<DB>(rows, ""),
             Self::bind_delta,
         )
         .await?;
-        Self::insert_conflicts(&mut transaction, batch).await?;
-        let events = Self::append_events(&mut transaction, &rows.events).await?;
-        transaction.commit().await?;
-        Ok(events)
+        Self::insert_conflicts(&mut *transaction, batch).await?;
+        Self::append_events(&mut *transaction, &rows.events).await
     }
 
     /// Inserts `rows` with multi-row statements built by `sql` (given a row

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::engine::records::{
     CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
-    RunStatus,
+    RunRetry, RunStatus,
 };
 
 const LOCK_WORKFLOW: &str =
@@ -170,6 +170,10 @@ impl Store for SqliteStore {
             Some(events) => Ok(events),
             None => RunQueries::<Sqlite>::commit_changes(&self.writer, batch).await,
         }
+    }
+
+    async fn retry_run(&self, retry: &RunRetry) -> Result<Vec<EventRecord>, StoreError> {
+        RunQueries::<Sqlite>::retry_run(self.writer(), retry).await
     }
 
     async fn get_run(&self, namespace: &str, run_id: &str) -> Result<RunDetail, StoreError> {

@@ -1,5 +1,5 @@
-"""The client: register workflows, start, get, list, cancel and wait for
-runs, and watch events. :class:`AsyncClient` is for ``asyncio`` services;
+"""The client: register workflows, start, get, list, cancel, retry and wait
+for runs, and watch events. :class:`AsyncClient` is for ``asyncio`` services;
 :class:`Client` is the same API for scripts, with no event loop to manage.
 """
 
@@ -36,6 +36,7 @@ from .errors import ServerError, TributaryError
 from .jsonvalue import JsonError, dumps
 from .types import (
     ExecutorInfo,
+    RetriedRun,
     Run,
     RunEvent,
     RunEventType,
@@ -276,6 +277,26 @@ class AsyncClient:
         )
         return RunStatus(response.status)
 
+    async def retry_run(self, run_id: str, *, from_task: str = "", request_id: str = "") -> RetriedRun:
+        """Re-run a finished run in place: its failed, skipped and cancelled
+        tasks (or ``from_task`` and everything downstream of it) run again,
+        succeeded tasks keep their outputs. The same ``request_id`` as the
+        run's latest retry returns that retry's answer again."""
+        response = await self._call(
+            "RetryRun",
+            self._runs.RetryRun(
+                run_pb2.RetryRunRequest(run_id=run_id, from_task=from_task, request_id=request_id),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            ),
+        )
+        return RetriedRun(
+            run_id=response.run_id,
+            status=RunStatus(response.status),
+            retry_count=response.retry_count,
+            retried_task_ids=tuple(response.retried_task_ids),
+        )
+
     async def list_executors(self) -> list[ExecutorInfo]:
         """The executors connected in the namespace."""
         response = await self._call(
@@ -300,7 +321,8 @@ class AsyncClient:
 
     async def watch_run(self, run_id: str, *, after_sequence: int = 0) -> AsyncGenerator[RunEvent, None]:
         """A run's events after ``after_sequence``, then live ones, ending
-        after RUN_FINISHED. When the connection breaks (the server restarts),
+        after the RUN_FINISHED that ends the log (a retried run's earlier
+        ones are followed by RUN_RETRIED). When the connection breaks (the server restarts),
         it reconnects by itself and resumes after the last event received:
         no gap, no duplicate."""
         last = after_sequence
@@ -315,8 +337,8 @@ class AsyncClient:
                     event = RunEvent.from_proto(response.event)
                     last = event.sequence
                     yield event
-                    if event.type == RunEventType.RUN_FINISHED:
-                        return
+                # The server ends the stream after the RUN_FINISHED that ends
+                # the log (a retried run has earlier ones).
                 return
             except aio.AioRpcError as error:
                 if error.code() not in _RESUMABLE:
@@ -474,6 +496,10 @@ class Client:
     def cancel_run(self, run_id: str) -> RunStatus:
         """See :meth:`AsyncClient.cancel_run`."""
         return self._run(self._client.cancel_run(run_id))
+
+    def retry_run(self, run_id: str, *, from_task: str = "", request_id: str = "") -> RetriedRun:
+        """See :meth:`AsyncClient.retry_run`."""
+        return self._run(self._client.retry_run(run_id, from_task=from_task, request_id=request_id))
 
     def list_executors(self) -> list[ExecutorInfo]:
         """See :meth:`AsyncClient.list_executors`."""

@@ -101,6 +101,7 @@ class RunEventType(enum.IntEnum):
     CONTEXT_CONFLICT = 12
     EXECUTOR_CONNECTED = 13
     EXECUTOR_LOST = 14
+    RUN_RETRIED = 15
 
 
 def _time(stamp: Timestamp, present: bool = True) -> datetime | None:
@@ -201,6 +202,8 @@ class Run:
     """Every task in canonical order (empty in listings)."""
     conflicts: list[ContextConflict] = field(default_factory=list)
     """Context conflicts (empty in listings)."""
+    retry_count: int = 0
+    """How many times ``retry_run`` re-ran it."""
 
     @property
     def succeeded(self) -> bool:
@@ -241,6 +244,7 @@ class Run:
             conflicts=[
                 ContextConflict(c.key, c.winning_task_id, c.overridden_task_id) for c in message.conflicts
             ],
+            retry_count=message.retry_count,
         )
 
 
@@ -275,6 +279,8 @@ class RunEvent:
     """For TASK_SKIPPED."""
     run_status: RunStatus
     """For RUN_FINISHED."""
+    retried_task_ids: tuple[str, ...] = ()
+    """For RUN_RETRIED: the tasks reset, in canonical order."""
 
     @classmethod
     def from_proto(cls, message: run_pb2.RunEvent) -> RunEvent:
@@ -293,6 +299,7 @@ class RunEvent:
             error=message.error,
             skip_reason=SkipReason(message.skip_reason),
             run_status=RunStatus(message.run_status),
+            retried_task_ids=tuple(message.retried_task_ids),
         )
 
 
@@ -336,6 +343,21 @@ class StartedRun:
     """The version it is pinned to."""
     created: bool
     """False when an idempotency key matched an existing run."""
+
+
+@dataclass(frozen=True)
+class RetriedRun:
+    """What ``retry_run`` returns."""
+
+    run_id: str
+    """The run's id."""
+    status: RunStatus
+    """The run's status now (RUNNING, or terminal again when no reset task
+    could run)."""
+    retry_count: int
+    """How many times the run has been retried, this retry included."""
+    retried_task_ids: tuple[str, ...]
+    """The tasks reset, in canonical order."""
 
 
 @dataclass(frozen=True)

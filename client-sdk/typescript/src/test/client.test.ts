@@ -5,6 +5,7 @@ import { task, workflow } from "../workflow.js";
 import { createClient } from "../client.js";
 import type { RunEvent } from "../model.js";
 import { Worker } from "../worker/index.js";
+import { NonRetryableError } from "../errors.js";
 import { TestServer, eventually } from "./harness.js";
 
 let server: TestServer;
@@ -117,6 +118,51 @@ test("watchRun and watchEvents resume after a server restart without gaps or dup
     const cursors = allEvents.map((e) => e.cursor);
     for (let i = 1; i < cursors.length; i++) assert.ok((cursors[i] as bigint) > (cursors[i - 1] as bigint), "cursors strictly increase");
     assert.deepEqual(allEvents.map((e) => e.sequence), runEvents.map((e) => e.sequence));
+  } finally {
+    await worker.shutdown({ deadlineMs: 5_000 });
+  }
+});
+
+test("retryRun re-runs the failure and wait follows the run to its new end", { timeout: 30_000 }, async () => {
+  const client = server.client("retrying");
+  const calls = new Map<string, number>();
+  const count = (id: string): number => {
+    const n = (calls.get(id) ?? 0) + 1;
+    calls.set(id, n);
+    return n;
+  };
+  const flaky = workflow("flaky", [
+    task({ id: "first" }, (ctx) => {
+      ctx.insert("first", count("first"));
+    }),
+    task({ id: "second", dependencies: ["first"] }, (ctx) => {
+      const n = count("second");
+      if (n === 1) throw new NonRetryableError("not yet");
+      ctx.insert("second", n);
+    }),
+  ]);
+  await client.registerWorkflow(flaky);
+  const worker = new Worker({ serverUrl: server.url, namespace: "retrying", workflows: [flaky], logger: () => {} });
+  try {
+    const { runId } = await client.startRun("flaky", {});
+    const failed = await client.wait(runId);
+    assert.equal(failed.status, "FAILED");
+    assert.equal(failed.retryCount, 0);
+    const retried = await client.retryRun(runId, { requestId: "ts-retry" });
+    assert.deepEqual(retried.retriedTaskIds, ["second"]);
+    assert.equal(retried.retryCount, 1);
+    const again = await client.retryRun(runId, { requestId: "ts-retry" });
+    assert.equal(again.retryCount, 1);
+    const run = await client.wait(runId);
+    assert.equal(run.status, "SUCCEEDED");
+    assert.equal(run.retryCount, 1);
+    assert.equal(run.context.second, 2);
+    assert.deepEqual([...calls.entries()].sort(), [["first", 1], ["second", 2]]);
+    const kinds: RunEvent[] = [];
+    for await (const event of client.watchRun(runId)) kinds.push(event);
+    assert.deepEqual(kinds.filter((e) => e.kind === "RUN_RETRIED").map((e) => e.retriedTaskIds), [["second"]]);
+    assert.equal(kinds.at(-1)?.runStatus, "SUCCEEDED");
+    await assert.rejects(client.retryRun(runId), (error: unknown) => ConnectError.from(error).code === Code.FailedPrecondition);
   } finally {
     await worker.shutdown({ deadlineMs: 5_000 });
   }

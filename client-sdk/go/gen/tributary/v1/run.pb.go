@@ -312,7 +312,8 @@ func (AttemptState) EnumDescriptor() ([]byte, []int) {
 // "Attempt fields" are `attempt_id`, `attempt_number` and `executor_id`.
 // Every task's history ends with exactly one of TASK_SUCCEEDED,
 // TASK_FAILED, TASK_SKIPPED and TASK_CANCELLED, and every run's with
-// RUN_FINISHED.
+// RUN_FINISHED; RetryRun reopens both (a reset task's history goes on
+// after RUN_RETRIED, and the run finishes again).
 type RunEventType int32
 
 const (
@@ -322,8 +323,8 @@ const (
 	// RUNNING with its first TASK_ASSIGNED, which has no event of its own.
 	// Sets nothing more.
 	RunEventType_RUN_EVENT_TYPE_RUN_STARTED RunEventType = 1
-	// The run became terminal; always its last event. Sets `run_status`
-	// (SUCCEEDED, FAILED or CANCELLED).
+	// The run became terminal; its last event unless RUN_RETRIED follows.
+	// Sets `run_status` (SUCCEEDED, FAILED or CANCELLED).
 	RunEventType_RUN_EVENT_TYPE_RUN_FINISHED RunEventType = 2
 	// The task became READY: at the run's start for a task without
 	// dependencies, once every dependency is terminal and the trigger rule
@@ -374,6 +375,12 @@ const (
 	// retry) or TASK_FAILED follows at once. Sets `task_id`, the attempt
 	// fields (`executor_id` is the lost executor) and `error`.
 	RunEventType_RUN_EVENT_TYPE_EXECUTOR_LOST RunEventType = 14
+	// RetryRun re-opened the finished run: it is RUNNING again. Sets
+	// `retried_task_ids` (the tasks reset to WAITING, in canonical order) and
+	// `task_id` (the request's `from_task`, empty when none). TASK_READY
+	// follows for each reset task whose dependencies all kept their state and
+	// whose trigger rule holds (TASK_SKIPPED when it does not).
+	RunEventType_RUN_EVENT_TYPE_RUN_RETRIED RunEventType = 15
 )
 
 // Enum value maps for RunEventType.
@@ -394,6 +401,7 @@ var (
 		12: "RUN_EVENT_TYPE_CONTEXT_CONFLICT",
 		13: "RUN_EVENT_TYPE_EXECUTOR_CONNECTED",
 		14: "RUN_EVENT_TYPE_EXECUTOR_LOST",
+		15: "RUN_EVENT_TYPE_RUN_RETRIED",
 	}
 	RunEventType_value = map[string]int32{
 		"RUN_EVENT_TYPE_UNSPECIFIED":          0,
@@ -411,6 +419,7 @@ var (
 		"RUN_EVENT_TYPE_CONTEXT_CONFLICT":     12,
 		"RUN_EVENT_TYPE_EXECUTOR_CONNECTED":   13,
 		"RUN_EVENT_TYPE_EXECUTOR_LOST":        14,
+		"RUN_EVENT_TYPE_RUN_RETRIED":          15,
 	}
 )
 
@@ -700,7 +709,9 @@ type Run struct {
 	Tasks []*TaskRun `protobuf:"bytes,10,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	// Keys written by two tasks with no path between them; canonical order
 	// decided the value. Empty in ListRuns.
-	Conflicts     []*ContextConflict `protobuf:"bytes,11,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	Conflicts []*ContextConflict `protobuf:"bytes,11,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	// How many times RetryRun re-ran the run (0 for a run never retried).
+	RetryCount    uint32 `protobuf:"varint,12,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -812,6 +823,13 @@ func (x *Run) GetConflicts() []*ContextConflict {
 	return nil
 }
 
+func (x *Run) GetRetryCount() uint32 {
+	if x != nil {
+		return x.RetryCount
+	}
+	return 0
+}
+
 // The state of one task within a run.
 type TaskRun struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -909,7 +927,8 @@ type Attempt struct {
 	// The attempt's id (a UUIDv7); results are accepted only from the current
 	// attempt of a task.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// 1 for the first attempt, counting retries and reassignments.
+	// 1 for the first attempt, counting retries, reassignments and the
+	// attempts of earlier runs before a RetryRun (numbers keep counting).
 	Number uint32 `protobuf:"varint,2,opt,name=number,proto3" json:"number,omitempty"`
 	// The executor the attempt was assigned to.
 	ExecutorId string `protobuf:"bytes,3,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
@@ -1297,6 +1316,151 @@ func (x *CancelRunResponse) GetStatus() RunStatus {
 	return RunStatus_RUN_STATUS_UNSPECIFIED
 }
 
+// RetryRunRequest names a finished run to re-run, and which tasks.
+type RetryRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run's id.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Empty: reset every FAILED, SKIPPED and CANCELLED task. Otherwise the id
+	// of one task of the run, which is reset whatever its state. Either way
+	// every descendant of a reset task is reset too (a task downstream of a
+	// reset one would see a different input), so a SUCCEEDED `all_done`
+	// cleanup after a failure runs again.
+	FromTask string `protobuf:"bytes,2,opt,name=from_task,json=fromTask,proto3" json:"from_task,omitempty"`
+	// Optional, at most 256 bytes: a client-chosen id of this retry. A call
+	// with the id of the run's latest retry returns that retry's answer
+	// (with the run's current status) instead of FAILED_PRECONDITION or a
+	// second retry, so a client may repeat a call whose answer it lost.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryRunRequest) Reset() {
+	*x = RetryRunRequest{}
+	mi := &file_tributary_v1_run_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryRunRequest) ProtoMessage() {}
+
+func (x *RetryRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tributary_v1_run_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryRunRequest.ProtoReflect.Descriptor instead.
+func (*RetryRunRequest) Descriptor() ([]byte, []int) {
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RetryRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RetryRunRequest) GetFromTask() string {
+	if x != nil {
+		return x.FromTask
+	}
+	return ""
+}
+
+func (x *RetryRunRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// RetryRunResponse reports what the retry reset.
+type RetryRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run's id.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The run's status now: RUNNING, or already terminal when no reset task
+	// could run (every one was skipped by its trigger rule).
+	Status RunStatus `protobuf:"varint,2,opt,name=status,proto3,enum=tributary.v1.RunStatus" json:"status,omitempty"`
+	// The run's retry_count after this retry (1 after the first).
+	RetryCount uint32 `protobuf:"varint,3,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
+	// The tasks reset, in canonical order.
+	RetriedTaskIds []string `protobuf:"bytes,4,rep,name=retried_task_ids,json=retriedTaskIds,proto3" json:"retried_task_ids,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RetryRunResponse) Reset() {
+	*x = RetryRunResponse{}
+	mi := &file_tributary_v1_run_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryRunResponse) ProtoMessage() {}
+
+func (x *RetryRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tributary_v1_run_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryRunResponse.ProtoReflect.Descriptor instead.
+func (*RetryRunResponse) Descriptor() ([]byte, []int) {
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RetryRunResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RetryRunResponse) GetStatus() RunStatus {
+	if x != nil {
+		return x.Status
+	}
+	return RunStatus_RUN_STATUS_UNSPECIFIED
+}
+
+func (x *RetryRunResponse) GetRetryCount() uint32 {
+	if x != nil {
+		return x.RetryCount
+	}
+	return 0
+}
+
+func (x *RetryRunResponse) GetRetriedTaskIds() []string {
+	if x != nil {
+		return x.RetriedTaskIds
+	}
+	return nil
+}
+
 // WatchRunRequest names the run to follow.
 type WatchRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1310,7 +1474,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_tributary_v1_run_proto_msgTypes[12]
+	mi := &file_tributary_v1_run_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1486,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[12]
+	mi := &file_tributary_v1_run_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1499,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{12}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1363,7 +1527,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_tributary_v1_run_proto_msgTypes[13]
+	mi := &file_tributary_v1_run_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1539,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[13]
+	mi := &file_tributary_v1_run_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1552,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{13}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRunResponse) GetEvent() *RunEvent {
@@ -1421,7 +1585,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_tributary_v1_run_proto_msgTypes[14]
+	mi := &file_tributary_v1_run_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1597,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[14]
+	mi := &file_tributary_v1_run_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1610,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{14}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchEventsRequest) GetAfterCursor() uint64 {
@@ -1495,7 +1659,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_tributary_v1_run_proto_msgTypes[15]
+	mi := &file_tributary_v1_run_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1671,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[15]
+	mi := &file_tributary_v1_run_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1684,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{15}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchEventsResponse) GetEvent() *RunEvent {
@@ -1549,7 +1713,8 @@ type RunEvent struct {
 	Type RunEventType `protobuf:"varint,5,opt,name=type,proto3,enum=tributary.v1.RunEventType" json:"type,omitempty"`
 	// When the server recorded the change (the event is committed with it).
 	Time *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=time,proto3" json:"time,omitempty"`
-	// The task concerned, for task events, CONTEXT_CONFLICT and EXECUTOR_LOST.
+	// The task concerned, for task events, CONTEXT_CONFLICT and EXECUTOR_LOST;
+	// for RUN_RETRIED, the `from_task` of the request.
 	TaskId string `protobuf:"bytes,7,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	// The attempt concerned (see RunEventType).
 	AttemptId string `protobuf:"bytes,8,opt,name=attempt_id,json=attemptId,proto3" json:"attempt_id,omitempty"`
@@ -1567,14 +1732,16 @@ type RunEvent struct {
 	// The run's final status, for RUN_FINISHED.
 	RunStatus RunStatus `protobuf:"varint,14,opt,name=run_status,json=runStatus,proto3,enum=tributary.v1.RunStatus" json:"run_status,omitempty"`
 	// The conflict, for CONTEXT_CONFLICT.
-	Conflict      *ContextConflict `protobuf:"bytes,15,opt,name=conflict,proto3" json:"conflict,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Conflict *ContextConflict `protobuf:"bytes,15,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	// The tasks reset, for RUN_RETRIED, in canonical order.
+	RetriedTaskIds []string `protobuf:"bytes,16,rep,name=retried_task_ids,json=retriedTaskIds,proto3" json:"retried_task_ids,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_tributary_v1_run_proto_msgTypes[16]
+	mi := &file_tributary_v1_run_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1753,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[16]
+	mi := &file_tributary_v1_run_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1766,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{16}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RunEvent) GetCursor() uint64 {
@@ -1707,6 +1874,13 @@ func (x *RunEvent) GetConflict() *ContextConflict {
 	return nil
 }
 
+func (x *RunEvent) GetRetriedTaskIds() []string {
+	if x != nil {
+		return x.RetriedTaskIds
+	}
+	return nil
+}
+
 var File_tributary_v1_run_proto protoreflect.FileDescriptor
 
 const file_tributary_v1_run_proto_rawDesc = "" +
@@ -1724,7 +1898,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\rGetRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"5\n" +
 	"\x0eGetRunResponse\x12#\n" +
-	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\xf2\x03\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\x93\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rworkflow_name\x18\x02 \x01(\tR\fworkflowName\x12)\n" +
@@ -1739,7 +1913,9 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"finishedAt\x12+\n" +
 	"\x05tasks\x18\n" +
 	" \x03(\v2\x15.tributary.v1.TaskRunR\x05tasks\x12;\n" +
-	"\tconflicts\x18\v \x03(\v2\x1d.tributary.v1.ContextConflictR\tconflicts\"\x99\x02\n" +
+	"\tconflicts\x18\v \x03(\v2\x1d.tributary.v1.ContextConflictR\tconflicts\x12\x1f\n" +
+	"\vretry_count\x18\f \x01(\rR\n" +
+	"retryCount\"\x99\x02\n" +
 	"\aTaskRun\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.tributary.v1.TaskStateR\x05state\x129\n" +
@@ -1777,7 +1953,18 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x10CancelRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"D\n" +
 	"\x11CancelRunResponse\x12/\n" +
-	"\x06status\x18\x01 \x01(\x0e2\x17.tributary.v1.RunStatusR\x06status\"O\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x17.tributary.v1.RunStatusR\x06status\"d\n" +
+	"\x0fRetryRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1b\n" +
+	"\tfrom_task\x18\x02 \x01(\tR\bfromTask\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\xa5\x01\n" +
+	"\x10RetryRunResponse\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12/\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x17.tributary.v1.RunStatusR\x06status\x12\x1f\n" +
+	"\vretry_count\x18\x03 \x01(\rR\n" +
+	"retryCount\x12(\n" +
+	"\x10retried_task_ids\x18\x04 \x03(\tR\x0eretriedTaskIds\"O\n" +
 	"\x0fWatchRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x04R\rafterSequence\"@\n" +
@@ -1790,7 +1977,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x05types\x18\x04 \x03(\x0e2\x1a.tributary.v1.RunEventTypeR\x05types\x12\x19\n" +
 	"\bfrom_now\x18\x05 \x01(\bR\afromNow\"C\n" +
 	"\x13WatchEventsResponse\x12,\n" +
-	"\x05event\x18\x01 \x01(\v2\x16.tributary.v1.RunEventR\x05event\"\xe2\x04\n" +
+	"\x05event\x18\x01 \x01(\v2\x16.tributary.v1.RunEventR\x05event\"\x8c\x05\n" +
 	"\bRunEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x15\n" +
@@ -1811,7 +1998,8 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x0fnext_attempt_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x126\n" +
 	"\n" +
 	"run_status\x18\x0e \x01(\x0e2\x17.tributary.v1.RunStatusR\trunStatus\x129\n" +
-	"\bconflict\x18\x0f \x01(\v2\x1d.tributary.v1.ContextConflictR\bconflict*\xa2\x01\n" +
+	"\bconflict\x18\x0f \x01(\v2\x1d.tributary.v1.ContextConflictR\bconflict\x12(\n" +
+	"\x10retried_task_ids\x18\x10 \x03(\tR\x0eretriedTaskIds*\xa2\x01\n" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n" +
@@ -1843,7 +2031,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x14ATTEMPT_STATE_FAILED\x10\x04\x12\x1b\n" +
 	"\x17ATTEMPT_STATE_TIMED_OUT\x10\x05\x12\x16\n" +
 	"\x12ATTEMPT_STATE_LOST\x10\x06\x12\x1b\n" +
-	"\x17ATTEMPT_STATE_CANCELLED\x10\a*\x92\x04\n" +
+	"\x17ATTEMPT_STATE_CANCELLED\x10\a*\xb2\x04\n" +
 	"\fRunEventType\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_RUN_STARTED\x10\x01\x12\x1f\n" +
@@ -1860,13 +2048,15 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x1dRUN_EVENT_TYPE_TASK_CANCELLED\x10\v\x12#\n" +
 	"\x1fRUN_EVENT_TYPE_CONTEXT_CONFLICT\x10\f\x12%\n" +
 	"!RUN_EVENT_TYPE_EXECUTOR_CONNECTED\x10\r\x12 \n" +
-	"\x1cRUN_EVENT_TYPE_EXECUTOR_LOST\x10\x0e2\xd8\x03\n" +
+	"\x1cRUN_EVENT_TYPE_EXECUTOR_LOST\x10\x0e\x12\x1e\n" +
+	"\x1aRUN_EVENT_TYPE_RUN_RETRIED\x10\x0f2\xa3\x04\n" +
 	"\n" +
 	"RunService\x12I\n" +
 	"\bStartRun\x12\x1d.tributary.v1.StartRunRequest\x1a\x1e.tributary.v1.StartRunResponse\x12C\n" +
 	"\x06GetRun\x12\x1b.tributary.v1.GetRunRequest\x1a\x1c.tributary.v1.GetRunResponse\x12I\n" +
 	"\bListRuns\x12\x1d.tributary.v1.ListRunsRequest\x1a\x1e.tributary.v1.ListRunsResponse\x12L\n" +
-	"\tCancelRun\x12\x1e.tributary.v1.CancelRunRequest\x1a\x1f.tributary.v1.CancelRunResponse\x12K\n" +
+	"\tCancelRun\x12\x1e.tributary.v1.CancelRunRequest\x1a\x1f.tributary.v1.CancelRunResponse\x12I\n" +
+	"\bRetryRun\x12\x1d.tributary.v1.RetryRunRequest\x1a\x1e.tributary.v1.RetryRunResponse\x12K\n" +
 	"\bWatchRun\x12\x1d.tributary.v1.WatchRunRequest\x1a\x1e.tributary.v1.WatchRunResponse0\x01\x12T\n" +
 	"\vWatchEvents\x12 .tributary.v1.WatchEventsRequest\x1a!.tributary.v1.WatchEventsResponse0\x01BOZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3"
 
@@ -1883,7 +2073,7 @@ func file_tributary_v1_run_proto_rawDescGZIP() []byte {
 }
 
 var file_tributary_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_tributary_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_tributary_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_tributary_v1_run_proto_goTypes = []any{
 	(RunStatus)(0),                // 0: tributary.v1.RunStatus
 	(TaskState)(0),                // 1: tributary.v1.TaskState
@@ -1902,57 +2092,62 @@ var file_tributary_v1_run_proto_goTypes = []any{
 	(*ListRunsResponse)(nil),      // 14: tributary.v1.ListRunsResponse
 	(*CancelRunRequest)(nil),      // 15: tributary.v1.CancelRunRequest
 	(*CancelRunResponse)(nil),     // 16: tributary.v1.CancelRunResponse
-	(*WatchRunRequest)(nil),       // 17: tributary.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),      // 18: tributary.v1.WatchRunResponse
-	(*WatchEventsRequest)(nil),    // 19: tributary.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),   // 20: tributary.v1.WatchEventsResponse
-	(*RunEvent)(nil),              // 21: tributary.v1.RunEvent
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*RetryRunRequest)(nil),       // 17: tributary.v1.RetryRunRequest
+	(*RetryRunResponse)(nil),      // 18: tributary.v1.RetryRunResponse
+	(*WatchRunRequest)(nil),       // 19: tributary.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),      // 20: tributary.v1.WatchRunResponse
+	(*WatchEventsRequest)(nil),    // 21: tributary.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),   // 22: tributary.v1.WatchEventsResponse
+	(*RunEvent)(nil),              // 23: tributary.v1.RunEvent
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_tributary_v1_run_proto_depIdxs = []int32{
 	9,  // 0: tributary.v1.GetRunResponse.run:type_name -> tributary.v1.Run
 	0,  // 1: tributary.v1.Run.status:type_name -> tributary.v1.RunStatus
-	22, // 2: tributary.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	22, // 3: tributary.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 2: tributary.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	24, // 3: tributary.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
 	10, // 4: tributary.v1.Run.tasks:type_name -> tributary.v1.TaskRun
 	12, // 5: tributary.v1.Run.conflicts:type_name -> tributary.v1.ContextConflict
 	1,  // 6: tributary.v1.TaskRun.state:type_name -> tributary.v1.TaskState
 	2,  // 7: tributary.v1.TaskRun.skip_reason:type_name -> tributary.v1.SkipReason
-	22, // 8: tributary.v1.TaskRun.next_attempt_at:type_name -> google.protobuf.Timestamp
+	24, // 8: tributary.v1.TaskRun.next_attempt_at:type_name -> google.protobuf.Timestamp
 	11, // 9: tributary.v1.TaskRun.attempts:type_name -> tributary.v1.Attempt
 	3,  // 10: tributary.v1.Attempt.state:type_name -> tributary.v1.AttemptState
-	22, // 11: tributary.v1.Attempt.assigned_at:type_name -> google.protobuf.Timestamp
-	22, // 12: tributary.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	22, // 13: tributary.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 11: tributary.v1.Attempt.assigned_at:type_name -> google.protobuf.Timestamp
+	24, // 12: tributary.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	24, // 13: tributary.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 14: tributary.v1.ListRunsRequest.status:type_name -> tributary.v1.RunStatus
 	9,  // 15: tributary.v1.ListRunsResponse.runs:type_name -> tributary.v1.Run
 	0,  // 16: tributary.v1.CancelRunResponse.status:type_name -> tributary.v1.RunStatus
-	21, // 17: tributary.v1.WatchRunResponse.event:type_name -> tributary.v1.RunEvent
-	4,  // 18: tributary.v1.WatchEventsRequest.types:type_name -> tributary.v1.RunEventType
-	21, // 19: tributary.v1.WatchEventsResponse.event:type_name -> tributary.v1.RunEvent
-	4,  // 20: tributary.v1.RunEvent.type:type_name -> tributary.v1.RunEventType
-	22, // 21: tributary.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	2,  // 22: tributary.v1.RunEvent.skip_reason:type_name -> tributary.v1.SkipReason
-	22, // 23: tributary.v1.RunEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
-	0,  // 24: tributary.v1.RunEvent.run_status:type_name -> tributary.v1.RunStatus
-	12, // 25: tributary.v1.RunEvent.conflict:type_name -> tributary.v1.ContextConflict
-	5,  // 26: tributary.v1.RunService.StartRun:input_type -> tributary.v1.StartRunRequest
-	7,  // 27: tributary.v1.RunService.GetRun:input_type -> tributary.v1.GetRunRequest
-	13, // 28: tributary.v1.RunService.ListRuns:input_type -> tributary.v1.ListRunsRequest
-	15, // 29: tributary.v1.RunService.CancelRun:input_type -> tributary.v1.CancelRunRequest
-	17, // 30: tributary.v1.RunService.WatchRun:input_type -> tributary.v1.WatchRunRequest
-	19, // 31: tributary.v1.RunService.WatchEvents:input_type -> tributary.v1.WatchEventsRequest
-	6,  // 32: tributary.v1.RunService.StartRun:output_type -> tributary.v1.StartRunResponse
-	8,  // 33: tributary.v1.RunService.GetRun:output_type -> tributary.v1.GetRunResponse
-	14, // 34: tributary.v1.RunService.ListRuns:output_type -> tributary.v1.ListRunsResponse
-	16, // 35: tributary.v1.RunService.CancelRun:output_type -> tributary.v1.CancelRunResponse
-	18, // 36: tributary.v1.RunService.WatchRun:output_type -> tributary.v1.WatchRunResponse
-	20, // 37: tributary.v1.RunService.WatchEvents:output_type -> tributary.v1.WatchEventsResponse
-	32, // [32:38] is the sub-list for method output_type
-	26, // [26:32] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	0,  // 17: tributary.v1.RetryRunResponse.status:type_name -> tributary.v1.RunStatus
+	23, // 18: tributary.v1.WatchRunResponse.event:type_name -> tributary.v1.RunEvent
+	4,  // 19: tributary.v1.WatchEventsRequest.types:type_name -> tributary.v1.RunEventType
+	23, // 20: tributary.v1.WatchEventsResponse.event:type_name -> tributary.v1.RunEvent
+	4,  // 21: tributary.v1.RunEvent.type:type_name -> tributary.v1.RunEventType
+	24, // 22: tributary.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	2,  // 23: tributary.v1.RunEvent.skip_reason:type_name -> tributary.v1.SkipReason
+	24, // 24: tributary.v1.RunEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
+	0,  // 25: tributary.v1.RunEvent.run_status:type_name -> tributary.v1.RunStatus
+	12, // 26: tributary.v1.RunEvent.conflict:type_name -> tributary.v1.ContextConflict
+	5,  // 27: tributary.v1.RunService.StartRun:input_type -> tributary.v1.StartRunRequest
+	7,  // 28: tributary.v1.RunService.GetRun:input_type -> tributary.v1.GetRunRequest
+	13, // 29: tributary.v1.RunService.ListRuns:input_type -> tributary.v1.ListRunsRequest
+	15, // 30: tributary.v1.RunService.CancelRun:input_type -> tributary.v1.CancelRunRequest
+	17, // 31: tributary.v1.RunService.RetryRun:input_type -> tributary.v1.RetryRunRequest
+	19, // 32: tributary.v1.RunService.WatchRun:input_type -> tributary.v1.WatchRunRequest
+	21, // 33: tributary.v1.RunService.WatchEvents:input_type -> tributary.v1.WatchEventsRequest
+	6,  // 34: tributary.v1.RunService.StartRun:output_type -> tributary.v1.StartRunResponse
+	8,  // 35: tributary.v1.RunService.GetRun:output_type -> tributary.v1.GetRunResponse
+	14, // 36: tributary.v1.RunService.ListRuns:output_type -> tributary.v1.ListRunsResponse
+	16, // 37: tributary.v1.RunService.CancelRun:output_type -> tributary.v1.CancelRunResponse
+	18, // 38: tributary.v1.RunService.RetryRun:output_type -> tributary.v1.RetryRunResponse
+	20, // 39: tributary.v1.RunService.WatchRun:output_type -> tributary.v1.WatchRunResponse
+	22, // 40: tributary.v1.RunService.WatchEvents:output_type -> tributary.v1.WatchEventsResponse
+	34, // [34:41] is the sub-list for method output_type
+	27, // [27:34] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_tributary_v1_run_proto_init() }
@@ -1966,7 +2161,7 @@ func file_tributary_v1_run_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tributary_v1_run_proto_rawDesc), len(file_tributary_v1_run_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

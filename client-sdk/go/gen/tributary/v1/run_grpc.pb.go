@@ -23,6 +23,7 @@ const (
 	RunService_GetRun_FullMethodName      = "/tributary.v1.RunService/GetRun"
 	RunService_ListRuns_FullMethodName    = "/tributary.v1.RunService/ListRuns"
 	RunService_CancelRun_FullMethodName   = "/tributary.v1.RunService/CancelRun"
+	RunService_RetryRun_FullMethodName    = "/tributary.v1.RunService/RetryRun"
 	RunService_WatchRun_FullMethodName    = "/tributary.v1.RunService/WatchRun"
 	RunService_WatchEvents_FullMethodName = "/tributary.v1.RunService/WatchEvents"
 )
@@ -49,9 +50,24 @@ type RunServiceClient interface {
 	// attempts of the run are sent a cancellation. Cancelling a finished run is
 	// FAILED_PRECONDITION.
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// RetryRun re-runs a finished run in place: the tasks it resets (see
+	// RetryRunRequest) get new attempts in the same run, every other task
+	// keeps its state and its output and is not run again. Inputs of reset
+	// tasks are rebuilt by the context rule from the tasks that keep their
+	// output. The run goes back to RUNNING (finished_at and its final context
+	// cleared, retry_count one more) and ends again like any run; its event
+	// log continues with the next sequence numbers, starting with
+	// RUN_RETRIED. FAILED_PRECONDITION while the run is PENDING or RUNNING,
+	// or for a SUCCEEDED run without `from_task` (nothing to retry); NOT_FOUND
+	// when the namespace has no such run; INVALID_ARGUMENT when `from_task`
+	// is not a task of the run's workflow version. Idempotent with
+	// `request_id`: the same id as the run's latest retry returns that
+	// retry's answer again instead of retrying twice.
+	RetryRun(ctx context.Context, in *RetryRunRequest, opts ...grpc.CallOption) (*RetryRunResponse, error)
 	// WatchRun streams a run's events after a sequence number, in sequence
-	// order, then follows live events, and ends after RUN_FINISHED (at once,
-	// after the history, for a finished run). Every event comes exactly once;
+	// order, then follows live events, and ends after the RUN_FINISHED that is
+	// the log's last event (at once, after the history, for a finished run;
+	// a retried run's earlier RUN_FINISHED events do not end it). Every event comes exactly once;
 	// resuming with `after_sequence` set to the last sequence received yields
 	// no gap and no duplicate. NOT_FOUND when the namespace has no such run;
 	// UNAVAILABLE when the server shuts down mid-stream (resume elsewhere).
@@ -118,6 +134,16 @@ func (c *runServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest, 
 	return out, nil
 }
 
+func (c *runServiceClient) RetryRun(ctx context.Context, in *RetryRunRequest, opts ...grpc.CallOption) (*RetryRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryRunResponse)
+	err := c.cc.Invoke(ctx, RunService_RetryRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runServiceClient) WatchRun(ctx context.Context, in *WatchRunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRunResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &RunService_ServiceDesc.Streams[0], RunService_WatchRun_FullMethodName, cOpts...)
@@ -178,9 +204,24 @@ type RunServiceServer interface {
 	// attempts of the run are sent a cancellation. Cancelling a finished run is
 	// FAILED_PRECONDITION.
 	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// RetryRun re-runs a finished run in place: the tasks it resets (see
+	// RetryRunRequest) get new attempts in the same run, every other task
+	// keeps its state and its output and is not run again. Inputs of reset
+	// tasks are rebuilt by the context rule from the tasks that keep their
+	// output. The run goes back to RUNNING (finished_at and its final context
+	// cleared, retry_count one more) and ends again like any run; its event
+	// log continues with the next sequence numbers, starting with
+	// RUN_RETRIED. FAILED_PRECONDITION while the run is PENDING or RUNNING,
+	// or for a SUCCEEDED run without `from_task` (nothing to retry); NOT_FOUND
+	// when the namespace has no such run; INVALID_ARGUMENT when `from_task`
+	// is not a task of the run's workflow version. Idempotent with
+	// `request_id`: the same id as the run's latest retry returns that
+	// retry's answer again instead of retrying twice.
+	RetryRun(context.Context, *RetryRunRequest) (*RetryRunResponse, error)
 	// WatchRun streams a run's events after a sequence number, in sequence
-	// order, then follows live events, and ends after RUN_FINISHED (at once,
-	// after the history, for a finished run). Every event comes exactly once;
+	// order, then follows live events, and ends after the RUN_FINISHED that is
+	// the log's last event (at once, after the history, for a finished run;
+	// a retried run's earlier RUN_FINISHED events do not end it). Every event comes exactly once;
 	// resuming with `after_sequence` set to the last sequence received yields
 	// no gap and no duplicate. NOT_FOUND when the namespace has no such run;
 	// UNAVAILABLE when the server shuts down mid-stream (resume elsewhere).
@@ -218,6 +259,9 @@ func (UnimplementedRunServiceServer) ListRuns(context.Context, *ListRunsRequest)
 }
 func (UnimplementedRunServiceServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedRunServiceServer) RetryRun(context.Context, *RetryRunRequest) (*RetryRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryRun not implemented")
 }
 func (UnimplementedRunServiceServer) WatchRun(*WatchRunRequest, grpc.ServerStreamingServer[WatchRunResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRun not implemented")
@@ -318,6 +362,24 @@ func _RunService_CancelRun_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_RetryRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).RetryRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_RetryRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).RetryRun(ctx, req.(*RetryRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RunService_WatchRun_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchRunRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -362,6 +424,10 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelRun",
 			Handler:    _RunService_CancelRun_Handler,
+		},
+		{
+			MethodName: "RetryRun",
+			Handler:    _RunService_RetryRun_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -208,8 +208,8 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     Sets nothing more.
     """
     RUN_EVENT_TYPE_RUN_FINISHED: _RunEventType.ValueType  # 2
-    """The run became terminal; always its last event. Sets `run_status`
-    (SUCCEEDED, FAILED or CANCELLED).
+    """The run became terminal; its last event unless RUN_RETRIED follows.
+    Sets `run_status` (SUCCEEDED, FAILED or CANCELLED).
     """
     RUN_EVENT_TYPE_TASK_READY: _RunEventType.ValueType  # 3
     """The task became READY: at the run's start for a task without
@@ -272,6 +272,13 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     retry) or TASK_FAILED follows at once. Sets `task_id`, the attempt
     fields (`executor_id` is the lost executor) and `error`.
     """
+    RUN_EVENT_TYPE_RUN_RETRIED: _RunEventType.ValueType  # 15
+    """RetryRun re-opened the finished run: it is RUNNING again. Sets
+    `retried_task_ids` (the tasks reset to WAITING, in canonical order) and
+    `task_id` (the request's `from_task`, empty when none). TASK_READY
+    follows for each reset task whose dependencies all kept their state and
+    whose trigger rule holds (TASK_SKIPPED when it does not).
+    """
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """What happened in a RunEvent. Every state change of a run or task writes
@@ -281,7 +288,8 @@ class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     "Attempt fields" are `attempt_id`, `attempt_number` and `executor_id`.
     Every task's history ends with exactly one of TASK_SUCCEEDED,
     TASK_FAILED, TASK_SKIPPED and TASK_CANCELLED, and every run's with
-    RUN_FINISHED.
+    RUN_FINISHED; RetryRun reopens both (a reset task's history goes on
+    after RUN_RETRIED, and the run finishes again).
     """
 
 RUN_EVENT_TYPE_UNSPECIFIED: RunEventType.ValueType  # 0
@@ -292,8 +300,8 @@ RUNNING with its first TASK_ASSIGNED, which has no event of its own.
 Sets nothing more.
 """
 RUN_EVENT_TYPE_RUN_FINISHED: RunEventType.ValueType  # 2
-"""The run became terminal; always its last event. Sets `run_status`
-(SUCCEEDED, FAILED or CANCELLED).
+"""The run became terminal; its last event unless RUN_RETRIED follows.
+Sets `run_status` (SUCCEEDED, FAILED or CANCELLED).
 """
 RUN_EVENT_TYPE_TASK_READY: RunEventType.ValueType  # 3
 """The task became READY: at the run's start for a task without
@@ -355,6 +363,13 @@ RUN_EVENT_TYPE_EXECUTOR_LOST: RunEventType.ValueType  # 14
 lease; the attempt is LOST. TASK_READY (re-queued without consuming a
 retry) or TASK_FAILED follows at once. Sets `task_id`, the attempt
 fields (`executor_id` is the lost executor) and `error`.
+"""
+RUN_EVENT_TYPE_RUN_RETRIED: RunEventType.ValueType  # 15
+"""RetryRun re-opened the finished run: it is RUNNING again. Sets
+`retried_task_ids` (the tasks reset to WAITING, in canonical order) and
+`task_id` (the request's `from_task`, empty when none). TASK_READY
+follows for each reset task whose dependencies all kept their state and
+whose trigger rule holds (TASK_SKIPPED when it does not).
 """
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
 
@@ -487,6 +502,7 @@ class Run(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
     CONFLICTS_FIELD_NUMBER: _builtins.int
+    RETRY_COUNT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The run's id (a UUIDv7)."""
     workflow_name: _builtins.str
@@ -506,6 +522,8 @@ class Run(_message.Message):
     """
     idempotency_key: _builtins.str
     """The idempotency key given to StartRun, if any."""
+    retry_count: _builtins.int
+    """How many times RetryRun re-ran the run (0 for a run never retried)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the run was created."""
@@ -538,10 +556,11 @@ class Run(_message.Message):
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         tasks: _abc.Iterable[Global___TaskRun] | None = ...,
         conflicts: _abc.Iterable[Global___ContextConflict] | None = ...,
+        retry_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflicts", b"conflicts", "context_json", b"context_json", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input_context_json", b"input_context_json", "status", b"status", "tasks", b"tasks", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflicts", b"conflicts", "context_json", b"context_json", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input_context_json", b"input_context_json", "retry_count", b"retry_count", "status", b"status", "tasks", b"tasks", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -612,7 +631,9 @@ class Attempt(_message.Message):
     attempt of a task.
     """
     number: _builtins.int
-    """1 for the first attempt, counting retries and reassignments."""
+    """1 for the first attempt, counting retries, reassignments and the
+    attempts of earlier runs before a RetryRun (numbers keep counting).
+    """
     executor_id: _builtins.str
     """The executor the attempt was assigned to."""
     state: Global___AttemptState.ValueType
@@ -788,6 +809,83 @@ class CancelRunResponse(_message.Message):
 Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
 
 @_typing.final
+class RetryRunRequest(_message.Message):
+    """RetryRunRequest names a finished run to re-run, and which tasks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    FROM_TASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run's id."""
+    from_task: _builtins.str
+    """Empty: reset every FAILED, SKIPPED and CANCELLED task. Otherwise the id
+    of one task of the run, which is reset whatever its state. Either way
+    every descendant of a reset task is reset too (a task downstream of a
+    reset one would see a different input), so a SUCCEEDED `all_done`
+    cleanup after a failure runs again.
+    """
+    request_id: _builtins.str
+    """Optional, at most 256 bytes: a client-chosen id of this retry. A call
+    with the id of the run's latest retry returns that retry's answer
+    (with the run's current status) instead of FAILED_PRECONDITION or a
+    second retry, so a client may repeat a call whose answer it lost.
+    """
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        from_task: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_task", b"from_task", "request_id", b"request_id", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRunRequest: _TypeAlias = RetryRunRequest  # noqa: Y015
+
+@_typing.final
+class RetryRunResponse(_message.Message):
+    """RetryRunResponse reports what the retry reset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    RETRIED_TASK_IDS_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run's id."""
+    status: Global___RunStatus.ValueType
+    """The run's status now: RUNNING, or already terminal when no reset task
+    could run (every one was skipped by its trigger rule).
+    """
+    retry_count: _builtins.int
+    """The run's retry_count after this retry (1 after the first)."""
+    @_builtins.property
+    def retried_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tasks reset, in canonical order."""
+
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        status: Global___RunStatus.ValueType = ...,
+        retry_count: _builtins.int = ...,
+        retried_task_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retried_task_ids", b"retried_task_ids", "retry_count", b"retry_count", "run_id", b"run_id", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRunResponse: _TypeAlias = RetryRunResponse  # noqa: Y015
+
+@_typing.final
 class WatchRunRequest(_message.Message):
     """WatchRunRequest names the run to follow."""
 
@@ -935,6 +1033,7 @@ class RunEvent(_message.Message):
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     RUN_STATUS_FIELD_NUMBER: _builtins.int
     CONFLICT_FIELD_NUMBER: _builtins.int
+    RETRIED_TASK_IDS_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Global position in the event log, assigned in commit order and stored:
     strictly increasing across all namespaces (so one namespace's cursors
@@ -951,7 +1050,9 @@ class RunEvent(_message.Message):
     type: Global___RunEventType.ValueType
     """What happened."""
     task_id: _builtins.str
-    """The task concerned, for task events, CONTEXT_CONFLICT and EXECUTOR_LOST."""
+    """The task concerned, for task events, CONTEXT_CONFLICT and EXECUTOR_LOST;
+    for RUN_RETRIED, the `from_task` of the request.
+    """
     attempt_id: _builtins.str
     """The attempt concerned (see RunEventType)."""
     attempt_number: _builtins.int
@@ -978,6 +1079,10 @@ class RunEvent(_message.Message):
     def conflict(self) -> Global___ContextConflict:
         """The conflict, for CONTEXT_CONFLICT."""
 
+    @_builtins.property
+    def retried_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tasks reset, for RUN_RETRIED, in canonical order."""
+
     def __init__(
         self,
         *,
@@ -996,10 +1101,11 @@ class RunEvent(_message.Message):
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
         run_status: Global___RunStatus.ValueType = ...,
         conflict: Global___ContextConflict | None = ...,
+        retried_task_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["conflict", b"conflict", "next_attempt_at", b"next_attempt_at", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "conflict", b"conflict", "cursor", b"cursor", "error", b"error", "executor_id", b"executor_id", "next_attempt_at", b"next_attempt_at", "run_id", b"run_id", "run_status", b"run_status", "sequence", b"sequence", "skip_reason", b"skip_reason", "task_id", b"task_id", "time", b"time", "type", b"type", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "conflict", b"conflict", "cursor", b"cursor", "error", b"error", "executor_id", b"executor_id", "next_attempt_at", b"next_attempt_at", "retried_task_ids", b"retried_task_ids", "run_id", b"run_id", "run_status", b"run_status", "sequence", b"sequence", "skip_reason", b"skip_reason", "task_id", b"task_id", "time", b"time", "type", b"type", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

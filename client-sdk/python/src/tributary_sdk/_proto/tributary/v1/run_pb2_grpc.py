@@ -55,6 +55,11 @@ class RunServiceStub:
                 request_serializer=tributary_dot_v1_dot_run__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=tributary_dot_v1_dot_run__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.RetryRun = channel.unary_unary(
+                '/tributary.v1.RunService/RetryRun',
+                request_serializer=tributary_dot_v1_dot_run__pb2.RetryRunRequest.SerializeToString,
+                response_deserializer=tributary_dot_v1_dot_run__pb2.RetryRunResponse.FromString,
+                _registered_method=True)
         self.WatchRun = channel.unary_stream(
                 '/tributary.v1.RunService/WatchRun',
                 request_serializer=tributary_dot_v1_dot_run__pb2.WatchRunRequest.SerializeToString,
@@ -107,10 +112,30 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryRun(self, request, context):
+        """RetryRun re-runs a finished run in place: the tasks it resets (see
+        RetryRunRequest) get new attempts in the same run, every other task
+        keeps its state and its output and is not run again. Inputs of reset
+        tasks are rebuilt by the context rule from the tasks that keep their
+        output. The run goes back to RUNNING (finished_at and its final context
+        cleared, retry_count one more) and ends again like any run; its event
+        log continues with the next sequence numbers, starting with
+        RUN_RETRIED. FAILED_PRECONDITION while the run is PENDING or RUNNING,
+        or for a SUCCEEDED run without `from_task` (nothing to retry); NOT_FOUND
+        when the namespace has no such run; INVALID_ARGUMENT when `from_task`
+        is not a task of the run's workflow version. Idempotent with
+        `request_id`: the same id as the run's latest retry returns that
+        retry's answer again instead of retrying twice.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchRun(self, request, context):
         """WatchRun streams a run's events after a sequence number, in sequence
-        order, then follows live events, and ends after RUN_FINISHED (at once,
-        after the history, for a finished run). Every event comes exactly once;
+        order, then follows live events, and ends after the RUN_FINISHED that is
+        the log's last event (at once, after the history, for a finished run;
+        a retried run's earlier RUN_FINISHED events do not end it). Every event comes exactly once;
         resuming with `after_sequence` set to the last sequence received yields
         no gap and no duplicate. NOT_FOUND when the namespace has no such run;
         UNAVAILABLE when the server shuts down mid-stream (resume elsewhere).
@@ -158,6 +183,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=tributary_dot_v1_dot_run__pb2.CancelRunRequest.FromString,
                     response_serializer=tributary_dot_v1_dot_run__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'RetryRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryRun,
+                    request_deserializer=tributary_dot_v1_dot_run__pb2.RetryRunRequest.FromString,
+                    response_serializer=tributary_dot_v1_dot_run__pb2.RetryRunResponse.SerializeToString,
             ),
             'WatchRun': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRun,
@@ -279,6 +309,33 @@ class RunService:
             '/tributary.v1.RunService/CancelRun',
             tributary_dot_v1_dot_run__pb2.CancelRunRequest.SerializeToString,
             tributary_dot_v1_dot_run__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tributary.v1.RunService/RetryRun',
+            tributary_dot_v1_dot_run__pb2.RetryRunRequest.SerializeToString,
+            tributary_dot_v1_dot_run__pb2.RetryRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

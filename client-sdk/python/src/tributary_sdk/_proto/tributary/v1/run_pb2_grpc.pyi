@@ -51,10 +51,26 @@ class RunServiceStub:
     attempts of the run are sent a cancellation. Cancelling a finished run is
     FAILED_PRECONDITION.
     """
+    RetryRun: _grpc.UnaryUnaryMultiCallable[_run_pb2.RetryRunRequest, _run_pb2.RetryRunResponse]
+    """RetryRun re-runs a finished run in place: the tasks it resets (see
+    RetryRunRequest) get new attempts in the same run, every other task
+    keeps its state and its output and is not run again. Inputs of reset
+    tasks are rebuilt by the context rule from the tasks that keep their
+    output. The run goes back to RUNNING (finished_at and its final context
+    cleared, retry_count one more) and ends again like any run; its event
+    log continues with the next sequence numbers, starting with
+    RUN_RETRIED. FAILED_PRECONDITION while the run is PENDING or RUNNING,
+    or for a SUCCEEDED run without `from_task` (nothing to retry); NOT_FOUND
+    when the namespace has no such run; INVALID_ARGUMENT when `from_task`
+    is not a task of the run's workflow version. Idempotent with
+    `request_id`: the same id as the run's latest retry returns that
+    retry's answer again instead of retrying twice.
+    """
     WatchRun: _grpc.UnaryStreamMultiCallable[_run_pb2.WatchRunRequest, _run_pb2.WatchRunResponse]
     """WatchRun streams a run's events after a sequence number, in sequence
-    order, then follows live events, and ends after RUN_FINISHED (at once,
-    after the history, for a finished run). Every event comes exactly once;
+    order, then follows live events, and ends after the RUN_FINISHED that is
+    the log's last event (at once, after the history, for a finished run;
+    a retried run's earlier RUN_FINISHED events do not end it). Every event comes exactly once;
     resuming with `after_sequence` set to the last sequence received yields
     no gap and no duplicate. NOT_FOUND when the namespace has no such run;
     UNAVAILABLE when the server shuts down mid-stream (resume elsewhere).
@@ -96,10 +112,26 @@ class RunServiceAsyncStub(RunServiceStub):
     attempts of the run are sent a cancellation. Cancelling a finished run is
     FAILED_PRECONDITION.
     """
+    RetryRun: _aio.UnaryUnaryMultiCallable[_run_pb2.RetryRunRequest, _run_pb2.RetryRunResponse]  # type: ignore[assignment]
+    """RetryRun re-runs a finished run in place: the tasks it resets (see
+    RetryRunRequest) get new attempts in the same run, every other task
+    keeps its state and its output and is not run again. Inputs of reset
+    tasks are rebuilt by the context rule from the tasks that keep their
+    output. The run goes back to RUNNING (finished_at and its final context
+    cleared, retry_count one more) and ends again like any run; its event
+    log continues with the next sequence numbers, starting with
+    RUN_RETRIED. FAILED_PRECONDITION while the run is PENDING or RUNNING,
+    or for a SUCCEEDED run without `from_task` (nothing to retry); NOT_FOUND
+    when the namespace has no such run; INVALID_ARGUMENT when `from_task`
+    is not a task of the run's workflow version. Idempotent with
+    `request_id`: the same id as the run's latest retry returns that
+    retry's answer again instead of retrying twice.
+    """
     WatchRun: _aio.UnaryStreamMultiCallable[_run_pb2.WatchRunRequest, _run_pb2.WatchRunResponse]  # type: ignore[assignment]
     """WatchRun streams a run's events after a sequence number, in sequence
-    order, then follows live events, and ends after RUN_FINISHED (at once,
-    after the history, for a finished run). Every event comes exactly once;
+    order, then follows live events, and ends after the RUN_FINISHED that is
+    the log's last event (at once, after the history, for a finished run;
+    a retried run's earlier RUN_FINISHED events do not end it). Every event comes exactly once;
     resuming with `after_sequence` set to the last sequence received yields
     no gap and no duplicate. NOT_FOUND when the namespace has no such run;
     UNAVAILABLE when the server shuts down mid-stream (resume elsewhere).
@@ -164,14 +196,36 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def RetryRun(
+        self,
+        request: _run_pb2.RetryRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_pb2.RetryRunResponse, _abc.Awaitable[_run_pb2.RetryRunResponse]]:
+        """RetryRun re-runs a finished run in place: the tasks it resets (see
+        RetryRunRequest) get new attempts in the same run, every other task
+        keeps its state and its output and is not run again. Inputs of reset
+        tasks are rebuilt by the context rule from the tasks that keep their
+        output. The run goes back to RUNNING (finished_at and its final context
+        cleared, retry_count one more) and ends again like any run; its event
+        log continues with the next sequence numbers, starting with
+        RUN_RETRIED. FAILED_PRECONDITION while the run is PENDING or RUNNING,
+        or for a SUCCEEDED run without `from_task` (nothing to retry); NOT_FOUND
+        when the namespace has no such run; INVALID_ARGUMENT when `from_task`
+        is not a task of the run's workflow version. Idempotent with
+        `request_id`: the same id as the run's latest retry returns that
+        retry's answer again instead of retrying twice.
+        """
+
+    @_abc_1.abstractmethod
     def WatchRun(
         self,
         request: _run_pb2.WatchRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_run_pb2.WatchRunResponse], _abc.AsyncIterator[_run_pb2.WatchRunResponse]]:
         """WatchRun streams a run's events after a sequence number, in sequence
-        order, then follows live events, and ends after RUN_FINISHED (at once,
-        after the history, for a finished run). Every event comes exactly once;
+        order, then follows live events, and ends after the RUN_FINISHED that is
+        the log's last event (at once, after the history, for a finished run;
+        a retried run's earlier RUN_FINISHED events do not end it). Every event comes exactly once;
         resuming with `after_sequence` set to the last sequence received yields
         no gap and no duplicate. NOT_FOUND when the namespace has no such run;
         UNAVAILABLE when the server shuts down mid-stream (resume elsewhere).
