@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tributary_core::DefinitionLimits;
 
+use crate::security::SecurityConfig;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -110,6 +112,9 @@ pub struct ServeConfig {
     /// close with the process.
     #[arg(long, env = "TRIBUTARY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// API keys, TLS and `--insecure`.
+    #[command(flatten)]
+    pub security: SecurityConfig,
 }
 
 impl ServeConfig {
@@ -136,6 +141,7 @@ impl ServeConfig {
             retention_batch_runs: 100,
             event_buffer: 4096,
             shutdown_grace_ms: 10_000,
+            security: SecurityConfig::default(),
         }
     }
 

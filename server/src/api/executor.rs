@@ -21,6 +21,7 @@ use super::executor_input::{
 };
 use super::namespace::namespace_of;
 use super::text::truncate_at_char;
+use crate::auth::Principal;
 use crate::clock::now_unix_ms;
 use crate::dispatch::executors::{ExecutorCommand, LastHeard, ResultAnswer, StreamEnd};
 use crate::dispatch::held_values::ValueName;
@@ -30,6 +31,9 @@ use crate::dispatch::{CoordinatorHandle, ExecutorEvent};
 /// following the protocol has at most two per attempt in flight (started,
 /// then its result) plus capacity changes; more means it floods the server.
 const MAX_QUEUED_EVENTS: usize = 2 * MAX_CAPACITY as usize + 64;
+
+/// Completes when the key that opened a stream stops working.
+type KeyEnded = Pin<Box<dyn Future<Output = &'static str> + Send>>;
 
 /// What the server tells executors in `Registered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,12 @@ impl ExecutorApi {
         request: Request<Streaming<pb::ConnectRequest>>,
     ) -> ApiResult<ReceiverStream<ExecutorCommand>> {
         let namespace = namespace_of(&request)?;
+        // The key's end (revocation, expiry) stops the reader like a lease
+        // expiry does; the auth layer ends the response with UNAUTHENTICATED.
+        let key_ended: KeyEnded = match request.extensions().get::<Principal>() {
+            Some(principal) => Box::pin(principal.ended()),
+            None => Box::pin(std::future::pending()),
+        };
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -113,6 +123,7 @@ impl ExecutorApi {
             self.coordinator.clone(),
             self.shutdown.clone(),
             dropped_by_server,
+            key_ended,
         ));
         Ok(ReceiverStream::new(receiver))
     }
@@ -179,6 +190,7 @@ async fn serve_connection(
     coordinator: CoordinatorHandle,
     mut shutdown: watch::Receiver<bool>,
     mut dropped_by_server: watch::Receiver<bool>,
+    key_ended: KeyEnded,
 ) {
     let (events, mut queued) = mpsc::channel::<ExecutorEvent>(MAX_QUEUED_EVENTS);
     let executor_id = connection.executor_id.clone();
@@ -203,6 +215,9 @@ async fn serve_connection(
         // The coordinator dropped the executor (its lease expired): stop
         // reading, which closes the stream.
         _ = dropped_by_server.wait_for(|dropped| *dropped) => {}
+        reason = key_ended => {
+            tracing::info!(executor_id, reason, "closing the executor stream");
+        }
     }
     drop(connection);
     let _ = forwarder.await;

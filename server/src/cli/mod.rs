@@ -3,6 +3,7 @@
 
 mod client;
 mod health;
+mod key;
 mod run;
 mod workflow;
 
@@ -38,6 +39,9 @@ enum Command {
     /// Inspect connected executors.
     #[command(subcommand)]
     Executor(run::ExecutorCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 /// A failure the CLI reports before exiting non-zero.
@@ -74,6 +78,7 @@ pub async fn run() -> ExitCode {
         Command::Workflow(command) => workflow::run(command).await.map(|()| ExitCode::SUCCESS),
         Command::Run(command) => run::run(command).await,
         Command::Executor(command) => run::executors(command).await,
+        Command::Key(command) => key::run(command).await,
     };
     match outcome {
         Ok(code) => code,
