@@ -13,6 +13,10 @@ use tributary_proto::NAMESPACE_METADATA_KEY;
 use super::CliError;
 use crate::security::Secret;
 
+/// How long the plaintext-against-TLS probe waits for the server's first
+/// bytes.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientOptions {
     /// The server's URL: http://HOST:PORT, or https://HOST:PORT for a server
@@ -115,15 +119,31 @@ impl ClientOptions {
         if let Some(tls) = self.tls_config()? {
             endpoint = endpoint.tls_config(tls).map_err(invalid_url)?;
         }
-        endpoint.connect().await.map_err(
-            |source| match tributary_proto::transport::scheme_mismatch(&self.server, &source) {
+        let channel = endpoint.connect().await.map_err(|source| {
+            match tributary_proto::transport::scheme_mismatch(&self.server, &source) {
                 Some(message) => CliError::Input(message),
                 None => CliError::Connect {
                     url: self.server.clone(),
                     source,
                 },
-            },
-        )
+            }
+        })?;
+        // A TLS server accepts a plaintext HTTP/2 connection and only
+        // closes it at the first call, which would fail without saying why.
+        if self.server.starts_with("http://") {
+            let url = self.server.clone();
+            let expects_tls = tokio::task::spawn_blocking(move || {
+                tributary_proto::transport::answers_with_tls(&url, PROBE_TIMEOUT)
+            })
+            .await
+            .unwrap_or(false);
+            if expects_tls {
+                return Err(CliError::Input(
+                    tributary_proto::transport::expects_tls_message(&self.server),
+                ));
+            }
+        }
+        Ok(channel)
     }
 
     pub async fn namespaced_channel(&self) -> Result<NamespacedChannel, CliError> {

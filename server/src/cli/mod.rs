@@ -49,7 +49,7 @@ enum Command {
 pub enum CliError {
     #[error("{0}")]
     Serve(#[from] crate::server::ServeError),
-    #[error("cannot reach the server at {url}: {source}")]
+    #[error("cannot reach the server at {url}: {}", tributary_proto::transport::error_chain(.source))]
     Connect {
         url: String,
         source: tonic::transport::Error,
