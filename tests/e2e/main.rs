@@ -2,6 +2,7 @@
 //! database, SQLite by default and Postgres when
 //! `TRIBUTARY_TEST_DATABASE_URL` is set (see `scripts/test.sh`).
 
+mod auth;
 mod cli;
 mod liveness;
 mod protocol_contract;
