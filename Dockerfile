@@ -2,10 +2,21 @@
 #
 # The Tributary server image:
 #   docker build -t tributary .
-#   docker run -p 50051:50051 -v tributary-data:/var/lib/tributary tributary
-# By default the server listens on 0.0.0.0:50051 and keeps its SQLite database
-# in the volume at /var/lib/tributary; set TRIBUTARY_DATABASE_URL to a
-# postgres:// URL to use Postgres instead.
+#   docker run -p 50051:50051 -v tributary-data:/var/lib/tributary \
+#     -v "$PWD/tls:/etc/tributary:ro" \
+#     -e TRIBUTARY_ADMIN_KEY_FILE=/etc/tributary/admin.key \
+#     -e TRIBUTARY_TLS_CERT=/etc/tributary/server.pem \
+#     -e TRIBUTARY_TLS_KEY=/etc/tributary/server.key \
+#     -e TRIBUTARY_SERVER=https://localhost:50051 \
+#     -e TRIBUTARY_TLS_CA=/etc/tributary/ca.pem tributary
+# The server listens on 0.0.0.0:50051, so it refuses to start without API
+# keys (a bootstrap admin key) and TLS, or TRIBUTARY_INSECURE=true, which is
+# only for a private network where everyone who can reach the port may do
+# everything (docs/security.md). TRIBUTARY_SERVER and TRIBUTARY_TLS_CA are
+# what the HEALTHCHECK's `tributary health` connects with (its certificate
+# must name localhost). It keeps its SQLite database in the volume at
+# /var/lib/tributary; set TRIBUTARY_DATABASE_URL to a postgres:// URL to use
+# Postgres instead.
 
 # --- Build --------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
@@ -45,12 +56,13 @@ COPY --from=builder /usr/local/bin/tributary /usr/local/bin/tributary
 
 WORKDIR /var/lib/tributary
 ENV TRIBUTARY_LISTEN=0.0.0.0:50051 \
-    TRIBUTARY_DATABASE_URL=sqlite:///var/lib/tributary/tributary.db
+    TRIBUTARY_DATABASE_URL=sqlite:///var/lib/tributary/tributary.db \
+    TRIBUTARY_SERVER=http://127.0.0.1:50051
 EXPOSE 50051
 VOLUME /var/lib/tributary
 
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
-    CMD ["tributary", "health", "--server", "http://127.0.0.1:50051"]
+    CMD ["tributary", "health"]
 
 USER tributary
 ENTRYPOINT ["tributary"]
