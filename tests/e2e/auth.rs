@@ -331,6 +331,11 @@ async fn missing_unknown_and_malformed_keys_are_unauthenticated_and_health_stays
             status.message()
         );
     }
+    // An anonymous executor cannot open the stream that carries tasks.
+    let status = connect_executor(server.channel().await, Bearer::new(None), "finance.pay")
+        .await
+        .expect_err("an anonymous executor");
+    assert_eq!(status.code(), Code::Unauthenticated);
     let health = tonic_health::pb::health_client::HealthClient::new(server.channel().await)
         .check(tonic_health::pb::HealthCheckRequest::default())
         .await
@@ -405,6 +410,17 @@ async fn the_namespace_comes_from_the_key_and_another_one_is_permission_denied()
         assert_eq!(status.code(), Code::PermissionDenied, "{named}");
         assert!(status.message().contains("finance"), "{}", status.message());
     }
+    // An executor key of another namespace cannot serve finance's tasks.
+    let other_executor =
+        create_key(server.channel().await, BOOTSTRAP_KEY, "other", "executor").await;
+    let status = connect_executor(
+        server.channel().await,
+        Bearer::new(Some(&other_executor)).in_namespace("finance"),
+        "payroll.a",
+    )
+    .await
+    .expect_err("another namespace's executor");
+    assert_eq!(status.code(), Code::PermissionDenied);
     // A key of another namespace does not see the run at all.
     let status =
         RunServiceClient::with_interceptor(server.channel().await, Bearer::new(Some(&other)))
