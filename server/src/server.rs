@@ -113,6 +113,10 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
         keys.has_usable_key(crate::clock::now_unix_ms()),
     )?;
     let tls = crate::tls::server_tls_config(&config.security)?;
+    if let Some(tls) = &tls {
+        // Certificates that do not parse fail here, before "serving".
+        Server::builder().tls_config(tls.clone())?;
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {

@@ -256,6 +256,26 @@ async fn the_key_commands_create_list_and_revoke_over_tls() {
 }
 
 #[tokio::test]
+async fn unreadable_or_invalid_tls_files_stop_the_start() {
+    let certificates = TestCertificates::generate();
+    let database = TestDatabase::fresh().await;
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().expect("address"), database.url());
+    config.security.tls_cert = Some(certificates.path("missing.pem"));
+    config.security.tls_key = Some(certificates.path("server.key"));
+    let error = tributary_server::server::start(&config)
+        .await
+        .err()
+        .expect("a missing certificate file");
+    assert!(error.to_string().contains("missing.pem"), "{error}");
+    config.security.tls_cert = Some(certificates.path("server.key"));
+    let error = tributary_server::server::start(&config)
+        .await
+        .err()
+        .expect("a key where the certificate should be");
+    assert!(!error.to_string().is_empty());
+}
+
+#[tokio::test]
 async fn listening_beyond_loopback_needs_keys_and_tls_or_insecure() {
     // The binary refuses, says why, and exits non-zero.
     let database = TestDatabase::fresh().await;
