@@ -110,6 +110,14 @@ pub struct ServeConfig {
     /// close with the process.
     #[arg(long, env = "TRIBUTARY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Also serve Prometheus `/metrics` on this address (it is always served
+    /// on --listen too), e.g. to keep it off a public port.
+    #[arg(long, env = "TRIBUTARY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Export OpenTelemetry traces over OTLP/gRPC to this collector URL
+    /// (`http://HOST:4317`); unset exports nothing and builds no exporter.
+    #[arg(long, env = "TRIBUTARY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServeConfig {
@@ -136,6 +144,8 @@ impl ServeConfig {
             retention_batch_runs: 100,
             event_buffer: 4096,
             shutdown_grace_ms: 10_000,
+            metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 

@@ -12,3 +12,4 @@ pub mod events;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod telemetry;

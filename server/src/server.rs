@@ -28,6 +28,9 @@ use crate::engine::run::RunSettings;
 use crate::events::EventFeed;
 use crate::retention::{self, RetentionSettings};
 use crate::store::{self, Store, StoreError};
+use crate::telemetry::metrics::{self, MetricsEndpoint};
+use crate::telemetry::traces::{self, RunTracer, TraceSetupError};
+use crate::telemetry::{Metrics, Observer};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Trace(#[from] TraceSetupError),
 }
 
 /// A server running in the background of this process.
@@ -97,12 +102,33 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
         address: config.listen,
         source,
     })?;
-    let dispatch = Dispatch::start(config, store.clone()).await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::Bind { address, source })?,
+        ),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let tracer = match &config.otlp_endpoint {
+        Some(endpoint) => Some(RunTracer::new(traces::tracer(&traces::provider(endpoint)?))),
+        None => None,
+    };
+    let observer = Observer::new(metrics.clone(), tracer);
+    let dispatch = Dispatch::start(config, store.clone(), observer, metrics).await?;
     let (shutdown_sender, shutdown_receiver) = oneshot::channel();
     let config = config.clone();
-    let task = tokio::spawn(serve(config, store, dispatch, listener, async {
-        let _ = shutdown_receiver.await;
-    }));
+    let task = tokio::spawn(serve(
+        config,
+        store,
+        dispatch,
+        listener,
+        metrics_listener,
+        async {
+            let _ = shutdown_receiver.await;
+        },
+    ));
     tracing::info!(address = %local_addr, "tributary is serving");
     Ok(RunningServer {
         local_addr,
@@ -119,12 +145,18 @@ struct Dispatch {
     stopped: watch::Receiver<bool>,
     /// Committed events for live watchers.
     events: broadcast::Sender<Arc<EventRecord>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatch {
     /// Starts the coordinator after it has rebuilt the active runs from the
     /// database, so the server reports SERVING only once recovery is done.
-    async fn start(config: &ServeConfig, store: Arc<dyn Store>) -> Result<Dispatch, ServeError> {
+    async fn start(
+        config: &ServeConfig,
+        store: Arc<dyn Store>,
+        observer: Observer,
+        metrics: Arc<Metrics>,
+    ) -> Result<Dispatch, ServeError> {
         let (stop, stopped) = watch::channel(false);
         // Live event fan-out. A watcher that lags behind the buffer is told
         // so and catches up from the database, so the engine never waits.
@@ -143,6 +175,7 @@ impl Dispatch {
             },
             events.clone(),
             stopped.clone(),
+            observer,
         )
         .await?;
         Ok(Dispatch {
@@ -151,6 +184,7 @@ impl Dispatch {
             stop,
             stopped,
             events,
+            metrics,
         })
     }
 }
@@ -175,6 +209,7 @@ async fn serve(
     store: Arc<dyn Store>,
     dispatch: Dispatch,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -193,13 +228,22 @@ async fn serve(
         stop: stop_dispatch,
         stopped: dispatch_stopped,
         events,
+        metrics,
     } = dispatch;
+    let metrics_endpoint = MetricsEndpoint {
+        metrics: metrics.clone(),
+        coordinator: coordinator.clone(),
+    };
+    let metrics_task = metrics_listener.map(|listener| {
+        metrics::serve_alone(listener, metrics_endpoint.clone(), dispatch_stopped.clone())
+    });
 
     let max_message_bytes = config.max_message_bytes();
     let workflow_service =
         WorkflowServiceServer::new(WorkflowApi::new(store.clone(), config.definition_limits()))
             .max_decoding_message_size(max_message_bytes);
-    let event_feed = EventFeed::new(store.clone(), events.clone(), dispatch_stopped.clone());
+    let event_feed = EventFeed::new(store.clone(), events.clone(), dispatch_stopped.clone())
+        .with_watcher_gauge(metrics.watchers.clone());
     let run_service = RunServiceServer::new(RunApi::new(
         store.clone(),
         coordinator.clone(),
@@ -215,6 +259,7 @@ async fn serve(
             lease_timeout_ms: config.lease_timeout_ms,
             max_message_bytes: max_message_bytes as u64,
             max_context_bytes: config.max_context_bytes,
+            trace_context: config.otlp_endpoint.is_some(),
         },
         dispatch_stopped.clone(),
     ))
@@ -250,9 +295,7 @@ async fn serve(
     let layers = tower::ServiceBuilder::new()
         .layer(
             TraceLayer::new_for_grpc()
-                .make_span_with(|request: &http::Request<_>| {
-                    tracing::info_span!("grpc", method = %request.uri().path())
-                })
+                .make_span_with(traces::call_span)
                 .on_request(())
                 .on_response(log_trailers_only_response)
                 .on_eos(log_end_of_stream)
@@ -269,12 +312,16 @@ async fn serve(
         .accept_http1(true)
         .layer(layers)
         .layer(tonic_web::GrpcWebLayer::new())
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(workflow_service)
-        .add_service(run_service)
-        .add_service(executor_service)
+        .add_routes(tonic::service::Routes::from(
+            tonic::service::Routes::new(health_service)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .add_service(workflow_service)
+                .add_service(run_service)
+                .add_service(executor_service)
+                .into_axum_router()
+                .merge(metrics::route(metrics_endpoint)),
+        ))
         .serve_with_incoming_shutdown(accepted_connections(listener), async move {
             shutdown.await;
             // Executor and watch streams never end on their own; stopping
@@ -305,6 +352,9 @@ async fn serve(
         }
     };
     let _ = coordinator_task.await;
+    if let Some(metrics_task) = metrics_task {
+        let _ = metrics_task.await;
+    }
     if let Some(retention_task) = retention_task {
         // The job stops at the shutdown signal between batches; aborting
         // also covers a server that failed without one, and a batch cut
@@ -322,26 +372,30 @@ async fn serve(
 
 /// Errors usually travel "trailers-only": the status is in the headers and
 /// no body follows, so the call ends here.
-fn log_trailers_only_response<B>(response: &http::Response<B>, latency: Duration, _span: &Span) {
+fn log_trailers_only_response<B>(response: &http::Response<B>, latency: Duration, span: &Span) {
     if let Some(status) = response.headers().get("grpc-status") {
-        tracing::info!(
-            status = status.to_str().unwrap_or("?"),
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            "call finished"
-        );
+        log_call_finished(status.to_str().unwrap_or("?"), latency, span);
     }
 }
 
-fn log_end_of_stream(trailers: Option<&http::HeaderMap>, duration: Duration, _span: &Span) {
+fn log_end_of_stream(trailers: Option<&http::HeaderMap>, duration: Duration, span: &Span) {
     let status = trailers
         .and_then(|trailers| trailers.get("grpc-status"))
         .and_then(|status| status.to_str().ok())
         .unwrap_or("0");
-    tracing::info!(
-        status,
-        latency_ms = duration.as_secs_f64() * 1000.0,
-        "call finished"
-    );
+    log_call_finished(status, duration, span);
+}
+
+/// Every call is logged at DEBUG; a call that ended with an error status
+/// at INFO, so a default log shows failures without one line per call.
+fn log_call_finished(status: &str, latency: Duration, span: &Span) {
+    span.record("rpc.grpc.status_code", status);
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    if status == "0" {
+        tracing::debug!(status, latency_ms, "call finished");
+    } else {
+        tracing::info!(status, latency_ms, "call finished");
+    }
 }
 
 #[cfg(test)]

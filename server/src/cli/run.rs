@@ -151,6 +151,10 @@ pub async fn executors(command: ExecutorCommand) -> Result<ExitCode, CliError> {
         println!("{}", serde_json::Value::Array(values));
         return Ok(ExitCode::SUCCESS);
     }
+    if listed.is_empty() {
+        println!("{}", super::waiting::no_executors_line(&client.namespace));
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{:<38} {:<20} {:>9} HANDLERS",
         "EXECUTOR", "NAME", "IN FLIGHT"
@@ -320,6 +324,7 @@ fn print_run(run: &pb::Run, as_json: bool) {
                     "skip_reason": pb::SkipReason::try_from(task.skip_reason).ok().filter(|r| *r != pb::SkipReason::Unspecified).map(|r| r.as_str_name().trim_start_matches("SKIP_REASON_").to_ascii_lowercase()),
                     "attempts": task.attempts.len(),
                     "error": task.error,
+                    "waiting": super::waiting::waiting_json(task),
                 })
             })
             .collect();
@@ -355,7 +360,7 @@ fn print_run(run: &pb::Run, as_json: bool) {
             task.task_id,
             state,
             task.attempts.len(),
-            task.error
+            super::waiting::task_note(task)
         );
     }
     println!();

@@ -19,18 +19,28 @@ use super::executors::{
     ExecutorCommand, ExecutorRegistration, ExecutorRegistry, LastHeard, StreamEnd, StreamHandles,
 };
 use super::handle::{
-    CancelOutcome, Command, CoordinatorHandle, DispatchSettings, ExecutorSnapshot,
+    CancelOutcome, Command, CoordinatorHandle, DisconnectReason, DispatchSettings, ExecutorSnapshot,
 };
 use super::held_values::WireInput;
 use super::ready_queue::{HandlerKey, ReadyQueue};
 use super::timers::{TimerKind, Timers};
+use super::waiting::{self, UnservedWarnings};
 use crate::clock::now_unix_ms;
 use crate::engine::plan::WorkflowPlan;
 use crate::engine::records::EventRecord;
 use crate::engine::retry::random_jitter_factor;
 use crate::engine::run::{Action, RunState};
 use crate::store::{Store, StoreError};
+use crate::telemetry::Observer;
 use results::UnresolvedResult;
+
+/// Why the coordinator forgets an executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Departure {
+    Stream(DisconnectReason),
+    LeaseExpired,
+    NotReading,
+}
 
 /// Something to do once the turn's changes are committed.
 enum AfterCommit {
@@ -73,6 +83,10 @@ pub struct Coordinator {
     /// Set while the dirty runs hold only changes nobody waits for: when
     /// they must be committed even if no other turn comes.
     commit_deadline: Option<Instant>,
+    /// Metrics, logs and spans of what was committed.
+    observer: Observer,
+    /// Handlers already warned about as served by no executor.
+    unserved: UnservedWarnings,
 }
 
 impl Coordinator {
@@ -84,6 +98,7 @@ impl Coordinator {
         settings: DispatchSettings,
         events: broadcast::Sender<Arc<EventRecord>>,
         shutdown: watch::Receiver<bool>,
+        observer: Observer,
     ) -> Result<(CoordinatorHandle, tokio::task::JoinHandle<()>), StoreError> {
         let (commands, receiver) = mpsc::channel(4096);
         let mut coordinator = Coordinator {
@@ -107,6 +122,8 @@ impl Coordinator {
             refuse_results_of_task: std::env::var("TRIBUTARY_TEST_REFUSE_RESULTS_OF_TASK").ok(),
             commits: 0,
             commit_deadline: None,
+            observer,
+            unserved: UnservedWarnings::default(),
         };
         coordinator.recover().await?;
         coordinator.open_reclaim_window();
@@ -208,7 +225,24 @@ impl Coordinator {
                 let _ = reply.send(executor_id);
             }
             Command::Executor { executor_id, event } => self.executor_event(&executor_id, event),
-            Command::Disconnected { executor_id } => self.disconnect(&executor_id),
+            Command::Disconnected {
+                executor_id,
+                reason,
+            } => self.disconnect(&executor_id, Departure::Stream(reason)),
+            Command::Snapshot { reply } => {
+                let _ = reply.send(waiting::snapshot(
+                    self.runs.len(),
+                    &self.executors,
+                    &self.ready,
+                ));
+            }
+            Command::WaitingReasons {
+                namespace,
+                run_id,
+                reply,
+            } => {
+                let _ = reply.send(self.waiting_reasons(&namespace, &run_id));
+            }
             Command::ListExecutors { namespace, reply } => {
                 let snapshots = self
                     .executors
@@ -256,6 +290,15 @@ impl Coordinator {
         );
         let held = registration.held_attempt_ids.clone();
         let instance_id = registration.instance_id.clone();
+        let served: Vec<HandlerKey> = registration
+            .handlers
+            .iter()
+            .map(|handler| HandlerKey {
+                namespace: namespace.clone(),
+                handler: handler.clone(),
+            })
+            .collect();
+        self.unserved.served(&served);
         self.executors.add(
             executor_id.clone(),
             namespace,
@@ -318,15 +361,39 @@ impl Coordinator {
         }
     }
 
-    fn disconnect(&mut self, executor_id: &str) {
+    fn disconnect(&mut self, executor_id: &str, departure: Departure) {
         let Some(executor) = self.executors.remove(executor_id) else {
             return;
         };
-        tracing::info!(
-            executor_id,
-            in_flight = executor.in_flight.len(),
-            "executor disconnected; re-queueing its attempts"
-        );
+        let requeued = executor.in_flight.len();
+        let drained = executor.capacity == 0;
+        match departure {
+            Departure::Stream(DisconnectReason::StreamClosed) if requeued == 0 => {
+                tracing::info!(
+                    executor_id,
+                    name = executor.registration.name,
+                    drained,
+                    "executor left"
+                );
+            }
+            _ => {
+                let reason = match departure {
+                    Departure::Stream(DisconnectReason::StreamClosed) => {
+                        "it closed its stream with attempts in flight"
+                    }
+                    Departure::Stream(DisconnectReason::StreamBroken) => "its stream broke",
+                    Departure::LeaseExpired => "its lease expired",
+                    Departure::NotReading => "it stopped reading its stream",
+                };
+                tracing::warn!(
+                    executor_id,
+                    name = executor.registration.name,
+                    reason,
+                    requeued,
+                    "executor lost; re-queueing its attempts"
+                );
+            }
+        }
         let now_ms = now_unix_ms();
         for attempt_id in executor.in_flight {
             let mut actions = Vec::new();
@@ -370,7 +437,7 @@ impl Coordinator {
                             lease_timeout_ms: self.settings.lease_timeout_ms,
                         };
                         self.send_now(&executor_id, ExecutorCommand::Close(end));
-                        self.disconnect(&executor_id);
+                        self.disconnect(&executor_id, Departure::LeaseExpired);
                     } else {
                         self.timers
                             .insert(expires_ms, TimerKind::LeaseCheck { executor_id });
@@ -457,6 +524,19 @@ impl Coordinator {
                             namespace: run.namespace().to_owned(),
                             handler: run.plan().tasks[task].handler.clone(),
                         };
+                        if self.unserved.should_warn(&key, &self.executors) {
+                            tracing::warn!(
+                                handler = key.handler,
+                                namespace = key.namespace,
+                                task_id = run.plan().tasks[task].id,
+                                run_id,
+                                "no executor serves handler {:?} (namespace {:?}); task {:?} of run {} waits",
+                                key.handler,
+                                key.namespace,
+                                run.plan().tasks[task].id,
+                                run_id,
+                            );
+                        }
                         self.ready.push(key, run_id, task);
                     }
                 }
@@ -501,8 +581,37 @@ impl Coordinator {
         };
         if let Err(error) = executor.outbound.try_send(command) {
             tracing::warn!(executor_id, %error, "executor not reading its stream; dropping it");
-            self.disconnect(executor_id);
+            self.disconnect(executor_id, Departure::NotReading);
         }
+    }
+
+    /// Why each READY task of a run in memory waits.
+    fn waiting_reasons(&self, namespace: &str, run_id: &str) -> Vec<waiting::TaskWait> {
+        let Some(run) = self
+            .runs
+            .get(run_id)
+            .filter(|run| run.namespace() == namespace)
+        else {
+            return Vec::new();
+        };
+        run.plan()
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| run.task_state(*index) == crate::engine::records::TaskState::Ready)
+            .filter_map(|(_, task)| {
+                let key = HandlerKey {
+                    namespace: namespace.to_owned(),
+                    handler: task.handler.clone(),
+                };
+                let reason = waiting::classify(&key, &self.executors)?;
+                Some(waiting::TaskWait {
+                    task_id: task.id.clone(),
+                    reason,
+                    message: waiting::describe(reason, &key, &self.executors),
+                })
+            })
+            .collect()
     }
 
     fn run_of_attempt(&mut self, attempt_id: &str) -> Option<&mut RunState> {
