@@ -53,6 +53,7 @@ pub enum ServeError {
 /// A server running in the background of this process.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -61,6 +62,11 @@ impl RunningServer {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the separate `/metrics` listener (`--metrics-listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The `http://` URL clients connect to.
@@ -110,6 +116,9 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
         ),
         None => None,
     };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
     let metrics = Arc::new(Metrics::new());
     let tracer = match &config.otlp_endpoint {
         Some(endpoint) => Some(RunTracer::new(traces::tracer(&traces::provider(endpoint)?))),
@@ -132,6 +141,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
     tracing::info!(address = %local_addr, "tributary is serving");
     Ok(RunningServer {
         local_addr,
+        metrics_addr,
         shutdown: Some(shutdown_sender),
         task,
     })
@@ -311,7 +321,6 @@ async fn serve(
         .timeout(config.request_timeout())
         .accept_http1(true)
         .layer(layers)
-        .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(tonic::service::Routes::from(
             tonic::service::Routes::new(health_service)
                 .add_service(reflection_v1)
@@ -320,6 +329,9 @@ async fn serve(
                 .add_service(run_service)
                 .add_service(executor_service)
                 .into_axum_router()
+                // On the gRPC routes only: gRPC-Web answers any other
+                // HTTP/1.1 request 400, and Prometheus scrapes over HTTP/1.1.
+                .layer(tonic_web::GrpcWebLayer::new())
                 .merge(metrics::route(metrics_endpoint)),
         ))
         .serve_with_incoming_shutdown(accepted_connections(listener), async move {

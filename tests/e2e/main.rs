@@ -4,6 +4,7 @@
 
 mod cli;
 mod liveness;
+mod operations;
 mod protocol_contract;
 mod run_api;
 mod run_events;
