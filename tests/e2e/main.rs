@@ -13,5 +13,6 @@ mod serving;
 mod store_conformance;
 mod store_events;
 mod store_runs;
+mod traces;
 mod value_refs;
 mod workflow_api;
