@@ -9,6 +9,7 @@ mod protocol_contract;
 mod run_api;
 mod run_events;
 mod run_flows;
+mod server_logs;
 mod serving;
 mod store_conformance;
 mod store_events;

@@ -15,9 +15,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::json;
-use tokio::process::Command;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
+use tributary_e2e::process::ServeProcess;
 use tributary_e2e::scripted::{ScriptedExecutor, registration};
 use tributary_e2e::{Namespace, TestDatabase};
 use tributary_proto::v1 as pb;
@@ -53,36 +52,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    listener.local_addr().expect("address").port()
-}
-
-async fn serving_channel(url: &str) -> Channel {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let endpoint = Endpoint::from_shared(url.to_owned()).expect("valid URL");
-        if let Ok(channel) = endpoint.connect().await {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-            if let Ok(response) = health
-                .check(tonic_health::pb::HealthCheckRequest::default())
-                .await
-                && response.into_inner().status
-                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-            {
-                return channel;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_server_exports_call_run_and_attempt_spans_and_assign_carries_the_trace_context() {
     let receiver = Receiver::default();
@@ -99,26 +68,16 @@ async fn the_server_exports_call_run_and_attempt_spans_and_assign_carries_the_tr
     );
 
     let database = TestDatabase::fresh().await;
-    let port = free_port().await;
-    let url = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_test_server"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            database.url(),
-            "--otlp-endpoint",
-            &format!("http://{otlp_address}"),
-            "--log-level",
-            "error",
-        ])
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server starts");
-    let channel = serving_channel(&url).await;
+    let otlp_endpoint = format!("http://{otlp_address}");
+    let server = ServeProcess::start(
+        env!("CARGO_BIN_EXE_test_server"),
+        &database,
+        &["--otlp-endpoint", &otlp_endpoint, "--log-level", "error"],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+        Stdio::null(),
+    )
+    .await;
+    let channel = server.channel.clone();
 
     let definition: tributary_core::WorkflowDefinition = serde_json::from_value(json!({
         "name": "chain",
@@ -180,18 +139,7 @@ async fn the_server_exports_call_run_and_attempt_spans_and_assign_carries_the_tr
     drop(executor);
 
     // A graceful stop flushes what the exporter holds.
-    let pid = server.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill runs");
-    assert!(killed.success());
-    let exited = tokio::time::timeout(LIMIT, server.wait())
-        .await
-        .expect("the server stops")
-        .expect("exit status");
-    assert!(exited.success(), "{exited:?}");
+    server.stop_gracefully().await;
 
     let spans = receiver.spans.lock().expect("not poisoned").clone();
     let named =

@@ -5,6 +5,7 @@
 pub mod executor;
 pub mod outage;
 pub mod probe;
+pub mod process;
 pub mod resilient;
 pub mod scrape;
 pub mod scripted;
