@@ -213,6 +213,10 @@ impl Metrics {
             "Database operations of the coordinator that failed, by operation",
             database_errors.clone(),
         );
+        // Present at 0 from the start, so that a rate over them is defined.
+        for operation in ["commit", "create_runs"] {
+            database_errors.get_or_create(&labels(&[("operation", operation)]));
+        }
         let watchers = Gauge::default();
         registry.register(
             "tributary_watchers",
