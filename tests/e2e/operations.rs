@@ -126,7 +126,10 @@ async fn metrics_count_a_run_its_tasks_attempts_executors_and_watchers() {
         );
         assert!(value("tributary_commit_latency_seconds_count", &[]) > 0.0);
         assert_eq!(
-            value("tributary_database_errors_total", &[("operation", "commit")]),
+            value(
+                "tributary_database_errors_total",
+                &[("operation", "commit")]
+            ),
             0.0
         );
         assert_eq!(
