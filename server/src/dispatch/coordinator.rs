@@ -87,6 +87,9 @@ pub struct Coordinator {
     observer: Observer,
     /// Handlers already warned about as served by no executor.
     unserved: UnservedWarnings,
+    /// Off while recovering: no executor can have reconnected yet, so a
+    /// restored READY task is not a sign that its handler has no worker.
+    warn_unserved: bool,
 }
 
 impl Coordinator {
@@ -124,8 +127,10 @@ impl Coordinator {
             commit_deadline: None,
             observer,
             unserved: UnservedWarnings::default(),
+            warn_unserved: false,
         };
         coordinator.recover().await?;
+        coordinator.warn_unserved = true;
         coordinator.open_reclaim_window();
         let task = tokio::spawn(coordinator.run(receiver, shutdown));
         Ok((CoordinatorHandle { commands }, task))
@@ -524,7 +529,7 @@ impl Coordinator {
                             namespace: run.namespace().to_owned(),
                             handler: run.plan().tasks[task].handler.clone(),
                         };
-                        if self.unserved.should_warn(&key, &self.executors) {
+                        if self.warn_unserved && self.unserved.should_warn(&key, &self.executors) {
                             tracing::warn!(
                                 handler = key.handler,
                                 namespace = key.namespace,

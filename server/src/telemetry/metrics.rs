@@ -215,7 +215,7 @@ impl Metrics {
         );
         // Present at 0 from the start, so that a rate over them is defined.
         for operation in ["commit", "create_runs"] {
-            database_errors.get_or_create(&labels(&[("operation", operation)]));
+            drop(database_errors.get_or_create(&labels(&[("operation", operation)])));
         }
         let watchers = Gauge::default();
         registry.register(
