@@ -1,9 +1,11 @@
 //! The coordinator task: its state, its loop, and what a turn does with
 //! commands, timers and ready tasks. Starting and ending runs are in
 //! `runs.rs`, executors' results in `results.rs`, value references in
-//! `values.rs`, committing a turn in `commit.rs`.
+//! `values.rs`, committing a turn in `commit.rs`, what it tells operators
+//! (departures, waiting tasks) in `reporting.rs`.
 
 mod commit;
+mod reporting;
 mod results;
 mod runs;
 mod values;
@@ -19,7 +21,7 @@ use super::executors::{
     ExecutorCommand, ExecutorRegistration, ExecutorRegistry, LastHeard, StreamEnd, StreamHandles,
 };
 use super::handle::{
-    CancelOutcome, Command, CoordinatorHandle, DisconnectReason, DispatchSettings, ExecutorSnapshot,
+    CancelOutcome, Command, CoordinatorHandle, DispatchSettings, ExecutorSnapshot,
 };
 use super::held_values::WireInput;
 use super::ready_queue::{HandlerKey, ReadyQueue};
@@ -32,15 +34,8 @@ use crate::engine::retry::random_jitter_factor;
 use crate::engine::run::{Action, RunState};
 use crate::store::{Store, StoreError};
 use crate::telemetry::Observer;
+use reporting::Departure;
 use results::UnresolvedResult;
-
-/// Why the coordinator forgets an executor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Departure {
-    Stream(DisconnectReason),
-    LeaseExpired,
-    NotReading,
-}
 
 /// Something to do once the turn's changes are committed.
 enum AfterCommit {
@@ -370,35 +365,7 @@ impl Coordinator {
         let Some(executor) = self.executors.remove(executor_id) else {
             return;
         };
-        let requeued = executor.in_flight.len();
-        let drained = executor.capacity == 0;
-        match departure {
-            Departure::Stream(DisconnectReason::StreamClosed) if requeued == 0 => {
-                tracing::info!(
-                    executor_id,
-                    name = executor.registration.name,
-                    drained,
-                    "executor left"
-                );
-            }
-            _ => {
-                let reason = match departure {
-                    Departure::Stream(DisconnectReason::StreamClosed) => {
-                        "it closed its stream with attempts in flight"
-                    }
-                    Departure::Stream(DisconnectReason::StreamBroken) => "its stream broke",
-                    Departure::LeaseExpired => "its lease expired",
-                    Departure::NotReading => "it stopped reading its stream",
-                };
-                tracing::warn!(
-                    executor_id,
-                    name = executor.registration.name,
-                    reason,
-                    requeued,
-                    "executor lost; re-queueing its attempts"
-                );
-            }
-        }
+        reporting::log_departure(&executor, departure);
         let now_ms = now_unix_ms();
         for attempt_id in executor.in_flight {
             let mut actions = Vec::new();
@@ -530,17 +497,7 @@ impl Coordinator {
                             handler: run.plan().tasks[task].handler.clone(),
                         };
                         if self.warn_unserved && self.unserved.should_warn(&key, &self.executors) {
-                            tracing::warn!(
-                                handler = key.handler,
-                                namespace = key.namespace,
-                                task_id = run.plan().tasks[task].id,
-                                run_id,
-                                "no executor serves handler {:?} (namespace {:?}); task {:?} of run {} waits",
-                                key.handler,
-                                key.namespace,
-                                run.plan().tasks[task].id,
-                                run_id,
-                            );
+                            reporting::warn_unserved(&key, &run.plan().tasks[task].id, run_id);
                         }
                         self.ready.push(key, run_id, task);
                     }
@@ -588,35 +545,6 @@ impl Coordinator {
             tracing::warn!(executor_id, %error, "executor not reading its stream; dropping it");
             self.disconnect(executor_id, Departure::NotReading);
         }
-    }
-
-    /// Why each READY task of a run in memory waits.
-    fn waiting_reasons(&self, namespace: &str, run_id: &str) -> Vec<waiting::TaskWait> {
-        let Some(run) = self
-            .runs
-            .get(run_id)
-            .filter(|run| run.namespace() == namespace)
-        else {
-            return Vec::new();
-        };
-        run.plan()
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| run.task_state(*index) == crate::engine::records::TaskState::Ready)
-            .filter_map(|(_, task)| {
-                let key = HandlerKey {
-                    namespace: namespace.to_owned(),
-                    handler: task.handler.clone(),
-                };
-                let reason = waiting::classify(&key, &self.executors)?;
-                Some(waiting::TaskWait {
-                    task_id: task.id.clone(),
-                    reason,
-                    message: waiting::describe(reason, &key, &self.executors),
-                })
-            })
-            .collect()
     }
 
     fn run_of_attempt(&mut self, attempt_id: &str) -> Option<&mut RunState> {
