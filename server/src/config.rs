@@ -127,6 +127,14 @@ pub struct ServeConfig {
     /// API keys, TLS and `--insecure`.
     #[command(flatten)]
     pub security: SecurityConfig,
+    /// Also serve Prometheus `/metrics` on this address (it is always served
+    /// on --listen too), e.g. to keep it off a public port.
+    #[arg(long, env = "TRIBUTARY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Export OpenTelemetry traces over OTLP/gRPC to this collector URL
+    /// (`http://HOST:4317`); unset exports nothing and builds no exporter.
+    #[arg(long, env = "TRIBUTARY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServeConfig {
@@ -155,6 +163,8 @@ impl ServeConfig {
             shutdown_grace_ms: 10_000,
             cors_allow_origins: Vec::new(),
             security: SecurityConfig::default(),
+            metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 

@@ -64,6 +64,8 @@ pub struct EventFeed {
     store: Arc<dyn Store>,
     live: broadcast::Sender<Arc<EventRecord>>,
     shutdown: watch::Receiver<bool>,
+    /// Counts the watchers running, for the metrics.
+    watchers: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl EventFeed {
@@ -78,7 +80,17 @@ impl EventFeed {
             store,
             live,
             shutdown,
+            watchers: None,
         }
+    }
+
+    /// Keeps `gauge` at the number of watchers running.
+    pub fn with_watcher_gauge(
+        mut self,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> EventFeed {
+        self.watchers = Some(gauge);
+        self
     }
 
     /// Streams a run's events after `after_sequence`, then its live events,
@@ -147,7 +159,18 @@ impl EventFeed {
             sink,
             shutdown: self.shutdown.clone(),
         };
-        tokio::spawn(watcher.run());
+        match self.watchers.clone() {
+            Some(gauge) => {
+                gauge.inc();
+                tokio::spawn(async move {
+                    watcher.run().await;
+                    gauge.dec();
+                });
+            }
+            None => {
+                tokio::spawn(watcher.run());
+            }
+        }
         events
     }
 }

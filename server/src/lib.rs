@@ -14,5 +14,6 @@ pub mod retention;
 pub mod security;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod web;

@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tower::Layer;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -33,6 +34,9 @@ use crate::engine::run::RunSettings;
 use crate::events::EventFeed;
 use crate::retention::{self, RetentionSettings};
 use crate::store::{self, Store, StoreError};
+use crate::telemetry::metrics::{self, MetricsEndpoint};
+use crate::telemetry::traces::{self, RunTracer, TraceSetupError};
+use crate::telemetry::{Metrics, Observer};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +60,15 @@ pub enum ServeError {
     Keys(#[from] crate::auth::KeyRingError),
     #[error("{0}")]
     TlsFile(#[from] crate::tls::TlsFileError),
+    #[error("{0}")]
+    Trace(#[from] TraceSetupError),
 }
 
 /// A server running in the background of this process.
 pub struct RunningServer {
     local_addr: SocketAddr,
     tls: bool,
+    metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -70,6 +77,11 @@ impl RunningServer {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the separate `/metrics` listener (`--metrics-listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The URL clients connect to: `https://` when the server speaks TLS.
@@ -130,7 +142,24 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
         address: config.listen,
         source,
     })?;
-    let dispatch = Dispatch::start(config, store.clone()).await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::Bind { address, source })?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .and_then(|listener| listener.local_addr().ok());
+    let metrics = Arc::new(Metrics::new());
+    let tracer = match &config.otlp_endpoint {
+        Some(endpoint) => Some(RunTracer::new(traces::tracer(&traces::provider(endpoint)?))),
+        None => None,
+    };
+    let observer = Observer::new(metrics.clone(), tracer);
+    let dispatch = Dispatch::start(config, store.clone(), observer, metrics).await?;
     let (shutdown_sender, shutdown_receiver) = oneshot::channel();
     let config = config.clone();
     let secured = Security {
@@ -153,6 +182,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
         secured,
         listener,
         cors,
+        metrics_listener,
         async {
             let _ = shutdown_receiver.await;
         },
@@ -160,6 +190,7 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
     Ok(RunningServer {
         local_addr,
         tls: tls_enabled,
+        metrics_addr,
         shutdown: Some(shutdown_sender),
         task,
     })
@@ -180,12 +211,18 @@ struct Dispatch {
     stopped: watch::Receiver<bool>,
     /// Committed events for live watchers.
     events: broadcast::Sender<Arc<EventRecord>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatch {
     /// Starts the coordinator after it has rebuilt the active runs from the
     /// database, so the server reports SERVING only once recovery is done.
-    async fn start(config: &ServeConfig, store: Arc<dyn Store>) -> Result<Dispatch, ServeError> {
+    async fn start(
+        config: &ServeConfig,
+        store: Arc<dyn Store>,
+        observer: Observer,
+        metrics: Arc<Metrics>,
+    ) -> Result<Dispatch, ServeError> {
         let (stop, stopped) = watch::channel(false);
         // Live event fan-out. A watcher that lags behind the buffer is told
         // so and catches up from the database, so the engine never waits.
@@ -204,6 +241,7 @@ impl Dispatch {
             },
             events.clone(),
             stopped.clone(),
+            observer,
         )
         .await?;
         Ok(Dispatch {
@@ -212,6 +250,7 @@ impl Dispatch {
             stop,
             stopped,
             events,
+            metrics,
         })
     }
 }
@@ -238,6 +277,7 @@ async fn serve(
     security: Security,
     listener: TcpListener,
     cors: Option<tower_http::cors::CorsLayer>,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -256,13 +296,22 @@ async fn serve(
         stop: stop_dispatch,
         stopped: dispatch_stopped,
         events,
+        metrics,
     } = dispatch;
+    let metrics_endpoint = MetricsEndpoint {
+        metrics: metrics.clone(),
+        coordinator: coordinator.clone(),
+    };
+    let metrics_task = metrics_listener.map(|listener| {
+        metrics::serve_alone(listener, metrics_endpoint.clone(), dispatch_stopped.clone())
+    });
 
     let max_message_bytes = config.max_message_bytes();
     let workflow_service =
         WorkflowServiceServer::new(WorkflowApi::new(store.clone(), config.definition_limits()))
             .max_decoding_message_size(max_message_bytes);
-    let event_feed = EventFeed::new(store.clone(), events.clone(), dispatch_stopped.clone());
+    let event_feed = EventFeed::new(store.clone(), events.clone(), dispatch_stopped.clone())
+        .with_watcher_gauge(metrics.watchers.clone());
     let run_service = RunServiceServer::new(RunApi::new(
         store.clone(),
         coordinator.clone(),
@@ -279,6 +328,7 @@ async fn serve(
                 lease_timeout_ms: config.lease_timeout_ms,
                 max_message_bytes: max_message_bytes as u64,
                 max_context_bytes: config.max_context_bytes,
+                trace_context: config.otlp_endpoint.is_some(),
             },
             dispatch_stopped.clone(),
         )
@@ -316,9 +366,7 @@ async fn serve(
     let layers = tower::ServiceBuilder::new()
         .layer(
             TraceLayer::new_for_grpc()
-                .make_span_with(|request: &http::Request<_>| {
-                    tracing::info_span!("grpc", method = %request.uri().path())
-                })
+                .make_span_with(traces::call_span)
                 .on_request(())
                 .on_response(log_trailers_only_response)
                 .on_eos(log_end_of_stream)
@@ -332,6 +380,25 @@ async fn serve(
     if let Some(tls) = security.tls {
         builder = builder.tls_config(tls)?;
     }
+    // Every gRPC service is behind the key check, so gRPC-Web calls are
+    // checked as gRPC ones once translated. gRPC-Web sits on the gRPC
+    // routes only: it answers any other HTTP/1.1 request 400, and
+    // Prometheus scrapes over HTTP/1.1.
+    let auth = AuthLayer::new(security.keys.clone());
+    let mut grpc_routes = tonic::service::Routes::new(auth.layer(health_service))
+        .add_service(auth.layer(reflection_v1))
+        .add_service(auth.layer(reflection_v1alpha))
+        .add_service(auth.layer(workflow_service))
+        .add_service(auth.layer(run_service))
+        .add_service(auth.layer(executor_service))
+        .add_service(auth.layer(key_service))
+        .into_axum_router()
+        .layer(tonic_web::GrpcWebLayer::new());
+    // `/metrics` checks no key, so a server started with keys serves it
+    // only on `--metrics-listen`, an address its operator keeps private.
+    if !security.keys_enabled {
+        grpc_routes = grpc_routes.merge(metrics::route(metrics_endpoint));
+    }
     let (draining, drain_started) = oneshot::channel::<()>();
     let serving = builder
         // Applies to the time until a handler returns its response, so it
@@ -341,16 +408,7 @@ async fn serve(
         // The dashboard's files and CORS, in front of everything else.
         .layer(crate::web::layer(cors))
         .layer(layers)
-        .layer(tonic_web::GrpcWebLayer::new())
-        // Innermost, so gRPC-Web calls are checked as gRPC ones.
-        .layer(AuthLayer::new(security.keys))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(workflow_service)
-        .add_service(run_service)
-        .add_service(executor_service)
-        .add_service(key_service)
+        .add_routes(tonic::service::Routes::from(grpc_routes))
         .serve_with_incoming_shutdown(accepted_connections(listener), async move {
             shutdown.await;
             // Executor and watch streams never end on their own; stopping
@@ -381,6 +439,9 @@ async fn serve(
         }
     };
     let _ = coordinator_task.await;
+    if let Some(metrics_task) = metrics_task {
+        let _ = metrics_task.await;
+    }
     if let Some(retention_task) = retention_task {
         // The job stops at the shutdown signal between batches; aborting
         // also covers a server that failed without one, and a batch cut
@@ -398,26 +459,30 @@ async fn serve(
 
 /// Errors usually travel "trailers-only": the status is in the headers and
 /// no body follows, so the call ends here.
-fn log_trailers_only_response<B>(response: &http::Response<B>, latency: Duration, _span: &Span) {
+fn log_trailers_only_response<B>(response: &http::Response<B>, latency: Duration, span: &Span) {
     if let Some(status) = response.headers().get("grpc-status") {
-        tracing::info!(
-            status = status.to_str().unwrap_or("?"),
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            "call finished"
-        );
+        log_call_finished(status.to_str().unwrap_or("?"), latency, span);
     }
 }
 
-fn log_end_of_stream(trailers: Option<&http::HeaderMap>, duration: Duration, _span: &Span) {
+fn log_end_of_stream(trailers: Option<&http::HeaderMap>, duration: Duration, span: &Span) {
     let status = trailers
         .and_then(|trailers| trailers.get("grpc-status"))
         .and_then(|status| status.to_str().ok())
         .unwrap_or("0");
-    tracing::info!(
-        status,
-        latency_ms = duration.as_secs_f64() * 1000.0,
-        "call finished"
-    );
+    log_call_finished(status, duration, span);
+}
+
+/// Every call is logged at DEBUG; a call that ended with an error status
+/// at INFO, so a default log shows failures without one line per call.
+fn log_call_finished(status: &str, latency: Duration, span: &Span) {
+    span.record("rpc.grpc.status_code", status);
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    if status == "0" {
+        tracing::debug!(status, latency_ms, "call finished");
+    } else {
+        tracing::info!(status, latency_ms, "call finished");
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 pub mod executor;
 pub mod outage;
 pub mod probe;
+pub mod process;
 pub mod resilient;
+pub mod scrape;
 pub mod scripted;
 pub mod security;
 
@@ -125,6 +127,22 @@ impl TestServer {
 
     pub fn url(&self) -> String {
         self.server.as_ref().expect("server is running").url()
+    }
+
+    /// The address of the server's gRPC listener.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .expect("server is running")
+            .local_addr()
+    }
+
+    /// The address of the separate `/metrics` listener, if configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server
+            .as_ref()
+            .expect("server is running")
+            .metrics_addr()
     }
 
     pub async fn channel(&self) -> Channel {

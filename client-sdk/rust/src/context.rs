@@ -652,6 +652,20 @@ impl Context<Value> {
         self.attempt.as_deref()
     }
 
+    /// The W3C `traceparent` of the server's span for this attempt, to make
+    /// the task's own span its child (e.g. with an OpenTelemetry propagator);
+    /// `None` outside a worker or when the server exports no traces.
+    ///
+    /// ```
+    /// assert!(tributary::Context::new().traceparent().is_none());
+    /// ```
+    pub fn traceparent(&self) -> Option<&str> {
+        self.attempt
+            .as_deref()
+            .map(|attempt| attempt.traceparent.as_str())
+            .filter(|traceparent| !traceparent.is_empty())
+    }
+
     pub(crate) fn set_attempt(&mut self, attempt: Arc<crate::worker::Attempt>) {
         self.attempt = Some(attempt);
     }

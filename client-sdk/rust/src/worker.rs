@@ -123,6 +123,12 @@ pub struct Attempt {
     pub handler: String,
     /// The workflow's name.
     pub workflow_name: String,
+    /// The W3C `traceparent` of the server's span for this attempt (its
+    /// trace is the run's), to parent the task's own spans; empty when the
+    /// server exports no traces.
+    pub traceparent: String,
+    /// The W3C `tracestate` going with `traceparent`; usually empty.
+    pub tracestate: String,
 }
 
 /// What a worker is doing, for logs and tests (see [`Worker::status`]).
@@ -880,6 +886,8 @@ impl Driver {
                 number: assign.attempt_number,
                 handler: assign.handler.clone(),
                 workflow_name: assign.workflow_name.clone(),
+                traceparent: assign.traceparent.clone(),
+                tracestate: assign.tracestate.clone(),
             }),
             run_id: assign.run_id.clone(),
             handler: self.config.handlers.get(&assign.handler).cloned(),

@@ -116,5 +116,14 @@ async fn database_outages_longer_than_the_lease_lose_no_attempt() {
         );
         assert_eq!(executions.lock().expect("lock")[&id], 1, "{id} ran once");
     }
+    // The failed commits are counted where an operator looks for them.
+    let scraped = tributary_e2e::scrape::scrape(server.config.listen).await;
+    assert!(
+        scraped.value(
+            "tributary_database_errors_total",
+            &[("operation", "commit")]
+        ) > 0.0,
+        "{scraped:#?}"
+    );
     worker.shutdown(Duration::from_secs(10)).await;
 }

@@ -697,3 +697,56 @@ async fn the_client_reports_server_errors_and_validates_before_sending() {
         RunStatus::Cancelled
     );
 }
+
+/// Runs one task on `server` and returns the `traceparent` its context saw.
+async fn traceparent_seen_on(server: &TestServer) -> (String, Option<String>) {
+    let (sender, mut seen) = mpsc::unbounded_channel();
+    let workflow = Workflow::new("traced").task(Task::new("t", move |context| {
+        let sender = sender.clone();
+        Box::pin(async move {
+            let _ = sender.send(context.traceparent().map(str::to_owned));
+            Ok(())
+        })
+    }));
+    let worker = Worker::builder(server.url())
+        .workflow(&workflow)
+        .start()
+        .expect("starts");
+    let client = Client::connect(server.url()).await.expect("connects");
+    client
+        .register_workflow(&workflow)
+        .await
+        .expect("registers");
+    let run_id = client
+        .start_run("traced", json!({}))
+        .await
+        .expect("starts")
+        .run_id;
+    let run = within("the run", client.wait(&run_id)).await.expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    worker.shutdown(Duration::from_secs(10)).await;
+    let traceparent = seen.recv().await.expect("the task ran");
+    (run_id, traceparent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_sees_its_attempts_traceparent_only_when_the_server_exports_traces() {
+    let plain = TestServer::start().await;
+    let (_, traceparent) = traceparent_seen_on(&plain).await;
+    assert_eq!(traceparent, None);
+
+    // Nothing listens there: spans are dropped, the trace context is still
+    // sent.
+    let tracing = TestServer::start_with(|config| {
+        config.otlp_endpoint = Some("http://127.0.0.1:9".to_owned());
+    })
+    .await;
+    let (run_id, traceparent) = traceparent_seen_on(&tracing).await;
+    let traceparent = traceparent.expect("a traceparent");
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[0], "00");
+    assert_eq!(parts[1], run_id.replace('-', ""), "the run's trace");
+    assert_eq!(parts[2].len(), 16);
+    assert_eq!(parts[3], "01");
+}

@@ -7,6 +7,7 @@ use tributary_core::WorkflowDefinition;
 use tributary_proto::{timestamp_from_unix_ms, v1 as pb};
 
 use super::error::ApiError;
+use crate::dispatch::WaitingReason;
 use crate::engine::records::{
     AttemptState, EventRecord, EventType, RunDetail, RunRecord, RunStatus, SkipReason, TaskState,
 };
@@ -165,6 +166,8 @@ pub fn run_detail_to_proto(detail: &RunDetail, context_json: String) -> pb::Run 
                 error: task.error.clone().unwrap_or_default(),
                 next_attempt_at: task.next_attempt_at_ms.map(timestamp_from_unix_ms),
                 attempts,
+                waiting_reason: pb::WaitingReason::Unspecified as i32,
+                waiting_message: String::new(),
             }
         })
         .collect();
@@ -178,6 +181,15 @@ pub fn run_detail_to_proto(detail: &RunDetail, context_json: String) -> pb::Run 
         })
         .collect();
     run
+}
+
+/// A READY task's waiting reason on the wire.
+pub fn waiting_reason_to_proto(reason: WaitingReason) -> pb::WaitingReason {
+    match reason {
+        WaitingReason::NoExecutor => pb::WaitingReason::NoExecutor,
+        WaitingReason::AllSlotsBusy => pb::WaitingReason::AllSlotsBusy,
+        WaitingReason::ExecutorsDraining => pb::WaitingReason::ExecutorsDraining,
+    }
 }
 
 fn event_type_to_proto(event_type: EventType) -> pb::RunEventType {

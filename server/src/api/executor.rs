@@ -27,7 +27,7 @@ use crate::auth::Principal;
 use crate::clock::now_unix_ms;
 use crate::dispatch::executors::{ExecutorCommand, LastHeard, ResultAnswer, StreamEnd};
 use crate::dispatch::held_values::ValueName;
-use crate::dispatch::{CoordinatorHandle, ExecutorEvent};
+use crate::dispatch::{CoordinatorHandle, DisconnectReason, ExecutorEvent};
 use crate::engine::records::EventRecord;
 
 /// Messages an executor may have waiting for the coordinator. An executor
@@ -45,6 +45,9 @@ pub struct ProtocolSettings {
     pub lease_timeout_ms: u64,
     pub max_message_bytes: u64,
     pub max_context_bytes: usize,
+    /// Put the attempt span's W3C trace context in each `Assign` (when the
+    /// server exports traces).
+    pub trace_context: bool,
 }
 
 pub struct ExecutorApi {
@@ -220,42 +223,49 @@ async fn serve_connection(
             }
         })
     };
-    tokio::select! {
-        () = read_messages(inbound, &connection, events) => {}
-        _ = shutdown.wait_for(|stopped| *stopped) => {}
+    let reason = tokio::select! {
+        reason = read_messages(inbound, &connection, events) => reason,
+        _ = shutdown.wait_for(|stopped| *stopped) => DisconnectReason::StreamClosed,
         // The coordinator dropped the executor (its lease expired): stop
         // reading, which closes the stream.
-        _ = dropped_by_server.wait_for(|dropped| *dropped) => {}
+        _ = dropped_by_server.wait_for(|dropped| *dropped) => DisconnectReason::StreamClosed,
+        // The executor's key was revoked or expired: the server ends the
+        // stream, and its attempts go back to the queue as for a broken one.
         reason = key_ended => {
             tracing::info!(executor_id, reason, "closing the executor stream");
+            DisconnectReason::StreamBroken
         }
-    }
+    };
     drop(connection);
     let _ = forwarder.await;
     // When the server is stopping, the executor is not lost: its attempts
     // stay in flight in the database and it reclaims them from the next
     // server.
     if !*shutdown.borrow() {
-        coordinator.executor_disconnected(&executor_id).await;
+        coordinator
+            .executor_disconnected(&executor_id, reason)
+            .await;
         changes.notify();
     }
 }
 
+/// Reads until the stream ends; says how it ended (a protocol violation or
+/// a flood counts as closed: the server closes it and logs why).
 async fn read_messages(
     mut inbound: Streaming<pb::ConnectRequest>,
     connection: &Connection,
     events: mpsc::Sender<ExecutorEvent>,
-) {
+) -> DisconnectReason {
     let close = |end: StreamEnd| {
         let _ = connection.outbound.try_send(ExecutorCommand::Close(end));
     };
     loop {
         let message = match inbound.message().await {
             Ok(Some(message)) => message,
-            Ok(None) => return,
+            Ok(None) => return DisconnectReason::StreamClosed,
             Err(status) => {
                 tracing::debug!(executor_id = connection.executor_id, %status, "executor stream failed");
-                return;
+                return DisconnectReason::StreamBroken;
             }
         };
         connection.last_heard.heard_at(now_unix_ms());
@@ -270,7 +280,7 @@ async fn read_messages(
                 close(StreamEnd::ProtocolViolation(
                     "register may only be the first message of a stream".to_owned(),
                 ));
-                return;
+                return DisconnectReason::StreamClosed;
             }
             Some(Inbound::Started(started)) => {
                 if !is_plausible_attempt_id(&started.attempt_id) {
@@ -300,7 +310,7 @@ async fn read_messages(
                         "capacity_changed.max_concurrent_attempts must be between 0 and {MAX_CAPACITY}, got {}",
                         change.max_concurrent_attempts
                     )));
-                    return;
+                    return DisconnectReason::StreamClosed;
                 }
                 ExecutorEvent::CapacityChanged {
                     capacity: change.max_concurrent_attempts,
@@ -311,7 +321,7 @@ async fn read_messages(
         };
         if events.try_send(event).is_err() {
             close(StreamEnd::Flooded);
-            return;
+            return DisconnectReason::StreamClosed;
         }
     }
 }
@@ -356,6 +366,12 @@ fn outbound_to_proto(
             assignment,
             input,
         } => Outbound::Assign(pb::Assign {
+            traceparent: if settings.trace_context {
+                crate::telemetry::traces::traceparent(&run_id, &assignment.attempt_id)
+            } else {
+                String::new()
+            },
+            tracestate: String::new(),
             run_id,
             task_id: assignment.task_id,
             attempt_id: assignment.attempt_id,

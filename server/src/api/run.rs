@@ -12,6 +12,7 @@ use tributary_proto::v1::run_service_server::RunService;
 use super::convert::{
     decode_page_token, encode_page_token, event_to_proto, event_type_from_proto, page_size,
     run_detail_to_proto, run_status_from_proto, run_status_to_proto, run_summary_to_proto,
+    waiting_reason_to_proto,
 };
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
@@ -170,9 +171,30 @@ impl RunApi {
                     .to_json()
             }
         };
-        Ok(pb::GetRunResponse {
-            run: Some(run_detail_to_proto(&detail, context_json)),
-        })
+        let mut run = run_detail_to_proto(&detail, context_json);
+        self.add_waiting_reasons(&namespace, &mut run).await?;
+        Ok(pb::GetRunResponse { run: Some(run) })
+    }
+
+    /// Says why each READY task waits, as the coordinator sees it now. A
+    /// task it has assigned meanwhile keeps no reason.
+    async fn add_waiting_reasons(&self, namespace: &str, run: &mut pb::Run) -> ApiResult<()> {
+        let ready = pb::TaskState::Ready as i32;
+        if !run.tasks.iter().any(|task| task.state == ready) {
+            return Ok(());
+        }
+        let waits = self.coordinator.waiting_reasons(namespace, &run.id).await?;
+        for wait in waits {
+            if let Some(task) = run
+                .tasks
+                .iter_mut()
+                .find(|task| task.task_id == wait.task_id && task.state == ready)
+            {
+                task.waiting_reason = waiting_reason_to_proto(wait.reason) as i32;
+                task.waiting_message = wait.message;
+            }
+        }
+        Ok(())
     }
 
     async fn list(&self, request: Request<pb::ListRunsRequest>) -> ApiResult<pb::ListRunsResponse> {

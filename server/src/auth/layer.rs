@@ -54,6 +54,11 @@ pub struct Authorize<S> {
     keys: Arc<KeyRing>,
 }
 
+/// Routes find a wrapped service by its inner service's name.
+impl<S: tonic::server::NamedService> tonic::server::NamedService for Authorize<S> {
+    const NAME: &'static str = S::NAME;
+}
+
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S> Service<http::Request<Body>> for Authorize<S>

@@ -45,6 +45,10 @@ pub async fn executors(command: ExecutorCommand) -> Result<ExitCode, CliError> {
         say!("{}", serde_json::Value::Array(values));
         return Ok(ExitCode::SUCCESS);
     }
+    if listed.is_empty() {
+        say!("{}", super::waiting::no_executors_line(&client.namespace));
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut table = Table::new(&[
         ("EXECUTOR", Align::Left),
         ("NAME", Align::Left),

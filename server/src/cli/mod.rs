@@ -9,6 +9,7 @@ mod output;
 mod retry;
 mod run;
 mod run_view;
+mod waiting;
 mod watch;
 mod workflow;
 
@@ -74,6 +75,8 @@ pub enum CliError {
     Signal(std::io::Error),
     #[error("invalid log filter {filter:?}: {message}")]
     LogFilter { filter: String, message: String },
+    #[error("{0}")]
+    Trace(#[from] crate::telemetry::traces::TraceSetupError),
 }
 
 /// Parses the arguments and runs the command; the binary's whole `main`.
@@ -98,8 +101,26 @@ pub async fn run() -> ExitCode {
 }
 
 async fn serve(config: ServeConfig) -> Result<(), CliError> {
-    init_logging(&config.log_level, config.log_format)?;
-    let mut server = crate::server::start(&config).await?;
+    let trace_provider = match &config.otlp_endpoint {
+        Some(endpoint) => Some(crate::telemetry::traces::provider(endpoint)?),
+        None => None,
+    };
+    init_logging(
+        &config.log_level,
+        config.log_format,
+        trace_provider.as_ref(),
+    )?;
+    let served = serve_until_signal(&config).await;
+    if trace_provider.is_some() {
+        // Flushing waits on the exporter, which needs this runtime's
+        // workers; it must not block one of them.
+        let _ = tokio::task::spawn_blocking(crate::telemetry::traces::shutdown).await;
+    }
+    served
+}
+
+async fn serve_until_signal(config: &ServeConfig) -> Result<(), CliError> {
+    let mut server = crate::server::start(config).await?;
     tokio::select! {
         signal = shutdown_signal() => {
             signal?;
@@ -111,19 +132,44 @@ async fn serve(config: ServeConfig) -> Result<(), CliError> {
     Ok(())
 }
 
-fn init_logging(filter: &str, format: LogFormat) -> Result<(), CliError> {
+/// Logs to stderr, with colours only when stderr is a terminal (never in a
+/// file or a pipe); with a trace provider, API call spans go to it too,
+/// whatever the log filter.
+fn init_logging(
+    filter: &str,
+    format: LogFormat,
+    trace_provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let env_filter = EnvFilter::try_new(filter).map_err(|error| CliError::LogFilter {
         filter: filter.to_owned(),
         message: error.to_string(),
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let fmt = match format {
+        LogFormat::Pretty => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    }
+    .with_filter(env_filter);
+    let spans = trace_provider.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(crate::telemetry::traces::tracer(provider))
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("tributary_server::telemetry::traces", tracing::Level::INFO),
+            )
+    });
     // A second initialisation (only possible in-process) keeps the first.
-    let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(spans)
+        .try_init();
     Ok(())
 }
 

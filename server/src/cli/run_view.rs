@@ -110,6 +110,7 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
                     "duration_ms": task_duration_ms(task),
                     "next_attempt_at_ms": ms(task.next_attempt_at.as_ref()),
                     "error": task.error,
+                    "waiting": super::waiting::waiting_json(task),
                 })
             })
             .collect();
@@ -141,7 +142,7 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
         ("ATTEMPTS", Align::Right),
         ("DURATION", Align::Right),
         ("NEXT ATTEMPT", Align::Left),
-        ("ERROR", Align::Left),
+        ("ERROR OR WAIT", Align::Left),
     ]);
     for task in &run.tasks {
         let mut state = task_state_name(task.state);
@@ -158,7 +159,7 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
             ms(task.next_attempt_at.as_ref())
                 .map(output::time)
                 .unwrap_or_default(),
-            task.error.clone(),
+            super::waiting::task_note(task),
         ]);
     }
     table.emit()?;

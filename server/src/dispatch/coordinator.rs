@@ -2,9 +2,11 @@
 //! commands, timers and ready tasks. Starting and ending runs are in
 //! `runs.rs`, re-running finished ones in `rerun.rs`, executors' results in
 //! `results.rs`, value references in `values.rs`, committing a turn in
-//! `commit.rs`.
+//! `commit.rs`, what it tells operators (departures, waiting tasks) in
+//! `reporting.rs`.
 
 mod commit;
+mod reporting;
 mod rerun;
 mod results;
 mod runs;
@@ -26,12 +28,15 @@ use super::handle::{
 use super::held_values::WireInput;
 use super::ready_queue::{HandlerKey, ReadyQueue};
 use super::timers::{TimerKind, Timers};
+use super::waiting::{self, UnservedWarnings};
 use crate::clock::now_unix_ms;
 use crate::engine::plan::WorkflowPlan;
 use crate::engine::records::EventRecord;
 use crate::engine::retry::random_jitter_factor;
 use crate::engine::run::{Action, RunState};
 use crate::store::{Store, StoreError};
+use crate::telemetry::Observer;
+use reporting::Departure;
 use results::UnresolvedResult;
 
 /// Something to do once the turn's changes are committed.
@@ -75,6 +80,13 @@ pub struct Coordinator {
     /// Set while the dirty runs hold only changes nobody waits for: when
     /// they must be committed even if no other turn comes.
     commit_deadline: Option<Instant>,
+    /// Metrics, logs and spans of what was committed.
+    observer: Observer,
+    /// Handlers already warned about as served by no executor.
+    unserved: UnservedWarnings,
+    /// Off while recovering: no executor can have reconnected yet, so a
+    /// restored READY task is not a sign that its handler has no worker.
+    warn_unserved: bool,
 }
 
 impl Coordinator {
@@ -86,6 +98,7 @@ impl Coordinator {
         settings: DispatchSettings,
         events: broadcast::Sender<Arc<EventRecord>>,
         shutdown: watch::Receiver<bool>,
+        observer: Observer,
     ) -> Result<(CoordinatorHandle, tokio::task::JoinHandle<()>), StoreError> {
         let (commands, receiver) = mpsc::channel(4096);
         let mut coordinator = Coordinator {
@@ -109,8 +122,12 @@ impl Coordinator {
             refuse_results_of_task: std::env::var("TRIBUTARY_TEST_REFUSE_RESULTS_OF_TASK").ok(),
             commits: 0,
             commit_deadline: None,
+            observer,
+            unserved: UnservedWarnings::default(),
+            warn_unserved: false,
         };
         coordinator.recover().await?;
+        coordinator.warn_unserved = true;
         coordinator.open_reclaim_window();
         let task = tokio::spawn(coordinator.run(receiver, shutdown));
         Ok((CoordinatorHandle { commands }, task))
@@ -214,7 +231,24 @@ impl Coordinator {
                 let _ = reply.send(executor_id);
             }
             Command::Executor { executor_id, event } => self.executor_event(&executor_id, event),
-            Command::Disconnected { executor_id } => self.disconnect(&executor_id),
+            Command::Disconnected {
+                executor_id,
+                reason,
+            } => self.disconnect(&executor_id, Departure::Stream(reason)),
+            Command::Snapshot { reply } => {
+                let _ = reply.send(waiting::snapshot(
+                    self.runs.len(),
+                    &self.executors,
+                    &self.ready,
+                ));
+            }
+            Command::WaitingReasons {
+                namespace,
+                run_id,
+                reply,
+            } => {
+                let _ = reply.send(self.waiting_reasons(&namespace, &run_id));
+            }
             Command::ListExecutors { namespace, reply } => {
                 let snapshots = self
                     .executors
@@ -262,6 +296,15 @@ impl Coordinator {
         );
         let held = registration.held_attempt_ids.clone();
         let instance_id = registration.instance_id.clone();
+        let served: Vec<HandlerKey> = registration
+            .handlers
+            .iter()
+            .map(|handler| HandlerKey {
+                namespace: namespace.clone(),
+                handler: handler.clone(),
+            })
+            .collect();
+        self.unserved.served(&served);
         self.executors.add(
             executor_id.clone(),
             namespace,
@@ -324,15 +367,11 @@ impl Coordinator {
         }
     }
 
-    fn disconnect(&mut self, executor_id: &str) {
+    fn disconnect(&mut self, executor_id: &str, departure: Departure) {
         let Some(executor) = self.executors.remove(executor_id) else {
             return;
         };
-        tracing::info!(
-            executor_id,
-            in_flight = executor.in_flight.len(),
-            "executor disconnected; re-queueing its attempts"
-        );
+        reporting::log_departure(&executor, departure);
         let now_ms = now_unix_ms();
         for attempt_id in executor.in_flight {
             let mut actions = Vec::new();
@@ -376,7 +415,7 @@ impl Coordinator {
                             lease_timeout_ms: self.settings.lease_timeout_ms,
                         };
                         self.send_now(&executor_id, ExecutorCommand::Close(end));
-                        self.disconnect(&executor_id);
+                        self.disconnect(&executor_id, Departure::LeaseExpired);
                     } else {
                         self.timers
                             .insert(expires_ms, TimerKind::LeaseCheck { executor_id });
@@ -463,6 +502,9 @@ impl Coordinator {
                             namespace: run.namespace().to_owned(),
                             handler: run.plan().tasks[task].handler.clone(),
                         };
+                        if self.warn_unserved && self.unserved.should_warn(&key, &self.executors) {
+                            reporting::warn_unserved(&key, &run.plan().tasks[task].id, run_id);
+                        }
                         self.ready.push(key, run_id, task);
                     }
                 }
@@ -507,7 +549,7 @@ impl Coordinator {
         };
         if let Err(error) = executor.outbound.try_send(command) {
             tracing::warn!(executor_id, %error, "executor not reading its stream; dropping it");
-            self.disconnect(executor_id);
+            self.disconnect(executor_id, Departure::NotReading);
         }
     }
 

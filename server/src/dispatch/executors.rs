@@ -244,6 +244,31 @@ impl ExecutorRegistry {
             })
     }
 
+    /// The executors serving `key`, whatever their free slots.
+    pub fn serving(&self, key: &HandlerKey) -> Vec<&Executor> {
+        self.by_handler
+            .get(key)
+            .map(|ids| ids.iter().filter_map(|id| self.executors.get(id)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether any connected executor serves `key`.
+    pub fn serves(&self, key: &HandlerKey) -> bool {
+        self.by_handler.contains_key(key)
+    }
+
+    /// Every handler some executor serves.
+    pub fn handler_keys(&self) -> Vec<HandlerKey> {
+        self.by_handler.keys().cloned().collect()
+    }
+
+    /// The namespace of each connected executor, one entry per executor.
+    pub fn namespaces(&self) -> impl Iterator<Item = String> + '_ {
+        self.executors
+            .values()
+            .map(|executor| executor.namespace.clone())
+    }
+
     /// Executors of a namespace, oldest connection first.
     pub fn in_namespace(&self, namespace: &str) -> Vec<&Executor> {
         let mut executors: Vec<&Executor> = self

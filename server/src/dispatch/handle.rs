@@ -5,6 +5,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::executors::{ExecutorCommand, ExecutorRegistration, LastHeard};
 use super::held_values::ValueName;
+use super::waiting::{DispatchSnapshot, TaskWait};
 use crate::engine::context::{ContextError, Delta};
 use crate::engine::records::RunStatus;
 use crate::engine::run::{RetryError, RunSettings};
@@ -129,6 +130,15 @@ pub struct ExecutorSnapshot {
     pub values_sent_by_reference: u64,
 }
 
+/// How an executor's stream ended, as its reader saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The executor closed its side of the stream.
+    StreamClosed,
+    /// The stream failed (a reset, a broken connection).
+    StreamBroken,
+}
+
 pub(super) type StartReply = oneshot::Sender<Result<StartedRun, DispatchError>>;
 
 pub(super) type RetryReply = oneshot::Sender<Result<RetriedRun, DispatchError>>;
@@ -161,6 +171,15 @@ pub(super) enum Command {
     },
     Disconnected {
         executor_id: String,
+        reason: DisconnectReason,
+    },
+    Snapshot {
+        reply: oneshot::Sender<DispatchSnapshot>,
+    },
+    WaitingReasons {
+        namespace: String,
+        run_id: String,
+        reply: oneshot::Sender<Vec<TaskWait>>,
     },
     ListExecutors {
         namespace: String,
@@ -254,12 +273,35 @@ impl CoordinatorHandle {
             .map_err(|_| DispatchError::Stopped)
     }
 
-    pub async fn executor_disconnected(&self, executor_id: &str) {
+    pub async fn executor_disconnected(&self, executor_id: &str, reason: DisconnectReason) {
         let command = Command::Disconnected {
             executor_id: executor_id.to_owned(),
+            reason,
         };
         // A stopped coordinator has already forgotten every executor.
         let _ = self.commands.send(command).await;
+    }
+
+    /// The executors, slots and waiting tasks per handler, for the metrics.
+    pub async fn snapshot(&self) -> Result<DispatchSnapshot, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        self.request(Command::Snapshot { reply }, receiver).await
+    }
+
+    /// Why each READY task of an active run waits; empty for a run that is
+    /// not active here.
+    pub async fn waiting_reasons(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<Vec<TaskWait>, DispatchError> {
+        let (reply, receiver) = oneshot::channel();
+        let command = Command::WaitingReasons {
+            namespace: namespace.to_owned(),
+            run_id: run_id.to_owned(),
+            reply,
+        };
+        self.request(command, receiver).await
     }
 
     pub async fn list_executors(

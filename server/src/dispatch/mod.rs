@@ -17,9 +17,11 @@ mod handle;
 pub mod held_values;
 pub mod ready_queue;
 pub mod timers;
+pub mod waiting;
 
 pub use coordinator::Coordinator;
 pub use handle::{
-    CancelOutcome, CoordinatorHandle, DispatchError, DispatchSettings, ExecutorEvent,
-    ExecutorSnapshot, RetriedRun, RetryRunCommand, StartRunCommand, StartedRun,
+    CancelOutcome, CoordinatorHandle, DisconnectReason, DispatchError, DispatchSettings,
+    ExecutorEvent, ExecutorSnapshot, RetriedRun, RetryRunCommand, StartRunCommand, StartedRun,
 };
+pub use waiting::{DispatchSnapshot, TaskWait, WaitingReason};

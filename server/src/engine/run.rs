@@ -74,6 +74,8 @@ pub struct Assignment {
     /// The task's input context, with the writer of each key.
     pub input: Context,
     pub deadline_ms: i64,
+    /// Since when the task was READY (its dispatch latency starts here).
+    pub ready_since_ms: i64,
 }
 
 /// Why stored records do not make a run.
@@ -319,6 +321,7 @@ impl RunState {
         let deadline_ms = now_ms.saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
         let input = self.input_of(task);
         let runtime = &mut self.tasks[task];
+        let ready_since_ms = runtime.updated_at_ms;
         runtime.attempts_started += 1;
         runtime.state = TaskState::Assigned;
         runtime.next_attempt_at_ms = None;
@@ -355,6 +358,7 @@ impl RunState {
             attempt_number: number,
             input,
             deadline_ms,
+            ready_since_ms,
         };
         let timeout = Action::TimeoutAt {
             task,

@@ -54,7 +54,12 @@ impl Coordinator {
         let (evicted, evicted_attempts) = if batch.is_empty() {
             (HashSet::new(), HashSet::new())
         } else {
+            let started = std::time::Instant::now();
             let dropped = self.commit(batch).await;
+            self.observer
+                .metrics()
+                .commit_latency
+                .observe(started.elapsed());
             self.commits += 1;
             if self
                 .crash_after_commits
@@ -109,7 +114,16 @@ impl Coordinator {
                 AfterCommit::Send {
                     executor_id,
                     command,
-                } => self.send_now(&executor_id, command),
+                } => {
+                    if let ExecutorCommand::Assign { assignment, .. } = &command {
+                        let waited_ms = now_unix_ms().saturating_sub(assignment.ready_since_ms);
+                        self.observer
+                            .metrics()
+                            .dispatch_latency
+                            .observe(Duration::from_millis(u64::try_from(waited_ms).unwrap_or(0)));
+                    }
+                    self.send_now(&executor_id, command);
+                }
                 AfterCommit::ReplyCancel(reply) => {
                     let _ = reply.send(CancelOutcome::Cancelled);
                 }
@@ -236,7 +250,7 @@ impl Coordinator {
 
     /// Retries transient failures with backoff; returns the first
     /// permanent one.
-    pub(super) async fn commit_retrying(&self, batch: &[RunChanges]) -> Result<(), StoreError> {
+    pub(super) async fn commit_retrying(&mut self, batch: &[RunChanges]) -> Result<(), StoreError> {
         if let Some(task_id) = &self.refuse_results_of_task
             && batch
                 .iter()
@@ -251,22 +265,28 @@ impl Coordinator {
         loop {
             match self.store.commit_changes(batch).await {
                 Ok(events) => {
+                    self.observer.on_commit(batch);
                     self.publish(events);
                     return Ok(());
                 }
                 Err(error) if error.is_transient() => {
+                    self.observer.metrics().database_error("commit");
                     tracing::error!(%error, retry_in_ms = delay.as_millis() as u64, "commit failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    self.observer.metrics().database_error("commit");
+                    return Err(error);
+                }
             }
         }
     }
 
     /// Hands committed events to live watchers. Nobody listening is fine:
     /// watchers that miss events catch up from the database.
-    pub(super) fn publish(&self, events: Vec<EventRecord>) {
+    pub(super) fn publish(&mut self, events: Vec<EventRecord>) {
+        self.observer.on_events(&events);
         if self.events.receiver_count() == 0 {
             return;
         }

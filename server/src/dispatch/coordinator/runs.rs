@@ -33,6 +33,8 @@ impl Coordinator {
                         self.orphans.insert(attempt_id.clone(), run_id.clone());
                         self.attempt_runs.insert(attempt_id, run_id.clone());
                     }
+                    self.observer
+                        .run_recovered(&run_id, detail.run.created_at_ms);
                     self.runs.insert(run_id.clone(), run);
                     self.apply_actions(&run_id, actions);
                     restored += 1;
@@ -202,6 +204,7 @@ impl Coordinator {
                 }
             }
             Err(error) => {
+                self.observer.metrics().database_error("create_runs");
                 tracing::warn!(%error, runs = new_runs.len(), "creating runs together failed; creating them one by one");
                 for ((command, _, _, reply), _) in prepared.into_iter().zip(&new_runs) {
                     let _ = reply.send(self.start_run(command).await);

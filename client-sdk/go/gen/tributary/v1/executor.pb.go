@@ -766,7 +766,14 @@ type Assign struct {
 	InlineValues []*ValueRef `protobuf:"bytes,9,rep,name=inline_values,json=inlineValues,proto3" json:"inline_values,omitempty"`
 	// For a caching executor: the input keys sent by reference. Empty
 	// otherwise.
-	References    []*ValueRef `protobuf:"bytes,10,rep,name=references,proto3" json:"references,omitempty"`
+	References []*ValueRef `protobuf:"bytes,10,rep,name=references,proto3" json:"references,omitempty"`
+	// The W3C Trace Context `traceparent` of the attempt's span (its trace is
+	// the run's), so that an SDK can make the task's own span a child of it;
+	// empty when the server exports no traces.
+	Traceparent string `protobuf:"bytes,11,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// The W3C Trace Context `tracestate` going with `traceparent`; usually
+	// empty.
+	Tracestate    string `protobuf:"bytes,12,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,6 +876,20 @@ func (x *Assign) GetReferences() []*ValueRef {
 		return x.References
 	}
 	return nil
+}
+
+func (x *Assign) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
+func (x *Assign) GetTracestate() string {
+	if x != nil {
+		return x.Tracestate
+	}
+	return ""
 }
 
 // ValueRef names one context value of a run: the top-level key and the
@@ -1837,7 +1858,7 @@ const file_tributary_v1_executor_proto_rawDesc = "" +
 	"\x11max_message_bytes\x18\x04 \x01(\x04R\x0fmaxMessageBytes\x12*\n" +
 	"\x11max_context_bytes\x18\x05 \x01(\x04R\x0fmaxContextBytes\"&\n" +
 	"\tHeartbeatJ\x04\b\x01\x10\x02R\x13running_attempt_ids\"\x0e\n" +
-	"\fHeartbeatAck\"\x98\x03\n" +
+	"\fHeartbeatAck\"\xda\x03\n" +
 	"\x06Assign\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1852,7 +1873,11 @@ const file_tributary_v1_executor_proto_rawDesc = "" +
 	"\n" +
 	"references\x18\n" +
 	" \x03(\v2\x16.tributary.v1.ValueRefR\n" +
-	"references\"H\n" +
+	"references\x12 \n" +
+	"\vtraceparent\x18\v \x01(\tR\vtraceparent\x12\x1e\n" +
+	"\n" +
+	"tracestate\x18\f \x01(\tR\n" +
+	"tracestate\"H\n" +
 	"\bValueRef\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
 	"\x11writer_attempt_id\x18\x02 \x01(\tR\x0fwriterAttemptId\"P\n" +

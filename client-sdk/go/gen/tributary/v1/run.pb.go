@@ -179,6 +179,65 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_tributary_v1_run_proto_rawDescGZIP(), []int{1}
 }
 
+// Why a READY task has not been assigned yet, as the server saw it when it
+// answered. It changes as executors connect, leave and finish attempts.
+type WaitingReason int32
+
+const (
+	// The task is not READY, or it is about to be assigned.
+	WaitingReason_WAITING_REASON_UNSPECIFIED WaitingReason = 0
+	// No connected executor of the run's namespace serves the task's handler:
+	// the task waits until one connects.
+	WaitingReason_WAITING_REASON_NO_EXECUTOR WaitingReason = 1
+	// Executors serve the handler, but every slot of theirs is taken.
+	WaitingReason_WAITING_REASON_ALL_SLOTS_BUSY WaitingReason = 2
+	// The only executors serving the handler are draining (capacity 0).
+	WaitingReason_WAITING_REASON_EXECUTORS_DRAINING WaitingReason = 3
+)
+
+// Enum value maps for WaitingReason.
+var (
+	WaitingReason_name = map[int32]string{
+		0: "WAITING_REASON_UNSPECIFIED",
+		1: "WAITING_REASON_NO_EXECUTOR",
+		2: "WAITING_REASON_ALL_SLOTS_BUSY",
+		3: "WAITING_REASON_EXECUTORS_DRAINING",
+	}
+	WaitingReason_value = map[string]int32{
+		"WAITING_REASON_UNSPECIFIED":        0,
+		"WAITING_REASON_NO_EXECUTOR":        1,
+		"WAITING_REASON_ALL_SLOTS_BUSY":     2,
+		"WAITING_REASON_EXECUTORS_DRAINING": 3,
+	}
+)
+
+func (x WaitingReason) Enum() *WaitingReason {
+	p := new(WaitingReason)
+	*p = x
+	return p
+}
+
+func (x WaitingReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WaitingReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_tributary_v1_run_proto_enumTypes[2].Descriptor()
+}
+
+func (WaitingReason) Type() protoreflect.EnumType {
+	return &file_tributary_v1_run_proto_enumTypes[2]
+}
+
+func (x WaitingReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WaitingReason.Descriptor instead.
+func (WaitingReason) EnumDescriptor() ([]byte, []int) {
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{2}
+}
+
 // Why a task was skipped.
 type SkipReason int32
 
@@ -216,11 +275,11 @@ func (x SkipReason) String() string {
 }
 
 func (SkipReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_tributary_v1_run_proto_enumTypes[2].Descriptor()
+	return file_tributary_v1_run_proto_enumTypes[3].Descriptor()
 }
 
 func (SkipReason) Type() protoreflect.EnumType {
-	return &file_tributary_v1_run_proto_enumTypes[2]
+	return &file_tributary_v1_run_proto_enumTypes[3]
 }
 
 func (x SkipReason) Number() protoreflect.EnumNumber {
@@ -229,7 +288,7 @@ func (x SkipReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SkipReason.Descriptor instead.
 func (SkipReason) EnumDescriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{2}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{3}
 }
 
 // The outcome of one attempt.
@@ -289,11 +348,11 @@ func (x AttemptState) String() string {
 }
 
 func (AttemptState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tributary_v1_run_proto_enumTypes[3].Descriptor()
+	return file_tributary_v1_run_proto_enumTypes[4].Descriptor()
 }
 
 func (AttemptState) Type() protoreflect.EnumType {
-	return &file_tributary_v1_run_proto_enumTypes[3]
+	return &file_tributary_v1_run_proto_enumTypes[4]
 }
 
 func (x AttemptState) Number() protoreflect.EnumNumber {
@@ -302,7 +361,7 @@ func (x AttemptState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AttemptState.Descriptor instead.
 func (AttemptState) EnumDescriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{3}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{4}
 }
 
 // What happened in a RunEvent. Every state change of a run or task writes
@@ -434,11 +493,11 @@ func (x RunEventType) String() string {
 }
 
 func (RunEventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_tributary_v1_run_proto_enumTypes[4].Descriptor()
+	return file_tributary_v1_run_proto_enumTypes[5].Descriptor()
 }
 
 func (RunEventType) Type() protoreflect.EnumType {
-	return &file_tributary_v1_run_proto_enumTypes[4]
+	return &file_tributary_v1_run_proto_enumTypes[5]
 }
 
 func (x RunEventType) Number() protoreflect.EnumNumber {
@@ -447,7 +506,7 @@ func (x RunEventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RunEventType.Descriptor instead.
 func (RunEventType) EnumDescriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{4}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{5}
 }
 
 // StartRunRequest names the workflow to run and its input.
@@ -844,9 +903,15 @@ type TaskRun struct {
 	// When the next attempt is due; set only in RETRY_SCHEDULED.
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	// Every attempt so far, oldest first.
-	Attempts      []*Attempt `protobuf:"bytes,6,rep,name=attempts,proto3" json:"attempts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attempts []*Attempt `protobuf:"bytes,6,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	// Set only in READY, for a task of an active run the server has not
+	// assigned yet: why it waits.
+	WaitingReason WaitingReason `protobuf:"varint,7,opt,name=waiting_reason,json=waitingReason,proto3,enum=tributary.v1.WaitingReason" json:"waiting_reason,omitempty"`
+	// The waiting reason in words, naming the handler (and, for busy slots,
+	// how many executors and slots serve it); empty when not waiting.
+	WaitingMessage string `protobuf:"bytes,8,opt,name=waiting_message,json=waitingMessage,proto3" json:"waiting_message,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TaskRun) Reset() {
@@ -919,6 +984,20 @@ func (x *TaskRun) GetAttempts() []*Attempt {
 		return x.Attempts
 	}
 	return nil
+}
+
+func (x *TaskRun) GetWaitingReason() WaitingReason {
+	if x != nil {
+		return x.WaitingReason
+	}
+	return WaitingReason_WAITING_REASON_UNSPECIFIED
+}
+
+func (x *TaskRun) GetWaitingMessage() string {
+	if x != nil {
+		return x.WaitingMessage
+	}
+	return ""
 }
 
 // One attempt at running a task.
@@ -1915,7 +1994,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	" \x03(\v2\x15.tributary.v1.TaskRunR\x05tasks\x12;\n" +
 	"\tconflicts\x18\v \x03(\v2\x1d.tributary.v1.ContextConflictR\tconflicts\x12\x1f\n" +
 	"\vretry_count\x18\f \x01(\rR\n" +
-	"retryCount\"\x99\x02\n" +
+	"retryCount\"\x86\x03\n" +
 	"\aTaskRun\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.tributary.v1.TaskStateR\x05state\x129\n" +
@@ -1923,7 +2002,9 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"skipReason\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\x12B\n" +
 	"\x0fnext_attempt_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x121\n" +
-	"\battempts\x18\x06 \x03(\v2\x15.tributary.v1.AttemptR\battempts\"\xcf\x02\n" +
+	"\battempts\x18\x06 \x03(\v2\x15.tributary.v1.AttemptR\battempts\x12B\n" +
+	"\x0ewaiting_reason\x18\a \x01(\x0e2\x1b.tributary.v1.WaitingReasonR\rwaitingReason\x12'\n" +
+	"\x0fwaiting_message\x18\b \x01(\tR\x0ewaitingMessage\"\xcf\x02\n" +
 	"\aAttempt\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x1f\n" +
@@ -2017,7 +2098,12 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x11TASK_STATE_FAILED\x10\x06\x12\x16\n" +
 	"\x12TASK_STATE_SKIPPED\x10\a\x12\x18\n" +
 	"\x14TASK_STATE_CANCELLED\x10\b\x12\x1e\n" +
-	"\x1aTASK_STATE_RETRY_SCHEDULED\x10\t*h\n" +
+	"\x1aTASK_STATE_RETRY_SCHEDULED\x10\t*\x99\x01\n" +
+	"\rWaitingReason\x12\x1e\n" +
+	"\x1aWAITING_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aWAITING_REASON_NO_EXECUTOR\x10\x01\x12!\n" +
+	"\x1dWAITING_REASON_ALL_SLOTS_BUSY\x10\x02\x12%\n" +
+	"!WAITING_REASON_EXECUTORS_DRAINING\x10\x03*h\n" +
 	"\n" +
 	"SkipReason\x12\x1b\n" +
 	"\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
@@ -2072,82 +2158,84 @@ func file_tributary_v1_run_proto_rawDescGZIP() []byte {
 	return file_tributary_v1_run_proto_rawDescData
 }
 
-var file_tributary_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_tributary_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_tributary_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_tributary_v1_run_proto_goTypes = []any{
 	(RunStatus)(0),                // 0: tributary.v1.RunStatus
 	(TaskState)(0),                // 1: tributary.v1.TaskState
-	(SkipReason)(0),               // 2: tributary.v1.SkipReason
-	(AttemptState)(0),             // 3: tributary.v1.AttemptState
-	(RunEventType)(0),             // 4: tributary.v1.RunEventType
-	(*StartRunRequest)(nil),       // 5: tributary.v1.StartRunRequest
-	(*StartRunResponse)(nil),      // 6: tributary.v1.StartRunResponse
-	(*GetRunRequest)(nil),         // 7: tributary.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 8: tributary.v1.GetRunResponse
-	(*Run)(nil),                   // 9: tributary.v1.Run
-	(*TaskRun)(nil),               // 10: tributary.v1.TaskRun
-	(*Attempt)(nil),               // 11: tributary.v1.Attempt
-	(*ContextConflict)(nil),       // 12: tributary.v1.ContextConflict
-	(*ListRunsRequest)(nil),       // 13: tributary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 14: tributary.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),      // 15: tributary.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 16: tributary.v1.CancelRunResponse
-	(*RetryRunRequest)(nil),       // 17: tributary.v1.RetryRunRequest
-	(*RetryRunResponse)(nil),      // 18: tributary.v1.RetryRunResponse
-	(*WatchRunRequest)(nil),       // 19: tributary.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),      // 20: tributary.v1.WatchRunResponse
-	(*WatchEventsRequest)(nil),    // 21: tributary.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),   // 22: tributary.v1.WatchEventsResponse
-	(*RunEvent)(nil),              // 23: tributary.v1.RunEvent
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(WaitingReason)(0),            // 2: tributary.v1.WaitingReason
+	(SkipReason)(0),               // 3: tributary.v1.SkipReason
+	(AttemptState)(0),             // 4: tributary.v1.AttemptState
+	(RunEventType)(0),             // 5: tributary.v1.RunEventType
+	(*StartRunRequest)(nil),       // 6: tributary.v1.StartRunRequest
+	(*StartRunResponse)(nil),      // 7: tributary.v1.StartRunResponse
+	(*GetRunRequest)(nil),         // 8: tributary.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 9: tributary.v1.GetRunResponse
+	(*Run)(nil),                   // 10: tributary.v1.Run
+	(*TaskRun)(nil),               // 11: tributary.v1.TaskRun
+	(*Attempt)(nil),               // 12: tributary.v1.Attempt
+	(*ContextConflict)(nil),       // 13: tributary.v1.ContextConflict
+	(*ListRunsRequest)(nil),       // 14: tributary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 15: tributary.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),      // 16: tributary.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 17: tributary.v1.CancelRunResponse
+	(*RetryRunRequest)(nil),       // 18: tributary.v1.RetryRunRequest
+	(*RetryRunResponse)(nil),      // 19: tributary.v1.RetryRunResponse
+	(*WatchRunRequest)(nil),       // 20: tributary.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),      // 21: tributary.v1.WatchRunResponse
+	(*WatchEventsRequest)(nil),    // 22: tributary.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),   // 23: tributary.v1.WatchEventsResponse
+	(*RunEvent)(nil),              // 24: tributary.v1.RunEvent
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_tributary_v1_run_proto_depIdxs = []int32{
-	9,  // 0: tributary.v1.GetRunResponse.run:type_name -> tributary.v1.Run
+	10, // 0: tributary.v1.GetRunResponse.run:type_name -> tributary.v1.Run
 	0,  // 1: tributary.v1.Run.status:type_name -> tributary.v1.RunStatus
-	24, // 2: tributary.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	24, // 3: tributary.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	10, // 4: tributary.v1.Run.tasks:type_name -> tributary.v1.TaskRun
-	12, // 5: tributary.v1.Run.conflicts:type_name -> tributary.v1.ContextConflict
+	25, // 2: tributary.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	25, // 3: tributary.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	11, // 4: tributary.v1.Run.tasks:type_name -> tributary.v1.TaskRun
+	13, // 5: tributary.v1.Run.conflicts:type_name -> tributary.v1.ContextConflict
 	1,  // 6: tributary.v1.TaskRun.state:type_name -> tributary.v1.TaskState
-	2,  // 7: tributary.v1.TaskRun.skip_reason:type_name -> tributary.v1.SkipReason
-	24, // 8: tributary.v1.TaskRun.next_attempt_at:type_name -> google.protobuf.Timestamp
-	11, // 9: tributary.v1.TaskRun.attempts:type_name -> tributary.v1.Attempt
-	3,  // 10: tributary.v1.Attempt.state:type_name -> tributary.v1.AttemptState
-	24, // 11: tributary.v1.Attempt.assigned_at:type_name -> google.protobuf.Timestamp
-	24, // 12: tributary.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	24, // 13: tributary.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 14: tributary.v1.ListRunsRequest.status:type_name -> tributary.v1.RunStatus
-	9,  // 15: tributary.v1.ListRunsResponse.runs:type_name -> tributary.v1.Run
-	0,  // 16: tributary.v1.CancelRunResponse.status:type_name -> tributary.v1.RunStatus
-	0,  // 17: tributary.v1.RetryRunResponse.status:type_name -> tributary.v1.RunStatus
-	23, // 18: tributary.v1.WatchRunResponse.event:type_name -> tributary.v1.RunEvent
-	4,  // 19: tributary.v1.WatchEventsRequest.types:type_name -> tributary.v1.RunEventType
-	23, // 20: tributary.v1.WatchEventsResponse.event:type_name -> tributary.v1.RunEvent
-	4,  // 21: tributary.v1.RunEvent.type:type_name -> tributary.v1.RunEventType
-	24, // 22: tributary.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	2,  // 23: tributary.v1.RunEvent.skip_reason:type_name -> tributary.v1.SkipReason
-	24, // 24: tributary.v1.RunEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
-	0,  // 25: tributary.v1.RunEvent.run_status:type_name -> tributary.v1.RunStatus
-	12, // 26: tributary.v1.RunEvent.conflict:type_name -> tributary.v1.ContextConflict
-	5,  // 27: tributary.v1.RunService.StartRun:input_type -> tributary.v1.StartRunRequest
-	7,  // 28: tributary.v1.RunService.GetRun:input_type -> tributary.v1.GetRunRequest
-	13, // 29: tributary.v1.RunService.ListRuns:input_type -> tributary.v1.ListRunsRequest
-	15, // 30: tributary.v1.RunService.CancelRun:input_type -> tributary.v1.CancelRunRequest
-	17, // 31: tributary.v1.RunService.RetryRun:input_type -> tributary.v1.RetryRunRequest
-	19, // 32: tributary.v1.RunService.WatchRun:input_type -> tributary.v1.WatchRunRequest
-	21, // 33: tributary.v1.RunService.WatchEvents:input_type -> tributary.v1.WatchEventsRequest
-	6,  // 34: tributary.v1.RunService.StartRun:output_type -> tributary.v1.StartRunResponse
-	8,  // 35: tributary.v1.RunService.GetRun:output_type -> tributary.v1.GetRunResponse
-	14, // 36: tributary.v1.RunService.ListRuns:output_type -> tributary.v1.ListRunsResponse
-	16, // 37: tributary.v1.RunService.CancelRun:output_type -> tributary.v1.CancelRunResponse
-	18, // 38: tributary.v1.RunService.RetryRun:output_type -> tributary.v1.RetryRunResponse
-	20, // 39: tributary.v1.RunService.WatchRun:output_type -> tributary.v1.WatchRunResponse
-	22, // 40: tributary.v1.RunService.WatchEvents:output_type -> tributary.v1.WatchEventsResponse
-	34, // [34:41] is the sub-list for method output_type
-	27, // [27:34] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	3,  // 7: tributary.v1.TaskRun.skip_reason:type_name -> tributary.v1.SkipReason
+	25, // 8: tributary.v1.TaskRun.next_attempt_at:type_name -> google.protobuf.Timestamp
+	12, // 9: tributary.v1.TaskRun.attempts:type_name -> tributary.v1.Attempt
+	2,  // 10: tributary.v1.TaskRun.waiting_reason:type_name -> tributary.v1.WaitingReason
+	4,  // 11: tributary.v1.Attempt.state:type_name -> tributary.v1.AttemptState
+	25, // 12: tributary.v1.Attempt.assigned_at:type_name -> google.protobuf.Timestamp
+	25, // 13: tributary.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	25, // 14: tributary.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 15: tributary.v1.ListRunsRequest.status:type_name -> tributary.v1.RunStatus
+	10, // 16: tributary.v1.ListRunsResponse.runs:type_name -> tributary.v1.Run
+	0,  // 17: tributary.v1.CancelRunResponse.status:type_name -> tributary.v1.RunStatus
+	0,  // 18: tributary.v1.RetryRunResponse.status:type_name -> tributary.v1.RunStatus
+	24, // 19: tributary.v1.WatchRunResponse.event:type_name -> tributary.v1.RunEvent
+	5,  // 20: tributary.v1.WatchEventsRequest.types:type_name -> tributary.v1.RunEventType
+	24, // 21: tributary.v1.WatchEventsResponse.event:type_name -> tributary.v1.RunEvent
+	5,  // 22: tributary.v1.RunEvent.type:type_name -> tributary.v1.RunEventType
+	25, // 23: tributary.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 24: tributary.v1.RunEvent.skip_reason:type_name -> tributary.v1.SkipReason
+	25, // 25: tributary.v1.RunEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
+	0,  // 26: tributary.v1.RunEvent.run_status:type_name -> tributary.v1.RunStatus
+	13, // 27: tributary.v1.RunEvent.conflict:type_name -> tributary.v1.ContextConflict
+	6,  // 28: tributary.v1.RunService.StartRun:input_type -> tributary.v1.StartRunRequest
+	8,  // 29: tributary.v1.RunService.GetRun:input_type -> tributary.v1.GetRunRequest
+	14, // 30: tributary.v1.RunService.ListRuns:input_type -> tributary.v1.ListRunsRequest
+	16, // 31: tributary.v1.RunService.CancelRun:input_type -> tributary.v1.CancelRunRequest
+	18, // 32: tributary.v1.RunService.RetryRun:input_type -> tributary.v1.RetryRunRequest
+	20, // 33: tributary.v1.RunService.WatchRun:input_type -> tributary.v1.WatchRunRequest
+	22, // 34: tributary.v1.RunService.WatchEvents:input_type -> tributary.v1.WatchEventsRequest
+	7,  // 35: tributary.v1.RunService.StartRun:output_type -> tributary.v1.StartRunResponse
+	9,  // 36: tributary.v1.RunService.GetRun:output_type -> tributary.v1.GetRunResponse
+	15, // 37: tributary.v1.RunService.ListRuns:output_type -> tributary.v1.ListRunsResponse
+	17, // 38: tributary.v1.RunService.CancelRun:output_type -> tributary.v1.CancelRunResponse
+	19, // 39: tributary.v1.RunService.RetryRun:output_type -> tributary.v1.RetryRunResponse
+	21, // 40: tributary.v1.RunService.WatchRun:output_type -> tributary.v1.WatchRunResponse
+	23, // 41: tributary.v1.RunService.WatchEvents:output_type -> tributary.v1.WatchEventsResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tributary_v1_run_proto_init() }
@@ -2160,7 +2248,7 @@ func file_tributary_v1_run_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tributary_v1_run_proto_rawDesc), len(file_tributary_v1_run_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,

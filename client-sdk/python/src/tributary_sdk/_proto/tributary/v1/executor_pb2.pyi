@@ -417,6 +417,8 @@ class Assign(_message.Message):
     WORKFLOW_NAME_FIELD_NUMBER: _builtins.int
     INLINE_VALUES_FIELD_NUMBER: _builtins.int
     REFERENCES_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
+    TRACESTATE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run's id."""
     task_id: _builtins.str
@@ -433,6 +435,15 @@ class Assign(_message.Message):
     """
     workflow_name: _builtins.str
     """The workflow's name."""
+    traceparent: _builtins.str
+    """The W3C Trace Context `traceparent` of the attempt's span (its trace is
+    the run's), so that an SDK can make the task's own span a child of it;
+    empty when the server exports no traces.
+    """
+    tracestate: _builtins.str
+    """The W3C Trace Context `tracestate` going with `traceparent`; usually
+    empty.
+    """
     @_builtins.property
     def deadline(self) -> _timestamp_pb2.Timestamp:
         """When the attempt times out; the server sends Cancel then."""
@@ -463,10 +474,12 @@ class Assign(_message.Message):
         workflow_name: _builtins.str = ...,
         inline_values: _abc.Iterable[Global___ValueRef] | None = ...,
         references: _abc.Iterable[Global___ValueRef] | None = ...,
+        traceparent: _builtins.str = ...,
+        tracestate: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "deadline", b"deadline", "handler", b"handler", "inline_values", b"inline_values", "input_context_json", b"input_context_json", "references", b"references", "run_id", b"run_id", "task_id", b"task_id", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "deadline", b"deadline", "handler", b"handler", "inline_values", b"inline_values", "input_context_json", b"input_context_json", "references", b"references", "run_id", b"run_id", "task_id", b"task_id", "traceparent", b"traceparent", "tracestate", b"tracestate", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

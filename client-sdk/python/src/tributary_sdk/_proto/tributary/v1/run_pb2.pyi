@@ -126,6 +126,40 @@ TASK_STATE_RETRY_SCHEDULED: TaskState.ValueType  # 9
 """An attempt failed and another is due at `next_attempt_at`."""
 Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
 
+class _WaitingReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WaitingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WaitingReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WAITING_REASON_UNSPECIFIED: _WaitingReason.ValueType  # 0
+    """The task is not READY, or it is about to be assigned."""
+    WAITING_REASON_NO_EXECUTOR: _WaitingReason.ValueType  # 1
+    """No connected executor of the run's namespace serves the task's handler:
+    the task waits until one connects.
+    """
+    WAITING_REASON_ALL_SLOTS_BUSY: _WaitingReason.ValueType  # 2
+    """Executors serve the handler, but every slot of theirs is taken."""
+    WAITING_REASON_EXECUTORS_DRAINING: _WaitingReason.ValueType  # 3
+    """The only executors serving the handler are draining (capacity 0)."""
+
+class WaitingReason(_WaitingReason, metaclass=_WaitingReasonEnumTypeWrapper):
+    """Why a READY task has not been assigned yet, as the server saw it when it
+    answered. It changes as executors connect, leave and finish attempts.
+    """
+
+WAITING_REASON_UNSPECIFIED: WaitingReason.ValueType  # 0
+"""The task is not READY, or it is about to be assigned."""
+WAITING_REASON_NO_EXECUTOR: WaitingReason.ValueType  # 1
+"""No connected executor of the run's namespace serves the task's handler:
+the task waits until one connects.
+"""
+WAITING_REASON_ALL_SLOTS_BUSY: WaitingReason.ValueType  # 2
+"""Executors serve the handler, but every slot of theirs is taken."""
+WAITING_REASON_EXECUTORS_DRAINING: WaitingReason.ValueType  # 3
+"""The only executors serving the handler are draining (capacity 0)."""
+Global___WaitingReason: _TypeAlias = WaitingReason  # noqa: Y015
+
 class _SkipReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -578,6 +612,8 @@ class TaskRun(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    WAITING_REASON_FIELD_NUMBER: _builtins.int
+    WAITING_MESSAGE_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task's id."""
     state: Global___TaskState.ValueType
@@ -586,6 +622,14 @@ class TaskRun(_message.Message):
     """Set when state is SKIPPED."""
     error: _builtins.str
     """The error of the last failed attempt, if any."""
+    waiting_reason: Global___WaitingReason.ValueType
+    """Set only in READY, for a task of an active run the server has not
+    assigned yet: why it waits.
+    """
+    waiting_message: _builtins.str
+    """The waiting reason in words, naming the handler (and, for busy slots,
+    how many executors and slots serve it); empty when not waiting.
+    """
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
         """When the next attempt is due; set only in RETRY_SCHEDULED."""
@@ -603,10 +647,12 @@ class TaskRun(_message.Message):
         error: _builtins.str = ...,
         next_attempt_at: _timestamp_pb2.Timestamp | None = ...,
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
+        waiting_reason: Global___WaitingReason.ValueType = ...,
+        waiting_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "next_attempt_at", b"next_attempt_at", "skip_reason", b"skip_reason", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "next_attempt_at", b"next_attempt_at", "skip_reason", b"skip_reason", "state", b"state", "task_id", b"task_id", "waiting_message", b"waiting_message", "waiting_reason", b"waiting_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,96 @@
+//! What the coordinator tells operators: why an executor went away, a
+//! handler that no executor serves, and why each READY task of a run waits.
+
+use super::Coordinator;
+use crate::dispatch::executors::Executor;
+use crate::dispatch::handle::DisconnectReason;
+use crate::dispatch::ready_queue::HandlerKey;
+use crate::dispatch::waiting::{self, TaskWait};
+use crate::engine::records::TaskState;
+
+/// Why the coordinator forgets an executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Departure {
+    Stream(DisconnectReason),
+    LeaseExpired,
+    NotReading,
+}
+
+/// An executor that closed its stream with nothing in flight left (at
+/// INFO, saying whether it drained first); any other departure is a loss
+/// (at WARN, with why and how many attempts go back to READY).
+pub(super) fn log_departure(executor: &Executor, departure: Departure) {
+    let executor_id = executor.id.as_str();
+    let requeued = executor.in_flight.len();
+    match departure {
+        Departure::Stream(DisconnectReason::StreamClosed) if requeued == 0 => {
+            tracing::info!(
+                executor_id,
+                name = executor.registration.name,
+                drained = executor.capacity == 0,
+                "executor left"
+            );
+        }
+        _ => {
+            let reason = match departure {
+                Departure::Stream(DisconnectReason::StreamClosed) => {
+                    "it closed its stream with attempts in flight"
+                }
+                Departure::Stream(DisconnectReason::StreamBroken) => "its stream broke",
+                Departure::LeaseExpired => "its lease expired",
+                Departure::NotReading => "it stopped reading its stream",
+            };
+            tracing::warn!(
+                executor_id,
+                name = executor.registration.name,
+                reason,
+                requeued,
+                "executor lost; re-queueing its attempts"
+            );
+        }
+    }
+}
+
+/// The warning for the first task ready for a handler nobody serves.
+pub(super) fn warn_unserved(key: &HandlerKey, task_id: &str, run_id: &str) {
+    tracing::warn!(
+        handler = key.handler,
+        namespace = key.namespace,
+        task_id,
+        run_id,
+        "no executor serves handler {:?} (namespace {:?}); task {task_id:?} of run {run_id} waits",
+        key.handler,
+        key.namespace,
+    );
+}
+
+impl Coordinator {
+    /// Why each READY task of a run in memory waits.
+    pub(super) fn waiting_reasons(&self, namespace: &str, run_id: &str) -> Vec<TaskWait> {
+        let Some(run) = self
+            .runs
+            .get(run_id)
+            .filter(|run| run.namespace() == namespace)
+        else {
+            return Vec::new();
+        };
+        run.plan()
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| run.task_state(*index) == TaskState::Ready)
+            .filter_map(|(_, task)| {
+                let key = HandlerKey {
+                    namespace: namespace.to_owned(),
+                    handler: task.handler.clone(),
+                };
+                let reason = waiting::classify(&key, &self.executors)?;
+                Some(TaskWait {
+                    task_id: task.id.clone(),
+                    reason,
+                    message: waiting::describe(reason, &key, &self.executors),
+                })
+            })
+            .collect()
+    }
+}
