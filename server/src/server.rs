@@ -180,9 +180,11 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
         store,
         dispatch,
         secured,
-        listener,
+        Listeners {
+            api: listener,
+            metrics: metrics_listener,
+        },
         cors,
-        metrics_listener,
         async {
             let _ = shutdown_receiver.await;
         },
@@ -201,6 +203,13 @@ struct Security {
     keys: Arc<KeyRing>,
     keys_enabled: bool,
     tls: Option<ServerTlsConfig>,
+}
+
+/// The sockets the server was given: the API's (gRPC, gRPC-Web, the
+/// dashboard, `/metrics`) and `--metrics-listen`'s.
+struct Listeners {
+    api: TcpListener,
+    metrics: Option<TcpListener>,
 }
 
 /// The coordinator and what stops it.
@@ -275,9 +284,8 @@ async fn serve(
     store: Arc<dyn Store>,
     dispatch: Dispatch,
     security: Security,
-    listener: TcpListener,
+    listeners: Listeners,
     cors: Option<tower_http::cors::CorsLayer>,
-    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -302,7 +310,7 @@ async fn serve(
         metrics: metrics.clone(),
         coordinator: coordinator.clone(),
     };
-    let metrics_task = metrics_listener.map(|listener| {
+    let metrics_task = listeners.metrics.map(|listener| {
         metrics::serve_alone(listener, metrics_endpoint.clone(), dispatch_stopped.clone())
     });
 
@@ -409,7 +417,7 @@ async fn serve(
         .layer(crate::web::layer(cors))
         .layer(layers)
         .add_routes(tonic::service::Routes::from(grpc_routes))
-        .serve_with_incoming_shutdown(accepted_connections(listener), async move {
+        .serve_with_incoming_shutdown(accepted_connections(listeners.api), async move {
             shutdown.await;
             // Executor and watch streams never end on their own; stopping
             // dispatch closes them so that the graceful shutdown can
