@@ -104,6 +104,38 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u32).range(1..=1_048_576)
     )]
     pub event_buffer: u32,
+    /// Most handlers one executor's `Register` may list.
+    #[arg(
+        long,
+        env = "TRIBUTARY_MAX_REGISTER_HANDLERS",
+        default_value_t = 100_000
+    )]
+    pub max_register_handlers: usize,
+    /// Largest encoded `Register` in bytes (handlers, labels, held attempt
+    /// ids and names together): what one executor's registration may cost
+    /// in memory while it is connected.
+    #[arg(long, env = "TRIBUTARY_MAX_REGISTER_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_register_bytes: usize,
+    /// How long an executor stream may stay open without its `Register`, in
+    /// milliseconds; then it is closed.
+    #[arg(long, env = "TRIBUTARY_REGISTER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub register_timeout_ms: u64,
+    /// Runs one namespace may have active (pending or running) at once;
+    /// `StartRun` beyond it is refused with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "TRIBUTARY_MAX_ACTIVE_RUNS_PER_NAMESPACE",
+        default_value_t = 10_000
+    )]
+    pub max_active_runs_per_namespace: usize,
+    /// Executors one namespace may have connected at once; a `Register`
+    /// beyond it ends its stream with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "TRIBUTARY_MAX_EXECUTORS_PER_NAMESPACE",
+        default_value_t = 1_000
+    )]
+    pub max_executors_per_namespace: usize,
     /// How long a shutdown waits for open calls to finish, in milliseconds.
     /// Watch streams end at once, but one whose client stopped reading
     /// cannot finish until it reads; after this, its connection is left to
@@ -136,6 +168,11 @@ impl ServeConfig {
             retention_batch_runs: 100,
             event_buffer: 4096,
             shutdown_grace_ms: 10_000,
+            max_register_handlers: 100_000,
+            max_register_bytes: 4 * 1024 * 1024,
+            register_timeout_ms: 10_000,
+            max_active_runs_per_namespace: 10_000,
+            max_executors_per_namespace: 1_000,
         }
     }
 
@@ -222,5 +259,19 @@ mod tests {
         assert_eq!(parsed.serve.retention_batch_runs, new.retention_batch_runs);
         assert_eq!(parsed.serve.event_buffer, new.event_buffer);
         assert_eq!(parsed.serve.shutdown_grace_ms, new.shutdown_grace_ms);
+        assert_eq!(
+            parsed.serve.max_register_handlers,
+            new.max_register_handlers
+        );
+        assert_eq!(parsed.serve.max_register_bytes, new.max_register_bytes);
+        assert_eq!(parsed.serve.register_timeout_ms, new.register_timeout_ms);
+        assert_eq!(
+            parsed.serve.max_active_runs_per_namespace,
+            new.max_active_runs_per_namespace
+        );
+        assert_eq!(
+            parsed.serve.max_executors_per_namespace,
+            new.max_executors_per_namespace
+        );
     }
 }

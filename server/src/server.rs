@@ -11,15 +11,17 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 use tributary_proto::v1::executor_service_server::ExecutorServiceServer;
 use tributary_proto::v1::run_service_server::RunServiceServer;
 use tributary_proto::v1::workflow_service_server::WorkflowServiceServer;
 
+use crate::api::call_limits::UnaryConcurrencyLimitLayer;
 use crate::api::executor::{ExecutorApi, ProtocolSettings};
+use crate::api::executor_input::RegisterLimits;
 use crate::api::run::RunApi;
+use crate::api::wire_status::ReadErrorStatusLayer;
 use crate::api::workflow::WorkflowApi;
 use crate::config::ServeConfig;
 use crate::dispatch::{Coordinator, CoordinatorHandle, DispatchSettings};
@@ -140,6 +142,8 @@ impl Dispatch {
                 },
                 max_batch: 2048,
                 lease_timeout_ms: config.lease_timeout_ms,
+                max_active_runs_per_namespace: config.max_active_runs_per_namespace,
+                max_executors_per_namespace: config.max_executors_per_namespace,
             },
             events.clone(),
             stopped.clone(),
@@ -215,6 +219,11 @@ async fn serve(
             lease_timeout_ms: config.lease_timeout_ms,
             max_message_bytes: max_message_bytes as u64,
             max_context_bytes: config.max_context_bytes,
+            register: RegisterLimits {
+                max_handlers: config.max_register_handlers,
+                max_bytes: config.max_register_bytes,
+            },
+            register_timeout_ms: config.register_timeout_ms,
         },
         dispatch_stopped.clone(),
     ))
@@ -258,7 +267,7 @@ async fn serve(
                 .on_eos(log_end_of_stream)
                 .on_failure(()),
         )
-        .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
+        .layer(UnaryConcurrencyLimitLayer::new(config.concurrency_limit))
         .into_inner();
 
     let (draining, drain_started) = oneshot::channel::<()>();
@@ -269,6 +278,7 @@ async fn serve(
         .accept_http1(true)
         .layer(layers)
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(ReadErrorStatusLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

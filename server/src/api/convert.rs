@@ -40,7 +40,12 @@ pub fn decode_page_token(token: &str) -> Result<Option<String>, ApiError> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .filter(|decoded| !decoded.contains('\0'))
         .map(Some)
-        .ok_or_else(|| ApiError::InvalidArgument(format!("invalid page_token {token:?}")))
+        .ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "invalid page_token {}",
+                tributary_core::shown(token)
+            ))
+        })
 }
 
 /// Page size: 0 means 100; above 1000 means 1000.

@@ -7,6 +7,7 @@
 use tonic::{Code, Status};
 use tributary_core::DefinitionError;
 
+use super::text::truncate_at_char;
 use crate::dispatch::DispatchError;
 use crate::events::WatchError;
 use crate::store::StoreError;
@@ -65,7 +66,8 @@ impl ApiError {
                 ErrorCode::AlreadyExists
             }
             ApiError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
-            ApiError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            ApiError::ResourceExhausted(_)
+            | ApiError::Dispatch(DispatchError::QuotaExceeded(_)) => ErrorCode::ResourceExhausted,
             ApiError::Unimplemented(_) => ErrorCode::Unimplemented,
             ApiError::OutOfRange(_) | ApiError::Watch(WatchError::CursorBeyondEnd { .. }) => {
                 ErrorCode::OutOfRange
@@ -118,9 +120,26 @@ impl From<ApiError> for Status {
                 };
                 Status::new(code.into(), message)
             }
-            _ => Status::new(code.into(), error.to_string()),
+            _ => Status::new(code.into(), bounded_message(error.to_string())),
         }
     }
+}
+
+/// Longest status message sent. A message travels in an HTTP/2 header,
+/// which clients refuse past a few kilobytes (the call then fails with a
+/// protocol error instead of its status); every message that names input
+/// already shows only a part of it, and this cut guards the rest.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 2048;
+
+/// `message`, cut at [`MAX_STATUS_MESSAGE_BYTES`] with its full size stated.
+pub fn bounded_message(message: String) -> String {
+    if message.len() <= MAX_STATUS_MESSAGE_BYTES {
+        return message;
+    }
+    let size = message.len();
+    let mut cut = truncate_at_char(message, MAX_STATUS_MESSAGE_BYTES - 64);
+    cut.push_str(&format!("…(message of {size} bytes cut)"));
+    cut
 }
 
 /// The result type of handlers before conversion.
@@ -149,6 +168,17 @@ mod tests {
     fn a_watch_ended_by_shutdown_is_unavailable_so_clients_resume() {
         let status = Status::from(ApiError::from(WatchError::ShuttingDown));
         assert_eq!(status.code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_their_size() {
+        let status = Status::from(ApiError::InvalidArgument("é".repeat(100_000)));
+        assert!(status.message().len() <= MAX_STATUS_MESSAGE_BYTES);
+        assert!(
+            status.message().ends_with("…(message of 200000 bytes cut)"),
+            "{}",
+            &status.message()[status.message().len() - 40..]
+        );
     }
 
     #[test]

@@ -104,7 +104,8 @@ impl RunApi {
                 })
             } else {
                 Err(ApiError::AlreadyExists(format!(
-                    "idempotency key {key:?} is already used by run {} with a different request",
+                    "idempotency key {} is already used by run {} with a different request",
+                    tributary_core::shown(key),
                     existing.id
                 )))
             };

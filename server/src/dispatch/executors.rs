@@ -62,6 +62,9 @@ pub enum StreamEnd {
     ProtocolViolation(String),
     /// The executor sent more than its share while the server was busy.
     Flooded,
+    /// The executor sent more than a limit allows (a message over the
+    /// message limit); the message names the limit and the excess.
+    OverLimit(String),
 }
 
 /// What became of a result, as its executor is told.
@@ -245,6 +248,14 @@ impl ExecutorRegistry {
     }
 
     /// Executors of a namespace, oldest connection first.
+    /// How many executors of `namespace` are connected.
+    pub fn count_in_namespace(&self, namespace: &str) -> usize {
+        self.executors
+            .values()
+            .filter(|executor| executor.namespace == namespace)
+            .count()
+    }
+
     pub fn in_namespace(&self, namespace: &str) -> Vec<&Executor> {
         let mut executors: Vec<&Executor> = self
             .executors
