@@ -3,6 +3,7 @@
 //! `TRIBUTARY_TEST_DATABASE_URL` is set (see `scripts/test.sh`).
 
 mod cli;
+mod hostile;
 mod liveness;
 mod protocol_contract;
 mod run_api;
