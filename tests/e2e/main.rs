@@ -4,6 +4,7 @@
 
 mod cli;
 mod hostile;
+mod limits;
 mod liveness;
 mod protocol_contract;
 mod run_api;
