@@ -17,6 +17,7 @@ use tributary_proto::v1::executor_service_server::ExecutorServiceServer;
 use tributary_proto::v1::run_service_server::RunServiceServer;
 use tributary_proto::v1::workflow_service_server::WorkflowServiceServer;
 
+use crate::accept::AcceptBackoff;
 use crate::api::call_limits::UnaryConcurrencyLimitLayer;
 use crate::api::executor::{ExecutorApi, ProtocolSettings};
 use crate::api::executor_input::RegisterLimits;
@@ -168,10 +169,14 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 /// frames, and Nagle's algorithm would hold each behind the peer's delayed
 /// ACK: about 40 ms per message for any client that does not turn it off on
 /// its own side) and TCP keepalive.
-fn accepted_connections(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(TCP_KEEPALIVE))
+/// At the file-descriptor limit, accepting waits with backoff instead of
+/// spinning (see [`AcceptBackoff`]).
+fn accepted_connections(listener: TcpListener) -> AcceptBackoff<TcpIncoming> {
+    AcceptBackoff::new(
+        TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(TCP_KEEPALIVE)),
+    )
 }
 
 async fn serve(

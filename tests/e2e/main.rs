@@ -3,6 +3,7 @@
 //! `TRIBUTARY_TEST_DATABASE_URL` is set (see `scripts/test.sh`).
 
 mod cli;
+mod fd_limit;
 mod hostile;
 mod limits;
 mod liveness;

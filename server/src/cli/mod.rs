@@ -86,6 +86,7 @@ pub async fn run() -> ExitCode {
 
 async fn serve(config: ServeConfig) -> Result<(), CliError> {
     init_logging(&config.log_level, config.log_format)?;
+    crate::accept::raise_open_files_limit();
     let mut server = crate::server::start(&config).await?;
     tokio::select! {
         signal = shutdown_signal() => {
