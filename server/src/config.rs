@@ -104,6 +104,12 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u32).range(1..=1_048_576)
     )]
     pub event_buffer: u32,
+    /// Largest accumulated context of a run in bytes: its input plus every
+    /// succeeded task's writes. A result that would take it over fails its
+    /// task (no retry) with the size and the limit, so every task's input
+    /// and the final context stay within the message limit.
+    #[arg(long, env = "TRIBUTARY_MAX_RUN_CONTEXT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_run_context_bytes: usize,
     /// Most handlers one executor's `Register` may list.
     #[arg(
         long,
@@ -168,6 +174,7 @@ impl ServeConfig {
             retention_batch_runs: 100,
             event_buffer: 4096,
             shutdown_grace_ms: 10_000,
+            max_run_context_bytes: 16 * 1024 * 1024,
             max_register_handlers: 100_000,
             max_register_bytes: 4 * 1024 * 1024,
             register_timeout_ms: 10_000,
@@ -207,11 +214,12 @@ impl ServeConfig {
     }
 
     /// The largest gRPC message the server decodes or encodes: room for the
-    /// largest definition or context plus the envelope, and never below
-    /// gRPC's usual 4 MiB.
+    /// largest definition, result or accumulated run context plus the
+    /// envelope, and never below gRPC's usual 4 MiB.
     pub fn max_message_bytes(&self) -> usize {
         self.max_definition_bytes
             .max(self.max_context_bytes)
+            .max(self.max_run_context_bytes)
             .max(4 * 1024 * 1024)
             + 64 * 1024
     }
@@ -262,6 +270,10 @@ mod tests {
         assert_eq!(
             parsed.serve.max_register_handlers,
             new.max_register_handlers
+        );
+        assert_eq!(
+            parsed.serve.max_run_context_bytes,
+            new.max_run_context_bytes
         );
         assert_eq!(parsed.serve.max_register_bytes, new.max_register_bytes);
         assert_eq!(parsed.serve.register_timeout_ms, new.register_timeout_ms);

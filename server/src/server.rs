@@ -140,6 +140,7 @@ impl Dispatch {
                 run: RunSettings {
                     default_timeout_ms: config.default_task_timeout_ms,
                     max_reassignments: config.max_reassignments,
+                    max_run_context_bytes: config.max_run_context_bytes,
                 },
                 max_batch: 2048,
                 lease_timeout_ms: config.lease_timeout_ms,

@@ -290,3 +290,66 @@ async fn a_result_over_the_message_limit_ends_the_stream_and_fails_the_task_with
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_result_taking_the_run_context_over_its_limit_fails_its_task_and_the_run_stays_readable()
+{
+    let server = TestServer::start_with(|config| config.max_run_context_bytes = 64 * 1024).await;
+    server
+        .register(
+            "default",
+            json!({"name": "w", "tasks": [
+                {"id": "w1"}, {"id": "w2"}, {"id": "w3", "retry_attempts": 3},
+                {"id": "join", "dependencies": ["w1", "w2", "w3"], "trigger_rule": "all_done"},
+            ]}),
+        )
+        .await;
+    let mut executor = ScriptedExecutor::connect(
+        server.channel().await,
+        "default",
+        registration("writer", &["w.w1", "w.w2", "w.w3", "w.join"], 3),
+    )
+    .await;
+    let run_id = server.start_run("default", "w", json!({})).await;
+    let value = "x".repeat(30 * 1024);
+    let mut writers = Vec::new();
+    for _ in 0..3 {
+        writers.push(executor.next_assign().await);
+    }
+    writers.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    for (assign, key) in writers.iter().zip(["a", "b", "c"]) {
+        executor
+            .complete(&assign.attempt_id, &json!({ key: value }).to_string())
+            .await;
+        assert_eq!(
+            executor.next_ack().await.disposition(),
+            pb::ResultDisposition::Accepted
+        );
+    }
+    // The executor keeps its stream: it broke no rule.
+    let join = executor.next_assign().await;
+    assert_eq!(join.task_id, "join");
+    assert!(join.input_context_json.len() <= 64 * 1024);
+    executor.complete(&join.attempt_id, "{}").await;
+    let run = server.wait_for_run("default", &run_id, LIMIT).await;
+    assert_eq!(run.status(), pb::RunStatus::Failed);
+    let third = task(&run, "w3");
+    assert_eq!(third.state(), pb::TaskState::Failed);
+    assert_eq!(third.attempts.len(), 1, "no retry");
+    assert!(
+        third
+            .error
+            .starts_with(&format!("context of run {run_id} would be ")),
+        "{}",
+        third.error
+    );
+    assert!(
+        third
+            .error
+            .contains("bytes, above the limit of 65536 bytes (max_run_context_bytes) by"),
+        "{}",
+        third.error
+    );
+    assert_eq!(task(&run, "join").state(), pb::TaskState::Succeeded);
+    server.stop().await;
+}
