@@ -111,7 +111,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
         return None;
     }
     if limit.rlim_cur >= limit.rlim_max {
-        return Some(limit.rlim_cur as u64);
+        return Some(limit.rlim_cur);
     }
     let raised = libc::rlimit {
         rlim_cur: limit.rlim_max,
@@ -121,18 +121,18 @@ pub fn raise_open_files_limit() -> Option<u64> {
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
         tracing::warn!(
             error = %io::Error::last_os_error(),
-            soft = limit.rlim_cur as u64,
-            hard = limit.rlim_max as u64,
+            soft = limit.rlim_cur,
+            hard = limit.rlim_max,
             "cannot raise the open files limit"
         );
-        return Some(limit.rlim_cur as u64);
+        return Some(limit.rlim_cur);
     }
     tracing::info!(
-        from = limit.rlim_cur as u64,
-        to = raised.rlim_cur as u64,
+        from = limit.rlim_cur,
+        to = raised.rlim_cur,
         "raised the open files limit"
     );
-    Some(raised.rlim_cur as u64)
+    Some(raised.rlim_cur)
 }
 
 #[cfg(test)]
@@ -177,6 +177,6 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) }, 0);
         assert_eq!(now.rlim_cur, now.rlim_max);
-        assert_eq!(limit, now.rlim_cur as u64);
+        assert_eq!(limit, now.rlim_cur);
     }
 }
