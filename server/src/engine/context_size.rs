@@ -57,11 +57,13 @@ impl ContextSize {
     pub fn with_delta(&self, writer: TaskIndex, delta: &Delta) -> usize {
         let mut total = self.entry_bytes as i128;
         let mut present = self.present as i128;
-        let changes = delta
-            .set
-            .iter()
-            .map(|(key, value)| (key, entry_bytes(key, value.get().len())))
-            .chain(delta.removed.iter().map(|key| (key, 0)));
+        // A key both set and removed ends removed, as `apply` leaves it.
+        let changes = delta.removed.iter().map(|key| (key, 0)).chain(
+            delta
+                .set
+                .iter()
+                .map(|(key, value)| (key, entry_bytes(key, value.get().len()))),
+        );
         let mut seen = std::collections::HashSet::new();
         for (key, bytes) in changes {
             if !seen.insert(key) {
