@@ -162,7 +162,10 @@ impl LastHeard {
 #[derive(Debug, Default)]
 pub struct ExecutorRegistry {
     executors: HashMap<String, Executor>,
-    by_handler: HashMap<HandlerKey, BTreeSet<String>>,
+    /// The executors serving each handler. A plain list of one shared id:
+    /// an executor may serve 100,000 handlers, and a set per handler would
+    /// cost a tree node each.
+    by_handler: HashMap<HandlerKey, Vec<Arc<str>>>,
     next_serial: u64,
 }
 
@@ -175,14 +178,18 @@ impl ExecutorRegistry {
         stream: StreamHandles,
         now_ms: i64,
     ) {
+        let shared_id: Arc<str> = Arc::from(id.as_str());
         for handler in &registration.handlers {
-            self.by_handler
+            let ids = self
+                .by_handler
                 .entry(HandlerKey {
                     namespace: namespace.clone(),
                     handler: handler.clone(),
                 })
-                .or_default()
-                .insert(id.clone());
+                .or_default();
+            if !ids.iter().any(|known| **known == *id) {
+                ids.push(shared_id.clone());
+            }
         }
         self.next_serial += 1;
         let held = HeldValues::new(registration.value_cache_bytes);
@@ -211,11 +218,16 @@ impl ExecutorRegistry {
                 handler: handler.clone(),
             };
             if let Some(ids) = self.by_handler.get_mut(&key) {
-                ids.remove(id);
+                ids.retain(|known| &**known != id);
                 if ids.is_empty() {
                     self.by_handler.remove(&key);
                 }
             }
+        }
+        // An executor with many handlers grew the index; give the memory
+        // back when it leaves.
+        if self.by_handler.capacity() > 4 * self.by_handler.len() + 1024 {
+            self.by_handler.shrink_to_fit();
         }
         Some(executor)
     }
@@ -235,7 +247,7 @@ impl ExecutorRegistry {
         self.by_handler
             .get(key)?
             .iter()
-            .filter_map(|id| self.executors.get(id))
+            .filter_map(|id| self.executors.get(&**id))
             .filter(|executor| executor.free_slots() > 0)
             .min_by(|a, b| {
                 let load_a = a.in_flight.len() as u64 * u64::from(b.capacity);
