@@ -215,6 +215,7 @@ async fn serve(
         coordinator.clone(),
         event_feed,
         config.max_context_bytes,
+        max_message_bytes,
     ))
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);

@@ -19,6 +19,7 @@ use tributary_e2e::{Namespace, TestServer, task};
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::connect_request::Message as ToServer;
 use tributary_proto::v1::executor_service_client::ExecutorServiceClient;
+use tributary_proto::v1::run_service_client::RunServiceClient;
 use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 
 /// A safety net, never a measure of speed.
@@ -351,5 +352,98 @@ async fn a_result_taking_the_run_context_over_its_limit_fails_its_task_and_the_r
         third.error
     );
     assert_eq!(task(&run, "join").state(), pb::TaskState::Succeeded);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn get_run_and_list_runs_leave_out_contexts_that_would_not_fit_and_say_so() {
+    let server = TestServer::start().await;
+    let limit = server.config.max_message_bytes();
+    server
+        .register("default", json!({"name": "w", "tasks": [{"id": "a"}]}))
+        .await;
+    let mut executor = ScriptedExecutor::connect(
+        server.channel().await,
+        "default",
+        registration("one", &["w.a"], 1),
+    )
+    .await;
+    // The input and the context are each within their limits, but not the
+    // two together in one answer.
+    let input = json!({ "big": "x".repeat(limit * 6 / 10) });
+    let mut runs =
+        RunServiceClient::with_interceptor(server.channel().await, Namespace::new("default"))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+    let run_id = runs
+        .start_run(pb::StartRunRequest {
+            workflow_name: "w".to_owned(),
+            input_context_json: input.to_string(),
+            ..pb::StartRunRequest::default()
+        })
+        .await
+        .expect("starts")
+        .into_inner()
+        .run_id;
+    let second = runs
+        .start_run(pb::StartRunRequest {
+            workflow_name: "w".to_owned(),
+            input_context_json: input.to_string(),
+            ..pb::StartRunRequest::default()
+        })
+        .await
+        .expect("starts")
+        .into_inner()
+        .run_id;
+    let assign = executor.next_assign().await;
+    executor
+        .complete(&assign.attempt_id, r#"{"done": true}"#)
+        .await;
+    let finished = if assign.run_id == run_id {
+        &run_id
+    } else {
+        &second
+    };
+    let run = loop {
+        let run = runs
+            .get_run(pb::GetRunRequest {
+                run_id: finished.clone(),
+            })
+            .await
+            .expect("GetRun answers")
+            .into_inner()
+            .run
+            .expect("run");
+        if run.status() == pb::RunStatus::Succeeded {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(run.contexts_omitted);
+    assert!(run.input_context_json.is_empty() && run.context_json.is_empty());
+    assert_eq!(run.input_context_bytes, input.to_string().len() as u64);
+    assert_eq!(
+        run.context_bytes,
+        run.input_context_bytes + r#","done":true"#.len() as u64
+    );
+    assert_eq!(task(&run, "a").state(), pb::TaskState::Succeeded);
+
+    // A page of runs fits too: the first run whole, the next without its
+    // contexts.
+    let listed = runs
+        .list_runs(pb::ListRunsRequest::default())
+        .await
+        .expect("ListRuns answers")
+        .into_inner()
+        .runs;
+    assert_eq!(listed.len(), 2);
+    assert!(!listed[0].contexts_omitted);
+    assert_eq!(
+        listed[0].input_context_json.len() as u64,
+        listed[0].input_context_bytes
+    );
+    assert!(listed[1].contexts_omitted);
+    assert!(listed[1].input_context_json.is_empty());
+    assert_eq!(listed[1].input_context_bytes, listed[0].input_context_bytes);
     server.stop().await;
 }

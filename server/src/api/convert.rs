@@ -129,7 +129,27 @@ pub fn run_summary_to_proto(run: &RunRecord) -> pb::Run {
         finished_at: run.finished_at_ms.map(timestamp_from_unix_ms),
         tasks: Vec::new(),
         conflicts: Vec::new(),
+        contexts_omitted: false,
+        input_context_bytes: 0,
+        context_bytes: 0,
     }
+}
+
+/// Fits a run into what remains of an answer's `budget` of bytes: its
+/// contexts' sizes are stated, and the contexts themselves are left out
+/// (`contexts_omitted`) when the run with them would not fit. Takes the
+/// run's size from the budget.
+pub fn fit_run_contexts(run: &mut pb::Run, budget: &mut usize) {
+    use prost::Message;
+    run.input_context_bytes = run.input_context_json.len() as u64;
+    run.context_bytes = run.context_json.len() as u64;
+    if run.encoded_len() > *budget {
+        run.input_context_json = String::new();
+        run.context_json = String::new();
+        run.contexts_omitted = true;
+    }
+    // A field's tag and length take a few bytes more inside a list.
+    *budget = budget.saturating_sub(run.encoded_len() + 16);
 }
 
 /// A run with its tasks, attempts and conflicts; `context_json` is the
