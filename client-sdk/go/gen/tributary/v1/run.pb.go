@@ -700,7 +700,17 @@ type Run struct {
 	Tasks []*TaskRun `protobuf:"bytes,10,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	// Keys written by two tasks with no path between them; canonical order
 	// decided the value. Empty in ListRuns.
-	Conflicts     []*ContextConflict `protobuf:"bytes,11,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	Conflicts []*ContextConflict `protobuf:"bytes,11,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	// True when input_context_json and context_json were left empty because
+	// the answer with them would exceed the server's message limit (the input
+	// and the context are each bounded, but not always both together, nor a
+	// page of ListRuns); their sizes are in input_context_bytes and
+	// context_bytes. Everything else about the run is there.
+	ContextsOmitted bool `protobuf:"varint,30,opt,name=contexts_omitted,json=contextsOmitted,proto3" json:"contexts_omitted,omitempty"`
+	// Size of the input context in bytes, whether sent or omitted.
+	InputContextBytes uint64 `protobuf:"varint,31,opt,name=input_context_bytes,json=inputContextBytes,proto3" json:"input_context_bytes,omitempty"`
+	// Size of the run's context in bytes, whether sent or omitted.
+	ContextBytes  uint64 `protobuf:"varint,32,opt,name=context_bytes,json=contextBytes,proto3" json:"context_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -810,6 +820,27 @@ func (x *Run) GetConflicts() []*ContextConflict {
 		return x.Conflicts
 	}
 	return nil
+}
+
+func (x *Run) GetContextsOmitted() bool {
+	if x != nil {
+		return x.ContextsOmitted
+	}
+	return false
+}
+
+func (x *Run) GetInputContextBytes() uint64 {
+	if x != nil {
+		return x.InputContextBytes
+	}
+	return 0
+}
+
+func (x *Run) GetContextBytes() uint64 {
+	if x != nil {
+		return x.ContextBytes
+	}
+	return 0
 }
 
 // The state of one task within a run.
@@ -1724,7 +1755,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\rGetRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"5\n" +
 	"\x0eGetRunResponse\x12#\n" +
-	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\xf2\x03\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\xf2\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rworkflow_name\x18\x02 \x01(\tR\fworkflowName\x12)\n" +
@@ -1739,7 +1770,10 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"finishedAt\x12+\n" +
 	"\x05tasks\x18\n" +
 	" \x03(\v2\x15.tributary.v1.TaskRunR\x05tasks\x12;\n" +
-	"\tconflicts\x18\v \x03(\v2\x1d.tributary.v1.ContextConflictR\tconflicts\"\x99\x02\n" +
+	"\tconflicts\x18\v \x03(\v2\x1d.tributary.v1.ContextConflictR\tconflicts\x12)\n" +
+	"\x10contexts_omitted\x18\x1e \x01(\bR\x0fcontextsOmitted\x12.\n" +
+	"\x13input_context_bytes\x18\x1f \x01(\x04R\x11inputContextBytes\x12#\n" +
+	"\rcontext_bytes\x18  \x01(\x04R\fcontextBytes\"\x99\x02\n" +
 	"\aTaskRun\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.tributary.v1.TaskStateR\x05state\x129\n" +

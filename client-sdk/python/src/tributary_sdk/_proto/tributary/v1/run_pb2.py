@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tributary/v1/run.proto\x12\x0ctributary.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x0fStartRunRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12\x18\n\x10workflow_version\x18\x02 \x01(\t\x12\x1a\n\x12input_context_json\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"M\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x18\n\x10workflow_version\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"0\n\x0eGetRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.tributary.v1.Run\"\xef\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\t\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.tributary.v1.RunStatus\x12\x1a\n\x12input_context_json\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05tasks\x18\n \x03(\x0b\x32\x15.tributary.v1.TaskRun\x12\x30\n\tconflicts\x18\x0b \x03(\x0b\x32\x1d.tributary.v1.ContextConflict\"\xde\x01\n\x07TaskRun\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.tributary.v1.TaskState\x12-\n\x0bskip_reason\x18\x03 \x01(\x0e\x32\x18.tributary.v1.SkipReason\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\x15.tributary.v1.Attempt\"\x86\x02\n\x07\x41ttempt\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\r\x12\x13\n\x0b\x65xecutor_id\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.tributary.v1.AttemptState\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x0f\x43ontextConflict\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x17\n\x0fwinning_task_id\x18\x02 \x01(\t\x12\x1a\n\x12overridden_task_id\x18\x03 \x01(\t\"x\n\x0fListRunsRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.tributary.v1.RunStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"L\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.tributary.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"<\n\x11\x43\x61ncelRunResponse\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.tributary.v1.RunStatus\"9\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"9\n\x10WatchRunResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.tributary.v1.RunEvent\"\x90\x01\n\x12WatchEventsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04\x12\x16\n\x0eworkflow_names\x18\x02 \x03(\t\x12\x0f\n\x07run_ids\x18\x03 \x03(\t\x12)\n\x05types\x18\x04 \x03(\x0e\x32\x1a.tributary.v1.RunEventType\x12\x10\n\x08\x66rom_now\x18\x05 \x01(\x08\"<\n\x13WatchEventsResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.tributary.v1.RunEvent\"\xca\x03\n\x08RunEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x15\n\rworkflow_name\x18\x04 \x01(\t\x12(\n\x04type\x18\x05 \x01(\x0e\x32\x1a.tributary.v1.RunEventType\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07task_id\x18\x07 \x01(\t\x12\x12\n\nattempt_id\x18\x08 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\t \x01(\r\x12\x13\n\x0b\x65xecutor_id\x18\n \x01(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12-\n\x0bskip_reason\x18\x0c \x01(\x0e\x32\x18.tributary.v1.SkipReason\x12\x33\n\x0fnext_attempt_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nrun_status\x18\x0e \x01(\x0e\x32\x17.tributary.v1.RunStatus\x12/\n\x08\x63onflict\x18\x0f \x01(\x0b\x32\x1d.tributary.v1.ContextConflict*\xa2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x05*\x89\x02\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_WAITING\x10\x01\x12\x14\n\x10TASK_STATE_READY\x10\x02\x12\x17\n\x13TASK_STATE_ASSIGNED\x10\x03\x12\x16\n\x12TASK_STATE_RUNNING\x10\x04\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n\x11TASK_STATE_FAILED\x10\x06\x12\x16\n\x12TASK_STATE_SKIPPED\x10\x07\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x08\x12\x1e\n\x1aTASK_STATE_RETRY_SCHEDULED\x10\t*h\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSKIP_REASON_UPSTREAM_FAILED\x10\x01\x12\x1c\n\x18SKIP_REASON_RULE_NOT_MET\x10\x02*\xed\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41TTEMPT_STATE_ASSIGNED\x10\x01\x12\x19\n\x15\x41TTEMPT_STATE_RUNNING\x10\x02\x12\x1b\n\x17\x41TTEMPT_STATE_SUCCEEDED\x10\x03\x12\x18\n\x14\x41TTEMPT_STATE_FAILED\x10\x04\x12\x1b\n\x17\x41TTEMPT_STATE_TIMED_OUT\x10\x05\x12\x16\n\x12\x41TTEMPT_STATE_LOST\x10\x06\x12\x1b\n\x17\x41TTEMPT_STATE_CANCELLED\x10\x07*\x92\x04\n\x0cRunEventType\x12\x1e\n\x1aRUN_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRUN_EVENT_TYPE_RUN_STARTED\x10\x01\x12\x1f\n\x1bRUN_EVENT_TYPE_RUN_FINISHED\x10\x02\x12\x1d\n\x19RUN_EVENT_TYPE_TASK_READY\x10\x03\x12 \n\x1cRUN_EVENT_TYPE_TASK_ASSIGNED\x10\x04\x12\x1f\n\x1bRUN_EVENT_TYPE_TASK_STARTED\x10\x05\x12!\n\x1dRUN_EVENT_TYPE_TASK_SUCCEEDED\x10\x06\x12\x1e\n\x1aRUN_EVENT_TYPE_TASK_FAILED\x10\x07\x12\'\n#RUN_EVENT_TYPE_TASK_RETRY_SCHEDULED\x10\x08\x12!\n\x1dRUN_EVENT_TYPE_TASK_TIMED_OUT\x10\t\x12\x1f\n\x1bRUN_EVENT_TYPE_TASK_SKIPPED\x10\n\x12!\n\x1dRUN_EVENT_TYPE_TASK_CANCELLED\x10\x0b\x12#\n\x1fRUN_EVENT_TYPE_CONTEXT_CONFLICT\x10\x0c\x12%\n!RUN_EVENT_TYPE_EXECUTOR_CONNECTED\x10\r\x12 \n\x1cRUN_EVENT_TYPE_EXECUTOR_LOST\x10\x0e\x32\xd8\x03\n\nRunService\x12I\n\x08StartRun\x12\x1d.tributary.v1.StartRunRequest\x1a\x1e.tributary.v1.StartRunResponse\x12\x43\n\x06GetRun\x12\x1b.tributary.v1.GetRunRequest\x1a\x1c.tributary.v1.GetRunResponse\x12I\n\x08ListRuns\x12\x1d.tributary.v1.ListRunsRequest\x1a\x1e.tributary.v1.ListRunsResponse\x12L\n\tCancelRun\x12\x1e.tributary.v1.CancelRunRequest\x1a\x1f.tributary.v1.CancelRunResponse\x12K\n\x08WatchRun\x12\x1d.tributary.v1.WatchRunRequest\x1a\x1e.tributary.v1.WatchRunResponse0\x01\x12T\n\x0bWatchEvents\x12 .tributary.v1.WatchEventsRequest\x1a!.tributary.v1.WatchEventsResponse0\x01\x42OZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tributary/v1/run.proto\x12\x0ctributary.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\x0fStartRunRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12\x18\n\x10workflow_version\x18\x02 \x01(\t\x12\x1a\n\x12input_context_json\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"M\n\x10StartRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x18\n\x10workflow_version\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"0\n\x0eGetRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.tributary.v1.Run\"\xbd\x03\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rworkflow_name\x18\x02 \x01(\t\x12\x18\n\x10workflow_version\x18\x03 \x01(\t\x12\'\n\x06status\x18\x04 \x01(\x0e\x32\x17.tributary.v1.RunStatus\x12\x1a\n\x12input_context_json\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x05tasks\x18\n \x03(\x0b\x32\x15.tributary.v1.TaskRun\x12\x30\n\tconflicts\x18\x0b \x03(\x0b\x32\x1d.tributary.v1.ContextConflict\x12\x18\n\x10\x63ontexts_omitted\x18\x1e \x01(\x08\x12\x1b\n\x13input_context_bytes\x18\x1f \x01(\x04\x12\x15\n\rcontext_bytes\x18  \x01(\x04\"\xde\x01\n\x07TaskRun\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.tributary.v1.TaskState\x12-\n\x0bskip_reason\x18\x03 \x01(\x0e\x32\x18.tributary.v1.SkipReason\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\x15.tributary.v1.Attempt\"\x86\x02\n\x07\x41ttempt\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\r\x12\x13\n\x0b\x65xecutor_id\x18\x03 \x01(\t\x12)\n\x05state\x18\x04 \x01(\x0e\x32\x1a.tributary.v1.AttemptState\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12/\n\x0b\x61ssigned_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x0f\x43ontextConflict\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x17\n\x0fwinning_task_id\x18\x02 \x01(\t\x12\x1a\n\x12overridden_task_id\x18\x03 \x01(\t\"x\n\x0fListRunsRequest\x12\x15\n\rworkflow_name\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.tributary.v1.RunStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"L\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.tributary.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"<\n\x11\x43\x61ncelRunResponse\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.tributary.v1.RunStatus\"9\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"9\n\x10WatchRunResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.tributary.v1.RunEvent\"\x90\x01\n\x12WatchEventsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04\x12\x16\n\x0eworkflow_names\x18\x02 \x03(\t\x12\x0f\n\x07run_ids\x18\x03 \x03(\t\x12)\n\x05types\x18\x04 \x03(\x0e\x32\x1a.tributary.v1.RunEventType\x12\x10\n\x08\x66rom_now\x18\x05 \x01(\x08\"<\n\x13WatchEventsResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.tributary.v1.RunEvent\"\xca\x03\n\x08RunEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x15\n\rworkflow_name\x18\x04 \x01(\t\x12(\n\x04type\x18\x05 \x01(\x0e\x32\x1a.tributary.v1.RunEventType\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07task_id\x18\x07 \x01(\t\x12\x12\n\nattempt_id\x18\x08 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\t \x01(\r\x12\x13\n\x0b\x65xecutor_id\x18\n \x01(\t\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12-\n\x0bskip_reason\x18\x0c \x01(\x0e\x32\x18.tributary.v1.SkipReason\x12\x33\n\x0fnext_attempt_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\nrun_status\x18\x0e \x01(\x0e\x32\x17.tributary.v1.RunStatus\x12/\n\x08\x63onflict\x18\x0f \x01(\x0b\x32\x1d.tributary.v1.ContextConflict*\xa2\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x05*\x89\x02\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_WAITING\x10\x01\x12\x14\n\x10TASK_STATE_READY\x10\x02\x12\x17\n\x13TASK_STATE_ASSIGNED\x10\x03\x12\x16\n\x12TASK_STATE_RUNNING\x10\x04\x12\x18\n\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n\x11TASK_STATE_FAILED\x10\x06\x12\x16\n\x12TASK_STATE_SKIPPED\x10\x07\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x08\x12\x1e\n\x1aTASK_STATE_RETRY_SCHEDULED\x10\t*h\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSKIP_REASON_UPSTREAM_FAILED\x10\x01\x12\x1c\n\x18SKIP_REASON_RULE_NOT_MET\x10\x02*\xed\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41TTEMPT_STATE_ASSIGNED\x10\x01\x12\x19\n\x15\x41TTEMPT_STATE_RUNNING\x10\x02\x12\x1b\n\x17\x41TTEMPT_STATE_SUCCEEDED\x10\x03\x12\x18\n\x14\x41TTEMPT_STATE_FAILED\x10\x04\x12\x1b\n\x17\x41TTEMPT_STATE_TIMED_OUT\x10\x05\x12\x16\n\x12\x41TTEMPT_STATE_LOST\x10\x06\x12\x1b\n\x17\x41TTEMPT_STATE_CANCELLED\x10\x07*\x92\x04\n\x0cRunEventType\x12\x1e\n\x1aRUN_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRUN_EVENT_TYPE_RUN_STARTED\x10\x01\x12\x1f\n\x1bRUN_EVENT_TYPE_RUN_FINISHED\x10\x02\x12\x1d\n\x19RUN_EVENT_TYPE_TASK_READY\x10\x03\x12 \n\x1cRUN_EVENT_TYPE_TASK_ASSIGNED\x10\x04\x12\x1f\n\x1bRUN_EVENT_TYPE_TASK_STARTED\x10\x05\x12!\n\x1dRUN_EVENT_TYPE_TASK_SUCCEEDED\x10\x06\x12\x1e\n\x1aRUN_EVENT_TYPE_TASK_FAILED\x10\x07\x12\'\n#RUN_EVENT_TYPE_TASK_RETRY_SCHEDULED\x10\x08\x12!\n\x1dRUN_EVENT_TYPE_TASK_TIMED_OUT\x10\t\x12\x1f\n\x1bRUN_EVENT_TYPE_TASK_SKIPPED\x10\n\x12!\n\x1dRUN_EVENT_TYPE_TASK_CANCELLED\x10\x0b\x12#\n\x1fRUN_EVENT_TYPE_CONTEXT_CONFLICT\x10\x0c\x12%\n!RUN_EVENT_TYPE_EXECUTOR_CONNECTED\x10\r\x12 \n\x1cRUN_EVENT_TYPE_EXECUTOR_LOST\x10\x0e\x32\xd8\x03\n\nRunService\x12I\n\x08StartRun\x12\x1d.tributary.v1.StartRunRequest\x1a\x1e.tributary.v1.StartRunResponse\x12\x43\n\x06GetRun\x12\x1b.tributary.v1.GetRunRequest\x1a\x1c.tributary.v1.GetRunResponse\x12I\n\x08ListRuns\x12\x1d.tributary.v1.ListRunsRequest\x1a\x1e.tributary.v1.ListRunsResponse\x12L\n\tCancelRun\x12\x1e.tributary.v1.CancelRunRequest\x1a\x1f.tributary.v1.CancelRunResponse\x12K\n\x08WatchRun\x12\x1d.tributary.v1.WatchRunRequest\x1a\x1e.tributary.v1.WatchRunResponse0\x01\x12T\n\x0bWatchEvents\x12 .tributary.v1.WatchEventsRequest\x1a!.tributary.v1.WatchEventsResponse0\x01\x42OZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tributary.v1.run_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1'
-  _globals['_RUNSTATUS']._serialized_start=2388
-  _globals['_RUNSTATUS']._serialized_end=2550
-  _globals['_TASKSTATE']._serialized_start=2553
-  _globals['_TASKSTATE']._serialized_end=2818
-  _globals['_SKIPREASON']._serialized_start=2820
-  _globals['_SKIPREASON']._serialized_end=2924
-  _globals['_ATTEMPTSTATE']._serialized_start=2927
-  _globals['_ATTEMPTSTATE']._serialized_end=3164
-  _globals['_RUNEVENTTYPE']._serialized_start=3167
-  _globals['_RUNEVENTTYPE']._serialized_end=3697
+  _globals['_RUNSTATUS']._serialized_start=2466
+  _globals['_RUNSTATUS']._serialized_end=2628
+  _globals['_TASKSTATE']._serialized_start=2631
+  _globals['_TASKSTATE']._serialized_end=2896
+  _globals['_SKIPREASON']._serialized_start=2898
+  _globals['_SKIPREASON']._serialized_end=3002
+  _globals['_ATTEMPTSTATE']._serialized_start=3005
+  _globals['_ATTEMPTSTATE']._serialized_end=3242
+  _globals['_RUNEVENTTYPE']._serialized_start=3245
+  _globals['_RUNEVENTTYPE']._serialized_end=3775
   _globals['_STARTRUNREQUEST']._serialized_start=73
   _globals['_STARTRUNREQUEST']._serialized_end=192
   _globals['_STARTRUNRESPONSE']._serialized_start=194
@@ -52,31 +52,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRUNRESPONSE']._serialized_start=306
   _globals['_GETRUNRESPONSE']._serialized_end=354
   _globals['_RUN']._serialized_start=357
-  _globals['_RUN']._serialized_end=724
-  _globals['_TASKRUN']._serialized_start=727
-  _globals['_TASKRUN']._serialized_end=949
-  _globals['_ATTEMPT']._serialized_start=952
-  _globals['_ATTEMPT']._serialized_end=1214
-  _globals['_CONTEXTCONFLICT']._serialized_start=1216
-  _globals['_CONTEXTCONFLICT']._serialized_end=1299
-  _globals['_LISTRUNSREQUEST']._serialized_start=1301
-  _globals['_LISTRUNSREQUEST']._serialized_end=1421
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1423
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1499
-  _globals['_CANCELRUNREQUEST']._serialized_start=1501
-  _globals['_CANCELRUNREQUEST']._serialized_end=1535
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1537
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1597
-  _globals['_WATCHRUNREQUEST']._serialized_start=1599
-  _globals['_WATCHRUNREQUEST']._serialized_end=1656
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1658
-  _globals['_WATCHRUNRESPONSE']._serialized_end=1715
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1718
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1862
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1864
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1924
-  _globals['_RUNEVENT']._serialized_start=1927
-  _globals['_RUNEVENT']._serialized_end=2385
-  _globals['_RUNSERVICE']._serialized_start=3700
-  _globals['_RUNSERVICE']._serialized_end=4172
+  _globals['_RUN']._serialized_end=802
+  _globals['_TASKRUN']._serialized_start=805
+  _globals['_TASKRUN']._serialized_end=1027
+  _globals['_ATTEMPT']._serialized_start=1030
+  _globals['_ATTEMPT']._serialized_end=1292
+  _globals['_CONTEXTCONFLICT']._serialized_start=1294
+  _globals['_CONTEXTCONFLICT']._serialized_end=1377
+  _globals['_LISTRUNSREQUEST']._serialized_start=1379
+  _globals['_LISTRUNSREQUEST']._serialized_end=1499
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1501
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1577
+  _globals['_CANCELRUNREQUEST']._serialized_start=1579
+  _globals['_CANCELRUNREQUEST']._serialized_end=1613
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1615
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1675
+  _globals['_WATCHRUNREQUEST']._serialized_start=1677
+  _globals['_WATCHRUNREQUEST']._serialized_end=1734
+  _globals['_WATCHRUNRESPONSE']._serialized_start=1736
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1793
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1796
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1940
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1942
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=2002
+  _globals['_RUNEVENT']._serialized_start=2005
+  _globals['_RUNEVENT']._serialized_end=2463
+  _globals['_RUNSERVICE']._serialized_start=3778
+  _globals['_RUNSERVICE']._serialized_end=4250
 # @@protoc_insertion_point(module_scope)
