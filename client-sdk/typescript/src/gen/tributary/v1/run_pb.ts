@@ -1191,9 +1191,11 @@ export const RunService: GenService<{
    * StartRun starts a run of a workflow version with an input context.
    * NOT_FOUND when the workflow or version does not exist; INVALID_ARGUMENT
    * when the input is not a JSON object (with the parse error's position);
-   * RESOURCE_EXHAUSTED when the input is over the size limit; ALREADY_EXISTS
-   * when the idempotency key was used by a different request (the message
-   * names that run).
+   * RESOURCE_EXHAUSTED when the input is over the size limit, or when the
+   * namespace already has the server's --max-active-runs-per-namespace
+   * active runs (the message names the quota); ALREADY_EXISTS when the
+   * idempotency key was used by a different request (the message names
+   * that run).
    *
    * @generated from rpc tributary.v1.RunService.StartRun
    */
