@@ -303,3 +303,59 @@ async fn a_message_over_the_limit_is_resource_exhausted_naming_the_sizes() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bytes_that_are_not_protobuf_end_an_executor_stream_with_invalid_argument() {
+    use prost::Message;
+    let server = TestServer::start().await;
+    let register = pb::ConnectRequest {
+        message: Some(pb::connect_request::Message::Register(
+            tributary_e2e::scripted::registration("raw", &["h"], 1),
+        )),
+    }
+    .encode_to_vec();
+    // Field 4 (`completed`) announcing five bytes and ending after one.
+    let truncated = vec![0x22, 0x05, 0x01];
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    sender.send(register).await.expect("queue register");
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    let mut responses = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(receiver)),
+            http::uri::PathAndQuery::from_static("/tributary.v1.ExecutorService/Connect"),
+            RawCodec,
+        )
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let registered = responses
+        .message()
+        .await
+        .expect("answer")
+        .expect("a message");
+    let registered = pb::ConnectResponse::decode(registered.as_slice()).expect("protobuf");
+    assert!(matches!(
+        registered.message,
+        Some(pb::connect_response::Message::Registered(_))
+    ));
+    sender.send(truncated).await.expect("queue garbage");
+    let status = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(20), responses.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended with OK"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("the message is not valid protobuf of its type"),
+        "{status:?}"
+    );
+    server.stop().await;
+}
