@@ -28,6 +28,7 @@
 
 mod cycle;
 mod definition;
+pub mod shown;
 mod validate;
 
 pub use definition::{
@@ -35,6 +36,7 @@ pub use definition::{
     DEFAULT_RETRY_MAX_DELAY_MS, RetryPolicy, TRIGGER_RULES, TaskDefinition, TaskSpec, TriggerRule,
     WorkflowDefinition, WorkflowSpec,
 };
+pub use shown::shown;
 pub use validate::{
     DefinitionError, DefinitionLimits, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS,
     is_valid_handler, is_valid_identifier, validate,

@@ -10,6 +10,7 @@ use crate::definition::{
     DEFAULT_RETRY_MAX_DELAY_MS, RetryPolicy, TaskDefinition, TaskSpec, TriggerRule,
     WorkflowDefinition, WorkflowSpec,
 };
+use crate::shown::{shown, shown_cycle};
 
 /// Upper bounds of a definition's size; configurable on the server, so only
 /// the server checks them.
@@ -81,14 +82,15 @@ const MAX_HANDLER_LEN: usize = 128;
 pub enum DefinitionError {
     /// The workflow's name is not an identifier.
     #[error(
-        "invalid workflow name {0:?}: must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter"
+        "invalid workflow name {}: must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter",
+        shown(.0)
     )]
     InvalidWorkflowName(String),
     /// The workflow has no task.
-    #[error("workflow {0:?} has no tasks")]
+    #[error("workflow {} has no tasks", shown(.0))]
     Empty(String),
     /// The workflow has more tasks than the limit allows.
-    #[error("workflow {workflow:?} has {count} tasks, over the limit of {limit} by {}", count - limit)]
+    #[error("workflow {} has {count} tasks, over the limit of {limit} by {}", shown(workflow), count - limit)]
     TooManyTasks {
         /// The workflow's name.
         workflow: String,
@@ -98,7 +100,7 @@ pub enum DefinitionError {
         limit: usize,
     },
     /// The definition as received is larger than the limit allows.
-    #[error("workflow {workflow:?} definition is {bytes} bytes, over the limit of {limit} bytes by {}", bytes - limit)]
+    #[error("workflow {} definition is {bytes} bytes, over the limit of {limit} bytes by {}", shown(workflow), bytes - limit)]
     TooLarge {
         /// The workflow's name.
         workflow: String,
@@ -109,20 +111,21 @@ pub enum DefinitionError {
     },
     /// A task id is not an identifier.
     #[error(
-        "invalid task id {0:?}: must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter"
+        "invalid task id {}: must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter",
+        shown(.0)
     )]
     InvalidTaskId(String),
     /// Two tasks share an id.
-    #[error("duplicate task id {0:?}")]
+    #[error("duplicate task id {}", shown(.0))]
     DuplicateTaskId(String),
     /// A task lists itself as a dependency.
-    #[error("task {task:?} depends on itself")]
+    #[error("task {} depends on itself", shown(task))]
     SelfDependency {
         /// The task.
         task: String,
     },
     /// A dependency names no task of the workflow.
-    #[error("task {task:?} depends on unknown task {dependency:?}")]
+    #[error("task {} depends on unknown task {}", shown(task), shown(dependency))]
     UnknownDependency {
         /// The task.
         task: String,
@@ -130,7 +133,11 @@ pub enum DefinitionError {
         dependency: String,
     },
     /// A dependency is listed twice.
-    #[error("task {task:?} lists dependency {dependency:?} more than once")]
+    #[error(
+        "task {} lists dependency {} more than once",
+        shown(task),
+        shown(dependency)
+    )]
     DuplicateDependency {
         /// The task.
         task: String,
@@ -138,10 +145,13 @@ pub enum DefinitionError {
         dependency: String,
     },
     /// The dependencies form a cycle; the path in the direction work flows.
-    #[error("cycle detected: {}", .0.join(" -> "))]
+    #[error("cycle detected: {}", shown_cycle(.0))]
     Cycle(Vec<String>),
     /// A numeric setting is out of range.
-    #[error("task {task:?}: {field} must be between {min} and {max}, got {value}")]
+    #[error(
+        "task {}: {field} must be between {min} and {max}, got {value}",
+        shown(task)
+    )]
     OutOfRange {
         /// The task.
         task: String,
@@ -156,7 +166,8 @@ pub enum DefinitionError {
     },
     /// The maximum retry delay is below the base delay.
     #[error(
-        "task {task:?}: retry_max_delay_ms ({max_delay_ms}) must be at least retry_delay_ms ({delay_ms})"
+        "task {}: retry_max_delay_ms ({max_delay_ms}) must be at least retry_delay_ms ({delay_ms})",
+        shown(task)
     )]
     MaxDelayBelowDelay {
         /// The task.
@@ -168,7 +179,9 @@ pub enum DefinitionError {
     },
     /// An unknown backoff.
     #[error(
-        "task {task:?}: unknown retry_backoff {value:?}; expected one of fixed, linear, exponential"
+        "task {}: unknown retry_backoff {}; expected one of fixed, linear, exponential",
+        shown(task),
+        shown(value)
     )]
     UnknownBackoff {
         /// The task.
@@ -178,7 +191,9 @@ pub enum DefinitionError {
     },
     /// An unknown trigger rule.
     #[error(
-        "task {task:?}: unknown trigger_rule {value:?}; expected one of all_success, all_done, one_success, one_failed, none_failed"
+        "task {}: unknown trigger_rule {}; expected one of all_success, all_done, one_success, one_failed, none_failed",
+        shown(task),
+        shown(value)
     )]
     UnknownTriggerRule {
         /// The task.
@@ -188,7 +203,9 @@ pub enum DefinitionError {
     },
     /// A handler name with characters a handler cannot have.
     #[error(
-        "task {task:?}: invalid handler {value:?}: must be 1-128 characters of a-z, A-Z, 0-9, _, -, ., : and /"
+        "task {}: invalid handler {}: must be 1-128 characters of a-z, A-Z, 0-9, _, -, ., : and /",
+        shown(task),
+        shown(value)
     )]
     InvalidHandler {
         /// The task.

@@ -107,6 +107,44 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u32).range(1..=1_048_576)
     )]
     pub event_buffer: u32,
+    /// Largest accumulated context of a run in bytes: its input plus every
+    /// succeeded task's writes. A result that would take it over fails its
+    /// task (no retry) with the size and the limit, so every task's input
+    /// and the final context stay within the message limit.
+    #[arg(long, env = "TRIBUTARY_MAX_RUN_CONTEXT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_run_context_bytes: usize,
+    /// Most handlers one executor's `Register` may list.
+    #[arg(
+        long,
+        env = "TRIBUTARY_MAX_REGISTER_HANDLERS",
+        default_value_t = 100_000
+    )]
+    pub max_register_handlers: usize,
+    /// Largest encoded `Register` in bytes (handlers, labels, held attempt
+    /// ids and names together): what one executor's registration may cost
+    /// in memory while it is connected.
+    #[arg(long, env = "TRIBUTARY_MAX_REGISTER_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_register_bytes: usize,
+    /// How long an executor stream may stay open without its `Register`, in
+    /// milliseconds; then it is closed.
+    #[arg(long, env = "TRIBUTARY_REGISTER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub register_timeout_ms: u64,
+    /// Runs one namespace may have active (pending or running) at once;
+    /// `StartRun` beyond it is refused with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "TRIBUTARY_MAX_ACTIVE_RUNS_PER_NAMESPACE",
+        default_value_t = 10_000
+    )]
+    pub max_active_runs_per_namespace: usize,
+    /// Executors one namespace may have connected at once; a `Register`
+    /// beyond it ends its stream with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "TRIBUTARY_MAX_EXECUTORS_PER_NAMESPACE",
+        default_value_t = 1_000
+    )]
+    pub max_executors_per_namespace: usize,
     /// How long a shutdown waits for open calls to finish, in milliseconds.
     /// Watch streams end at once, but one whose client stopped reading
     /// cannot finish until it reads; after this, its connection is left to
@@ -165,6 +203,12 @@ impl ServeConfig {
             security: SecurityConfig::default(),
             metrics_listen: None,
             otlp_endpoint: None,
+            max_run_context_bytes: 16 * 1024 * 1024,
+            max_register_handlers: 100_000,
+            max_register_bytes: 4 * 1024 * 1024,
+            register_timeout_ms: 10_000,
+            max_active_runs_per_namespace: 10_000,
+            max_executors_per_namespace: 1_000,
         }
     }
 
@@ -199,11 +243,12 @@ impl ServeConfig {
     }
 
     /// The largest gRPC message the server decodes or encodes: room for the
-    /// largest definition or context plus the envelope, and never below
-    /// gRPC's usual 4 MiB.
+    /// largest definition, result or accumulated run context plus the
+    /// envelope, and never below gRPC's usual 4 MiB.
     pub fn max_message_bytes(&self) -> usize {
         self.max_definition_bytes
             .max(self.max_context_bytes)
+            .max(self.max_run_context_bytes)
             .max(4 * 1024 * 1024)
             + 64 * 1024
     }
@@ -302,5 +347,23 @@ mod tests {
         assert_eq!(parsed.serve.retention_batch_runs, new.retention_batch_runs);
         assert_eq!(parsed.serve.event_buffer, new.event_buffer);
         assert_eq!(parsed.serve.shutdown_grace_ms, new.shutdown_grace_ms);
+        assert_eq!(
+            parsed.serve.max_register_handlers,
+            new.max_register_handlers
+        );
+        assert_eq!(
+            parsed.serve.max_run_context_bytes,
+            new.max_run_context_bytes
+        );
+        assert_eq!(parsed.serve.max_register_bytes, new.max_register_bytes);
+        assert_eq!(parsed.serve.register_timeout_ms, new.register_timeout_ms);
+        assert_eq!(
+            parsed.serve.max_active_runs_per_namespace,
+            new.max_active_runs_per_namespace
+        );
+        assert_eq!(
+            parsed.serve.max_executors_per_namespace,
+            new.max_executors_per_namespace
+        );
     }
 }

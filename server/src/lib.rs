@@ -2,6 +2,7 @@
 //! engine, executor dispatch, event streams, retention and storage. The
 //! `tributary` binary in `main.rs` is thin glue over this library.
 
+pub mod accept;
 pub mod api;
 pub mod auth;
 pub mod cli;

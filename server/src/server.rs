@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tower::Layer;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 use tributary_proto::v1::executor_service_server::ExecutorServiceServer;
@@ -22,8 +21,12 @@ use tributary_proto::v1::workflow_service_server::WorkflowServiceServer;
 use tonic::transport::ServerTlsConfig;
 use tributary_proto::v1::key_service_server::KeyServiceServer;
 
+use crate::accept::AcceptBackoff;
+use crate::api::call_limits::UnaryConcurrencyLimitLayer;
 use crate::api::executor::{ExecutorApi, ProtocolSettings};
+use crate::api::executor_input::RegisterLimits;
 use crate::api::run::RunApi;
+use crate::api::wire_status::ReadErrorStatusLayer;
 use crate::api::workflow::WorkflowApi;
 use crate::auth::service::KeyApi;
 use crate::auth::{AuthLayer, KeyRing};
@@ -244,9 +247,12 @@ impl Dispatch {
                 run: RunSettings {
                     default_timeout_ms: config.default_task_timeout_ms,
                     max_reassignments: config.max_reassignments,
+                    max_run_context_bytes: config.max_run_context_bytes,
                 },
                 max_batch: 2048,
                 lease_timeout_ms: config.lease_timeout_ms,
+                max_active_runs_per_namespace: config.max_active_runs_per_namespace,
+                max_executors_per_namespace: config.max_executors_per_namespace,
             },
             events.clone(),
             stopped.clone(),
@@ -273,10 +279,14 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 /// frames, and Nagle's algorithm would hold each behind the peer's delayed
 /// ACK: about 40 ms per message for any client that does not turn it off on
 /// its own side) and TCP keepalive.
-fn accepted_connections(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(TCP_KEEPALIVE))
+/// At the file-descriptor limit, accepting waits with backoff instead of
+/// spinning (see [`AcceptBackoff`]).
+fn accepted_connections(listener: TcpListener) -> AcceptBackoff<TcpIncoming> {
+    AcceptBackoff::new(
+        TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(TCP_KEEPALIVE)),
+    )
 }
 
 async fn serve(
@@ -325,6 +335,7 @@ async fn serve(
         coordinator.clone(),
         event_feed,
         config.max_context_bytes,
+        max_message_bytes,
     ))
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);
@@ -337,6 +348,11 @@ async fn serve(
                 max_message_bytes: max_message_bytes as u64,
                 max_context_bytes: config.max_context_bytes,
                 trace_context: config.otlp_endpoint.is_some(),
+                register: RegisterLimits {
+                    max_handlers: config.max_register_handlers,
+                    max_bytes: config.max_register_bytes,
+                },
+                register_timeout_ms: config.register_timeout_ms,
             },
             dispatch_stopped.clone(),
         )
@@ -380,7 +396,7 @@ async fn serve(
                 .on_eos(log_end_of_stream)
                 .on_failure(()),
         )
-        .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
+        .layer(UnaryConcurrencyLimitLayer::new(config.concurrency_limit))
         .into_inner();
 
     let key_service = KeyServiceServer::new(KeyApi::new(security.keys.clone()));
@@ -401,6 +417,7 @@ async fn serve(
         .add_service(auth.layer(executor_service))
         .add_service(auth.layer(key_service))
         .into_axum_router()
+        .layer(ReadErrorStatusLayer)
         .layer(tonic_web::GrpcWebLayer::new());
     // `/metrics` checks no key, so a server started with keys serves it
     // only on `--metrics-listen`, an address its operator keeps private.

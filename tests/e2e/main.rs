@@ -5,6 +5,9 @@
 mod auth;
 mod cli;
 mod executor_watch;
+mod fd_limit;
+mod hostile;
+mod limits;
 mod liveness;
 mod operations;
 mod protocol_contract;

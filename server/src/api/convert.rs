@@ -41,7 +41,12 @@ pub fn decode_page_token(token: &str) -> Result<Option<String>, ApiError> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .filter(|decoded| !decoded.contains('\0'))
         .map(Some)
-        .ok_or_else(|| ApiError::InvalidArgument(format!("invalid page_token {token:?}")))
+        .ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "invalid page_token {}",
+                tributary_core::shown(token)
+            ))
+        })
 }
 
 /// Page size: 0 means 100; above 1000 means 1000.
@@ -126,7 +131,27 @@ pub fn run_summary_to_proto(run: &RunRecord) -> pb::Run {
         tasks: Vec::new(),
         conflicts: Vec::new(),
         retry_count: run.retry_count,
+        contexts_omitted: false,
+        input_context_bytes: 0,
+        context_bytes: 0,
     }
+}
+
+/// Fits a run into what remains of an answer's `budget` of bytes: its
+/// contexts' sizes are stated, and the contexts themselves are left out
+/// (`contexts_omitted`) when the run with them would not fit. Takes the
+/// run's size from the budget.
+pub fn fit_run_contexts(run: &mut pb::Run, budget: &mut usize) {
+    use prost::Message;
+    run.input_context_bytes = run.input_context_json.len() as u64;
+    run.context_bytes = run.context_json.len() as u64;
+    if run.encoded_len() > *budget {
+        run.input_context_json = String::new();
+        run.context_json = String::new();
+        run.contexts_omitted = true;
+    }
+    // A field's tag and length take a few bytes more inside a list.
+    *budget = budget.saturating_sub(run.encoded_len() + 16);
 }
 
 /// A run with its tasks, attempts and conflicts; `context_json` is the

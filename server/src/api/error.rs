@@ -7,6 +7,7 @@
 use tonic::{Code, Status};
 use tributary_core::DefinitionError;
 
+use super::text::truncate_at_char;
 use crate::auth::KeyRingError;
 use crate::dispatch::DispatchError;
 use crate::engine::run::RetryError;
@@ -78,7 +79,8 @@ impl ApiError {
             ApiError::FailedPrecondition(_) | ApiError::Dispatch(DispatchError::Retry(_)) => {
                 ErrorCode::FailedPrecondition
             }
-            ApiError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            ApiError::ResourceExhausted(_)
+            | ApiError::Dispatch(DispatchError::QuotaExceeded(_)) => ErrorCode::ResourceExhausted,
             ApiError::Unimplemented(_) => ErrorCode::Unimplemented,
             ApiError::OutOfRange(_) | ApiError::Watch(WatchError::CursorBeyondEnd { .. }) => {
                 ErrorCode::OutOfRange
@@ -135,7 +137,7 @@ impl From<ApiError> for Status {
                 };
                 Status::new(code.into(), message)
             }
-            _ => Status::new(code.into(), error.to_string()),
+            _ => Status::new(code.into(), bounded_message(error.to_string())),
         }
     }
 }
@@ -155,6 +157,23 @@ impl From<KeyRingError> for ApiError {
             KeyRingError::Store(error) => ApiError::Store(error),
         }
     }
+}
+
+/// Longest status message sent. A message travels in an HTTP/2 header,
+/// which clients refuse past a few kilobytes (the call then fails with a
+/// protocol error instead of its status); every message that names input
+/// already shows only a part of it, and this cut guards the rest.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 2048;
+
+/// `message`, cut at [`MAX_STATUS_MESSAGE_BYTES`] with its full size stated.
+pub fn bounded_message(message: String) -> String {
+    if message.len() <= MAX_STATUS_MESSAGE_BYTES {
+        return message;
+    }
+    let size = message.len();
+    let mut cut = truncate_at_char(message, MAX_STATUS_MESSAGE_BYTES - 64);
+    cut.push_str(&format!("…(message of {size} bytes cut)"));
+    cut
 }
 
 /// The result type of handlers before conversion.
@@ -183,6 +202,17 @@ mod tests {
     fn a_watch_ended_by_shutdown_is_unavailable_so_clients_resume() {
         let status = Status::from(ApiError::from(WatchError::ShuttingDown));
         assert_eq!(status.code(), Code::Unavailable);
+    }
+
+    #[test]
+    fn long_messages_are_cut_with_their_size() {
+        let status = Status::from(ApiError::InvalidArgument("é".repeat(100_000)));
+        assert!(status.message().len() <= MAX_STATUS_MESSAGE_BYTES);
+        assert!(
+            status.message().ends_with("…(message of 200000 bytes cut)"),
+            "{}",
+            &status.message()[status.message().len() - 40..]
+        );
     }
 
     #[test]

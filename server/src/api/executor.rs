@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,12 +18,13 @@ use tributary_proto::v1::executor_service_server::ExecutorService;
 
 use super::error::{ApiError, ApiResult};
 use super::executor_input::{
-    MAX_ATTEMPT_ID_BYTES, MAX_CAPACITY, completed_event, failed_event, is_plausible_attempt_id,
-    validate_registration,
+    MAX_ATTEMPT_ID_BYTES, MAX_CAPACITY, RegisterLimits, completed_event, failed_event,
+    is_plausible_attempt_id, validate_registration,
 };
 use super::executor_watch::{ExecutorChanges, ExecutorListStream, executor_info, watch_executors};
 use super::namespace::namespace_of;
 use super::text::truncate_at_char;
+use super::wire_status::{too_large_sizes, unreadable_message};
 use crate::auth::Principal;
 use crate::clock::now_unix_ms;
 use crate::dispatch::executors::{ExecutorCommand, LastHeard, ResultAnswer, StreamEnd};
@@ -48,6 +50,10 @@ pub struct ProtocolSettings {
     /// Put the attempt span's W3C trace context in each `Assign` (when the
     /// server exports traces).
     pub trace_context: bool,
+    /// What one `Register` may hold.
+    pub register: RegisterLimits,
+    /// How long a stream may stay open before its `Register`.
+    pub register_timeout_ms: u64,
 }
 
 pub struct ExecutorApi {
@@ -98,11 +104,27 @@ impl ExecutorApi {
             None => Box::pin(std::future::pending()),
         };
         let mut inbound = request.into_inner();
-        let first = inbound
-            .message()
+        // A stream that never registers would hold its connection's
+        // resources for nothing.
+        let timeout = Duration::from_millis(self.settings.register_timeout_ms);
+        let first = tokio::time::timeout(timeout, inbound.message())
             .await
-            .map_err(|status| {
-                ApiError::InvalidArgument(format!("reading register: {}", status.message()))
+            .map_err(|_| {
+                ApiError::InvalidArgument(format!(
+                    "no register message within {} ms of opening the stream",
+                    self.settings.register_timeout_ms
+                ))
+            })?
+            .map_err(|status| match unreadable_message(&status) {
+                Some(refusal) if refusal.code() == tonic::Code::ResourceExhausted => {
+                    ApiError::ResourceExhausted(format!("register: {}", refusal.message()))
+                }
+                Some(refusal) => {
+                    ApiError::InvalidArgument(format!("register: {}", refusal.message()))
+                }
+                None => {
+                    ApiError::InvalidArgument(format!("reading register: {}", status.message()))
+                }
             })?
             .ok_or_else(|| {
                 ApiError::InvalidArgument("the stream ended before its register message".to_owned())
@@ -116,7 +138,7 @@ impl ExecutorApi {
                 )));
             }
         };
-        let registration = validate_registration(register)?;
+        let registration = validate_registration(register, &self.settings.register)?;
         let buffer = registration.capacity as usize * 4 + 64;
         let (outbound, receiver) = mpsc::channel(buffer);
         let (stream_guard, dropped_by_server) = watch::channel(false);
@@ -265,6 +287,9 @@ async fn read_messages(
             Ok(None) => return DisconnectReason::StreamClosed,
             Err(status) => {
                 tracing::debug!(executor_id = connection.executor_id, %status, "executor stream failed");
+                if let Some(refusal) = unreadable_message(&status) {
+                    end_unreadable(connection, &events, &status, &refusal);
+                }
                 return DisconnectReason::StreamBroken;
             }
         };
@@ -326,6 +351,33 @@ async fn read_messages(
     }
 }
 
+/// Ends a stream whose executor sent a message the server cannot read, with
+/// the status saying why, after charging it to the attempt it was the
+/// result of when that is known (see `ExecutorEvent::Unreadable`).
+fn end_unreadable(
+    connection: &Connection,
+    events: &mpsc::Sender<ExecutorEvent>,
+    read_error: &Status,
+    refusal: &Status,
+) {
+    let reason = match too_large_sizes(read_error.message()) {
+        Some((size, limit)) => format!(
+            "the executor sent a message (its result) of {size} bytes, over the message limit of {limit} bytes by {}",
+            size.saturating_sub(limit)
+        ),
+        None => format!(
+            "the executor sent a message the server cannot read: {}",
+            refusal.message()
+        ),
+    };
+    let _ = events.try_send(ExecutorEvent::Unreadable { reason });
+    let end = match refusal.code() {
+        tonic::Code::ResourceExhausted => StreamEnd::OverLimit(refusal.message().to_owned()),
+        _ => StreamEnd::ProtocolViolation(refusal.message().to_owned()),
+    };
+    let _ = connection.outbound.try_send(ExecutorCommand::Close(end));
+}
+
 /// Answers a result naming an attempt the server could never have issued,
 /// echoing at most as much of the id as a real one could be.
 fn answer_not_held(connection: &Connection, attempt_id: String) {
@@ -342,6 +394,7 @@ fn closing_status(end: StreamEnd) -> Status {
             "lease expired: nothing was heard from this executor for {lease_timeout_ms} ms; reconnect"
         )),
         StreamEnd::ProtocolViolation(message) => Status::invalid_argument(message),
+        StreamEnd::OverLimit(message) => Status::resource_exhausted(message),
         StreamEnd::Flooded => Status::resource_exhausted(format!(
             "more than {MAX_QUEUED_EVENTS} messages were waiting for the server; the executor sends faster than the protocol allows"
         )),

@@ -34,9 +34,49 @@ pub const MAX_ATTEMPT_ID_BYTES: usize = 64;
 /// Longest failure message kept; longer ones are cut.
 pub const MAX_FAILURE_MESSAGE_BYTES: usize = 65_536;
 
-/// Checks a `Register` against the limits of the protocol.
-pub fn validate_registration(register: pb::Register) -> ApiResult<ExecutorRegistration> {
+/// The limits of a `Register` the server configures: what one connected
+/// executor's registration may cost it in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisterLimits {
+    /// Most handlers (at most [`MAX_HANDLERS`], the protocol's bound).
+    pub max_handlers: usize,
+    /// Largest encoded `Register` in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for RegisterLimits {
+    fn default() -> RegisterLimits {
+        RegisterLimits {
+            max_handlers: MAX_HANDLERS,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Checks a `Register` against the limits of the protocol and the server's
+/// `limits`. Sizes are refused with RESOURCE_EXHAUSTED, naming the limit and
+/// the excess; malformed content with INVALID_ARGUMENT.
+pub fn validate_registration(
+    register: pb::Register,
+    limits: &RegisterLimits,
+) -> ApiResult<ExecutorRegistration> {
     let invalid = |message: String| Err(ApiError::InvalidArgument(message));
+    let bytes = prost::Message::encoded_len(&register);
+    if bytes > limits.max_bytes {
+        return Err(ApiError::ResourceExhausted(format!(
+            "register is {bytes} bytes, over the max_register_bytes limit of {} bytes by {}",
+            limits.max_bytes,
+            bytes - limits.max_bytes
+        )));
+    }
+    let max_handlers = limits.max_handlers.min(MAX_HANDLERS);
+    if register.handlers.len() > max_handlers {
+        return Err(ApiError::ResourceExhausted(format!(
+            "register.handlers has {} handlers, over the limit of {max_handlers} by {}",
+            register.handlers.len(),
+            register.handlers.len() - max_handlers
+        )));
+    }
     if register.instance_id.is_empty() {
         return invalid("register.instance_id is missing".to_owned());
     }
@@ -50,12 +90,6 @@ pub fn validate_registration(register: pb::Register) -> ApiResult<ExecutorRegist
         return invalid(
             "register.handlers is empty: an executor must serve at least one handler".to_owned(),
         );
-    }
-    if register.handlers.len() > MAX_HANDLERS {
-        return invalid(format!(
-            "register.handlers has {} handlers, over the limit of {MAX_HANDLERS}",
-            register.handlers.len()
-        ));
     }
     if let Some(bad) = register
         .handlers
@@ -194,18 +228,64 @@ mod tests {
     }
 
     fn refusal(register: pb::Register) -> String {
-        match validate_registration(register) {
-            Err(ApiError::InvalidArgument(message)) => message,
-            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        match validate_registration(register, &unbounded_bytes()) {
+            Err(ApiError::InvalidArgument(message) | ApiError::ResourceExhausted(message)) => {
+                message
+            }
+            other => panic!("expected INVALID_ARGUMENT or RESOURCE_EXHAUSTED, got {other:?}"),
+        }
+    }
+
+    /// The protocol's limits alone, so that each case meets its own.
+    fn unbounded_bytes() -> RegisterLimits {
+        RegisterLimits {
+            max_bytes: usize::MAX,
+            ..RegisterLimits::default()
+        }
+    }
+
+    #[test]
+    fn sizes_are_resource_exhausted_naming_the_limit_and_the_excess() {
+        let many = pb::Register {
+            handlers: (0..11).map(|n| format!("h{n}")).collect(),
+            ..register()
+        };
+        let limits = RegisterLimits {
+            max_handlers: 10,
+            max_bytes: 1024,
+        };
+        match validate_registration(many, &limits) {
+            Err(ApiError::ResourceExhausted(message)) => assert_eq!(
+                message,
+                "register.handlers has 11 handlers, over the limit of 10 by 1"
+            ),
+            other => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
+        }
+        let large = pb::Register {
+            name: "n".repeat(2_000),
+            ..register()
+        };
+        match validate_registration(large, &limits) {
+            Err(ApiError::ResourceExhausted(message)) => {
+                assert!(message.starts_with("register is 20"), "{message}");
+                assert!(
+                    message.contains("over the max_register_bytes limit of 1024 bytes by"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
         }
     }
 
     #[test]
     fn capacity_zero_registers_a_drained_executor() {
-        let registration = validate_registration(pb::Register {
-            max_concurrent_attempts: 0,
-            ..register()
-        })
+        let registration = validate_registration(
+            pb::Register {
+                max_concurrent_attempts: 0,
+                ..register()
+            },
+            &RegisterLimits::default(),
+        )
         .expect("valid");
         assert_eq!(registration.capacity, 0);
     }
@@ -239,7 +319,7 @@ mod tests {
                     handlers: (0..100_001).map(|n| format!("h{n}")).collect(),
                     ..register()
                 },
-                "register.handlers has 100001 handlers, over the limit of 100000",
+                "register.handlers has 100001 handlers, over the limit of 100000 by 1",
             ),
             (
                 pb::Register {

@@ -2,6 +2,7 @@
 //! types, call the domain, and convert back. Handlers stay thin; errors are
 //! mapped to `tonic::Status` in one place ([`error`]).
 
+pub mod call_limits;
 pub mod convert;
 pub mod error;
 pub mod executor;
@@ -10,6 +11,7 @@ pub mod executor_watch;
 pub mod namespace;
 pub mod run;
 pub mod text;
+pub mod wire_status;
 pub mod workflow;
 
 pub use error::ApiError;

@@ -10,9 +10,9 @@ use tributary_proto::v1 as pb;
 use tributary_proto::v1::run_service_server::RunService;
 
 use super::convert::{
-    decode_page_token, encode_page_token, event_to_proto, event_type_from_proto, page_size,
-    run_detail_to_proto, run_status_from_proto, run_status_to_proto, run_summary_to_proto,
-    waiting_reason_to_proto,
+    decode_page_token, encode_page_token, event_to_proto, event_type_from_proto, fit_run_contexts,
+    page_size, run_detail_to_proto, run_status_from_proto, run_status_to_proto,
+    run_summary_to_proto, waiting_reason_to_proto,
 };
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
@@ -34,6 +34,8 @@ pub struct RunApi {
     coordinator: CoordinatorHandle,
     events: EventFeed,
     max_context_bytes: usize,
+    /// The largest message the server encodes; answers are fitted to it.
+    max_message_bytes: usize,
 }
 
 impl RunApi {
@@ -42,13 +44,21 @@ impl RunApi {
         coordinator: CoordinatorHandle,
         events: EventFeed,
         max_context_bytes: usize,
+        max_message_bytes: usize,
     ) -> RunApi {
         RunApi {
             store,
             coordinator,
             events,
             max_context_bytes,
+            max_message_bytes,
         }
+    }
+
+    /// Bytes an answer's runs may take: the message limit less room for
+    /// the envelope and the page token.
+    fn answer_budget(&self) -> usize {
+        self.max_message_bytes.saturating_sub(4 * 1024)
     }
 
     async fn start(
@@ -105,7 +115,8 @@ impl RunApi {
                 })
             } else {
                 Err(ApiError::AlreadyExists(format!(
-                    "idempotency key {key:?} is already used by run {} with a different request",
+                    "idempotency key {} is already used by run {} with a different request",
+                    tributary_core::shown(key),
                     existing.id
                 )))
             };
@@ -173,6 +184,7 @@ impl RunApi {
         };
         let mut run = run_detail_to_proto(&detail, context_json);
         self.add_waiting_reasons(&namespace, &mut run).await?;
+        fit_run_contexts(&mut run, &mut self.answer_budget());
         Ok(pb::GetRunResponse { run: Some(run) })
     }
 
@@ -218,7 +230,16 @@ impl RunApi {
             String::new()
         };
         Ok(pb::ListRunsResponse {
-            runs: runs.iter().map(run_summary_to_proto).collect(),
+            runs: {
+                let mut budget = self.answer_budget();
+                runs.iter()
+                    .map(|run| {
+                        let mut run = run_summary_to_proto(run);
+                        fit_run_contexts(&mut run, &mut budget);
+                        run
+                    })
+                    .collect()
+            },
             next_page_token,
         })
     }

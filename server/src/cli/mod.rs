@@ -110,6 +110,7 @@ async fn serve(config: ServeConfig) -> Result<(), CliError> {
         config.log_format,
         trace_provider.as_ref(),
     )?;
+    crate::accept::raise_open_files_limit();
     let served = serve_until_signal(&config).await;
     if trace_provider.is_some() {
         // Flushing waits on the exporter, which needs this runtime's

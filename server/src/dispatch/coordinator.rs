@@ -23,7 +23,7 @@ use super::executors::{
     ExecutorCommand, ExecutorRegistration, ExecutorRegistry, LastHeard, StreamEnd, StreamHandles,
 };
 use super::handle::{
-    CancelOutcome, Command, CoordinatorHandle, DispatchSettings, ExecutorSnapshot,
+    CancelOutcome, Command, CoordinatorHandle, DispatchError, DispatchSettings, ExecutorSnapshot,
 };
 use super::held_values::WireInput;
 use super::ready_queue::{HandlerKey, ReadyQueue};
@@ -276,7 +276,14 @@ impl Coordinator {
         outbound: mpsc::Sender<ExecutorCommand>,
         stream_guard: watch::Sender<bool>,
         last_heard: LastHeard,
-    ) -> String {
+    ) -> Result<String, DispatchError> {
+        let connected = self.executors.count_in_namespace(&namespace);
+        let quota = self.settings.max_executors_per_namespace;
+        if connected >= quota {
+            return Err(DispatchError::QuotaExceeded(format!(
+                "namespace {namespace:?} already has {connected} executors connected, the max_executors_per_namespace quota of {quota}"
+            )));
+        }
         let executor_id = uuid::Uuid::now_v7().to_string();
         let now_ms = now_unix_ms();
         // The first message on the stream; the channel is new and empty, so
@@ -289,7 +296,7 @@ impl Coordinator {
             namespace,
             name = registration.name,
             instance_id = registration.instance_id,
-            handlers = ?registration.handlers,
+            handlers = registration.handlers.len(),
             capacity = registration.capacity,
             held = registration.held_attempt_ids.len(),
             "executor connected"
@@ -353,7 +360,7 @@ impl Coordinator {
                 );
             }
         }
-        executor_id
+        Ok(executor_id)
     }
 
     fn lease_ms(&self) -> i64 {

@@ -62,6 +62,9 @@ pub enum StreamEnd {
     ProtocolViolation(String),
     /// The executor sent more than its share while the server was busy.
     Flooded,
+    /// The executor sent more than a limit allows (a message over the
+    /// message limit); the message names the limit and the excess.
+    OverLimit(String),
 }
 
 /// What became of a result, as its executor is told.
@@ -159,7 +162,10 @@ impl LastHeard {
 #[derive(Debug, Default)]
 pub struct ExecutorRegistry {
     executors: HashMap<String, Executor>,
-    by_handler: HashMap<HandlerKey, BTreeSet<String>>,
+    /// The executors serving each handler. A plain list of one shared id:
+    /// an executor may serve 100,000 handlers, and a set per handler would
+    /// cost a tree node each.
+    by_handler: HashMap<HandlerKey, Vec<Arc<str>>>,
     next_serial: u64,
 }
 
@@ -172,14 +178,18 @@ impl ExecutorRegistry {
         stream: StreamHandles,
         now_ms: i64,
     ) {
+        let shared_id: Arc<str> = Arc::from(id.as_str());
         for handler in &registration.handlers {
-            self.by_handler
+            let ids = self
+                .by_handler
                 .entry(HandlerKey {
                     namespace: namespace.clone(),
                     handler: handler.clone(),
                 })
-                .or_default()
-                .insert(id.clone());
+                .or_default();
+            if !ids.iter().any(|known| **known == *id) {
+                ids.push(shared_id.clone());
+            }
         }
         self.next_serial += 1;
         let held = HeldValues::new(registration.value_cache_bytes);
@@ -208,11 +218,16 @@ impl ExecutorRegistry {
                 handler: handler.clone(),
             };
             if let Some(ids) = self.by_handler.get_mut(&key) {
-                ids.remove(id);
+                ids.retain(|known| &**known != id);
                 if ids.is_empty() {
                     self.by_handler.remove(&key);
                 }
             }
+        }
+        // An executor with many handlers grew the index; give the memory
+        // back when it leaves.
+        if self.by_handler.capacity() > 4 * self.by_handler.len() + 1024 {
+            self.by_handler.shrink_to_fit();
         }
         Some(executor)
     }
@@ -232,7 +247,7 @@ impl ExecutorRegistry {
         self.by_handler
             .get(key)?
             .iter()
-            .filter_map(|id| self.executors.get(id))
+            .filter_map(|id| self.executors.get(&**id))
             .filter(|executor| executor.free_slots() > 0)
             .min_by(|a, b| {
                 let load_a = a.in_flight.len() as u64 * u64::from(b.capacity);
@@ -248,7 +263,11 @@ impl ExecutorRegistry {
     pub fn serving(&self, key: &HandlerKey) -> Vec<&Executor> {
         self.by_handler
             .get(key)
-            .map(|ids| ids.iter().filter_map(|id| self.executors.get(id)).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.executors.get(&**id))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -270,6 +289,14 @@ impl ExecutorRegistry {
     }
 
     /// Executors of a namespace, oldest connection first.
+    /// How many executors of `namespace` are connected.
+    pub fn count_in_namespace(&self, namespace: &str) -> usize {
+        self.executors
+            .values()
+            .filter(|executor| executor.namespace == namespace)
+            .count()
+    }
+
     pub fn in_namespace(&self, namespace: &str) -> Vec<&Executor> {
         let mut executors: Vec<&Executor> = self
             .executors

@@ -20,6 +20,10 @@ pub struct DispatchSettings {
     /// Silence after which an executor is dropped; also how long executors
     /// get to reclaim their attempts after a restart.
     pub lease_timeout_ms: u64,
+    /// Runs one namespace may have active (pending or running) at once.
+    pub max_active_runs_per_namespace: usize,
+    /// Executors one namespace may have connected at once.
+    pub max_executors_per_namespace: usize,
 }
 
 /// Why a coordinator request failed.
@@ -31,10 +35,16 @@ pub enum DispatchError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("idempotency key {key:?} is already used by run {run_id} with a different request")]
+    #[error(
+        "idempotency key {} is already used by run {run_id} with a different request",
+        tributary_core::shown(key)
+    )]
     IdempotencyKeyReused { key: String, run_id: String },
     #[error(transparent)]
     Retry(#[from] RetryError),
+    /// A per-namespace quota is full; the message names it and its value.
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 /// A request to re-run a finished run (`RetryRun`).
@@ -108,6 +118,14 @@ pub enum ExecutorEvent {
     CapacityChanged {
         capacity: u32,
     },
+    /// A message the server could not read (too large, or not protobuf);
+    /// the stream ends after it. It is charged to the attempt the executor
+    /// held when it held exactly one, which must have sent it: the attempt
+    /// fails without retry, with the reason. With several in flight nobody
+    /// can tell whose result it was, and they are lost with the stream.
+    Unreadable {
+        reason: String,
+    },
     /// Referenced values the executor no longer holds.
     FetchValues {
         run_id: String,
@@ -163,7 +181,7 @@ pub(super) enum Command {
         outbound: mpsc::Sender<ExecutorCommand>,
         stream_guard: watch::Sender<bool>,
         last_heard: LastHeard,
-        reply: oneshot::Sender<String>,
+        reply: oneshot::Sender<Result<String, DispatchError>>,
     },
     Executor {
         executor_id: String,
@@ -255,7 +273,7 @@ impl CoordinatorHandle {
             last_heard,
             reply,
         };
-        self.request(command, receiver).await
+        self.request(command, receiver).await?
     }
 
     pub async fn executor_event(

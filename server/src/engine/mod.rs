@@ -5,6 +5,7 @@
 //! carries that out.
 
 pub mod context;
+pub mod context_size;
 pub mod plan;
 pub mod records;
 pub mod retry;

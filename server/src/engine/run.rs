@@ -25,6 +25,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use super::context::{Context, ContextError, Delta, canonical_context};
+use super::context_size::ContextSize;
 use super::plan::{TaskIndex, WorkflowPlan};
 use super::records::{
     AttemptRecord, AttemptState, AttemptUpdate, ConflictRecord, DeltaRecord, EventDetails,
@@ -123,6 +124,9 @@ pub struct RunSettings {
     pub default_timeout_ms: u64,
     /// Executor losses a task survives before it fails.
     pub max_reassignments: u32,
+    /// Largest accumulated context of a run, in bytes (see
+    /// `context_size`); a result that would take it over fails its task.
+    pub max_run_context_bytes: usize,
 }
 
 pub struct RunState {
@@ -141,6 +145,8 @@ pub struct RunState {
     succeeded_attempts: Vec<Option<Arc<str>>>,
     /// For every key written by a succeeded task, the tasks that wrote it.
     writers: HashMap<Arc<str>, Vec<TaskIndex>>,
+    /// The size of the input plus every succeeded task's delta.
+    context_size: ContextSize,
     attempts: HashMap<String, AttemptRecord>,
     next_sequence: u64,
     pending: PendingChanges,
@@ -189,6 +195,7 @@ impl RunState {
                 updated_at_ms: now_ms,
             })
             .collect();
+        let context_size = ContextSize::of_input(&input);
         let mut run = RunState {
             id,
             namespace,
@@ -200,6 +207,7 @@ impl RunState {
             deltas: vec![None; plan.len()],
             succeeded_attempts: vec![None; plan.len()],
             writers: HashMap::new(),
+            context_size,
             attempts: HashMap::new(),
             next_sequence: 1,
             pending: PendingChanges::default(),
@@ -398,6 +406,19 @@ impl RunState {
         let Some(task) = self.task_of_current_attempt(attempt_id) else {
             return self.disposition_of_non_current(attempt_id, AttemptState::Succeeded);
         };
+        // A context over the limit could not be sent to the next task nor
+        // read back; the same code would write the same again, so no retry.
+        let limit = self.settings.max_run_context_bytes;
+        let would_be = self.context_size.with_delta(task, &delta);
+        if would_be > limit {
+            let message = format!(
+                "context of run {} would be {would_be} bytes, above the limit of {limit} bytes (max_run_context_bytes) by {}",
+                self.id,
+                would_be - limit
+            );
+            return self.on_failed(attempt_id, &message, false, 1.0, now_ms, actions);
+        }
+        self.context_size.apply(task, &delta);
         self.update_attempt(attempt_id, |attempt| {
             attempt.state = AttemptState::Succeeded;
             attempt.finished_at_ms = Some(now_ms);

@@ -9,6 +9,7 @@ use super::*;
 const SETTINGS: RunSettings = RunSettings {
     default_timeout_ms: 60_000,
     max_reassignments: 2,
+    max_run_context_bytes: 1024 * 1024,
 };
 
 struct Harness {
@@ -1027,4 +1028,48 @@ fn abort_fails_every_unfinished_task_with_the_reason_and_ends_the_run_failed() {
         2
     );
     assert!(h.run.abort("again", h.now, &mut actions).is_err());
+}
+
+#[test]
+fn a_result_taking_the_run_context_over_its_limit_fails_its_task_and_the_run_goes_on() {
+    // Three parallel writers of 400 KiB each under a 1 MiB limit: the
+    // third would make the join's input (and the final context) 1.2 MiB.
+    let mut join = task("join", &["w1", "w2", "w3"]);
+    join.trigger_rule = "all_done".into();
+    let mut writer = task("w3", &[]);
+    writer.retry_attempts = Some(3);
+    let mut h = harness_with(vec![task("w1", &[]), task("w2", &[]), writer, join], "{}");
+    let value = "x".repeat(400 * 1024);
+    h.succeed("w1", &format!(r#"{{"a": "{value}"}}"#));
+    h.succeed("w2", &format!(r#"{{"b": "{value}"}}"#));
+    let third = h.assign("w3");
+    assert_eq!(
+        h.complete(&third.attempt_id, &format!(r#"{{"c": "{value}"}}"#)),
+        ResultDisposition::Accepted
+    );
+    assert_eq!(h.state("w3"), TaskState::Failed, "failed without retry");
+    let changes = h.run.take_changes();
+    let error = changes
+        .tasks
+        .iter()
+        .find(|t| t.task_id == "w3")
+        .and_then(|t| t.error.clone())
+        .expect("an error");
+    let would_be = 2 + 3 * (3 + 1 + value.len() + 2) + 2;
+    let limit = SETTINGS.max_run_context_bytes;
+    assert_eq!(
+        error,
+        format!(
+            "context of run {} would be {would_be} bytes, above the limit of {limit} bytes (max_run_context_bytes) by {}",
+            h.run.id(),
+            would_be - limit
+        )
+    );
+    // The join runs by its rule, with what fit.
+    let join = h.succeed("join", "{}");
+    assert_eq!(
+        join.input.to_json().len(),
+        2 + 2 * (3 + 1 + value.len() + 2) + 1
+    );
+    assert_eq!(h.finished(), Some(RunStatus::Failed));
 }

@@ -21,7 +21,7 @@ mod sqlite_turn;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tributary_core::WorkflowSpec;
+use tributary_core::{WorkflowSpec, shown};
 
 use crate::engine::records::{
     AttemptState, CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail,
@@ -287,10 +287,15 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// workflow "w"`.
 pub(crate) fn describe_selector(name: &str, selector: &VersionSelector) -> String {
     match selector {
-        VersionSelector::Latest => format!("workflow {name:?}"),
-        VersionSelector::Version(version) => format!("version {version:?} of workflow {name:?}"),
+        VersionSelector::Latest => format!("workflow {}", shown(name)),
+        VersionSelector::Version(version) => {
+            format!("version {} of workflow {}", shown(version), shown(name))
+        }
         VersionSelector::Sequence(sequence) => {
-            format!("version with sequence {sequence} of workflow {name:?}")
+            format!(
+                "version with sequence {sequence} of workflow {}",
+                shown(name)
+            )
         }
     }
 }

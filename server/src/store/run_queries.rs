@@ -237,7 +237,12 @@ where
             .await?
         {
             Some(row) => Self::run_from_row(&row)?,
-            None => return Err(StoreError::NotFound(format!("run {run_id:?}"))),
+            None => {
+                return Err(StoreError::NotFound(format!(
+                    "run {}",
+                    tributary_core::shown(run_id)
+                )));
+            }
         };
         let tasks = sqlx::query::<DB>(GET_TASKS)
             .bind(run_id)
@@ -349,7 +354,9 @@ where
             .bind(run_id)
             .fetch_optional(&mut *connection)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("run {run_id:?}")))?;
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("run {}", tributary_core::shown(run_id)))
+            })?;
         let status: String = row.try_get(0)?;
         RunStatus::parse(&status).ok_or_else(|| {
             StoreError::Corrupt(format!("run {run_id:?} has unknown status {status:?}"))

@@ -273,7 +273,12 @@ where
         for changes in rows.runs() {
             let run_id = &changes.run_id;
             match found.get(run_id) {
-                None => return Err(StoreError::NotFound(format!("run {run_id:?}"))),
+                None => {
+                    return Err(StoreError::NotFound(format!(
+                        "run {}",
+                        tributary_core::shown(run_id)
+                    )));
+                }
                 Some(workflow_name) if *workflow_name != changes.workflow_name => {
                     return Err(StoreError::Corrupt(format!(
                         "changes of run {run_id:?} name workflow {:?}, but the run is of {workflow_name:?}",

@@ -79,6 +79,13 @@ impl Coordinator {
             ExecutorEvent::Rejected { attempt_id, reason } => {
                 self.on_result(reporter, attempt_id, ReportedEnd::Rejected(reason), now_ms);
             }
+            ExecutorEvent::Unreadable { reason } => {
+                let mut in_flight = executor.in_flight.iter();
+                if let (Some(attempt_id), None) = (in_flight.next(), in_flight.next()) {
+                    let attempt_id = attempt_id.clone();
+                    self.on_result(reporter, attempt_id, ReportedEnd::Rejected(reason), now_ms);
+                }
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Runs coming and going: recovery at start, starting (alone or a turn's
 //! worth together), cancelling, and forgetting finished runs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -110,6 +111,26 @@ impl Coordinator {
             .clone()
     }
 
+    /// Active runs of `namespace` on this server.
+    fn active_runs_in(&self, namespace: &str) -> usize {
+        self.runs
+            .values()
+            .filter(|run| run.namespace() == namespace)
+            .count()
+    }
+
+    /// Refuses a new run of `namespace` that already has `active` runs when
+    /// its quota is full.
+    fn check_run_quota(&self, namespace: &str, active: usize) -> Result<(), DispatchError> {
+        let quota = self.settings.max_active_runs_per_namespace;
+        if active >= quota {
+            return Err(DispatchError::QuotaExceeded(format!(
+                "namespace {namespace:?} already has {active} active runs, the max_active_runs_per_namespace quota of {quota}; start more when some have finished"
+            )));
+        }
+        Ok(())
+    }
+
     /// The in-memory state of a new run and the rows that record it.
     pub(super) fn prepare_run(
         &mut self,
@@ -154,6 +175,7 @@ impl Coordinator {
         &mut self,
         command: StartRunCommand,
     ) -> Result<StartedRun, DispatchError> {
+        self.check_run_quota(&command.namespace, self.active_runs_in(&command.namespace))?;
         let (run, new_run, actions) = self.prepare_run(&command)?;
         match self.store.create_run(&new_run).await? {
             CreateRunOutcome::Created(events) => self.publish(events),
@@ -184,7 +206,19 @@ impl Coordinator {
         }
         let mut prepared = Vec::with_capacity(starts.len());
         let mut new_runs = Vec::with_capacity(starts.len());
+        // Active runs per namespace, counted once per turn and then kept up
+        // with the runs this turn admits.
+        let mut active: HashMap<String, usize> = HashMap::new();
         for (command, reply) in starts {
+            let count = match active.get(&command.namespace) {
+                Some(count) => *count,
+                None => self.active_runs_in(&command.namespace),
+            };
+            if let Err(error) = self.check_run_quota(&command.namespace, count) {
+                let _ = reply.send(Err(error));
+                continue;
+            }
+            active.insert(command.namespace.clone(), count + 1);
             match self.prepare_run(&command) {
                 Ok((run, new_run, actions)) => {
                     prepared.push((command, run, actions, reply));

@@ -60,6 +60,7 @@ impl RunState {
             deltas[index] = Some(Delta::parse(&record.set_json, &record.removed_keys)?);
             succeeded_attempts[index] = Some(Arc::from(record.attempt_id.as_str()));
         }
+        let context_size = ContextSize::of_input(&input);
         let mut state = RunState {
             id: run.id.clone(),
             namespace: run.namespace.clone(),
@@ -71,6 +72,7 @@ impl RunState {
             deltas,
             succeeded_attempts,
             writers: HashMap::new(),
+            context_size,
             attempts: detail
                 .attempts
                 .iter()
@@ -88,6 +90,7 @@ impl RunState {
             let mut output = state.input_of(index);
             if let Some(delta) = &state.deltas[index] {
                 output.apply(index, delta);
+                state.context_size.apply(index, delta);
                 for key in delta.keys() {
                     state.writers.entry(key.clone()).or_default().push(index);
                 }

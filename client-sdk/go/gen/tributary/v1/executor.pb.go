@@ -436,7 +436,14 @@ func (*ConnectResponse_Values) isConnectResponse_Message() {}
 func (*ConnectResponse_ForgetRun) isConnectResponse_Message() {}
 
 // Register introduces an executor. Limits are enforced with
-// INVALID_ARGUMENT naming the field.
+// INVALID_ARGUMENT naming the field; sizes with RESOURCE_EXHAUSTED naming
+// the limit and the excess: the whole message is at most the server's
+// --max-register-bytes (4 MiB by default) encoded, and the handlers at most
+// its --max-register-handlers. It must arrive within the server's
+// --register-timeout-ms (10 s by default) of opening the stream, else the
+// stream ends INVALID_ARGUMENT; a namespace with its
+// --max-executors-per-namespace executors connected is refused with
+// RESOURCE_EXHAUSTED.
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A human-readable name, e.g. the host and process; at most 256 bytes.
@@ -445,8 +452,9 @@ type Register struct {
 	// chosen by the executor (a UUID is fine); 1 to 128 bytes. Results are
 	// fenced by it: only the instance holding an attempt can report its end.
 	InstanceId string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	// The handlers this executor runs: 1 to 100,000 of them, each 1 to 128
-	// characters of a-z, A-Z, 0-9, _, -, ., : and /.
+	// The handlers this executor runs: 1 to 100,000 of them (fewer if the
+	// server says so), each 1 to 128 characters of a-z, A-Z, 0-9, _, -, ., :
+	// and /.
 	Handlers []string `protobuf:"bytes,3,rep,name=handlers,proto3" json:"handlers,omitempty"`
 	// Maximum attempts in flight at once: 0 to 10,000. 0 registers a drained
 	// executor (it reclaims held attempts but is assigned nothing new until
@@ -565,7 +573,11 @@ type Registered struct {
 	// gets no heartbeat acknowledgement for this long must reconnect.
 	LeaseTimeoutMs uint64 `protobuf:"varint,3,opt,name=lease_timeout_ms,json=leaseTimeoutMs,proto3" json:"lease_timeout_ms,omitempty"`
 	// The largest message the server accepts and sends, in bytes; raise the
-	// client's receive limit to it.
+	// client's receive limit to it. A larger message ends the stream with
+	// RESOURCE_EXHAUSTED stating its size; when the executor held exactly one
+	// attempt, that attempt fails without retry with the size stated (with
+	// several in flight, nobody can tell whose result it was, and they are
+	// re-queued as for a lost stream).
 	MaxMessageBytes uint64 `protobuf:"varint,4,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
 	// The largest `completed.set_json` the server accepts, in bytes.
 	MaxContextBytes uint64 `protobuf:"varint,5,opt,name=max_context_bytes,json=maxContextBytes,proto3" json:"max_context_bytes,omitempty"`
@@ -1270,7 +1282,11 @@ func (x *Started) GetAttemptId() string {
 	return ""
 }
 
-// Completed reports a successful attempt.
+// Completed reports a successful attempt. A result that would take the
+// run's accumulated context (its input plus every succeeded task's writes)
+// over the server's --max-run-context-bytes fails the task without retry,
+// stating the size and the limit; the result is still acknowledged
+// ACCEPTED, as the server took it.
 type Completed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The attempt's id.

@@ -770,7 +770,17 @@ type Run struct {
 	// decided the value. Empty in ListRuns.
 	Conflicts []*ContextConflict `protobuf:"bytes,11,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
 	// How many times RetryRun re-ran the run (0 for a run never retried).
-	RetryCount    uint32 `protobuf:"varint,12,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
+	RetryCount uint32 `protobuf:"varint,12,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
+	// True when input_context_json and context_json were left empty because
+	// the answer with them would exceed the server's message limit (the input
+	// and the context are each bounded, but not always both together, nor a
+	// page of ListRuns); their sizes are in input_context_bytes and
+	// context_bytes. Everything else about the run is there.
+	ContextsOmitted bool `protobuf:"varint,30,opt,name=contexts_omitted,json=contextsOmitted,proto3" json:"contexts_omitted,omitempty"`
+	// Size of the input context in bytes, whether sent or omitted.
+	InputContextBytes uint64 `protobuf:"varint,31,opt,name=input_context_bytes,json=inputContextBytes,proto3" json:"input_context_bytes,omitempty"`
+	// Size of the run's context in bytes, whether sent or omitted.
+	ContextBytes  uint64 `protobuf:"varint,32,opt,name=context_bytes,json=contextBytes,proto3" json:"context_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -885,6 +895,27 @@ func (x *Run) GetConflicts() []*ContextConflict {
 func (x *Run) GetRetryCount() uint32 {
 	if x != nil {
 		return x.RetryCount
+	}
+	return 0
+}
+
+func (x *Run) GetContextsOmitted() bool {
+	if x != nil {
+		return x.ContextsOmitted
+	}
+	return false
+}
+
+func (x *Run) GetInputContextBytes() uint64 {
+	if x != nil {
+		return x.InputContextBytes
+	}
+	return 0
+}
+
+func (x *Run) GetContextBytes() uint64 {
+	if x != nil {
+		return x.ContextBytes
 	}
 	return 0
 }
@@ -1977,7 +2008,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\rGetRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"5\n" +
 	"\x0eGetRunResponse\x12#\n" +
-	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\x93\x04\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\x93\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rworkflow_name\x18\x02 \x01(\tR\fworkflowName\x12)\n" +
@@ -1994,7 +2025,10 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	" \x03(\v2\x15.tributary.v1.TaskRunR\x05tasks\x12;\n" +
 	"\tconflicts\x18\v \x03(\v2\x1d.tributary.v1.ContextConflictR\tconflicts\x12\x1f\n" +
 	"\vretry_count\x18\f \x01(\rR\n" +
-	"retryCount\"\x86\x03\n" +
+	"retryCount\x12)\n" +
+	"\x10contexts_omitted\x18\x1e \x01(\bR\x0fcontextsOmitted\x12.\n" +
+	"\x13input_context_bytes\x18\x1f \x01(\x04R\x11inputContextBytes\x12#\n" +
+	"\rcontext_bytes\x18  \x01(\x04R\fcontextBytes\"\x86\x03\n" +
 	"\aTaskRun\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.tributary.v1.TaskStateR\x05state\x129\n" +

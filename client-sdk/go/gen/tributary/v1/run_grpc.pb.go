@@ -37,9 +37,11 @@ type RunServiceClient interface {
 	// StartRun starts a run of a workflow version with an input context.
 	// NOT_FOUND when the workflow or version does not exist; INVALID_ARGUMENT
 	// when the input is not a JSON object (with the parse error's position);
-	// RESOURCE_EXHAUSTED when the input is over the size limit; ALREADY_EXISTS
-	// when the idempotency key was used by a different request (the message
-	// names that run).
+	// RESOURCE_EXHAUSTED when the input is over the size limit, or when the
+	// namespace already has the server's --max-active-runs-per-namespace
+	// active runs (the message names the quota); ALREADY_EXISTS when the
+	// idempotency key was used by a different request (the message names
+	// that run).
 	StartRun(ctx context.Context, in *StartRunRequest, opts ...grpc.CallOption) (*StartRunResponse, error)
 	// GetRun returns a run with its tasks, attempts, conflicts and context.
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
@@ -191,9 +193,11 @@ type RunServiceServer interface {
 	// StartRun starts a run of a workflow version with an input context.
 	// NOT_FOUND when the workflow or version does not exist; INVALID_ARGUMENT
 	// when the input is not a JSON object (with the parse error's position);
-	// RESOURCE_EXHAUSTED when the input is over the size limit; ALREADY_EXISTS
-	// when the idempotency key was used by a different request (the message
-	// names that run).
+	// RESOURCE_EXHAUSTED when the input is over the size limit, or when the
+	// namespace already has the server's --max-active-runs-per-namespace
+	// active runs (the message names the quota); ALREADY_EXISTS when the
+	// idempotency key was used by a different request (the message names
+	// that run).
 	StartRun(context.Context, *StartRunRequest) (*StartRunResponse, error)
 	// GetRun returns a run with its tasks, attempts, conflicts and context.
 	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)

@@ -170,7 +170,14 @@ export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
 
 /**
  * Register introduces an executor. Limits are enforced with
- * INVALID_ARGUMENT naming the field.
+ * INVALID_ARGUMENT naming the field; sizes with RESOURCE_EXHAUSTED naming
+ * the limit and the excess: the whole message is at most the server's
+ * --max-register-bytes (4 MiB by default) encoded, and the handlers at most
+ * its --max-register-handlers. It must arrive within the server's
+ * --register-timeout-ms (10 s by default) of opening the stream, else the
+ * stream ends INVALID_ARGUMENT; a namespace with its
+ * --max-executors-per-namespace executors connected is refused with
+ * RESOURCE_EXHAUSTED.
  *
  * @generated from message tributary.v1.Register
  */
@@ -192,8 +199,9 @@ export type Register = Message<"tributary.v1.Register"> & {
   instanceId: string;
 
   /**
-   * The handlers this executor runs: 1 to 100,000 of them, each 1 to 128
-   * characters of a-z, A-Z, 0-9, _, -, ., : and /.
+   * The handlers this executor runs: 1 to 100,000 of them (fewer if the
+   * server says so), each 1 to 128 characters of a-z, A-Z, 0-9, _, -, ., :
+   * and /.
    *
    * @generated from field: repeated string handlers = 3;
    */
@@ -280,7 +288,11 @@ export type Registered = Message<"tributary.v1.Registered"> & {
 
   /**
    * The largest message the server accepts and sends, in bytes; raise the
-   * client's receive limit to it.
+   * client's receive limit to it. A larger message ends the stream with
+   * RESOURCE_EXHAUSTED stating its size; when the executor held exactly one
+   * attempt, that attempt fails without retry with the size stated (with
+   * several in flight, nobody can tell whose result it was, and they are
+   * re-queued as for a lost stream).
    *
    * @generated from field: uint64 max_message_bytes = 4;
    */
@@ -658,7 +670,11 @@ export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
   messageDesc(file_tributary_v1_executor, 13);
 
 /**
- * Completed reports a successful attempt.
+ * Completed reports a successful attempt. A result that would take the
+ * run's accumulated context (its input plus every succeeded task's writes)
+ * over the server's --max-run-context-bytes fails the task without retry,
+ * stating the size and the limit; the result is still acknowledged
+ * ACCEPTED, as the server took it.
  *
  * @generated from message tributary.v1.Completed
  */

@@ -537,6 +537,9 @@ class Run(_message.Message):
     TASKS_FIELD_NUMBER: _builtins.int
     CONFLICTS_FIELD_NUMBER: _builtins.int
     RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    CONTEXTS_OMITTED_FIELD_NUMBER: _builtins.int
+    INPUT_CONTEXT_BYTES_FIELD_NUMBER: _builtins.int
+    CONTEXT_BYTES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The run's id (a UUIDv7)."""
     workflow_name: _builtins.str
@@ -558,6 +561,17 @@ class Run(_message.Message):
     """The idempotency key given to StartRun, if any."""
     retry_count: _builtins.int
     """How many times RetryRun re-ran the run (0 for a run never retried)."""
+    contexts_omitted: _builtins.bool
+    """True when input_context_json and context_json were left empty because
+    the answer with them would exceed the server's message limit (the input
+    and the context are each bounded, but not always both together, nor a
+    page of ListRuns); their sizes are in input_context_bytes and
+    context_bytes. Everything else about the run is there.
+    """
+    input_context_bytes: _builtins.int
+    """Size of the input context in bytes, whether sent or omitted."""
+    context_bytes: _builtins.int
+    """Size of the run's context in bytes, whether sent or omitted."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the run was created."""
@@ -591,10 +605,13 @@ class Run(_message.Message):
         tasks: _abc.Iterable[Global___TaskRun] | None = ...,
         conflicts: _abc.Iterable[Global___ContextConflict] | None = ...,
         retry_count: _builtins.int = ...,
+        contexts_omitted: _builtins.bool = ...,
+        input_context_bytes: _builtins.int = ...,
+        context_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflicts", b"conflicts", "context_json", b"context_json", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input_context_json", b"input_context_json", "retry_count", b"retry_count", "status", b"status", "tasks", b"tasks", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflicts", b"conflicts", "context_bytes", b"context_bytes", "context_json", b"context_json", "contexts_omitted", b"contexts_omitted", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input_context_bytes", b"input_context_bytes", "input_context_json", b"input_context_json", "retry_count", b"retry_count", "status", b"status", "tasks", b"tasks", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

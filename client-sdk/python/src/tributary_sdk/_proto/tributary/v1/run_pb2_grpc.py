@@ -80,9 +80,11 @@ class RunServiceServicer:
         """StartRun starts a run of a workflow version with an input context.
         NOT_FOUND when the workflow or version does not exist; INVALID_ARGUMENT
         when the input is not a JSON object (with the parse error's position);
-        RESOURCE_EXHAUSTED when the input is over the size limit; ALREADY_EXISTS
-        when the idempotency key was used by a different request (the message
-        names that run).
+        RESOURCE_EXHAUSTED when the input is over the size limit, or when the
+        namespace already has the server's --max-active-runs-per-namespace
+        active runs (the message names the quota); ALREADY_EXISTS when the
+        idempotency key was used by a different request (the message names
+        that run).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,9 +37,11 @@ class RunServiceStub:
     """StartRun starts a run of a workflow version with an input context.
     NOT_FOUND when the workflow or version does not exist; INVALID_ARGUMENT
     when the input is not a JSON object (with the parse error's position);
-    RESOURCE_EXHAUSTED when the input is over the size limit; ALREADY_EXISTS
-    when the idempotency key was used by a different request (the message
-    names that run).
+    RESOURCE_EXHAUSTED when the input is over the size limit, or when the
+    namespace already has the server's --max-active-runs-per-namespace
+    active runs (the message names the quota); ALREADY_EXISTS when the
+    idempotency key was used by a different request (the message names
+    that run).
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_run_pb2.GetRunRequest, _run_pb2.GetRunResponse]
     """GetRun returns a run with its tasks, attempts, conflicts and context."""
@@ -98,9 +100,11 @@ class RunServiceAsyncStub(RunServiceStub):
     """StartRun starts a run of a workflow version with an input context.
     NOT_FOUND when the workflow or version does not exist; INVALID_ARGUMENT
     when the input is not a JSON object (with the parse error's position);
-    RESOURCE_EXHAUSTED when the input is over the size limit; ALREADY_EXISTS
-    when the idempotency key was used by a different request (the message
-    names that run).
+    RESOURCE_EXHAUSTED when the input is over the size limit, or when the
+    namespace already has the server's --max-active-runs-per-namespace
+    active runs (the message names the quota); ALREADY_EXISTS when the
+    idempotency key was used by a different request (the message names
+    that run).
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_run_pb2.GetRunRequest, _run_pb2.GetRunResponse]  # type: ignore[assignment]
     """GetRun returns a run with its tasks, attempts, conflicts and context."""
@@ -162,9 +166,11 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         """StartRun starts a run of a workflow version with an input context.
         NOT_FOUND when the workflow or version does not exist; INVALID_ARGUMENT
         when the input is not a JSON object (with the parse error's position);
-        RESOURCE_EXHAUSTED when the input is over the size limit; ALREADY_EXISTS
-        when the idempotency key was used by a different request (the message
-        names that run).
+        RESOURCE_EXHAUSTED when the input is over the size limit, or when the
+        namespace already has the server's --max-active-runs-per-namespace
+        active runs (the message names the quota); ALREADY_EXISTS when the
+        idempotency key was used by a different request (the message names
+        that run).
         """
 
     @_abc_1.abstractmethod
