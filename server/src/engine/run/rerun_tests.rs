@@ -14,6 +14,7 @@ use crate::engine::records::RunRecord;
 const SETTINGS: RunSettings = RunSettings {
     default_timeout_ms: 60_000,
     max_reassignments: 2,
+    max_run_context_bytes: 16 * 1024 * 1024,
 };
 
 #[derive(Deserialize)]
