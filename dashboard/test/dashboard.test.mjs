@@ -435,6 +435,23 @@ describe("a run held mid-way", () => {
     assert.match(String(retriedRun.status), /succeeded/i);
     assert.equal(retriedRun.tasks.find((t) => t.task_id === retriedTask)?.attempts, 2);
     await page.screenshot({ path: join(ARTIFACTS, "run-retried.png"), fullPage: true });
+
+    // A refusal is shown with the server's own message: the call goes out
+    // with a task the workflow does not have (a later protobuf field wins),
+    // and the real server answers INVALID_ARGUMENT.
+    await page.route("**/tributary.v1.RunService/RetryRun", async (route) => {
+      const frame = route.request().postDataBuffer();
+      const extra = Buffer.concat([Buffer.from([0x12, 7]), Buffer.from("no_task")]);
+      const message = Buffer.concat([frame.subarray(5), extra]);
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(message.length, 1);
+      await route.continue({ postData: Buffer.concat([header, message]) });
+    });
+    await page.click("#retry-from-task");
+    await eventually("the refusal to show", async () => /^Cannot retry: .*no_task.* \(invalid argument\)$/.test(await page.innerText("p.message")));
+    await page.unroute("**/tributary.v1.RunService/RetryRun");
+    assert.equal(await runStatus(page), "SUCCEEDED");
+    assert.equal(await page.isEnabled("#retry-from-task"), true);
     // Chromium logs the calls refused while the server was down as network
     // errors; anything else is the page's fault.
     assert.deepEqual(errors.filter((e) => !/Failed to load resource|ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE/.test(e)), []);
