@@ -284,6 +284,24 @@ describe("failures", () => {
     await page.waitForSelector("#task-detail tr[data-attempt='2'] [data-state='SUCCEEDED']");
     await page.waitForSelector(".dag .node[data-task='combine_results'][data-state='SKIPPED']");
     await page.screenshot({ path: join(ARTIFACTS, "run-failed.png"), fullPage: true });
+
+    // Retried elsewhere (the CLI): the open page follows the run again. No
+    // worker is left, so the reset tasks wait.
+    assert.equal(await page.isEnabled("#retry-run"), true);
+    await server.cli("run", "retry", runId);
+    await eventually("the run shows running again", async () => (await runStatus(page)) === "RUNNING", 30_000);
+    await eventually("the failed task to wait again", async () => (await taskStates(page)).process_partition_2 === "READY");
+    const reset = await taskStates(page);
+    assert.equal(reset.combine_results, "WAITING");
+    assert.equal(reset.flaky, "SUCCEEDED");
+    assert.equal(await page.innerText(".tasks-row[data-task='combine_results'] .error-text"), "");
+    assert.equal(await page.innerText(".tasks-row[data-task='process_partition_2'] .error-text"), "");
+    assert.equal(await page.innerText("#run-retries"), "retried 1×");
+    assert.equal(await page.isDisabled("#retry-run"), true);
+    assert.equal(await page.innerText("#run-status"), "running");
+    const [count, last] = (await page.getAttribute("body", "data-run-events")).split("/").map(Number);
+    assert.equal(count, last);
+    assert.ok((await eventLogTypes(page)).includes("RUN_RETRIED"));
     assert.deepEqual(errors, []);
     await page.close();
   });
