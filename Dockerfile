@@ -2,10 +2,20 @@
 #
 # The Tributary server image (docs/deploy.md):
 #   docker build -t tributary .
-#   docker run -p 50051:50051 -v tributary-data:/var/lib/tributary tributary
-# The server listens on 0.0.0.0:50051 and keeps its SQLite database in the
-# volume at /var/lib/tributary; set TRIBUTARY_DATABASE_URL to a postgres://
-# URL to use Postgres instead (deploy/compose.yaml does).
+#   docker run -p 50051:50051 -v tributary-data:/var/lib/tributary \
+#     -v "$PWD/tls:/etc/tributary:ro" \
+#     -e TRIBUTARY_ADMIN_KEY_FILE=/etc/tributary/admin.key \
+#     -e TRIBUTARY_TLS_CERT=/etc/tributary/server.pem \
+#     -e TRIBUTARY_TLS_KEY=/etc/tributary/server.key \
+#     -e TRIBUTARY_TLS_CA=/etc/tributary/ca.pem tributary
+# The server listens on 0.0.0.0:50051, so it refuses to start without API
+# keys (a bootstrap admin key) and TLS, or TRIBUTARY_INSECURE=true, which is
+# only for a private network where everyone who can reach the port may do
+# everything (docs/security.md). The HEALTHCHECK's `tributary health`
+# follows TRIBUTARY_LISTEN, over https://localhost when TRIBUTARY_TLS_CERT is
+# set, trusting TRIBUTARY_TLS_CA (so the certificate must name localhost). It keeps its SQLite database in the volume at
+# /var/lib/tributary; set TRIBUTARY_DATABASE_URL to a postgres:// URL to use
+# Postgres instead (deploy/compose.yaml does).
 #
 # Base images are pinned to a release, not a floating tag, so a rebuild of
 # the same source gets the same toolchain and system; bump them on purpose.
@@ -60,7 +70,8 @@ EXPOSE 50051
 VOLUME /var/lib/tributary
 
 # `tributary health` without --server asks the address TRIBUTARY_LISTEN
-# names (0.0.0.0 read as 127.0.0.1), so the check follows the configuration.
+# names (0.0.0.0 read as 127.0.0.1; https://localhost when TRIBUTARY_TLS_CERT
+# is set), so the check follows the configuration.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
     CMD ["tributary", "health"]
 

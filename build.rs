@@ -10,6 +10,7 @@ const PROTO_FILES: &[&str] = &[
     "tributary/v1/workflow.proto",
     "tributary/v1/run.proto",
     "tributary/v1/executor.proto",
+    "tributary/v1/key.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

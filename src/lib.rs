@@ -7,6 +7,7 @@
 //! own types at the API edge, and the engine never sees them.
 
 mod definition;
+pub mod transport;
 
 /// The `tributary.v1` package: messages, clients and servers.
 pub mod v1 {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tributary_core::DefinitionLimits;
 
+use crate::security::SecurityConfig;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -122,6 +124,9 @@ pub struct ServeConfig {
         value_delimiter = ','
     )]
     pub cors_allow_origins: Vec<String>,
+    /// API keys, TLS and `--insecure`.
+    #[command(flatten)]
+    pub security: SecurityConfig,
 }
 
 impl ServeConfig {
@@ -149,6 +154,7 @@ impl ServeConfig {
             event_buffer: 4096,
             shutdown_grace_ms: 10_000,
             cors_allow_origins: Vec::new(),
+            security: SecurityConfig::default(),
         }
     }
 

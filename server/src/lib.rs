@@ -3,6 +3,7 @@
 //! `tributary` binary in `main.rs` is thin glue over this library.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -10,6 +11,8 @@ pub mod dispatch;
 pub mod engine;
 pub mod events;
 pub mod retention;
+pub mod security;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod web;

@@ -18,9 +18,14 @@ use tributary_proto::v1::executor_service_server::ExecutorServiceServer;
 use tributary_proto::v1::run_service_server::RunServiceServer;
 use tributary_proto::v1::workflow_service_server::WorkflowServiceServer;
 
+use tonic::transport::ServerTlsConfig;
+use tributary_proto::v1::key_service_server::KeyServiceServer;
+
 use crate::api::executor::{ExecutorApi, ProtocolSettings};
 use crate::api::run::RunApi;
 use crate::api::workflow::WorkflowApi;
+use crate::auth::service::KeyApi;
+use crate::auth::{AuthLayer, KeyRing};
 use crate::config::ServeConfig;
 use crate::dispatch::{Coordinator, CoordinatorHandle, DispatchSettings};
 use crate::engine::records::EventRecord;
@@ -45,11 +50,18 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error(transparent)]
     Web(#[from] crate::web::WebConfigError),
+    #[error("{0}")]
+    Security(#[from] crate::security::SecurityError),
+    #[error("{0}")]
+    Keys(#[from] crate::auth::KeyRingError),
+    #[error("{0}")]
+    TlsFile(#[from] crate::tls::TlsFileError),
 }
 
 /// A server running in the background of this process.
 pub struct RunningServer {
     local_addr: SocketAddr,
+    tls: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -60,9 +72,10 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// The `http://` URL clients connect to.
+    /// The URL clients connect to: `https://` when the server speaks TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
     }
 
     /// Stops accepting calls, lets running calls finish, closes the store.
@@ -90,6 +103,23 @@ impl RunningServer {
 pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
     let cors = crate::web::cors_layer(&config.cors_allow_origins)?;
     let store = store::connect(&config.database_url).await?;
+    let bootstrap_key = config.security.bootstrap_key()?;
+    let keys = Arc::new(
+        KeyRing::load(
+            store.clone(),
+            bootstrap_key.as_ref().map(|key| key.expose()),
+        )
+        .await?,
+    );
+    config.security.check_exposure(
+        config.listen,
+        keys.has_usable_key(crate::clock::now_unix_ms()),
+    )?;
+    let tls = crate::tls::server_tls_config(&config.security)?;
+    if let Some(tls) = &tls {
+        // Certificates that do not parse fail here, before "serving".
+        Server::builder().tls_config(tls.clone())?;
+    }
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -103,15 +133,43 @@ pub async fn start(config: &ServeConfig) -> Result<RunningServer, ServeError> {
     let dispatch = Dispatch::start(config, store.clone()).await?;
     let (shutdown_sender, shutdown_receiver) = oneshot::channel();
     let config = config.clone();
-    let task = tokio::spawn(serve(config, store, dispatch, listener, cors, async {
-        let _ = shutdown_receiver.await;
-    }));
-    tracing::info!(address = %local_addr, "tributary is serving");
+    let secured = Security {
+        keys_enabled: keys.enabled(),
+        keys,
+        tls,
+    };
+    let tls_enabled = secured.tls.is_some();
+    tracing::info!(
+        address = %local_addr,
+        tls = tls_enabled,
+        mutual_tls = config.security.tls_client_ca.is_some(),
+        api_keys = secured.keys_enabled,
+        "tributary is serving"
+    );
+    let task = tokio::spawn(serve(
+        config,
+        store,
+        dispatch,
+        secured,
+        listener,
+        cors,
+        async {
+            let _ = shutdown_receiver.await;
+        },
+    ));
     Ok(RunningServer {
         local_addr,
+        tls: tls_enabled,
         shutdown: Some(shutdown_sender),
         task,
     })
+}
+
+/// Keys and TLS, as `serve` applies them.
+struct Security {
+    keys: Arc<KeyRing>,
+    keys_enabled: bool,
+    tls: Option<ServerTlsConfig>,
 }
 
 /// The coordinator and what stops it.
@@ -177,6 +235,7 @@ async fn serve(
     config: ServeConfig,
     store: Arc<dyn Store>,
     dispatch: Dispatch,
+    security: Security,
     listener: TcpListener,
     cors: Option<tower_http::cors::CorsLayer>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -268,8 +327,13 @@ async fn serve(
         .layer(GlobalConcurrencyLimitLayer::new(config.concurrency_limit))
         .into_inner();
 
+    let key_service = KeyServiceServer::new(KeyApi::new(security.keys.clone()));
+    let mut builder = Server::builder();
+    if let Some(tls) = security.tls {
+        builder = builder.tls_config(tls)?;
+    }
     let (draining, drain_started) = oneshot::channel::<()>();
-    let serving = Server::builder()
+    let serving = builder
         // Applies to the time until a handler returns its response, so it
         // bounds unary calls and leaves established streams alone.
         .timeout(config.request_timeout())
@@ -278,12 +342,15 @@ async fn serve(
         .layer(crate::web::layer(cors))
         .layer(layers)
         .layer(tonic_web::GrpcWebLayer::new())
+        // Innermost, so gRPC-Web calls are checked as gRPC ones.
+        .layer(AuthLayer::new(security.keys))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(workflow_service)
         .add_service(run_service)
         .add_service(executor_service)
+        .add_service(key_service)
         .serve_with_incoming_shutdown(accepted_connections(listener), async move {
             shutdown.await;
             // Executor and watch streams never end on their own; stopping

@@ -2,6 +2,7 @@
 //! database, SQLite by default and Postgres when
 //! `TRIBUTARY_TEST_DATABASE_URL` is set (see `scripts/test.sh`).
 
+mod auth;
 mod cli;
 mod executor_watch;
 mod liveness;
@@ -10,9 +11,11 @@ mod run_api;
 mod run_events;
 mod run_flows;
 mod run_retry;
+mod security_doc;
 mod serving;
 mod store_conformance;
 mod store_events;
 mod store_runs;
+mod tls;
 mod value_refs;
 mod workflow_api;

@@ -7,6 +7,7 @@ pub mod outage;
 pub mod probe;
 pub mod resilient;
 pub mod scripted;
+pub mod security;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -30,6 +30,7 @@ type ClientOption func(*clientConfig)
 
 type clientConfig struct {
 	namespace   string
+	apiKey      string
 	dialOptions []grpc.DialOption
 }
 
@@ -37,6 +38,12 @@ type clientConfig struct {
 // "default").
 func WithNamespace(namespace string) ClientOption {
 	return func(config *clientConfig) { config.namespace = namespace }
+}
+
+// WithAPIKey sends key as "authorization: Bearer <key>" with every call.
+// A key acts in its own namespace; naming another is PERMISSION_DENIED.
+func WithAPIKey(key string) ClientOption {
+	return func(config *clientConfig) { config.apiKey = key }
 }
 
 // WithDialOptions adds gRPC dial options (for example credentials; the
@@ -62,7 +69,7 @@ func Dial(serverURL string, options ...ClientOption) (*Client, error) {
 	for _, option := range options {
 		option(&config)
 	}
-	conn, err := dial(serverURL, config.namespace, config.dialOptions)
+	conn, err := dial(serverURL, config.namespace, config.apiKey, config.dialOptions)
 	if err != nil {
 		return nil, err
 	}
@@ -75,14 +82,19 @@ func Dial(serverURL string, options ...ClientOption) (*Client, error) {
 	}, nil
 }
 
-// dial opens a connection whose every call carries the namespace.
-func dial(serverURL, namespace string, extra []grpc.DialOption) (*grpc.ClientConn, error) {
+// dial opens a connection whose every call carries the namespace, and the
+// API key when there is one.
+func dial(serverURL, namespace, apiKey string, extra []grpc.DialOption) (*grpc.ClientConn, error) {
 	target, err := grpcTarget(serverURL)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkNamespace(namespace); err != nil {
 		return nil, err
+	}
+	pairs := []string{NamespaceMetadataKey, namespace}
+	if apiKey != "" {
+		pairs = append(pairs, "authorization", "Bearer "+apiKey)
 	}
 	options := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -96,10 +108,10 @@ func dial(serverURL, namespace string, extra []grpc.DialOption) (*grpc.ClientCon
 		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxReceiveBytes)),
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			return invoker(metadata.AppendToOutgoingContext(ctx, NamespaceMetadataKey, namespace), method, req, reply, cc, opts...)
+			return invoker(metadata.AppendToOutgoingContext(ctx, pairs...), method, req, reply, cc, opts...)
 		}),
 		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-			return streamer(metadata.AppendToOutgoingContext(ctx, NamespaceMetadataKey, namespace), desc, cc, method, opts...)
+			return streamer(metadata.AppendToOutgoingContext(ctx, pairs...), desc, cc, method, opts...)
 		}),
 	}
 	conn, err := grpc.NewClient(target, append(options, extra...)...)

@@ -23,6 +23,9 @@ const maxCapacity = 10_000
 type WorkerOptions struct {
 	// Namespace to serve (default "default").
 	Namespace string
+	// APIKey, when set, is sent as "authorization: Bearer <key>" on the
+	// stream (a key of role executor).
+	APIKey string
 	// Name shown by ListExecutors (default: the host name and process id).
 	Name string
 	// InstanceID is the stable id of this worker across reconnects (default:
@@ -229,7 +232,7 @@ func (w *Worker) Start() error {
 	if w.started {
 		return errors.New("the worker was already started")
 	}
-	conn, err := dial(w.url, w.options.Namespace, w.options.DialOptions)
+	conn, err := dial(w.url, w.options.Namespace, w.options.APIKey, w.options.DialOptions)
 	if err != nil {
 		return err
 	}

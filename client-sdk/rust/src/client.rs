@@ -8,7 +8,7 @@ use tokio_stream::StreamExt;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tributary_core::WorkflowDefinition;
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::run_service_client::RunServiceClient;
@@ -374,18 +374,28 @@ pub struct RunPage {
     pub next_page_token: String,
 }
 
-/// Sends `x-tributary-namespace` with every call.
+/// Sends `x-tributary-namespace`, and the API key when there is one, with
+/// every call.
 #[derive(Debug, Clone)]
-pub(crate) struct Namespace(AsciiMetadataValue);
+pub(crate) struct Namespace {
+    namespace: AsciiMetadataValue,
+    authorization: Option<AsciiMetadataValue>,
+}
 
 impl Interceptor for Namespace {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert(tributary_proto::NAMESPACE_METADATA_KEY, self.0.clone());
+        request.metadata_mut().insert(
+            tributary_proto::NAMESPACE_METADATA_KEY,
+            self.namespace.clone(),
+        );
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         Ok(request)
     }
 }
@@ -409,6 +419,7 @@ pub(crate) type Intercepted = InterceptedService<Channel, Namespace>;
 pub struct Client {
     channel: Channel,
     namespace: String,
+    authorization: Option<AsciiMetadataValue>,
     workflows: WorkflowServiceClient<Intercepted>,
     runs: RunServiceClient<Intercepted>,
 }
@@ -422,13 +433,31 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect(server_url: impl Into<String>) -> Result<Client, Error> {
+        Client::connect_with(server_url, &crate::ConnectOptions::new()).await
+    }
+
+    /// Connects to `server_url` with an API key and TLS settings, namespace
+    /// `default` (or the key's). `https://` URLs use TLS; a scheme that does
+    /// not match the server is [`Error::SchemeMismatch`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), tributary::Error> {
+    /// let options = tributary::ConnectOptions::new().api_key("trb_...");
+    /// let client = tributary::Client::connect_with("https://tributary.internal:50051", &options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with(
+        server_url: impl Into<String>,
+        options: &crate::ConnectOptions,
+    ) -> Result<Client, Error> {
         let url = server_url.into();
-        let endpoint = Endpoint::from_shared(url.clone()).map_err(|error| Error::InvalidUrl {
-            url,
-            message: error.to_string(),
-        })?;
-        let channel = endpoint.connect().await?;
-        Client::from_channel(channel, tributary_proto::DEFAULT_NAMESPACE)
+        let channel = crate::connection::connect(options.endpoint(&url)?, &url).await?;
+        Client::build(
+            channel,
+            tributary_proto::DEFAULT_NAMESPACE,
+            AsciiMetadataValue::from_static(tributary_proto::DEFAULT_NAMESPACE),
+            options.authorization()?,
+        )
     }
 
     /// A client over an existing channel, in `namespace`.
@@ -442,8 +471,21 @@ impl Client {
     pub fn from_channel(channel: Channel, namespace: &str) -> Result<Client, Error> {
         let value = AsciiMetadataValue::try_from(namespace)
             .map_err(|_| Error::InvalidNamespace(namespace.to_owned()))?;
-        let interceptor = Namespace(value);
+        Client::build(channel, namespace, value, None)
+    }
+
+    fn build(
+        channel: Channel,
+        namespace: &str,
+        value: AsciiMetadataValue,
+        authorization: Option<AsciiMetadataValue>,
+    ) -> Result<Client, Error> {
+        let interceptor = Namespace {
+            namespace: value,
+            authorization: authorization.clone(),
+        };
         Ok(Client {
+            authorization,
             workflows: WorkflowServiceClient::with_interceptor(
                 channel.clone(),
                 interceptor.clone(),
@@ -463,7 +505,14 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn with_namespace(&self, namespace: &str) -> Result<Client, Error> {
-        Client::from_channel(self.channel.clone(), namespace)
+        let value = AsciiMetadataValue::try_from(namespace)
+            .map_err(|_| Error::InvalidNamespace(namespace.to_owned()))?;
+        Client::build(
+            self.channel.clone(),
+            namespace,
+            value,
+            self.authorization.clone(),
+        )
     }
 
     /// The namespace of every call.

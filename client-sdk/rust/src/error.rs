@@ -130,6 +130,14 @@ pub enum Error {
     /// The namespace is not valid ASCII metadata.
     #[error("invalid namespace {0:?}")]
     InvalidNamespace(String),
+    /// The URL's scheme does not match the server: `https://` against a
+    /// plaintext server or `http://` against a TLS one (the message says
+    /// which).
+    #[error("{0}")]
+    SchemeMismatch(String),
+    /// The API key is not valid metadata (not ASCII text).
+    #[error("the API key is not ASCII text")]
+    InvalidApiKey,
     /// The connection failed.
     #[error("cannot connect: {0}")]
     Transport(#[from] tonic::transport::Error),

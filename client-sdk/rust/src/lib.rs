@@ -51,6 +51,7 @@ extern crate self as tributary;
 
 mod attempt;
 mod client;
+mod connection;
 mod context;
 mod error;
 mod events;
@@ -63,6 +64,7 @@ pub use client::{
     AttemptInfo, Client, ListRuns, RegisteredWorkflow, Run, RunPage, RunStatus, SkipReason,
     StartOptions, StartedRun, TaskOutcome, TaskState,
 };
+pub use connection::ConnectOptions;
 pub use context::{Context, ContextError};
 pub use error::{Error, TaskError};
 pub use events::{RunEvent, RunEventKind, RunEvents};

@@ -194,9 +194,23 @@ pub struct WorkerBuilder {
     reconnect_min: Duration,
     reconnect_max: Duration,
     value_cache_bytes: u64,
+    connect_options: crate::ConnectOptions,
 }
 
 impl WorkerBuilder {
+    /// The API key and TLS settings of the connection (`https://` URLs use
+    /// TLS). A revoked key's stream is closed by the server, and the worker
+    /// keeps trying to reconnect, logging the refusal.
+    ///
+    /// ```
+    /// let builder = tributary::Worker::builder("https://tributary.internal:50051")
+    ///     .connect_options(tributary::ConnectOptions::new().api_key("trb_..."));
+    /// ```
+    pub fn connect_options(mut self, options: crate::ConnectOptions) -> WorkerBuilder {
+        self.connect_options = options;
+        self
+    }
+
     /// The namespace to serve (default `default`).
     ///
     /// ```
@@ -352,11 +366,8 @@ impl WorkerBuilder {
         if self.handlers.is_empty() {
             return Err(Error::NoHandlers);
         }
-        let endpoint =
-            Endpoint::from_shared(self.url.clone()).map_err(|error| Error::InvalidUrl {
-                url: self.url.clone(),
-                message: error.to_string(),
-            })?;
+        let endpoint = self.connect_options.endpoint(&self.url)?;
+        let authorization = self.connect_options.authorization()?;
         let namespace = AsciiMetadataValue::try_from(self.namespace.as_str())
             .map_err(|_| Error::InvalidNamespace(self.namespace.clone()))?;
         let (control, control_receiver) = mpsc::unbounded_channel();
@@ -367,6 +378,7 @@ impl WorkerBuilder {
         let driver = Driver {
             endpoint: endpoint.connect_timeout(Duration::from_secs(5)),
             namespace,
+            authorization,
             config: self,
             running: HashMap::new(),
             attempts: JoinSet::new(),
@@ -446,6 +458,7 @@ impl Worker {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(5),
             value_cache_bytes: DEFAULT_VALUE_CACHE_BYTES,
+            connect_options: crate::ConnectOptions::new(),
         }
     }
 
@@ -621,6 +634,8 @@ struct Driver {
     config: WorkerBuilder,
     endpoint: Endpoint,
     namespace: AsciiMetadataValue,
+    /// `Bearer <key>`, when the worker has an API key.
+    authorization: Option<AsciiMetadataValue>,
     running: HashMap<String, Running>,
     /// Owns the attempt tasks: dropping the driver aborts them all.
     attempts: JoinSet<()>,
@@ -709,6 +724,10 @@ impl Driver {
             tributary_proto::NAMESPACE_METADATA_KEY,
             self.namespace.clone(),
         );
+        if let Some(authorization) = &self.authorization {
+            call.metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         let mut client = ExecutorServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);

@@ -130,8 +130,10 @@ export interface ExecutorInfo {
 export interface ClientOptions {
   /** The Connect transport to call through. */
   transport: Transport;
-  /** The namespace (default `default`). */
+  /** The namespace (default `default`). A key acts in its own namespace; naming another is PERMISSION_DENIED. */
   namespace?: string;
+  /** An API key, sent as `authorization: Bearer <key>` with every call. */
+  apiKey?: string;
   /** How long to wait before following a stream again after the server went away (default 200 ms, doubling up to 5 s). */
   resumeDelayMs?: number;
 }
@@ -181,6 +183,7 @@ export class Client {
   private readonly runs: ConnectClient<typeof RunService>;
   private readonly executors: ConnectClient<typeof ExecutorService>;
   private readonly resumeDelayMs: number;
+  private readonly apiKey: string | undefined;
 
   /**
    * @param options - the transport and namespace
@@ -192,6 +195,7 @@ export class Client {
     this.runs = createConnectClient(RunService, options.transport);
     this.executors = createConnectClient(ExecutorService, options.transport);
     this.resumeDelayMs = options.resumeDelayMs ?? 200;
+    this.apiKey = options.apiKey;
   }
 
   /**
@@ -201,11 +205,18 @@ export class Client {
    * @returns a client of that namespace
    */
   withNamespace(namespace: string): Client {
-    return new Client({ transport: this.transport, namespace, resumeDelayMs: this.resumeDelayMs });
+    return new Client({
+      transport: this.transport,
+      namespace,
+      resumeDelayMs: this.resumeDelayMs,
+      ...(this.apiKey === undefined ? {} : { apiKey: this.apiKey }),
+    });
   }
 
   private options(signal?: AbortSignal): CallOptions {
-    return { headers: { [NAMESPACE_HEADER]: this.namespace }, ...(signal ? { signal } : {}) };
+    const headers: Record<string, string> = { [NAMESPACE_HEADER]: this.namespace };
+    if (this.apiKey !== undefined) headers.authorization = `Bearer ${this.apiKey}`;
+    return { headers, ...(signal ? { signal } : {}) };
   }
 
   /**
@@ -506,10 +517,10 @@ export class Client {
  * HTTP/2 instead.
  *
  * @param baseUrl - the server's URL, e.g. `http://127.0.0.1:50051`
- * @param options - the namespace
+ * @param options - the namespace and the API key
  * @returns the client
  */
-export function createClient(baseUrl: string, options: { namespace?: string } = {}): Client {
+export function createClient(baseUrl: string, options: { namespace?: string; apiKey?: string } = {}): Client {
   const transport = createGrpcWebTransport({ baseUrl, useBinaryFormat: true });
   return new Client({ transport, ...options });
 }

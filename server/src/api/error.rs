@@ -7,6 +7,7 @@
 use tonic::{Code, Status};
 use tributary_core::DefinitionError;
 
+use crate::auth::KeyRingError;
 use crate::dispatch::DispatchError;
 use crate::engine::run::RetryError;
 use crate::events::WatchError;
@@ -29,6 +30,10 @@ pub enum ApiError {
     Unimplemented(String),
     #[error("{0}")]
     OutOfRange(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error(transparent)]
     Definition(#[from] DefinitionError),
     #[error(transparent)]
@@ -50,6 +55,8 @@ pub enum ErrorCode {
     ResourceExhausted,
     Unimplemented,
     OutOfRange,
+    Unauthenticated,
+    PermissionDenied,
     Unavailable,
     Internal,
 }
@@ -76,6 +83,8 @@ impl ApiError {
             ApiError::OutOfRange(_) | ApiError::Watch(WatchError::CursorBeyondEnd { .. }) => {
                 ErrorCode::OutOfRange
             }
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ApiError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             ApiError::Dispatch(DispatchError::Stopped)
             | ApiError::Watch(WatchError::ShuttingDown) => ErrorCode::Unavailable,
             ApiError::Store(error)
@@ -105,6 +114,8 @@ impl From<ErrorCode> for Code {
             ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::Unimplemented => Code::Unimplemented,
             ErrorCode::OutOfRange => Code::OutOfRange,
+            ErrorCode::Unauthenticated => Code::Unauthenticated,
+            ErrorCode::PermissionDenied => Code::PermissionDenied,
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
         }
@@ -125,6 +136,23 @@ impl From<ApiError> for Status {
                 Status::new(code.into(), message)
             }
             _ => Status::new(code.into(), error.to_string()),
+        }
+    }
+}
+
+impl From<KeyRingError> for ApiError {
+    fn from(error: KeyRingError) -> ApiError {
+        match error {
+            KeyRingError::Unauthenticated(message) => ApiError::Unauthenticated(message),
+            KeyRingError::PermissionDenied(message) => ApiError::PermissionDenied(message),
+            KeyRingError::InvalidArgument(message) => ApiError::InvalidArgument(message),
+            KeyRingError::NotFound(key_id) => {
+                ApiError::NotFound(format!("API key {key_id:?} not found"))
+            }
+            KeyRingError::Random(message) => {
+                ApiError::Store(StoreError::Corrupt(format!("no randomness: {message}")))
+            }
+            KeyRingError::Store(error) => ApiError::Store(error),
         }
     }
 }

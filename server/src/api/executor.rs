@@ -23,6 +23,7 @@ use super::executor_input::{
 use super::executor_watch::{ExecutorChanges, ExecutorListStream, executor_info, watch_executors};
 use super::namespace::namespace_of;
 use super::text::truncate_at_char;
+use crate::auth::Principal;
 use crate::clock::now_unix_ms;
 use crate::dispatch::executors::{ExecutorCommand, LastHeard, ResultAnswer, StreamEnd};
 use crate::dispatch::held_values::ValueName;
@@ -33,6 +34,9 @@ use crate::engine::records::EventRecord;
 /// following the protocol has at most two per attempt in flight (started,
 /// then its result) plus capacity changes; more means it floods the server.
 const MAX_QUEUED_EVENTS: usize = 2 * MAX_CAPACITY as usize + 64;
+
+/// Completes when the key that opened a stream stops working.
+type KeyEnded = Pin<Box<dyn Future<Output = &'static str> + Send>>;
 
 /// What the server tells executors in `Registered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +88,12 @@ impl ExecutorApi {
         request: Request<Streaming<pb::ConnectRequest>>,
     ) -> ApiResult<ReceiverStream<ExecutorCommand>> {
         let namespace = namespace_of(&request)?;
+        // The key's end (revocation, expiry) stops the reader like a lease
+        // expiry does; the auth layer ends the response with UNAUTHENTICATED.
+        let key_ended: KeyEnded = match request.extensions().get::<Principal>() {
+            Some(principal) => Box::pin(principal.ended()),
+            None => Box::pin(std::future::pending()),
+        };
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -132,6 +142,7 @@ impl ExecutorApi {
             self.shutdown.clone(),
             dropped_by_server,
             self.changes.clone(),
+            key_ended,
         ));
         Ok(ReceiverStream::new(receiver))
     }
@@ -185,6 +196,7 @@ async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
     mut dropped_by_server: watch::Receiver<bool>,
     changes: ExecutorChanges,
+    key_ended: KeyEnded,
 ) {
     let (events, mut queued) = mpsc::channel::<ExecutorEvent>(MAX_QUEUED_EVENTS);
     let executor_id = connection.executor_id.clone();
@@ -214,6 +226,9 @@ async fn serve_connection(
         // The coordinator dropped the executor (its lease expired): stop
         // reading, which closes the stream.
         _ = dropped_by_server.wait_for(|dropped| *dropped) => {}
+        reason = key_ended => {
+            tracing::info!(executor_id, reason, "closing the executor stream");
+        }
     }
     drop(connection);
     let _ = forwarder.await;

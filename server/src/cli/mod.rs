@@ -4,6 +4,7 @@
 mod client;
 mod executor;
 mod health;
+mod key;
 mod output;
 mod retry;
 mod run;
@@ -43,6 +44,9 @@ enum Command {
     /// Inspect connected executors.
     #[command(subcommand)]
     Executor(executor::ExecutorCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 /// A failure the CLI reports before exiting non-zero.
@@ -81,6 +85,7 @@ pub async fn run() -> ExitCode {
         Command::Workflow(command) => workflow::run(command).await.map(|()| ExitCode::SUCCESS),
         Command::Run(command) => run::run(command).await,
         Command::Executor(command) => executor::executors(command).await,
+        Command::Key(command) => key::run(command).await,
     };
     match outcome {
         Ok(code) => code,

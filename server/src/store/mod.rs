@@ -6,6 +6,7 @@
 //! Each backend embeds its migrations and runs them when it connects.
 
 mod batch_sql;
+mod key_queries;
 pub mod postgres;
 mod postgres_connect;
 mod postgres_turn;
@@ -34,7 +35,20 @@ pub enum Backend {
     Postgres,
 }
 
-/// A stored version of a workflow.
+/// An API key as stored: never its secret, only the SHA-256 (hex) of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    pub key_id: String,
+    /// The namespace the key acts in; `*` for keys that manage every one.
+    pub namespace: String,
+    pub role: String,
+    pub label: String,
+    pub secret_sha256: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// What the database knows of an attempt when a late result arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAttemptState {
@@ -44,6 +58,7 @@ pub struct StoredAttemptState {
     pub instance_id: String,
 }
 
+/// A stored version of a workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWorkflow {
     pub spec: WorkflowSpec,
@@ -238,6 +253,17 @@ pub trait Store: Send + Sync + 'static {
         finished_before_ms: i64,
         batch_limit: u32,
     ) -> Result<usize, StoreError>;
+
+    /// Every API key, revoked and expired ones included, oldest first; read
+    /// once at start-up, the server then keeps them in memory.
+    async fn list_api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError>;
+
+    /// Stores a new API key.
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError>;
+
+    /// Marks a key revoked at `now_ms` (a key revoked before keeps its
+    /// time); [`StoreError::NotFound`] when there is no such key.
+    async fn revoke_api_key(&self, key_id: &str, now_ms: i64) -> Result<(), StoreError>;
 
     /// Closes every connection; pending writes are finished first.
     async fn close(&self);

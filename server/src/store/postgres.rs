@@ -9,10 +9,11 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tributary_core::WorkflowSpec;
 
+use super::key_queries;
 use super::run_queries::{FIND_EXPIRED_RUNS_SKIP_LOCKED, RunQueries};
 use super::{
-    Backend, Registration, Store, StoreError, StoredAttemptState, StoredWorkflow, VersionSelector,
-    queries,
+    Backend, Registration, Store, StoreError, StoredApiKey, StoredAttemptState, StoredWorkflow,
+    VersionSelector, queries,
 };
 use crate::engine::records::{
     CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
@@ -70,6 +71,18 @@ impl Store for PostgresStore {
         selector: &VersionSelector,
     ) -> Result<StoredWorkflow, StoreError> {
         queries::get_workflow(&self.pool, namespace, name, selector).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
+        key_queries::list_api_keys(&self.pool).await
+    }
+
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        key_queries::insert_api_key(&self.pool, key).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        key_queries::revoke_api_key(&self.pool, key_id, now_ms).await
     }
 
     async fn list_workflows(

@@ -14,10 +14,11 @@ use sqlx::sqlite::{
 };
 use tributary_core::WorkflowSpec;
 
+use super::key_queries;
 use super::run_queries::{FIND_EXPIRED_RUNS, RunQueries};
 use super::{
-    Backend, Registration, Store, StoreError, StoredAttemptState, StoredWorkflow, VersionSelector,
-    queries,
+    Backend, Registration, Store, StoreError, StoredApiKey, StoredAttemptState, StoredWorkflow,
+    VersionSelector, queries,
 };
 use crate::engine::records::{
     CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
@@ -137,6 +138,18 @@ impl Store for SqliteStore {
         selector: &VersionSelector,
     ) -> Result<StoredWorkflow, StoreError> {
         queries::get_workflow(&self.readers, namespace, name, selector).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
+        key_queries::list_api_keys(&self.readers).await
+    }
+
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        key_queries::insert_api_key(self.writer(), key).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        key_queries::revoke_api_key(self.writer(), key_id, now_ms).await
     }
 
     async fn list_workflows(

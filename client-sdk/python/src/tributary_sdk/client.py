@@ -75,6 +75,15 @@ def channel_target(url: str) -> tuple[str, bool]:
     return parsed.netloc, parsed.scheme == "https"
 
 
+def call_metadata(namespace: str, api_key: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata of every call: the namespace, and the API key (sent as
+    ``authorization: Bearer <key>``) when there is one. A key acts in its own
+    namespace; naming another is PERMISSION_DENIED."""
+    if api_key is None:
+        return ((NAMESPACE_METADATA_KEY, namespace),)
+    return ((NAMESPACE_METADATA_KEY, namespace), ("authorization", f"Bearer {api_key}"))
+
+
 def open_channel(url: str) -> aio.Channel:
     """An ``asyncio`` gRPC channel to a server URL, with no message-size
     limit of its own (the server announces and enforces its limit)."""
@@ -123,6 +132,7 @@ class AsyncClient:
         *,
         namespace: str = DEFAULT_NAMESPACE,
         timeout: float = 30.0,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
         """The server's URL."""
@@ -131,7 +141,7 @@ class AsyncClient:
         self.timeout = timeout
         """Deadline of unary calls, in seconds."""
         self._channel = open_channel(url)
-        self._metadata = ((NAMESPACE_METADATA_KEY, namespace),)
+        self._metadata = call_metadata(namespace, api_key)
         self._workflows = workflow_pb2_grpc.WorkflowServiceStub(self._channel)
         self._runs = run_pb2_grpc.RunServiceStub(self._channel)
         self._executors = executor_pb2_grpc.ExecutorServiceStub(self._channel)
@@ -424,13 +434,14 @@ class Client:
         *,
         namespace: str = DEFAULT_NAMESPACE,
         timeout: float = 30.0,
+        api_key: str | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tributary-client", daemon=True)
         self._thread.start()
 
         async def make() -> AsyncClient:
-            return AsyncClient(url, namespace=namespace, timeout=timeout)
+            return AsyncClient(url, namespace=namespace, timeout=timeout, api_key=api_key)
 
         self._client = self._run(make())
         self.url = url

@@ -32,7 +32,7 @@ from grpc import aio
 
 from ._attempt import fit_result, run_attempt
 from ._proto.tributary.v1 import executor_pb2, executor_pb2_grpc
-from .client import DEFAULT_NAMESPACE, NAMESPACE_METADATA_KEY, open_channel
+from .client import DEFAULT_NAMESPACE, call_metadata, open_channel
 from .context import Cancellation, Context
 from .errors import TributaryError
 from .value_cache import DEFAULT_VALUE_CACHE_BYTES, ValueCache
@@ -122,9 +122,11 @@ class Worker:
         value_cache_bytes: int = DEFAULT_VALUE_CACHE_BYTES,
         heartbeat_interval: float | None = None,
         reconnect_backoff: tuple[float, float] = (0.05, 5.0),
+        api_key: str | None = None,
     ) -> None:
         self.url = url
         """The server's URL."""
+        self._metadata = call_metadata(namespace, api_key)
         self.namespace = namespace
         """The namespace served."""
         self.name = name or f"{socket.gethostname()}/{os.getpid()}"
@@ -301,7 +303,7 @@ class Worker:
         True once shutdown is complete."""
         channel = open_channel(self.url)
         stub = executor_pb2_grpc.ExecutorServiceStub(channel)
-        call = stub.Connect(metadata=((NAMESPACE_METADATA_KEY, self.namespace),))
+        call = stub.Connect(metadata=self._metadata)
         tasks: list[asyncio.Task[Any]] = []
         self._lost = False
         try:

@@ -65,6 +65,8 @@ export interface ServerOptions {
   maxContextBytes?: number;
   /** `--max-definition-bytes`. */
   maxDefinitionBytes?: number;
+  /** `--admin-key`: API keys on, this one an admin of every namespace. */
+  adminKey?: string;
 }
 
 /** A running server process. */
@@ -113,12 +115,13 @@ export class TestServer {
     if (this.options.leaseTimeoutMs !== undefined) args.push("--lease-timeout-ms", String(this.options.leaseTimeoutMs));
     if (this.options.maxContextBytes !== undefined) args.push("--max-context-bytes", String(this.options.maxContextBytes));
     if (this.options.maxDefinitionBytes !== undefined) args.push("--max-definition-bytes", String(this.options.maxDefinitionBytes));
+    if (this.options.adminKey !== undefined) args.push("--admin-key", this.options.adminKey);
     const child = spawn(serverBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString()).slice(-8_000);
     });
     this.process = child;
-    const client = this.client();
+    const client = createNodeClient(this.url, this.options.adminKey === undefined ? {} : { apiKey: this.options.adminKey });
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}: ${this.stderr}`);

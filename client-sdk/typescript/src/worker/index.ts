@@ -47,6 +47,8 @@ export interface WorkerOptions {
   serverUrl: string;
   /** The namespace to serve (default `default`). */
   namespace?: string;
+  /** An API key (role executor), sent as `authorization: Bearer <key>` on the stream. */
+  apiKey?: string;
   /** A name shown by ListExecutors (default: host name and process id). */
   name?: string;
   /** The stable id of this worker across reconnects (default: a new UUID). */
@@ -145,6 +147,7 @@ export class Worker {
     const config: StreamConfig = {
       serverUrl: options.serverUrl,
       namespace: options.namespace ?? "default",
+      apiKey: options.apiKey,
       name: options.name ?? `${hostname()}/${process.pid}`,
       instanceId: this.instanceId,
       handlers: [...this.handlers.keys()].sort(),

@@ -12,6 +12,8 @@
 export interface StreamConfig {
   serverUrl: string;
   namespace: string;
+  /** Sent as `authorization: Bearer <key>` when set. */
+  apiKey: string | undefined;
   name: string;
   instanceId: string;
   handlers: string[];

@@ -207,7 +207,10 @@ class StreamDriver {
     let closeTimer: NodeJS.Timeout | undefined;
     try {
       const responses = client.connect(session.queue, {
-        headers: { "x-tributary-namespace": this.config.namespace },
+        headers: {
+          "x-tributary-namespace": this.config.namespace,
+          ...(this.config.apiKey === undefined ? {} : { authorization: `Bearer ${this.config.apiKey}` }),
+        },
         signal: session.abort.signal,
       });
       for await (const response of responses) {

@@ -1,0 +1,41 @@
+//! Keeps the "Hostile inputs" table of `docs/security.md` honest: every row
+//! names at least one test as `path::test`, and every test named exists.
+
+use std::path::Path;
+
+#[test]
+fn every_hostile_input_row_names_a_test_that_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let document =
+        std::fs::read_to_string(root.join("docs/security.md")).expect("docs/security.md");
+    let section = document
+        .split("\n## Hostile inputs\n")
+        .nth(1)
+        .expect("a Hostile inputs section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let rows: Vec<&str> = section
+        .lines()
+        .filter(|line| {
+            line.starts_with("| ") && !line.starts_with("| input") && !line.starts_with("| ---")
+        })
+        .collect();
+    assert!(rows.len() >= 10, "the table has {} rows", rows.len());
+    for row in rows {
+        let tests: Vec<&str> = row
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|code| code.contains(".rs::"))
+            .collect();
+        assert!(!tests.is_empty(), "a row without a test: {row}");
+        for test in tests {
+            let (path, name) = test.split_once("::").expect("path::test");
+            let source = std::fs::read_to_string(root.join(path))
+                .unwrap_or_else(|error| panic!("{path} named in docs/security.md: {error}"));
+            assert!(
+                source.contains(&format!("fn {name}(")),
+                "docs/security.md names {test}, which does not exist"
+            );
+        }
+    }
+}
