@@ -161,3 +161,25 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener("abort", done, { once: true });
   });
 }
+
+/**
+ * A random id for one user action (128 bits, hex), so a call repeated after
+ * a lost answer is recognised by the server. `crypto.getRandomValues` works
+ * on plain-HTTP origins too, unlike `crypto.randomUUID`.
+ */
+export function requestId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * An error for people: the server's message first, then the status code
+ * in words (`failed precondition`), e.g. "the run is RUNNING (failed
+ * precondition)".
+ */
+export function explainError(error: unknown): string {
+  const connectError = ConnectError.from(error);
+  const name = Code[connectError.code] ?? String(connectError.code);
+  const words = name.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase();
+  return connectError.rawMessage ? `${connectError.rawMessage} (${words})` : words;
+}

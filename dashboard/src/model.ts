@@ -92,6 +92,8 @@ export class RunModel {
   status = "PENDING";
   createdAtMs: number | undefined;
   finishedAtMs: number | undefined;
+  /** How many RUN_RETRIED events were applied (the run's `retry_count`). */
+  retryCount = 0;
   /** The last sequence applied: WatchRun resumes after it. */
   lastSequence = 0n;
   readonly tasks = new Map<string, TaskView>();
@@ -141,6 +143,20 @@ export class RunModel {
         this.status = runStatusName(event.runStatus);
         this.finishedAtMs = time;
         detail = this.status.toLowerCase();
+        break;
+      case RunEventType.RUN_RETRIED:
+        // The run is open again; the reset tasks start over, but their
+        // attempts and waits stay as history (attempt numbers go on).
+        this.status = "RUNNING";
+        this.finishedAtMs = undefined;
+        this.retryCount++;
+        for (const id of event.retriedTaskIds) {
+          const reset = this.task(id);
+          reset.state = "WAITING";
+          reset.error = "";
+          reset.skipReason = "";
+        }
+        detail = `retry ${this.retryCount}: ${event.retriedTaskIds.length} task${event.retriedTaskIds.length === 1 ? "" : "s"} reset${event.taskId ? ` from ${event.taskId}` : ""}`;
         break;
       case RunEventType.TASK_READY:
         if (task) {

@@ -28,6 +28,22 @@ async function runStatus(page) {
   return page.$eval("#run-status [data-state]", (e) => e.dataset.state).catch(() => undefined);
 }
 
+/** The types of the whole (virtualized) event log, in sequence order, read by scrolling it. */
+async function eventLogTypes(page) {
+  return page.evaluate(async () => {
+    const box = document.querySelector('[aria-label="event log"] .virtual');
+    const seen = new Map();
+    for (let top = 0; ; top += 150) {
+      box.scrollTop = top;
+      box.dispatchEvent(new Event("scroll"));
+      await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      for (const row of box.querySelectorAll(".events-row")) seen.set(Number(row.children[0].textContent), row.dataset.type);
+      if (top >= box.scrollHeight) break;
+    }
+    return [...seen.entries()].sort((a, b) => a[0] - b[0]).map((entry) => entry[1]);
+  });
+}
+
 /** An HTTP/1.1 request over a real socket; resolves to status and headers. */
 function rawRequest(url, method, headers, body) {
   return new Promise((resolve, reject) => {
@@ -268,6 +284,24 @@ describe("failures", () => {
     await page.waitForSelector("#task-detail tr[data-attempt='2'] [data-state='SUCCEEDED']");
     await page.waitForSelector(".dag .node[data-task='combine_results'][data-state='SKIPPED']");
     await page.screenshot({ path: join(ARTIFACTS, "run-failed.png"), fullPage: true });
+
+    // Retried elsewhere (the CLI): the open page follows the run again. No
+    // worker is left, so the reset tasks wait.
+    assert.equal(await page.isEnabled("#retry-run"), true);
+    await server.cli("run", "retry", runId);
+    await eventually("the run shows running again", async () => (await runStatus(page)) === "RUNNING", 30_000);
+    await eventually("the failed task to wait again", async () => (await taskStates(page)).process_partition_2 === "READY");
+    const reset = await taskStates(page);
+    assert.equal(reset.combine_results, "WAITING");
+    assert.equal(reset.flaky, "SUCCEEDED");
+    assert.equal(await page.innerText(".tasks-row[data-task='combine_results'] .error-text"), "");
+    assert.equal(await page.innerText(".tasks-row[data-task='process_partition_2'] .error-text"), "");
+    assert.equal(await page.innerText("#run-retries"), "retried 1×");
+    assert.equal(await page.isDisabled("#retry-run"), true);
+    assert.equal(await page.innerText("#run-status"), "running");
+    const [count, last] = (await page.getAttribute("body", "data-run-events")).split("/").map(Number);
+    assert.equal(count, last);
+    assert.ok((await eventLogTypes(page)).includes("RUN_RETRIED"));
     assert.deepEqual(errors, []);
     await page.close();
   });
@@ -325,7 +359,7 @@ describe("a run held mid-way", () => {
     await server?.stop();
   });
 
-  test("shows the same state after a reload and after a server restart, and is cancelled from the page", async () => {
+  test("shows the same state after a reload and after a server restart, is cancelled from the page, then retried to success", async () => {
     const { page, errors } = await openPage(browser);
     const runId = await server.startRun("parallel_processing");
     await page.goto(`${server.url}/#/runs/${runId}`);
@@ -347,12 +381,23 @@ describe("a run held mid-way", () => {
     // the last event it has, without a gap or a duplicate.
     await server.restart();
     await page.waitForSelector("header .stream[data-stream='live']", { timeout: 30_000 });
+    // A worker for the partitions: cancel once one of them is running, so
+    // it has an attempt from before the retry.
+    const partitionWorker = server.worker(PARTITIONS);
+    await eventually("a partition to run", async () => {
+      const states = await taskStates(page);
+      return PARTITIONS.some((id) => states[id] === "RUNNING");
+    }, 30_000);
+    assert.equal(await page.isDisabled("#retry-run"), true, "no retry while the run is active");
     const cancel = await page.waitForSelector("#cancel-run:not([hidden])");
     await cancel.click();
     await eventually("the run shows cancelled", async () => (await runStatus(page)) === "CANCELLED", 30_000);
     const after = await taskStates(page);
-    for (const id of PARTITIONS) assert.equal(after[id], "CANCELLED");
+    const cancelled = PARTITIONS.filter((id) => after[id] === "CANCELLED");
+    assert.ok(cancelled.length > 0, "a partition was cancelled");
+    for (const id of PARTITIONS) assert.match(after[id], /^(CANCELLED|SUCCEEDED)$/);
     assert.equal(after.generate_data, "SUCCEEDED");
+    assert.equal(after.combine_results, "CANCELLED");
     const [count, last] = (await page.getAttribute("body", "data-run-events")).split("/").map(Number);
     assert.equal(count, last, "no event missing or repeated across the restart");
     assert.ok(count > Number(eventsBefore.split("/")[0]));
@@ -360,6 +405,71 @@ describe("a run held mid-way", () => {
     const stored = await server.getRun(runId);
     assert.match(String(stored.status), /cancelled/i);
     await page.screenshot({ path: join(ARTIFACTS, "run-cancelled.png"), fullPage: true });
+    // The cancelled attempts were running; the partitions' own worker goes,
+    // so the retried tasks wait for the next one.
+    const exited = new Promise((r) => partitionWorker.once("exit", r));
+    partitionWorker.kill("SIGKILL");
+    await exited;
+
+    // Retry from the keyboard, with the runs list open in another tab.
+    const list = await openPage(browser);
+    await list.page.goto(`${server.url}/#/runs`);
+    const rowStatus = () => list.page.getAttribute(`.runs-row[data-run="${runId}"]`, "data-status").catch(() => undefined);
+    await eventually("the runs list shows the run cancelled", async () => (await rowStatus()) === "CANCELLED");
+    assert.equal(await page.innerText("#run-retries"), "never");
+    await page.focus("#retry-run");
+    await page.keyboard.press("Enter");
+    await eventually("the run shows running again", async () => (await runStatus(page)) === "RUNNING", 30_000);
+    await eventually("the runs list shows it running again", async () => (await rowStatus()) === "RUNNING", 30_000);
+    const reopened = await taskStates(page);
+    for (const id of cancelled) assert.equal(reopened[id], "READY");
+    assert.equal(reopened.generate_data, "SUCCEEDED");
+    assert.equal(await page.innerText("#run-retries"), "retried 1×");
+    assert.equal(await page.isDisabled("#retry-run"), true, "no retry while the run is active");
+
+    server.worker(PARTITIONS);
+    await eventually("the retried run succeeds", async () => (await runStatus(page)) === "SUCCEEDED", 60_000);
+    await eventually("the runs list shows its new end", async () => (await rowStatus()) === "SUCCEEDED", 30_000);
+    assert.match(await list.page.innerText(`.runs-row[data-run="${runId}"]`), /retried 1×/);
+    assert.deepEqual(list.errors, []);
+    await list.page.close();
+    await page.bringToFront();
+    const final = await taskStates(page);
+    for (const id of SEED_TASKS) assert.equal(final[id], "SUCCEEDED", id);
+    // The cancelled attempt and the new one, on the timeline and in the list.
+    const retriedTask = cancelled[0];
+    const bars = await page.$$eval(`.timeline-row[data-task="${retriedTask}"] .bar.running[data-attempt]`, (els) => els.map((e) => `${e.dataset.attempt}:${[...e.classList].find((c) => c.startsWith("attempt-"))}`));
+    assert.deepEqual(bars, ["1:attempt-cancelled", "2:attempt-succeeded"]);
+    await page.click(`.tasks-row[data-task="${retriedTask}"] button`);
+    const attempts = await page.$$eval("#task-detail tr[data-attempt]", (rows) => rows.map((r) => `${r.dataset.attempt}:${r.querySelector("[data-state]")?.dataset.state}`));
+    assert.deepEqual(attempts, ["1:CANCELLED", "2:SUCCEEDED"]);
+    const [count2, last2] = (await page.getAttribute("body", "data-run-events")).split("/").map(Number);
+    assert.equal(count2, last2, "no event missing or repeated across the retry");
+    const types = await eventLogTypes(page);
+    assert.equal(types.length, last2);
+    assert.deepEqual(types.filter((t) => /^RUN_/.test(t)), ["RUN_STARTED", "RUN_FINISHED", "RUN_RETRIED", "RUN_FINISHED"]);
+    assert.equal(types.at(-1), "RUN_FINISHED");
+    const retriedRun = await server.getRun(runId);
+    assert.match(String(retriedRun.status), /succeeded/i);
+    assert.equal(retriedRun.tasks.find((t) => t.task_id === retriedTask)?.attempts, 2);
+    await page.screenshot({ path: join(ARTIFACTS, "run-retried.png"), fullPage: true });
+
+    // A refusal is shown with the server's own message: the call goes out
+    // with a task the workflow does not have (a later protobuf field wins),
+    // and the real server answers INVALID_ARGUMENT.
+    await page.route("**/tributary.v1.RunService/RetryRun", async (route) => {
+      const frame = route.request().postDataBuffer();
+      const extra = Buffer.concat([Buffer.from([0x12, 7]), Buffer.from("no_task")]);
+      const message = Buffer.concat([frame.subarray(5), extra]);
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(message.length, 1);
+      await route.continue({ postData: Buffer.concat([header, message]) });
+    });
+    await page.click("#retry-from-task");
+    await eventually("the refusal to show", async () => /^Cannot retry: .*no_task.* \(invalid argument\)$/.test(await page.innerText("p.message")));
+    await page.unroute("**/tributary.v1.RunService/RetryRun");
+    assert.equal(await runStatus(page), "SUCCEEDED");
+    assert.equal(await page.isEnabled("#retry-from-task"), true);
     // Chromium logs the calls refused while the server was down as network
     // errors; anything else is the page's fault.
     assert.deepEqual(errors.filter((e) => !/Failed to load resource|ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE/.test(e)), []);

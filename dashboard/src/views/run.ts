@@ -8,7 +8,7 @@
  * @module
  */
 
-import { describeError, follow, keyNeeded, needsKey, runs, workflows } from "../api.js";
+import { describeError, explainError, follow, isTransient, keyNeeded, needsKey, requestId, runs, sleep, workflows } from "../api.js";
 import { drawDag, layersOf } from "../dag.js";
 import type { DagView, Layers } from "../dag.js";
 import { formatDuration, formatTime, frameScheduler, h, replaceChildren, stateBadge, stateLabel } from "../dom.js";
@@ -64,6 +64,44 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
   const createdCell = h("span", {});
   const countsLine = h("p", { class: "counts", "aria-live": "polite" });
   const cancelButton = h("button", { type: "button", class: "danger", id: "cancel-run" }, "Cancel run");
+  const retriesCell = h("span", { id: "run-retries" });
+  // Retry: the failed, skipped and cancelled tasks of a failed or cancelled
+  // run; of a succeeded run (nothing failed), from the chosen task.
+  const retryButton = h("button", { type: "button", id: "retry-run" }, "Retry");
+  let retrying = false;
+  // The retry count the server reported (GetRun, RetryRun): WatchRun is
+  // followed again until the model has applied that many RUN_RETRIED.
+  let expectedRetries = snapshot.retryCount;
+  const retry = async (fromTask: string): Promise<void> => {
+    if (retrying || !isFinished(model.status)) return;
+    retrying = true;
+    message.textContent = "";
+    render();
+    // One id per click: a call repeated after a lost answer (or a second
+    // click landing before the first answer) is the same retry.
+    const id = requestId();
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const response = await runs.retryRun({ runId, fromTask, requestId: id }, { signal: context.signal });
+          expectedRetries = Math.max(expectedRetries, response.retryCount);
+          break;
+        } catch (error) {
+          if (context.signal.aborted) return;
+          if (attempt >= 3 || !isTransient(error)) throw error;
+          await sleep(300 * attempt, context.signal);
+        }
+      }
+      watchRun();
+    } catch (error) {
+      if (needsKey(error)) keyNeeded();
+      message.textContent = `Cannot retry: ${explainError(error)}`;
+    } finally {
+      retrying = false;
+      render();
+    }
+  };
+  retryButton.addEventListener("click", () => void retry(model.status === "SUCCEEDED" ? (selected ?? "") : ""));
   cancelButton.addEventListener("click", async () => {
     if (!confirm(`Cancel run ${runId}? Its unfinished tasks become cancelled.`)) return;
     cancelButton.disabled = true;
@@ -195,6 +233,22 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
       taskDetail,
       h("h3", {}, h("span", { class: "mono" }, task.id), " ", stateBadge(task.state)),
       task.skipReason ? h("p", {}, `Skipped: ${stateLabel(task.skipReason)}.`) : null,
+      h(
+        "p",
+        {},
+        h(
+          "button",
+          {
+            type: "button",
+            id: "retry-from-task",
+            disabled: retrying || !isFinished(model.status),
+            title: isFinished(model.status) ? `Run ${task.id} and every task after it again` : "The run is not finished",
+            onclick: () => void retry(task.id),
+          },
+          "Retry from this task",
+        ),
+        isFinished(model.status) ? null : h("span", { class: "hint" }, " once the run has finished"),
+      ),
       task.attempts.length === 0
         ? h("p", { class: "hint" }, "No attempt yet.")
         : h(
@@ -225,6 +279,17 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
     createdCell.textContent = formatTime(model.createdAtMs);
     durationCell.textContent = model.createdAtMs === undefined ? "—" : formatDuration((model.finishedAtMs ?? Date.now()) - model.createdAtMs);
     cancelButton.hidden = isFinished(status);
+    const retryFrom = status === "SUCCEEDED" ? selected : undefined;
+    retryButton.textContent = retryFrom ? `Retry from ${retryFrom}` : "Retry";
+    retryButton.disabled = retrying || !isFinished(status) || (status === "SUCCEEDED" && !retryFrom);
+    retryButton.title = !isFinished(status)
+      ? "The run is not finished"
+      : status === "SUCCEEDED"
+        ? retryFrom
+          ? `Run ${retryFrom} and every task after it again`
+          : "Nothing failed: choose a task to retry from it"
+        : "Run the failed, skipped and cancelled tasks again";
+    retriesCell.textContent = model.retryCount === 0 ? "never" : `retried ${model.retryCount}×`;
     const counts = model.counts();
     countsLine.textContent = [...counts].sort((a, b) => b[1] - a[1]).map(([state, n]) => `${n} ${stateLabel(state)}`).join(" · ");
     dag.update((id) => model.tasks.get(id)?.state ?? "WAITING", selected);
@@ -246,7 +311,7 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
   replaceChildren(
     root,
     h("p", { class: "back" }, h("a", { href: "#/runs" }, "← Runs")),
-    h("div", { class: "run-head" }, h("h1", {}, "Run ", h("span", { class: "mono" }, runId)), cancelButton),
+    h("div", { class: "run-head" }, h("h1", {}, "Run ", h("span", { class: "mono" }, runId)), cancelButton, retryButton),
     h(
       "dl",
       { class: "facts" },
@@ -254,6 +319,7 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
       h("dt", {}, "workflow"), h("dd", {}, h("a", { href: `#/workflows/${snapshot.workflowName}` }, snapshot.workflowName), " ", h("span", { class: "mono hint" }, snapshot.workflowVersion)),
       h("dt", {}, "created"), h("dd", {}, createdCell),
       h("dt", {}, "duration"), h("dd", {}, durationCell),
+      h("dt", {}, "retries"), h("dd", {}, retriesCell),
       snapshot.idempotencyKey ? [h("dt", {}, "idempotency key"), h("dd", { class: "mono" }, snapshot.idempotencyKey)] : null,
     ),
     message,
@@ -266,21 +332,67 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
   );
   render();
 
-  void follow<WatchRunResponse>({
-    signal: context.signal,
-    open: (signal) => runs.watchRun({ runId, afterSequence: model.lastSequence }, { signal }),
-    onMessage: ({ event }) => {
-      if (!event || !model.apply(event)) return;
-      if (event.type === RunEventType.TASK_SUCCEEDED || event.type === RunEventType.RUN_FINISHED) refreshContext();
-      render();
-    },
-    onState: context.setStreamState,
-    onError: (error) => {
-      message.textContent = `The live stream stopped: ${describeError(error)}`;
-    },
-    // WatchRun ends after RUN_FINISHED; an end before it was a cut stream.
-    reopenAfterEnd: () => !isFinished(model.status),
-  });
+  // WatchRun ends after the RUN_FINISHED that is the log's last event; a
+  // retry (from this page or elsewhere) reopens it from the last sequence.
+  let watching = false;
+  let retryWatch: AbortController | undefined;
+  const watchRun = (): void => {
+    if (watching || context.signal.aborted) return;
+    watching = true;
+    retryWatch?.abort();
+    retryWatch = undefined;
+    void follow<WatchRunResponse>({
+      signal: context.signal,
+      open: (signal) => runs.watchRun({ runId, afterSequence: model.lastSequence }, { signal }),
+      onMessage: ({ event }) => {
+        if (!event || !model.apply(event)) return;
+        if (event.type === RunEventType.TASK_SUCCEEDED || event.type === RunEventType.RUN_FINISHED || event.type === RunEventType.RUN_RETRIED) refreshContext();
+        render();
+      },
+      onState: context.setStreamState,
+      onError: (error) => {
+        message.textContent = `The live stream stopped: ${describeError(error)}`;
+      },
+      // An end before RUN_FINISHED was a cut stream; an end at a RUN_FINISHED
+      // the server has already reopened is followed on.
+      reopenAfterEnd: () => !isFinished(model.status) || model.retryCount < expectedRetries,
+    }).finally(() => {
+      watching = false;
+      if (context.signal.aborted) return;
+      if (model.retryCount < expectedRetries) watchRun();
+      else if (isFinished(model.status)) watchForRetry();
+    });
+  };
+  // While the run is finished, a retry made elsewhere (the CLI, another
+  // tab) shows as RUN_RETRIED in the namespace's events; the retry count
+  // read from GetRun says whether there is more to follow.
+  const checkRetries = async (): Promise<void> => {
+    try {
+      const run = (await runs.getRun({ runId }, { signal: context.signal })).run;
+      if (run && run.retryCount > expectedRetries) {
+        expectedRetries = run.retryCount;
+        watchRun();
+      }
+    } catch {
+      // Checked again at the next event or reconnection.
+    }
+  };
+  const watchForRetry = (): void => {
+    if (retryWatch) return;
+    const controller = new AbortController();
+    retryWatch = controller;
+    context.signal.addEventListener("abort", () => controller.abort(), { once: true });
+    void follow({
+      signal: controller.signal,
+      open: (signal) =>
+        runs.watchEvents({ runIds: [runId], types: [RunEventType.RUN_RETRIED], fromNow: true }, { signal, onHeader: () => void checkRetries() }),
+      onMessage: () => void checkRetries(),
+      onState: () => {},
+      onError: () => {},
+      reopenAfterEnd: () => true,
+    });
+  };
+  watchRun();
   const tick = setInterval(() => {
     if (!isFinished(model.status)) render();
   }, 1000);

@@ -21,6 +21,10 @@ interface RunRow {
   status: string;
   createdAtMs: number | undefined;
   finishedAtMs: number | undefined;
+  /** The run's retry_count, as far as the list knows. */
+  retryCount: number;
+  /** When the latest RUN_RETRIED seen happened (events only). */
+  retriedAtMs?: number;
 }
 
 /**
@@ -54,10 +58,44 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
       rows.set(row.id, { ...row, createdAtMs: row.createdAtMs ?? createdFromId(row.id) });
       return;
     }
+    // A page read after a retry knows more than an older page.
+    if (row.retryCount > known.retryCount) {
+      known.retryCount = row.retryCount;
+      known.status = row.status;
+      known.finishedAtMs = row.finishedAtMs;
+    } else if (row.retryCount < known.retryCount) {
+      return;
+    }
     if ((RANK[row.status] ?? 0) > (RANK[known.status] ?? 0)) known.status = row.status;
     known.workflow ||= row.workflow;
     known.createdAtMs ??= row.createdAtMs;
     known.finishedAtMs ??= row.finishedAtMs;
+  };
+
+  // A retry is the one move backwards (finished to RUNNING): it applies to
+  // a finished row that finished before it, and a RUN_FINISHED before the
+  // latest retry seen is an old end. (A retry that falls between the
+  // stream's start and the page read can be counted twice in "retried N×";
+  // the status is right either way.)
+  const retried = (id: string, workflow: string, time: number | undefined): void => {
+    const known = rows.get(id);
+    if (!known) {
+      rows.set(id, { id, workflow, status: "RUNNING", createdAtMs: createdFromId(id), finishedAtMs: undefined, retryCount: 1, retriedAtMs: time });
+      return;
+    }
+    known.workflow ||= workflow;
+    if (isFinished(known.status) && (known.finishedAtMs === undefined || time === undefined || time >= known.finishedAtMs)) {
+      known.status = "RUNNING";
+      known.finishedAtMs = undefined;
+      known.retryCount++;
+    }
+    if (time !== undefined && (known.retriedAtMs === undefined || time > known.retriedAtMs)) known.retriedAtMs = time;
+  };
+  const finished = (id: string, workflow: string, status: string, time: number | undefined): void => {
+    const known = rows.get(id);
+    if (known?.retriedAtMs !== undefined && time !== undefined && time < known.retriedAtMs) return;
+    if (known && isFinished(known.status) && known.finishedAtMs !== undefined) return;
+    merge({ id, workflow, status, createdAtMs: undefined, finishedAtMs: time, retryCount: known?.retryCount ?? 0 });
   };
 
   const header = h(
@@ -80,7 +118,7 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
         { class: "row runs-row", role: "row", "data-run": row.id, "data-status": row.status },
         h("span", { role: "cell" }, h("a", { href: `#/runs/${row.id}`, class: "mono" }, row.id)),
         h("span", { role: "cell" }, row.workflow),
-        h("span", { role: "cell" }, stateBadge(row.status)),
+        h("span", { role: "cell" }, stateBadge(row.status), row.retryCount > 0 ? h("span", { class: "hint retries" }, ` retried ${row.retryCount}×`) : null),
         h("span", { role: "cell" }, formatTime(row.createdAtMs)),
         h("span", { role: "cell", class: "duration" }, durationOf(row)),
       );
@@ -112,7 +150,7 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
         { signal: context.signal },
       );
       for (const run of response.runs) {
-        merge({ id: run.id, workflow: run.workflowName, status: runStatusName(run.status), createdAtMs: ms(run.createdAt), finishedAtMs: ms(run.finishedAt) });
+        merge({ id: run.id, workflow: run.workflowName, status: runStatusName(run.status), createdAtMs: ms(run.createdAt), finishedAtMs: ms(run.finishedAt), retryCount: run.retryCount });
       }
       nextPageToken = response.nextPageToken;
       message.textContent = "";
@@ -176,7 +214,7 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
       // reopen after events resumes from the last cursor.
       const fromNow = cursor === 0n;
       return runs.watchEvents(
-        { afterCursor: cursor, fromNow, types: [RunEventType.RUN_STARTED, RunEventType.TASK_ASSIGNED, RunEventType.RUN_FINISHED] },
+        { afterCursor: cursor, fromNow, types: [RunEventType.RUN_STARTED, RunEventType.TASK_ASSIGNED, RunEventType.RUN_FINISHED, RunEventType.RUN_RETRIED] },
         { signal, onHeader: () => (fromNow ? void load("") : undefined) },
       );
     },
@@ -184,9 +222,11 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
       if (!event || event.cursor <= cursor) return;
       cursor = event.cursor;
       const time = ms(event.time);
-      if (event.type === RunEventType.RUN_STARTED) merge({ id: event.runId, workflow: event.workflowName, status: "PENDING", createdAtMs: time, finishedAtMs: undefined });
-      else if (event.type === RunEventType.TASK_ASSIGNED) merge({ id: event.runId, workflow: event.workflowName, status: "RUNNING", createdAtMs: undefined, finishedAtMs: undefined });
-      else if (event.type === RunEventType.RUN_FINISHED) merge({ id: event.runId, workflow: event.workflowName, status: runStatusName(event.runStatus), createdAtMs: undefined, finishedAtMs: time });
+      const retryCount = rows.get(event.runId)?.retryCount ?? 0;
+      if (event.type === RunEventType.RUN_STARTED) merge({ id: event.runId, workflow: event.workflowName, status: "PENDING", createdAtMs: time, finishedAtMs: undefined, retryCount });
+      else if (event.type === RunEventType.TASK_ASSIGNED) merge({ id: event.runId, workflow: event.workflowName, status: "RUNNING", createdAtMs: undefined, finishedAtMs: undefined, retryCount });
+      else if (event.type === RunEventType.RUN_FINISHED) finished(event.runId, event.workflowName, runStatusName(event.runStatus), time);
+      else if (event.type === RunEventType.RUN_RETRIED) retried(event.runId, event.workflowName, time);
       if (event.type === RunEventType.RUN_STARTED && ![...workflowSelect.options].some((o) => o.value === event.workflowName)) {
         workflowSelect.appendChild(h("option", { value: event.workflowName }, event.workflowName));
       }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tributary/v1/run.proto.
  */
 export const file_tributary_v1_run: GenFile = /*@__PURE__*/
-  fileDesc("ChZ0cmlidXRhcnkvdjEvcnVuLnByb3RvEgx0cmlidXRhcnkudjEidwoPU3RhcnRSdW5SZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSGAoQd29ya2Zsb3dfdmVyc2lvbhgCIAEoCRIaChJpbnB1dF9jb250ZXh0X2pzb24YAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIk0KEFN0YXJ0UnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAkSDwoHY3JlYXRlZBgDIAEoCCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSIwCg5HZXRSdW5SZXNwb25zZRIeCgNydW4YASABKAsyES50cmlidXRhcnkudjEuUnVuIu8CCgNSdW4SCgoCaWQYASABKAkSFQoNd29ya2Zsb3dfbmFtZRgCIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLnRyaWJ1dGFyeS52MS5SdW5TdGF0dXMSGgoSaW5wdXRfY29udGV4dF9qc29uGAUgASgJEhQKDGNvbnRleHRfanNvbhgGIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBXRhc2tzGAogAygLMhUudHJpYnV0YXJ5LnYxLlRhc2tSdW4SMAoJY29uZmxpY3RzGAsgAygLMh0udHJpYnV0YXJ5LnYxLkNvbnRleHRDb25mbGljdCLeAQoHVGFza1J1bhIPCgd0YXNrX2lkGAEgASgJEiYKBXN0YXRlGAIgASgOMhcudHJpYnV0YXJ5LnYxLlRhc2tTdGF0ZRItCgtza2lwX3JlYXNvbhgDIAEoDjIYLnRyaWJ1dGFyeS52MS5Ta2lwUmVhc29uEg0KBWVycm9yGAQgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoIYXR0ZW1wdHMYBiADKAsyFS50cmlidXRhcnkudjEuQXR0ZW1wdCKGAgoHQXR0ZW1wdBIKCgJpZBgBIAEoCRIOCgZudW1iZXIYAiABKA0SEwoLZXhlY3V0b3JfaWQYAyABKAkSKQoFc3RhdGUYBCABKA4yGi50cmlidXRhcnkudjEuQXR0ZW1wdFN0YXRlEg0KBWVycm9yGAUgASgJEi8KC2Fzc2lnbmVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoPQ29udGV4dENvbmZsaWN0EgsKA2tleRgBIAEoCRIXCg93aW5uaW5nX3Rhc2tfaWQYAiABKAkSGgoSb3ZlcnJpZGRlbl90YXNrX2lkGAMgASgJIngKD0xpc3RSdW5zUmVxdWVzdBIVCg13b3JrZmxvd19uYW1lGAEgASgJEicKBnN0YXR1cxgCIAEoDjIXLnRyaWJ1dGFyeS52MS5SdW5TdGF0dXMSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiTAoQTGlzdFJ1bnNSZXNwb25zZRIfCgRydW5zGAEgAygLMhEudHJpYnV0YXJ5LnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIgoQQ2FuY2VsUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiPAoRQ2FuY2VsUnVuUmVzcG9uc2USJwoGc3RhdHVzGAEgASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cyI5Cg9XYXRjaFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIjkKEFdhdGNoUnVuUmVzcG9uc2USJQoFZXZlbnQYASABKAsyFi50cmlidXRhcnkudjEuUnVuRXZlbnQikAEKEldhdGNoRXZlbnRzUmVxdWVzdBIUCgxhZnRlcl9jdXJzb3IYASABKAQSFgoOd29ya2Zsb3dfbmFtZXMYAiADKAkSDwoHcnVuX2lkcxgDIAMoCRIpCgV0eXBlcxgEIAMoDjIaLnRyaWJ1dGFyeS52MS5SdW5FdmVudFR5cGUSEAoIZnJvbV9ub3cYBSABKAgiPAoTV2F0Y2hFdmVudHNSZXNwb25zZRIlCgVldmVudBgBIAEoCzIWLnRyaWJ1dGFyeS52MS5SdW5FdmVudCLKAwoIUnVuRXZlbnQSDgoGY3Vyc29yGAEgASgEEhAKCHNlcXVlbmNlGAIgASgEEg4KBnJ1bl9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJEigKBHR5cGUYBSABKA4yGi50cmlidXRhcnkudjEuUnVuRXZlbnRUeXBlEigKBHRpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3Rhc2tfaWQYByABKAkSEgoKYXR0ZW1wdF9pZBgIIAEoCRIWCg5hdHRlbXB0X251bWJlchgJIAEoDRITCgtleGVjdXRvcl9pZBgKIAEoCRINCgVlcnJvchgLIAEoCRItCgtza2lwX3JlYXNvbhgMIAEoDjIYLnRyaWJ1dGFyeS52MS5Ta2lwUmVhc29uEjMKD25leHRfYXR0ZW1wdF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoKcnVuX3N0YXR1cxgOIAEoDjIXLnRyaWJ1dGFyeS52MS5SdW5TdGF0dXMSLwoIY29uZmxpY3QYDyABKAsyHS50cmlidXRhcnkudjEuQ29udGV4dENvbmZsaWN0KqIBCglSdW5TdGF0dXMSGgoWUlVOX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElJVTl9TVEFUVVNfUEVORElORxABEhYKElJVTl9TVEFUVVNfUlVOTklORxACEhgKFFJVTl9TVEFUVVNfU1VDQ0VFREVEEAMSFQoRUlVOX1NUQVRVU19GQUlMRUQQBBIYChRSVU5fU1RBVFVTX0NBTkNFTExFRBAFKokCCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhYKElRBU0tfU1RBVEVfV0FJVElORxABEhQKEFRBU0tfU1RBVEVfUkVBRFkQAhIXChNUQVNLX1NUQVRFX0FTU0lHTkVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhYKElRBU0tfU1RBVEVfU0tJUFBFRBAHEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAgSHgoaVEFTS19TVEFURV9SRVRSWV9TQ0hFRFVMRUQQCSpoCgpTa2lwUmVhc29uEhsKF1NLSVBfUkVBU09OX1VOU1BFQ0lGSUVEEAASHwobU0tJUF9SRUFTT05fVVBTVFJFQU1fRkFJTEVEEAESHAoYU0tJUF9SRUFTT05fUlVMRV9OT1RfTUVUEAIq7QEKDEF0dGVtcHRTdGF0ZRIdChlBVFRFTVBUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWQVRURU1QVF9TVEFURV9BU1NJR05FRBABEhkKFUFUVEVNUFRfU1RBVEVfUlVOTklORxACEhsKF0FUVEVNUFRfU1RBVEVfU1VDQ0VFREVEEAMSGAoUQVRURU1QVF9TVEFURV9GQUlMRUQQBBIbChdBVFRFTVBUX1NUQVRFX1RJTUVEX09VVBAFEhYKEkFUVEVNUFRfU1RBVEVfTE9TVBAGEhsKF0FUVEVNUFRfU1RBVEVfQ0FOQ0VMTEVEEAcqkgQKDFJ1bkV2ZW50VHlwZRIeChpSVU5fRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh4KGlJVTl9FVkVOVF9UWVBFX1JVTl9TVEFSVEVEEAESHwobUlVOX0VWRU5UX1RZUEVfUlVOX0ZJTklTSEVEEAISHQoZUlVOX0VWRU5UX1RZUEVfVEFTS19SRUFEWRADEiAKHFJVTl9FVkVOVF9UWVBFX1RBU0tfQVNTSUdORUQQBBIfChtSVU5fRVZFTlRfVFlQRV9UQVNLX1NUQVJURUQQBRIhCh1SVU5fRVZFTlRfVFlQRV9UQVNLX1NVQ0NFRURFRBAGEh4KGlJVTl9FVkVOVF9UWVBFX1RBU0tfRkFJTEVEEAcSJwojUlVOX0VWRU5UX1RZUEVfVEFTS19SRVRSWV9TQ0hFRFVMRUQQCBIhCh1SVU5fRVZFTlRfVFlQRV9UQVNLX1RJTUVEX09VVBAJEh8KG1JVTl9FVkVOVF9UWVBFX1RBU0tfU0tJUFBFRBAKEiEKHVJVTl9FVkVOVF9UWVBFX1RBU0tfQ0FOQ0VMTEVEEAsSIwofUlVOX0VWRU5UX1RZUEVfQ09OVEVYVF9DT05GTElDVBAMEiUKIVJVTl9FVkVOVF9UWVBFX0VYRUNVVE9SX0NPTk5FQ1RFRBANEiAKHFJVTl9FVkVOVF9UWVBFX0VYRUNVVE9SX0xPU1QQDjLYAwoKUnVuU2VydmljZRJJCghTdGFydFJ1bhIdLnRyaWJ1dGFyeS52MS5TdGFydFJ1blJlcXVlc3QaHi50cmlidXRhcnkudjEuU3RhcnRSdW5SZXNwb25zZRJDCgZHZXRSdW4SGy50cmlidXRhcnkudjEuR2V0UnVuUmVxdWVzdBocLnRyaWJ1dGFyeS52MS5HZXRSdW5SZXNwb25zZRJJCghMaXN0UnVucxIdLnRyaWJ1dGFyeS52MS5MaXN0UnVuc1JlcXVlc3QaHi50cmlidXRhcnkudjEuTGlzdFJ1bnNSZXNwb25zZRJMCglDYW5jZWxSdW4SHi50cmlidXRhcnkudjEuQ2FuY2VsUnVuUmVxdWVzdBofLnRyaWJ1dGFyeS52MS5DYW5jZWxSdW5SZXNwb25zZRJLCghXYXRjaFJ1bhIdLnRyaWJ1dGFyeS52MS5XYXRjaFJ1blJlcXVlc3QaHi50cmlidXRhcnkudjEuV2F0Y2hSdW5SZXNwb25zZTABElQKC1dhdGNoRXZlbnRzEiAudHJpYnV0YXJ5LnYxLldhdGNoRXZlbnRzUmVxdWVzdBohLnRyaWJ1dGFyeS52MS5XYXRjaEV2ZW50c1Jlc3BvbnNlMAFCT1pNZ2l0aHViLmNvbS90cmlidXRhcnktZGV2L3RyaWJ1dGFyeS9jbGllbnQtc2RrL2dvL2dlbi90cmlidXRhcnkvdjE7dHJpYnV0YXJ5djFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZ0cmlidXRhcnkvdjEvcnVuLnByb3RvEgx0cmlidXRhcnkudjEidwoPU3RhcnRSdW5SZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSGAoQd29ya2Zsb3dfdmVyc2lvbhgCIAEoCRIaChJpbnB1dF9jb250ZXh0X2pzb24YAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIk0KEFN0YXJ0UnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAkSDwoHY3JlYXRlZBgDIAEoCCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSIwCg5HZXRSdW5SZXNwb25zZRIeCgNydW4YASABKAsyES50cmlidXRhcnkudjEuUnVuIoQDCgNSdW4SCgoCaWQYASABKAkSFQoNd29ya2Zsb3dfbmFtZRgCIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLnRyaWJ1dGFyeS52MS5SdW5TdGF0dXMSGgoSaW5wdXRfY29udGV4dF9qc29uGAUgASgJEhQKDGNvbnRleHRfanNvbhgGIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBXRhc2tzGAogAygLMhUudHJpYnV0YXJ5LnYxLlRhc2tSdW4SMAoJY29uZmxpY3RzGAsgAygLMh0udHJpYnV0YXJ5LnYxLkNvbnRleHRDb25mbGljdBITCgtyZXRyeV9jb3VudBgMIAEoDSLeAQoHVGFza1J1bhIPCgd0YXNrX2lkGAEgASgJEiYKBXN0YXRlGAIgASgOMhcudHJpYnV0YXJ5LnYxLlRhc2tTdGF0ZRItCgtza2lwX3JlYXNvbhgDIAEoDjIYLnRyaWJ1dGFyeS52MS5Ta2lwUmVhc29uEg0KBWVycm9yGAQgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoIYXR0ZW1wdHMYBiADKAsyFS50cmlidXRhcnkudjEuQXR0ZW1wdCKGAgoHQXR0ZW1wdBIKCgJpZBgBIAEoCRIOCgZudW1iZXIYAiABKA0SEwoLZXhlY3V0b3JfaWQYAyABKAkSKQoFc3RhdGUYBCABKA4yGi50cmlidXRhcnkudjEuQXR0ZW1wdFN0YXRlEg0KBWVycm9yGAUgASgJEi8KC2Fzc2lnbmVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoPQ29udGV4dENvbmZsaWN0EgsKA2tleRgBIAEoCRIXCg93aW5uaW5nX3Rhc2tfaWQYAiABKAkSGgoSb3ZlcnJpZGRlbl90YXNrX2lkGAMgASgJIngKD0xpc3RSdW5zUmVxdWVzdBIVCg13b3JrZmxvd19uYW1lGAEgASgJEicKBnN0YXR1cxgCIAEoDjIXLnRyaWJ1dGFyeS52MS5SdW5TdGF0dXMSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiTAoQTGlzdFJ1bnNSZXNwb25zZRIfCgRydW5zGAEgAygLMhEudHJpYnV0YXJ5LnYxLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIgoQQ2FuY2VsUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiPAoRQ2FuY2VsUnVuUmVzcG9uc2USJwoGc3RhdHVzGAEgASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cyJICg9SZXRyeVJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhEKCWZyb21fdGFzaxgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJInoKEFJldHJ5UnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEicKBnN0YXR1cxgCIAEoDjIXLnRyaWJ1dGFyeS52MS5SdW5TdGF0dXMSEwoLcmV0cnlfY291bnQYAyABKA0SGAoQcmV0cmllZF90YXNrX2lkcxgEIAMoCSI5Cg9XYXRjaFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgEIjkKEFdhdGNoUnVuUmVzcG9uc2USJQoFZXZlbnQYASABKAsyFi50cmlidXRhcnkudjEuUnVuRXZlbnQikAEKEldhdGNoRXZlbnRzUmVxdWVzdBIUCgxhZnRlcl9jdXJzb3IYASABKAQSFgoOd29ya2Zsb3dfbmFtZXMYAiADKAkSDwoHcnVuX2lkcxgDIAMoCRIpCgV0eXBlcxgEIAMoDjIaLnRyaWJ1dGFyeS52MS5SdW5FdmVudFR5cGUSEAoIZnJvbV9ub3cYBSABKAgiPAoTV2F0Y2hFdmVudHNSZXNwb25zZRIlCgVldmVudBgBIAEoCzIWLnRyaWJ1dGFyeS52MS5SdW5FdmVudCLkAwoIUnVuRXZlbnQSDgoGY3Vyc29yGAEgASgEEhAKCHNlcXVlbmNlGAIgASgEEg4KBnJ1bl9pZBgDIAEoCRIVCg13b3JrZmxvd19uYW1lGAQgASgJEigKBHR5cGUYBSABKA4yGi50cmlidXRhcnkudjEuUnVuRXZlbnRUeXBlEigKBHRpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3Rhc2tfaWQYByABKAkSEgoKYXR0ZW1wdF9pZBgIIAEoCRIWCg5hdHRlbXB0X251bWJlchgJIAEoDRITCgtleGVjdXRvcl9pZBgKIAEoCRINCgVlcnJvchgLIAEoCRItCgtza2lwX3JlYXNvbhgMIAEoDjIYLnRyaWJ1dGFyeS52MS5Ta2lwUmVhc29uEjMKD25leHRfYXR0ZW1wdF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoKcnVuX3N0YXR1cxgOIAEoDjIXLnRyaWJ1dGFyeS52MS5SdW5TdGF0dXMSLwoIY29uZmxpY3QYDyABKAsyHS50cmlidXRhcnkudjEuQ29udGV4dENvbmZsaWN0EhgKEHJldHJpZWRfdGFza19pZHMYECADKAkqogEKCVJ1blN0YXR1cxIaChZSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSUlVOX1NUQVRVU19QRU5ESU5HEAESFgoSUlVOX1NUQVRVU19SVU5OSU5HEAISGAoUUlVOX1NUQVRVU19TVUNDRUVERUQQAxIVChFSVU5fU1RBVFVTX0ZBSUxFRBAEEhgKFFJVTl9TVEFUVVNfQ0FOQ0VMTEVEEAUqiQIKCVRhc2tTdGF0ZRIaChZUQVNLX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSVEFTS19TVEFURV9XQUlUSU5HEAESFAoQVEFTS19TVEFURV9SRUFEWRACEhcKE1RBU0tfU1RBVEVfQVNTSUdORUQQAxIWChJUQVNLX1NUQVRFX1JVTk5JTkcQBBIYChRUQVNLX1NUQVRFX1NVQ0NFRURFRBAFEhUKEVRBU0tfU1RBVEVfRkFJTEVEEAYSFgoSVEFTS19TVEFURV9TS0lQUEVEEAcSGAoUVEFTS19TVEFURV9DQU5DRUxMRUQQCBIeChpUQVNLX1NUQVRFX1JFVFJZX1NDSEVEVUxFRBAJKmgKClNraXBSZWFzb24SGwoXU0tJUF9SRUFTT05fVU5TUEVDSUZJRUQQABIfChtTS0lQX1JFQVNPTl9VUFNUUkVBTV9GQUlMRUQQARIcChhTS0lQX1JFQVNPTl9SVUxFX05PVF9NRVQQAirtAQoMQXR0ZW1wdFN0YXRlEh0KGUFUVEVNUFRfU1RBVEVfVU5TUEVDSUZJRUQQABIaChZBVFRFTVBUX1NUQVRFX0FTU0lHTkVEEAESGQoVQVRURU1QVF9TVEFURV9SVU5OSU5HEAISGwoXQVRURU1QVF9TVEFURV9TVUNDRUVERUQQAxIYChRBVFRFTVBUX1NUQVRFX0ZBSUxFRBAEEhsKF0FUVEVNUFRfU1RBVEVfVElNRURfT1VUEAUSFgoSQVRURU1QVF9TVEFURV9MT1NUEAYSGwoXQVRURU1QVF9TVEFURV9DQU5DRUxMRUQQByqyBAoMUnVuRXZlbnRUeXBlEh4KGlJVTl9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHgoaUlVOX0VWRU5UX1RZUEVfUlVOX1NUQVJURUQQARIfChtSVU5fRVZFTlRfVFlQRV9SVU5fRklOSVNIRUQQAhIdChlSVU5fRVZFTlRfVFlQRV9UQVNLX1JFQURZEAMSIAocUlVOX0VWRU5UX1RZUEVfVEFTS19BU1NJR05FRBAEEh8KG1JVTl9FVkVOVF9UWVBFX1RBU0tfU1RBUlRFRBAFEiEKHVJVTl9FVkVOVF9UWVBFX1RBU0tfU1VDQ0VFREVEEAYSHgoaUlVOX0VWRU5UX1RZUEVfVEFTS19GQUlMRUQQBxInCiNSVU5fRVZFTlRfVFlQRV9UQVNLX1JFVFJZX1NDSEVEVUxFRBAIEiEKHVJVTl9FVkVOVF9UWVBFX1RBU0tfVElNRURfT1VUEAkSHwobUlVOX0VWRU5UX1RZUEVfVEFTS19TS0lQUEVEEAoSIQodUlVOX0VWRU5UX1RZUEVfVEFTS19DQU5DRUxMRUQQCxIjCh9SVU5fRVZFTlRfVFlQRV9DT05URVhUX0NPTkZMSUNUEAwSJQohUlVOX0VWRU5UX1RZUEVfRVhFQ1VUT1JfQ09OTkVDVEVEEA0SIAocUlVOX0VWRU5UX1RZUEVfRVhFQ1VUT1JfTE9TVBAOEh4KGlJVTl9FVkVOVF9UWVBFX1JVTl9SRVRSSUVEEA8yowQKClJ1blNlcnZpY2USSQoIU3RhcnRSdW4SHS50cmlidXRhcnkudjEuU3RhcnRSdW5SZXF1ZXN0Gh4udHJpYnV0YXJ5LnYxLlN0YXJ0UnVuUmVzcG9uc2USQwoGR2V0UnVuEhsudHJpYnV0YXJ5LnYxLkdldFJ1blJlcXVlc3QaHC50cmlidXRhcnkudjEuR2V0UnVuUmVzcG9uc2USSQoITGlzdFJ1bnMSHS50cmlidXRhcnkudjEuTGlzdFJ1bnNSZXF1ZXN0Gh4udHJpYnV0YXJ5LnYxLkxpc3RSdW5zUmVzcG9uc2USTAoJQ2FuY2VsUnVuEh4udHJpYnV0YXJ5LnYxLkNhbmNlbFJ1blJlcXVlc3QaHy50cmlidXRhcnkudjEuQ2FuY2VsUnVuUmVzcG9uc2USSQoIUmV0cnlSdW4SHS50cmlidXRhcnkudjEuUmV0cnlSdW5SZXF1ZXN0Gh4udHJpYnV0YXJ5LnYxLlJldHJ5UnVuUmVzcG9uc2USSwoIV2F0Y2hSdW4SHS50cmlidXRhcnkudjEuV2F0Y2hSdW5SZXF1ZXN0Gh4udHJpYnV0YXJ5LnYxLldhdGNoUnVuUmVzcG9uc2UwARJUCgtXYXRjaEV2ZW50cxIgLnRyaWJ1dGFyeS52MS5XYXRjaEV2ZW50c1JlcXVlc3QaIS50cmlidXRhcnkudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABQk9aTWdpdGh1Yi5jb20vdHJpYnV0YXJ5LWRldi90cmlidXRhcnkvY2xpZW50LXNkay9nby9nZW4vdHJpYnV0YXJ5L3YxO3RyaWJ1dGFyeXYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * StartRunRequest names the workflow to run and its input.
@@ -221,6 +221,13 @@ export type Run = Message<"tributary.v1.Run"> & {
    * @generated from field: repeated tributary.v1.ContextConflict conflicts = 11;
    */
   conflicts: ContextConflict[];
+
+  /**
+   * How many times RetryRun re-ran the run (0 for a run never retried).
+   *
+   * @generated from field: uint32 retry_count = 12;
+   */
+  retryCount: number;
 };
 
 /**
@@ -301,7 +308,8 @@ export type Attempt = Message<"tributary.v1.Attempt"> & {
   id: string;
 
   /**
-   * 1 for the first attempt, counting retries and reassignments.
+   * 1 for the first attempt, counting retries, reassignments and the
+   * attempts of earlier runs before a RetryRun (numbers keep counting).
    *
    * @generated from field: uint32 number = 2;
    */
@@ -505,6 +513,91 @@ export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE_
   messageDesc(file_tributary_v1_run, 11);
 
 /**
+ * RetryRunRequest names a finished run to re-run, and which tasks.
+ *
+ * @generated from message tributary.v1.RetryRunRequest
+ */
+export type RetryRunRequest = Message<"tributary.v1.RetryRunRequest"> & {
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * Empty: reset every FAILED, SKIPPED and CANCELLED task. Otherwise the id
+   * of one task of the run, which is reset whatever its state. Either way
+   * every descendant of a reset task is reset too (a task downstream of a
+   * reset one would see a different input), so a SUCCEEDED `all_done`
+   * cleanup after a failure runs again.
+   *
+   * @generated from field: string from_task = 2;
+   */
+  fromTask: string;
+
+  /**
+   * Optional, at most 256 bytes: a client-chosen id of this retry. A call
+   * with the id of the run's latest retry returns that retry's answer
+   * (with the run's current status) instead of FAILED_PRECONDITION or a
+   * second retry, so a client may repeat a call whose answer it lost.
+   *
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message tributary.v1.RetryRunRequest.
+ * Use `create(RetryRunRequestSchema)` to create a new message.
+ */
+export const RetryRunRequestSchema: GenMessage<RetryRunRequest> = /*@__PURE__*/
+  messageDesc(file_tributary_v1_run, 12);
+
+/**
+ * RetryRunResponse reports what the retry reset.
+ *
+ * @generated from message tributary.v1.RetryRunResponse
+ */
+export type RetryRunResponse = Message<"tributary.v1.RetryRunResponse"> & {
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The run's status now: RUNNING, or already terminal when no reset task
+   * could run (every one was skipped by its trigger rule).
+   *
+   * @generated from field: tributary.v1.RunStatus status = 2;
+   */
+  status: RunStatus;
+
+  /**
+   * The run's retry_count after this retry (1 after the first).
+   *
+   * @generated from field: uint32 retry_count = 3;
+   */
+  retryCount: number;
+
+  /**
+   * The tasks reset, in canonical order.
+   *
+   * @generated from field: repeated string retried_task_ids = 4;
+   */
+  retriedTaskIds: string[];
+};
+
+/**
+ * Describes the message tributary.v1.RetryRunResponse.
+ * Use `create(RetryRunResponseSchema)` to create a new message.
+ */
+export const RetryRunResponseSchema: GenMessage<RetryRunResponse> = /*@__PURE__*/
+  messageDesc(file_tributary_v1_run, 13);
+
+/**
  * WatchRunRequest names the run to follow.
  *
  * @generated from message tributary.v1.WatchRunRequest
@@ -530,7 +623,7 @@ export type WatchRunRequest = Message<"tributary.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 12);
+  messageDesc(file_tributary_v1_run, 14);
 
 /**
  * WatchRunResponse carries one event of the watched run.
@@ -551,7 +644,7 @@ export type WatchRunResponse = Message<"tributary.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 13);
+  messageDesc(file_tributary_v1_run, 15);
 
 /**
  * WatchEventsRequest filters the namespace's event stream. The filters
@@ -604,7 +697,7 @@ export type WatchEventsRequest = Message<"tributary.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 14);
+  messageDesc(file_tributary_v1_run, 16);
 
 /**
  * WatchEventsResponse carries one event of the namespace.
@@ -625,7 +718,7 @@ export type WatchEventsResponse = Message<"tributary.v1.WatchEventsResponse"> & 
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 15);
+  messageDesc(file_tributary_v1_run, 17);
 
 /**
  * One event of a run's event log. See RunEventType for which fields each
@@ -680,7 +773,8 @@ export type RunEvent = Message<"tributary.v1.RunEvent"> & {
   time?: Timestamp | undefined;
 
   /**
-   * The task concerned, for task events, CONTEXT_CONFLICT and EXECUTOR_LOST.
+   * The task concerned, for task events, CONTEXT_CONFLICT and EXECUTOR_LOST;
+   * for RUN_RETRIED, the `from_task` of the request.
    *
    * @generated from field: string task_id = 7;
    */
@@ -742,6 +836,13 @@ export type RunEvent = Message<"tributary.v1.RunEvent"> & {
    * @generated from field: tributary.v1.ContextConflict conflict = 15;
    */
   conflict?: ContextConflict | undefined;
+
+  /**
+   * The tasks reset, for RUN_RETRIED, in canonical order.
+   *
+   * @generated from field: repeated string retried_task_ids = 16;
+   */
+  retriedTaskIds: string[];
 };
 
 /**
@@ -749,7 +850,7 @@ export type RunEvent = Message<"tributary.v1.RunEvent"> & {
  * Use `create(RunEventSchema)` to create a new message.
  */
 export const RunEventSchema: GenMessage<RunEvent> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 16);
+  messageDesc(file_tributary_v1_run, 18);
 
 /**
  * The lifecycle of a run: PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED.
@@ -1011,7 +1112,8 @@ export const AttemptStateSchema: GenEnum<AttemptState> = /*@__PURE__*/
  * "Attempt fields" are `attempt_id`, `attempt_number` and `executor_id`.
  * Every task's history ends with exactly one of TASK_SUCCEEDED,
  * TASK_FAILED, TASK_SKIPPED and TASK_CANCELLED, and every run's with
- * RUN_FINISHED.
+ * RUN_FINISHED; RetryRun reopens both (a reset task's history goes on
+ * after RUN_RETRIED, and the run finishes again).
  *
  * @generated from enum tributary.v1.RunEventType
  */
@@ -1033,8 +1135,8 @@ export enum RunEventType {
   RUN_STARTED = 1,
 
   /**
-   * The run became terminal; always its last event. Sets `run_status`
-   * (SUCCEEDED, FAILED or CANCELLED).
+   * The run became terminal; its last event unless RUN_RETRIED follows.
+   * Sets `run_status` (SUCCEEDED, FAILED or CANCELLED).
    *
    * @generated from enum value: RUN_EVENT_TYPE_RUN_FINISHED = 2;
    */
@@ -1148,6 +1250,17 @@ export enum RunEventType {
    * @generated from enum value: RUN_EVENT_TYPE_EXECUTOR_LOST = 14;
    */
   EXECUTOR_LOST = 14,
+
+  /**
+   * RetryRun re-opened the finished run: it is RUNNING again. Sets
+   * `retried_task_ids` (the tasks reset to WAITING, in canonical order) and
+   * `task_id` (the request's `from_task`, empty when none). TASK_READY
+   * follows for each reset task whose dependencies all kept their state and
+   * whose trigger rule holds (TASK_SKIPPED when it does not).
+   *
+   * @generated from enum value: RUN_EVENT_TYPE_RUN_RETRIED = 15;
+   */
+  RUN_RETRIED = 15,
 }
 
 /**
@@ -1211,9 +1324,32 @@ export const RunService: GenService<{
     output: typeof CancelRunResponseSchema;
   },
   /**
+   * RetryRun re-runs a finished run in place: the tasks it resets (see
+   * RetryRunRequest) get new attempts in the same run, every other task
+   * keeps its state and its output and is not run again. Inputs of reset
+   * tasks are rebuilt by the context rule from the tasks that keep their
+   * output. The run goes back to RUNNING (finished_at and its final context
+   * cleared, retry_count one more) and ends again like any run; its event
+   * log continues with the next sequence numbers, starting with
+   * RUN_RETRIED. FAILED_PRECONDITION while the run is PENDING or RUNNING,
+   * or for a SUCCEEDED run without `from_task` (nothing to retry); NOT_FOUND
+   * when the namespace has no such run; INVALID_ARGUMENT when `from_task`
+   * is not a task of the run's workflow version. Idempotent with
+   * `request_id`: the same id as the run's latest retry returns that
+   * retry's answer again instead of retrying twice.
+   *
+   * @generated from rpc tributary.v1.RunService.RetryRun
+   */
+  retryRun: {
+    methodKind: "unary";
+    input: typeof RetryRunRequestSchema;
+    output: typeof RetryRunResponseSchema;
+  },
+  /**
    * WatchRun streams a run's events after a sequence number, in sequence
-   * order, then follows live events, and ends after RUN_FINISHED (at once,
-   * after the history, for a finished run). Every event comes exactly once;
+   * order, then follows live events, and ends after the RUN_FINISHED that is
+   * the log's last event (at once, after the history, for a finished run;
+   * a retried run's earlier RUN_FINISHED events do not end it). Every event comes exactly once;
    * resuming with `after_sequence` set to the last sequence received yields
    * no gap and no duplicate. NOT_FOUND when the namespace has no such run;
    * UNAVAILABLE when the server shuts down mid-stream (resume elsewhere).
