@@ -39,8 +39,9 @@ export function setApiKey(value: string | null): void {
 
 const headers: Interceptor = (next) => async (request) => {
   request.header.set("x-tributary-namespace", namespace());
+  // A call may bring its own key (the prompt trying one before keeping it).
   const key = apiKey();
-  if (key) request.header.set("authorization", `Bearer ${key}`);
+  if (key && !request.header.has("authorization")) request.header.set("authorization", `Bearer ${key}`);
   return next(request);
 };
 
@@ -57,10 +58,14 @@ export const workflows: Client<typeof WorkflowService> = createClient(WorkflowSe
 /** The executor service. */
 export const executors: Client<typeof ExecutorService> = createClient(ExecutorService, transport);
 
-/** Whether an error means "ask for an API key". */
+/**
+ * Whether an error means "ask for an API key": the call had no key, or one
+ * the server does not accept (unknown, revoked, expired). A refusal of a
+ * good key (`PERMISSION_DENIED`: a viewer cancelling, another namespace) is
+ * shown where it happened instead; asking again would not change it.
+ */
 export function needsKey(error: unknown): boolean {
-  const code = ConnectError.from(error).code;
-  return code === Code.Unauthenticated || code === Code.PermissionDenied;
+  return ConnectError.from(error).code === Code.Unauthenticated;
 }
 
 /** Whether a stream broke for a reason worth following it again for. */
@@ -82,27 +87,32 @@ export function callOptions(signal: AbortSignal): CallOptions {
 }
 
 /** Listeners told when a call needs an API key (the key prompt). */
-const keyListeners = new Set<() => void>();
+const keyListeners = new Set<(error: unknown) => void>();
 
 /** Registers the key prompt. */
-export function onKeyNeeded(listener: () => void): void {
+export function onKeyNeeded(listener: (error: unknown) => void): void {
   keyListeners.add(listener);
 }
 
-/** Tells the key prompt that a call was refused for want of a key. */
-export function keyNeeded(): void {
-  for (const listener of keyListeners) listener();
+/** Tells the key prompt that a call was refused for want of a (valid) key. */
+export function keyNeeded(error: unknown): void {
+  for (const listener of keyListeners) listener(error);
 }
 
-/** The connection state of a view's stream, shown in the header. */
-export type StreamState = "connecting" | "live" | "reconnecting" | "ended";
+/**
+ * The connection state of a view's stream, shown in the header: `ended`
+ * when the stream is complete, `stopped` when it broke for good (a refused
+ * key, a permanent error).
+ */
+export type StreamState = "connecting" | "live" | "reconnecting" | "ended" | "stopped";
 
 /**
  * Follows a server stream, opening it again after transient errors with
  * a backoff (200 ms doubling to 5 s). `open` is called for every attempt,
  * so it resumes from what was delivered so far (a cursor, a sequence).
  * Stops when the signal aborts, when the stream ends normally and `reopen`
- * says so, or on a permanent error (reported through `onError`).
+ * says so, or on a permanent error (reported through `onError`; an
+ * `UNAUTHENTICATED` one, e.g. the key revoked, also asks for a key).
  */
 export async function follow<T>(options: {
   open: (signal: AbortSignal) => AsyncIterable<T>;
@@ -132,12 +142,9 @@ export async function follow<T>(options: {
       }
     } catch (error) {
       if (options.signal.aborted) return;
-      if (needsKey(error)) {
-        keyNeeded();
-        options.onError(error);
-        return;
-      }
       if (!isTransient(error)) {
+        options.onState("stopped");
+        if (needsKey(error)) keyNeeded(error);
         options.onError(error);
         return;
       }

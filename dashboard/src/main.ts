@@ -7,7 +7,8 @@
  * @module
  */
 
-import { apiKey, namespace, onKeyNeeded, setApiKey, setNamespace } from "./api.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { apiKey, explainError, namespace, onKeyNeeded, runs, setApiKey, setNamespace } from "./api.js";
 import type { StreamState } from "./api.js";
 import { h, replaceChildren } from "./dom.js";
 import { mountExecutors } from "./views/executors.js";
@@ -39,25 +40,50 @@ function renderKeyButton(): void {
 
 const keyDialog = h("dialog", { class: "key-dialog", "aria-labelledby": "key-title" });
 const keyInput = h("input", { id: "api-key", type: "password", autocomplete: "off", required: true, size: 40 });
+const keyError = h("p", { class: "key-error", role: "alert" });
+const keySubmit = h("button", { type: "submit", value: "ok" }, "Use key");
 const keyForm = h(
   "form",
   { method: "dialog" },
   h("h2", { id: "key-title" }, "This server asks for an API key"),
   h("p", {}, "A viewer key is enough to read. It is kept in this tab only (session storage) and sent as a bearer token."),
+  keyError,
   h("label", { for: "api-key" }, "API key "),
   keyInput,
-  h("div", { class: "dialog-buttons" }, h("button", { type: "submit", value: "ok" }, "Use key"), h("button", { type: "button", onclick: () => keyDialog.close() }, "Cancel")),
+  h("div", { class: "dialog-buttons" }, keySubmit, h("button", { type: "button", onclick: () => keyDialog.close() }, "Cancel")),
 );
 keyDialog.appendChild(keyForm);
-keyForm.addEventListener("submit", () => {
-  if (keyInput.value.trim() !== "") {
-    setApiKey(keyInput.value.trim());
-    keyInput.value = "";
-    renderKeyButton();
-    route();
+// A key is tried with one small call before it is kept, so a wrong one is
+// refused here, with the server's reason, and the prompt stays open.
+keyForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const candidate = keyInput.value.trim();
+  if (candidate === "" || keySubmit.disabled) return;
+  keySubmit.disabled = true;
+  try {
+    await runs.listRuns({ pageSize: 1 }, { headers: { authorization: `Bearer ${candidate}` } });
+  } catch (error) {
+    // Anything but UNAUTHENTICATED means the key itself was accepted: what
+    // it may not do is shown by the views.
+    if (ConnectError.from(error).code === Code.Unauthenticated) {
+      keyError.textContent = `The server refused this key: ${explainError(error)}.`;
+      keySubmit.disabled = false;
+      keyInput.select();
+      return;
+    }
   }
+  keySubmit.disabled = false;
+  setApiKey(candidate);
+  keyInput.value = "";
+  keyError.textContent = "";
+  keyDialog.close();
+  renderKeyButton();
+  route();
 });
-onKeyNeeded(() => {
+onKeyNeeded((error) => {
+  // A refusal of the key this tab holds (revoked, expired) says so; a call
+  // made without a key needs no explanation.
+  keyError.textContent = apiKey() ? `The server no longer accepts this tab's key: ${explainError(error)}.` : "";
   if (!keyDialog.open) keyDialog.showModal();
 });
 keyButton.addEventListener("click", () => {
@@ -66,6 +92,7 @@ keyButton.addEventListener("click", () => {
     renderKeyButton();
     route();
   } else {
+    keyError.textContent = "";
     keyDialog.showModal();
   }
 });

@@ -41,7 +41,7 @@ export function mountRun(root: HTMLElement, runId: string, context: ViewContext)
       layers = layersOf((workflow?.definition?.tasks ?? []).map((t) => ({ id: t.id, dependencies: [...t.dependencies] })));
     } catch (error) {
       if (context.signal.aborted) return;
-      if (needsKey(error)) keyNeeded();
+      if (needsKey(error)) keyNeeded(error);
       root.querySelector(".loading")?.remove();
       message.textContent = `Cannot read the run: ${describeError(error)}`;
       return;
@@ -94,7 +94,7 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
       }
       watchRun();
     } catch (error) {
-      if (needsKey(error)) keyNeeded();
+      if (needsKey(error)) keyNeeded(error);
       message.textContent = `Cannot retry: ${explainError(error)}`;
     } finally {
       retrying = false;
@@ -108,8 +108,8 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
     try {
       await runs.cancelRun({ runId }, { signal: context.signal });
     } catch (error) {
-      if (needsKey(error)) keyNeeded();
-      message.textContent = `Cannot cancel: ${describeError(error)}`;
+      if (needsKey(error)) keyNeeded(error);
+      message.textContent = `Cannot cancel: ${explainError(error)}`;
       cancelButton.disabled = false;
     }
   });

@@ -157,7 +157,7 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
       render();
     } catch (error) {
       if (context.signal.aborted) return;
-      if (needsKey(error)) keyNeeded();
+      if (needsKey(error)) keyNeeded(error);
       message.textContent = `Cannot list runs: ${describeError(error)}`;
     }
   };

@@ -35,7 +35,7 @@ export function mountWorkflows(root: HTMLElement, context: ViewContext): void {
       } while (pageToken !== "");
     } catch (error) {
       if (context.signal.aborted) return;
-      if (needsKey(error)) keyNeeded();
+      if (needsKey(error)) keyNeeded(error);
       message.textContent = `Cannot list workflows: ${describeError(error)}`;
       return;
     }
@@ -74,7 +74,7 @@ export function mountWorkflow(root: HTMLElement, name: string, context: ViewCont
       workflow = (await workflows.getWorkflow({ name, selector: { case: undefined } }, { signal: context.signal })).workflow;
     } catch (error) {
       if (context.signal.aborted) return;
-      if (needsKey(error)) keyNeeded();
+      if (needsKey(error)) keyNeeded(error);
       message.textContent = `Cannot read the workflow: ${describeError(error)}`;
       return;
     }
