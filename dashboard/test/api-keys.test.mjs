@@ -21,6 +21,7 @@ after(async () => {
 describe("API keys", () => {
   let server;
   let viewer;
+  let secondViewer;
   let client;
   let runId;
 
@@ -38,6 +39,7 @@ describe("API keys", () => {
   before(async () => {
     server = await Server.start(["--admin-key", ADMIN_KEY]);
     viewer = await createKey("viewer");
+    secondViewer = await createKey("viewer");
     client = await createKey("client");
     await server.cli("workflow", "register", SEED_DEFINITION, "--api-key", client.secret);
     // No worker: the run stays waiting for one, so it can be cancelled.
@@ -49,9 +51,10 @@ describe("API keys", () => {
     await server?.stop();
   });
 
-  test("the dashboard asks for a key, refuses a wrong one, reads with a viewer key, cannot cancel with it and asks again when it is revoked", async () => {
+  test("the dashboard asks for a key, refuses a wrong one, reads with a viewer key, cannot cancel or retry with it and asks again when it is revoked", async () => {
     const { page, errors } = await openPage(browser);
     const status = (selector) => page.$eval(selector, (e) => e.textContent ?? "").catch(() => "");
+    const runState = () => page.$eval("#run-status [data-state]", (e) => e.dataset.state).catch(() => undefined);
 
     // The page itself is served without a key; its first call is refused.
     await page.goto(`${server.url}/#/runs`);
@@ -114,6 +117,26 @@ describe("API keys", () => {
     await page.waitForSelector("header .stream[data-stream='stopped']");
     assert.match(await status("main .message"), /^The live stream stopped: /);
     await page.screenshot({ path: join(ARTIFACTS, "api-key-revoked.png") });
+
+    // Another viewer key brings the page back; the run, cancelled with the
+    // client key, shows so live, and the viewer's retry is refused too.
+    await page.fill("#api-key", secondViewer.secret);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("dialog.key-dialog", { state: "hidden" });
+    await page.waitForSelector("header .stream[data-stream='live']");
+    await page.waitForSelector(".dag .node");
+    assert.equal(await status("main .message"), "");
+    await runWithClientKey("run", "cancel", runId);
+    await eventually("the page to show the run cancelled", async () => (await runState()) === "CANCELLED");
+    await page.click("#retry-run");
+    const retryDenied = await eventually("the refused retry to show", async () => {
+      const text = await status("main .message");
+      return text.startsWith("Cannot retry") ? text : undefined;
+    });
+    assert.match(retryDenied, /^Cannot retry: .+ \(permission denied\)$/);
+    assert.equal(await page.isVisible("dialog.key-dialog[open]"), false);
+    assert.match(String((await runWithClientKey("run", "get", runId)).status), /cancelled/i, "the run was not retried");
+    await page.screenshot({ path: join(ARTIFACTS, "api-key-retry-denied.png") });
 
     assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), []);
     await page.close();
