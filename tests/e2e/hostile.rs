@@ -2,7 +2,7 @@
 //! unbounded input (a megabyte id, a cycle through thousands of tasks),
 //! bytes that are not protobuf or not UTF-8 are INVALID_ARGUMENT, an
 //! oversize message is RESOURCE_EXHAUSTED, and two namespace headers are
-//! INVALID_ARGUMENT. Each row of `docs/hostile-inputs.md` names its test
+//! INVALID_ARGUMENT. Each row of `docs/security.md`'s tables names its test
 //! here.
 
 use std::process::Output;

@@ -111,6 +111,14 @@ impl RunState {
             self.succeeded_attempts[task] = None;
             self.touch(task, now_ms);
         }
+        // The dropped deltas no longer count towards the run's context size
+        // limit; what is left is counted again, in canonical order.
+        self.context_size = ContextSize::of_input(&self.input);
+        for (index, delta) in self.deltas.iter().enumerate() {
+            if let Some(delta) = delta {
+                self.context_size.apply(index, delta);
+            }
+        }
         let in_reset: BTreeSet<TaskIndex> = reset.iter().copied().collect();
         self.writers.retain(|_, writers| {
             writers.retain(|writer| !in_reset.contains(writer));

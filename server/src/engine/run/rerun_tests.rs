@@ -456,6 +456,11 @@ fn a_reset_succeeded_task_loses_its_delta_and_writes_no_false_conflict() {
         .retry(None, driven.now, &mut actions)
         .expect("retry");
     assert_eq!(driven.run.current_context().to_json(), "{}");
+    assert_eq!(
+        driven.run.context_size.bytes(),
+        2,
+        "the dropped delta no longer counts towards the context size limit"
+    );
     let changes = driven.run.take_changes();
     fold_retry(
         &mut driven.detail,
@@ -475,6 +480,10 @@ fn a_reset_succeeded_task_loses_its_delta_and_writes_no_false_conflict() {
     assert_eq!(
         driven.run.current_context().to_json(),
         r#"{"cleanup":true,"work":true}"#
+    );
+    assert_eq!(
+        driven.run.context_size.bytes(),
+        r#"{"cleanup":true,"work":true}"#.len()
     );
 }
 
