@@ -207,6 +207,7 @@ impl Harness {
         loop {
             let request = namespaced(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
+                omit_contexts: false,
             })?;
             match self.runs().get_run(request).await {
                 Ok(response) => {

@@ -99,6 +99,7 @@ async fn get_run(server: &TestServer, bearer: Bearer, run_id: &str) -> pb::Run {
     RunServiceClient::with_interceptor(server.channel().await, bearer)
         .get_run(pb::GetRunRequest {
             run_id: run_id.to_owned(),
+            omit_contexts: false,
         })
         .await
         .expect("get run")
@@ -173,6 +174,7 @@ async fn codes_of_each_kind(
         code(
             runs.get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
+                omit_contexts: false,
             })
             .await
             .map(|_| ()),
@@ -404,6 +406,7 @@ async fn the_namespace_comes_from_the_key_and_another_one_is_permission_denied()
         )
         .get_run(pb::GetRunRequest {
             run_id: run_id.clone(),
+            omit_contexts: false,
         })
         .await
         .expect_err(named);
@@ -426,6 +429,7 @@ async fn the_namespace_comes_from_the_key_and_another_one_is_permission_denied()
         RunServiceClient::with_interceptor(server.channel().await, Bearer::new(Some(&other)))
             .get_run(pb::GetRunRequest {
                 run_id: run_id.clone(),
+                omit_contexts: false,
             })
             .await
             .expect_err("another namespace");

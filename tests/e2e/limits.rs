@@ -408,6 +408,7 @@ async fn get_run_and_list_runs_leave_out_contexts_that_would_not_fit_and_say_so(
         let run = runs
             .get_run(pb::GetRunRequest {
                 run_id: finished.clone(),
+                omit_contexts: false,
             })
             .await
             .expect("GetRun answers")
@@ -445,5 +446,43 @@ async fn get_run_and_list_runs_leave_out_contexts_that_would_not_fit_and_say_so(
     assert!(listed[1].contexts_omitted);
     assert!(listed[1].input_context_json.is_empty());
     assert_eq!(listed[1].input_context_bytes, listed[0].input_context_bytes);
+
+    // Asked to, the server leaves out the contexts of any run, stating
+    // their sizes.
+    let small = runs
+        .start_run(pb::StartRunRequest {
+            workflow_name: "w".to_owned(),
+            input_context_json: r#"{"small":1}"#.to_owned(),
+            ..pb::StartRunRequest::default()
+        })
+        .await
+        .expect("starts")
+        .into_inner()
+        .run_id;
+    let without = runs
+        .get_run(pb::GetRunRequest {
+            run_id: small.clone(),
+            omit_contexts: true,
+        })
+        .await
+        .expect("GetRun answers")
+        .into_inner()
+        .run
+        .expect("run");
+    assert!(without.contexts_omitted);
+    assert!(without.input_context_json.is_empty() && without.context_json.is_empty());
+    assert_eq!(without.input_context_bytes, r#"{"small":1}"#.len() as u64);
+    let with = runs
+        .get_run(pb::GetRunRequest {
+            run_id: small,
+            omit_contexts: false,
+        })
+        .await
+        .expect("GetRun answers")
+        .into_inner()
+        .run
+        .expect("run");
+    assert!(!with.contexts_omitted);
+    assert_eq!(with.input_context_json, r#"{"small":1}"#);
     server.stop().await;
 }

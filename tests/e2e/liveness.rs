@@ -337,6 +337,7 @@ impl ServerProcess {
                     match client
                         .get_run(pb::GetRunRequest {
                             run_id: run_id.clone(),
+                            omit_contexts: false,
                         })
                         .await
                     {
@@ -415,6 +416,7 @@ pub(crate) async fn wait_until_finished(
         let run = client
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
+                omit_contexts: false,
             })
             .await
             .expect("run exists")
@@ -627,6 +629,7 @@ async fn reclaim_after_a_restart(backlog: usize) {
         let run = client
             .get_run(pb::GetRunRequest {
                 run_id: run_id.clone(),
+                omit_contexts: false,
             })
             .await
             .expect("run")

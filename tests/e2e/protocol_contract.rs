@@ -189,6 +189,7 @@ async fn nul_in_request_text_is_refused_naming_the_field_and_stored_losslessly_i
     let refused = runs
         .get_run(pb::GetRunRequest {
             run_id: "\0".into(),
+            omit_contexts: false,
         })
         .await
         .expect_err("refused");

@@ -102,6 +102,7 @@ async fn start_run_rejects_bad_input_with_its_code_and_message() {
     let error = client
         .get_run(pb::GetRunRequest {
             run_id: "01a2-missing".into(),
+            omit_contexts: false,
         })
         .await
         .expect_err("unknown run");

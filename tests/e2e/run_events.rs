@@ -719,6 +719,7 @@ async fn wait_until_deleted(client: &mut Client, run_id: &str) {
         let result = client
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
+                omit_contexts: false,
             })
             .await;
         match result {

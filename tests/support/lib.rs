@@ -222,6 +222,7 @@ impl TestServer {
             .await
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
+                omit_contexts: false,
             })
             .await
             .expect("run exists")
@@ -257,6 +258,7 @@ impl TestServer {
             let run = client
                 .get_run(pb::GetRunRequest {
                     run_id: run_id.to_owned(),
+                    omit_contexts: false,
                 })
                 .await
                 .expect("run exists")

@@ -634,6 +634,7 @@ impl Client {
             .clone()
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
+                omit_contexts: false,
             })
             .await?
             .into_inner()

@@ -146,12 +146,19 @@ pub fn fit_run_contexts(run: &mut pb::Run, budget: &mut usize) {
     run.input_context_bytes = run.input_context_json.len() as u64;
     run.context_bytes = run.context_json.len() as u64;
     if run.encoded_len() > *budget {
-        run.input_context_json = String::new();
-        run.context_json = String::new();
-        run.contexts_omitted = true;
+        omit_run_contexts(run);
     }
     // A field's tag and length take a few bytes more inside a list.
     *budget = budget.saturating_sub(run.encoded_len() + 16);
+}
+
+/// Leaves out the run's input and context, keeping their sizes.
+pub fn omit_run_contexts(run: &mut pb::Run) {
+    run.input_context_bytes = run.input_context_json.len() as u64;
+    run.context_bytes = run.context_json.len() as u64;
+    run.input_context_json = String::new();
+    run.context_json = String::new();
+    run.contexts_omitted = true;
 }
 
 /// A run with its tasks, attempts and conflicts; `context_json` is the

@@ -11,7 +11,7 @@ use tributary_proto::v1::run_service_server::RunService;
 
 use super::convert::{
     decode_page_token, encode_page_token, event_to_proto, event_type_from_proto, fit_run_contexts,
-    page_size, run_detail_to_proto, run_status_from_proto, run_status_to_proto,
+    omit_run_contexts, page_size, run_detail_to_proto, run_status_from_proto, run_status_to_proto,
     run_summary_to_proto, waiting_reason_to_proto,
 };
 use super::error::{ApiError, ApiResult};
@@ -149,7 +149,10 @@ impl RunApi {
 
     async fn get(&self, request: Request<pb::GetRunRequest>) -> ApiResult<pb::GetRunResponse> {
         let namespace = namespace_of(&request)?;
-        let run_id = request.into_inner().run_id;
+        let pb::GetRunRequest {
+            run_id,
+            omit_contexts,
+        } = request.into_inner();
         if run_id.is_empty() {
             return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
         }
@@ -184,7 +187,11 @@ impl RunApi {
         };
         let mut run = run_detail_to_proto(&detail, context_json);
         self.add_waiting_reasons(&namespace, &mut run).await?;
-        fit_run_contexts(&mut run, &mut self.answer_budget());
+        if omit_contexts {
+            omit_run_contexts(&mut run);
+        } else {
+            fit_run_contexts(&mut run, &mut self.answer_budget());
+        }
         Ok(pb::GetRunResponse { run: Some(run) })
     }
 

@@ -69,6 +69,7 @@ pub async fn run(args: RetryArgs) -> Result<ExitCode, CliError> {
         let run = runs
             .get_run(pb::GetRunRequest {
                 run_id: retried.run_id.clone(),
+                omit_contexts: false,
             })
             .await?
             .into_inner()

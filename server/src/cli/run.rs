@@ -118,12 +118,9 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
             client,
         } => {
             let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
-            let run = get_run(&mut runs, &run_id).await?;
-            run_view::print_run(
-                &run,
-                client.json,
-                ContextView::from_flags(context, no_context),
-            )?;
+            let view = ContextView::from_flags(context, no_context);
+            let run = get_run(&mut runs, &run_id, view == ContextView::Omit).await?;
+            run_view::print_run(&run, client.json, view)?;
             Ok(ExitCode::SUCCESS)
         }
         RunCommand::List {
@@ -250,7 +247,7 @@ async fn start(
         },
     )
     .await?;
-    let run = get_run(&mut runs, &run_id).await?;
+    let run = get_run(&mut runs, &run_id, false).await?;
     if !client.json {
         say!("");
     }
@@ -267,13 +264,17 @@ fn exit_for(status: i32) -> ExitCode {
     }
 }
 
+/// The run, without its contexts when `omit_contexts` (`--no-context`,
+/// so a large context is not even sent).
 async fn get_run(
     runs: &mut RunServiceClient<NamespacedChannel>,
     run_id: &str,
+    omit_contexts: bool,
 ) -> Result<pb::Run, CliError> {
     let run = runs
         .get_run(pb::GetRunRequest {
             run_id: run_id.to_owned(),
+            omit_contexts,
         })
         .await?
         .into_inner()

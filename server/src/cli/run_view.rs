@@ -172,6 +172,14 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
             conflict.winning_task_id
         );
     }
+    if run.contexts_omitted && view != ContextView::Omit {
+        say!("");
+        say!(
+            "context: {}, too large to send with the run (the server left it out)",
+            output::bytes(run.context_bytes as usize)
+        );
+        return Ok(());
+    }
     print_context(&run.context_json, view)
 }
 

@@ -651,7 +651,12 @@ func (x *StartRunResponse) GetCreated() bool {
 type GetRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The run's id.
-	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Leave out input_context_json and context_json (their sizes are still
+	// given, and contexts_omitted is set): for a run whose context is large
+	// when only its state is wanted. Without it the contexts are sent when
+	// they fit in one answer.
+	OmitContexts  bool `protobuf:"varint,2,opt,name=omit_contexts,json=omitContexts,proto3" json:"omit_contexts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -691,6 +696,13 @@ func (x *GetRunRequest) GetRunId() string {
 		return x.RunId
 	}
 	return ""
+}
+
+func (x *GetRunRequest) GetOmitContexts() bool {
+	if x != nil {
+		return x.OmitContexts
+	}
+	return false
 }
 
 // GetRunResponse holds the run.
@@ -2004,9 +2016,10 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x10StartRunResponse\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12)\n" +
 	"\x10workflow_version\x18\x02 \x01(\tR\x0fworkflowVersion\x12\x18\n" +
-	"\acreated\x18\x03 \x01(\bR\acreated\"&\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\"K\n" +
 	"\rGetRunRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"5\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n" +
+	"\romit_contexts\x18\x02 \x01(\bR\fomitContexts\"5\n" +
 	"\x0eGetRunResponse\x12#\n" +
 	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\x93\x05\n" +
 	"\x03Run\x12\x0e\n" +

@@ -480,16 +480,24 @@ class GetRunRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RUN_ID_FIELD_NUMBER: _builtins.int
+    OMIT_CONTEXTS_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run's id."""
+    omit_contexts: _builtins.bool
+    """Leave out input_context_json and context_json (their sizes are still
+    given, and contexts_omitted is set): for a run whose context is large
+    when only its state is wanted. Without it the contexts are sent when
+    they fit in one answer.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
+        omit_contexts: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["omit_contexts", b"omit_contexts", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
