@@ -27,8 +27,14 @@ def ref(key: str, writer: str) -> executor_pb2.ValueRef:
 
 
 class ListsNothing:
+    """The executor service's methods a worker does not call, present because
+    registering the servicer looks every method up."""
+
     async def ListExecutors(self, request: Any, context: Any) -> executor_pb2.ListExecutorsResponse:
         return executor_pb2.ListExecutorsResponse()
+
+    async def WatchExecutors(self, request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "a worker does not watch executors")
 
 
 class ScriptedServer(ListsNothing):

@@ -65,6 +65,8 @@ export interface ServerOptions {
   maxContextBytes?: number;
   /** `--max-definition-bytes`. */
   maxDefinitionBytes?: number;
+  /** `--max-run-context-bytes`: with the other two, it sets the server's message limit. */
+  maxRunContextBytes?: number;
   /** `--admin-key`: API keys on, this one an admin of every namespace. */
   adminKey?: string;
 }
@@ -115,6 +117,7 @@ export class TestServer {
     if (this.options.leaseTimeoutMs !== undefined) args.push("--lease-timeout-ms", String(this.options.leaseTimeoutMs));
     if (this.options.maxContextBytes !== undefined) args.push("--max-context-bytes", String(this.options.maxContextBytes));
     if (this.options.maxDefinitionBytes !== undefined) args.push("--max-definition-bytes", String(this.options.maxDefinitionBytes));
+    if (this.options.maxRunContextBytes !== undefined) args.push("--max-run-context-bytes", String(this.options.maxRunContextBytes));
     if (this.options.adminKey !== undefined) args.push("--admin-key", this.options.adminKey);
     const child = spawn(serverBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (chunk: Buffer) => {

@@ -355,6 +355,6 @@ test("results the server refuses end the attempt: over its context limit, or ove
       }
     },
     // The server's message limit is then gRPC's usual 4 MiB plus 64 KiB.
-    { ...FAST, maxContextBytes: 1_000, maxDefinitionBytes: 100_000 },
+    { ...FAST, maxContextBytes: 1_000, maxDefinitionBytes: 100_000, maxRunContextBytes: 100_000 },
   );
 });
