@@ -152,7 +152,10 @@ async fn a_schedule_fires_at_its_times_with_derived_idempotency_keys() {
         .iter()
         .map(tributary_proto::unix_ms_from_timestamp)
         .collect();
-    assert_eq!(next, (1..=5).map(|hour| T0 + hour * HOUR).collect::<Vec<_>>());
+    assert_eq!(
+        next,
+        (1..=5).map(|hour| T0 + hour * HOUR).collect::<Vec<_>>()
+    );
     assert_eq!(created.overlap_policy(), pb::OverlapPolicy::Allow);
     assert_eq!(created.catch_up_policy(), pb::CatchUpPolicy::None);
 
@@ -228,7 +231,10 @@ async fn pause_stops_fires_and_resume_does_not_catch_up_the_paused_period() {
 
     clock.set(T0 + 4 * HOUR);
     handled(&mut client, "paused", T0 + 4 * HOUR).await;
-    assert_eq!(run_keys(server.channel().await, "w").await, [key("paused", 4)]);
+    assert_eq!(
+        run_keys(server.channel().await, "w").await,
+        [key("paused", 4)]
+    );
     server.stop().await;
 }
 
@@ -370,15 +376,15 @@ async fn a_fire_time_that_already_started_a_run_finds_it_instead_of_starting_ano
     let second = handled(&mut client, "again", T0 + HOUR).await;
     assert_eq!(second.last_run_id, first.last_run_id);
     assert_eq!(second.last_error, "");
-    assert_eq!(run_keys(server.channel().await, "w").await, [key("again", 1)]);
+    assert_eq!(
+        run_keys(server.channel().await, "w").await,
+        [key("again", 1)]
+    );
     server.stop().await;
 }
 
 async fn refused(client: &mut Schedules, request: pb::CreateScheduleRequest) -> tonic::Status {
-    client
-        .create_schedule(request)
-        .await
-        .expect_err("refused")
+    client.create_schedule(request).await.expect_err("refused")
 }
 
 #[tokio::test]

@@ -164,9 +164,8 @@ pub struct Schedule {
 
 impl Schedule {
     fn from_proto(schedule: pb::Schedule) -> Result<Schedule, Error> {
-        let input = serde_json::from_str(&schedule.input_context_json).map_err(|error| {
-            Error::Protocol(format!("schedule input is not JSON: {error}"))
-        })?;
+        let input = serde_json::from_str(&schedule.input_context_json)
+            .map_err(|error| Error::Protocol(format!("schedule input is not JSON: {error}")))?;
         let overlap = match schedule.overlap_policy() {
             pb::OverlapPolicy::Queue => OverlapPolicy::Queue,
             pb::OverlapPolicy::Allow => OverlapPolicy::Allow,

@@ -29,7 +29,10 @@ async fn create_get_list_pause_resume_and_delete_a_schedule_that_fires() {
     };
     let client = Client::connect(server.url()).await.expect("connects");
     let workflow = Workflow::new("etl").task(Task::new("a", |_| Box::pin(async { Ok(()) })));
-    client.register_workflow(&workflow).await.expect("registers");
+    client
+        .register_workflow(&workflow)
+        .await
+        .expect("registers");
 
     let created = client
         .create_schedule(

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use tributary_core::{is_valid_identifier, shown};
+use tributary_proto::timestamp_from_unix_ms;
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::schedule_service_server::ScheduleService;
-use tributary_proto::timestamp_from_unix_ms;
 
 use super::convert::{decode_page_token, encode_page_token, page_size};
 use super::error::{ApiError, ApiResult};
@@ -309,7 +309,8 @@ fn catch_up_from_proto(value: i32, max_catch_up: u32) -> ApiResult<CatchUpPolicy
             )));
         }
     };
-    catch_up_policy(kind, max_catch_up).map_err(|error| ApiError::InvalidArgument(error.to_string()))
+    catch_up_policy(kind, max_catch_up)
+        .map_err(|error| ApiError::InvalidArgument(error.to_string()))
 }
 
 fn catch_up_to_proto(catch_up: CatchUpPolicy) -> pb::CatchUpPolicy {

@@ -174,16 +174,17 @@ impl Scheduler {
         if due.through_ms.is_none() && queued.is_none() {
             return Ok(progress);
         }
-        let needs_previous = queued.is_some()
-            || (!due.fire.is_empty() && schedule.overlap != OverlapPolicy::Allow);
+        let needs_previous =
+            queued.is_some() || (!due.fire.is_empty() && schedule.overlap != OverlapPolicy::Allow);
         let previous_active = match (&progress.last_run_id, needs_previous) {
-            (Some(run_id), true) => match self.store.run_status(&schedule.namespace, run_id).await
-            {
-                Ok(status) => !status.is_terminal(),
-                // Deleted by retention: long finished.
-                Err(StoreError::NotFound(_)) => false,
-                Err(error) => return Err(error.into()),
-            },
+            (Some(run_id), true) => {
+                match self.store.run_status(&schedule.namespace, run_id).await {
+                    Ok(status) => !status.is_terminal(),
+                    // Deleted by retention: long finished.
+                    Err(StoreError::NotFound(_)) => false,
+                    Err(error) => return Err(error.into()),
+                }
+            }
             _ => false,
         };
         let (steps, still_queued) = plan_fires(

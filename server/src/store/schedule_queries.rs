@@ -76,9 +76,7 @@ fn select_page() -> String {
 }
 
 fn select_unpaused() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM schedules WHERE paused = FALSE ORDER BY namespace, schedule_id"
-    )
+    format!("SELECT {COLUMNS} FROM schedules WHERE paused = FALSE ORDER BY namespace, schedule_id")
 }
 
 fn overlap_text(overlap: OverlapPolicy) -> &'static str {

@@ -15,13 +15,13 @@ use sqlx::sqlite::{
 use tributary_core::WorkflowSpec;
 
 use super::key_queries;
-use super::schedule_queries;
-use super::{ScheduleProgress, StoredSchedule};
 use super::run_queries::{FIND_EXPIRED_RUNS, RunQueries};
+use super::schedule_queries;
 use super::{
     Backend, Registration, Store, StoreError, StoredApiKey, StoredAttemptState, StoredWorkflow,
     VersionSelector, queries,
 };
+use super::{ScheduleProgress, StoredSchedule};
 use crate::engine::records::{
     CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
     RunRetry, RunStatus,
@@ -284,7 +284,8 @@ impl Store for SqliteStore {
         schedule_id: &str,
         resume_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        schedule_queries::set_schedule_paused(self.writer(), namespace, schedule_id, resume_at_ms).await
+        schedule_queries::set_schedule_paused(self.writer(), namespace, schedule_id, resume_at_ms)
+            .await
     }
 
     async fn record_schedule_progress(
