@@ -546,3 +546,103 @@ async fn a_server_killed_and_restarted_never_fires_a_time_twice_and_catches_up()
     );
     server.kill().await;
 }
+
+/// `tributary schedule ...`, as a process of the real binary.
+async fn cli(arguments: &[&str]) -> (Option<i32>, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+        .arg("schedule")
+        .args(arguments)
+        .output()
+        .await
+        .expect("the CLI runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_creates_shows_lists_pauses_resumes_and_deletes_schedules() {
+    let clock = ManualClock::new(T0);
+    let server = TestServer::start_with(with_clock(&clock)).await;
+    server.register("default", one_task("etl")).await;
+    let url = server.url();
+
+    let (code, stdout, stderr) = cli(&[
+        "create",
+        "nightly",
+        "etl",
+        "30 2 * * *",
+        "--time-zone",
+        "Europe/Paris",
+        "--input",
+        r#"{"source": "nightly"}"#,
+        "--overlap",
+        "queue",
+        "--catch-up",
+        "all",
+        "--max-catch-up",
+        "3",
+        "--json",
+        "--server",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let created: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(created["overlap_policy"], "queue");
+    assert_eq!(created["catch_up_policy"], "all");
+    assert_eq!(created["max_catch_up"], 3);
+    // 02:30 in Paris is 01:30 UTC in winter.
+    assert_eq!(created["next_fire_times"][0], "2026-01-10T01:30:00Z");
+
+    let (code, stdout, _) = cli(&["get", "nightly", "--next", "2", "--server", &url]).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains("cron       30 2 * * * in Europe/Paris"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("policies   overlap queue, catch-up all (at most 3)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("next fires 2026-01-10T01:30:00Z\n           2026-01-11T01:30:00Z"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = cli(&["list", "--server", &url]).await;
+    assert_eq!(code, Some(0));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("SCHEDULE"), "{stdout}");
+    assert!(
+        lines[1].starts_with("nightly") && lines[1].contains("active"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = cli(&["pause", "nightly", "--json", "--server", &url]).await;
+    assert_eq!(code, Some(0));
+    let paused: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(paused["paused"], true);
+    let (code, stdout, _) = cli(&["resume", "nightly", "--server", &url]).await;
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("paused     no"), "{stdout}");
+
+    let (code, stdout, _) = cli(&["delete", "nightly", "--server", &url]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), "deleted schedule nightly");
+    let (code, _, stderr) = cli(&["get", "nightly", "--server", &url]).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("NotFound") && stderr.contains("schedule \"nightly\" not found"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = cli(&["create", "x", "etl", "61 * * * *", "--server", &url]).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("InvalidArgument") && stderr.contains("invalid cron expression"),
+        "{stderr}"
+    );
+    server.stop().await;
+}
