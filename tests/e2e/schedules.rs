@@ -439,6 +439,14 @@ async fn bad_schedules_are_refused_naming_the_culprit() {
         ),
         (
             pb::CreateScheduleRequest {
+                cron: "0 ".repeat(150),
+                ..hourly("s", "w")
+            },
+            Code::InvalidArgument,
+            "cron is 300 bytes, longer than 256",
+        ),
+        (
+            pb::CreateScheduleRequest {
                 input_context_json: "[1]".to_owned(),
                 ..hourly("s", "w")
             },

@@ -23,6 +23,8 @@ use crate::store::{ScheduleProgress, Store, StoredSchedule, VersionSelector};
 
 /// Next fire times in an answer when the request asks for none.
 const DEFAULT_NEXT_FIRES: u32 = 5;
+/// Longest cron expression or time zone name accepted, in bytes.
+const MAX_SPEC_FIELD_BYTES: usize = 256;
 /// Most next fire times one answer lists.
 const MAX_NEXT_FIRES: u32 = 100;
 
@@ -72,6 +74,14 @@ impl ScheduleApi {
         }
         if request.cron.trim().is_empty() {
             return Err(ApiError::InvalidArgument("cron is missing".to_owned()));
+        }
+        for (field, value) in [("cron", &request.cron), ("time_zone", &request.time_zone)] {
+            if value.len() > MAX_SPEC_FIELD_BYTES {
+                return Err(ApiError::InvalidArgument(format!(
+                    "{field} is {} bytes, longer than {MAX_SPEC_FIELD_BYTES}",
+                    value.len()
+                )));
+            }
         }
         let time_zone = if request.time_zone.is_empty() {
             "UTC".to_owned()

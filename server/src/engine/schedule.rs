@@ -22,6 +22,9 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use tributary_core::shown;
 
+/// Longest cron parse error reason shown.
+const MAX_REASON_CHARS: usize = 200;
+
 /// Most missed fire times `CATCH_UP_ALL` may start after downtime.
 pub const MAX_CATCH_UP_LIMIT: u32 = 100;
 
@@ -83,7 +86,8 @@ impl CronSchedule {
             .parse(expression)
             .map_err(|error| ScheduleSpecError::Cron {
                 expression: expression.to_owned(),
-                reason: error.to_string(),
+                // croner's reasons may quote the pattern: bounded like it.
+                reason: error.to_string().chars().take(MAX_REASON_CHARS).collect(),
             })?;
         let schedule = CronSchedule { cron, zone };
         if schedule.next_after(0).is_none() {

@@ -353,9 +353,10 @@ type CreateScheduleRequest struct {
 	WorkflowVersion string `protobuf:"bytes,3,opt,name=workflow_version,json=workflowVersion,proto3" json:"workflow_version,omitempty"`
 	// The cron expression: 5 fields (minute hour day-of-month month
 	// day-of-week) with ranges, lists and steps, `@hourly`-style nicknames,
-	// and `L`, `W` and `#`; no seconds field.
+	// and `L`, `W` and `#`; no seconds field. At most 256 bytes.
 	Cron string `protobuf:"bytes,4,opt,name=cron,proto3" json:"cron,omitempty"`
-	// The IANA time zone, e.g. `Europe/Paris`; empty means `UTC`.
+	// The IANA time zone, e.g. `Europe/Paris`; empty means `UTC`. At most
+	// 256 bytes.
 	TimeZone string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	// The input context of every run, a JSON object; empty means `{}`.
 	InputContextJson string `protobuf:"bytes,6,opt,name=input_context_json,json=inputContextJson,proto3" json:"input_context_json,omitempty"`

@@ -188,14 +188,15 @@ export type CreateScheduleRequest = Message<"tributary.v1.CreateScheduleRequest"
   /**
    * The cron expression: 5 fields (minute hour day-of-month month
    * day-of-week) with ranges, lists and steps, `@hourly`-style nicknames,
-   * and `L`, `W` and `#`; no seconds field.
+   * and `L`, `W` and `#`; no seconds field. At most 256 bytes.
    *
    * @generated from field: string cron = 4;
    */
   cron: string;
 
   /**
-   * The IANA time zone, e.g. `Europe/Paris`; empty means `UTC`.
+   * The IANA time zone, e.g. `Europe/Paris`; empty means `UTC`. At most
+   * 256 bytes.
    *
    * @generated from field: string time_zone = 5;
    */

@@ -230,10 +230,12 @@ class CreateScheduleRequest(_message.Message):
     cron: _builtins.str
     """The cron expression: 5 fields (minute hour day-of-month month
     day-of-week) with ranges, lists and steps, `@hourly`-style nicknames,
-    and `L`, `W` and `#`; no seconds field.
+    and `L`, `W` and `#`; no seconds field. At most 256 bytes.
     """
     time_zone: _builtins.str
-    """The IANA time zone, e.g. `Europe/Paris`; empty means `UTC`."""
+    """The IANA time zone, e.g. `Europe/Paris`; empty means `UTC`. At most
+    256 bytes.
+    """
     input_context_json: _builtins.str
     """The input context of every run, a JSON object; empty means `{}`."""
     overlap_policy: Global___OverlapPolicy.ValueType
