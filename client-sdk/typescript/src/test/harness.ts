@@ -67,6 +67,8 @@ export interface ServerOptions {
   maxDefinitionBytes?: number;
   /** `--admin-key`: API keys on, this one an admin of every namespace. */
   adminKey?: string;
+  /** More `tributary serve` arguments. */
+  args?: string[];
 }
 
 /** A running server process. */
@@ -116,6 +118,7 @@ export class TestServer {
     if (this.options.maxContextBytes !== undefined) args.push("--max-context-bytes", String(this.options.maxContextBytes));
     if (this.options.maxDefinitionBytes !== undefined) args.push("--max-definition-bytes", String(this.options.maxDefinitionBytes));
     if (this.options.adminKey !== undefined) args.push("--admin-key", this.options.adminKey);
+    if (this.options.args !== undefined) args.push(...this.options.args);
     const child = spawn(serverBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString()).slice(-8_000);
