@@ -11,6 +11,7 @@ const PROTO_FILES: &[&str] = &[
     "tributary/v1/run.proto",
     "tributary/v1/executor.proto",
     "tributary/v1/key.proto",
+    "tributary/v1/schedule.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

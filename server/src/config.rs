@@ -2,10 +2,13 @@
 //! environment variables by clap.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tributary_core::DefinitionLimits;
 
+use crate::schedules::clock::ClockOverride;
+use crate::schedules::{ManualClock, ScheduleClock, WallClock};
 use crate::security::SecurityConfig;
 
 /// How log lines are written.
@@ -173,6 +176,15 @@ pub struct ServeConfig {
     /// (`http://HOST:4317`); unset exports nothing and builds no exporter.
     #[arg(long, env = "TRIBUTARY_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// For tests only: the scheduler's clock stands still at this time
+    /// (milliseconds since the Unix epoch) instead of following the wall
+    /// clock, so a test that runs the server as a process decides which
+    /// fire times have come.
+    #[arg(long, env = "TRIBUTARY_TEST_SCHEDULE_CLOCK_MS", hide = true)]
+    pub test_schedule_clock_ms: Option<i64>,
+    /// For tests that run the server in-process: the scheduler's clock.
+    #[arg(skip)]
+    pub schedule_clock: Option<ClockOverride>,
 }
 
 impl ServeConfig {
@@ -203,6 +215,8 @@ impl ServeConfig {
             security: SecurityConfig::default(),
             metrics_listen: None,
             otlp_endpoint: None,
+            test_schedule_clock_ms: None,
+            schedule_clock: None,
             max_run_context_bytes: 16 * 1024 * 1024,
             max_register_handlers: 100_000,
             max_register_bytes: 4 * 1024 * 1024,
@@ -229,6 +243,15 @@ impl ServeConfig {
     /// refuses 0 already).
     pub fn retention_interval(&self) -> Duration {
         Duration::from_millis(self.retention_interval_ms.max(1))
+    }
+
+    /// The scheduler's clock: the one a test gave, else the wall clock.
+    pub fn schedule_clock(&self) -> Arc<dyn ScheduleClock> {
+        match (&self.schedule_clock, self.test_schedule_clock_ms) {
+            (Some(clock), _) => clock.0.clone(),
+            (None, Some(frozen_ms)) => Arc::new(ManualClock::new(frozen_ms)),
+            (None, None) => Arc::new(WallClock),
+        }
     }
 
     pub fn definition_limits(&self) -> DefinitionLimits {

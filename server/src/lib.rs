@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod events;
 pub mod retention;
+pub mod schedules;
 pub mod security;
 pub mod server;
 pub mod store;

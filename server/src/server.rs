@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 use tributary_proto::v1::executor_service_server::ExecutorServiceServer;
 use tributary_proto::v1::run_service_server::RunServiceServer;
+use tributary_proto::v1::schedule_service_server::ScheduleServiceServer;
 use tributary_proto::v1::workflow_service_server::WorkflowServiceServer;
 
 use tonic::transport::ServerTlsConfig;
@@ -26,6 +27,7 @@ use crate::api::call_limits::UnaryConcurrencyLimitLayer;
 use crate::api::executor::{ExecutorApi, ProtocolSettings};
 use crate::api::executor_input::RegisterLimits;
 use crate::api::run::RunApi;
+use crate::api::schedule::ScheduleApi;
 use crate::api::wire_status::ReadErrorStatusLayer;
 use crate::api::workflow::WorkflowApi;
 use crate::auth::service::KeyApi;
@@ -36,6 +38,7 @@ use crate::engine::records::EventRecord;
 use crate::engine::run::RunSettings;
 use crate::events::EventFeed;
 use crate::retention::{self, RetentionSettings};
+use crate::schedules::{Scheduler, SchedulerSettings, SchedulerWake};
 use crate::store::{self, Store, StoreError};
 use crate::telemetry::metrics::{self, MetricsEndpoint};
 use crate::telemetry::traces::{self, RunTracer, TraceSetupError};
@@ -339,6 +342,26 @@ async fn serve(
     ))
     .max_decoding_message_size(max_message_bytes)
     .max_encoding_message_size(max_message_bytes);
+    let schedule_clock = config.schedule_clock();
+    let scheduler_wake = SchedulerWake::default();
+    let schedule_service = ScheduleServiceServer::new(ScheduleApi::new(
+        store.clone(),
+        scheduler_wake.clone(),
+        schedule_clock.clone(),
+        config.max_context_bytes,
+    ))
+    .max_decoding_message_size(max_message_bytes)
+    .max_encoding_message_size(max_message_bytes);
+    let scheduler_task = Scheduler {
+        store: store.clone(),
+        coordinator: coordinator.clone(),
+        clock: schedule_clock,
+        wake: scheduler_wake,
+        events: events.subscribe(),
+        stop: dispatch_stopped.clone(),
+        settings: SchedulerSettings::default(),
+    }
+    .spawn();
     let executor_service = ExecutorServiceServer::new(
         ExecutorApi::new(
             coordinator,
@@ -384,6 +407,9 @@ async fn serve(
         .set_serving::<ExecutorServiceServer<ExecutorApi>>()
         .await;
     health_reporter
+        .set_serving::<ScheduleServiceServer<ScheduleApi>>()
+        .await;
+    health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
@@ -415,6 +441,7 @@ async fn serve(
         .add_service(auth.layer(workflow_service))
         .add_service(auth.layer(run_service))
         .add_service(auth.layer(executor_service))
+        .add_service(auth.layer(schedule_service))
         .add_service(auth.layer(key_service))
         .into_axum_router()
         .layer(ReadErrorStatusLayer)
@@ -463,6 +490,11 @@ async fn serve(
             Ok(())
         }
     };
+    // The scheduler stops at the shutdown signal; aborting also covers a
+    // server that failed without one (a fire cut short is found again by
+    // its idempotency key).
+    scheduler_task.abort();
+    let _ = scheduler_task.await;
     let _ = coordinator_task.await;
     if let Some(metrics_task) = metrics_task {
         let _ = metrics_task.await;

@@ -271,7 +271,7 @@ impl ServerProcess {
 
     /// Starts the server with these environment variables (fault-injection
     /// hooks).
-    async fn start_with_env(
+    pub(crate) async fn start_with_env(
         database: &TestDatabase,
         port: u16,
         environment: &[(&str, &str)],

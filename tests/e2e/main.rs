@@ -15,6 +15,7 @@ mod run_api;
 mod run_events;
 mod run_flows;
 mod run_retry;
+mod schedules;
 mod security_doc;
 mod server_logs;
 mod serving;

@@ -60,6 +60,7 @@ type Client struct {
 	workflows pb.WorkflowServiceClient
 	runs      pb.RunServiceClient
 	executors pb.ExecutorServiceClient
+	schedules pb.ScheduleServiceClient
 }
 
 // Dial returns a client of the server at serverURL ("http://host:port" or
@@ -79,6 +80,7 @@ func Dial(serverURL string, options ...ClientOption) (*Client, error) {
 		workflows: pb.NewWorkflowServiceClient(conn),
 		runs:      pb.NewRunServiceClient(conn),
 		executors: pb.NewExecutorServiceClient(conn),
+		schedules: pb.NewScheduleServiceClient(conn),
 	}, nil
 }
 

@@ -19,7 +19,8 @@ generate() {
     --grpc_python_out="$out" \
     --mypy_out="$out" \
     --mypy_grpc_out="$out" \
-    tributary/v1/workflow.proto tributary/v1/run.proto tributary/v1/executor.proto tributary/v1/key.proto)
+    tributary/v1/workflow.proto tributary/v1/run.proto tributary/v1/executor.proto tributary/v1/key.proto \
+    tributary/v1/schedule.proto)
   # protoc writes absolute imports of the proto package (`tributary.v1`);
   # a PyPI project named `tributary` owns that top-level name, so the
   # modules import each other through this package instead.

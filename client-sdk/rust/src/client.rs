@@ -12,6 +12,7 @@ use tonic::transport::Channel;
 use tributary_core::WorkflowDefinition;
 use tributary_proto::v1 as pb;
 use tributary_proto::v1::run_service_client::RunServiceClient;
+use tributary_proto::v1::schedule_service_client::ScheduleServiceClient;
 use tributary_proto::v1::workflow_service_client::WorkflowServiceClient;
 
 use crate::error::Error;
@@ -422,6 +423,7 @@ pub struct Client {
     authorization: Option<AsciiMetadataValue>,
     workflows: WorkflowServiceClient<Intercepted>,
     runs: RunServiceClient<Intercepted>,
+    schedules: ScheduleServiceClient<Intercepted>,
 }
 
 impl Client {
@@ -487,6 +489,10 @@ impl Client {
         Ok(Client {
             authorization,
             workflows: WorkflowServiceClient::with_interceptor(
+                channel.clone(),
+                interceptor.clone(),
+            ),
+            schedules: ScheduleServiceClient::with_interceptor(
                 channel.clone(),
                 interceptor.clone(),
             ),
@@ -740,5 +746,9 @@ impl Client {
 
     pub(crate) fn runs(&self) -> RunServiceClient<Intercepted> {
         self.runs.clone()
+    }
+
+    pub(crate) fn schedules(&self) -> ScheduleServiceClient<Intercepted> {
+        self.schedules.clone()
     }
 }

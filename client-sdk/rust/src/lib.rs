@@ -56,6 +56,7 @@ mod context;
 mod error;
 mod events;
 mod retry;
+mod schedule;
 mod value_cache;
 mod worker;
 mod workflow;
@@ -69,6 +70,7 @@ pub use context::{Context, ContextError};
 pub use error::{Error, TaskError};
 pub use events::{RunEvent, RunEventKind, RunEvents};
 pub use retry::{RetriedRun, RetryOptions};
+pub use schedule::{CatchUpPolicy, NewSchedule, OverlapPolicy, Schedule};
 pub use worker::{Attempt, Cancellation, ShutdownReport, Worker, WorkerBuilder, WorkerStatus};
 pub use workflow::{Handler, Task, TaskFuture, Workflow};
 // Definitions and their validation are `tributary-core`'s, shared with the

@@ -11,6 +11,7 @@ cat > src/gen/index.ts <<'TS'
 export * from "./tributary/v1/executor_pb.js";
 export * from "./tributary/v1/key_pb.js";
 export * from "./tributary/v1/run_pb.js";
+export * from "./tributary/v1/schedule_pb.js";
 export * from "./tributary/v1/workflow_pb.js";
 TS
 if [ "${1:-}" = "--check" ]; then

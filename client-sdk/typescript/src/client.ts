@@ -11,12 +11,14 @@
 import { Code, ConnectError, createClient as createConnectClient } from "@connectrpc/connect";
 import type { CallOptions, Client as ConnectClient, Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { ExecutorService, RunEventType, RunService, RunStatus as PbRunStatus, WorkflowService } from "./gen/index.js";
+import { ExecutorService, RunEventType, RunService, RunStatus as PbRunStatus, ScheduleService, WorkflowService } from "./gen/index.js";
 import { ProtocolError } from "./errors.js";
 import { stringifyJson } from "./json.js";
 import type { JsonObject } from "./json.js";
 import { convertEvent, convertRun, convertWorkflow, runStatus } from "./model.js";
 import type { RegisteredWorkflow, Run, RunEvent, RunEventKind, RunStatus } from "./model.js";
+import { catchUpToProto, convertSchedule, overlapToProto } from "./schedule.js";
+import type { NewSchedule, Schedule } from "./schedule.js";
 import { validateDefinition } from "./validate.js";
 import type { WorkflowDefinitionJson } from "./validate.js";
 import { Workflow } from "./workflow.js";
@@ -182,6 +184,7 @@ export class Client {
   private readonly workflows: ConnectClient<typeof WorkflowService>;
   private readonly runs: ConnectClient<typeof RunService>;
   private readonly executors: ConnectClient<typeof ExecutorService>;
+  private readonly schedules: ConnectClient<typeof ScheduleService>;
   private readonly resumeDelayMs: number;
   private readonly apiKey: string | undefined;
 
@@ -194,6 +197,7 @@ export class Client {
     this.workflows = createConnectClient(WorkflowService, options.transport);
     this.runs = createConnectClient(RunService, options.transport);
     this.executors = createConnectClient(ExecutorService, options.transport);
+    this.schedules = createConnectClient(ScheduleService, options.transport);
     this.resumeDelayMs = options.resumeDelayMs ?? 200;
     this.apiKey = options.apiKey;
   }
@@ -382,6 +386,97 @@ export class Client {
       retryCount: response.retryCount,
       retriedTaskIds: [...response.retriedTaskIds],
     };
+  }
+
+  /**
+   * Creates a schedule; it fires from now on. A bad cron expression, time
+   * zone or policy is INVALID_ARGUMENT, an unknown workflow NOT_FOUND, an id
+   * in use ALREADY_EXISTS.
+   *
+   * @param schedule - the schedule
+   * @returns the schedule with its next fire times
+   */
+  async createSchedule(schedule: NewSchedule): Promise<Schedule> {
+    const response = await this.schedules.createSchedule(
+      {
+        scheduleId: schedule.scheduleId,
+        workflowName: schedule.workflowName,
+        workflowVersion: schedule.workflowVersion ?? "",
+        cron: schedule.cron,
+        timeZone: schedule.timeZone ?? "",
+        inputContextJson: stringifyJson(schedule.input ?? {}),
+        overlapPolicy: overlapToProto(schedule.overlap),
+        catchUpPolicy: catchUpToProto(schedule.catchUp),
+        maxCatchUp: schedule.maxCatchUp ?? 0,
+        paused: schedule.paused ?? false,
+      },
+      this.options(),
+    );
+    return convertSchedule(this.answered(response.schedule));
+  }
+
+  /**
+   * Reads a schedule.
+   *
+   * @param scheduleId - its id
+   * @param nextFireCount - how many next fire times (0: 5, at most 100)
+   * @returns the schedule
+   */
+  async getSchedule(scheduleId: string, nextFireCount = 0): Promise<Schedule> {
+    const response = await this.schedules.getSchedule({ scheduleId, nextFireCount }, this.options());
+    return convertSchedule(this.answered(response.schedule));
+  }
+
+  /**
+   * Lists every schedule of the namespace.
+   *
+   * @returns the schedules, by id
+   */
+  async listSchedules(): Promise<Schedule[]> {
+    const schedules: Schedule[] = [];
+    let pageToken = "";
+    for (;;) {
+      const page = await this.schedules.listSchedules({ pageSize: 1000, pageToken }, this.options());
+      schedules.push(...page.schedules.map(convertSchedule));
+      if (page.nextPageToken === "") return schedules;
+      pageToken = page.nextPageToken;
+    }
+  }
+
+  /**
+   * Pauses a schedule: fire times that pass while it is paused never fire.
+   *
+   * @param scheduleId - its id
+   * @returns the schedule
+   */
+  async pauseSchedule(scheduleId: string): Promise<Schedule> {
+    const response = await this.schedules.pauseSchedule({ scheduleId }, this.options());
+    return convertSchedule(this.answered(response.schedule));
+  }
+
+  /**
+   * Resumes a paused schedule from now on (the paused period is not caught up).
+   *
+   * @param scheduleId - its id
+   * @returns the schedule
+   */
+  async resumeSchedule(scheduleId: string): Promise<Schedule> {
+    const response = await this.schedules.resumeSchedule({ scheduleId }, this.options());
+    return convertSchedule(this.answered(response.schedule));
+  }
+
+  /**
+   * Deletes a schedule; the runs it started stay.
+   *
+   * @param scheduleId - its id
+   */
+  async deleteSchedule(scheduleId: string): Promise<void> {
+    await this.schedules.deleteSchedule({ scheduleId }, this.options());
+  }
+
+  private answered<T>(value: T | undefined): T {
+    if (value === undefined) throw new ProtocolError("the answer holds no schedule");
+    return value;
   }
 
   /**

@@ -20,6 +20,7 @@ export type {
   WatchEventsOptions,
   WatchRunOptions,
 } from "./client.js";
+export type { CatchUpPolicy, NewSchedule, OverlapPolicy, Schedule } from "./schedule.js";
 export { isTerminal } from "./model.js";
 export type {
   AttemptOutcome,

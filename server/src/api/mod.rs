@@ -10,6 +10,7 @@ pub mod executor_input;
 pub mod executor_watch;
 pub mod namespace;
 pub mod run;
+pub mod schedule;
 pub mod text;
 pub mod wire_status;
 pub mod workflow;

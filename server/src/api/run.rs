@@ -412,7 +412,7 @@ where
 
 /// Identifies a StartRun request for idempotency: the same workflow, the same
 /// requested version (empty meaning "latest") and the same input text.
-fn request_hash(workflow_name: &str, workflow_version: &str, input: &str) -> String {
+pub(crate) fn request_hash(workflow_name: &str, workflow_version: &str, input: &str) -> String {
     let mut hasher = Sha256::new();
     for part in [workflow_name, workflow_version, input] {
         hasher.update((part.len() as u64).to_be_bytes());

@@ -9,6 +9,7 @@ mod output;
 mod retry;
 mod run;
 mod run_view;
+mod schedule;
 mod waiting;
 mod watch;
 mod workflow;
@@ -48,6 +49,10 @@ enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Schedules: start runs of a workflow at the times a cron expression
+    /// names.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
 }
 
 /// A failure the CLI reports before exiting non-zero.
@@ -89,6 +94,7 @@ pub async fn run() -> ExitCode {
         Command::Run(command) => run::run(command).await,
         Command::Executor(command) => executor::executors(command).await,
         Command::Key(command) => key::run(command).await,
+        Command::Schedule(command) => schedule::run(command).await,
     };
     match outcome {
         Ok(code) => code,

@@ -10,4 +10,6 @@ pub mod plan;
 pub mod records;
 pub mod retry;
 pub mod run;
+pub mod schedule;
+pub mod schedule_plan;
 pub mod trigger;

@@ -15,10 +15,13 @@ mod recovery_queries;
 mod run_queries;
 mod run_retry;
 mod run_writes;
+mod schedule_queries;
 pub mod sqlite;
 mod sqlite_turn;
 
 use std::sync::Arc;
+
+pub use schedule_queries::{ScheduleProgress, StoredSchedule};
 
 use async_trait::async_trait;
 use tributary_core::{WorkflowSpec, shown};
@@ -264,6 +267,52 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a key revoked at `now_ms` (a key revoked before keeps its
     /// time); [`StoreError::NotFound`] when there is no such key.
     async fn revoke_api_key(&self, key_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Stores a new schedule; false (and nothing written) when the
+    /// namespace already has a schedule with its id.
+    async fn insert_schedule(&self, schedule: &StoredSchedule) -> Result<bool, StoreError>;
+
+    /// One schedule; [`StoreError::NotFound`] when the namespace has none
+    /// with that id.
+    async fn get_schedule(
+        &self,
+        namespace: &str,
+        schedule_id: &str,
+    ) -> Result<StoredSchedule, StoreError>;
+
+    /// The schedules of a namespace whose ids sort after `after_id`, by id,
+    /// at most `limit`.
+    async fn list_schedules(
+        &self,
+        namespace: &str,
+        after_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredSchedule>, StoreError>;
+
+    /// Every schedule that is not paused, in every namespace: what the
+    /// scheduler evaluates.
+    async fn list_unpaused_schedules(&self) -> Result<Vec<StoredSchedule>, StoreError>;
+
+    /// Pauses a schedule (dropping its queued fire), or with `resume_at_ms`
+    /// resumes a paused one with its cursor moved up to that time. Changes
+    /// nothing on a schedule already in that state, or missing.
+    async fn set_schedule_paused(
+        &self,
+        namespace: &str,
+        schedule_id: &str,
+        resume_at_ms: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// Records the scheduler's progress on `schedule`, only if it is still
+    /// the same schedule (same creation time) and not paused.
+    async fn record_schedule_progress(
+        &self,
+        schedule: &StoredSchedule,
+        progress: &ScheduleProgress,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a schedule; [`StoreError::NotFound`] when there is none.
+    async fn delete_schedule(&self, namespace: &str, schedule_id: &str) -> Result<(), StoreError>;
 
     /// Closes every connection; pending writes are finished first.
     async fn close(&self);

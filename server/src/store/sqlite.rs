@@ -16,10 +16,12 @@ use tributary_core::WorkflowSpec;
 
 use super::key_queries;
 use super::run_queries::{FIND_EXPIRED_RUNS, RunQueries};
+use super::schedule_queries;
 use super::{
     Backend, Registration, Store, StoreError, StoredApiKey, StoredAttemptState, StoredWorkflow,
     VersionSelector, queries,
 };
+use super::{ScheduleProgress, StoredSchedule};
 use crate::engine::records::{
     CreateRunOutcome, EventQuery, EventRecord, NewRun, RunChanges, RunDetail, RunFilter, RunRecord,
     RunRetry, RunStatus,
@@ -249,6 +251,53 @@ impl Store for SqliteStore {
             batch_limit,
         )
         .await
+    }
+
+    async fn insert_schedule(&self, schedule: &StoredSchedule) -> Result<bool, StoreError> {
+        schedule_queries::insert_schedule(self.writer(), schedule).await
+    }
+
+    async fn get_schedule(
+        &self,
+        namespace: &str,
+        schedule_id: &str,
+    ) -> Result<StoredSchedule, StoreError> {
+        schedule_queries::get_schedule(&self.readers, namespace, schedule_id).await
+    }
+
+    async fn list_schedules(
+        &self,
+        namespace: &str,
+        after_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredSchedule>, StoreError> {
+        schedule_queries::list_schedules(&self.readers, namespace, after_id, limit).await
+    }
+
+    async fn list_unpaused_schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        schedule_queries::list_unpaused_schedules(&self.readers).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        namespace: &str,
+        schedule_id: &str,
+        resume_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        schedule_queries::set_schedule_paused(self.writer(), namespace, schedule_id, resume_at_ms)
+            .await
+    }
+
+    async fn record_schedule_progress(
+        &self,
+        schedule: &StoredSchedule,
+        progress: &ScheduleProgress,
+    ) -> Result<(), StoreError> {
+        schedule_queries::record_schedule_progress(self.writer(), schedule, progress).await
+    }
+
+    async fn delete_schedule(&self, namespace: &str, schedule_id: &str) -> Result<(), StoreError> {
+        schedule_queries::delete_schedule(self.writer(), namespace, schedule_id).await
     }
 
     async fn close(&self) {

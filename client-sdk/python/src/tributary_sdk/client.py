@@ -29,18 +29,23 @@ from ._proto.tributary.v1 import (
     executor_pb2_grpc,
     run_pb2,
     run_pb2_grpc,
+    schedule_pb2,
+    schedule_pb2_grpc,
     workflow_pb2,
     workflow_pb2_grpc,
 )
 from .errors import ServerError, TributaryError
 from .jsonvalue import JsonError, dumps
 from .types import (
+    CatchUpPolicy,
     ExecutorInfo,
+    OverlapPolicy,
     RetriedRun,
     Run,
     RunEvent,
     RunEventType,
     RunStatus,
+    Schedule,
     StartedRun,
     WorkflowVersion,
 )
@@ -145,6 +150,7 @@ class AsyncClient:
         self._workflows = workflow_pb2_grpc.WorkflowServiceStub(self._channel)
         self._runs = run_pb2_grpc.RunServiceStub(self._channel)
         self._executors = executor_pb2_grpc.ExecutorServiceStub(self._channel)
+        self._schedules = schedule_pb2_grpc.ScheduleServiceStub(self._channel)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -316,6 +322,114 @@ class AsyncClient:
             ),
         )
         return [ExecutorInfo.from_proto(e) for e in response.executors]
+
+    async def create_schedule(
+        self,
+        schedule_id: str,
+        workflow_name: str,
+        cron: str,
+        *,
+        time_zone: str = "UTC",
+        input: Any = None,
+        version: str = "",
+        overlap_policy: OverlapPolicy = OverlapPolicy.SKIP,
+        catch_up_policy: CatchUpPolicy = CatchUpPolicy.NONE,
+        max_catch_up: int = 0,
+        paused: bool = False,
+    ) -> Schedule:
+        """Create a schedule that starts runs of ``workflow_name`` at the
+        times ``cron`` (5 fields) names in ``time_zone``; ``max_catch_up``
+        (1-100) goes with ``CatchUpPolicy.ALL`` only."""
+        try:
+            input_json = dumps({} if input is None else input)
+        except JsonError as error:
+            raise TributaryError(f"the schedule input is not JSON: {error}") from None
+        response = await self._call(
+            "CreateSchedule",
+            self._schedules.CreateSchedule(
+                schedule_pb2.CreateScheduleRequest(
+                    schedule_id=schedule_id,
+                    workflow_name=workflow_name,
+                    workflow_version=version,
+                    cron=cron,
+                    time_zone=time_zone,
+                    input_context_json=input_json,
+                    overlap_policy=schedule_pb2.OverlapPolicy.ValueType(overlap_policy.value),
+                    catch_up_policy=schedule_pb2.CatchUpPolicy.ValueType(catch_up_policy.value),
+                    max_catch_up=max_catch_up,
+                    paused=paused,
+                ),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            ),
+        )
+        return Schedule.from_proto(response.schedule)
+
+    async def get_schedule(self, schedule_id: str, *, next_fire_count: int = 0) -> Schedule:
+        """A schedule with its next fire times (5 unless told, up to 100)."""
+        response = await self._call(
+            "GetSchedule",
+            self._schedules.GetSchedule(
+                schedule_pb2.GetScheduleRequest(schedule_id=schedule_id, next_fire_count=next_fire_count),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            ),
+        )
+        return Schedule.from_proto(response.schedule)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule of the namespace, by id."""
+        schedules: list[Schedule] = []
+        page_token = ""
+        while True:
+            response = await self._call(
+                "ListSchedules",
+                self._schedules.ListSchedules(
+                    schedule_pb2.ListSchedulesRequest(page_size=1000, page_token=page_token),
+                    metadata=self._metadata,
+                    timeout=self.timeout,
+                ),
+            )
+            schedules.extend(Schedule.from_proto(s) for s in response.schedules)
+            if not response.next_page_token:
+                return schedules
+            page_token = response.next_page_token
+
+    async def pause_schedule(self, schedule_id: str) -> Schedule:
+        """Pause a schedule: fire times that pass while paused never fire."""
+        response = await self._call(
+            "PauseSchedule",
+            self._schedules.PauseSchedule(
+                schedule_pb2.PauseScheduleRequest(schedule_id=schedule_id),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            ),
+        )
+        return Schedule.from_proto(response.schedule)
+
+    async def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Resume a paused schedule from now on (the paused period is not
+        caught up)."""
+        response = await self._call(
+            "ResumeSchedule",
+            self._schedules.ResumeSchedule(
+                schedule_pb2.ResumeScheduleRequest(schedule_id=schedule_id),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            ),
+        )
+        return Schedule.from_proto(response.schedule)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule; the runs it started stay."""
+        await self._call(
+            "DeleteSchedule",
+            self._schedules.DeleteSchedule(
+                schedule_pb2.DeleteScheduleRequest(schedule_id=schedule_id),
+                metadata=self._metadata,
+                timeout=self.timeout,
+            ),
+        )
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
         """Wait until the run is terminal and return it (following its
@@ -515,6 +629,56 @@ class Client:
     def list_executors(self) -> list[ExecutorInfo]:
         """See :meth:`AsyncClient.list_executors`."""
         return self._run(self._client.list_executors())
+
+    def create_schedule(
+        self,
+        schedule_id: str,
+        workflow_name: str,
+        cron: str,
+        *,
+        time_zone: str = "UTC",
+        input: Any = None,
+        version: str = "",
+        overlap_policy: OverlapPolicy = OverlapPolicy.SKIP,
+        catch_up_policy: CatchUpPolicy = CatchUpPolicy.NONE,
+        max_catch_up: int = 0,
+        paused: bool = False,
+    ) -> Schedule:
+        """See :meth:`AsyncClient.create_schedule`."""
+        return self._run(
+            self._client.create_schedule(
+                schedule_id,
+                workflow_name,
+                cron,
+                time_zone=time_zone,
+                input=input,
+                version=version,
+                overlap_policy=overlap_policy,
+                catch_up_policy=catch_up_policy,
+                max_catch_up=max_catch_up,
+                paused=paused,
+            )
+        )
+
+    def get_schedule(self, schedule_id: str, *, next_fire_count: int = 0) -> Schedule:
+        """See :meth:`AsyncClient.get_schedule`."""
+        return self._run(self._client.get_schedule(schedule_id, next_fire_count=next_fire_count))
+
+    def list_schedules(self) -> list[Schedule]:
+        """See :meth:`AsyncClient.list_schedules`."""
+        return self._run(self._client.list_schedules())
+
+    def pause_schedule(self, schedule_id: str) -> Schedule:
+        """See :meth:`AsyncClient.pause_schedule`."""
+        return self._run(self._client.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> Schedule:
+        """See :meth:`AsyncClient.resume_schedule`."""
+        return self._run(self._client.resume_schedule(schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """See :meth:`AsyncClient.delete_schedule`."""
+        self._run(self._client.delete_schedule(schedule_id))
 
     def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
         """See :meth:`AsyncClient.wait`."""

@@ -11,18 +11,21 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ._proto.tributary.v1 import executor_pb2, run_pb2, workflow_pb2
+from ._proto.tributary.v1 import executor_pb2, run_pb2, schedule_pb2, workflow_pb2
 from .jsonvalue import loads
 
 __all__ = [
     "Attempt",
     "AttemptState",
+    "CatchUpPolicy",
     "ContextConflict",
     "ExecutorInfo",
+    "OverlapPolicy",
     "Run",
     "RunEvent",
     "RunEventType",
     "RunStatus",
+    "Schedule",
     "SkipReason",
     "StartedRun",
     "TaskRun",
@@ -390,4 +393,95 @@ class ExecutorInfo:
             max_concurrent_attempts=message.max_concurrent_attempts,
             in_flight_attempt_ids=list(message.in_flight_attempt_ids),
             labels=dict(message.labels),
+        )
+
+
+class OverlapPolicy(enum.IntEnum):
+    """What a fire does while the run its schedule started last is active."""
+
+    UNSPECIFIED = 0
+    SKIP = 1
+    """The fire is dropped."""
+    QUEUE = 2
+    """The fire waits for the active run to end; at most one waits."""
+    ALLOW = 3
+    """The fire starts a run anyway."""
+
+
+class CatchUpPolicy(enum.IntEnum):
+    """Which fire times missed while the server was down are fired."""
+
+    UNSPECIFIED = 0
+    NONE = 1
+    """None of them."""
+    LAST = 2
+    """The latest one only."""
+    ALL = 3
+    """Every one, oldest first, but at most the latest ``max_catch_up``."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule: a cron expression in a time zone that starts runs of a
+    workflow (see docs/schedules.md)."""
+
+    schedule_id: str
+    """Its id."""
+    workflow_name: str
+    """The workflow it starts runs of."""
+    workflow_version: str
+    """The pinned version; empty for the latest at each fire."""
+    cron: str
+    """The cron expression (5 fields)."""
+    time_zone: str
+    """The IANA time zone."""
+    input: Any
+    """The input context of every run."""
+    overlap_policy: OverlapPolicy
+    """The overlap policy."""
+    catch_up_policy: CatchUpPolicy
+    """The catch-up policy."""
+    max_catch_up: int
+    """With ``CatchUpPolicy.ALL``, the most missed fire times fired."""
+    paused: bool
+    """Whether it is paused."""
+    created_at: datetime | None
+    """When it was created."""
+    next_fire_times: list[datetime]
+    """The next fire times (none while paused)."""
+    last_fire_time: datetime | None
+    """The fire time of the last run it started."""
+    last_run_id: str
+    """The last run it started; empty before its first."""
+    queued_fire_time: datetime | None
+    """A fire time waiting for the active run to end."""
+    last_error: str
+    """Why the last fire that should have started a run did not."""
+    fires_handled_through: datetime | None
+    """The latest fire time the scheduler has dealt with."""
+
+    @classmethod
+    def from_proto(cls, message: schedule_pb2.Schedule) -> Schedule:
+        """From the protobuf message."""
+        next_fire_times = [_time(stamp) for stamp in message.next_fire_times]
+        return cls(
+            schedule_id=message.schedule_id,
+            workflow_name=message.workflow_name,
+            workflow_version=message.workflow_version,
+            cron=message.cron,
+            time_zone=message.time_zone,
+            input=loads(message.input_context_json),
+            overlap_policy=OverlapPolicy(message.overlap_policy),
+            catch_up_policy=CatchUpPolicy(message.catch_up_policy),
+            max_catch_up=message.max_catch_up,
+            paused=message.paused,
+            created_at=_time(message.created_at, message.HasField("created_at")),
+            next_fire_times=[time for time in next_fire_times if time is not None],
+            last_fire_time=_time(message.last_fire_time, message.HasField("last_fire_time")),
+            last_run_id=message.last_run_id,
+            queued_fire_time=_time(message.queued_fire_time, message.HasField("queued_fire_time")),
+            last_error=message.last_error,
+            fires_handled_through=_time(
+                message.fires_handled_through, message.HasField("fires_handled_through")
+            ),
         )

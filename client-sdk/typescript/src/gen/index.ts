@@ -2,4 +2,5 @@
 export * from "./tributary/v1/executor_pb.js";
 export * from "./tributary/v1/key_pb.js";
 export * from "./tributary/v1/run_pb.js";
+export * from "./tributary/v1/schedule_pb.js";
 export * from "./tributary/v1/workflow_pb.js";

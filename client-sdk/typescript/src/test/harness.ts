@@ -69,6 +69,8 @@ export interface ServerOptions {
   maxRunContextBytes?: number;
   /** `--admin-key`: API keys on, this one an admin of every namespace. */
   adminKey?: string;
+  /** More `tributary serve` arguments. */
+  args?: string[];
 }
 
 /** A running server process. */
@@ -119,6 +121,7 @@ export class TestServer {
     if (this.options.maxDefinitionBytes !== undefined) args.push("--max-definition-bytes", String(this.options.maxDefinitionBytes));
     if (this.options.maxRunContextBytes !== undefined) args.push("--max-run-context-bytes", String(this.options.maxRunContextBytes));
     if (this.options.adminKey !== undefined) args.push("--admin-key", this.options.adminKey);
+    if (this.options.args !== undefined) args.push(...this.options.args);
     const child = spawn(serverBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr?.on("data", (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString()).slice(-8_000);
