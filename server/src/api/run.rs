@@ -3,7 +3,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tributary_proto::v1 as pb;
@@ -17,11 +16,12 @@ use super::convert::{
 use super::error::{ApiError, ApiResult};
 use super::namespace::namespace_of;
 use super::text::check_no_nul;
-use crate::dispatch::{CancelOutcome, CoordinatorHandle, RetryRunCommand, StartRunCommand};
+use crate::dispatch::start::{RunRequest, start_or_find_run};
+use crate::dispatch::{CancelOutcome, CoordinatorHandle, RetryRunCommand};
 use crate::engine::context::{Context, context_from_stored};
 use crate::engine::records::{EventFilter, EventRecord, RunFilter, RunStatus};
 use crate::events::{EventFeed, WatchItem, WatchStart};
-use crate::store::{Store, StoreError, VersionSelector};
+use crate::store::{Store, StoreError};
 
 /// Longest accepted idempotency key, in bytes.
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
@@ -100,46 +100,18 @@ impl RunApi {
                 key.len()
             )));
         }
-        let request_hash = request_hash(&request.workflow_name, &request.workflow_version, &input);
-        if let Some(key) = &idempotency_key
-            && let Some(existing) = self
-                .store
-                .find_run_by_idempotency_key(&namespace, key)
-                .await?
-        {
-            return if existing.request_hash == request_hash {
-                Ok(pb::StartRunResponse {
-                    run_id: existing.id,
-                    workflow_version: existing.workflow_version,
-                    created: false,
-                })
-            } else {
-                Err(ApiError::AlreadyExists(format!(
-                    "idempotency key {} is already used by run {} with a different request",
-                    tributary_core::shown(key),
-                    existing.id
-                )))
-            };
-        }
-        let selector = if request.workflow_version.is_empty() {
-            VersionSelector::Latest
-        } else {
-            VersionSelector::Version(request.workflow_version.clone())
-        };
-        let workflow = self
-            .store
-            .get_workflow(&namespace, &request.workflow_name, &selector)
-            .await?;
-        let started = self
-            .coordinator
-            .start_run(StartRunCommand {
-                namespace,
-                workflow,
+        let started = start_or_find_run(
+            self.store.as_ref(),
+            &self.coordinator,
+            RunRequest {
+                namespace: &namespace,
+                workflow_name: &request.workflow_name,
+                workflow_version: &request.workflow_version,
                 input_context_json: input,
                 idempotency_key,
-                request_hash,
-            })
-            .await?;
+            },
+        )
+        .await?;
         Ok(pb::StartRunResponse {
             run_id: started.run_id,
             workflow_version: started.workflow_version,
@@ -410,21 +382,6 @@ where
     )
 }
 
-/// Identifies a StartRun request for idempotency: the same workflow, the same
-/// requested version (empty meaning "latest") and the same input text.
-pub(crate) fn request_hash(workflow_name: &str, workflow_version: &str, input: &str) -> String {
-    let mut hasher = Sha256::new();
-    for part in [workflow_name, workflow_version, input] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
-
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -480,17 +437,5 @@ impl RunService for RunApi {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         Ok(Response::new(self.watch_namespace(request).await?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_hash_separates_fields() {
-        assert_ne!(request_hash("ab", "", "{}"), request_hash("a", "b", "{}"));
-        assert_eq!(request_hash("w", "", "{}"), request_hash("w", "", "{}"));
-        assert_ne!(request_hash("w", "", "{}"), request_hash("w", "", "{ }"));
     }
 }

@@ -16,6 +16,7 @@ pub mod executors;
 mod handle;
 pub mod held_values;
 pub mod ready_queue;
+pub mod start;
 pub mod timers;
 pub mod waiting;
 

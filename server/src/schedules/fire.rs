@@ -4,9 +4,10 @@
 
 use chrono::{SecondsFormat, TimeZone, Utc};
 
-use crate::dispatch::{CoordinatorHandle, DispatchError, StartRunCommand};
+use crate::dispatch::start::{RunRequest, start_or_find_run};
+use crate::dispatch::{CoordinatorHandle, DispatchError};
 use crate::engine::schedule_plan::fire_idempotency_key;
-use crate::store::{Store, StoreError, StoredSchedule, VersionSelector};
+use crate::store::{Store, StoreError, StoredSchedule};
 
 /// Why a fire started no run.
 #[derive(Debug, thiserror::Error)]
@@ -58,44 +59,20 @@ pub(super) async fn start_fire_run(
     schedule: &StoredSchedule,
     fire_ms: i64,
 ) -> Result<String, FireError> {
-    let key = fire_idempotency_key(&schedule.schedule_id, &fire_time_text(fire_ms));
-    let request_hash = crate::api::run::request_hash(
-        &schedule.workflow_name,
-        &schedule.workflow_version,
-        &schedule.input_context_json,
-    );
-    if let Some(existing) = store
-        .find_run_by_idempotency_key(&schedule.namespace, &key)
-        .await?
-    {
-        return if existing.request_hash == request_hash {
-            Ok(existing.id)
-        } else {
-            Err(FireError::Refused(
-                DispatchError::IdempotencyKeyReused {
-                    key,
-                    run_id: existing.id,
-                }
-                .to_string(),
-            ))
-        };
-    }
-    let selector = if schedule.workflow_version.is_empty() {
-        VersionSelector::Latest
-    } else {
-        VersionSelector::Version(schedule.workflow_version.clone())
-    };
-    let workflow = store
-        .get_workflow(&schedule.namespace, &schedule.workflow_name, &selector)
-        .await?;
-    let started = coordinator
-        .start_run(StartRunCommand {
-            namespace: schedule.namespace.clone(),
-            workflow,
+    let started = start_or_find_run(
+        store,
+        coordinator,
+        RunRequest {
+            namespace: &schedule.namespace,
+            workflow_name: &schedule.workflow_name,
+            workflow_version: &schedule.workflow_version,
             input_context_json: schedule.input_context_json.clone(),
-            idempotency_key: Some(key),
-            request_hash,
-        })
-        .await?;
+            idempotency_key: Some(fire_idempotency_key(
+                &schedule.schedule_id,
+                &fire_time_text(fire_ms),
+            )),
+        },
+    )
+    .await?;
     Ok(started.run_id)
 }
