@@ -143,7 +143,7 @@ async fn a_task_no_executor_can_take_waits_saying_why_until_one_connects() {
 }
 
 #[tokio::test]
-async fn the_cli_shows_required_labels_and_why_a_task_waits() {
+async fn the_cli_shows_required_labels_executor_labels_and_why_a_task_waits() {
     let server = TestServer::start().await;
     server.register("default", gpu_workflow()).await;
     let url = server.url();
@@ -172,6 +172,9 @@ async fn the_cli_shows_required_labels_and_why_a_task_waits() {
         signing("us"),
     )
     .await;
+    let executors = cli(&["executor", "list", "--server", &url]).await;
+    assert!(executors.contains("LABELS"), "{executors}");
+    assert!(executors.contains("region=us, suite=e2e"), "{executors}");
     let run_id = server.start_run("default", "eu-only", json!({})).await;
     server
         .wait_until("default", &run_id, LIMIT, |run| {
