@@ -145,8 +145,23 @@ async fn a_task_no_executor_can_take_waits_saying_why_until_one_connects() {
 #[tokio::test]
 async fn the_cli_shows_required_labels_executor_labels_and_why_a_task_waits() {
     let server = TestServer::start().await;
-    server.register("default", gpu_workflow()).await;
     let url = server.url();
+    // The definition-file format carries required labels.
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let file = directory.path().join("train.workflow.yaml");
+    std::fs::write(
+        &file,
+        "name: train\ntasks:\n  - id: prepare\n    handler: work\n  - id: fit-a\n    handler: work\n    dependencies: [prepare]\n    required_labels:\n      region: eu\n      gpu: \"true\"\n",
+    )
+    .expect("written");
+    cli(&[
+        "workflow",
+        "register",
+        file.to_str().expect("UTF-8 path"),
+        "--server",
+        &url,
+    ])
+    .await;
     let listing = cli(&["workflow", "get", "train", "--server", &url]).await;
     let fit_a = listing
         .lines()
