@@ -957,8 +957,9 @@ type TaskRun struct {
 	// Set only in READY, for a task of an active run the server has not
 	// assigned yet: why it waits.
 	WaitingReason WaitingReason `protobuf:"varint,7,opt,name=waiting_reason,json=waitingReason,proto3,enum=tributary.v1.WaitingReason" json:"waiting_reason,omitempty"`
-	// The waiting reason in words, naming the handler (and, for busy slots,
-	// how many executors and slots serve it); empty when not waiting.
+	// The waiting reason in words, naming the handler (for busy slots, how
+	// many executors and slots serve it; for missing labels, the labels the
+	// task requires); empty when not waiting.
 	WaitingMessage string `protobuf:"bytes,8,opt,name=waiting_message,json=waitingMessage,proto3" json:"waiting_message,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

@@ -329,8 +329,9 @@ export type TaskRun = Message<"tributary.v1.TaskRun"> & {
   waitingReason: WaitingReason;
 
   /**
-   * The waiting reason in words, naming the handler (and, for busy slots,
-   * how many executors and slots serve it); empty when not waiting.
+   * The waiting reason in words, naming the handler (for busy slots, how
+   * many executors and slots serve it; for missing labels, the labels the
+   * task requires); empty when not waiting.
    *
    * @generated from field: string waiting_message = 8;
    */

@@ -666,8 +666,9 @@ class TaskRun(_message.Message):
     assigned yet: why it waits.
     """
     waiting_message: _builtins.str
-    """The waiting reason in words, naming the handler (and, for busy slots,
-    how many executors and slots serve it); empty when not waiting.
+    """The waiting reason in words, naming the handler (for busy slots, how
+    many executors and slots serve it; for missing labels, the labels the
+    task requires); empty when not waiting.
     """
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
