@@ -10,7 +10,7 @@ use super::text::{check_text, quoted_prefix, truncate_at_char};
 use crate::dispatch::ExecutorEvent;
 use crate::dispatch::executors::ExecutorRegistration;
 use crate::engine::context::Delta;
-use tributary_core::{Labels, check_labels, is_valid_handler};
+use tributary_core::{LabelError, Labels, MAX_LABELS, check_labels, is_valid_handler};
 
 /// Most attempts one executor may ask to run at once.
 pub const MAX_CAPACITY: u32 = 10_000;
@@ -101,7 +101,12 @@ pub fn validate_registration(
             register.max_concurrent_attempts
         ));
     }
-    // The labels' rule is the one tasks' required labels follow.
+    // The labels' rule is the one tasks' required labels follow; the count
+    // first, so that a flood of labels is not sorted before it is refused.
+    if register.labels.len() > MAX_LABELS {
+        let error = LabelError::TooMany(register.labels.len());
+        return invalid(format!("register.labels {error}"));
+    }
     let labels: Labels = register.labels.into_iter().collect();
     if let Err(error) = check_labels(&labels) {
         return invalid(format!("register.labels {error}"));
