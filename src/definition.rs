@@ -24,6 +24,7 @@ impl From<pb::WorkflowDefinition> for WorkflowDefinition {
                     timeout_ms: task.timeout_ms,
                     trigger_rule: task.trigger_rule,
                     handler: task.handler,
+                    required_labels: task.required_labels.into_iter().collect(),
                 })
                 .collect(),
         }
@@ -53,6 +54,11 @@ impl From<&WorkflowDefinition> for pb::WorkflowDefinition {
                     timeout_ms: task.timeout_ms,
                     trigger_rule: task.trigger_rule.clone(),
                     handler: task.handler.clone(),
+                    required_labels: task
+                        .required_labels
+                        .iter()
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect(),
                 })
                 .collect(),
         }
@@ -79,6 +85,7 @@ mod tests {
                 timeout_ms: Some(30),
                 trigger_rule: "all_done".into(),
                 handler: "h".into(),
+                required_labels: [("gpu".to_owned(), "true".to_owned())].into(),
             }],
         };
         let wire = pb::WorkflowDefinition::from(&definition);

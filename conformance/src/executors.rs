@@ -41,6 +41,9 @@ pub struct ExecutorInfo {
     /// Attempts in flight on it now.
     #[prost(string, repeated, tag = "6")]
     pub in_flight_attempt_ids: Vec<String>,
+    /// The labels it registered.
+    #[prost(map = "string, string", tag = "7")]
+    pub labels: std::collections::HashMap<String, String>,
     /// Bytes of context values sent to it by value on this connection: the
     /// length of every `assign.input_context_json` plus every
     /// `values.values[].value_json`.

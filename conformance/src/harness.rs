@@ -91,6 +91,19 @@ impl Harness {
         capacity: u32,
         value_cache_bytes: u64,
     ) -> Result<usize, String> {
+        self.spawn_labeled_worker(name, capacity, value_cache_bytes, "")
+            .await
+    }
+
+    /// Starts a worker registering `labels` (`CONFORMANCE_LABELS`, as
+    /// `key=value,key=value`) and waits until it has registered.
+    pub async fn spawn_labeled_worker(
+        &mut self,
+        name: &str,
+        capacity: u32,
+        value_cache_bytes: u64,
+        labels: &str,
+    ) -> Result<usize, String> {
         let output = self.directory.path().join(format!("{name}.stderr"));
         let mut command = Command::new("sh");
         command
@@ -104,7 +117,8 @@ impl Harness {
                 value_cache_bytes.to_string(),
             )
             .env("CONFORMANCE_LOG", self.log_path())
-            .env("CONFORMANCE_WORKER_NAME", name);
+            .env("CONFORMANCE_WORKER_NAME", name)
+            .env("CONFORMANCE_LABELS", labels);
         let group = Group::spawn(command, &output)?;
         self.workers.push(WorkerProcess {
             name: name.to_owned(),

@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::labels::Labels;
+
 /// A workflow definition as a client writes it: optional fields unset,
 /// strings not yet checked. Field names follow
 /// `tributary.v1.WorkflowDefinition`. Also the format of definition files
@@ -81,6 +83,10 @@ pub struct TaskDefinition {
     /// The routing key; empty means `<workflow>.<task id>`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub handler: String,
+    /// Labels an executor must have registered, each with the same value,
+    /// to be assigned the task; empty means any executor of the handler.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub required_labels: Labels,
 }
 
 impl TaskDefinition {
@@ -131,6 +137,11 @@ pub struct TaskSpec {
     pub trigger_rule: TriggerRule,
     /// The routing key, never empty.
     pub handler: String,
+    /// Labels an executor must have to be assigned the task. Left out of
+    /// the canonical JSON when empty, so that definitions without labels
+    /// keep the versions they had before labels existed.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub required_labels: Labels,
 }
 
 /// How often and how late a failed task is attempted again.
@@ -333,6 +344,7 @@ impl From<&WorkflowSpec> for WorkflowDefinition {
                     timeout_ms: task.timeout_ms.and_then(|ms| i64::try_from(ms).ok()),
                     trigger_rule: task.trigger_rule.as_str().to_owned(),
                     handler: task.handler.clone(),
+                    required_labels: task.required_labels.clone(),
                 })
                 .collect(),
         }

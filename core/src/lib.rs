@@ -28,6 +28,7 @@
 
 mod cycle;
 mod definition;
+mod labels;
 pub mod shown;
 mod validate;
 
@@ -35,6 +36,10 @@ pub use definition::{
     BACKOFFS, Backoff, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_DELAY_MS, DEFAULT_RETRY_JITTER,
     DEFAULT_RETRY_MAX_DELAY_MS, RetryPolicy, TRIGGER_RULES, TaskDefinition, TaskSpec, TriggerRule,
     WorkflowDefinition, WorkflowSpec,
+};
+pub use labels::{
+    LabelError, Labels, MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_labels,
+    format_labels, labels_satisfy,
 };
 pub use shown::shown;
 pub use validate::{

@@ -10,6 +10,7 @@ use crate::definition::{
     DEFAULT_RETRY_MAX_DELAY_MS, RetryPolicy, TaskDefinition, TaskSpec, TriggerRule,
     WorkflowDefinition, WorkflowSpec,
 };
+use crate::labels::{LabelError, check_labels};
 use crate::shown::{shown, shown_cycle};
 
 /// Upper bounds of a definition's size; configurable on the server, so only
@@ -212,6 +213,14 @@ pub enum DefinitionError {
         task: String,
         /// The handler it names.
         value: String,
+    },
+    /// The required labels break the rule of executor labels.
+    #[error("task {}: required_labels {error}", shown(task))]
+    InvalidRequiredLabels {
+        /// The task.
+        task: String,
+        /// What is wrong with its labels, naming the label.
+        error: LabelError,
     },
 }
 
@@ -423,6 +432,12 @@ fn normalize_task(workflow: &str, task: &TaskDefinition) -> Result<TaskSpec, Def
             value: task.handler.clone(),
         });
     }
+    check_labels(&task.required_labels).map_err(|error| {
+        DefinitionError::InvalidRequiredLabels {
+            task: task.id.clone(),
+            error,
+        }
+    })?;
     let mut dependencies = task.dependencies.clone();
     dependencies.sort();
     // The ranges above were checked, so these conversions cannot fail.
@@ -439,5 +454,6 @@ fn normalize_task(workflow: &str, task: &TaskDefinition) -> Result<TaskSpec, Def
         timeout_ms: timeout_ms.and_then(|ms| u64::try_from(ms).ok()),
         trigger_rule,
         handler: task.handler_name(workflow),
+        required_labels: task.required_labels.clone(),
     })
 }

@@ -193,6 +193,30 @@ fn canonical_form_and_version_are_pinned() {
     assert_eq!(spec.version(), "d4d07d2abcfcdeb0");
 }
 
+/// Required labels are part of the version, and only when there are some:
+/// a definition without them keeps the version pinned above.
+#[test]
+fn required_labels_enter_the_version_only_when_present() {
+    let plain = check(&workflow(vec![task("a", &[])])).expect("valid");
+    let mut gpu = task("a", &[]);
+    gpu.required_labels = [("gpu".to_owned(), "true".to_owned())].into();
+    let labeled = check(&workflow(vec![gpu])).expect("valid");
+    assert!(
+        labeled
+            .canonical_json()
+            .ends_with(r#""handler":"wf.a","required_labels":{"gpu":"true"}}]}"#),
+        "{}",
+        labeled.canonical_json()
+    );
+    assert_ne!(labeled.version(), plain.version());
+    let stored = WorkflowSpec::from_canonical_json(&labeled.canonical_json()).expect("parses");
+    assert_eq!(stored, labeled);
+    assert_eq!(
+        WorkflowSpec::from_canonical_json(&plain.canonical_json()).expect("parses"),
+        plain
+    );
+}
+
 #[test]
 fn handler_names() {
     for valid in [

@@ -7,6 +7,7 @@ mod cli;
 mod executor_watch;
 mod fd_limit;
 mod hostile;
+mod label_routing;
 mod limits;
 mod liveness;
 mod operations;

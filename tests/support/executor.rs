@@ -115,6 +115,25 @@ impl TestExecutor {
         capacity: u32,
         handler: Handler,
     ) -> TestExecutor {
+        TestExecutor::connect_labeled(channel, namespace, handlers, capacity, &[], handler).await
+    }
+
+    /// Like [`Self::connect`], registering these labels besides
+    /// `suite=e2e`.
+    pub async fn connect_labeled(
+        channel: Channel,
+        namespace: &str,
+        handlers: &[&str],
+        capacity: u32,
+        labels: &[(&str, &str)],
+        handler: Handler,
+    ) -> TestExecutor {
+        let mut registered_labels = HashMap::from([("suite".to_owned(), "e2e".to_owned())]);
+        registered_labels.extend(
+            labels
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
         let (outbound, requests) = mpsc::channel::<pb::ConnectRequest>(1024);
         outbound
             .send(pb::ConnectRequest {
@@ -123,7 +142,7 @@ impl TestExecutor {
                     instance_id: uuid::Uuid::now_v7().to_string(),
                     handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
                     max_concurrent_attempts: capacity,
-                    labels: HashMap::from([("suite".to_owned(), "e2e".to_owned())]),
+                    labels: registered_labels,
                     held_attempt_ids: Vec::new(),
                     ..pb::Register::default()
                 })),

@@ -205,3 +205,28 @@ func TestTaskDefaultsAndHandlerNames(t *testing.T) {
 		t.Fatalf("negative retries: %v", err)
 	}
 }
+
+func TestRequiredLabelsReachTheWire(t *testing.T) {
+	labels := map[string]string{"gpu": "true", "region": "eu"}
+	workflow := NewWorkflow("w",
+		Task{ID: "train", RequiredLabels: labels, Run: func(_ stdctx.Context, _ *Context) error { return nil }},
+		Task{ID: "plain", Run: func(_ stdctx.Context, _ *Context) error { return nil }},
+	)
+	if err := workflow.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	definition := workflow.Definition()
+	labels["gpu"] = "changed later"
+	train, plain := definition.Tasks[0], definition.Tasks[1]
+	if train.RequiredLabels["gpu"] != "true" || train.RequiredLabels["region"] != "eu" || plain.RequiredLabels != nil {
+		t.Fatalf("train = %+v, plain = %+v", train, plain)
+	}
+	wire := train.toProto()
+	if wire.GetRequiredLabels()["region"] != "eu" || taskDefinitionFromProto(wire).RequiredLabels["gpu"] != "true" {
+		t.Fatalf("wire = %v", wire)
+	}
+	bad := NewWorkflow("w", Task{ID: "a", RequiredLabels: map[string]string{"": "x"}, Run: func(_ stdctx.Context, _ *Context) error { return nil }})
+	if err := bad.Validate(); err == nil || err.Error() != `task "a": required_labels has an empty key` {
+		t.Fatalf("an empty key: %v", err)
+	}
+}

@@ -23,6 +23,13 @@ const (
 	MaxDelayMS = 86_400_000
 	// MaxTimeoutMS is the largest timeout_ms (seven days).
 	MaxTimeoutMS = 604_800_000
+	// MaxLabels is the most required labels of a task (and labels of a
+	// worker).
+	MaxLabels = 64
+	// MaxLabelKeyBytes is the longest label key, in bytes.
+	MaxLabelKeyBytes = 63
+	// MaxLabelValueBytes is the longest label value, in bytes.
+	MaxLabelValueBytes = 256
 
 	defaultRetryDelayMS    = 1_000
 	defaultRetryMaxDelayMS = 30_000
@@ -159,7 +166,40 @@ func checkSettings(task *TaskDefinition) error {
 	if task.Handler != "" && !IsValidHandler(task.Handler) {
 		return invalid("task %s: invalid handler %s: must be 1-128 characters of a-z, A-Z, 0-9, _, -, ., : and /", goQuote(task.ID), goQuote(task.Handler))
 	}
+	if problem := CheckLabels(task.RequiredLabels); problem != "" {
+		return invalid("task %s: required_labels %s", goQuote(task.ID), problem)
+	}
 	return nil
+}
+
+// CheckLabels says what is wrong with a set of labels by the server's rule
+// for workers' labels and tasks' required labels (checked in key order, as
+// the server does), naming the label; "" when nothing is.
+func CheckLabels(labels map[string]string) string {
+	if len(labels) > MaxLabels {
+		return fmt.Sprintf("has %d labels, over the limit of %d", len(labels), MaxLabels)
+	}
+	keys := make([]string, 0, len(labels))
+	for key := range labels {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		value := labels[key]
+		switch {
+		case key == "":
+			return "has an empty key"
+		case len(key) > MaxLabelKeyBytes:
+			return fmt.Sprintf("key %s is %d bytes, over the limit of %d", goQuote(key), len(key), MaxLabelKeyBytes)
+		case strings.ContainsRune(key, 0):
+			return fmt.Sprintf("key %s contains U+0000", goQuote(key))
+		case len(value) > MaxLabelValueBytes:
+			return fmt.Sprintf("value of %s is %d bytes, over the limit of %d", goQuote(key), len(value), MaxLabelValueBytes)
+		case strings.ContainsRune(value, 0):
+			return fmt.Sprintf("value of %s contains U+0000", goQuote(key))
+		}
+	}
+	return ""
 }
 
 // findCycle returns the cycle the server reports, or nil: within the

@@ -33,7 +33,8 @@ type WorkerOptions struct {
 	InstanceID string
 	// Capacity is how many attempts run at once (default 4).
 	Capacity uint32
-	// Labels are free-form labels shown by ListExecutors.
+	// Labels are shown by ListExecutors; a task with RequiredLabels is
+	// assigned only to workers that have every one of them.
 	Labels map[string]string
 	// ValueCacheBytes is the budget of the cache of context values the
 	// server may then send by reference: 0 means DefaultValueCacheBytes, a

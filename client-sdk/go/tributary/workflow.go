@@ -3,6 +3,7 @@ package tributary
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	pb "github.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1"
 )
@@ -50,6 +51,10 @@ type Task struct {
 	TriggerRule string
 	// Handler is the routing key; empty means "<workflow>.<task id>".
 	Handler string
+	// RequiredLabels are executor labels the task requires: only workers
+	// whose Labels have every one of these keys with the same value are
+	// assigned it.
+	RequiredLabels map[string]string
 	// Run is the task's code.
 	Run HandlerFunc
 }
@@ -62,6 +67,9 @@ func (t Task) Definition() TaskDefinition {
 		RetryBackoff: t.RetryBackoff,
 		TriggerRule:  t.TriggerRule,
 		Handler:      t.Handler,
+	}
+	if len(t.RequiredLabels) > 0 {
+		definition.RequiredLabels = maps.Clone(t.RequiredLabels)
 	}
 	if t.RetryAttempts != 0 {
 		definition.RetryAttempts = ptr(t.RetryAttempts)
@@ -109,6 +117,8 @@ type TaskDefinition struct {
 	TriggerRule string `json:"trigger_rule,omitempty"`
 	// Handler is the routing key.
 	Handler string `json:"handler,omitempty"`
+	// RequiredLabels are the executor labels the task requires.
+	RequiredLabels map[string]string `json:"required_labels,omitempty"`
 }
 
 // HandlerName is the handler the task is routed by in workflow: Handler,
@@ -132,6 +142,7 @@ func (d TaskDefinition) toProto() *pb.TaskDefinition {
 		TimeoutMs:       d.TimeoutMS,
 		TriggerRule:     d.TriggerRule,
 		Handler:         d.Handler,
+		RequiredLabels:  d.RequiredLabels,
 	}
 }
 
@@ -147,6 +158,7 @@ func taskDefinitionFromProto(task *pb.TaskDefinition) TaskDefinition {
 		TimeoutMS:       task.TimeoutMs,
 		TriggerRule:     task.GetTriggerRule(),
 		Handler:         task.GetHandler(),
+		RequiredLabels:  task.GetRequiredLabels(),
 	}
 }
 

@@ -205,6 +205,10 @@ def main() -> int:
     log_path = os.environ.get("CONFORMANCE_LOG")
     if log_path:
         _LOG_FD = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # ``key=value,key=value``; unset or empty means no labels.
+    labels = dict(
+        label.partition("=")[::2] for label in os.environ.get("CONFORMANCE_LABELS", "").split(",") if label
+    )
     worker = Worker(
         os.environ.get("TRIBUTARY_SERVER", "http://127.0.0.1:50051"),
         handlers=HANDLERS,
@@ -212,6 +216,7 @@ def main() -> int:
         name=os.environ.get("CONFORMANCE_WORKER_NAME") or None,
         capacity=int(os.environ.get("CONFORMANCE_CAPACITY", "4")),
         value_cache_bytes=int(os.environ.get("CONFORMANCE_VALUE_CACHE_BYTES", "0")),
+        labels=labels,
     )
     report = worker.run(grace=30.0)
     if not report.drained:

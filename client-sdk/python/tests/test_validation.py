@@ -63,6 +63,23 @@ def test_workflow_declaration_validates_and_defaults_handlers() -> None:
     assert flow.definition()["tasks"][1] == {"id": "c", "dependencies": ["a"], "handler": "custom.handler"}
 
 
+def test_required_labels_are_declared_and_reach_the_wire() -> None:
+    @task(id="train", required_labels={"gpu": "true", "region": "eu"})
+    def train(context: Context) -> None: ...
+
+    flow = workflow("w", [train])
+    entry = flow.definition()["tasks"][0]
+    assert entry == {"id": "train", "required_labels": {"gpu": "true", "region": "eu"}}
+    wire = definition_to_proto(flow.definition()).tasks[0]
+    assert dict(wire.required_labels) == {"gpu": "true", "region": "eu"}
+
+    @task(id="bad", required_labels={"gpu": "x" * 257})
+    def bad(context: Context) -> None: ...
+
+    with pytest.raises(DefinitionError, match=r'task "bad": required_labels value of "gpu" is 257 bytes'):
+        workflow("w", [bad])
+
+
 def test_cycle_in_a_large_workflow_is_found_without_recursion() -> None:
     size = 5000
     tasks = [{"id": f"t{i}", "dependencies": [f"t{i - 1}"]} for i in range(1, size)]

@@ -71,6 +71,12 @@ async fn serve() -> Result<ExitCode, String> {
         .name(name)
         .capacity(capacity)
         .value_cache_bytes(value_cache_bytes);
+    // `key=value,key=value`; unset or empty means no labels.
+    let labels = std::env::var("CONFORMANCE_LABELS").unwrap_or_default();
+    for label in labels.split(',').filter(|label| !label.is_empty()) {
+        let (key, value) = label.split_once('=').unwrap_or((label, ""));
+        builder = builder.label(key, value);
+    }
     for (handler, function) in HANDLERS {
         builder = builder.handler(format!("conformance.{handler}"), *function);
     }

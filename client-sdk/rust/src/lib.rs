@@ -77,8 +77,8 @@ pub use workflow::{Handler, Task, TaskFuture, Workflow};
 // server, so both accept and reject the same definitions with the same
 // messages. Versions are computed by the server only.
 pub use tributary_core::{
-    BACKOFFS, DefinitionError, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES,
-    TaskDefinition, WorkflowDefinition, is_valid_handler, is_valid_identifier,
+    BACKOFFS, DefinitionError, Labels, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS,
+    TRIGGER_RULES, TaskDefinition, WorkflowDefinition, is_valid_handler, is_valid_identifier,
 };
 
 /// Turns `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`
@@ -91,7 +91,9 @@ pub use tributary_core::{
 /// first attempt), `retry_delay_ms = N`, `retry_backoff = "fixed" | "linear"
 /// | "exponential"`, `retry_max_delay_ms = N`, `retry_jitter = bool`,
 /// `timeout_ms = N`, `trigger_rule = "all_success" | "all_done" |
-/// "one_success" | "one_failed" | "none_failed"`, `handler = "..."`.
+/// "one_success" | "one_failed" | "none_failed"`, `handler = "..."`,
+/// `required_labels = [("key", "value"), ...]` (only workers with every one
+/// of these labels, see [`WorkerBuilder::label`], are assigned the task).
 /// Unknown attributes and bad values are compile errors.
 ///
 /// ```
@@ -107,6 +109,12 @@ pub use tributary_core::{
 /// let task = partition_data_task();
 /// assert_eq!(task.id(), "partition_data");
 /// assert_eq!(task.definition().dependencies, ["generate_data"]);
+///
+/// #[task(id = "train", required_labels = [("gpu", "true")])]
+/// async fn train(_context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+///     Ok(())
+/// }
+/// assert_eq!(train_task().definition().required_labels["gpu"], "true");
 /// ```
 pub use tributary_macros::task;
 

@@ -259,7 +259,9 @@ impl WorkerBuilder {
         self
     }
 
-    /// A free-form label shown by `ListExecutors`.
+    /// A label of this worker, shown by `ListExecutors`; a task that
+    /// requires labels ([`Task::required_label`](crate::Task::required_label))
+    /// is assigned only to workers that have every one of them.
     ///
     /// ```
     /// let builder = tributary::Worker::builder("http://localhost:50051").label("zone", "eu-1");

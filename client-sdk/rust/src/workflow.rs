@@ -233,6 +233,23 @@ impl Task {
         self.definition.handler = handler.into();
         self
     }
+
+    /// Requires an executor label: only workers registered with `key` set
+    /// to `value` (see [`WorkerBuilder::label`](crate::WorkerBuilder::label))
+    /// are assigned the task. Call once per label.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("train", |_c| Box::pin(async { Ok(()) }));
+    /// let task = task.required_label("gpu", "true").required_label("region", "eu");
+    /// assert_eq!(task.definition().required_labels["gpu"], "true");
+    /// assert_eq!(task.definition().required_labels.len(), 2);
+    /// ```
+    pub fn required_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Task {
+        self.definition
+            .required_labels
+            .insert(key.into(), value.into());
+        self
+    }
 }
 
 /// A named group of tasks: registered by a [`Client`](crate::Client), served

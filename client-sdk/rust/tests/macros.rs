@@ -13,7 +13,8 @@ use tributary::{Context, TaskError, task};
     retry_jitter = false,
     timeout_ms = 60000,
     trigger_rule = "all_done",
-    handler = "billing.charge:v2"
+    handler = "billing.charge:v2",
+    required_labels = [("region", "eu"), ("gpu", "true")]
 )]
 async fn every_setting(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
     context.insert("ran", true)?;
@@ -58,6 +59,11 @@ fn task_generates_the_definition() {
             timeout_ms: Some(60000),
             trigger_rule: "all_done".into(),
             handler: "billing.charge:v2".into(),
+            required_labels: [
+                ("gpu".to_owned(), "true".to_owned()),
+                ("region".to_owned(), "eu".to_owned())
+            ]
+            .into(),
         }
     );
     let plain = a_task();

@@ -254,6 +254,7 @@ export class Client {
             timeoutMs: t.timeout_ms === undefined ? undefined : BigInt(t.timeout_ms),
             triggerRule: t.trigger_rule ?? "",
             handler: t.handler ?? "",
+            requiredLabels: { ...(t.required_labels ?? {}) },
           })),
         },
       },

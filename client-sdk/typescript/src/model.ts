@@ -276,6 +276,7 @@ function convertTask(t: PbTaskDefinition): WorkflowDefinitionJson["tasks"][numbe
   if (t.timeoutMs !== undefined) task.timeout_ms = Number(t.timeoutMs);
   if (t.triggerRule !== "") task.trigger_rule = t.triggerRule;
   if (t.handler !== "") task.handler = t.handler;
+  if (Object.keys(t.requiredLabels).length > 0) task.required_labels = { ...t.requiredLabels };
   return task;
 }
 

@@ -20,6 +20,12 @@ export const MAX_RETRY_ATTEMPTS = 100;
 export const MAX_DELAY_MS = 86_400_000;
 /** The largest `timeout_ms` (seven days). */
 export const MAX_TIMEOUT_MS = 604_800_000;
+/** The most `required_labels` of a task (and labels of a worker). */
+export const MAX_LABELS = 64;
+/** The longest label key, in UTF-8 bytes. */
+export const MAX_LABEL_KEY_BYTES = 63;
+/** The longest label value, in UTF-8 bytes. */
+export const MAX_LABEL_VALUE_BYTES = 256;
 const DEFAULT_RETRY_DELAY_MS = 1_000;
 const DEFAULT_RETRY_MAX_DELAY_MS = 30_000;
 
@@ -48,6 +54,8 @@ export interface TaskDefinitionJson {
   trigger_rule?: string;
   /** The routing key (default `<workflow>.<task id>`). */
   handler?: string;
+  /** Executor labels the task requires: only workers with every one of them are assigned it. */
+  required_labels?: Record<string, string>;
 }
 
 /** A workflow definition in the wire's field names. */
@@ -192,6 +200,46 @@ function checkSettings(task: TaskDefinitionJson): void {
       `task ${quote(task.id)}: invalid handler ${quote(handler)}: must be 1-128 characters of a-z, A-Z, 0-9, _, -, ., : and /`,
     );
   }
+  const problem = checkLabels(task.required_labels ?? {});
+  if (problem !== undefined) throw new DefinitionError(`task ${quote(task.id)}: required_labels ${problem}`);
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * What is wrong with a set of labels, by the server's rule for workers'
+ * labels and tasks' required labels (checked in the keys' UTF-8 byte order,
+ * as the server does), or undefined.
+ *
+ * @param labels - the labels by key
+ * @returns the problem, naming the label, or undefined
+ */
+export function checkLabels(labels: Readonly<Record<string, string>>): string | undefined {
+  const keys = Object.keys(labels);
+  if (keys.length > MAX_LABELS) return `has ${keys.length} labels, over the limit of ${MAX_LABELS}`;
+  const encoded = keys.map((key) => ({ key, bytes: utf8.encode(key) }));
+  encoded.sort((a, b) => {
+    const common = Math.min(a.bytes.length, b.bytes.length);
+    for (let i = 0; i < common; i++) {
+      const difference = (a.bytes[i] ?? 0) - (b.bytes[i] ?? 0);
+      if (difference !== 0) return difference;
+    }
+    return a.bytes.length - b.bytes.length;
+  });
+  for (const { key, bytes } of encoded) {
+    const value = labels[key] ?? "";
+    if (key === "") return "has an empty key";
+    if (bytes.length > MAX_LABEL_KEY_BYTES) {
+      return `key ${quote(key)} is ${bytes.length} bytes, over the limit of ${MAX_LABEL_KEY_BYTES}`;
+    }
+    if (key.includes("\0")) return `key ${quote(key)} contains U+0000`;
+    const valueBytes = utf8.encode(value).length;
+    if (valueBytes > MAX_LABEL_VALUE_BYTES) {
+      return `value of ${quote(key)} is ${valueBytes} bytes, over the limit of ${MAX_LABEL_VALUE_BYTES}`;
+    }
+    if (value.includes("\0")) return `value of ${quote(key)} contains U+0000`;
+  }
+  return undefined;
 }
 
 const byteOrder = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

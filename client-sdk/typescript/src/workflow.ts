@@ -44,6 +44,8 @@ export interface TaskOptions {
   triggerRule?: TriggerRule;
   /** The routing key (default `<workflow>.<task id>`). */
   handler?: string;
+  /** Executor labels the task requires: only workers registered with every one of them (`labels` of the worker) are assigned it. */
+  requiredLabels?: Readonly<Record<string, string>>;
 }
 
 /** A task: its settings and its handler. Made by {@link task}. */
@@ -81,6 +83,9 @@ export function taskDefinition(options: TaskOptions): TaskDefinitionJson {
   if (options.timeoutMs !== undefined) definition.timeout_ms = options.timeoutMs;
   if (options.triggerRule !== undefined) definition.trigger_rule = options.triggerRule;
   if (options.handler !== undefined) definition.handler = options.handler;
+  if (options.requiredLabels !== undefined && Object.keys(options.requiredLabels).length > 0) {
+    definition.required_labels = { ...options.requiredLabels };
+  }
   return definition;
 }
 
@@ -167,6 +172,7 @@ const TASK_FIELDS = new Set([
   "timeout_ms",
   "trigger_rule",
   "handler",
+  "required_labels",
 ]);
 
 /**
@@ -201,6 +207,15 @@ export function definitionFromJson(value: unknown): WorkflowDefinitionJson {
     }
     if (t.retry_jitter !== undefined && typeof t.retry_jitter !== "boolean") {
       throw new DefinitionError(`task ${index}: retry_jitter must be a boolean`);
+    }
+    if (
+      t.required_labels !== undefined &&
+      (t.required_labels === null ||
+        typeof t.required_labels !== "object" ||
+        Array.isArray(t.required_labels) ||
+        Object.values(t.required_labels).some((v) => typeof v !== "string"))
+    ) {
+      throw new DefinitionError(`task ${index}: required_labels must be an object of strings`);
     }
     if (t.dependencies !== undefined && (!Array.isArray(t.dependencies) || t.dependencies.some((d) => typeof d !== "string"))) {
       throw new DefinitionError(`task ${index}: dependencies must be a list of strings`);

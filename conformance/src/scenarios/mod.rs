@@ -5,6 +5,7 @@ mod failures;
 mod liveness;
 mod outcomes;
 mod references;
+mod routing;
 
 use serde_json::{Value, json};
 
@@ -32,6 +33,7 @@ pub const SCENARIOS: &[&str] = &[
     "references",
     "reference_fetch",
     "mixed_fleet",
+    "label_routing",
 ];
 
 /// The server settings of a scenario.
@@ -70,6 +72,7 @@ pub async fn run(scenario: &str, harness: &mut Harness) -> Result<(), String> {
         "references" => references::references(harness).await,
         "reference_fetch" => references::reference_fetch(harness).await,
         "mixed_fleet" => references::mixed_fleet(harness).await,
+        "label_routing" => routing::label_routing(harness).await,
         other => Err(format!("no scenario {other:?}")),
     }
 }

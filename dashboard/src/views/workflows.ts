@@ -1,6 +1,6 @@
 /**
  * The workflows of the namespace (latest versions), and one workflow's DAG
- * with each task's retry, timeout and trigger settings. Registrations have
+ * with each task's retry, timeout, trigger and label settings. Registrations have
  * no event, so the list is read when the view opens.
  *
  * @module
@@ -100,6 +100,7 @@ export function mountWorkflow(root: HTMLElement, name: string, context: ViewCont
         h("td", {}, setting(t.timeoutMs, formatDuration)),
         h("td", {}, t.triggerRule),
         h("td", { class: "mono" }, t.handler),
+        h("td", { class: "mono" }, requiredLabels(t.requiredLabels)),
       );
       rowOf.set(t.id, row);
       body.appendChild(row);
@@ -118,8 +119,14 @@ export function mountWorkflow(root: HTMLElement, name: string, context: ViewCont
         {},
         h("h2", {}, "Tasks"),
         shown.length < tasks.length ? h("p", { class: "hint" }, `The first ${shown.length} of ${tasks.length} tasks.`) : null,
-        h("div", { class: "table-scroll" }, h("table", { class: "grid" }, h("thead", {}, h("tr", {}, ["task", "dependencies", "retries", "retry delay", "timeout", "trigger rule", "handler"].map((n) => h("th", { scope: "col" }, n)))), body)),
+        h("div", { class: "table-scroll" }, h("table", { class: "grid" }, h("thead", {}, h("tr", {}, ["task", "dependencies", "retries", "retry delay", "timeout", "trigger rule", "handler", "required labels"].map((n) => h("th", { scope: "col" }, n)))), body)),
       ),
     );
   })();
+}
+
+/** A task's required executor labels as `key=value` pairs in key order, or a dash. */
+function requiredLabels(labels: { [key: string]: string }): string {
+  const keys = Object.keys(labels).sort();
+  return keys.length === 0 ? "—" : keys.map((key) => `${key}=${labels[key]}`).join(", ");
 }

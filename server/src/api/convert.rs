@@ -221,6 +221,7 @@ pub fn waiting_reason_to_proto(reason: WaitingReason) -> pb::WaitingReason {
         WaitingReason::NoExecutor => pb::WaitingReason::NoExecutor,
         WaitingReason::AllSlotsBusy => pb::WaitingReason::AllSlotsBusy,
         WaitingReason::ExecutorsDraining => pb::WaitingReason::ExecutorsDraining,
+        WaitingReason::NoMatchingLabels => pb::WaitingReason::NoMatchingLabels,
     }
 }
 

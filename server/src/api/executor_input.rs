@@ -3,8 +3,6 @@
 //! `executor.proto`; a message that breaks one is refused with a reason that
 //! names the field and never echoes more than a short prefix of the input.
 
-use std::collections::BTreeMap;
-
 use tributary_proto::v1 as pb;
 
 use super::error::{ApiError, ApiResult};
@@ -12,7 +10,7 @@ use super::text::{check_text, quoted_prefix, truncate_at_char};
 use crate::dispatch::ExecutorEvent;
 use crate::dispatch::executors::ExecutorRegistration;
 use crate::engine::context::Delta;
-use tributary_core::is_valid_handler;
+use tributary_core::{LabelError, Labels, MAX_LABELS, check_labels, is_valid_handler};
 
 /// Most attempts one executor may ask to run at once.
 pub const MAX_CAPACITY: u32 = 10_000;
@@ -23,10 +21,6 @@ pub const MAX_HANDLERS: usize = 100_000;
 pub const MAX_NAME_BYTES: usize = 256;
 /// Longest instance id, in bytes.
 pub const MAX_INSTANCE_ID_BYTES: usize = 128;
-/// Most labels, and the longest label key and value, in bytes.
-pub const MAX_LABELS: usize = 64;
-pub const MAX_LABEL_KEY_BYTES: usize = 63;
-pub const MAX_LABEL_VALUE_BYTES: usize = 256;
 /// Most attempts one registration may hold.
 pub const MAX_HELD_ATTEMPTS: usize = 10_000;
 /// Longest attempt id the server could have issued (a UUID is 36 bytes).
@@ -107,18 +101,15 @@ pub fn validate_registration(
             register.max_concurrent_attempts
         ));
     }
+    // The labels' rule is the one tasks' required labels follow; the count
+    // first, so that a flood of labels is not sorted before it is refused.
     if register.labels.len() > MAX_LABELS {
-        return invalid(format!(
-            "register.labels has {} labels, over the limit of {MAX_LABELS}",
-            register.labels.len()
-        ));
+        let error = LabelError::TooMany(register.labels.len());
+        return invalid(format!("register.labels {error}"));
     }
-    for (key, value) in &register.labels {
-        if key.is_empty() {
-            return invalid("register.labels has an empty key".to_owned());
-        }
-        check_text("a key of register.labels", key, MAX_LABEL_KEY_BYTES)?;
-        check_text("a value of register.labels", value, MAX_LABEL_VALUE_BYTES)?;
+    let labels: Labels = register.labels.into_iter().collect();
+    if let Err(error) = check_labels(&labels) {
+        return invalid(format!("register.labels {error}"));
     }
     if register.held_attempt_ids.len() > MAX_HELD_ATTEMPTS {
         return invalid(format!(
@@ -141,7 +132,7 @@ pub fn validate_registration(
         instance_id: register.instance_id,
         handlers,
         capacity: register.max_concurrent_attempts,
-        labels: register.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        labels,
         held_attempt_ids: register.held_attempt_ids,
         value_cache_bytes: register.value_cache_bytes,
     })
@@ -334,6 +325,13 @@ mod tests {
                     ..register()
                 },
                 "register.labels has 65 labels, over the limit of 64",
+            ),
+            (
+                pb::Register {
+                    labels: [("gpu".to_owned(), "a\0".to_owned())].into(),
+                    ..register()
+                },
+                "register.labels value of \"gpu\" contains U+0000",
             ),
             (
                 pb::Register {

@@ -53,6 +53,7 @@ pub async fn executors(command: ExecutorCommand) -> Result<ExitCode, CliError> {
         ("EXECUTOR", Align::Left),
         ("NAME", Align::Left),
         ("IN FLIGHT", Align::Right),
+        ("LABELS", Align::Left),
         ("HANDLERS", Align::Left),
     ]);
     for executor in &listed {
@@ -64,6 +65,8 @@ pub async fn executors(command: ExecutorCommand) -> Result<ExitCode, CliError> {
                 executor.in_flight_attempt_ids.len(),
                 executor.max_concurrent_attempts
             ),
+            // The labels tasks are routed by, in key order.
+            tributary_core::format_labels(&executor.labels.clone().into_iter().collect()),
             executor.handlers.join(", "),
         ]);
     }

@@ -142,25 +142,49 @@ async fn get(
         say!("description: {}", definition.description);
     }
     say!("");
-    let mut table = Table::new(&[
+    // The labels column only when some task requires labels, so that the
+    // common table stays as narrow as it was.
+    let labeled = definition
+        .tasks
+        .iter()
+        .any(|task| !task.required_labels.is_empty());
+    let mut columns = vec![
         ("TASK", Align::Left),
         ("RETRIES", Align::Right),
         ("BACKOFF", Align::Left),
         ("TRIGGER", Align::Left),
         ("HANDLER", Align::Left),
-        ("DEPENDENCIES", Align::Left),
-    ]);
+    ];
+    if labeled {
+        columns.push(("REQUIRED LABELS", Align::Left));
+    }
+    columns.push(("DEPENDENCIES", Align::Left));
+    let mut table = Table::new(&columns);
     for task in dependency_order(&definition.tasks) {
-        table.row(vec![
+        let mut row = vec![
             task.id.clone(),
             task.retry_attempts.unwrap_or_default().to_string(),
             task.retry_backoff.clone(),
             task.trigger_rule.clone(),
             task.handler.clone(),
-            task.dependencies.join(", "),
-        ]);
+        ];
+        if labeled {
+            row.push(required_labels_text(task));
+        }
+        row.push(task.dependencies.join(", "));
+        table.row(row);
     }
     table.emit()
+}
+
+/// A task's required labels as `key=value` pairs in key order.
+fn required_labels_text(task: &pb::TaskDefinition) -> String {
+    let labels: tributary_core::Labels = task
+        .required_labels
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    tributary_core::format_labels(&labels)
 }
 
 async fn list(options: &ClientOptions) -> Result<(), CliError> {
@@ -285,6 +309,18 @@ mod tests {
             dependencies: dependencies.iter().map(|d| (*d).to_owned()).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn required_labels_are_listed_in_key_order() {
+        let mut gpu = task("train", &[]);
+        gpu.required_labels = [
+            ("region".to_owned(), "eu".to_owned()),
+            ("gpu".to_owned(), "true".to_owned()),
+        ]
+        .into();
+        assert_eq!(required_labels_text(&gpu), "gpu=true, region=eu");
+        assert_eq!(required_labels_text(&task("plain", &[])), "");
     }
 
     #[test]

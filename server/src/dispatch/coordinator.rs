@@ -26,7 +26,7 @@ use super::handle::{
     CancelOutcome, Command, CoordinatorHandle, DispatchError, DispatchSettings, ExecutorSnapshot,
 };
 use super::held_values::WireInput;
-use super::ready_queue::{HandlerKey, ReadyQueue};
+use super::ready_queue::{HandlerKey, ReadyKey, ReadyQueue};
 use super::timers::{TimerKind, Timers};
 use super::waiting::{self, UnservedWarnings};
 use crate::clock::now_unix_ms;
@@ -303,15 +303,7 @@ impl Coordinator {
         );
         let held = registration.held_attempt_ids.clone();
         let instance_id = registration.instance_id.clone();
-        let served: Vec<HandlerKey> = registration
-            .handlers
-            .iter()
-            .map(|handler| HandlerKey {
-                namespace: namespace.clone(),
-                handler: handler.clone(),
-            })
-            .collect();
-        self.unserved.served(&served);
+        self.unserved.served(&namespace, &registration);
         self.executors.add(
             executor_id.clone(),
             namespace,
@@ -457,7 +449,7 @@ impl Coordinator {
         let now_ms = now_unix_ms();
         let mut assigned_to = std::collections::BTreeSet::new();
         for key in self.ready.keys() {
-            while let Some(executor) = self.executors.least_loaded(&key) {
+            while let Some(executor) = self.executors.least_loaded(&key.handler, key.required()) {
                 let executor_id = executor.id.clone();
                 let instance_id = executor.registration.instance_id.clone();
                 let Some((run_id, task)) = self.ready.pop(&key) else {
@@ -505,12 +497,22 @@ impl Coordinator {
             match action {
                 Action::Enqueue(task) => {
                     if let Some(run) = self.runs.get(run_id) {
-                        let key = HandlerKey {
-                            namespace: run.namespace().to_owned(),
-                            handler: run.plan().tasks[task].handler.clone(),
+                        let key = ReadyKey {
+                            handler: HandlerKey {
+                                namespace: run.namespace().to_owned(),
+                                handler: run.plan().tasks[task].handler.clone(),
+                            },
+                            labels: run.plan().required_labels(task).cloned(),
                         };
-                        if self.warn_unserved && self.unserved.should_warn(&key, &self.executors) {
-                            reporting::warn_unserved(&key, &run.plan().tasks[task].id, run_id);
+                        if self.warn_unserved
+                            && let Some(reason) = self.unserved.should_warn(&key, &self.executors)
+                        {
+                            reporting::warn_unserved(
+                                &key,
+                                reason,
+                                &run.plan().tasks[task].id,
+                                run_id,
+                            );
                         }
                         self.ready.push(key, run_id, task);
                     }

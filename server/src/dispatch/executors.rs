@@ -1,5 +1,6 @@
-//! Connected executors: their handlers, capacity and in-flight attempts, and
-//! the choice of executor for a task (least loaded first).
+//! Connected executors: their handlers, labels, capacity and in-flight
+//! attempts, and the choice of executor for a task (least loaded first,
+//! among those with the labels it requires).
 //!
 //! Invariant: an executor never holds more in-flight attempts than its
 //! capacity. An attempt stays in flight (holding its slot) until the
@@ -12,6 +13,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
+
+use tributary_core::{Labels, labels_satisfy};
 
 use super::held_values::{HeldValues, ValueName, WireInput};
 use super::ready_queue::HandlerKey;
@@ -128,6 +131,11 @@ impl Executor {
     pub fn free_slots(&self) -> usize {
         (self.capacity as usize).saturating_sub(self.in_flight.len())
     }
+
+    /// Whether the executor has the labels a task requires (`None`: none).
+    pub fn has_labels(&self, required: Option<&Labels>) -> bool {
+        required.is_none_or(|required| labels_satisfy(&self.registration.labels, required))
+    }
 }
 
 /// The server's side of an executor's stream, as the coordinator holds it.
@@ -240,15 +248,15 @@ impl ExecutorRegistry {
         self.executors.get_mut(id)
     }
 
-    /// The executor serving `key` with a free slot and the lowest load
-    /// (in-flight / capacity), ties to the fewest in flight, then to the
-    /// oldest connection.
-    pub fn least_loaded(&self, key: &HandlerKey) -> Option<&Executor> {
+    /// The executor serving `key` with the `required` labels, a free slot
+    /// and the lowest load (in-flight / capacity), ties to the fewest in
+    /// flight, then to the oldest connection.
+    pub fn least_loaded(&self, key: &HandlerKey, required: Option<&Labels>) -> Option<&Executor> {
         self.by_handler
             .get(key)?
             .iter()
             .filter_map(|id| self.executors.get(&**id))
-            .filter(|executor| executor.free_slots() > 0)
+            .filter(|executor| executor.free_slots() > 0 && executor.has_labels(required))
             .min_by(|a, b| {
                 let load_a = a.in_flight.len() as u64 * u64::from(b.capacity);
                 let load_b = b.in_flight.len() as u64 * u64::from(a.capacity);
@@ -271,9 +279,17 @@ impl ExecutorRegistry {
             .unwrap_or_default()
     }
 
-    /// Whether any connected executor serves `key`.
-    pub fn serves(&self, key: &HandlerKey) -> bool {
-        self.by_handler.contains_key(key)
+    /// Whether any connected executor serves `key` with the `required`
+    /// labels, whatever its free slots.
+    pub fn serves(&self, key: &HandlerKey, required: Option<&Labels>) -> bool {
+        match required {
+            None => self.by_handler.contains_key(key),
+            Some(_) => self.by_handler.get(key).is_some_and(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.executors.get(&**id))
+                    .any(|executor| executor.has_labels(required))
+            }),
+        }
     }
 
     /// Every handler some executor serves.
@@ -407,7 +423,7 @@ mod tests {
         );
         assert_eq!(
             registry
-                .least_loaded(&key("h"))
+                .least_loaded(&key("h"), None)
                 .map(|executor| executor.id.as_str()),
             Some("small"),
             "oldest of equal load"
@@ -419,7 +435,7 @@ mod tests {
             .insert("a1".into());
         assert_eq!(
             registry
-                .least_loaded(&key("h"))
+                .least_loaded(&key("h"), None)
                 .map(|executor| executor.id.as_str()),
             Some("big")
         );
@@ -433,7 +449,7 @@ mod tests {
         // big is at 3/4 and small is full.
         assert_eq!(
             registry
-                .least_loaded(&key("h"))
+                .least_loaded(&key("h"), None)
                 .map(|executor| executor.id.as_str()),
             Some("big")
         );
@@ -444,13 +460,13 @@ mod tests {
             .insert("a5".into());
         assert_eq!(
             registry
-                .least_loaded(&key("h"))
+                .least_loaded(&key("h"), None)
                 .map(|executor| executor.id.as_str()),
             None
         );
         assert_eq!(
             registry
-                .least_loaded(&key("nobody"))
+                .least_loaded(&key("nobody"), None)
                 .map(|executor| executor.id.as_str()),
             None
         );
@@ -461,14 +477,16 @@ mod tests {
             big.capacity = 0;
         }
         assert_eq!(
-            registry.least_loaded(&key("h")).map(|e| e.id.as_str()),
+            registry
+                .least_loaded(&key("h"), None)
+                .map(|e| e.id.as_str()),
             None
         );
         let removed = registry.remove("big").expect("was there");
         assert_eq!(removed.in_flight.len(), 4);
         assert_eq!(
             registry
-                .least_loaded(&key("h"))
+                .least_loaded(&key("h"), None)
                 .map(|executor| executor.id.as_str()),
             None
         );
@@ -491,7 +509,7 @@ mod tests {
         );
         assert_eq!(
             registry
-                .least_loaded(&key("h"))
+                .least_loaded(&key("h"), None)
                 .map(|executor| executor.id.as_str()),
             None
         );
@@ -501,9 +519,80 @@ mod tests {
         };
         assert_eq!(
             registry
-                .least_loaded(&team_a)
+                .least_loaded(&team_a, None)
                 .map(|executor| executor.id.as_str()),
             Some("e")
+        );
+    }
+
+    #[test]
+    fn a_task_requiring_labels_goes_only_to_executors_with_them() {
+        let mut registry = ExecutorRegistry::default();
+        let (sender, _receiver) = mpsc::channel(8);
+        for (id, labels) in [
+            ("plain", vec![]),
+            ("gpu-us", vec![("gpu", "true"), ("region", "us")]),
+            ("gpu-eu", vec![("gpu", "true"), ("region", "eu")]),
+        ] {
+            let mut registration = registration(&["h"], 1);
+            registration.labels = labels
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .collect();
+            registry.add(
+                id.into(),
+                "default".into(),
+                registration,
+                StreamHandles {
+                    outbound: sender.clone(),
+                    stream_guard: watch::channel(false).0,
+                    last_heard: LastHeard::default(),
+                },
+                0,
+            );
+        }
+        let chosen = |registry: &ExecutorRegistry, required: &[(&str, &str)]| {
+            let required: Labels = required
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect();
+            registry
+                .least_loaded(&key("h"), Some(&required))
+                .map(|executor| executor.id.clone())
+        };
+        assert_eq!(
+            registry
+                .least_loaded(&key("h"), None)
+                .map(|executor| executor.id.as_str()),
+            Some("plain"),
+            "a task without labels goes to any executor"
+        );
+        assert_eq!(
+            chosen(&registry, &[("gpu", "true")]).as_deref(),
+            Some("gpu-us")
+        );
+        assert_eq!(
+            chosen(&registry, &[("region", "eu")]).as_deref(),
+            Some("gpu-eu")
+        );
+        assert_eq!(chosen(&registry, &[("region", "ap")]), None);
+        assert!(!registry.serves(
+            &key("h"),
+            Some(&[("region".to_owned(), "ap".to_owned())].into())
+        ));
+        assert!(registry.serves(
+            &key("h"),
+            Some(&[("region".to_owned(), "eu".to_owned())].into())
+        ));
+        registry
+            .get_mut("gpu-eu")
+            .expect("known")
+            .in_flight
+            .insert("a1".into());
+        assert_eq!(
+            chosen(&registry, &[("region", "eu")]),
+            None,
+            "the only executor with the labels is full; the others may not take it"
         );
     }
 }

@@ -1,16 +1,38 @@
-//! READY tasks waiting for an executor, per namespace and handler. Within a
-//! handler, runs take turns (round-robin), so a run with a 10,000-wide
-//! fan-out cannot starve a small run that became ready after it.
+//! READY tasks waiting for an executor, per namespace, handler and required
+//! labels. Within a queue, runs take turns (round-robin), so a run with a
+//! 10,000-wide fan-out cannot starve a small run that became ready after it.
+//! Tasks requiring labels wait in a queue of their own, so that one no
+//! executor can take never holds up the tasks of its handler behind it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tributary_core::Labels;
 
 use crate::engine::plan::TaskIndex;
 
-/// Where a ready task waits: its namespace and handler.
+/// The executors a task may go to: those of its namespace serving its
+/// handler.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HandlerKey {
     pub namespace: String,
     pub handler: String,
+}
+
+/// Where a ready task waits: its handler, and the labels an executor must
+/// have to take it (`None` when it requires none, the common case, which
+/// costs nothing to match).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReadyKey {
+    pub handler: HandlerKey,
+    pub labels: Option<Arc<Labels>>,
+}
+
+impl ReadyKey {
+    /// The labels required, if any.
+    pub fn required(&self) -> Option<&Labels> {
+        self.labels.as_deref()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -22,11 +44,11 @@ struct HandlerQueue {
 
 #[derive(Debug, Default)]
 pub struct ReadyQueue {
-    queues: HashMap<HandlerKey, HandlerQueue>,
+    queues: HashMap<ReadyKey, HandlerQueue>,
 }
 
 impl ReadyQueue {
-    pub fn push(&mut self, key: HandlerKey, run_id: &str, task: TaskIndex) {
+    pub fn push(&mut self, key: ReadyKey, run_id: &str, task: TaskIndex) {
         let queue = self.queues.entry(key).or_default();
         let tasks = queue.tasks.entry(run_id.to_owned()).or_default();
         if tasks.is_empty() {
@@ -37,7 +59,7 @@ impl ReadyQueue {
 
     /// The next task for `key`: the first task of the run whose turn it is;
     /// that run then goes to the back of the line.
-    pub fn pop(&mut self, key: &HandlerKey) -> Option<(String, TaskIndex)> {
+    pub fn pop(&mut self, key: &ReadyKey) -> Option<(String, TaskIndex)> {
         let queue = self.queues.get_mut(key)?;
         let run_id = queue.turn.pop_front()?;
         let tasks = queue.tasks.get_mut(&run_id)?;
@@ -53,9 +75,9 @@ impl ReadyQueue {
         Some((run_id, task))
     }
 
-    /// Handlers with waiting tasks, sorted so dispatch is deterministic.
-    pub fn keys(&self) -> Vec<HandlerKey> {
-        let mut keys: Vec<HandlerKey> = self.queues.keys().cloned().collect();
+    /// Queues with waiting tasks, sorted so dispatch is deterministic.
+    pub fn keys(&self) -> Vec<ReadyKey> {
+        let mut keys: Vec<ReadyKey> = self.queues.keys().cloned().collect();
         keys.sort();
         keys
     }
@@ -74,12 +96,14 @@ impl ReadyQueue {
         });
     }
 
-    /// How many tasks wait for each handler key.
-    pub fn len(&self, key: &HandlerKey) -> usize {
-        self.queues
-            .get(key)
-            .map(|queue| queue.tasks.values().map(VecDeque::len).sum())
-            .unwrap_or(0)
+    /// How many tasks wait for each handler, whatever labels they require.
+    pub fn waiting_by_handler(&self) -> HashMap<&HandlerKey, usize> {
+        let mut counts: HashMap<&HandlerKey, usize> = HashMap::new();
+        for (key, queue) in &self.queues {
+            *counts.entry(&key.handler).or_default() +=
+                queue.tasks.values().map(VecDeque::len).sum::<usize>();
+        }
+        counts
     }
 }
 
@@ -87,10 +111,13 @@ impl ReadyQueue {
 mod tests {
     use super::*;
 
-    fn key() -> HandlerKey {
-        HandlerKey {
-            namespace: "default".into(),
-            handler: "h".into(),
+    fn key() -> ReadyKey {
+        ReadyKey {
+            handler: HandlerKey {
+                namespace: "default".into(),
+                handler: "h".into(),
+            },
+            labels: None,
         }
     }
 
@@ -120,8 +147,25 @@ mod tests {
         queue.push(key(), "a", 0);
         queue.push(key(), "b", 1);
         queue.remove_run("a");
-        assert_eq!(queue.len(&key()), 1);
+        assert_eq!(queue.waiting_by_handler().get(&key().handler), Some(&1));
         assert_eq!(queue.pop(&key()), Some(("b".to_owned(), 1)));
         assert_eq!(queue.pop(&key()), None);
+    }
+
+    #[test]
+    fn tasks_requiring_labels_wait_apart_and_count_for_their_handler() {
+        let mut queue = ReadyQueue::default();
+        let gpu = ReadyKey {
+            labels: Some(Arc::new([("gpu".to_owned(), "true".to_owned())].into())),
+            ..key()
+        };
+        queue.push(gpu.clone(), "a", 0);
+        queue.push(key(), "a", 1);
+        assert_eq!(queue.keys(), [key(), gpu.clone()]);
+        assert_eq!(queue.pop(&key()), Some(("a".to_owned(), 1)));
+        assert_eq!(queue.pop(&key()), None);
+        assert_eq!(queue.waiting_by_handler().get(&key().handler), Some(&1));
+        assert_eq!(queue.pop(&gpu), Some(("a".to_owned(), 0)));
+        assert!(queue.is_empty());
     }
 }

@@ -5,8 +5,9 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
-use tributary_core::{TaskSpec, WorkflowSpec};
+use tributary_core::{Labels, TaskSpec, WorkflowSpec};
 
 /// Index of a task in its plan's canonical order.
 pub type TaskIndex = usize;
@@ -19,6 +20,9 @@ pub struct WorkflowPlan {
     pub tasks: Vec<TaskSpec>,
     pub dependencies: Vec<Vec<TaskIndex>>,
     pub dependants: Vec<Vec<TaskIndex>>,
+    /// Each task's required labels, shared by all its ready entries so
+    /// that queueing one never copies them; `None` for a task without.
+    required_labels: Vec<Option<Arc<Labels>>>,
     index_by_id: BTreeMap<String, TaskIndex>,
 }
 
@@ -92,9 +96,16 @@ impl WorkflowPlan {
                 dependants[dependency].push(index);
             }
         }
+        let required_labels = tasks
+            .iter()
+            .map(|task| {
+                (!task.required_labels.is_empty()).then(|| Arc::new(task.required_labels.clone()))
+            })
+            .collect();
         WorkflowPlan {
             workflow_name: spec.name.clone(),
             version: version.to_owned(),
+            required_labels,
             tasks,
             dependencies,
             dependants,
@@ -108,6 +119,11 @@ impl WorkflowPlan {
 
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
+    }
+
+    /// The labels an executor must have to take `task`, if any.
+    pub fn required_labels(&self, task: TaskIndex) -> Option<&Arc<Labels>> {
+        self.required_labels.get(task)?.as_ref()
     }
 
     pub fn index_of(&self, task_id: &str) -> Option<TaskIndex> {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tributary-dev/tributary/client-sdk/go/tributary"
@@ -48,11 +49,20 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// key=value,key=value; unset or empty means no labels.
+	labels := map[string]string{}
+	for _, label := range strings.Split(os.Getenv("CONFORMANCE_LABELS"), ",") {
+		if label != "" {
+			key, value, _ := strings.Cut(label, "=")
+			labels[key] = value
+		}
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	worker, err := tributary.NewWorker(server, tributary.WorkerOptions{
 		Namespace:       os.Getenv("TRIBUTARY_NAMESPACE"),
 		Name:            os.Getenv("CONFORMANCE_WORKER_NAME"),
 		Capacity:        uint32(capacity),
+		Labels:          labels,
 		ValueCacheBytes: int64(cacheBytes),
 		ShutdownTimeout: 30 * time.Second,
 		ReconnectMin:    50 * time.Millisecond,

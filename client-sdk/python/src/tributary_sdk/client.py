@@ -117,6 +117,7 @@ def definition_to_proto(definition: Mapping[str, Any]) -> workflow_pb2.WorkflowD
         entry.retry_backoff = task.get("retry_backoff", "") or ""
         entry.trigger_rule = task.get("trigger_rule", "") or ""
         entry.handler = task.get("handler", "") or ""
+        entry.required_labels.update(task.get("required_labels") or {})
     return message
 
 

@@ -12,6 +12,9 @@ from .errors import DefinitionError
 
 __all__ = [
     "BACKOFFS",
+    "MAX_LABELS",
+    "MAX_LABEL_KEY_BYTES",
+    "MAX_LABEL_VALUE_BYTES",
     "MAX_DELAY_MS",
     "MAX_RETRY_ATTEMPTS",
     "MAX_TIMEOUT_MS",
@@ -31,6 +34,12 @@ MAX_DELAY_MS = 86_400_000
 """The largest ``retry_delay_ms`` and ``retry_max_delay_ms`` (one day)."""
 MAX_TIMEOUT_MS = 604_800_000
 """The largest ``timeout_ms`` (seven days)."""
+MAX_LABELS = 64
+"""The most ``required_labels`` of a task (and labels of a worker)."""
+MAX_LABEL_KEY_BYTES = 63
+"""The longest label key, in UTF-8 bytes."""
+MAX_LABEL_VALUE_BYTES = 256
+"""The longest label value, in UTF-8 bytes."""
 _DEFAULT_RETRY_DELAY_MS = 1_000
 _DEFAULT_RETRY_MAX_DELAY_MS = 30_000
 _IDENTIFIER_RULE = "must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter"
@@ -169,6 +178,39 @@ def _check_settings(task_id: str, task: Mapping[str, Any]) -> None:
             f"task {debug_str(task_id)}: invalid handler {debug_str(handler)}:"
             " must be 1-128 characters of a-z, A-Z, 0-9, _, -, ., : and /"
         )
+    labels: Mapping[str, str] = task.get("required_labels") or {}
+    problem = check_labels(labels)
+    if problem is not None:
+        raise DefinitionError(f"task {debug_str(task_id)}: required_labels {problem}")
+
+
+def check_labels(labels: Mapping[str, str]) -> str | None:
+    """What is wrong with a set of labels (the server's rule for workers'
+    labels and tasks' required labels, checked in key order), or ``None``.
+
+    >>> check_labels({"gpu": "true"}) is None, check_labels({"": "x"})
+    (True, 'has an empty key')
+    """
+    if len(labels) > MAX_LABELS:
+        return f"has {len(labels)} labels, over the limit of {MAX_LABELS}"
+    # Sorting by code point is sorting by UTF-8 bytes, the server's order.
+    for key in sorted(labels):
+        value = labels[key]
+        if not key:
+            return "has an empty key"
+        key_bytes = len(key.encode())
+        if key_bytes > MAX_LABEL_KEY_BYTES:
+            return f"key {debug_str(key)} is {key_bytes} bytes, over the limit of {MAX_LABEL_KEY_BYTES}"
+        if "\0" in key:
+            return f"key {debug_str(key)} contains U+0000"
+        value_bytes = len(value.encode())
+        if value_bytes > MAX_LABEL_VALUE_BYTES:
+            return (
+                f"value of {debug_str(key)} is {value_bytes} bytes, over the limit of {MAX_LABEL_VALUE_BYTES}"
+            )
+        if "\0" in value:
+            return f"value of {debug_str(key)} contains U+0000"
+    return None
 
 
 def find_cycle(dependencies: Mapping[str, Iterable[str]]) -> list[str] | None:

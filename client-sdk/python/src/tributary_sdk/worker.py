@@ -136,7 +136,8 @@ class Worker:
         self.capacity = max(0, capacity)
         """Attempts run at once."""
         self.labels = dict(labels or {})
-        """Labels shown by ``ListExecutors``."""
+        """Labels shown by ``ListExecutors``; a task with ``required_labels``
+        is assigned only to workers that have every one of them."""
         self.value_cache_bytes = value_cache_bytes
         """Bytes of context values kept to be referenced (0 = none)."""
         self._heartbeat_override = heartbeat_interval

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
@@ -64,6 +64,9 @@ class TaskDefinition:
     """When the task runs once its dependencies are done (default ``all_success``)."""
     handler: str = ""
     """The routing key; default ``<workflow>.<task id>``."""
+    required_labels: Mapping[str, str] = field(default_factory=dict)
+    """Executor labels the task requires: only workers registered with every
+    one of these (``Worker(labels=...)``) are assigned it."""
 
     def handler_name(self, workflow_name: str) -> str:
         """The handler the task is routed by in ``workflow_name``.
@@ -91,6 +94,8 @@ class TaskDefinition:
             value = getattr(self, name)
             if value is not None and value != "":
                 out[name] = value
+        if self.required_labels:
+            out["required_labels"] = dict(self.required_labels)
         return out
 
 
@@ -142,6 +147,7 @@ def task(
     timeout_ms: int | None = None,
     trigger_rule: TriggerRule | str = "",
     handler: str = "",
+    required_labels: Mapping[str, str] | None = None,
 ) -> Callable[[Handler], Task]: ...
 
 
@@ -159,6 +165,7 @@ def task(
     timeout_ms: int | None = None,
     trigger_rule: TriggerRule | str = "",
     handler: str = "",
+    required_labels: Mapping[str, str] | None = None,
 ) -> Task | Callable[[Handler], Task]:
     """Declare a task: ``@task(id=..., dependencies=[...], retry_attempts=...)``
     on a function taking a :class:`Context`. The id defaults to the
@@ -168,6 +175,13 @@ def task(
     ... async def partition_data(context: Context) -> None: ...
     >>> partition_data.definition.dependencies
     ('generate_data',)
+
+    ``required_labels`` routes the task to workers with those labels only:
+
+    >>> @task(required_labels={"gpu": "true"})
+    ... def train(context: Context) -> None: ...
+    >>> train.definition.to_dict()
+    {'id': 'train', 'required_labels': {'gpu': 'true'}}
     """
 
     def wrap(code: Handler) -> Task:
@@ -182,6 +196,7 @@ def task(
             timeout_ms=timeout_ms,
             trigger_rule=trigger_rule,
             handler=handler,
+            required_labels=dict(required_labels or {}),
         )
         return Task(definition, code)
 

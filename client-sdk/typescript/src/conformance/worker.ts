@@ -145,12 +145,21 @@ for (const [name, handler] of Object.entries(handlers)) {
   };
 }
 
+// `key=value,key=value`; unset or empty means no labels.
+const labels: Record<string, string> = {};
+for (const label of (process.env.CONFORMANCE_LABELS ?? "").split(",").filter((l) => l !== "")) {
+  const at = label.indexOf("=");
+  if (at < 0) labels[label] = "";
+  else labels[label.slice(0, at)] = label.slice(at + 1);
+}
+
 const worker = new Worker({
   serverUrl: env("TRIBUTARY_SERVER"),
   namespace: env("TRIBUTARY_NAMESPACE", "default"),
   name: env("CONFORMANCE_WORKER_NAME", `typescript-conformance/${process.pid}`),
   capacity: Number(env("CONFORMANCE_CAPACITY", "4")),
   valueCacheBytes: Number(env("CONFORMANCE_VALUE_CACHE_BYTES", "0")),
+  labels,
   handlers: logged,
   logger: (level, message) => {
     // TRIBUTARY_LOG=debug shows the worker's debug lines too.

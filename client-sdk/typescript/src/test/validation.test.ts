@@ -59,18 +59,23 @@ test("tests/vectors/validation.json: the server agrees (raw definitions sent pas
 test("the typed builders produce the wire definition", () => {
   const wf = workflow("etl", [
     task({ id: "extract", retryAttempts: 2, retryBackoff: "linear", timeoutMs: 1000 }, () => {}),
-    task({ id: "load", dependencies: ["extract"], triggerRule: "all_done", handler: "etl.load:v2" }, () => {}),
+    task({ id: "load", dependencies: ["extract"], triggerRule: "all_done", handler: "etl.load:v2", requiredLabels: { gpu: "true" } }, () => {}),
   ], { description: "d" });
   const expected: WorkflowDefinitionJson = {
     name: "etl",
     description: "d",
     tasks: [
       { id: "extract", dependencies: [], retry_attempts: 2, retry_backoff: "linear", timeout_ms: 1000 },
-      { id: "load", dependencies: ["extract"], trigger_rule: "all_done", handler: "etl.load:v2" },
+      { id: "load", dependencies: ["extract"], trigger_rule: "all_done", handler: "etl.load:v2", required_labels: { gpu: "true" } },
     ],
   };
   assert.deepEqual(wf.definition(), expected);
   assert.deepEqual([...wf.handlers().keys()], ["etl.extract", "etl.load:v2"]);
   assert.throws(() => workflow("etl", [task({ id: "a", dependencies: ["a"] }, () => {})]).validate(), /task "a" depends on itself/);
   assert.throws(() => definitionFromJson({ name: "w", tasks: [{ id: "a", retries: 1 }] }), /unknown field "retries" in task 0/);
+  assert.throws(
+    () => definitionFromJson({ name: "w", tasks: [{ id: "a", required_labels: { gpu: 1 } }] }),
+    /task 0: required_labels must be an object of strings/,
+  );
+  assert.deepEqual(definitionFromJson({ name: "w", tasks: [{ id: "a", required_labels: { gpu: "true" } }] }).tasks[0]?.required_labels, { gpu: "true" });
 });

@@ -55,7 +55,7 @@ export interface WorkerOptions {
   instanceId?: string;
   /** How many attempts run at once (default 4). */
   capacity?: number;
-  /** Free-form labels shown by ListExecutors. */
+  /** Labels shown by ListExecutors; a task with `requiredLabels` is assigned only to workers that have every one of them. */
   labels?: Record<string, string>;
   /** Workflows whose every task this worker serves. */
   workflows?: readonly Workflow[];

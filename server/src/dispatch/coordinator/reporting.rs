@@ -1,11 +1,12 @@
 //! What the coordinator tells operators: why an executor went away, a
-//! handler that no executor serves, and why each READY task of a run waits.
+//! handler that no executor serves (or none with the labels a task
+//! requires), and why each READY task of a run waits.
 
 use super::Coordinator;
 use crate::dispatch::executors::Executor;
 use crate::dispatch::handle::DisconnectReason;
-use crate::dispatch::ready_queue::HandlerKey;
-use crate::dispatch::waiting::{self, TaskWait};
+use crate::dispatch::ready_queue::{HandlerKey, ReadyKey};
+use crate::dispatch::waiting::{self, TaskWait, WaitingReason};
 use crate::engine::records::TaskState;
 
 /// Why the coordinator forgets an executor.
@@ -51,17 +52,34 @@ pub(super) fn log_departure(executor: &Executor, departure: Departure) {
     }
 }
 
-/// The warning for the first task ready for a handler nobody serves.
-pub(super) fn warn_unserved(key: &HandlerKey, task_id: &str, run_id: &str) {
-    tracing::warn!(
-        handler = key.handler,
-        namespace = key.namespace,
-        task_id,
-        run_id,
-        "no executor serves handler {:?} (namespace {:?}); task {task_id:?} of run {run_id} waits",
-        key.handler,
-        key.namespace,
-    );
+/// The warning for the first task ready for a handler nobody serves, or
+/// requiring labels no executor serving it has.
+pub(super) fn warn_unserved(key: &ReadyKey, reason: WaitingReason, task_id: &str, run_id: &str) {
+    let handler = &key.handler;
+    match key.required() {
+        Some(required) if reason == WaitingReason::NoMatchingLabels => {
+            let labels = tributary_core::format_labels(required);
+            tracing::warn!(
+                handler = handler.handler,
+                namespace = handler.namespace,
+                required_labels = labels,
+                task_id,
+                run_id,
+                "no executor serving handler {:?} (namespace {:?}) has the labels {labels}; task {task_id:?} of run {run_id} waits",
+                handler.handler,
+                handler.namespace,
+            );
+        }
+        _ => tracing::warn!(
+            handler = handler.handler,
+            namespace = handler.namespace,
+            task_id,
+            run_id,
+            "no executor serves handler {:?} (namespace {:?}); task {task_id:?} of run {run_id} waits",
+            handler.handler,
+            handler.namespace,
+        ),
+    }
 }
 
 impl Coordinator {
@@ -79,10 +97,13 @@ impl Coordinator {
             .iter()
             .enumerate()
             .filter(|(index, _)| run.task_state(*index) == TaskState::Ready)
-            .filter_map(|(_, task)| {
-                let key = HandlerKey {
-                    namespace: namespace.to_owned(),
-                    handler: task.handler.clone(),
+            .filter_map(|(index, task)| {
+                let key = ReadyKey {
+                    handler: HandlerKey {
+                        namespace: namespace.to_owned(),
+                        handler: task.handler.clone(),
+                    },
+                    labels: run.plan().required_labels(index).cloned(),
                 };
                 let reason = waiting::classify(&key, &self.executors)?;
                 Some(TaskWait {

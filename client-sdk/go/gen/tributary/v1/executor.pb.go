@@ -460,8 +460,9 @@ type Register struct {
 	// executor (it reclaims held attempts but is assigned nothing new until
 	// `capacity_changed`).
 	MaxConcurrentAttempts uint32 `protobuf:"varint,4,opt,name=max_concurrent_attempts,json=maxConcurrentAttempts,proto3" json:"max_concurrent_attempts,omitempty"`
-	// Free-form labels, shown by ListExecutors: at most 64, keys 1 to 63
-	// bytes, values at most 256 bytes.
+	// Labels, shown by ListExecutors: at most 64, keys 1 to 63 bytes, values
+	// at most 256 bytes, no U+0000. A task with required_labels is assigned
+	// only to executors whose labels include every one of them.
 	Labels map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Attempts the executor still runs, or whose results are not yet
 	// acknowledged, after a reconnect; at most 10,000. After a server restart,

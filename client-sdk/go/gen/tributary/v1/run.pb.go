@@ -106,7 +106,8 @@ const (
 	TaskState_TASK_STATE_UNSPECIFIED TaskState = 0
 	// Some dependency is not terminal yet.
 	TaskState_TASK_STATE_WAITING TaskState = 1
-	// Runnable, waiting for an executor serving its handler with free capacity.
+	// Runnable, waiting for an executor serving its handler (with the task's
+	// required labels) with free capacity.
 	TaskState_TASK_STATE_READY TaskState = 2
 	// An attempt was sent to an executor.
 	TaskState_TASK_STATE_ASSIGNED TaskState = 3
@@ -193,6 +194,10 @@ const (
 	WaitingReason_WAITING_REASON_ALL_SLOTS_BUSY WaitingReason = 2
 	// The only executors serving the handler are draining (capacity 0).
 	WaitingReason_WAITING_REASON_EXECUTORS_DRAINING WaitingReason = 3
+	// Executors serve the handler, but none of them has the labels the task
+	// requires (TaskDefinition.required_labels): the task waits until one
+	// that has them connects.
+	WaitingReason_WAITING_REASON_NO_MATCHING_LABELS WaitingReason = 4
 )
 
 // Enum value maps for WaitingReason.
@@ -202,12 +207,14 @@ var (
 		1: "WAITING_REASON_NO_EXECUTOR",
 		2: "WAITING_REASON_ALL_SLOTS_BUSY",
 		3: "WAITING_REASON_EXECUTORS_DRAINING",
+		4: "WAITING_REASON_NO_MATCHING_LABELS",
 	}
 	WaitingReason_value = map[string]int32{
 		"WAITING_REASON_UNSPECIFIED":        0,
 		"WAITING_REASON_NO_EXECUTOR":        1,
 		"WAITING_REASON_ALL_SLOTS_BUSY":     2,
 		"WAITING_REASON_EXECUTORS_DRAINING": 3,
+		"WAITING_REASON_NO_MATCHING_LABELS": 4,
 	}
 )
 
@@ -950,8 +957,9 @@ type TaskRun struct {
 	// Set only in READY, for a task of an active run the server has not
 	// assigned yet: why it waits.
 	WaitingReason WaitingReason `protobuf:"varint,7,opt,name=waiting_reason,json=waitingReason,proto3,enum=tributary.v1.WaitingReason" json:"waiting_reason,omitempty"`
-	// The waiting reason in words, naming the handler (and, for busy slots,
-	// how many executors and slots serve it); empty when not waiting.
+	// The waiting reason in words, naming the handler (for busy slots, how
+	// many executors and slots serve it; for missing labels, the labels the
+	// task requires); empty when not waiting.
 	WaitingMessage string `protobuf:"bytes,8,opt,name=waiting_message,json=waitingMessage,proto3" json:"waiting_message,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -2145,12 +2153,13 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x11TASK_STATE_FAILED\x10\x06\x12\x16\n" +
 	"\x12TASK_STATE_SKIPPED\x10\a\x12\x18\n" +
 	"\x14TASK_STATE_CANCELLED\x10\b\x12\x1e\n" +
-	"\x1aTASK_STATE_RETRY_SCHEDULED\x10\t*\x99\x01\n" +
+	"\x1aTASK_STATE_RETRY_SCHEDULED\x10\t*\xc0\x01\n" +
 	"\rWaitingReason\x12\x1e\n" +
 	"\x1aWAITING_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aWAITING_REASON_NO_EXECUTOR\x10\x01\x12!\n" +
 	"\x1dWAITING_REASON_ALL_SLOTS_BUSY\x10\x02\x12%\n" +
-	"!WAITING_REASON_EXECUTORS_DRAINING\x10\x03*h\n" +
+	"!WAITING_REASON_EXECUTORS_DRAINING\x10\x03\x12%\n" +
+	"!WAITING_REASON_NO_MATCHING_LABELS\x10\x04*h\n" +
 	"\n" +
 	"SkipReason\x12\x1b\n" +
 	"\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +

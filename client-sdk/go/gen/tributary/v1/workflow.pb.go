@@ -135,9 +135,17 @@ type TaskDefinition struct {
 	// Routing key: an executor that registered this handler runs the task.
 	// Default `<workflow name>.<task id>`. 1-128 characters of
 	// `a-z A-Z 0-9 _ - . : /`.
-	Handler       string `protobuf:"bytes,10,opt,name=handler,proto3" json:"handler,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Handler string `protobuf:"bytes,10,opt,name=handler,proto3" json:"handler,omitempty"`
+	// Executor labels the task requires: only an executor that registered
+	// every one of these keys with the same value (it may have more labels)
+	// is assigned the task. Empty means any executor serving the handler. The
+	// rules of executor labels apply: at most 64, keys 1 to 63 bytes, values
+	// at most 256 bytes, no U+0000. Part of the version only when not empty.
+	// While no connected executor serving the handler has them, GetRun says
+	// the task waits with WAITING_REASON_NO_MATCHING_LABELS.
+	RequiredLabels map[string]string `protobuf:"bytes,11,rep,name=required_labels,json=requiredLabels,proto3" json:"required_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TaskDefinition) Reset() {
@@ -238,6 +246,13 @@ func (x *TaskDefinition) GetHandler() string {
 		return x.Handler
 	}
 	return ""
+}
+
+func (x *TaskDefinition) GetRequiredLabels() map[string]string {
+	if x != nil {
+		return x.RequiredLabels
+	}
+	return nil
 }
 
 // A stored version of a workflow.
@@ -688,7 +703,7 @@ const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"\x12WorkflowDefinition\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x122\n" +
-	"\x05tasks\x18\x03 \x03(\v2\x1c.tributary.v1.TaskDefinitionR\x05tasks\"\xd8\x03\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x1c.tributary.v1.TaskDefinitionR\x05tasks\"\xf6\x04\n" +
 	"\x0eTaskDefinition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fdependencies\x18\x02 \x03(\tR\fdependencies\x12*\n" +
@@ -701,7 +716,11 @@ const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"timeout_ms\x18\b \x01(\x03H\x04R\ttimeoutMs\x88\x01\x01\x12!\n" +
 	"\ftrigger_rule\x18\t \x01(\tR\vtriggerRule\x12\x18\n" +
 	"\ahandler\x18\n" +
-	" \x01(\tR\ahandlerB\x11\n" +
+	" \x01(\tR\ahandler\x12Y\n" +
+	"\x0frequired_labels\x18\v \x03(\v20.tributary.v1.TaskDefinition.RequiredLabelsEntryR\x0erequiredLabels\x1aA\n" +
+	"\x13RequiredLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
 	"\x0f_retry_attemptsB\x11\n" +
 	"\x0f_retry_delay_msB\x15\n" +
 	"\x13_retry_max_delay_msB\x0f\n" +
@@ -755,7 +774,7 @@ func file_tributary_v1_workflow_proto_rawDescGZIP() []byte {
 	return file_tributary_v1_workflow_proto_rawDescData
 }
 
-var file_tributary_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_tributary_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_tributary_v1_workflow_proto_goTypes = []any{
 	(*WorkflowDefinition)(nil),       // 0: tributary.v1.WorkflowDefinition
 	(*TaskDefinition)(nil),           // 1: tributary.v1.TaskDefinition
@@ -766,27 +785,29 @@ var file_tributary_v1_workflow_proto_goTypes = []any{
 	(*GetWorkflowResponse)(nil),      // 6: tributary.v1.GetWorkflowResponse
 	(*ListWorkflowsRequest)(nil),     // 7: tributary.v1.ListWorkflowsRequest
 	(*ListWorkflowsResponse)(nil),    // 8: tributary.v1.ListWorkflowsResponse
-	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
+	nil,                              // 9: tributary.v1.TaskDefinition.RequiredLabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
 }
 var file_tributary_v1_workflow_proto_depIdxs = []int32{
 	1,  // 0: tributary.v1.WorkflowDefinition.tasks:type_name -> tributary.v1.TaskDefinition
-	0,  // 1: tributary.v1.Workflow.definition:type_name -> tributary.v1.WorkflowDefinition
-	9,  // 2: tributary.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 3: tributary.v1.RegisterWorkflowRequest.definition:type_name -> tributary.v1.WorkflowDefinition
-	2,  // 4: tributary.v1.RegisterWorkflowResponse.workflow:type_name -> tributary.v1.Workflow
-	2,  // 5: tributary.v1.GetWorkflowResponse.workflow:type_name -> tributary.v1.Workflow
-	2,  // 6: tributary.v1.ListWorkflowsResponse.workflows:type_name -> tributary.v1.Workflow
-	3,  // 7: tributary.v1.WorkflowService.RegisterWorkflow:input_type -> tributary.v1.RegisterWorkflowRequest
-	5,  // 8: tributary.v1.WorkflowService.GetWorkflow:input_type -> tributary.v1.GetWorkflowRequest
-	7,  // 9: tributary.v1.WorkflowService.ListWorkflows:input_type -> tributary.v1.ListWorkflowsRequest
-	4,  // 10: tributary.v1.WorkflowService.RegisterWorkflow:output_type -> tributary.v1.RegisterWorkflowResponse
-	6,  // 11: tributary.v1.WorkflowService.GetWorkflow:output_type -> tributary.v1.GetWorkflowResponse
-	8,  // 12: tributary.v1.WorkflowService.ListWorkflows:output_type -> tributary.v1.ListWorkflowsResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	9,  // 1: tributary.v1.TaskDefinition.required_labels:type_name -> tributary.v1.TaskDefinition.RequiredLabelsEntry
+	0,  // 2: tributary.v1.Workflow.definition:type_name -> tributary.v1.WorkflowDefinition
+	10, // 3: tributary.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: tributary.v1.RegisterWorkflowRequest.definition:type_name -> tributary.v1.WorkflowDefinition
+	2,  // 5: tributary.v1.RegisterWorkflowResponse.workflow:type_name -> tributary.v1.Workflow
+	2,  // 6: tributary.v1.GetWorkflowResponse.workflow:type_name -> tributary.v1.Workflow
+	2,  // 7: tributary.v1.ListWorkflowsResponse.workflows:type_name -> tributary.v1.Workflow
+	3,  // 8: tributary.v1.WorkflowService.RegisterWorkflow:input_type -> tributary.v1.RegisterWorkflowRequest
+	5,  // 9: tributary.v1.WorkflowService.GetWorkflow:input_type -> tributary.v1.GetWorkflowRequest
+	7,  // 10: tributary.v1.WorkflowService.ListWorkflows:input_type -> tributary.v1.ListWorkflowsRequest
+	4,  // 11: tributary.v1.WorkflowService.RegisterWorkflow:output_type -> tributary.v1.RegisterWorkflowResponse
+	6,  // 12: tributary.v1.WorkflowService.GetWorkflow:output_type -> tributary.v1.GetWorkflowResponse
+	8,  // 13: tributary.v1.WorkflowService.ListWorkflows:output_type -> tributary.v1.ListWorkflowsResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_tributary_v1_workflow_proto_init() }
@@ -805,7 +826,7 @@ func file_tributary_v1_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tributary_v1_workflow_proto_rawDesc), len(file_tributary_v1_workflow_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

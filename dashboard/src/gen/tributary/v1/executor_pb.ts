@@ -217,8 +217,9 @@ export type Register = Message<"tributary.v1.Register"> & {
   maxConcurrentAttempts: number;
 
   /**
-   * Free-form labels, shown by ListExecutors: at most 64, keys 1 to 63
-   * bytes, values at most 256 bytes.
+   * Labels, shown by ListExecutors: at most 64, keys 1 to 63 bytes, values
+   * at most 256 bytes, no U+0000. A task with required_labels is assigned
+   * only to executors whose labels include every one of them.
    *
    * @generated from field: map<string, string> labels = 5;
    */

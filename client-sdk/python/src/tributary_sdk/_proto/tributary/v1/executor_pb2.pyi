@@ -270,8 +270,9 @@ class Register(_message.Message):
 
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Free-form labels, shown by ListExecutors: at most 64, keys 1 to 63
-        bytes, values at most 256 bytes.
+        """Labels, shown by ListExecutors: at most 64, keys 1 to 63 bytes, values
+        at most 256 bytes, no U+0000. A task with required_labels is assigned
+        only to executors whose labels include every one of them.
         """
 
     @_builtins.property

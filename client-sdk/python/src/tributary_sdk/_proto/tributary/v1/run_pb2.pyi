@@ -75,7 +75,9 @@ class _TaskStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskState.V
     TASK_STATE_WAITING: _TaskState.ValueType  # 1
     """Some dependency is not terminal yet."""
     TASK_STATE_READY: _TaskState.ValueType  # 2
-    """Runnable, waiting for an executor serving its handler with free capacity."""
+    """Runnable, waiting for an executor serving its handler (with the task's
+    required labels) with free capacity.
+    """
     TASK_STATE_ASSIGNED: _TaskState.ValueType  # 3
     """An attempt was sent to an executor."""
     TASK_STATE_RUNNING: _TaskState.ValueType  # 4
@@ -109,7 +111,9 @@ TASK_STATE_UNSPECIFIED: TaskState.ValueType  # 0
 TASK_STATE_WAITING: TaskState.ValueType  # 1
 """Some dependency is not terminal yet."""
 TASK_STATE_READY: TaskState.ValueType  # 2
-"""Runnable, waiting for an executor serving its handler with free capacity."""
+"""Runnable, waiting for an executor serving its handler (with the task's
+required labels) with free capacity.
+"""
 TASK_STATE_ASSIGNED: TaskState.ValueType  # 3
 """An attempt was sent to an executor."""
 TASK_STATE_RUNNING: TaskState.ValueType  # 4
@@ -142,6 +146,11 @@ class _WaitingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Waiting
     """Executors serve the handler, but every slot of theirs is taken."""
     WAITING_REASON_EXECUTORS_DRAINING: _WaitingReason.ValueType  # 3
     """The only executors serving the handler are draining (capacity 0)."""
+    WAITING_REASON_NO_MATCHING_LABELS: _WaitingReason.ValueType  # 4
+    """Executors serve the handler, but none of them has the labels the task
+    requires (TaskDefinition.required_labels): the task waits until one
+    that has them connects.
+    """
 
 class WaitingReason(_WaitingReason, metaclass=_WaitingReasonEnumTypeWrapper):
     """Why a READY task has not been assigned yet, as the server saw it when it
@@ -158,6 +167,11 @@ WAITING_REASON_ALL_SLOTS_BUSY: WaitingReason.ValueType  # 2
 """Executors serve the handler, but every slot of theirs is taken."""
 WAITING_REASON_EXECUTORS_DRAINING: WaitingReason.ValueType  # 3
 """The only executors serving the handler are draining (capacity 0)."""
+WAITING_REASON_NO_MATCHING_LABELS: WaitingReason.ValueType  # 4
+"""Executors serve the handler, but none of them has the labels the task
+requires (TaskDefinition.required_labels): the task waits until one
+that has them connects.
+"""
 Global___WaitingReason: _TypeAlias = WaitingReason  # noqa: Y015
 
 class _SkipReason:
@@ -652,8 +666,9 @@ class TaskRun(_message.Message):
     assigned yet: why it waits.
     """
     waiting_message: _builtins.str
-    """The waiting reason in words, naming the handler (and, for busy slots,
-    how many executors and slots serve it); empty when not waiting.
+    """The waiting reason in words, naming the handler (for busy slots, how
+    many executors and slots serve it; for missing labels, the labels the
+    task requires); empty when not waiting.
     """
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:

@@ -66,6 +66,26 @@ class TaskDefinition(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class RequiredLabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     DEPENDENCIES_FIELD_NUMBER: _builtins.int
     RETRY_ATTEMPTS_FIELD_NUMBER: _builtins.int
@@ -76,6 +96,7 @@ class TaskDefinition(_message.Message):
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     TRIGGER_RULE_FIELD_NUMBER: _builtins.int
     HANDLER_FIELD_NUMBER: _builtins.int
+    REQUIRED_LABELS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id: 1-64 characters of `a-z 0-9 _ -`, starting with a letter.
     Unique within the workflow.
@@ -127,6 +148,17 @@ class TaskDefinition(_message.Message):
         not form a cycle.
         """
 
+    @_builtins.property
+    def required_labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Executor labels the task requires: only an executor that registered
+        every one of these keys with the same value (it may have more labels)
+        is assigned the task. Empty means any executor serving the handler. The
+        rules of executor labels apply: at most 64, keys 1 to 63 bytes, values
+        at most 256 bytes, no U+0000. Part of the version only when not empty.
+        While no connected executor serving the handler has them, GetRun says
+        the task waits with WAITING_REASON_NO_MATCHING_LABELS.
+        """
+
     def __init__(
         self,
         *,
@@ -140,10 +172,11 @@ class TaskDefinition(_message.Message):
         timeout_ms: _builtins.int | None = ...,
         trigger_rule: _builtins.str = ...,
         handler: _builtins.str = ...,
+        required_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "retry_attempts", b"retry_attempts", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "dependencies", b"dependencies", "handler", b"handler", "id", b"id", "retry_attempts", b"retry_attempts", "retry_backoff", b"retry_backoff", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms", "trigger_rule", b"trigger_rule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "dependencies", b"dependencies", "handler", b"handler", "id", b"id", "required_labels", b"required_labels", "retry_attempts", b"retry_attempts", "retry_backoff", b"retry_backoff", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms", "trigger_rule", b"trigger_rule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_attempts: _TypeAlias = _typing.Literal["retry_attempts"]  # noqa: Y015
     _WhichOneofArgType__retry_attempts: _TypeAlias = _typing.Literal["_retry_attempts", b"_retry_attempts"]  # noqa: Y015
