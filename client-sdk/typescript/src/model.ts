@@ -286,6 +286,18 @@ export function convertWorkflow(w: PbWorkflow): Omit<RegisteredWorkflow, "create
       name: w.definition?.name ?? "",
       description: w.definition?.description ?? "",
       tasks: (w.definition?.tasks ?? []).map(convertTask),
+      ...(w.definition?.concurrency === undefined
+        ? {}
+        : {
+            concurrency: {
+              ...(w.definition.concurrency.keyPointer === "" ? {} : { key_pointer: w.definition.concurrency.keyPointer }),
+              ...(w.definition.concurrency.fixedKey === "" ? {} : { fixed_key: w.definition.concurrency.fixedKey }),
+              ...(w.definition.concurrency.maxActiveRuns === undefined
+                ? {}
+                : { max_active_runs: w.definition.concurrency.maxActiveRuns }),
+              ...(w.definition.concurrency.strategy === "" ? {} : { strategy: w.definition.concurrency.strategy }),
+            },
+          }),
     },
     version: w.version,
     sequence: w.sequence,

@@ -361,6 +361,7 @@ fn definition(tasks: &[(&str, &[&str], u32)]) -> WorkflowDefinition {
                 },
             )
             .collect(),
+        concurrency: None,
     }
 }
 
