@@ -4,6 +4,7 @@
 
 mod auth;
 mod cli;
+mod concurrency;
 mod executor_watch;
 mod fd_limit;
 mod hostile;

@@ -68,6 +68,7 @@ impl ApiError {
             ApiError::InvalidArgument(_)
             | ApiError::Definition(_)
             | ApiError::Dispatch(DispatchError::Context(_))
+            | ApiError::Dispatch(DispatchError::ConcurrencyKey(_))
             | ApiError::Dispatch(DispatchError::Retry(RetryError::UnknownTask { .. })) => {
                 ErrorCode::InvalidArgument
             }

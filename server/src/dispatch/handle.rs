@@ -45,6 +45,9 @@ pub enum DispatchError {
     /// A per-namespace quota is full; the message names it and its value.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// The run's input gives no concurrency key for its workflow's policy.
+    #[error(transparent)]
+    ConcurrencyKey(#[from] tributary_core::RunKeyError),
 }
 
 /// A request to re-run a finished run (`RetryRun`).
