@@ -23,7 +23,7 @@
 //! runs; fairness between keys competing for executors is the ready queue's
 //! round-robin between runs.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tributary_core::ConcurrencyStrategy;
 
@@ -100,6 +100,9 @@ impl KeyRuns {
 #[derive(Debug, Default)]
 pub struct ConcurrencyKeys {
     keys: BTreeMap<KeyScope, KeyRuns>,
+    /// The key of every active or queued run, so that a run can be found by
+    /// its id alone (CancelRun of a queued run names only the run).
+    scopes: HashMap<String, KeyScope>,
 }
 
 impl ConcurrencyKeys {
@@ -156,6 +159,18 @@ impl ConcurrencyKeys {
         if runs.is_empty() {
             self.keys.remove(scope);
         }
+        match &admission {
+            Admission::Start | Admission::Queue { .. } => {
+                self.scopes.insert(run_id.to_owned(), scope.clone());
+            }
+            Admission::StartCancelling { cancelled, .. } => {
+                for id in cancelled {
+                    self.scopes.remove(id);
+                }
+                self.scopes.insert(run_id.to_owned(), scope.clone());
+            }
+            Admission::Cancel { .. } => {}
+        }
         admission
     }
 
@@ -178,6 +193,7 @@ impl ConcurrencyKeys {
         } else {
             return Vec::new();
         }
+        self.scopes.remove(run_id);
         let started = runs.dequeue();
         if runs.is_empty() {
             self.keys.remove(scope);
@@ -196,6 +212,9 @@ impl ConcurrencyKeys {
         active: Vec<String>,
         queued: Vec<(String, u32)>,
     ) -> Vec<String> {
+        for run_id in active.iter().chain(queued.iter().map(|(run_id, _)| run_id)) {
+            self.scopes.insert(run_id.clone(), scope.clone());
+        }
         let runs = self.keys.entry(scope.clone()).or_default();
         runs.active = active;
         runs.queued = queued
@@ -210,6 +229,17 @@ impl ConcurrencyKeys {
             self.keys.remove(scope);
         }
         started
+    }
+
+    /// The key of an active or queued run.
+    pub fn scope_of(&self, run_id: &str) -> Option<&KeyScope> {
+        self.scopes.get(run_id)
+    }
+
+    /// Whether `run_id` is queued (not yet started).
+    pub fn is_queued(&self, run_id: &str) -> bool {
+        self.scope_of(run_id)
+            .is_some_and(|scope| self.position(scope, run_id).is_some())
     }
 
     /// The 1-based queue position of `run_id`, if it is queued.

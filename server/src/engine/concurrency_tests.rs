@@ -46,6 +46,28 @@ fn queue_starts_up_to_the_limit_then_queues_in_fifo_order() {
 }
 
 #[test]
+fn runs_are_found_by_id_while_active_or_queued() {
+    let mut keys = ConcurrencyKeys::new();
+    let k = scope("k");
+    keys.admit(&k, "r1", policy(1, Queue));
+    keys.admit(&k, "r2", policy(1, Queue));
+    assert_eq!(keys.scope_of("r1"), Some(&k));
+    assert!(!keys.is_queued("r1"));
+    assert!(keys.is_queued("r2"));
+    keys.admit(&k, "r3", policy(1, CancelNewest));
+    assert_eq!(keys.scope_of("r3"), None, "a cancelled new run is nowhere");
+    assert_eq!(keys.finish(&k, "r1"), ["r2"]);
+    assert_eq!(keys.scope_of("r1"), None);
+    assert!(!keys.is_queued("r2"));
+    keys.admit(&k, "r4", policy(1, CancelInProgress));
+    assert_eq!(keys.scope_of("r2"), None, "cancelled to make room");
+    assert_eq!(keys.scope_of("r4"), Some(&k));
+    keys.restore(&scope("j"), vec!["r5".into()], vec![("r6".into(), 1)]);
+    assert!(keys.is_queued("r6"));
+    assert_eq!(keys.scope_of("r5"), Some(&scope("j")));
+}
+
+#[test]
 fn keys_do_not_share_slots() {
     let mut keys = ConcurrencyKeys::new();
     assert_eq!(
@@ -286,6 +308,9 @@ fn random_sequences_keep_the_invariants() {
                     assert_eq!(order.remove(0), started, "FIFO");
                 }
             }
+            for id in &ended {
+                assert_eq!(keys.scope_of(id), None, "an ended run is forgotten");
+            }
             for key in 0..3 {
                 let k = scope(&format!("k{key}"));
                 let active = keys.active(&k);
@@ -305,6 +330,10 @@ fn random_sequences_keep_the_invariants() {
                 }
                 for id in active {
                     assert!(!ended.contains(id), "an ended run is not active");
+                    assert_eq!(keys.scope_of(id), Some(&k));
+                }
+                for id in &queued {
+                    assert_eq!(keys.scope_of(id), Some(&k));
                 }
             }
         }
