@@ -83,3 +83,48 @@ async fn a_start_without_a_key_in_its_input_is_refused_naming_the_pointer() {
         .await
         .expect("a number is a key");
 }
+
+#[tokio::test]
+async fn the_cli_registers_a_policy_from_a_file_and_shows_it() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let directory = tempfile::tempdir().expect("temp dir");
+    let file = directory.path().join("sync.workflow.json");
+    std::fs::write(
+        &file,
+        json!({"name": "sync", "tasks": [{"id": "a"}],
+               "concurrency": {"key_pointer": "/customer", "max_active_runs": 2,
+                               "strategy": "cancel_in_progress"}})
+        .to_string(),
+    )
+    .expect("writes");
+    let cli = |arguments: Vec<&str>| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+            .args(arguments)
+            .output()
+    };
+    let file = file.to_str().expect("UTF-8 path");
+    let registered = cli(vec!["workflow", "register", file, "--server", &url])
+        .await
+        .expect("runs");
+    assert!(registered.status.success(), "{registered:?}");
+    let shown = cli(vec!["workflow", "get", "sync", "--server", &url])
+        .await
+        .expect("runs");
+    assert!(shown.status.success(), "{shown:?}");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains(
+            "concurrency: at most 2 active runs per key /customer of the input; beyond that: cancel_in_progress"
+        ),
+        "{text}"
+    );
+    let json_output = cli(vec!["workflow", "get", "sync", "--json", "--server", &url])
+        .await
+        .expect("runs");
+    let got: serde_json::Value = serde_json::from_slice(&json_output.stdout).expect("JSON");
+    assert_eq!(
+        got["definition"]["concurrency"],
+        json!({"key_pointer": "/customer", "max_active_runs": 2, "strategy": "cancel_in_progress"})
+    );
+}
