@@ -9,12 +9,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// RunStatus is where a run is in its life: PENDING -> RUNNING -> SUCCEEDED |
-// FAILED | CANCELLED.
+// RunStatus is where a run is in its life: [QUEUED ->] PENDING -> RUNNING ->
+// SUCCEEDED | FAILED | CANCELLED.
 type RunStatus string
 
 // The run statuses.
 const (
+	RunQueued    RunStatus = "QUEUED"
 	RunPending   RunStatus = "PENDING"
 	RunRunning   RunStatus = "RUNNING"
 	RunSucceeded RunStatus = "SUCCEEDED"
@@ -267,6 +268,7 @@ const (
 	EventExecutorConnected  RunEventType = "EXECUTOR_CONNECTED"
 	EventExecutorLost       RunEventType = "EXECUTOR_LOST"
 	EventRunRetried         RunEventType = "RUN_RETRIED"
+	EventRunQueued          RunEventType = "RUN_QUEUED"
 )
 
 func (t RunEventType) toProto() pb.RunEventType {

@@ -31,6 +31,8 @@ const REWATCH_DELAY: Duration = Duration::from_millis(200);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {
+    /// Waiting for a slot of its concurrency key.
+    Queued,
     /// Created; no attempt assigned yet.
     Pending,
     /// At least one attempt has been assigned.
@@ -58,6 +60,7 @@ impl RunStatus {
 
     pub(crate) fn from_proto(status: pb::RunStatus) -> Result<RunStatus, Error> {
         Ok(match status {
+            pb::RunStatus::Queued => RunStatus::Queued,
             pb::RunStatus::Pending => RunStatus::Pending,
             pb::RunStatus::Running => RunStatus::Running,
             pb::RunStatus::Succeeded => RunStatus::Succeeded,
@@ -71,6 +74,7 @@ impl RunStatus {
 
     fn to_proto(self) -> pb::RunStatus {
         match self {
+            RunStatus::Queued => pb::RunStatus::Queued,
             RunStatus::Pending => pb::RunStatus::Pending,
             RunStatus::Running => pb::RunStatus::Running,
             RunStatus::Succeeded => pb::RunStatus::Succeeded,

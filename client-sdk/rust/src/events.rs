@@ -48,6 +48,10 @@ pub enum RunEventKind {
     /// [`Client::retry_run`] reopened the finished run;
     /// [`RunEvent::retried_task_ids`] lists the tasks reset.
     RunRetried,
+    /// The run was created QUEUED behind the active runs of its
+    /// concurrency key; [`RunEventKind::RunStarted`] follows when it leaves
+    /// the queue.
+    RunQueued,
 }
 
 impl RunEventKind {
@@ -68,6 +72,7 @@ impl RunEventKind {
             pb::RunEventType::ExecutorConnected => RunEventKind::ExecutorConnected,
             pb::RunEventType::ExecutorLost => RunEventKind::ExecutorLost,
             pb::RunEventType::RunRetried => RunEventKind::RunRetried,
+            pb::RunEventType::RunQueued => RunEventKind::RunQueued,
             pb::RunEventType::Unspecified => {
                 return Err(Error::Protocol("run event type UNSPECIFIED".to_owned()));
             }

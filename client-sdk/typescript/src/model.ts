@@ -22,7 +22,7 @@ import type { JsonObject } from "./json.js";
 import type { WorkflowDefinitionJson } from "./validate.js";
 
 /** The status of a run. */
-export type RunStatus = "PENDING" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED";
+export type RunStatus = "QUEUED" | "PENDING" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED";
 /** The state of a task within a run. */
 export type TaskState =
   | "WAITING"
@@ -52,7 +52,8 @@ export type RunEventKind =
   | "CONTEXT_CONFLICT"
   | "EXECUTOR_CONNECTED"
   | "EXECUTOR_LOST"
-  | "RUN_RETRIED";
+  | "RUN_RETRIED"
+  | "RUN_QUEUED";
 
 /**
  * Whether a run status is final.

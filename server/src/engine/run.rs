@@ -230,6 +230,8 @@ impl RunState {
             idempotency_key,
             request_hash,
             created_at_ms: now_ms,
+            status: RunStatus::Pending,
+            concurrency_key: None,
             tasks: (0..run.plan.len())
                 .map(|index| run.task_record(index))
                 .collect(),

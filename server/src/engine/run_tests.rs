@@ -588,6 +588,8 @@ fn stored_detail(new_run: &NewRun, batches: &[RunChanges]) -> RunDetail {
         finished_at_ms: None,
         retry_count: 0,
         retry_request_id: None,
+        concurrency_key: None,
+        queue_position: None,
     };
     let mut tasks = new_run.tasks.clone();
     let mut attempts: Vec<AttemptRecord> = Vec::new();

@@ -35,7 +35,7 @@ __all__ = [
 
 
 class RunStatus(enum.IntEnum):
-    """A run's lifecycle: PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
+    """A run's lifecycle: [QUEUED ->] PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
 
     UNSPECIFIED = 0
     PENDING = 1
@@ -43,6 +43,7 @@ class RunStatus(enum.IntEnum):
     SUCCEEDED = 3
     FAILED = 4
     CANCELLED = 5
+    QUEUED = 6
 
     @property
     def is_terminal(self) -> bool:
@@ -105,6 +106,7 @@ class RunEventType(enum.IntEnum):
     EXECUTOR_CONNECTED = 13
     EXECUTOR_LOST = 14
     RUN_RETRIED = 15
+    RUN_QUEUED = 16
 
 
 def _time(stamp: Timestamp, present: bool = True) -> datetime | None:
