@@ -81,6 +81,8 @@ pub struct StartRunCommand {
     pub input_context_json: String,
     pub idempotency_key: Option<String>,
     pub request_hash: String,
+    /// The run's key when its workflow version has a concurrency policy.
+    pub concurrency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

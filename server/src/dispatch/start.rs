@@ -58,12 +58,12 @@ pub async fn start_or_find_run(
     let workflow = store
         .get_workflow(request.namespace, request.workflow_name, &selector)
         .await?;
-    if let Some(policy) = &workflow.spec.concurrency {
-        // Checked before anything is stored, so a start whose input has no
-        // key leaves no run behind. The limit itself is not enforced yet:
-        // see CONCURRENCY-STATUS.md.
-        run_key(policy, &request.input_context_json)?;
-    }
+    // Computed before anything is stored, so a start whose input has no key
+    // leaves no run behind.
+    let concurrency_key = match &workflow.spec.concurrency {
+        Some(policy) => Some(run_key(policy, &request.input_context_json)?),
+        None => None,
+    };
     coordinator
         .start_run(StartRunCommand {
             namespace: request.namespace.to_owned(),
@@ -71,6 +71,7 @@ pub async fn start_or_find_run(
             input_context_json: request.input_context_json,
             idempotency_key: request.idempotency_key,
             request_hash,
+            concurrency_key,
         })
         .await
 }

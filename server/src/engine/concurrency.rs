@@ -27,6 +27,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tributary_core::ConcurrencyStrategy;
 
+use super::records::{EventDetails, EventType, NewEvent, NewRun, RunStatus};
+
 /// The runs that share a limit: one key of one workflow (every version) in
 /// one namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -276,6 +278,85 @@ impl ConcurrencyKeys {
     /// How many keys have active or queued runs.
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+}
+
+/// The rows of a run created QUEUED, from those [`RunState::start`] built
+/// for it: its row (status QUEUED, its key) and RUN_QUEUED, no tasks yet
+/// (they are written when it leaves the queue).
+///
+/// [`RunState::start`]: super::run::RunState::start
+pub fn queued_run(run: NewRun, key: &str, position: usize) -> NewRun {
+    let created_at_ms = run.created_at_ms;
+    NewRun {
+        status: RunStatus::Queued,
+        concurrency_key: Some(key.to_owned()),
+        tasks: Vec::new(),
+        events: vec![NewEvent {
+            sequence: 1,
+            event_type: EventType::RunQueued,
+            details: EventDetails {
+                concurrency_key: Some(key.to_owned()),
+                queue_position: Some(u32::try_from(position).unwrap_or(u32::MAX)),
+                ..EventDetails::default()
+            },
+            created_at_ms,
+        }],
+        ..run
+    }
+}
+
+/// The rows of a run created CANCELLED because its key was full
+/// (`cancel_newest`): its row and RUN_FINISHED with the reason, no tasks.
+pub fn refused_run(run: NewRun, key: &str, reason: String) -> NewRun {
+    let created_at_ms = run.created_at_ms;
+    NewRun {
+        status: RunStatus::Cancelled,
+        concurrency_key: Some(key.to_owned()),
+        tasks: Vec::new(),
+        events: vec![NewEvent {
+            sequence: 1,
+            event_type: EventType::RunFinished,
+            details: EventDetails {
+                run_status: Some(RunStatus::Cancelled),
+                error: Some(reason),
+                ..EventDetails::default()
+            },
+            created_at_ms,
+        }],
+        ..run
+    }
+}
+
+/// The RUN_FINISHED (CANCELLED) of a run cancelled while QUEUED: the event
+/// after its RUN_QUEUED, carried in a [`NewRun`] naming the run.
+pub fn cancelled_queued_run(
+    namespace: &str,
+    run_id: &str,
+    workflow_name: &str,
+    now_ms: i64,
+) -> NewRun {
+    NewRun {
+        id: run_id.to_owned(),
+        namespace: namespace.to_owned(),
+        workflow_name: workflow_name.to_owned(),
+        workflow_version: String::new(),
+        input_context_json: String::new(),
+        idempotency_key: None,
+        request_hash: String::new(),
+        created_at_ms: now_ms,
+        status: RunStatus::Cancelled,
+        concurrency_key: None,
+        tasks: Vec::new(),
+        events: vec![NewEvent {
+            sequence: 2,
+            event_type: EventType::RunFinished,
+            details: EventDetails {
+                run_status: Some(RunStatus::Cancelled),
+                ..EventDetails::default()
+            },
+            created_at_ms: now_ms,
+        }],
     }
 }
 

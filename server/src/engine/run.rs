@@ -177,6 +177,56 @@ impl RunState {
         request_hash: String,
         now_ms: i64,
     ) -> Result<(RunState, NewRun, Vec<Action>), ContextError> {
+        RunState::start_at(
+            id,
+            namespace,
+            plan,
+            settings,
+            input_context_json,
+            (idempotency_key, request_hash),
+            now_ms,
+            1,
+        )
+    }
+
+    /// Starts a run that waited QUEUED for a slot of its concurrency key:
+    /// as [`RunState::start`], but its events follow its RUN_QUEUED (so
+    /// RUN_STARTED is sequence 2), and the store updates its row instead of
+    /// inserting one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_dequeued(
+        id: String,
+        namespace: String,
+        plan: Arc<WorkflowPlan>,
+        settings: RunSettings,
+        input_context_json: &str,
+        idempotency_key: Option<String>,
+        request_hash: String,
+        now_ms: i64,
+    ) -> Result<(RunState, NewRun, Vec<Action>), ContextError> {
+        RunState::start_at(
+            id,
+            namespace,
+            plan,
+            settings,
+            input_context_json,
+            (idempotency_key, request_hash),
+            now_ms,
+            2,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_at(
+        id: String,
+        namespace: String,
+        plan: Arc<WorkflowPlan>,
+        settings: RunSettings,
+        input_context_json: &str,
+        (idempotency_key, request_hash): (Option<String>, String),
+        now_ms: i64,
+        first_sequence: u64,
+    ) -> Result<(RunState, NewRun, Vec<Action>), ContextError> {
         let input = Context::from_input(input_context_json)?;
         let tasks = (0..plan.len())
             .map(|index| TaskRuntime {
@@ -209,7 +259,7 @@ impl RunState {
             writers: HashMap::new(),
             context_size,
             attempts: HashMap::new(),
-            next_sequence: 1,
+            next_sequence: first_sequence,
             pending: PendingChanges::default(),
             plan,
         };

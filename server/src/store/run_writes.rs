@@ -36,7 +36,8 @@ const INSERT_RUN: &str = "INSERT INTO runs \
      (id, namespace, workflow_name, workflow_version, status, input_context_json, \
      final_context_json, idempotency_key, request_hash, created_at_ms, started_at_ms, \
      finished_at_ms, concurrency_key) \
-     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, NULL, NULL, $10) \
+     VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'cancelled' THEN $6 END, $7, $8, $9, \
+     NULL, CASE WHEN $5 = 'cancelled' THEN $9 END, $10) \
      ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
      RETURNING id";
 
