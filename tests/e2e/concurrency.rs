@@ -360,6 +360,13 @@ async fn cancel_in_progress_cancels_the_oldest_active_run_and_starts_the_new_one
         .run_id;
     let old = server.wait_for_run("default", &first, LIMIT).await;
     assert_eq!(old.status(), pb::RunStatus::Cancelled);
+    let finished = events(&server, &first).await;
+    let last = finished.last().expect("events");
+    assert_eq!(last.r#type(), pb::RunEventType::RunFinished);
+    assert_eq!(
+        last.error,
+        format!("cancelled by newer run {second} (concurrency key \"acme\")")
+    );
     assert_eq!(
         server.get_run("default", &second).await.status(),
         pb::RunStatus::Pending

@@ -511,7 +511,7 @@ impl Coordinator {
         }
     }
 
-    fn apply_actions(&mut self, run_id: &str, actions: Vec<Action>) {
+    pub(super) fn apply_actions(&mut self, run_id: &str, actions: Vec<Action>) {
         self.mark_dirty(run_id);
         for action in actions {
             match action {

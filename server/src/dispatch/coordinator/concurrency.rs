@@ -38,14 +38,14 @@ impl Coordinator {
         let run_id = new_run.id.clone();
         let admission = self.concurrency.admit(&scope, &run_id, policy);
         let (record, activate, cancelled) = match admission {
-            Admission::Start => (new_run, true, Vec::new()),
-            Admission::StartCancelling { cancelled, .. } => (new_run, true, cancelled),
+            Admission::Start => (new_run, true, None),
+            Admission::StartCancelling { cancelled, reason } => {
+                (new_run, true, Some((cancelled, reason)))
+            }
             Admission::Queue { position } => {
-                (queued_run(new_run, &scope.key, position), false, Vec::new())
+                (queued_run(new_run, &scope.key, position), false, None)
             }
-            Admission::Cancel { reason } => {
-                (refused_run(new_run, &scope.key, reason), false, Vec::new())
-            }
+            Admission::Cancel { reason } => (refused_run(new_run, &scope.key, reason), false, None),
         };
         if activate
             && let Err(error) =
@@ -79,11 +79,10 @@ impl Coordinator {
                 };
             }
         }
-        for older in cancelled {
-            // Nobody waits for these answers: the new run's caller gets its
-            // own, and the cancellation is in the older run's events.
-            let (reply, _) = oneshot::channel();
-            self.cancel_run(&command.namespace, &older, reply);
+        if let Some((older_runs, reason)) = cancelled {
+            for older in older_runs {
+                self.cancel_superseded_run(&older, &reason);
+            }
         }
         if activate {
             Ok(self.activate_run(run, &record, actions))
@@ -93,6 +92,21 @@ impl Coordinator {
                 workflow_version: record.workflow_version.clone(),
                 created: true,
             })
+        }
+    }
+
+    /// Cancels an active run whose slot a newer run of its key took, with
+    /// the reason in its RUN_FINISHED; committed with the turn.
+    fn cancel_superseded_run(&mut self, run_id: &str, reason: &str) {
+        let Some(run) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let mut actions = Vec::new();
+        if run
+            .cancel_with_reason(reason, now_unix_ms(), &mut actions)
+            .is_ok()
+        {
+            self.apply_actions(run_id, actions);
         }
     }
 
