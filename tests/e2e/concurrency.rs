@@ -210,6 +210,16 @@ async fn queued_runs_wait_in_fifo_order_per_key_with_their_positions() {
         status(&other).await,
         (pb::RunStatus::Pending, 0, "globex".into())
     );
+    let shown = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+        .args(["run", "get", &third, "--server", &server.url()])
+        .output()
+        .await
+        .expect("the CLI runs");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("status:    queued (position 2 for key \"acme\")"),
+        "{text}"
+    );
     let mut client = server.run_client("default").await;
     let queued = client
         .list_runs(pb::ListRunsRequest {
