@@ -451,3 +451,77 @@ async fn queued_runs_survive_a_server_kill_in_their_order() {
     assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
     server.kill().await;
 }
+
+#[tokio::test]
+async fn a_retried_run_counts_against_its_key_and_one_that_never_started_is_refused() {
+    let server = TestServer::start().await;
+    server.register("default", limited("sync", "queue")).await;
+    let mut runs = server.run_client("default").await;
+    let mut start_one = async || {
+        runs.start_run(start("sync", &input("acme")))
+            .await
+            .expect("starts")
+            .into_inner()
+            .run_id
+    };
+    let first = start_one().await;
+    let second = start_one().await;
+    let mut client = server.run_client("default").await;
+    let cancel = async |client: &mut pb::run_service_client::RunServiceClient<_>, run_id: &str| {
+        client
+            .cancel_run(pb::CancelRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await
+            .expect("cancels");
+    };
+    // The queued run is cancelled before it ever started: nothing to retry.
+    cancel(&mut client, &second).await;
+    let retry = |run_id: &str| pb::RetryRunRequest {
+        run_id: run_id.to_owned(),
+        ..Default::default()
+    };
+    let status = client
+        .retry_run(retry(&second))
+        .await
+        .expect_err("never started");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(
+        status.message(),
+        format!(
+            "run {second} never started: it was cancelled while its concurrency key \"acme\" was full; start a new run instead"
+        )
+    );
+    // The first run ends; a new one takes the slot; retrying the first is
+    // refused while the key is full.
+    cancel(&mut client, &first).await;
+    let third = start_one().await;
+    assert_eq!(
+        server.get_run("default", &third).await.status(),
+        pb::RunStatus::Pending
+    );
+    let status = client.retry_run(retry(&first)).await.expect_err("key full");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(
+        status.message(),
+        format!(
+            "run {first} cannot be retried now: its concurrency key \"acme\" has 1 active run(s), the workflow's max_active_runs, or runs waiting; retry it when one has finished"
+        )
+    );
+    // Once the key has room the retry goes through and takes the slot.
+    cancel(&mut client, &third).await;
+    client.retry_run(retry(&first)).await.expect("retries");
+    let fourth = start_one().await;
+    let run = server.get_run("default", &fourth).await;
+    assert_eq!(
+        (run.status(), run.queue_position),
+        (pb::RunStatus::Queued, 1)
+    );
+    // When the retried run ends, the queued one starts.
+    cancel(&mut client, &first).await;
+    server
+        .wait_until("default", &fourth, LIMIT, |run| {
+            run.status() == pb::RunStatus::Pending
+        })
+        .await;
+}

@@ -77,7 +77,10 @@ impl ApiError {
             | ApiError::Dispatch(DispatchError::IdempotencyKeyReused { .. }) => {
                 ErrorCode::AlreadyExists
             }
-            ApiError::FailedPrecondition(_) | ApiError::Dispatch(DispatchError::Retry(_)) => {
+            ApiError::FailedPrecondition(_)
+            | ApiError::Dispatch(DispatchError::Retry(_))
+            | ApiError::Dispatch(DispatchError::RetryNeverStarted { .. })
+            | ApiError::Dispatch(DispatchError::RetryKeyFull { .. }) => {
                 ErrorCode::FailedPrecondition
             }
             ApiError::ResourceExhausted(_)

@@ -45,6 +45,21 @@ pub enum DispatchError {
     /// A per-namespace quota is full; the message names it and its value.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A retried run never started: it was cancelled while queued or
+    /// refused by its concurrency key.
+    #[error(
+        "run {run_id} never started: it was cancelled while its concurrency key {key:?} was full; start a new run instead"
+    )]
+    RetryNeverStarted { run_id: String, key: String },
+    /// A retried run's concurrency key is full.
+    #[error(
+        "run {run_id} cannot be retried now: its concurrency key {key:?} has {limit} active run(s), the workflow's max_active_runs, or runs waiting; retry it when one has finished"
+    )]
+    RetryKeyFull {
+        run_id: String,
+        key: String,
+        limit: u32,
+    },
     /// The run's input gives no concurrency key for its workflow's policy.
     #[error(transparent)]
     ConcurrencyKey(#[from] tributary_core::RunKeyError),

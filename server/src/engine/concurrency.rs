@@ -233,6 +233,14 @@ impl ConcurrencyKeys {
         started
     }
 
+    /// Whether a run admitted with `max_active_runs` would start now: the
+    /// key has fewer active runs and nothing queued. Changes nothing.
+    pub fn has_room(&self, scope: &KeyScope, max_active_runs: u32) -> bool {
+        self.keys.get(scope).is_none_or(|runs| {
+            runs.active.len() < max_active_runs.max(1) as usize && runs.queued.is_empty()
+        })
+    }
+
     /// The key of an active or queued run.
     pub fn scope_of(&self, run_id: &str) -> Option<&KeyScope> {
         self.scopes.get(run_id)

@@ -68,6 +68,24 @@ fn runs_are_found_by_id_while_active_or_queued() {
 }
 
 #[test]
+fn room_is_what_a_new_run_would_find() {
+    let mut keys = ConcurrencyKeys::new();
+    let k = scope("k");
+    assert!(keys.has_room(&k, 1));
+    keys.admit(&k, "r1", policy(2, Queue));
+    assert!(keys.has_room(&k, 2) && !keys.has_room(&k, 1));
+    keys.admit(&k, "r2", policy(2, Queue));
+    keys.admit(&k, "r3", policy(2, Queue));
+    keys.finish(&k, "r1");
+    // r3 took the slot: full again.
+    assert!(!keys.has_room(&k, 2));
+    assert!(
+        keys.has_room(&k, 3),
+        "a higher limit has room and nothing waits"
+    );
+}
+
+#[test]
 fn keys_do_not_share_slots() {
     let mut keys = ConcurrencyKeys::new();
     assert_eq!(
