@@ -115,6 +115,12 @@ type Run struct {
 	Conflicts []ContextConflict
 	// RetryCount is how many times RetryRun re-ran the run.
 	RetryCount uint32
+	// ConcurrencyKey is the run's concurrency key; empty when its workflow
+	// has no concurrency policy.
+	ConcurrencyKey string
+	// QueuePosition is, while the run is QUEUED, its position in its key's
+	// queue (1 starts next); 0 otherwise.
+	QueuePosition uint32
 }
 
 // Task returns the task with id, if the run has it.
@@ -204,6 +210,8 @@ func runFromProto(run *pb.Run) *Run {
 		CreatedAt:       timeFromProto(run.GetCreatedAt()),
 		FinishedAt:      timeFromProto(run.GetFinishedAt()),
 		RetryCount:      run.GetRetryCount(),
+		ConcurrencyKey:  run.GetConcurrencyKey(),
+		QueuePosition:   run.GetQueuePosition(),
 	}
 	for _, task := range run.GetTasks() {
 		taskRun := TaskRun{

@@ -226,6 +226,12 @@ pub struct Run {
     pub tasks: Vec<TaskOutcome>,
     /// How many times [`Client::retry_run`] re-ran the run.
     pub retry_count: u32,
+    /// The run's concurrency key; empty when its workflow has no
+    /// concurrency policy.
+    pub concurrency_key: String,
+    /// While [`RunStatus::Queued`], its position in its key's queue (1
+    /// starts next); 0 otherwise.
+    pub queue_position: u32,
 }
 
 impl Run {
@@ -277,6 +283,8 @@ impl Run {
             idempotency_key: run.idempotency_key,
             tasks,
             retry_count: run.retry_count,
+            concurrency_key: run.concurrency_key,
+            queue_position: run.queue_position,
         })
     }
 }

@@ -131,6 +131,10 @@ export interface Run {
   conflicts: Conflict[];
   /** How many times {@link Client.retryRun} re-ran the run. */
   retryCount: number;
+  /** The run's concurrency key; empty when its workflow has no concurrency policy. */
+  concurrencyKey: string;
+  /** While QUEUED, its position in its key's queue (1 starts next); 0 otherwise. */
+  queuePosition: number;
 }
 
 /** One event of a run's log. Fields a kind does not set are empty, zero or undefined. */
@@ -241,6 +245,8 @@ export function convertRun(run: PbRun): Run {
       overriddenTaskId: c.overriddenTaskId,
     })),
     retryCount: run.retryCount,
+    concurrencyKey: run.concurrencyKey,
+    queuePosition: run.queuePosition,
   };
 }
 

@@ -209,6 +209,10 @@ class Run:
     """Context conflicts (empty in listings)."""
     retry_count: int = 0
     """How many times ``retry_run`` re-ran it."""
+    concurrency_key: str = ""
+    """Its concurrency key; empty when its workflow has no concurrency policy."""
+    queue_position: int = 0
+    """While QUEUED, its position in its key's queue (1 starts next); 0 otherwise."""
 
     @property
     def succeeded(self) -> bool:
@@ -250,6 +254,8 @@ class Run:
                 ContextConflict(c.key, c.winning_task_id, c.overridden_task_id) for c in message.conflicts
             ],
             retry_count=message.retry_count,
+            concurrency_key=message.concurrency_key,
+            queue_position=message.queue_position,
         )
 
 
