@@ -318,6 +318,11 @@ type RunEvent struct {
 	// RetriedTaskIDs are the tasks reset, for RUN_RETRIED, in canonical
 	// order.
 	RetriedTaskIDs []string
+	// ConcurrencyKey is the run's concurrency key, for RUN_QUEUED.
+	ConcurrencyKey string
+	// QueuePosition is the run's position in its key's queue when it was
+	// queued, for RUN_QUEUED; 0 otherwise.
+	QueuePosition uint32
 }
 
 func eventFromProto(event *pb.RunEvent) RunEvent {
@@ -337,6 +342,8 @@ func eventFromProto(event *pb.RunEvent) RunEvent {
 		NextAttemptAt:  timeFromProto(event.GetNextAttemptAt()),
 		RunStatus:      runStatusFromProto(event.GetRunStatus()),
 		RetriedTaskIDs: event.GetRetriedTaskIds(),
+		ConcurrencyKey: event.GetConcurrencyKey(),
+		QueuePosition:  event.GetQueuePosition(),
 	}
 	if event.GetConflict() != nil {
 		conflict := conflictFromProto(event.GetConflict())

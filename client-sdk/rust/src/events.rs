@@ -123,6 +123,11 @@ pub struct RunEvent {
     /// The tasks reset, for [`RunEventKind::RunRetried`], in canonical
     /// order.
     pub retried_task_ids: Vec<String>,
+    /// The run's concurrency key, for [`RunEventKind::RunQueued`].
+    pub concurrency_key: String,
+    /// The run's position in its key's queue when it was queued, for
+    /// [`RunEventKind::RunQueued`]; 0 otherwise.
+    pub queue_position: u32,
 }
 
 impl RunEvent {
@@ -156,6 +161,8 @@ impl RunEvent {
             executor_id: event.executor_id,
             error: event.error,
             retried_task_ids: event.retried_task_ids,
+            concurrency_key: event.concurrency_key,
+            queue_position: event.queue_position,
         })
     }
 }

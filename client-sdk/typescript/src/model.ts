@@ -171,6 +171,10 @@ export interface RunEvent {
   conflict: Conflict | undefined;
   /** The tasks reset, for RUN_RETRIED, in canonical order. */
   retriedTaskIds: string[];
+  /** The run's concurrency key, for RUN_QUEUED. */
+  concurrencyKey: string;
+  /** The run's position in its key's queue when it was queued, for RUN_QUEUED; 0 otherwise. */
+  queuePosition: number;
 }
 
 /** A stored workflow version. */
@@ -270,6 +274,8 @@ export function convertEvent(event: PbRunEvent): RunEvent {
       ? { key: event.conflict.key, winningTaskId: event.conflict.winningTaskId, overriddenTaskId: event.conflict.overriddenTaskId }
       : undefined,
     retriedTaskIds: [...event.retriedTaskIds],
+    concurrencyKey: event.concurrencyKey,
+    queuePosition: event.queuePosition,
   };
 }
 

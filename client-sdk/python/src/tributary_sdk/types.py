@@ -292,6 +292,10 @@ class RunEvent:
     """For RUN_FINISHED."""
     retried_task_ids: tuple[str, ...] = ()
     """For RUN_RETRIED: the tasks reset, in canonical order."""
+    concurrency_key: str = ""
+    """For RUN_QUEUED: the run's concurrency key."""
+    queue_position: int = 0
+    """For RUN_QUEUED: the run's position in its key's queue when it was queued."""
 
     @classmethod
     def from_proto(cls, message: run_pb2.RunEvent) -> RunEvent:
@@ -311,6 +315,8 @@ class RunEvent:
             skip_reason=SkipReason(message.skip_reason),
             run_status=RunStatus(message.run_status),
             retried_task_ids=tuple(message.retried_task_ids),
+            concurrency_key=message.concurrency_key,
+            queue_position=message.queue_position,
         )
 
 
