@@ -1,7 +1,7 @@
 //! Workflow definitions between the wire and `tributary-core`, in both
 //! directions; the server and the Rust SDK convert the same way.
 
-use tributary_core::{TaskDefinition, WorkflowDefinition};
+use tributary_core::{ConcurrencyDefinition, TaskDefinition, WorkflowDefinition};
 
 use crate::v1 as pb;
 
@@ -27,6 +27,12 @@ impl From<pb::WorkflowDefinition> for WorkflowDefinition {
                     required_labels: task.required_labels.into_iter().collect(),
                 })
                 .collect(),
+            concurrency: definition.concurrency.map(|policy| ConcurrencyDefinition {
+                key_pointer: policy.key_pointer,
+                fixed_key: policy.fixed_key,
+                max_active_runs: policy.max_active_runs.map(i64::from),
+                strategy: policy.strategy,
+            }),
         }
     }
 }
@@ -44,9 +50,7 @@ impl From<&WorkflowDefinition> for pb::WorkflowDefinition {
                 .map(|task| pb::TaskDefinition {
                     id: task.id.clone(),
                     dependencies: task.dependencies.clone(),
-                    retry_attempts: task.retry_attempts.map(|n| {
-                        i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
-                    }),
+                    retry_attempts: task.retry_attempts.map(clamp_to_i32),
                     retry_delay_ms: task.retry_delay_ms,
                     retry_backoff: task.retry_backoff.clone(),
                     retry_max_delay_ms: task.retry_max_delay_ms,
@@ -61,8 +65,21 @@ impl From<&WorkflowDefinition> for pb::WorkflowDefinition {
                         .collect(),
                 })
                 .collect(),
+            concurrency: definition
+                .concurrency
+                .as_ref()
+                .map(|policy| pb::ConcurrencyPolicy {
+                    key_pointer: policy.key_pointer.clone(),
+                    fixed_key: policy.fixed_key.clone(),
+                    max_active_runs: policy.max_active_runs.map(clamp_to_i32),
+                    strategy: policy.strategy.clone(),
+                }),
         }
     }
+}
+
+fn clamp_to_i32(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
 }
 
 #[cfg(test)]
@@ -87,6 +104,12 @@ mod tests {
                 handler: "h".into(),
                 required_labels: [("gpu".to_owned(), "true".to_owned())].into(),
             }],
+            concurrency: Some(ConcurrencyDefinition {
+                key_pointer: "/customer".into(),
+                fixed_key: String::new(),
+                max_active_runs: Some(3),
+                strategy: "cancel_newest".into(),
+            }),
         };
         let wire = pb::WorkflowDefinition::from(&definition);
         assert_eq!(WorkflowDefinition::from(wire), definition);
@@ -100,6 +123,16 @@ mod tests {
         assert_eq!(
             pb::WorkflowDefinition::from(&huge).tasks[0].retry_attempts,
             Some(i32::MIN)
+        );
+        huge.concurrency = Some(ConcurrencyDefinition {
+            max_active_runs: Some(i64::MAX),
+            ..Default::default()
+        });
+        assert_eq!(
+            pb::WorkflowDefinition::from(&huge)
+                .concurrency
+                .and_then(|policy| policy.max_active_runs),
+            Some(i32::MAX)
         );
     }
 }

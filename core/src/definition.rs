@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::concurrency::{ConcurrencyDefinition, ConcurrencySpec};
 use crate::labels::Labels;
 
 /// A workflow definition as a client writes it: optional fields unset,
@@ -30,6 +31,10 @@ pub struct WorkflowDefinition {
     /// The tasks.
     #[serde(default)]
     pub tasks: Vec<TaskDefinition>,
+    /// How many runs may be active at once per concurrency key; `None`
+    /// means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyDefinition>,
 }
 
 /// The definition of one task as a client writes it. Field names follow
@@ -119,6 +124,11 @@ pub struct WorkflowSpec {
     pub description: String,
     /// The tasks, sorted by id.
     pub tasks: Vec<TaskSpec>,
+    /// The concurrency policy. Left out of the canonical JSON when absent,
+    /// so that definitions without one keep the versions they had before
+    /// concurrency policies existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencySpec>,
 }
 
 /// A validated task with every default filled in.
@@ -347,6 +357,7 @@ impl From<&WorkflowSpec> for WorkflowDefinition {
                     required_labels: task.required_labels.clone(),
                 })
                 .collect(),
+            concurrency: spec.concurrency.as_ref().map(ConcurrencyDefinition::from),
         }
     }
 }

@@ -26,12 +26,18 @@
 
 #![warn(missing_docs)]
 
+mod concurrency;
 mod cycle;
 mod definition;
 mod labels;
 pub mod shown;
 mod validate;
 
+pub use concurrency::{
+    CONCURRENCY_STRATEGIES, ConcurrencyDefinition, ConcurrencyError, ConcurrencyKey,
+    ConcurrencySpec, ConcurrencyStrategy, DEFAULT_MAX_ACTIVE_RUNS, MAX_ACTIVE_RUNS_LIMIT,
+    MAX_CONCURRENCY_KEY_BYTES, MAX_POLICY_KEY_BYTES, RunKeyError,
+};
 pub use definition::{
     BACKOFFS, Backoff, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_DELAY_MS, DEFAULT_RETRY_JITTER,
     DEFAULT_RETRY_MAX_DELAY_MS, RetryPolicy, TRIGGER_RULES, TaskDefinition, TaskSpec, TriggerRule,

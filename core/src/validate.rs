@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::concurrency::ConcurrencyError;
 use crate::cycle::find_cycle;
 use crate::definition::{
     Backoff, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_DELAY_MS, DEFAULT_RETRY_JITTER,
@@ -214,6 +215,14 @@ pub enum DefinitionError {
         /// The handler it names.
         value: String,
     },
+    /// The concurrency policy is invalid.
+    #[error("workflow {}: concurrency {error}", shown(workflow))]
+    InvalidConcurrency {
+        /// The workflow's name.
+        workflow: String,
+        /// What is wrong with the policy, naming the field.
+        error: ConcurrencyError,
+    },
     /// The required labels break the rule of executor labels.
     #[error("task {}: required_labels {error}", shown(task))]
     InvalidRequiredLabels {
@@ -326,6 +335,19 @@ pub fn validate(
         });
     }
 
+    let concurrency = match &input.concurrency {
+        None => None,
+        Some(policy) => {
+            Some(
+                policy
+                    .normalize()
+                    .map_err(|error| DefinitionError::InvalidConcurrency {
+                        workflow: input.name.clone(),
+                        error,
+                    })?,
+            )
+        }
+    };
     let mut tasks: BTreeMap<&str, TaskSpec> = BTreeMap::new();
     for task in &input.tasks {
         if !is_valid_identifier(&task.id) {
@@ -366,6 +388,7 @@ pub fn validate(
         name: input.name.clone(),
         description: input.description.clone(),
         tasks,
+        concurrency,
     })
 }
 

@@ -19,6 +19,7 @@ fn workflow(tasks: Vec<TaskDefinition>) -> WorkflowDefinition {
         name: "wf".to_owned(),
         description: String::new(),
         tasks,
+        concurrency: None,
     }
 }
 
@@ -215,6 +216,34 @@ fn required_labels_enter_the_version_only_when_present() {
         WorkflowSpec::from_canonical_json(&plain.canonical_json()).expect("parses"),
         plain
     );
+}
+
+/// A concurrency policy is part of the version, and only when there is one:
+/// a definition without it keeps the version pinned above. Its canonical form
+/// is pinned too, since stored versions must stay valid.
+#[test]
+fn concurrency_enters_the_version_only_when_present() {
+    let plain = check(&workflow(vec![task("a", &[])])).expect("valid");
+    let mut limited = workflow(vec![task("a", &[])]);
+    limited.concurrency = Some(tributary_core::ConcurrencyDefinition {
+        key_pointer: "/customer".to_owned(),
+        ..Default::default()
+    });
+    let limited = check(&limited).expect("valid");
+    assert!(
+        limited.canonical_json().ends_with(
+            r#""handler":"wf.a"}],"concurrency":{"key":{"pointer":"/customer"},"max_active_runs":1,"strategy":"queue"}}"#
+        ),
+        "{}",
+        limited.canonical_json()
+    );
+    assert_ne!(limited.version(), plain.version());
+    assert_eq!(plain.version(), "d4d07d2abcfcdeb0");
+    let stored = WorkflowSpec::from_canonical_json(&limited.canonical_json()).expect("parses");
+    assert_eq!(stored, limited);
+    // The explicit form of a spec validates back to the same spec.
+    let explicit = tributary_core::WorkflowDefinition::from(&limited);
+    assert_eq!(check(&explicit).expect("valid"), limited);
 }
 
 #[test]

@@ -136,8 +136,15 @@ export class RunModel {
     };
     let detail = "";
     switch (event.type) {
-      case RunEventType.RUN_STARTED:
+      case RunEventType.RUN_QUEUED:
+        // Waiting for a slot of its concurrency key; RUN_STARTED follows.
+        this.status = "QUEUED";
         this.createdAtMs = time;
+        detail = `queued at position ${event.queuePosition} of key ${JSON.stringify(event.concurrencyKey)}`;
+        break;
+      case RunEventType.RUN_STARTED:
+        if (this.status === "QUEUED") this.status = "PENDING";
+        this.createdAtMs ??= time;
         break;
       case RunEventType.RUN_FINISHED:
         this.status = runStatusName(event.runStatus);

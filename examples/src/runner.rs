@@ -432,6 +432,7 @@ impl EmbeddedServer {
 /// `SUCCEEDED`, `FAILED`, ...
 pub fn status_name(status: RunStatus) -> &'static str {
     match status {
+        RunStatus::Queued => "QUEUED",
         RunStatus::Pending => "PENDING",
         RunStatus::Running => "RUNNING",
         RunStatus::Succeeded => "SUCCEEDED",

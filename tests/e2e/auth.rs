@@ -32,6 +32,7 @@ fn definition(name: &str, handler: Option<&str>) -> pb::WorkflowDefinition {
             handler: handler.unwrap_or_default().to_owned(),
             ..Default::default()
         }],
+        concurrency: None,
     }
 }
 

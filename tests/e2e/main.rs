@@ -4,6 +4,7 @@
 
 mod auth;
 mod cli;
+mod concurrency;
 mod executor_watch;
 mod fd_limit;
 mod hostile;
@@ -22,6 +23,7 @@ mod server_logs;
 mod serving;
 mod store_conformance;
 mod store_events;
+mod store_queued;
 mod store_runs;
 mod tls;
 mod traces;

@@ -21,6 +21,7 @@ fn spec(name: &str, task_ids: &[&str], retry_attempts: i64) -> WorkflowSpec {
                 ..TaskDefinition::default()
             })
             .collect(),
+        concurrency: None,
     };
     validate(&input, 0, DefinitionLimits::default()).expect("valid")
 }

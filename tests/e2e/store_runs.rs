@@ -67,6 +67,8 @@ pub(crate) fn new_run(namespace: &str, id: &str, workflow_name: &str, key: Optio
         idempotency_key: key.map(str::to_owned),
         request_hash: format!("hash of {id}"),
         created_at_ms: 1_000,
+        status: RunStatus::Pending,
+        concurrency_key: None,
         tasks: vec![task("extract", 0), task("transform", 1), task("load", 2)],
         events: vec![event(1, EventType::TaskReady, "extract", 1_000)],
     }
@@ -89,6 +91,8 @@ fn pending_record(run: &NewRun) -> RunRecord {
         finished_at_ms: None,
         retry_count: 0,
         retry_request_id: None,
+        concurrency_key: None,
+        queue_position: None,
     }
 }
 
@@ -235,6 +239,8 @@ async fn created_run_reads_back_with_every_field_and_tasks_by_position() {
         conflict_winning_task_id: Some("load".to_owned()),
         conflict_overridden_task_id: Some("transform".to_owned()),
         retried_task_ids: Some(vec!["load".to_owned(), "report".to_owned()]),
+        concurrency_key: Some("acme".to_owned()),
+        queue_position: Some(2),
     };
     run.events = vec![
         NewEvent {

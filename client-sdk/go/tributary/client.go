@@ -177,6 +177,7 @@ func workflowFromProto(workflow *pb.Workflow) RegisteredWorkflow {
 	definition := WorkflowDefinition{
 		Name:        workflow.GetDefinition().GetName(),
 		Description: workflow.GetDefinition().GetDescription(),
+		Concurrency: concurrencyFromProto(workflow.GetDefinition().GetConcurrency()),
 	}
 	for _, task := range workflow.GetDefinition().GetTasks() {
 		definition.Tasks = append(definition.Tasks, taskDefinitionFromProto(task))

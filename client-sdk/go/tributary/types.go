@@ -9,12 +9,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// RunStatus is where a run is in its life: PENDING -> RUNNING -> SUCCEEDED |
-// FAILED | CANCELLED.
+// RunStatus is where a run is in its life: [QUEUED ->] PENDING -> RUNNING ->
+// SUCCEEDED | FAILED | CANCELLED.
 type RunStatus string
 
 // The run statuses.
 const (
+	RunQueued    RunStatus = "QUEUED"
 	RunPending   RunStatus = "PENDING"
 	RunRunning   RunStatus = "RUNNING"
 	RunSucceeded RunStatus = "SUCCEEDED"
@@ -114,6 +115,12 @@ type Run struct {
 	Conflicts []ContextConflict
 	// RetryCount is how many times RetryRun re-ran the run.
 	RetryCount uint32
+	// ConcurrencyKey is the run's concurrency key; empty when its workflow
+	// has no concurrency policy.
+	ConcurrencyKey string
+	// QueuePosition is, while the run is QUEUED, its position in its key's
+	// queue (1 starts next); 0 otherwise.
+	QueuePosition uint32
 }
 
 // Task returns the task with id, if the run has it.
@@ -203,6 +210,8 @@ func runFromProto(run *pb.Run) *Run {
 		CreatedAt:       timeFromProto(run.GetCreatedAt()),
 		FinishedAt:      timeFromProto(run.GetFinishedAt()),
 		RetryCount:      run.GetRetryCount(),
+		ConcurrencyKey:  run.GetConcurrencyKey(),
+		QueuePosition:   run.GetQueuePosition(),
 	}
 	for _, task := range run.GetTasks() {
 		taskRun := TaskRun{
@@ -267,6 +276,7 @@ const (
 	EventExecutorConnected  RunEventType = "EXECUTOR_CONNECTED"
 	EventExecutorLost       RunEventType = "EXECUTOR_LOST"
 	EventRunRetried         RunEventType = "RUN_RETRIED"
+	EventRunQueued          RunEventType = "RUN_QUEUED"
 )
 
 func (t RunEventType) toProto() pb.RunEventType {
@@ -308,6 +318,11 @@ type RunEvent struct {
 	// RetriedTaskIDs are the tasks reset, for RUN_RETRIED, in canonical
 	// order.
 	RetriedTaskIDs []string
+	// ConcurrencyKey is the run's concurrency key, for RUN_QUEUED.
+	ConcurrencyKey string
+	// QueuePosition is the run's position in its key's queue when it was
+	// queued, for RUN_QUEUED; 0 otherwise.
+	QueuePosition uint32
 }
 
 func eventFromProto(event *pb.RunEvent) RunEvent {
@@ -327,6 +342,8 @@ func eventFromProto(event *pb.RunEvent) RunEvent {
 		NextAttemptAt:  timeFromProto(event.GetNextAttemptAt()),
 		RunStatus:      runStatusFromProto(event.GetRunStatus()),
 		RetriedTaskIDs: event.GetRetriedTaskIds(),
+		ConcurrencyKey: event.GetConcurrencyKey(),
+		QueuePosition:  event.GetQueuePosition(),
 	}
 	if event.GetConflict() != nil {
 		conflict := conflictFromProto(event.GetConflict())

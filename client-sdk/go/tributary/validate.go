@@ -13,6 +13,9 @@ var (
 	Backoffs = []string{"fixed", "linear", "exponential"}
 	// TriggerRules are the trigger rules the server knows.
 	TriggerRules = []string{"all_success", "all_done", "one_success", "one_failed", "none_failed"}
+	// ConcurrencyStrategies are what a concurrency policy may do with a run
+	// started while its key is full.
+	ConcurrencyStrategies = []string{"queue", "cancel_newest", "cancel_in_progress"}
 )
 
 const (
@@ -30,6 +33,12 @@ const (
 	MaxLabelKeyBytes = 63
 	// MaxLabelValueBytes is the longest label value, in bytes.
 	MaxLabelValueBytes = 256
+
+	// MaxActiveRunsLimit is the largest max_active_runs of a concurrency
+	// policy.
+	MaxActiveRunsLimit = 10_000
+	// MaxPolicyKeyBytes is the longest key_pointer and fixed_key, in bytes.
+	MaxPolicyKeyBytes = 128
 
 	defaultRetryDelayMS    = 1_000
 	defaultRetryMaxDelayMS = 30_000
@@ -88,6 +97,11 @@ func validate(definition WorkflowDefinition) error {
 	if len(definition.Tasks) == 0 {
 		return invalid("workflow %s has no tasks", goQuote(definition.Name))
 	}
+	if definition.Concurrency != nil {
+		if problem := checkConcurrency(definition.Concurrency); problem != "" {
+			return invalid("workflow %s: concurrency %s", goQuote(definition.Name), problem)
+		}
+	}
 	byID := make(map[string]*TaskDefinition, len(definition.Tasks))
 	for index := range definition.Tasks {
 		task := &definition.Tasks[index]
@@ -121,6 +135,45 @@ func validate(definition WorkflowDefinition) error {
 		return invalid("cycle detected: %s", strings.Join(cycle, " -> "))
 	}
 	return nil
+}
+
+// checkConcurrency says what is wrong with a concurrency policy, in the
+// server's words, or returns "".
+func checkConcurrency(policy *ConcurrencyPolicy) string {
+	pointer, fixedKey := policy.KeyPointer, policy.FixedKey
+	switch {
+	case pointer == "" && fixedKey == "":
+		return "needs one of key_pointer and fixed_key"
+	case pointer != "" && fixedKey != "":
+		return "has both key_pointer and fixed_key; set one"
+	case pointer != "":
+		if len(pointer) > MaxPolicyKeyBytes {
+			return fmt.Sprintf("key_pointer is %d bytes, over the limit of %d", len(pointer), MaxPolicyKeyBytes)
+		}
+		escapesValid := true
+		for index := 0; index < len(pointer); index++ {
+			if pointer[index] == '~' && (index+1 >= len(pointer) || (pointer[index+1] != '0' && pointer[index+1] != '1')) {
+				escapesValid = false
+			}
+		}
+		if !strings.HasPrefix(pointer, "/") || strings.ContainsRune(pointer, 0) || !escapesValid {
+			return fmt.Sprintf("key_pointer %s is not a JSON pointer: must start with / and use ~ only in ~0 and ~1", goQuote(pointer))
+		}
+	default:
+		if len(fixedKey) > MaxPolicyKeyBytes {
+			return fmt.Sprintf("fixed_key is %d bytes, over the limit of %d", len(fixedKey), MaxPolicyKeyBytes)
+		}
+		if strings.ContainsRune(fixedKey, 0) {
+			return "fixed_key contains U+0000"
+		}
+	}
+	if limit := policy.MaxActiveRuns; limit != nil && (*limit < 1 || *limit > MaxActiveRunsLimit) {
+		return fmt.Sprintf("max_active_runs must be between 1 and %d, got %d", MaxActiveRunsLimit, *limit)
+	}
+	if policy.Strategy != "" && !slices.Contains(ConcurrencyStrategies, policy.Strategy) {
+		return fmt.Sprintf("unknown strategy %s; expected one of queue, cancel_newest, cancel_in_progress", goQuote(policy.Strategy))
+	}
+	return ""
 }
 
 func checkSettings(task *TaskDefinition) error {

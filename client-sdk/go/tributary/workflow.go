@@ -171,6 +171,36 @@ type WorkflowDefinition struct {
 	Description string `json:"description,omitempty"`
 	// Tasks are the DAG's tasks, in any order.
 	Tasks []TaskDefinition `json:"tasks"`
+	// Concurrency limits the active runs per key; nil means no limit.
+	Concurrency *ConcurrencyPolicy `json:"concurrency,omitempty"`
+}
+
+// ConcurrencyPolicy limits how many runs of a workflow may be active at once
+// per key: exactly one of KeyPointer (a JSON pointer into the run's input)
+// and FixedKey.
+type ConcurrencyPolicy struct {
+	// KeyPointer is an RFC 6901 JSON pointer into the run's input.
+	KeyPointer string `json:"key_pointer,omitempty"`
+	// FixedKey is the same key for every run.
+	FixedKey string `json:"fixed_key,omitempty"`
+	// MaxActiveRuns is the number of active runs allowed per key (default 1).
+	MaxActiveRuns *int32 `json:"max_active_runs,omitempty"`
+	// Strategy is queue (default), cancel_newest or cancel_in_progress.
+	Strategy string `json:"strategy,omitempty"`
+}
+
+func (p *ConcurrencyPolicy) toProto() *pb.ConcurrencyPolicy {
+	if p == nil {
+		return nil
+	}
+	return &pb.ConcurrencyPolicy{KeyPointer: p.KeyPointer, FixedKey: p.FixedKey, MaxActiveRuns: p.MaxActiveRuns, Strategy: p.Strategy}
+}
+
+func concurrencyFromProto(p *pb.ConcurrencyPolicy) *ConcurrencyPolicy {
+	if p == nil {
+		return nil
+	}
+	return &ConcurrencyPolicy{KeyPointer: p.GetKeyPointer(), FixedKey: p.GetFixedKey(), MaxActiveRuns: p.MaxActiveRuns, Strategy: p.GetStrategy()}
 }
 
 // Validate checks the definition with the server's rules and messages
@@ -182,7 +212,7 @@ func (d WorkflowDefinition) toProto() *pb.WorkflowDefinition {
 	for index, task := range d.Tasks {
 		tasks[index] = task.toProto()
 	}
-	return &pb.WorkflowDefinition{Name: d.Name, Description: d.Description, Tasks: tasks}
+	return &pb.WorkflowDefinition{Name: d.Name, Description: d.Description, Tasks: tasks, Concurrency: d.Concurrency.toProto()}
 }
 
 // Workflow groups tasks under a name; a [Client] registers it and a
@@ -195,6 +225,8 @@ type Workflow struct {
 	Description string
 	// Tasks are the workflow's tasks.
 	Tasks []Task
+	// Concurrency limits the active runs per key; nil means no limit.
+	Concurrency *ConcurrencyPolicy
 }
 
 // NewWorkflow groups tasks into a workflow named name.
@@ -208,13 +240,19 @@ func (w *Workflow) WithDescription(description string) *Workflow {
 	return w
 }
 
+// WithConcurrency sets the concurrency policy and returns the workflow.
+func (w *Workflow) WithConcurrency(policy ConcurrencyPolicy) *Workflow {
+	w.Concurrency = &policy
+	return w
+}
+
 // Definition is the workflow as the server stores it.
 func (w *Workflow) Definition() WorkflowDefinition {
 	tasks := make([]TaskDefinition, len(w.Tasks))
 	for index, task := range w.Tasks {
 		tasks[index] = task.Definition()
 	}
-	return WorkflowDefinition{Name: w.Name, Description: w.Description, Tasks: tasks}
+	return WorkflowDefinition{Name: w.Name, Description: w.Description, Tasks: tasks, Concurrency: w.Concurrency}
 }
 
 // Validate checks the workflow with the server's rules and messages, and

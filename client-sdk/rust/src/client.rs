@@ -31,6 +31,8 @@ const REWATCH_DELAY: Duration = Duration::from_millis(200);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {
+    /// Waiting for a slot of its concurrency key.
+    Queued,
     /// Created; no attempt assigned yet.
     Pending,
     /// At least one attempt has been assigned.
@@ -58,6 +60,7 @@ impl RunStatus {
 
     pub(crate) fn from_proto(status: pb::RunStatus) -> Result<RunStatus, Error> {
         Ok(match status {
+            pb::RunStatus::Queued => RunStatus::Queued,
             pb::RunStatus::Pending => RunStatus::Pending,
             pb::RunStatus::Running => RunStatus::Running,
             pb::RunStatus::Succeeded => RunStatus::Succeeded,
@@ -71,6 +74,7 @@ impl RunStatus {
 
     fn to_proto(self) -> pb::RunStatus {
         match self {
+            RunStatus::Queued => pb::RunStatus::Queued,
             RunStatus::Pending => pb::RunStatus::Pending,
             RunStatus::Running => pb::RunStatus::Running,
             RunStatus::Succeeded => pb::RunStatus::Succeeded,
@@ -222,6 +226,12 @@ pub struct Run {
     pub tasks: Vec<TaskOutcome>,
     /// How many times [`Client::retry_run`] re-ran the run.
     pub retry_count: u32,
+    /// The run's concurrency key; empty when its workflow has no
+    /// concurrency policy.
+    pub concurrency_key: String,
+    /// While [`RunStatus::Queued`], its position in its key's queue (1
+    /// starts next); 0 otherwise.
+    pub queue_position: u32,
 }
 
 impl Run {
@@ -273,6 +283,8 @@ impl Run {
             idempotency_key: run.idempotency_key,
             tasks,
             retry_count: run.retry_count,
+            concurrency_key: run.concurrency_key,
+            queue_position: run.queue_position,
         })
     }
 }

@@ -48,6 +48,10 @@ pub enum RunEventKind {
     /// [`Client::retry_run`] reopened the finished run;
     /// [`RunEvent::retried_task_ids`] lists the tasks reset.
     RunRetried,
+    /// The run was created QUEUED behind the active runs of its
+    /// concurrency key; [`RunEventKind::RunStarted`] follows when it leaves
+    /// the queue.
+    RunQueued,
 }
 
 impl RunEventKind {
@@ -68,6 +72,7 @@ impl RunEventKind {
             pb::RunEventType::ExecutorConnected => RunEventKind::ExecutorConnected,
             pb::RunEventType::ExecutorLost => RunEventKind::ExecutorLost,
             pb::RunEventType::RunRetried => RunEventKind::RunRetried,
+            pb::RunEventType::RunQueued => RunEventKind::RunQueued,
             pb::RunEventType::Unspecified => {
                 return Err(Error::Protocol("run event type UNSPECIFIED".to_owned()));
             }
@@ -118,6 +123,11 @@ pub struct RunEvent {
     /// The tasks reset, for [`RunEventKind::RunRetried`], in canonical
     /// order.
     pub retried_task_ids: Vec<String>,
+    /// The run's concurrency key, for [`RunEventKind::RunQueued`].
+    pub concurrency_key: String,
+    /// The run's position in its key's queue when it was queued, for
+    /// [`RunEventKind::RunQueued`]; 0 otherwise.
+    pub queue_position: u32,
 }
 
 impl RunEvent {
@@ -151,6 +161,8 @@ impl RunEvent {
             executor_id: event.executor_id,
             error: event.error,
             retried_task_ids: event.retried_task_ids,
+            concurrency_key: event.concurrency_key,
+            queue_position: event.queue_position,
         })
     }
 }

@@ -77,8 +77,9 @@ pub use workflow::{Handler, Task, TaskFuture, Workflow};
 // server, so both accept and reject the same definitions with the same
 // messages. Versions are computed by the server only.
 pub use tributary_core::{
-    BACKOFFS, DefinitionError, Labels, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS,
-    TRIGGER_RULES, TaskDefinition, WorkflowDefinition, is_valid_handler, is_valid_identifier,
+    BACKOFFS, CONCURRENCY_STRATEGIES, ConcurrencyDefinition, DefinitionError, Labels,
+    MAX_ACTIVE_RUNS_LIMIT, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES,
+    TaskDefinition, WorkflowDefinition, is_valid_handler, is_valid_identifier,
 };
 
 /// Turns `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`

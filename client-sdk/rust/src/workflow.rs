@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tributary_core::{DefinitionError, TaskDefinition, WorkflowDefinition};
+use tributary_core::{ConcurrencyDefinition, DefinitionError, TaskDefinition, WorkflowDefinition};
 
 use crate::context::Context;
 use crate::error::TaskError;
@@ -268,6 +268,7 @@ pub struct Workflow {
     name: String,
     description: String,
     tasks: Vec<Task>,
+    concurrency: Option<ConcurrencyDefinition>,
 }
 
 impl Workflow {
@@ -281,6 +282,7 @@ impl Workflow {
             name: name.into(),
             description: String::new(),
             tasks: Vec::new(),
+            concurrency: None,
         }
     }
 
@@ -292,6 +294,27 @@ impl Workflow {
     /// ```
     pub fn description(mut self, description: impl Into<String>) -> Workflow {
         self.description = description.into();
+        self
+    }
+
+    /// Sets the concurrency policy: how many runs may be active at once per
+    /// key (a JSON pointer into the run's input, or a fixed key), and what
+    /// happens to a run started beyond that. Works on a
+    /// [`workflow!`](crate::workflow!) too.
+    ///
+    /// ```
+    /// let workflow = tributary::Workflow::new("w")
+    ///     .task(tributary::Task::new("a", |_c| Box::pin(async { Ok(()) })))
+    ///     .concurrency(tributary::ConcurrencyDefinition {
+    ///         key_pointer: "/customer".into(),
+    ///         max_active_runs: Some(2),
+    ///         ..Default::default()
+    ///     });
+    /// workflow.validate().unwrap();
+    /// assert_eq!(workflow.definition().concurrency.unwrap().key_pointer, "/customer");
+    /// ```
+    pub fn concurrency(mut self, policy: ConcurrencyDefinition) -> Workflow {
+        self.concurrency = Some(policy);
         self
     }
 
@@ -341,6 +364,7 @@ impl Workflow {
                 .iter()
                 .map(|task| task.definition.clone())
                 .collect(),
+            concurrency: self.concurrency.clone(),
         }
     }
 

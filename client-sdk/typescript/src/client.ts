@@ -256,6 +256,15 @@ export class Client {
             handler: t.handler ?? "",
             requiredLabels: { ...(t.required_labels ?? {}) },
           })),
+          concurrency:
+            definition.concurrency === undefined
+              ? undefined
+              : {
+                  keyPointer: definition.concurrency.key_pointer ?? "",
+                  fixedKey: definition.concurrency.fixed_key ?? "",
+                  maxActiveRuns: definition.concurrency.max_active_runs,
+                  strategy: definition.concurrency.strategy ?? "",
+                },
         },
       },
       this.options(),

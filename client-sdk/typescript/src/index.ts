@@ -57,11 +57,21 @@ export {
   MAX_RETRY_ATTEMPTS,
   MAX_TIMEOUT_MS,
   TRIGGER_RULES,
+  CONCURRENCY_STRATEGIES,
+  MAX_ACTIVE_RUNS_LIMIT,
+  MAX_POLICY_KEY_BYTES,
+  checkConcurrency,
   checkLabels,
   isValidHandler,
   isValidIdentifier,
   validateDefinition,
 } from "./validate.js";
-export type { Backoff, TaskDefinitionJson, TriggerRule, WorkflowDefinitionJson } from "./validate.js";
+export type {
+  Backoff,
+  ConcurrencyPolicyJson,
+  TaskDefinitionJson,
+  TriggerRule,
+  WorkflowDefinitionJson,
+} from "./validate.js";
 export { Workflow, definitionFromJson, task, taskDefinition, workflow } from "./workflow.js";
 export type { Handler, Task, TaskOptions } from "./workflow.js";

@@ -22,7 +22,7 @@ import type { JsonObject } from "./json.js";
 import type { WorkflowDefinitionJson } from "./validate.js";
 
 /** The status of a run. */
-export type RunStatus = "PENDING" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED";
+export type RunStatus = "QUEUED" | "PENDING" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELLED";
 /** The state of a task within a run. */
 export type TaskState =
   | "WAITING"
@@ -52,7 +52,8 @@ export type RunEventKind =
   | "CONTEXT_CONFLICT"
   | "EXECUTOR_CONNECTED"
   | "EXECUTOR_LOST"
-  | "RUN_RETRIED";
+  | "RUN_RETRIED"
+  | "RUN_QUEUED";
 
 /**
  * Whether a run status is final.
@@ -130,6 +131,10 @@ export interface Run {
   conflicts: Conflict[];
   /** How many times {@link Client.retryRun} re-ran the run. */
   retryCount: number;
+  /** The run's concurrency key; empty when its workflow has no concurrency policy. */
+  concurrencyKey: string;
+  /** While QUEUED, its position in its key's queue (1 starts next); 0 otherwise. */
+  queuePosition: number;
 }
 
 /** One event of a run's log. Fields a kind does not set are empty, zero or undefined. */
@@ -166,6 +171,10 @@ export interface RunEvent {
   conflict: Conflict | undefined;
   /** The tasks reset, for RUN_RETRIED, in canonical order. */
   retriedTaskIds: string[];
+  /** The run's concurrency key, for RUN_QUEUED. */
+  concurrencyKey: string;
+  /** The run's position in its key's queue when it was queued, for RUN_QUEUED; 0 otherwise. */
+  queuePosition: number;
 }
 
 /** A stored workflow version. */
@@ -240,6 +249,8 @@ export function convertRun(run: PbRun): Run {
       overriddenTaskId: c.overriddenTaskId,
     })),
     retryCount: run.retryCount,
+    concurrencyKey: run.concurrencyKey,
+    queuePosition: run.queuePosition,
   };
 }
 
@@ -263,6 +274,8 @@ export function convertEvent(event: PbRunEvent): RunEvent {
       ? { key: event.conflict.key, winningTaskId: event.conflict.winningTaskId, overriddenTaskId: event.conflict.overriddenTaskId }
       : undefined,
     retriedTaskIds: [...event.retriedTaskIds],
+    concurrencyKey: event.concurrencyKey,
+    queuePosition: event.queuePosition,
   };
 }
 
@@ -286,6 +299,18 @@ export function convertWorkflow(w: PbWorkflow): Omit<RegisteredWorkflow, "create
       name: w.definition?.name ?? "",
       description: w.definition?.description ?? "",
       tasks: (w.definition?.tasks ?? []).map(convertTask),
+      ...(w.definition?.concurrency === undefined
+        ? {}
+        : {
+            concurrency: {
+              ...(w.definition.concurrency.keyPointer === "" ? {} : { key_pointer: w.definition.concurrency.keyPointer }),
+              ...(w.definition.concurrency.fixedKey === "" ? {} : { fixed_key: w.definition.concurrency.fixedKey }),
+              ...(w.definition.concurrency.maxActiveRuns === undefined
+                ? {}
+                : { max_active_runs: w.definition.concurrency.maxActiveRuns }),
+              ...(w.definition.concurrency.strategy === "" ? {} : { strategy: w.definition.concurrency.strategy }),
+            },
+          }),
     },
     version: w.version,
     sequence: w.sequence,

@@ -26,6 +26,12 @@ export const MAX_LABELS = 64;
 export const MAX_LABEL_KEY_BYTES = 63;
 /** The longest label value, in UTF-8 bytes. */
 export const MAX_LABEL_VALUE_BYTES = 256;
+/** What a concurrency policy may do with a run started while its key is full. */
+export const CONCURRENCY_STRATEGIES = ["queue", "cancel_newest", "cancel_in_progress"] as const;
+/** The largest `max_active_runs` of a concurrency policy. */
+export const MAX_ACTIVE_RUNS_LIMIT = 10_000;
+/** The longest `key_pointer` and `fixed_key`, in UTF-8 bytes. */
+export const MAX_POLICY_KEY_BYTES = 128;
 const DEFAULT_RETRY_DELAY_MS = 1_000;
 const DEFAULT_RETRY_MAX_DELAY_MS = 30_000;
 
@@ -58,6 +64,22 @@ export interface TaskDefinitionJson {
   required_labels?: Record<string, string>;
 }
 
+/**
+ * How many runs of a workflow may be active at once per key, in the wire's
+ * field names: exactly one of `key_pointer` (a JSON pointer into the run's
+ * input) and `fixed_key`.
+ */
+export interface ConcurrencyPolicyJson {
+  /** A JSON pointer into the run's input, starting with `/`. */
+  key_pointer?: string;
+  /** The same key for every run. */
+  fixed_key?: string;
+  /** Active runs allowed per key (default 1). */
+  max_active_runs?: number;
+  /** `queue` (default), `cancel_newest` or `cancel_in_progress`. */
+  strategy?: string;
+}
+
 /** A workflow definition in the wire's field names. */
 export interface WorkflowDefinitionJson {
   /** The workflow's name. */
@@ -66,6 +88,8 @@ export interface WorkflowDefinitionJson {
   description?: string;
   /** The tasks. */
   tasks: TaskDefinitionJson[];
+  /** The concurrency policy; unset means no limit. */
+  concurrency?: ConcurrencyPolicyJson;
 }
 
 /** Why a definition is invalid; the message is the server's. */
@@ -138,6 +162,10 @@ export function validateDefinition(definition: WorkflowDefinitionJson): void {
   if (definition.tasks.length === 0) {
     throw new DefinitionError(`workflow ${quote(definition.name)} has no tasks`);
   }
+  if (definition.concurrency !== undefined) {
+    const problem = checkConcurrency(definition.concurrency);
+    if (problem !== undefined) throw new DefinitionError(`workflow ${quote(definition.name)}: concurrency ${problem}`);
+  }
   const ids = new Map<string, TaskDefinitionJson>();
   for (const task of definition.tasks) {
     if (!isValidIdentifier(task.id)) throw new DefinitionError(`invalid task id ${quote(task.id)}: ${IDENTIFIER_RULE}`);
@@ -160,6 +188,39 @@ export function validateDefinition(definition: WorkflowDefinitionJson): void {
   }
   const cycle = findCycle(definition.tasks);
   if (cycle) throw new DefinitionError(`cycle detected: ${cycle.join(" -> ")}`);
+}
+
+/**
+ * What is wrong with a concurrency policy, in the server's words.
+ *
+ * @param policy - the policy
+ * @returns the problem, or undefined when there is none
+ */
+export function checkConcurrency(policy: ConcurrencyPolicyJson): string | undefined {
+  const pointer = policy.key_pointer ?? "";
+  const fixedKey = policy.fixed_key ?? "";
+  if (pointer === "" && fixedKey === "") return "needs one of key_pointer and fixed_key";
+  if (pointer !== "" && fixedKey !== "") return "has both key_pointer and fixed_key; set one";
+  if (pointer !== "") {
+    const size = utf8.encode(pointer).length;
+    if (size > MAX_POLICY_KEY_BYTES) return `key_pointer is ${size} bytes, over the limit of ${MAX_POLICY_KEY_BYTES}`;
+    if (!pointer.startsWith("/") || pointer.includes("\0") || /~(?![01])/.test(pointer)) {
+      return `key_pointer ${quote(pointer)} is not a JSON pointer: must start with / and use ~ only in ~0 and ~1`;
+    }
+  } else {
+    const size = utf8.encode(fixedKey).length;
+    if (size > MAX_POLICY_KEY_BYTES) return `fixed_key is ${size} bytes, over the limit of ${MAX_POLICY_KEY_BYTES}`;
+    if (fixedKey.includes("\0")) return "fixed_key contains U+0000";
+  }
+  const limit = policy.max_active_runs;
+  if (limit !== undefined && (limit < 1 || limit > MAX_ACTIVE_RUNS_LIMIT || !Number.isInteger(limit))) {
+    return `max_active_runs must be between 1 and ${MAX_ACTIVE_RUNS_LIMIT}, got ${limit}`;
+  }
+  const strategy = policy.strategy ?? "";
+  if (strategy !== "" && !(CONCURRENCY_STRATEGIES as readonly string[]).includes(strategy)) {
+    return `unknown strategy ${quote(strategy)}; expected one of queue, cancel_newest, cancel_in_progress`;
+  }
+  return undefined;
 }
 
 function checkSettings(task: TaskDefinitionJson): void {

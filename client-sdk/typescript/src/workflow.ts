@@ -17,7 +17,7 @@
 
 import type { Context } from "./context.js";
 import { DefinitionError, validateDefinition } from "./validate.js";
-import type { Backoff, TaskDefinitionJson, TriggerRule, WorkflowDefinitionJson } from "./validate.js";
+import type { Backoff, ConcurrencyPolicyJson, TaskDefinitionJson, TriggerRule, WorkflowDefinitionJson } from "./validate.js";
 
 /** A task handler: an async function of the attempt's context. Throw to fail the attempt. */
 export type Handler = (ctx: Context) => void | Promise<void>;
@@ -97,21 +97,31 @@ export class Workflow {
   readonly description: string;
   /** The tasks, in the order given. */
   readonly tasks: readonly Task[];
+  /** How many runs may be active at once per key; unset means no limit. */
+  readonly concurrency: ConcurrencyPolicyJson | undefined;
 
   /**
    * @param name - the workflow's name
    * @param tasks - its tasks
    * @param description - free text for people
+   * @param concurrency - the concurrency policy, if any
    */
-  constructor(name: string, tasks: readonly Task[], description = "") {
+  constructor(name: string, tasks: readonly Task[], description = "", concurrency?: ConcurrencyPolicyJson) {
     this.name = name;
     this.tasks = Object.freeze([...tasks]);
     this.description = description;
+    this.concurrency = concurrency === undefined ? undefined : Object.freeze({ ...concurrency });
   }
 
   /** The definition a client registers. */
   definition(): WorkflowDefinitionJson {
-    return { name: this.name, description: this.description, tasks: this.tasks.map((t) => taskDefinition(t.options)) };
+    const definition: WorkflowDefinitionJson = {
+      name: this.name,
+      description: this.description,
+      tasks: this.tasks.map((t) => taskDefinition(t.options)),
+    };
+    if (this.concurrency !== undefined) definition.concurrency = { ...this.concurrency };
+    return definition;
   }
 
   /**
@@ -154,11 +164,15 @@ export class Workflow {
  *
  * @param name - the workflow's name
  * @param tasks - its tasks
- * @param options - an optional description
+ * @param options - an optional description and concurrency policy
  * @returns the workflow
  */
-export function workflow(name: string, tasks: readonly Task[], options: { description?: string } = {}): Workflow {
-  return new Workflow(name, tasks, options.description ?? "");
+export function workflow(
+  name: string,
+  tasks: readonly Task[],
+  options: { description?: string; concurrency?: ConcurrencyPolicyJson } = {},
+): Workflow {
+  return new Workflow(name, tasks, options.description ?? "", options.concurrency);
 }
 
 const TASK_FIELDS = new Set([
@@ -190,7 +204,7 @@ export function definitionFromJson(value: unknown): WorkflowDefinitionJson {
   };
   const root = object("the definition", value);
   for (const key of Object.keys(root)) {
-    if (!["name", "description", "tasks"].includes(key)) throw new DefinitionError(`unknown field ${JSON.stringify(key)} in the definition`);
+    if (!["name", "description", "tasks", "concurrency"].includes(key)) throw new DefinitionError(`unknown field ${JSON.stringify(key)} in the definition`);
   }
   if (typeof root.name !== "string") throw new DefinitionError("the definition's name must be a string");
   if (!Array.isArray(root.tasks)) throw new DefinitionError("the definition's tasks must be a list");
@@ -223,6 +237,21 @@ export function definitionFromJson(value: unknown): WorkflowDefinitionJson {
     return t as unknown as TaskDefinitionJson;
   });
   const definition: WorkflowDefinitionJson = { name: root.name, tasks };
+  if (root.concurrency !== undefined) {
+    const policy = object("the definition's concurrency", root.concurrency);
+    for (const key of Object.keys(policy)) {
+      if (!["key_pointer", "fixed_key", "max_active_runs", "strategy"].includes(key)) {
+        throw new DefinitionError(`unknown field ${JSON.stringify(key)} in the definition's concurrency`);
+      }
+    }
+    for (const key of ["key_pointer", "fixed_key", "strategy"]) {
+      if (policy[key] !== undefined && typeof policy[key] !== "string") throw new DefinitionError(`concurrency: ${key} must be a string`);
+    }
+    if (policy.max_active_runs !== undefined && typeof policy.max_active_runs !== "number") {
+      throw new DefinitionError("concurrency: max_active_runs must be a number");
+    }
+    definition.concurrency = policy;
+  }
   if (root.description !== undefined) {
     if (typeof root.description !== "string") throw new DefinitionError("the definition's description must be a string");
     definition.description = root.description;

@@ -36,8 +36,8 @@ function createdFromId(id: string): number | undefined {
   return /^[0-9a-f]{12}$/i.test(hex) && id[14] === "7" ? parseInt(hex, 16) : undefined;
 }
 
-const RANK: Record<string, number> = { PENDING: 0, RUNNING: 1, SUCCEEDED: 2, FAILED: 2, CANCELLED: 2 };
-const STATUSES = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
+const RANK: Record<string, number> = { QUEUED: -1, PENDING: 0, RUNNING: 1, SUCCEEDED: 2, FAILED: 2, CANCELLED: 2 };
+const STATUSES = ["QUEUED", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
 
 /** Mounts the runs view. */
 export function mountRuns(root: HTMLElement, context: ViewContext): void {
@@ -214,7 +214,7 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
       // reopen after events resumes from the last cursor.
       const fromNow = cursor === 0n;
       return runs.watchEvents(
-        { afterCursor: cursor, fromNow, types: [RunEventType.RUN_STARTED, RunEventType.TASK_ASSIGNED, RunEventType.RUN_FINISHED, RunEventType.RUN_RETRIED] },
+        { afterCursor: cursor, fromNow, types: [RunEventType.RUN_QUEUED, RunEventType.RUN_STARTED, RunEventType.TASK_ASSIGNED, RunEventType.RUN_FINISHED, RunEventType.RUN_RETRIED] },
         { signal, onHeader: () => (fromNow ? void load("") : undefined) },
       );
     },
@@ -223,7 +223,8 @@ export function mountRuns(root: HTMLElement, context: ViewContext): void {
       cursor = event.cursor;
       const time = ms(event.time);
       const retryCount = rows.get(event.runId)?.retryCount ?? 0;
-      if (event.type === RunEventType.RUN_STARTED) merge({ id: event.runId, workflow: event.workflowName, status: "PENDING", createdAtMs: time, finishedAtMs: undefined, retryCount });
+      if (event.type === RunEventType.RUN_QUEUED) merge({ id: event.runId, workflow: event.workflowName, status: "QUEUED", createdAtMs: time, finishedAtMs: undefined, retryCount });
+      else if (event.type === RunEventType.RUN_STARTED) merge({ id: event.runId, workflow: event.workflowName, status: "PENDING", createdAtMs: time, finishedAtMs: undefined, retryCount });
       else if (event.type === RunEventType.TASK_ASSIGNED) merge({ id: event.runId, workflow: event.workflowName, status: "RUNNING", createdAtMs: undefined, finishedAtMs: undefined, retryCount });
       else if (event.type === RunEventType.RUN_FINISHED) finished(event.runId, event.workflowName, runStatusName(event.runStatus), time);
       else if (event.type === RunEventType.RUN_RETRIED) retried(event.runId, event.workflowName, time);

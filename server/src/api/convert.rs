@@ -59,6 +59,7 @@ pub fn page_size(requested: u32) -> u32 {
 
 pub fn run_status_to_proto(status: RunStatus) -> pb::RunStatus {
     match status {
+        RunStatus::Queued => pb::RunStatus::Queued,
         RunStatus::Pending => pb::RunStatus::Pending,
         RunStatus::Running => pb::RunStatus::Running,
         RunStatus::Succeeded => pb::RunStatus::Succeeded,
@@ -71,6 +72,7 @@ pub fn run_status_to_proto(status: RunStatus) -> pb::RunStatus {
 pub fn run_status_from_proto(value: i32) -> Result<Option<RunStatus>, ApiError> {
     match pb::RunStatus::try_from(value) {
         Ok(pb::RunStatus::Unspecified) => Ok(None),
+        Ok(pb::RunStatus::Queued) => Ok(Some(RunStatus::Queued)),
         Ok(pb::RunStatus::Pending) => Ok(Some(RunStatus::Pending)),
         Ok(pb::RunStatus::Running) => Ok(Some(RunStatus::Running)),
         Ok(pb::RunStatus::Succeeded) => Ok(Some(RunStatus::Succeeded)),
@@ -131,6 +133,8 @@ pub fn run_summary_to_proto(run: &RunRecord) -> pb::Run {
         tasks: Vec::new(),
         conflicts: Vec::new(),
         retry_count: run.retry_count,
+        concurrency_key: run.concurrency_key.clone().unwrap_or_default(),
+        queue_position: run.queue_position.unwrap_or_default(),
         contexts_omitted: false,
         input_context_bytes: 0,
         context_bytes: 0,
@@ -242,6 +246,7 @@ fn event_type_to_proto(event_type: EventType) -> pb::RunEventType {
         EventType::ExecutorConnected => pb::RunEventType::ExecutorConnected,
         EventType::ExecutorLost => pb::RunEventType::ExecutorLost,
         EventType::RunRetried => pb::RunEventType::RunRetried,
+        EventType::RunQueued => pb::RunEventType::RunQueued,
     }
 }
 
@@ -264,6 +269,7 @@ pub fn event_type_from_proto(value: i32) -> Result<EventType, ApiError> {
         Ok(pb::RunEventType::ExecutorConnected) => EventType::ExecutorConnected,
         Ok(pb::RunEventType::ExecutorLost) => EventType::ExecutorLost,
         Ok(pb::RunEventType::RunRetried) => EventType::RunRetried,
+        Ok(pb::RunEventType::RunQueued) => EventType::RunQueued,
         Ok(pb::RunEventType::Unspecified) => {
             return Err(ApiError::InvalidArgument(
                 "types contains RUN_EVENT_TYPE_UNSPECIFIED".to_owned(),
@@ -312,6 +318,8 @@ pub fn event_to_proto(event: &EventRecord) -> pb::RunEvent {
             .map_or(pb::RunStatus::Unspecified, run_status_to_proto) as i32,
         conflict,
         retried_task_ids: details.retried_task_ids.clone().unwrap_or_default(),
+        concurrency_key: details.concurrency_key.clone().unwrap_or_default(),
+        queue_position: details.queue_position.unwrap_or_default(),
     }
 }
 

@@ -68,6 +68,7 @@ impl ApiError {
             ApiError::InvalidArgument(_)
             | ApiError::Definition(_)
             | ApiError::Dispatch(DispatchError::Context(_))
+            | ApiError::Dispatch(DispatchError::ConcurrencyKey(_))
             | ApiError::Dispatch(DispatchError::Retry(RetryError::UnknownTask { .. })) => {
                 ErrorCode::InvalidArgument
             }
@@ -76,7 +77,10 @@ impl ApiError {
             | ApiError::Dispatch(DispatchError::IdempotencyKeyReused { .. }) => {
                 ErrorCode::AlreadyExists
             }
-            ApiError::FailedPrecondition(_) | ApiError::Dispatch(DispatchError::Retry(_)) => {
+            ApiError::FailedPrecondition(_)
+            | ApiError::Dispatch(DispatchError::Retry(_))
+            | ApiError::Dispatch(DispatchError::RetryNeverStarted { .. })
+            | ApiError::Dispatch(DispatchError::RetryKeyFull { .. }) => {
                 ErrorCode::FailedPrecondition
             }
             ApiError::ResourceExhausted(_)

@@ -13,7 +13,7 @@ use super::CliError;
 use super::client::{ClientOptions, NamespacedChannel};
 use super::output::{self, Align, Table, say};
 use super::run_view::{self, ContextView};
-use super::watch::{self, EventPrinter, run_status_name};
+use super::watch::{self, EventPrinter, run_status_name, run_status_text};
 use super::workflow::{Selector, version_selector};
 
 #[derive(Debug, clap::Subcommand)]
@@ -337,7 +337,7 @@ async fn list(
         table.row(vec![
             run.id.clone(),
             run.workflow_name.clone(),
-            run_status_name(run.status),
+            run_status_text(run),
             run.created_at
                 .as_ref()
                 .map(|at| output::time(tributary_proto::unix_ms_from_timestamp(at)))

@@ -8,7 +8,7 @@ use tributary_proto::v1 as pb;
 
 use super::CliError;
 use super::output::{self, Align, Table, say};
-use super::watch::{run_status_name, skip_reason_name};
+use super::watch::{run_status_name, run_status_text, skip_reason_name};
 
 /// A context larger than this, or longer than [`CONTEXT_SUMMARY_LINES`]
 /// once pretty-printed, is summarized (its keys with their sizes) unless
@@ -82,6 +82,8 @@ pub fn run_summary_json(run: &pb::Run) -> serde_json::Value {
         "workflow_name": run.workflow_name,
         "workflow_version": run.workflow_version,
         "status": run_status_name(run.status),
+        "concurrency_key": (!run.concurrency_key.is_empty()).then_some(&run.concurrency_key),
+        "queue_position": (run.queue_position > 0).then_some(run.queue_position),
         "created": created.map(output::time_ms),
         "created_at_ms": created,
         "finished": finished.map(output::time_ms),
@@ -123,7 +125,7 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
         run.workflow_name,
         run.workflow_version
     );
-    say!("status:    {}", run_status_name(run.status));
+    say!("status:    {}", run_status_text(run));
     if let Some(created) = ms(run.created_at.as_ref()) {
         say!("created:   {}", output::time(created));
     }

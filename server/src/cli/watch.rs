@@ -168,6 +168,19 @@ impl ReadyTasks {
     }
 }
 
+/// A run's status as `run get` and `run list` show it: a queued run with
+/// its position, `queued (position 2 for key "acme")`.
+pub fn run_status_text(run: &pb::Run) -> String {
+    let name = run_status_name(run.status);
+    if run.queue_position == 0 {
+        return name;
+    }
+    format!(
+        "{name} (position {} for key {:?})",
+        run.queue_position, run.concurrency_key
+    )
+}
+
 /// `succeeded`, `failed`, ... for a run status number.
 pub fn run_status_name(status: i32) -> String {
     pb::RunStatus::try_from(status)
@@ -229,6 +242,12 @@ impl EventPrinter {
         if let Some(reason) = skip_reason_name(event.skip_reason) {
             line.push_str(&format!(" ({})", reason.replace('_', " ")));
         }
+        if event.queue_position > 0 {
+            line.push_str(&format!(
+                " at position {} of key {:?}",
+                event.queue_position, event.concurrency_key
+            ));
+        }
         if let Some(conflict) = &event.conflict {
             line.push_str(&format!(
                 " key {:?}: {} overrides {}",
@@ -268,6 +287,8 @@ impl EventPrinter {
             "next_attempt_at_ms": event.next_attempt_at.as_ref().map(unix_ms_from_timestamp),
             "duration_ms": took,
             "run_status": (event.run_status != 0).then(|| run_status_name(event.run_status)),
+            "concurrency_key": (!event.concurrency_key.is_empty()).then_some(&event.concurrency_key),
+            "queue_position": (event.queue_position > 0).then_some(event.queue_position),
         })
     }
 
@@ -367,6 +388,34 @@ mod tests {
         let line = printer.line(&finished);
         assert!(
             line.ends_with("run_finished           failed in 3.0s"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn queued_runs_show_their_position_and_key() {
+        let mut run = pb::Run {
+            status: pb::RunStatus::Queued as i32,
+            queue_position: 2,
+            concurrency_key: "acme".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            run_status_text(&run),
+            "queued (position 2 for key \"acme\")"
+        );
+        run.status = pb::RunStatus::Pending as i32;
+        run.queue_position = 0;
+        assert_eq!(run_status_text(&run), "pending");
+        let mut queued = event(1, pb::RunEventType::RunQueued, 1_000);
+        queued.queue_position = 3;
+        queued.concurrency_key = "acme".into();
+        queued.task_id = String::new();
+        queued.attempt_id = String::new();
+        queued.attempt_number = 0;
+        let line = EventPrinter::default().line(&queued);
+        assert!(
+            line.ends_with("run_queued             at position 3 of key \"acme\""),
             "{line}"
         );
     }

@@ -141,6 +141,9 @@ async fn get(
     if !definition.description.is_empty() {
         say!("description: {}", definition.description);
     }
+    if let Some(policy) = &definition.concurrency {
+        say!("concurrency: {}", concurrency_text(policy));
+    }
     say!("");
     // The labels column only when some task requires labels, so that the
     // common table stays as narrow as it was.
@@ -175,6 +178,23 @@ async fn get(
         table.row(row);
     }
     table.emit()
+}
+
+/// A concurrency policy in one line: the limit, the key and the strategy.
+fn concurrency_text(policy: &pb::ConcurrencyPolicy) -> String {
+    let key = if policy.key_pointer.is_empty() {
+        format!("the fixed key {:?}", policy.fixed_key)
+    } else {
+        format!("key {} of the input", policy.key_pointer)
+    };
+    let limit = policy.max_active_runs.unwrap_or(1);
+    let strategy = if policy.strategy.is_empty() {
+        "queue"
+    } else {
+        policy.strategy.as_str()
+    };
+    let runs = if limit == 1 { "run" } else { "runs" };
+    format!("at most {limit} active {runs} per {key}; beyond that: {strategy}")
 }
 
 /// A task's required labels as `key=value` pairs in key order.
@@ -309,6 +329,28 @@ mod tests {
             dependencies: dependencies.iter().map(|d| (*d).to_owned()).collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn concurrency_policies_in_one_line() {
+        let pointer = pb::ConcurrencyPolicy {
+            key_pointer: "/customer".into(),
+            max_active_runs: Some(2),
+            strategy: "cancel_newest".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            concurrency_text(&pointer),
+            "at most 2 active runs per key /customer of the input; beyond that: cancel_newest"
+        );
+        let fixed = pb::ConcurrencyPolicy {
+            fixed_key: "all".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            concurrency_text(&fixed),
+            "at most 1 active run per the fixed key \"all\"; beyond that: queue"
+        );
     }
 
     #[test]

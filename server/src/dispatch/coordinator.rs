@@ -6,6 +6,7 @@
 //! `reporting.rs`.
 
 mod commit;
+mod concurrency;
 mod reporting;
 mod rerun;
 mod results;
@@ -30,6 +31,7 @@ use super::ready_queue::{HandlerKey, ReadyKey, ReadyQueue};
 use super::timers::{TimerKind, Timers};
 use super::waiting::{self, UnservedWarnings};
 use crate::clock::now_unix_ms;
+use crate::engine::concurrency::{ConcurrencyKeys, KeyScope};
 use crate::engine::plan::WorkflowPlan;
 use crate::engine::records::EventRecord;
 use crate::engine::retry::random_jitter_factor;
@@ -87,6 +89,11 @@ pub struct Coordinator {
     /// Off while recovering: no executor can have reconnected yet, so a
     /// restored READY task is not a sign that its handler has no worker.
     warn_unserved: bool,
+    /// The active and queued runs of every concurrency key.
+    concurrency: ConcurrencyKeys,
+    /// Queued runs whose key has a free slot for them: started at the next
+    /// turn (their inputs are read back from the database).
+    pending_dequeues: Vec<(KeyScope, String)>,
 }
 
 impl Coordinator {
@@ -125,6 +132,8 @@ impl Coordinator {
             observer,
             unserved: UnservedWarnings::default(),
             warn_unserved: false,
+            concurrency: ConcurrencyKeys::new(),
+            pending_dequeues: Vec::new(),
         };
         coordinator.recover().await?;
         coordinator.warn_unserved = true;
@@ -154,7 +163,8 @@ impl Coordinator {
             // must not wait for the next command; deferred changes wait for
             // their deadline.
             let pending = (!self.dirty_runs.is_empty() && self.commit_deadline.is_none())
-                || !self.after_commit.is_empty();
+                || !self.after_commit.is_empty()
+                || !self.pending_dequeues.is_empty();
             if pending {
                 while batch.len() < self.settings.max_batch {
                     match commands.try_recv() {
@@ -182,13 +192,17 @@ impl Coordinator {
             let mut starts = Vec::new();
             for command in batch.drain(..) {
                 match command {
-                    Command::StartRun { command, reply } if command.idempotency_key.is_none() => {
+                    Command::StartRun { command, reply }
+                        if command.idempotency_key.is_none()
+                            && command.concurrency_key.is_none() =>
+                    {
                         starts.push((command, reply));
                     }
                     command => self.handle(command).await,
                 }
             }
             self.start_runs(starts).await;
+            self.start_dequeued_runs().await;
             self.fire_due_timers();
             self.dispatch();
             self.flush(false).await;
@@ -213,7 +227,13 @@ impl Coordinator {
                 namespace,
                 run_id,
                 reply,
-            } => self.cancel_run(&namespace, &run_id, reply),
+            } => {
+                if self.concurrency.is_queued(&run_id) {
+                    self.cancel_queued_run(&namespace, &run_id, reply).await;
+                } else {
+                    self.cancel_run(&namespace, &run_id, reply);
+                }
+            }
             Command::RetryRun { command, reply } => {
                 let result = self.retry_run(command).await;
                 let _ = reply.send(result);
@@ -491,7 +511,7 @@ impl Coordinator {
         }
     }
 
-    fn apply_actions(&mut self, run_id: &str, actions: Vec<Action>) {
+    pub(super) fn apply_actions(&mut self, run_id: &str, actions: Vec<Action>) {
         self.mark_dirty(run_id);
         for action in actions {
             match action {

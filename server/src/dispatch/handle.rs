@@ -45,6 +45,24 @@ pub enum DispatchError {
     /// A per-namespace quota is full; the message names it and its value.
     #[error("{0}")]
     QuotaExceeded(String),
+    /// A retried run never started: it was cancelled while queued or
+    /// refused by its concurrency key.
+    #[error(
+        "run {run_id} never started: it was cancelled while its concurrency key {key:?} was full; start a new run instead"
+    )]
+    RetryNeverStarted { run_id: String, key: String },
+    /// A retried run's concurrency key is full.
+    #[error(
+        "run {run_id} cannot be retried now: its concurrency key {key:?} has {limit} active run(s), the workflow's max_active_runs, or runs waiting; retry it when one has finished"
+    )]
+    RetryKeyFull {
+        run_id: String,
+        key: String,
+        limit: u32,
+    },
+    /// The run's input gives no concurrency key for its workflow's policy.
+    #[error(transparent)]
+    ConcurrencyKey(#[from] tributary_core::RunKeyError),
 }
 
 /// A request to re-run a finished run (`RetryRun`).
@@ -78,6 +96,8 @@ pub struct StartRunCommand {
     pub input_context_json: String,
     pub idempotency_key: Option<String>,
     pub request_hash: String,
+    /// The run's key when its workflow version has a concurrency policy.
+    pub concurrency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

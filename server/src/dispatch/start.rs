@@ -5,6 +5,7 @@
 //! starts the run, which records the key with it.
 
 use sha2::{Digest, Sha256};
+use tributary_core::{ConcurrencySpec, RunKeyError};
 
 use super::{CoordinatorHandle, DispatchError, StartRunCommand, StartedRun};
 use crate::store::{Store, VersionSelector};
@@ -57,6 +58,12 @@ pub async fn start_or_find_run(
     let workflow = store
         .get_workflow(request.namespace, request.workflow_name, &selector)
         .await?;
+    // Computed before anything is stored, so a start whose input has no key
+    // leaves no run behind.
+    let concurrency_key = match &workflow.spec.concurrency {
+        Some(policy) => Some(run_key(policy, &request.input_context_json)?),
+        None => None,
+    };
     coordinator
         .start_run(StartRunCommand {
             namespace: request.namespace.to_owned(),
@@ -64,8 +71,18 @@ pub async fn start_or_find_run(
             input_context_json: request.input_context_json,
             idempotency_key: request.idempotency_key,
             request_hash,
+            concurrency_key,
         })
         .await
+}
+
+/// The concurrency key of a run with this input. The caller has checked
+/// that the input is a JSON object; text that does not parse has no value at
+/// any pointer.
+fn run_key(policy: &ConcurrencySpec, input_json: &str) -> Result<String, RunKeyError> {
+    let input: serde_json::Value =
+        serde_json::from_str(input_json).unwrap_or(serde_json::Value::Null);
+    policy.run_key(&input)
 }
 
 /// Identifies a start request for idempotency: the same workflow, the same
@@ -86,6 +103,28 @@ fn request_hash(workflow_name: &str, workflow_version: &str, input: &str) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_keys_come_from_the_input_text() {
+        let pointer = tributary_core::ConcurrencyDefinition {
+            key_pointer: "/customer".into(),
+            ..Default::default()
+        }
+        .normalize()
+        .unwrap();
+        assert_eq!(
+            run_key(&pointer, r#"{"customer": "acme"}"#),
+            Ok("acme".into())
+        );
+        assert_eq!(
+            run_key(&pointer, "{}"),
+            Err(RunKeyError::Missing("/customer".into()))
+        );
+        assert_eq!(
+            run_key(&pointer, "{}").unwrap_err().to_string(),
+            "the input has no value at \"/customer\", the workflow's concurrency key_pointer"
+        );
+    }
 
     #[test]
     fn request_hash_separates_fields() {

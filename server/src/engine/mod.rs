@@ -4,6 +4,7 @@
 //! cancellation) it returns what to persist and what to do, and the runtime
 //! carries that out.
 
+pub mod concurrency;
 pub mod context;
 pub mod context_size;
 pub mod plan;

@@ -172,6 +172,7 @@ mod tests {
                     ..TaskDefinition::default()
                 })
                 .collect(),
+            concurrency: None,
         };
         let spec = validate(&input, 0, DefinitionLimits::default()).expect("valid");
         WorkflowPlan::new(&spec, &spec.version())

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Waiting for a slot of its concurrency key; no task rows yet.
+    Queued,
     Pending,
     Running,
     Succeeded,
@@ -70,6 +72,7 @@ pub enum EventType {
     ExecutorConnected,
     ExecutorLost,
     RunRetried,
+    RunQueued,
 }
 
 macro_rules! text_enum {
@@ -86,6 +89,7 @@ macro_rules! text_enum {
 }
 
 text_enum!(RunStatus {
+    Queued = "queued",
     Pending = "pending",
     Running = "running",
     Succeeded = "succeeded",
@@ -132,6 +136,7 @@ text_enum!(EventType {
     ExecutorConnected = "executor_connected",
     ExecutorLost = "executor_lost",
     RunRetried = "run_retried",
+    RunQueued = "run_queued",
 });
 
 impl RunStatus {
@@ -165,6 +170,11 @@ pub struct NewRun {
     /// request that reuses the key.
     pub request_hash: String,
     pub created_at_ms: i64,
+    /// PENDING, or QUEUED for a run waiting for a slot of its concurrency
+    /// key (it then has no tasks yet).
+    pub status: RunStatus,
+    /// Set when the workflow has a concurrency policy.
+    pub concurrency_key: Option<String>,
     /// Every task of the workflow, in canonical order.
     pub tasks: Vec<TaskRecord>,
     pub events: Vec<NewEvent>,
@@ -267,6 +277,13 @@ pub struct EventDetails {
     /// The tasks a RUN_RETRIED reset, in canonical order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retried_task_ids: Option<Vec<String>>,
+    /// The run's concurrency key, for RUN_QUEUED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+    /// The run's position in its key's queue when it was queued, for
+    /// RUN_QUEUED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
 }
 
 /// An event to append. The run's sequence number is assigned by the engine
@@ -351,6 +368,10 @@ pub struct RunRecord {
     pub retry_count: u32,
     /// The client's id of the latest retry, if it gave one.
     pub retry_request_id: Option<String>,
+    /// Set when the workflow has a concurrency policy.
+    pub concurrency_key: Option<String>,
+    /// The 1-based position in its key's queue, while QUEUED.
+    pub queue_position: Option<u32>,
 }
 
 /// What a retry changes besides the engine's usual rows: the run row goes

@@ -35,6 +35,7 @@ fn harness_with(tasks: Vec<TaskDefinition>, input: &str) -> Harness {
             name: "wf".into(),
             description: String::new(),
             tasks,
+            concurrency: None,
         },
         0,
         DefinitionLimits::default(),
@@ -548,6 +549,7 @@ fn input_must_be_an_object() {
             name: "wf".into(),
             description: String::new(),
             tasks: vec![task("a", &[])],
+            concurrency: None,
         },
         0,
         DefinitionLimits::default(),
@@ -586,6 +588,8 @@ fn stored_detail(new_run: &NewRun, batches: &[RunChanges]) -> RunDetail {
         finished_at_ms: None,
         retry_count: 0,
         retry_request_id: None,
+        concurrency_key: None,
+        queue_position: None,
     };
     let mut tasks = new_run.tasks.clone();
     let mut attempts: Vec<AttemptRecord> = Vec::new();
@@ -634,6 +638,7 @@ fn a_restored_run_continues_exactly_where_it_stopped() {
             name: "wf".into(),
             description: String::new(),
             tasks,
+            concurrency: None,
         },
         0,
         DefinitionLimits::default(),

@@ -67,9 +67,10 @@ impl MultiRow {
 
 pub(super) const INSERT_RUNS: MultiRow = MultiRow {
     head: "INSERT INTO runs (id, namespace, workflow_name, workflow_version, status, \
-           input_context_json, idempotency_key, request_hash, created_at_ms) VALUES ",
+           input_context_json, idempotency_key, request_hash, created_at_ms, concurrency_key) \
+           VALUES ",
     tail: "",
-    columns: 9,
+    columns: 10,
 };
 
 pub(super) const INSERT_TASKS: MultiRow = MultiRow {

@@ -216,6 +216,26 @@ pub trait Store: Send + Sync + 'static {
     /// the engine's memory.
     async fn load_active_runs(&self) -> Result<Vec<(RunDetail, u64)>, StoreError>;
 
+    /// Every QUEUED run, in every namespace, in queue order (by id) within
+    /// each key; read at start-up to rebuild the queues.
+    async fn load_queued_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Starts a QUEUED run (`run` is what [`RunState::start`] built for
+    /// it): its row becomes PENDING and its tasks and events are written in
+    /// one transaction, only if it is still QUEUED; `None` when it is not,
+    /// with nothing written.
+    ///
+    /// [`RunState::start`]: crate::engine::run::RunState::start
+    async fn start_queued_run(&self, run: &NewRun) -> Result<Option<Vec<EventRecord>>, StoreError>;
+
+    /// Ends a QUEUED run CANCELLED at `now_ms` with `run.events` (its
+    /// RUN_FINISHED), only if it is still QUEUED; `None` when it is not.
+    async fn cancel_queued_run(
+        &self,
+        run: &NewRun,
+        now_ms: i64,
+    ) -> Result<Option<Vec<EventRecord>>, StoreError>;
+
     /// One run as [`Store::load_active_runs`] reads each: its details and
     /// the highest event sequence it has used.
     async fn load_run(&self, namespace: &str, run_id: &str)

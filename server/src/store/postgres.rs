@@ -100,6 +100,22 @@ impl Store for PostgresStore {
         RunQueries::<Postgres>::create_run(&self.pool, run).await
     }
 
+    async fn load_queued_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        RunQueries::<Postgres>::load_queued_runs(&self.pool).await
+    }
+
+    async fn start_queued_run(&self, run: &NewRun) -> Result<Option<Vec<EventRecord>>, StoreError> {
+        RunQueries::<Postgres>::start_queued_run(&self.pool, run).await
+    }
+
+    async fn cancel_queued_run(
+        &self,
+        run: &NewRun,
+        now_ms: i64,
+    ) -> Result<Option<Vec<EventRecord>>, StoreError> {
+        RunQueries::<Postgres>::cancel_queued_run(&self.pool, run, now_ms).await
+    }
+
     async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<EventRecord>, StoreError> {
         RunQueries::<Postgres>::create_runs(&self.pool, runs).await
     }

@@ -20,7 +20,11 @@ macro_rules! run_columns {
     () => {
         "id, namespace, workflow_name, workflow_version, status, input_context_json, \
          final_context_json, idempotency_key, request_hash, created_at_ms, started_at_ms, \
-         finished_at_ms, retry_count, retry_request_id"
+         finished_at_ms, retry_count, retry_request_id, concurrency_key, \
+         CASE WHEN status = 'queued' THEN (SELECT COUNT(*) FROM runs q \
+         WHERE q.namespace = runs.namespace AND q.workflow_name = runs.workflow_name \
+         AND q.concurrency_key = runs.concurrency_key AND q.status = 'queued' \
+         AND q.id <= runs.id) ELSE 0 END"
     };
 }
 
@@ -34,6 +38,13 @@ const FIND_BY_IDEMPOTENCY_KEY: &str = concat!(
     "SELECT ",
     run_columns!(),
     " FROM runs WHERE namespace = $1 AND idempotency_key = $2"
+);
+
+/// Every queued run, in queue order within each key.
+pub(super) const LIST_QUEUED_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE status = 'queued' ORDER BY id"
 );
 
 pub(super) const LIST_ACTIVE_RUNS: &str = concat!(
@@ -286,6 +297,15 @@ where
         })
     }
 
+    pub(super) async fn load_queued_runs(pool: &Pool<DB>) -> Result<Vec<RunRecord>, StoreError> {
+        sqlx::query::<DB>(LIST_QUEUED_RUNS)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(Self::run_from_row)
+            .collect()
+    }
+
     pub(super) async fn list_runs(
         pool: &Pool<DB>,
         namespace: &str,
@@ -481,6 +501,13 @@ where
             finished_at_ms: row.try_get(11)?,
             retry_count: to_u32(row.try_get(12)?, "retry_count", &|| format!("run {id:?}"))?,
             retry_request_id: row.try_get(13)?,
+            concurrency_key: row.try_get(14)?,
+            queue_position: match row.try_get::<i64, _>(15)? {
+                0 => None,
+                position => Some(to_u32(position, "queue position", &|| {
+                    format!("run {id:?}")
+                })?),
+            },
             id,
         })
     }

@@ -29,16 +29,24 @@ use super::batch_sql::{
 use super::run_queries::RunQueries;
 use crate::engine::records::{
     AttemptRecord, AttemptUpdate, CreateRunOutcome, DeltaRecord, EventRecord, NewRun, RunChanges,
-    RunStatus, RunStatusChange, SkipReason,
+    RunStatusChange, SkipReason,
 };
 
 const INSERT_RUN: &str = "INSERT INTO runs \
      (id, namespace, workflow_name, workflow_version, status, input_context_json, \
      final_context_json, idempotency_key, request_hash, created_at_ms, started_at_ms, \
-     finished_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, NULL, NULL) \
+     finished_at_ms, concurrency_key) \
+     VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $5 = 'cancelled' THEN $6 END, $7, $8, $9, \
+     NULL, CASE WHEN $5 = 'cancelled' THEN $9 END, $10) \
      ON CONFLICT (namespace, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
      RETURNING id";
+
+const START_QUEUED_RUN: &str = "UPDATE runs SET status = 'pending' \
+     WHERE id = $1 AND namespace = $2 AND status = 'queued' RETURNING id";
+
+const CANCEL_QUEUED_RUN: &str = "UPDATE runs SET status = 'cancelled', finished_at_ms = $3, \
+     final_context_json = input_context_json \
+     WHERE id = $1 AND namespace = $2 AND status = 'queued' RETURNING id";
 
 // The engine may report the same conflict again (a replayed step): the
 // identical row is skipped. One task may be overridden by several winners
@@ -84,11 +92,12 @@ where
             .bind(run.namespace.as_str())
             .bind(run.workflow_name.as_str())
             .bind(run.workflow_version.as_str())
-            .bind(RunStatus::Pending.as_str())
+            .bind(run.status.as_str())
             .bind(run.input_context_json.as_str())
             .bind(run.idempotency_key.as_deref())
             .bind(run.request_hash.as_str())
             .bind(run.created_at_ms)
+            .bind(run.concurrency_key.as_deref())
             .fetch_optional(&mut *transaction)
             .await?;
         if inserted.is_none() {
@@ -120,6 +129,61 @@ where
         let events = Self::append_events(&mut transaction, &pending).await?;
         transaction.commit().await?;
         Ok(CreateRunOutcome::Created(events))
+    }
+
+    /// Starts a QUEUED run: its row becomes PENDING and its tasks and events
+    /// are written, in one transaction, only if it is still QUEUED (a
+    /// CancelRun may have ended it meanwhile); `None` then, with nothing
+    /// written.
+    pub(super) async fn start_queued_run(
+        pool: &Pool<DB>,
+        run: &NewRun,
+    ) -> Result<Option<Vec<EventRecord>>, StoreError> {
+        let pending = PendingEvent::of_runs(std::slice::from_ref(run))?;
+        let mut transaction = pool.begin().await?;
+        let updated = sqlx::query::<DB>(START_QUEUED_RUN)
+            .bind(run.id.as_str())
+            .bind(run.namespace.as_str())
+            .fetch_optional(&mut *transaction)
+            .await?;
+        if updated.is_none() {
+            transaction.rollback().await?;
+            return Ok(None);
+        }
+        Self::insert_rows(
+            &mut transaction,
+            &TaskRow::of_runs(std::slice::from_ref(run)),
+            |rows| INSERT_TASKS.sql::<DB>(rows, ""),
+            Self::bind_task,
+        )
+        .await?;
+        let events = Self::append_events(&mut transaction, &pending).await?;
+        transaction.commit().await?;
+        Ok(Some(events))
+    }
+
+    /// Ends a QUEUED run CANCELLED with `events` (its RUN_FINISHED), only if
+    /// it is still QUEUED; `None` then, with nothing written.
+    pub(super) async fn cancel_queued_run(
+        pool: &Pool<DB>,
+        run: &NewRun,
+        now_ms: i64,
+    ) -> Result<Option<Vec<EventRecord>>, StoreError> {
+        let pending = PendingEvent::of_runs(std::slice::from_ref(run))?;
+        let mut transaction = pool.begin().await?;
+        let updated = sqlx::query::<DB>(CANCEL_QUEUED_RUN)
+            .bind(run.id.as_str())
+            .bind(run.namespace.as_str())
+            .bind(now_ms)
+            .fetch_optional(&mut *transaction)
+            .await?;
+        if updated.is_none() {
+            transaction.rollback().await?;
+            return Ok(None);
+        }
+        let events = Self::append_events(&mut transaction, &pending).await?;
+        transaction.commit().await?;
+        Ok(Some(events))
     }
 
     /// Writes runs that carry no idempotency key, their tasks and events,
@@ -414,11 +478,12 @@ where
             .bind(run.namespace.as_str())
             .bind(run.workflow_name.as_str())
             .bind(run.workflow_version.as_str())
-            .bind(RunStatus::Pending.as_str())
+            .bind(run.status.as_str())
             .bind(run.input_context_json.as_str())
             .bind(run.idempotency_key.as_deref())
             .bind(run.request_hash.as_str())
             .bind(run.created_at_ms)
+            .bind(run.concurrency_key.as_deref())
     }
 
     fn bind_status<'q>(

@@ -167,6 +167,22 @@ impl Store for SqliteStore {
         RunQueries::<Sqlite>::create_run(self.writer(), run).await
     }
 
+    async fn load_queued_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        RunQueries::<Sqlite>::load_queued_runs(&self.readers).await
+    }
+
+    async fn start_queued_run(&self, run: &NewRun) -> Result<Option<Vec<EventRecord>>, StoreError> {
+        RunQueries::<Sqlite>::start_queued_run(self.writer(), run).await
+    }
+
+    async fn cancel_queued_run(
+        &self,
+        run: &NewRun,
+        now_ms: i64,
+    ) -> Result<Option<Vec<EventRecord>>, StoreError> {
+        RunQueries::<Sqlite>::cancel_queued_run(self.writer(), run, now_ms).await
+    }
+
     async fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<EventRecord>, StoreError> {
         RunQueries::<Sqlite>::create_runs(self.writer(), runs).await
     }

@@ -118,6 +118,14 @@ def definition_to_proto(definition: Mapping[str, Any]) -> workflow_pb2.WorkflowD
         entry.trigger_rule = task.get("trigger_rule", "") or ""
         entry.handler = task.get("handler", "") or ""
         entry.required_labels.update(task.get("required_labels") or {})
+    policy = definition.get("concurrency")
+    if policy is not None:
+        message.concurrency.SetInParent()
+        message.concurrency.key_pointer = policy.get("key_pointer", "") or ""
+        message.concurrency.fixed_key = policy.get("fixed_key", "") or ""
+        if policy.get("max_active_runs") is not None:
+            message.concurrency.max_active_runs = policy["max_active_runs"]
+        message.concurrency.strategy = policy.get("strategy", "") or ""
     return message
 
 

@@ -35,7 +35,7 @@ __all__ = [
 
 
 class RunStatus(enum.IntEnum):
-    """A run's lifecycle: PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
+    """A run's lifecycle: [QUEUED ->] PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
 
     UNSPECIFIED = 0
     PENDING = 1
@@ -43,6 +43,7 @@ class RunStatus(enum.IntEnum):
     SUCCEEDED = 3
     FAILED = 4
     CANCELLED = 5
+    QUEUED = 6
 
     @property
     def is_terminal(self) -> bool:
@@ -105,6 +106,7 @@ class RunEventType(enum.IntEnum):
     EXECUTOR_CONNECTED = 13
     EXECUTOR_LOST = 14
     RUN_RETRIED = 15
+    RUN_QUEUED = 16
 
 
 def _time(stamp: Timestamp, present: bool = True) -> datetime | None:
@@ -207,6 +209,10 @@ class Run:
     """Context conflicts (empty in listings)."""
     retry_count: int = 0
     """How many times ``retry_run`` re-ran it."""
+    concurrency_key: str = ""
+    """Its concurrency key; empty when its workflow has no concurrency policy."""
+    queue_position: int = 0
+    """While QUEUED, its position in its key's queue (1 starts next); 0 otherwise."""
 
     @property
     def succeeded(self) -> bool:
@@ -248,6 +254,8 @@ class Run:
                 ContextConflict(c.key, c.winning_task_id, c.overridden_task_id) for c in message.conflicts
             ],
             retry_count=message.retry_count,
+            concurrency_key=message.concurrency_key,
+            queue_position=message.queue_position,
         )
 
 
@@ -284,6 +292,10 @@ class RunEvent:
     """For RUN_FINISHED."""
     retried_task_ids: tuple[str, ...] = ()
     """For RUN_RETRIED: the tasks reset, in canonical order."""
+    concurrency_key: str = ""
+    """For RUN_QUEUED: the run's concurrency key."""
+    queue_position: int = 0
+    """For RUN_QUEUED: the run's position in its key's queue when it was queued."""
 
     @classmethod
     def from_proto(cls, message: run_pb2.RunEvent) -> RunEvent:
@@ -303,6 +315,8 @@ class RunEvent:
             skip_reason=SkipReason(message.skip_reason),
             run_status=RunStatus(message.run_status),
             retried_task_ids=tuple(message.retried_task_ids),
+            concurrency_key=message.concurrency_key,
+            queue_position=message.queue_position,
         )
 
 

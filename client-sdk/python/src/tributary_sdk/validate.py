@@ -12,6 +12,9 @@ from .errors import DefinitionError
 
 __all__ = [
     "BACKOFFS",
+    "CONCURRENCY_STRATEGIES",
+    "MAX_ACTIVE_RUNS_LIMIT",
+    "MAX_POLICY_KEY_BYTES",
     "MAX_LABELS",
     "MAX_LABEL_KEY_BYTES",
     "MAX_LABEL_VALUE_BYTES",
@@ -19,6 +22,7 @@ __all__ = [
     "MAX_RETRY_ATTEMPTS",
     "MAX_TIMEOUT_MS",
     "TRIGGER_RULES",
+    "check_concurrency",
     "is_valid_handler",
     "is_valid_identifier",
     "validate_definition",
@@ -40,6 +44,12 @@ MAX_LABEL_KEY_BYTES = 63
 """The longest label key, in UTF-8 bytes."""
 MAX_LABEL_VALUE_BYTES = 256
 """The longest label value, in UTF-8 bytes."""
+CONCURRENCY_STRATEGIES = ("queue", "cancel_newest", "cancel_in_progress")
+"""What a workflow's concurrency policy may do with a run started while its key is full."""
+MAX_ACTIVE_RUNS_LIMIT = 10_000
+"""The largest ``max_active_runs`` of a concurrency policy."""
+MAX_POLICY_KEY_BYTES = 128
+"""The longest ``key_pointer`` and ``fixed_key``, in UTF-8 bytes."""
 _DEFAULT_RETRY_DELAY_MS = 1_000
 _DEFAULT_RETRY_MAX_DELAY_MS = 30_000
 _IDENTIFIER_RULE = "must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter"
@@ -107,6 +117,11 @@ def validate_definition(definition: Mapping[str, Any]) -> None:
     tasks: Sequence[Mapping[str, Any]] = definition.get("tasks") or []
     if not tasks:
         raise DefinitionError(f"workflow {debug_str(name)} has no tasks")
+    concurrency = definition.get("concurrency")
+    if concurrency is not None:
+        problem = check_concurrency(concurrency)
+        if problem is not None:
+            raise DefinitionError(f"workflow {debug_str(name)}: concurrency {problem}")
     ids: dict[str, Mapping[str, Any]] = {}
     for task in tasks:
         task_id = str(task.get("id", ""))
@@ -182,6 +197,49 @@ def _check_settings(task_id: str, task: Mapping[str, Any]) -> None:
     problem = check_labels(labels)
     if problem is not None:
         raise DefinitionError(f"task {debug_str(task_id)}: required_labels {problem}")
+
+
+def check_concurrency(policy: Mapping[str, Any]) -> str | None:
+    """What is wrong with a concurrency policy (the ``ConcurrencyPolicy``
+    field names), or ``None``.
+
+    >>> check_concurrency({"fixed_key": "all"}) is None, check_concurrency({})
+    (True, 'needs one of key_pointer and fixed_key')
+    """
+    pointer = policy.get("key_pointer") or ""
+    fixed_key = policy.get("fixed_key") or ""
+    if not pointer and not fixed_key:
+        return "needs one of key_pointer and fixed_key"
+    if pointer and fixed_key:
+        return "has both key_pointer and fixed_key; set one"
+    if pointer:
+        size = len(pointer.encode())
+        if size > MAX_POLICY_KEY_BYTES:
+            return f"key_pointer is {size} bytes, over the limit of {MAX_POLICY_KEY_BYTES}"
+        escapes_valid = all(
+            char != "~" or pointer[index + 1 : index + 2] in ("0", "1") for index, char in enumerate(pointer)
+        )
+        if not pointer.startswith("/") or "\0" in pointer or not escapes_valid:
+            return (
+                f"key_pointer {debug_str(pointer)} is not a JSON pointer:"
+                " must start with / and use ~ only in ~0 and ~1"
+            )
+    else:
+        size = len(fixed_key.encode())
+        if size > MAX_POLICY_KEY_BYTES:
+            return f"fixed_key is {size} bytes, over the limit of {MAX_POLICY_KEY_BYTES}"
+        if "\0" in fixed_key:
+            return "fixed_key contains U+0000"
+    limit = policy.get("max_active_runs")
+    if limit is not None and not 1 <= limit <= MAX_ACTIVE_RUNS_LIMIT:
+        return f"max_active_runs must be between 1 and {MAX_ACTIVE_RUNS_LIMIT}, got {limit}"
+    strategy = policy.get("strategy") or ""
+    if strategy and strategy not in CONCURRENCY_STRATEGIES:
+        return (
+            f"unknown strategy {debug_str(strategy)};"
+            " expected one of queue, cancel_newest, cancel_in_progress"
+        )
+    return None
 
 
 def check_labels(labels: Mapping[str, str]) -> str | None:

@@ -223,6 +223,9 @@ class Workflow:
     """Its tasks."""
     description: str = ""
     """Free text for people."""
+    concurrency: Mapping[str, Any] | None = None
+    """The concurrency policy (``key_pointer`` or ``fixed_key``,
+    ``max_active_runs``, ``strategy``); ``None`` means no limit."""
     _checked: bool = field(default=False, repr=False)
 
     def definition(self) -> dict[str, Any]:
@@ -234,6 +237,8 @@ class Workflow:
         }
         if self.description:
             out["description"] = self.description
+        if self.concurrency is not None:
+            out["concurrency"] = dict(self.concurrency)
         return out
 
     def validate(self) -> None:
@@ -253,7 +258,13 @@ class Workflow:
         raise KeyError(f"workflow {self.name!r} has no task {task_id!r}")
 
 
-def workflow(name: str, tasks: Iterable[Task], *, description: str = "") -> Workflow:
+def workflow(
+    name: str,
+    tasks: Iterable[Task],
+    *,
+    description: str = "",
+    concurrency: Mapping[str, Any] | None = None,
+) -> Workflow:
     """Group tasks into a workflow, validated at once.
 
     >>> @task(id="a")
@@ -263,7 +274,7 @@ def workflow(name: str, tasks: Iterable[Task], *, description: str = "") -> Work
     ...
     tributary_sdk.errors.DefinitionError: invalid workflow name "bad name": must be 1-64 characters...
     """
-    flow = Workflow(name=name, tasks=list(tasks), description=description)
+    flow = Workflow(name=name, tasks=list(tasks), description=description, concurrency=concurrency)
     for item in flow.tasks:
         if not isinstance(item, Task):
             raise DefinitionError(f"workflow {name!r}: {item!r} is not a task (decorate it with @task)")

@@ -6,12 +6,14 @@
 use super::Coordinator;
 use crate::clock::now_unix_ms;
 use crate::dispatch::handle::{DispatchError, RetriedRun, RetryRunCommand};
+use crate::engine::concurrency::{KeyScope, RunPolicy};
 use crate::engine::records::{
     EventFilter, EventPosition, EventQuery, EventType, RunDetail, RunRetry,
 };
 use crate::engine::run::{RetryError, RunState};
 use crate::events::PAGE_SIZE;
-use crate::store::StoreError;
+use crate::store::{StoreError, VersionSelector};
+use tributary_core::ConcurrencyStrategy;
 
 impl Coordinator {
     pub(super) async fn retry_run(
@@ -55,6 +57,7 @@ impl Coordinator {
             }
             .into());
         }
+        let key = self.retry_key(&detail).await?;
         let plan = self.recovered_plan(&detail.run).await?;
         let (mut run, _) = RunState::restore(plan, self.settings.run, &detail, last_sequence + 1)
             .map_err(|error| {
@@ -84,6 +87,18 @@ impl Coordinator {
             "run retried"
         );
         let status = run.status();
+        if let Some((scope, max_active_runs)) = key {
+            // The key had room when checked, and nothing ran since: this
+            // admits it.
+            self.concurrency.admit(
+                &scope,
+                &run_id,
+                RunPolicy {
+                    max_active_runs,
+                    strategy: ConcurrencyStrategy::Queue,
+                },
+            );
+        }
         self.runs.insert(run_id.clone(), run);
         self.apply_actions(&run_id, actions);
         Ok(RetriedRun {
@@ -92,6 +107,49 @@ impl Coordinator {
             retry_count: retry.retry_count,
             retried_task_ids,
         })
+    }
+
+    /// A finished run with a concurrency key counts against it again once
+    /// reopened: refused while the key is full (a retry never queues), and
+    /// refused for good when the run never started (it has no tasks).
+    async fn retry_key(
+        &mut self,
+        detail: &RunDetail,
+    ) -> Result<Option<(KeyScope, u32)>, DispatchError> {
+        let Some(key) = detail.run.concurrency_key.clone() else {
+            return Ok(None);
+        };
+        if detail.tasks.is_empty() {
+            return Err(DispatchError::RetryNeverStarted {
+                run_id: detail.run.id.clone(),
+                key,
+            });
+        }
+        let workflow = self
+            .store
+            .get_workflow(
+                &detail.run.namespace,
+                &detail.run.workflow_name,
+                &VersionSelector::Version(detail.run.workflow_version.clone()),
+            )
+            .await?;
+        let limit = workflow
+            .spec
+            .concurrency
+            .map_or(1, |policy| policy.max_active_runs);
+        let scope = KeyScope {
+            namespace: detail.run.namespace.clone(),
+            workflow_name: detail.run.workflow_name.clone(),
+            key,
+        };
+        if !self.concurrency.has_room(&scope, limit) {
+            return Err(DispatchError::RetryKeyFull {
+                run_id: detail.run.id.clone(),
+                key: scope.key,
+                limit,
+            });
+        }
+        Ok(Some((scope, limit)))
     }
 
     /// The answer of the run's latest retry, for a repeated call: the tasks

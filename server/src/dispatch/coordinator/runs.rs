@@ -12,6 +12,7 @@ use crate::dispatch::handle::{
     CancelOutcome, DispatchError, StartReply, StartRunCommand, StartedRun,
 };
 use crate::dispatch::timers::TimerKind;
+use crate::engine::concurrency::RunPolicy;
 use crate::engine::plan::WorkflowPlan;
 use crate::engine::records::{CreateRunOutcome, NewRun, RunRecord};
 use crate::engine::run::{Action, RunState};
@@ -24,6 +25,11 @@ impl Coordinator {
     /// before they are re-queued.
     pub(super) async fn recover(&mut self) -> Result<(), StoreError> {
         let active = self.store.load_active_runs().await?;
+        let records: Vec<_> = active
+            .iter()
+            .map(|(detail, _)| detail.run.clone())
+            .collect();
+        self.recover_keys(&records).await?;
         let mut restored = 0;
         for (detail, last_sequence) in active {
             let run_id = detail.run.id.clone();
@@ -112,7 +118,7 @@ impl Coordinator {
     }
 
     /// Active runs of `namespace` on this server.
-    fn active_runs_in(&self, namespace: &str) -> usize {
+    pub(super) fn active_runs_in(&self, namespace: &str) -> usize {
         self.runs
             .values()
             .filter(|run| run.namespace() == namespace)
@@ -121,7 +127,11 @@ impl Coordinator {
 
     /// Refuses a new run of `namespace` that already has `active` runs when
     /// its quota is full.
-    fn check_run_quota(&self, namespace: &str, active: usize) -> Result<(), DispatchError> {
+    pub(super) fn check_run_quota(
+        &self,
+        namespace: &str,
+        active: usize,
+    ) -> Result<(), DispatchError> {
         let quota = self.settings.max_active_runs_per_namespace;
         if active >= quota {
             return Err(DispatchError::QuotaExceeded(format!(
@@ -175,6 +185,16 @@ impl Coordinator {
         &mut self,
         command: StartRunCommand,
     ) -> Result<StartedRun, DispatchError> {
+        if let (Some(key), Some(policy)) = (
+            command.concurrency_key.clone(),
+            command.workflow.spec.concurrency.as_ref(),
+        ) {
+            let policy = RunPolicy {
+                max_active_runs: policy.max_active_runs,
+                strategy: policy.strategy,
+            };
+            return self.start_keyed_run(command, key, policy).await;
+        }
         self.check_run_quota(&command.namespace, self.active_runs_in(&command.namespace))?;
         let (run, new_run, actions) = self.prepare_run(&command)?;
         match self.store.create_run(&new_run).await? {
@@ -271,6 +291,7 @@ impl Coordinator {
     }
 
     pub(super) fn forget_run(&mut self, run_id: &str) {
+        self.release_ended_run(run_id);
         self.forget_values(run_id);
         self.runs.remove(run_id);
         self.ready.remove_run(run_id);

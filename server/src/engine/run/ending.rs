@@ -17,6 +17,21 @@ impl RunState {
         Ok(())
     }
 
+    /// Cancels the run as [`RunState::cancel`] does, with `reason` on its
+    /// RUN_FINISHED and on its attempts' cancellations: a newer run of its
+    /// concurrency key took its slot (`cancel_in_progress`).
+    pub fn cancel_with_reason(
+        &mut self,
+        reason: &str,
+        now_ms: i64,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), AlreadyFinished> {
+        self.ensure_active()?;
+        self.stop_unfinished_tasks(None, reason, now_ms, actions);
+        self.finish_run_with_error(RunStatus::Cancelled, Some(reason), now_ms, actions);
+        Ok(())
+    }
+
     /// The run's changes cannot be stored: every unfinished task FAILS with
     /// `reason` (attempts out are cancelled) and the run ends FAILED, so it
     /// is never left RUNNING with nobody driving it.

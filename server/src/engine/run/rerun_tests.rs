@@ -97,6 +97,8 @@ impl Driven {
                 finished_at_ms: None,
                 retry_count: 0,
                 retry_request_id: None,
+                concurrency_key: None,
+                queue_position: None,
             },
             tasks: new_run.tasks.clone(),
             attempts: Vec::new(),
@@ -361,6 +363,7 @@ fn definition(tasks: &[(&str, &[&str], u32)]) -> WorkflowDefinition {
                 },
             )
             .collect(),
+        concurrency: None,
     }
 }
 

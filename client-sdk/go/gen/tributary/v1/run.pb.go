@@ -22,7 +22,8 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// The lifecycle of a run: PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED.
+// The lifecycle of a run: [QUEUED ->] PENDING -> RUNNING -> SUCCEEDED |
+// FAILED | CANCELLED.
 type RunStatus int32
 
 const (
@@ -40,6 +41,12 @@ const (
 	RunStatus_RUN_STATUS_FAILED RunStatus = 4
 	// Cancelled by CancelRun.
 	RunStatus_RUN_STATUS_CANCELLED RunStatus = 5
+	// Waiting for a slot of its concurrency key (the workflow's concurrency
+	// policy with the `queue` strategy): it becomes PENDING when fewer than
+	// max_active_runs runs of its key are active and the runs queued before it
+	// have started. A queued run has no tasks yet; `queue_position` says where
+	// it waits.
+	RunStatus_RUN_STATUS_QUEUED RunStatus = 6
 )
 
 // Enum value maps for RunStatus.
@@ -51,6 +58,7 @@ var (
 		3: "RUN_STATUS_SUCCEEDED",
 		4: "RUN_STATUS_FAILED",
 		5: "RUN_STATUS_CANCELLED",
+		6: "RUN_STATUS_QUEUED",
 	}
 	RunStatus_value = map[string]int32{
 		"RUN_STATUS_UNSPECIFIED": 0,
@@ -59,6 +67,7 @@ var (
 		"RUN_STATUS_SUCCEEDED":   3,
 		"RUN_STATUS_FAILED":      4,
 		"RUN_STATUS_CANCELLED":   5,
+		"RUN_STATUS_QUEUED":      6,
 	}
 )
 
@@ -385,7 +394,8 @@ type RunEventType int32
 const (
 	// Not set; never sent by the server, and refused in filters.
 	RunEventType_RUN_EVENT_TYPE_UNSPECIFIED RunEventType = 0
-	// The run was created (status PENDING); always sequence 1. The run becomes
+	// The run became PENDING: sequence 1 when it was created so, or 2 when it
+	// left its concurrency key's queue after RUN_QUEUED. The run becomes
 	// RUNNING with its first TASK_ASSIGNED, which has no event of its own.
 	// Sets nothing more.
 	RunEventType_RUN_EVENT_TYPE_RUN_STARTED RunEventType = 1
@@ -447,6 +457,11 @@ const (
 	// follows for each reset task whose dependencies all kept their state and
 	// whose trigger rule holds (TASK_SKIPPED when it does not).
 	RunEventType_RUN_EVENT_TYPE_RUN_RETRIED RunEventType = 15
+	// The run was created QUEUED behind the active runs of its concurrency
+	// key; always sequence 1. RUN_STARTED follows when it leaves the queue,
+	// or RUN_FINISHED (CANCELLED) when it is cancelled first. Sets
+	// `concurrency_key` and `queue_position` (its position when queued).
+	RunEventType_RUN_EVENT_TYPE_RUN_QUEUED RunEventType = 16
 )
 
 // Enum value maps for RunEventType.
@@ -468,6 +483,7 @@ var (
 		13: "RUN_EVENT_TYPE_EXECUTOR_CONNECTED",
 		14: "RUN_EVENT_TYPE_EXECUTOR_LOST",
 		15: "RUN_EVENT_TYPE_RUN_RETRIED",
+		16: "RUN_EVENT_TYPE_RUN_QUEUED",
 	}
 	RunEventType_value = map[string]int32{
 		"RUN_EVENT_TYPE_UNSPECIFIED":          0,
@@ -486,6 +502,7 @@ var (
 		"RUN_EVENT_TYPE_EXECUTOR_CONNECTED":   13,
 		"RUN_EVENT_TYPE_EXECUTOR_LOST":        14,
 		"RUN_EVENT_TYPE_RUN_RETRIED":          15,
+		"RUN_EVENT_TYPE_RUN_QUEUED":           16,
 	}
 )
 
@@ -790,6 +807,12 @@ type Run struct {
 	Conflicts []*ContextConflict `protobuf:"bytes,11,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
 	// How many times RetryRun re-ran the run (0 for a run never retried).
 	RetryCount uint32 `protobuf:"varint,12,opt,name=retry_count,json=retryCount,proto3" json:"retry_count,omitempty"`
+	// The run's concurrency key, computed from its input when it was started;
+	// empty when its workflow version has no concurrency policy.
+	ConcurrencyKey string `protobuf:"bytes,13,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
+	// While QUEUED, the run's position in its key's queue: 1 starts next.
+	// 0 otherwise.
+	QueuePosition uint32 `protobuf:"varint,14,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
 	// True when input_context_json and context_json were left empty because
 	// the answer with them would exceed the server's message limit (the input
 	// and the context are each bounded, but not always both together, nor a
@@ -914,6 +937,20 @@ func (x *Run) GetConflicts() []*ContextConflict {
 func (x *Run) GetRetryCount() uint32 {
 	if x != nil {
 		return x.RetryCount
+	}
+	return 0
+}
+
+func (x *Run) GetConcurrencyKey() string {
+	if x != nil {
+		return x.ConcurrencyKey
+	}
+	return ""
+}
+
+func (x *Run) GetQueuePosition() uint32 {
+	if x != nil {
+		return x.QueuePosition
 	}
 	return 0
 }
@@ -1865,8 +1902,13 @@ type RunEvent struct {
 	Conflict *ContextConflict `protobuf:"bytes,15,opt,name=conflict,proto3" json:"conflict,omitempty"`
 	// The tasks reset, for RUN_RETRIED, in canonical order.
 	RetriedTaskIds []string `protobuf:"bytes,16,rep,name=retried_task_ids,json=retriedTaskIds,proto3" json:"retried_task_ids,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The run's concurrency key, for RUN_QUEUED.
+	ConcurrencyKey string `protobuf:"bytes,17,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
+	// The run's position in its key's queue when it was queued, for
+	// RUN_QUEUED.
+	QueuePosition uint32 `protobuf:"varint,18,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunEvent) Reset() {
@@ -2011,6 +2053,20 @@ func (x *RunEvent) GetRetriedTaskIds() []string {
 	return nil
 }
 
+func (x *RunEvent) GetConcurrencyKey() string {
+	if x != nil {
+		return x.ConcurrencyKey
+	}
+	return ""
+}
+
+func (x *RunEvent) GetQueuePosition() uint32 {
+	if x != nil {
+		return x.QueuePosition
+	}
+	return 0
+}
+
 var File_tributary_v1_run_proto protoreflect.FileDescriptor
 
 const file_tributary_v1_run_proto_rawDesc = "" +
@@ -2029,7 +2085,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n" +
 	"\romit_contexts\x18\x02 \x01(\bR\fomitContexts\"5\n" +
 	"\x0eGetRunResponse\x12#\n" +
-	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\x93\x05\n" +
+	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\xe3\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\rworkflow_name\x18\x02 \x01(\tR\fworkflowName\x12)\n" +
@@ -2046,7 +2102,9 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	" \x03(\v2\x15.tributary.v1.TaskRunR\x05tasks\x12;\n" +
 	"\tconflicts\x18\v \x03(\v2\x1d.tributary.v1.ContextConflictR\tconflicts\x12\x1f\n" +
 	"\vretry_count\x18\f \x01(\rR\n" +
-	"retryCount\x12)\n" +
+	"retryCount\x12'\n" +
+	"\x0fconcurrency_key\x18\r \x01(\tR\x0econcurrencyKey\x12%\n" +
+	"\x0equeue_position\x18\x0e \x01(\rR\rqueuePosition\x12)\n" +
 	"\x10contexts_omitted\x18\x1e \x01(\bR\x0fcontextsOmitted\x12.\n" +
 	"\x13input_context_bytes\x18\x1f \x01(\x04R\x11inputContextBytes\x12#\n" +
 	"\rcontext_bytes\x18  \x01(\x04R\fcontextBytes\"\x86\x03\n" +
@@ -2113,7 +2171,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x05types\x18\x04 \x03(\x0e2\x1a.tributary.v1.RunEventTypeR\x05types\x12\x19\n" +
 	"\bfrom_now\x18\x05 \x01(\bR\afromNow\"C\n" +
 	"\x13WatchEventsResponse\x12,\n" +
-	"\x05event\x18\x01 \x01(\v2\x16.tributary.v1.RunEventR\x05event\"\x8c\x05\n" +
+	"\x05event\x18\x01 \x01(\v2\x16.tributary.v1.RunEventR\x05event\"\xdc\x05\n" +
 	"\bRunEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x15\n" +
@@ -2135,14 +2193,17 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\n" +
 	"run_status\x18\x0e \x01(\x0e2\x17.tributary.v1.RunStatusR\trunStatus\x129\n" +
 	"\bconflict\x18\x0f \x01(\v2\x1d.tributary.v1.ContextConflictR\bconflict\x12(\n" +
-	"\x10retried_task_ids\x18\x10 \x03(\tR\x0eretriedTaskIds*\xa2\x01\n" +
+	"\x10retried_task_ids\x18\x10 \x03(\tR\x0eretriedTaskIds\x12'\n" +
+	"\x0fconcurrency_key\x18\x11 \x01(\tR\x0econcurrencyKey\x12%\n" +
+	"\x0equeue_position\x18\x12 \x01(\rR\rqueuePosition*\xb9\x01\n" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n" +
 	"\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x04\x12\x18\n" +
-	"\x14RUN_STATUS_CANCELLED\x10\x05*\x89\x02\n" +
+	"\x14RUN_STATUS_CANCELLED\x10\x05\x12\x15\n" +
+	"\x11RUN_STATUS_QUEUED\x10\x06*\x89\x02\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_WAITING\x10\x01\x12\x14\n" +
@@ -2173,7 +2234,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x14ATTEMPT_STATE_FAILED\x10\x04\x12\x1b\n" +
 	"\x17ATTEMPT_STATE_TIMED_OUT\x10\x05\x12\x16\n" +
 	"\x12ATTEMPT_STATE_LOST\x10\x06\x12\x1b\n" +
-	"\x17ATTEMPT_STATE_CANCELLED\x10\a*\xb2\x04\n" +
+	"\x17ATTEMPT_STATE_CANCELLED\x10\a*\xd1\x04\n" +
 	"\fRunEventType\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_RUN_STARTED\x10\x01\x12\x1f\n" +
@@ -2191,7 +2252,8 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x1fRUN_EVENT_TYPE_CONTEXT_CONFLICT\x10\f\x12%\n" +
 	"!RUN_EVENT_TYPE_EXECUTOR_CONNECTED\x10\r\x12 \n" +
 	"\x1cRUN_EVENT_TYPE_EXECUTOR_LOST\x10\x0e\x12\x1e\n" +
-	"\x1aRUN_EVENT_TYPE_RUN_RETRIED\x10\x0f2\xa3\x04\n" +
+	"\x1aRUN_EVENT_TYPE_RUN_RETRIED\x10\x0f\x12\x1d\n" +
+	"\x19RUN_EVENT_TYPE_RUN_QUEUED\x10\x102\xa3\x04\n" +
 	"\n" +
 	"RunService\x12I\n" +
 	"\bStartRun\x12\x1d.tributary.v1.StartRunRequest\x1a\x1e.tributary.v1.StartRunResponse\x12C\n" +

@@ -36,7 +36,11 @@ type WorkflowDefinition struct {
 	// Free text for people; part of the version hash.
 	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	// The tasks of the DAG, at least one. Their order does not matter.
-	Tasks         []*TaskDefinition `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Tasks []*TaskDefinition `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	// How many runs of this workflow may be active at once per concurrency
+	// key, and what happens to a run started beyond that. Unset: no limit.
+	// Part of the version only when set.
+	Concurrency   *ConcurrencyPolicy `protobuf:"bytes,4,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -90,6 +94,100 @@ func (x *WorkflowDefinition) GetTasks() []*TaskDefinition {
 		return x.Tasks
 	}
 	return nil
+}
+
+func (x *WorkflowDefinition) GetConcurrency() *ConcurrencyPolicy {
+	if x != nil {
+		return x.Concurrency
+	}
+	return nil
+}
+
+// Limits the active (PENDING or RUNNING) runs of a workflow that share a
+// key. The key is computed once, when a run is started, from its input; runs
+// of every version of the workflow with the same key share the limit, each
+// admitted by the policy of its own version.
+type ConcurrencyPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of key_pointer and fixed_key must be set.
+	//
+	// An RFC 6901 JSON pointer into the run's input context, starting with
+	// `/`, at most 256 bytes; `~` only in the escapes `~0` and `~1`. A string
+	// found there is the key as is, any other value its compact JSON text (so
+	// `"42"` and `42` share a key). A start whose input has nothing at the
+	// pointer is refused with INVALID_ARGUMENT naming the pointer.
+	KeyPointer string `protobuf:"bytes,1,opt,name=key_pointer,json=keyPointer,proto3" json:"key_pointer,omitempty"`
+	// The same key for every run: a limit on the whole workflow. 1 to 256
+	// bytes, no U+0000.
+	FixedKey string `protobuf:"bytes,2,opt,name=fixed_key,json=fixedKey,proto3" json:"fixed_key,omitempty"`
+	// Active runs allowed per key. Default 1; 1 to 10000.
+	MaxActiveRuns *int32 `protobuf:"varint,3,opt,name=max_active_runs,json=maxActiveRuns,proto3,oneof" json:"max_active_runs,omitempty"`
+	// What happens to a run started while its key has max_active_runs active
+	// runs: `queue` (default; empty means this) makes it QUEUED, started in
+	// FIFO order per key as active runs end; `cancel_newest` creates it
+	// CANCELLED with the reason; `cancel_in_progress` cancels the key's
+	// oldest active run and starts the new one. Any other string is rejected.
+	Strategy      string `protobuf:"bytes,4,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConcurrencyPolicy) Reset() {
+	*x = ConcurrencyPolicy{}
+	mi := &file_tributary_v1_workflow_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConcurrencyPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConcurrencyPolicy) ProtoMessage() {}
+
+func (x *ConcurrencyPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_tributary_v1_workflow_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConcurrencyPolicy.ProtoReflect.Descriptor instead.
+func (*ConcurrencyPolicy) Descriptor() ([]byte, []int) {
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConcurrencyPolicy) GetKeyPointer() string {
+	if x != nil {
+		return x.KeyPointer
+	}
+	return ""
+}
+
+func (x *ConcurrencyPolicy) GetFixedKey() string {
+	if x != nil {
+		return x.FixedKey
+	}
+	return ""
+}
+
+func (x *ConcurrencyPolicy) GetMaxActiveRuns() int32 {
+	if x != nil && x.MaxActiveRuns != nil {
+		return *x.MaxActiveRuns
+	}
+	return 0
+}
+
+func (x *ConcurrencyPolicy) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
 }
 
 // One task of a workflow. The field names follow the `#[task]` attributes of
@@ -150,7 +248,7 @@ type TaskDefinition struct {
 
 func (x *TaskDefinition) Reset() {
 	*x = TaskDefinition{}
-	mi := &file_tributary_v1_workflow_proto_msgTypes[1]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +260,7 @@ func (x *TaskDefinition) String() string {
 func (*TaskDefinition) ProtoMessage() {}
 
 func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_workflow_proto_msgTypes[1]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +273,7 @@ func (x *TaskDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDefinition.ProtoReflect.Descriptor instead.
 func (*TaskDefinition) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{1}
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TaskDefinition) GetId() string {
@@ -277,7 +375,7 @@ type Workflow struct {
 
 func (x *Workflow) Reset() {
 	*x = Workflow{}
-	mi := &file_tributary_v1_workflow_proto_msgTypes[2]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +387,7 @@ func (x *Workflow) String() string {
 func (*Workflow) ProtoMessage() {}
 
 func (x *Workflow) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_workflow_proto_msgTypes[2]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +400,7 @@ func (x *Workflow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
 func (*Workflow) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{2}
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Workflow) GetDefinition() *WorkflowDefinition {
@@ -351,7 +449,7 @@ type RegisterWorkflowRequest struct {
 
 func (x *RegisterWorkflowRequest) Reset() {
 	*x = RegisterWorkflowRequest{}
-	mi := &file_tributary_v1_workflow_proto_msgTypes[3]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +461,7 @@ func (x *RegisterWorkflowRequest) String() string {
 func (*RegisterWorkflowRequest) ProtoMessage() {}
 
 func (x *RegisterWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_workflow_proto_msgTypes[3]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +474,7 @@ func (x *RegisterWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{3}
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterWorkflowRequest) GetDefinition() *WorkflowDefinition {
@@ -400,7 +498,7 @@ type RegisterWorkflowResponse struct {
 
 func (x *RegisterWorkflowResponse) Reset() {
 	*x = RegisterWorkflowResponse{}
-	mi := &file_tributary_v1_workflow_proto_msgTypes[4]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +510,7 @@ func (x *RegisterWorkflowResponse) String() string {
 func (*RegisterWorkflowResponse) ProtoMessage() {}
 
 func (x *RegisterWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_workflow_proto_msgTypes[4]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +523,7 @@ func (x *RegisterWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{4}
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterWorkflowResponse) GetWorkflow() *Workflow {
@@ -460,7 +558,7 @@ type GetWorkflowRequest struct {
 
 func (x *GetWorkflowRequest) Reset() {
 	*x = GetWorkflowRequest{}
-	mi := &file_tributary_v1_workflow_proto_msgTypes[5]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +570,7 @@ func (x *GetWorkflowRequest) String() string {
 func (*GetWorkflowRequest) ProtoMessage() {}
 
 func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_workflow_proto_msgTypes[5]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +583,7 @@ func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{5}
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetWorkflowRequest) GetName() string {
@@ -549,7 +647,7 @@ type GetWorkflowResponse struct {
 
 func (x *GetWorkflowResponse) Reset() {
 	*x = GetWorkflowResponse{}
-	mi := &file_tributary_v1_workflow_proto_msgTypes[6]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +659,7 @@ func (x *GetWorkflowResponse) String() string {
 func (*GetWorkflowResponse) ProtoMessage() {}
 
 func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_workflow_proto_msgTypes[6]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +672,7 @@ func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{6}
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
@@ -598,7 +696,7 @@ type ListWorkflowsRequest struct {
 
 func (x *ListWorkflowsRequest) Reset() {
 	*x = ListWorkflowsRequest{}
-	mi := &file_tributary_v1_workflow_proto_msgTypes[7]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +708,7 @@ func (x *ListWorkflowsRequest) String() string {
 func (*ListWorkflowsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_workflow_proto_msgTypes[7]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +721,7 @@ func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{7}
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListWorkflowsRequest) GetPageSize() uint32 {
@@ -653,7 +751,7 @@ type ListWorkflowsResponse struct {
 
 func (x *ListWorkflowsResponse) Reset() {
 	*x = ListWorkflowsResponse{}
-	mi := &file_tributary_v1_workflow_proto_msgTypes[8]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +763,7 @@ func (x *ListWorkflowsResponse) String() string {
 func (*ListWorkflowsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_workflow_proto_msgTypes[8]
+	mi := &file_tributary_v1_workflow_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +776,7 @@ func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{8}
+	return file_tributary_v1_workflow_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
@@ -699,11 +797,19 @@ var File_tributary_v1_workflow_proto protoreflect.FileDescriptor
 
 const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"\n" +
-	"\x1btributary/v1/workflow.proto\x12\ftributary.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"~\n" +
+	"\x1btributary/v1/workflow.proto\x12\ftributary.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x01\n" +
 	"\x12WorkflowDefinition\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x122\n" +
-	"\x05tasks\x18\x03 \x03(\v2\x1c.tributary.v1.TaskDefinitionR\x05tasks\"\xf6\x04\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x1c.tributary.v1.TaskDefinitionR\x05tasks\x12A\n" +
+	"\vconcurrency\x18\x04 \x01(\v2\x1f.tributary.v1.ConcurrencyPolicyR\vconcurrency\"\xae\x01\n" +
+	"\x11ConcurrencyPolicy\x12\x1f\n" +
+	"\vkey_pointer\x18\x01 \x01(\tR\n" +
+	"keyPointer\x12\x1b\n" +
+	"\tfixed_key\x18\x02 \x01(\tR\bfixedKey\x12+\n" +
+	"\x0fmax_active_runs\x18\x03 \x01(\x05H\x00R\rmaxActiveRuns\x88\x01\x01\x12\x1a\n" +
+	"\bstrategy\x18\x04 \x01(\tR\bstrategyB\x12\n" +
+	"\x10_max_active_runs\"\xf6\x04\n" +
 	"\x0eTaskDefinition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fdependencies\x18\x02 \x03(\tR\fdependencies\x12*\n" +
@@ -774,40 +880,42 @@ func file_tributary_v1_workflow_proto_rawDescGZIP() []byte {
 	return file_tributary_v1_workflow_proto_rawDescData
 }
 
-var file_tributary_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_tributary_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_tributary_v1_workflow_proto_goTypes = []any{
 	(*WorkflowDefinition)(nil),       // 0: tributary.v1.WorkflowDefinition
-	(*TaskDefinition)(nil),           // 1: tributary.v1.TaskDefinition
-	(*Workflow)(nil),                 // 2: tributary.v1.Workflow
-	(*RegisterWorkflowRequest)(nil),  // 3: tributary.v1.RegisterWorkflowRequest
-	(*RegisterWorkflowResponse)(nil), // 4: tributary.v1.RegisterWorkflowResponse
-	(*GetWorkflowRequest)(nil),       // 5: tributary.v1.GetWorkflowRequest
-	(*GetWorkflowResponse)(nil),      // 6: tributary.v1.GetWorkflowResponse
-	(*ListWorkflowsRequest)(nil),     // 7: tributary.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),    // 8: tributary.v1.ListWorkflowsResponse
-	nil,                              // 9: tributary.v1.TaskDefinition.RequiredLabelsEntry
-	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
+	(*ConcurrencyPolicy)(nil),        // 1: tributary.v1.ConcurrencyPolicy
+	(*TaskDefinition)(nil),           // 2: tributary.v1.TaskDefinition
+	(*Workflow)(nil),                 // 3: tributary.v1.Workflow
+	(*RegisterWorkflowRequest)(nil),  // 4: tributary.v1.RegisterWorkflowRequest
+	(*RegisterWorkflowResponse)(nil), // 5: tributary.v1.RegisterWorkflowResponse
+	(*GetWorkflowRequest)(nil),       // 6: tributary.v1.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),      // 7: tributary.v1.GetWorkflowResponse
+	(*ListWorkflowsRequest)(nil),     // 8: tributary.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),    // 9: tributary.v1.ListWorkflowsResponse
+	nil,                              // 10: tributary.v1.TaskDefinition.RequiredLabelsEntry
+	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
 }
 var file_tributary_v1_workflow_proto_depIdxs = []int32{
-	1,  // 0: tributary.v1.WorkflowDefinition.tasks:type_name -> tributary.v1.TaskDefinition
-	9,  // 1: tributary.v1.TaskDefinition.required_labels:type_name -> tributary.v1.TaskDefinition.RequiredLabelsEntry
-	0,  // 2: tributary.v1.Workflow.definition:type_name -> tributary.v1.WorkflowDefinition
-	10, // 3: tributary.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 4: tributary.v1.RegisterWorkflowRequest.definition:type_name -> tributary.v1.WorkflowDefinition
-	2,  // 5: tributary.v1.RegisterWorkflowResponse.workflow:type_name -> tributary.v1.Workflow
-	2,  // 6: tributary.v1.GetWorkflowResponse.workflow:type_name -> tributary.v1.Workflow
-	2,  // 7: tributary.v1.ListWorkflowsResponse.workflows:type_name -> tributary.v1.Workflow
-	3,  // 8: tributary.v1.WorkflowService.RegisterWorkflow:input_type -> tributary.v1.RegisterWorkflowRequest
-	5,  // 9: tributary.v1.WorkflowService.GetWorkflow:input_type -> tributary.v1.GetWorkflowRequest
-	7,  // 10: tributary.v1.WorkflowService.ListWorkflows:input_type -> tributary.v1.ListWorkflowsRequest
-	4,  // 11: tributary.v1.WorkflowService.RegisterWorkflow:output_type -> tributary.v1.RegisterWorkflowResponse
-	6,  // 12: tributary.v1.WorkflowService.GetWorkflow:output_type -> tributary.v1.GetWorkflowResponse
-	8,  // 13: tributary.v1.WorkflowService.ListWorkflows:output_type -> tributary.v1.ListWorkflowsResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	2,  // 0: tributary.v1.WorkflowDefinition.tasks:type_name -> tributary.v1.TaskDefinition
+	1,  // 1: tributary.v1.WorkflowDefinition.concurrency:type_name -> tributary.v1.ConcurrencyPolicy
+	10, // 2: tributary.v1.TaskDefinition.required_labels:type_name -> tributary.v1.TaskDefinition.RequiredLabelsEntry
+	0,  // 3: tributary.v1.Workflow.definition:type_name -> tributary.v1.WorkflowDefinition
+	11, // 4: tributary.v1.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: tributary.v1.RegisterWorkflowRequest.definition:type_name -> tributary.v1.WorkflowDefinition
+	3,  // 6: tributary.v1.RegisterWorkflowResponse.workflow:type_name -> tributary.v1.Workflow
+	3,  // 7: tributary.v1.GetWorkflowResponse.workflow:type_name -> tributary.v1.Workflow
+	3,  // 8: tributary.v1.ListWorkflowsResponse.workflows:type_name -> tributary.v1.Workflow
+	4,  // 9: tributary.v1.WorkflowService.RegisterWorkflow:input_type -> tributary.v1.RegisterWorkflowRequest
+	6,  // 10: tributary.v1.WorkflowService.GetWorkflow:input_type -> tributary.v1.GetWorkflowRequest
+	8,  // 11: tributary.v1.WorkflowService.ListWorkflows:input_type -> tributary.v1.ListWorkflowsRequest
+	5,  // 12: tributary.v1.WorkflowService.RegisterWorkflow:output_type -> tributary.v1.RegisterWorkflowResponse
+	7,  // 13: tributary.v1.WorkflowService.GetWorkflow:output_type -> tributary.v1.GetWorkflowResponse
+	9,  // 14: tributary.v1.WorkflowService.ListWorkflows:output_type -> tributary.v1.ListWorkflowsResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_tributary_v1_workflow_proto_init() }
@@ -816,7 +924,8 @@ func file_tributary_v1_workflow_proto_init() {
 		return
 	}
 	file_tributary_v1_workflow_proto_msgTypes[1].OneofWrappers = []any{}
-	file_tributary_v1_workflow_proto_msgTypes[5].OneofWrappers = []any{
+	file_tributary_v1_workflow_proto_msgTypes[2].OneofWrappers = []any{}
+	file_tributary_v1_workflow_proto_msgTypes[6].OneofWrappers = []any{
 		(*GetWorkflowRequest_Version)(nil),
 		(*GetWorkflowRequest_Sequence)(nil),
 	}
@@ -826,7 +935,7 @@ func file_tributary_v1_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tributary_v1_workflow_proto_rawDesc), len(file_tributary_v1_workflow_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

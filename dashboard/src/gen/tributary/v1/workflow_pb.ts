@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tributary/v1/workflow.proto.
  */
 export const file_tributary_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("Cht0cmlidXRhcnkvdjEvd29ya2Zsb3cucHJvdG8SDHRyaWJ1dGFyeS52MSJkChJXb3JrZmxvd0RlZmluaXRpb24SDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIrCgV0YXNrcxgDIAMoCzIcLnRyaWJ1dGFyeS52MS5UYXNrRGVmaW5pdGlvbiLeAwoOVGFza0RlZmluaXRpb24SCgoCaWQYASABKAkSFAoMZGVwZW5kZW5jaWVzGAIgAygJEhsKDnJldHJ5X2F0dGVtcHRzGAMgASgFSACIAQESGwoOcmV0cnlfZGVsYXlfbXMYBCABKANIAYgBARIVCg1yZXRyeV9iYWNrb2ZmGAUgASgJEh8KEnJldHJ5X21heF9kZWxheV9tcxgGIAEoA0gCiAEBEhkKDHJldHJ5X2ppdHRlchgHIAEoCEgDiAEBEhcKCnRpbWVvdXRfbXMYCCABKANIBIgBARIUCgx0cmlnZ2VyX3J1bGUYCSABKAkSDwoHaGFuZGxlchgKIAEoCRJJCg9yZXF1aXJlZF9sYWJlbHMYCyADKAsyMC50cmlidXRhcnkudjEuVGFza0RlZmluaXRpb24uUmVxdWlyZWRMYWJlbHNFbnRyeRo1ChNSZXF1aXJlZExhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3JldHJ5X2F0dGVtcHRzQhEKD19yZXRyeV9kZWxheV9tc0IVChNfcmV0cnlfbWF4X2RlbGF5X21zQg8KDV9yZXRyeV9qaXR0ZXJCDQoLX3RpbWVvdXRfbXMiowEKCFdvcmtmbG93EjQKCmRlZmluaXRpb24YASABKAsyIC50cmlidXRhcnkudjEuV29ya2Zsb3dEZWZpbml0aW9uEg8KB3ZlcnNpb24YAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGbGF0ZXN0GAUgASgIIk8KF1JlZ2lzdGVyV29ya2Zsb3dSZXF1ZXN0EjQKCmRlZmluaXRpb24YASABKAsyIC50cmlidXRhcnkudjEuV29ya2Zsb3dEZWZpbml0aW9uIlUKGFJlZ2lzdGVyV29ya2Zsb3dSZXNwb25zZRIoCgh3b3JrZmxvdxgBIAEoCzIWLnRyaWJ1dGFyeS52MS5Xb3JrZmxvdxIPCgdjcmVhdGVkGAIgASgIIlUKEkdldFdvcmtmbG93UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKB3ZlcnNpb24YAiABKAlIABISCghzZXF1ZW5jZRgDIAEoBEgAQgoKCHNlbGVjdG9yIj8KE0dldFdvcmtmbG93UmVzcG9uc2USKAoId29ya2Zsb3cYASABKAsyFi50cmlidXRhcnkudjEuV29ya2Zsb3ciPQoUTGlzdFdvcmtmbG93c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEikKCXdvcmtmbG93cxgBIAMoCzIWLnRyaWJ1dGFyeS52MS5Xb3JrZmxvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyogIKD1dvcmtmbG93U2VydmljZRJhChBSZWdpc3RlcldvcmtmbG93EiUudHJpYnV0YXJ5LnYxLlJlZ2lzdGVyV29ya2Zsb3dSZXF1ZXN0GiYudHJpYnV0YXJ5LnYxLlJlZ2lzdGVyV29ya2Zsb3dSZXNwb25zZRJSCgtHZXRXb3JrZmxvdxIgLnRyaWJ1dGFyeS52MS5HZXRXb3JrZmxvd1JlcXVlc3QaIS50cmlidXRhcnkudjEuR2V0V29ya2Zsb3dSZXNwb25zZRJYCg1MaXN0V29ya2Zsb3dzEiIudHJpYnV0YXJ5LnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0GiMudHJpYnV0YXJ5LnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZUJPWk1naXRodWIuY29tL3RyaWJ1dGFyeS1kZXYvdHJpYnV0YXJ5L2NsaWVudC1zZGsvZ28vZ2VuL3RyaWJ1dGFyeS92MTt0cmlidXRhcnl2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Cht0cmlidXRhcnkvdjEvd29ya2Zsb3cucHJvdG8SDHRyaWJ1dGFyeS52MSKaAQoSV29ya2Zsb3dEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKwoFdGFza3MYAyADKAsyHC50cmlidXRhcnkudjEuVGFza0RlZmluaXRpb24SNAoLY29uY3VycmVuY3kYBCABKAsyHy50cmlidXRhcnkudjEuQ29uY3VycmVuY3lQb2xpY3kifwoRQ29uY3VycmVuY3lQb2xpY3kSEwoLa2V5X3BvaW50ZXIYASABKAkSEQoJZml4ZWRfa2V5GAIgASgJEhwKD21heF9hY3RpdmVfcnVucxgDIAEoBUgAiAEBEhAKCHN0cmF0ZWd5GAQgASgJQhIKEF9tYXhfYWN0aXZlX3J1bnMi3gMKDlRhc2tEZWZpbml0aW9uEgoKAmlkGAEgASgJEhQKDGRlcGVuZGVuY2llcxgCIAMoCRIbCg5yZXRyeV9hdHRlbXB0cxgDIAEoBUgAiAEBEhsKDnJldHJ5X2RlbGF5X21zGAQgASgDSAGIAQESFQoNcmV0cnlfYmFja29mZhgFIAEoCRIfChJyZXRyeV9tYXhfZGVsYXlfbXMYBiABKANIAogBARIZCgxyZXRyeV9qaXR0ZXIYByABKAhIA4gBARIXCgp0aW1lb3V0X21zGAggASgDSASIAQESFAoMdHJpZ2dlcl9ydWxlGAkgASgJEg8KB2hhbmRsZXIYCiABKAkSSQoPcmVxdWlyZWRfbGFiZWxzGAsgAygLMjAudHJpYnV0YXJ5LnYxLlRhc2tEZWZpbml0aW9uLlJlcXVpcmVkTGFiZWxzRW50cnkaNQoTUmVxdWlyZWRMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhEKD19yZXRyeV9hdHRlbXB0c0IRCg9fcmV0cnlfZGVsYXlfbXNCFQoTX3JldHJ5X21heF9kZWxheV9tc0IPCg1fcmV0cnlfaml0dGVyQg0KC190aW1lb3V0X21zIqMBCghXb3JrZmxvdxI0CgpkZWZpbml0aW9uGAEgASgLMiAudHJpYnV0YXJ5LnYxLldvcmtmbG93RGVmaW5pdGlvbhIPCgd2ZXJzaW9uGAIgASgJEhAKCHNlcXVlbmNlGAMgASgEEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmxhdGVzdBgFIAEoCCJPChdSZWdpc3RlcldvcmtmbG93UmVxdWVzdBI0CgpkZWZpbml0aW9uGAEgASgLMiAudHJpYnV0YXJ5LnYxLldvcmtmbG93RGVmaW5pdGlvbiJVChhSZWdpc3RlcldvcmtmbG93UmVzcG9uc2USKAoId29ya2Zsb3cYASABKAsyFi50cmlidXRhcnkudjEuV29ya2Zsb3cSDwoHY3JlYXRlZBgCIAEoCCJVChJHZXRXb3JrZmxvd1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgd2ZXJzaW9uGAIgASgJSAASEgoIc2VxdWVuY2UYAyABKARIAEIKCghzZWxlY3RvciI/ChNHZXRXb3JrZmxvd1Jlc3BvbnNlEigKCHdvcmtmbG93GAEgASgLMhYudHJpYnV0YXJ5LnYxLldvcmtmbG93Ij0KFExpc3RXb3JrZmxvd3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlsKFUxpc3RXb3JrZmxvd3NSZXNwb25zZRIpCgl3b3JrZmxvd3MYASADKAsyFi50cmlidXRhcnkudjEuV29ya2Zsb3cSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMqICCg9Xb3JrZmxvd1NlcnZpY2USYQoQUmVnaXN0ZXJXb3JrZmxvdxIlLnRyaWJ1dGFyeS52MS5SZWdpc3RlcldvcmtmbG93UmVxdWVzdBomLnRyaWJ1dGFyeS52MS5SZWdpc3RlcldvcmtmbG93UmVzcG9uc2USUgoLR2V0V29ya2Zsb3cSIC50cmlidXRhcnkudjEuR2V0V29ya2Zsb3dSZXF1ZXN0GiEudHJpYnV0YXJ5LnYxLkdldFdvcmtmbG93UmVzcG9uc2USWAoNTGlzdFdvcmtmbG93cxIiLnRyaWJ1dGFyeS52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBojLnRyaWJ1dGFyeS52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2VCT1pNZ2l0aHViLmNvbS90cmlidXRhcnktZGV2L3RyaWJ1dGFyeS9jbGllbnQtc2RrL2dvL2dlbi90cmlidXRhcnkvdjE7dHJpYnV0YXJ5djFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A workflow definition: a named DAG of tasks.
@@ -46,6 +46,15 @@ export type WorkflowDefinition = Message<"tributary.v1.WorkflowDefinition"> & {
    * @generated from field: repeated tributary.v1.TaskDefinition tasks = 3;
    */
   tasks: TaskDefinition[];
+
+  /**
+   * How many runs of this workflow may be active at once per concurrency
+   * key, and what happens to a run started beyond that. Unset: no limit.
+   * Part of the version only when set.
+   *
+   * @generated from field: tributary.v1.ConcurrencyPolicy concurrency = 4;
+   */
+  concurrency?: ConcurrencyPolicy | undefined;
 };
 
 /**
@@ -54,6 +63,62 @@ export type WorkflowDefinition = Message<"tributary.v1.WorkflowDefinition"> & {
  */
 export const WorkflowDefinitionSchema: GenMessage<WorkflowDefinition> = /*@__PURE__*/
   messageDesc(file_tributary_v1_workflow, 0);
+
+/**
+ * Limits the active (PENDING or RUNNING) runs of a workflow that share a
+ * key. The key is computed once, when a run is started, from its input; runs
+ * of every version of the workflow with the same key share the limit, each
+ * admitted by the policy of its own version.
+ *
+ * @generated from message tributary.v1.ConcurrencyPolicy
+ */
+export type ConcurrencyPolicy = Message<"tributary.v1.ConcurrencyPolicy"> & {
+  /**
+   * Exactly one of key_pointer and fixed_key must be set.
+   *
+   * An RFC 6901 JSON pointer into the run's input context, starting with
+   * `/`, at most 256 bytes; `~` only in the escapes `~0` and `~1`. A string
+   * found there is the key as is, any other value its compact JSON text (so
+   * `"42"` and `42` share a key). A start whose input has nothing at the
+   * pointer is refused with INVALID_ARGUMENT naming the pointer.
+   *
+   * @generated from field: string key_pointer = 1;
+   */
+  keyPointer: string;
+
+  /**
+   * The same key for every run: a limit on the whole workflow. 1 to 256
+   * bytes, no U+0000.
+   *
+   * @generated from field: string fixed_key = 2;
+   */
+  fixedKey: string;
+
+  /**
+   * Active runs allowed per key. Default 1; 1 to 10000.
+   *
+   * @generated from field: optional int32 max_active_runs = 3;
+   */
+  maxActiveRuns?: number | undefined;
+
+  /**
+   * What happens to a run started while its key has max_active_runs active
+   * runs: `queue` (default; empty means this) makes it QUEUED, started in
+   * FIFO order per key as active runs end; `cancel_newest` creates it
+   * CANCELLED with the reason; `cancel_in_progress` cancels the key's
+   * oldest active run and starts the new one. Any other string is rejected.
+   *
+   * @generated from field: string strategy = 4;
+   */
+  strategy: string;
+};
+
+/**
+ * Describes the message tributary.v1.ConcurrencyPolicy.
+ * Use `create(ConcurrencyPolicySchema)` to create a new message.
+ */
+export const ConcurrencyPolicySchema: GenMessage<ConcurrencyPolicy> = /*@__PURE__*/
+  messageDesc(file_tributary_v1_workflow, 1);
 
 /**
  * One task of a workflow. The field names follow the `#[task]` attributes of
@@ -171,7 +236,7 @@ export type TaskDefinition = Message<"tributary.v1.TaskDefinition"> & {
  * Use `create(TaskDefinitionSchema)` to create a new message.
  */
 export const TaskDefinitionSchema: GenMessage<TaskDefinition> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_workflow, 1);
+  messageDesc(file_tributary_v1_workflow, 2);
 
 /**
  * A stored version of a workflow.
@@ -223,7 +288,7 @@ export type Workflow = Message<"tributary.v1.Workflow"> & {
  * Use `create(WorkflowSchema)` to create a new message.
  */
 export const WorkflowSchema: GenMessage<Workflow> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_workflow, 2);
+  messageDesc(file_tributary_v1_workflow, 3);
 
 /**
  * RegisterWorkflowRequest carries the definition to validate and store.
@@ -244,7 +309,7 @@ export type RegisterWorkflowRequest = Message<"tributary.v1.RegisterWorkflowRequ
  * Use `create(RegisterWorkflowRequestSchema)` to create a new message.
  */
 export const RegisterWorkflowRequestSchema: GenMessage<RegisterWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_workflow, 3);
+  messageDesc(file_tributary_v1_workflow, 4);
 
 /**
  * RegisterWorkflowResponse reports the stored version.
@@ -273,7 +338,7 @@ export type RegisterWorkflowResponse = Message<"tributary.v1.RegisterWorkflowRes
  * Use `create(RegisterWorkflowResponseSchema)` to create a new message.
  */
 export const RegisterWorkflowResponseSchema: GenMessage<RegisterWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_workflow, 4);
+  messageDesc(file_tributary_v1_workflow, 5);
 
 /**
  * GetWorkflowRequest names a workflow and, optionally, one of its versions.
@@ -317,7 +382,7 @@ export type GetWorkflowRequest = Message<"tributary.v1.GetWorkflowRequest"> & {
  * Use `create(GetWorkflowRequestSchema)` to create a new message.
  */
 export const GetWorkflowRequestSchema: GenMessage<GetWorkflowRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_workflow, 5);
+  messageDesc(file_tributary_v1_workflow, 6);
 
 /**
  * GetWorkflowResponse holds the requested version.
@@ -338,7 +403,7 @@ export type GetWorkflowResponse = Message<"tributary.v1.GetWorkflowResponse"> & 
  * Use `create(GetWorkflowResponseSchema)` to create a new message.
  */
 export const GetWorkflowResponseSchema: GenMessage<GetWorkflowResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_workflow, 6);
+  messageDesc(file_tributary_v1_workflow, 7);
 
 /**
  * ListWorkflowsRequest pages through a namespace's workflows.
@@ -367,7 +432,7 @@ export type ListWorkflowsRequest = Message<"tributary.v1.ListWorkflowsRequest"> 
  * Use `create(ListWorkflowsRequestSchema)` to create a new message.
  */
 export const ListWorkflowsRequestSchema: GenMessage<ListWorkflowsRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_workflow, 7);
+  messageDesc(file_tributary_v1_workflow, 8);
 
 /**
  * ListWorkflowsResponse is one page of workflows, ordered by name.
@@ -395,7 +460,7 @@ export type ListWorkflowsResponse = Message<"tributary.v1.ListWorkflowsResponse"
  * Use `create(ListWorkflowsResponseSchema)` to create a new message.
  */
 export const ListWorkflowsResponseSchema: GenMessage<ListWorkflowsResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_workflow, 8);
+  messageDesc(file_tributary_v1_workflow, 9);
 
 /**
  * WorkflowService stores workflow definitions. The server validates every

@@ -42,9 +42,18 @@ class _RunStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunStatus.V
     """
     RUN_STATUS_CANCELLED: _RunStatus.ValueType  # 5
     """Cancelled by CancelRun."""
+    RUN_STATUS_QUEUED: _RunStatus.ValueType  # 6
+    """Waiting for a slot of its concurrency key (the workflow's concurrency
+    policy with the `queue` strategy): it becomes PENDING when fewer than
+    max_active_runs runs of its key are active and the runs queued before it
+    have started. A queued run has no tasks yet; `queue_position` says where
+    it waits.
+    """
 
 class RunStatus(_RunStatus, metaclass=_RunStatusEnumTypeWrapper):
-    """The lifecycle of a run: PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
+    """The lifecycle of a run: [QUEUED ->] PENDING -> RUNNING -> SUCCEEDED |
+    FAILED | CANCELLED.
+    """
 
 RUN_STATUS_UNSPECIFIED: RunStatus.ValueType  # 0
 """Not set; never sent by the server."""
@@ -62,6 +71,13 @@ fallback task handled it).
 """
 RUN_STATUS_CANCELLED: RunStatus.ValueType  # 5
 """Cancelled by CancelRun."""
+RUN_STATUS_QUEUED: RunStatus.ValueType  # 6
+"""Waiting for a slot of its concurrency key (the workflow's concurrency
+policy with the `queue` strategy): it becomes PENDING when fewer than
+max_active_runs runs of its key are active and the runs queued before it
+have started. A queued run has no tasks yet; `queue_position` says where
+it waits.
+"""
 Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
 
 class _TaskState:
@@ -251,7 +267,8 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     RUN_EVENT_TYPE_UNSPECIFIED: _RunEventType.ValueType  # 0
     """Not set; never sent by the server, and refused in filters."""
     RUN_EVENT_TYPE_RUN_STARTED: _RunEventType.ValueType  # 1
-    """The run was created (status PENDING); always sequence 1. The run becomes
+    """The run became PENDING: sequence 1 when it was created so, or 2 when it
+    left its concurrency key's queue after RUN_QUEUED. The run becomes
     RUNNING with its first TASK_ASSIGNED, which has no event of its own.
     Sets nothing more.
     """
@@ -327,6 +344,12 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     follows for each reset task whose dependencies all kept their state and
     whose trigger rule holds (TASK_SKIPPED when it does not).
     """
+    RUN_EVENT_TYPE_RUN_QUEUED: _RunEventType.ValueType  # 16
+    """The run was created QUEUED behind the active runs of its concurrency
+    key; always sequence 1. RUN_STARTED follows when it leaves the queue,
+    or RUN_FINISHED (CANCELLED) when it is cancelled first. Sets
+    `concurrency_key` and `queue_position` (its position when queued).
+    """
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """What happened in a RunEvent. Every state change of a run or task writes
@@ -343,7 +366,8 @@ class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
 RUN_EVENT_TYPE_UNSPECIFIED: RunEventType.ValueType  # 0
 """Not set; never sent by the server, and refused in filters."""
 RUN_EVENT_TYPE_RUN_STARTED: RunEventType.ValueType  # 1
-"""The run was created (status PENDING); always sequence 1. The run becomes
+"""The run became PENDING: sequence 1 when it was created so, or 2 when it
+left its concurrency key's queue after RUN_QUEUED. The run becomes
 RUNNING with its first TASK_ASSIGNED, which has no event of its own.
 Sets nothing more.
 """
@@ -418,6 +442,12 @@ RUN_EVENT_TYPE_RUN_RETRIED: RunEventType.ValueType  # 15
 `task_id` (the request's `from_task`, empty when none). TASK_READY
 follows for each reset task whose dependencies all kept their state and
 whose trigger rule holds (TASK_SKIPPED when it does not).
+"""
+RUN_EVENT_TYPE_RUN_QUEUED: RunEventType.ValueType  # 16
+"""The run was created QUEUED behind the active runs of its concurrency
+key; always sequence 1. RUN_STARTED follows when it leaves the queue,
+or RUN_FINISHED (CANCELLED) when it is cancelled first. Sets
+`concurrency_key` and `queue_position` (its position when queued).
 """
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
 
@@ -559,6 +589,8 @@ class Run(_message.Message):
     TASKS_FIELD_NUMBER: _builtins.int
     CONFLICTS_FIELD_NUMBER: _builtins.int
     RETRY_COUNT_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_FIELD_NUMBER: _builtins.int
     CONTEXTS_OMITTED_FIELD_NUMBER: _builtins.int
     INPUT_CONTEXT_BYTES_FIELD_NUMBER: _builtins.int
     CONTEXT_BYTES_FIELD_NUMBER: _builtins.int
@@ -583,6 +615,14 @@ class Run(_message.Message):
     """The idempotency key given to StartRun, if any."""
     retry_count: _builtins.int
     """How many times RetryRun re-ran the run (0 for a run never retried)."""
+    concurrency_key: _builtins.str
+    """The run's concurrency key, computed from its input when it was started;
+    empty when its workflow version has no concurrency policy.
+    """
+    queue_position: _builtins.int
+    """While QUEUED, the run's position in its key's queue: 1 starts next.
+    0 otherwise.
+    """
     contexts_omitted: _builtins.bool
     """True when input_context_json and context_json were left empty because
     the answer with them would exceed the server's message limit (the input
@@ -627,13 +667,15 @@ class Run(_message.Message):
         tasks: _abc.Iterable[Global___TaskRun] | None = ...,
         conflicts: _abc.Iterable[Global___ContextConflict] | None = ...,
         retry_count: _builtins.int = ...,
+        concurrency_key: _builtins.str = ...,
+        queue_position: _builtins.int = ...,
         contexts_omitted: _builtins.bool = ...,
         input_context_bytes: _builtins.int = ...,
         context_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conflicts", b"conflicts", "context_bytes", b"context_bytes", "context_json", b"context_json", "contexts_omitted", b"contexts_omitted", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input_context_bytes", b"input_context_bytes", "input_context_json", b"input_context_json", "retry_count", b"retry_count", "status", b"status", "tasks", b"tasks", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency_key", b"concurrency_key", "conflicts", b"conflicts", "context_bytes", b"context_bytes", "context_json", b"context_json", "contexts_omitted", b"contexts_omitted", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "idempotency_key", b"idempotency_key", "input_context_bytes", b"input_context_bytes", "input_context_json", b"input_context_json", "queue_position", b"queue_position", "retry_count", b"retry_count", "status", b"status", "tasks", b"tasks", "workflow_name", b"workflow_name", "workflow_version", b"workflow_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1120,6 +1162,8 @@ class RunEvent(_message.Message):
     RUN_STATUS_FIELD_NUMBER: _builtins.int
     CONFLICT_FIELD_NUMBER: _builtins.int
     RETRIED_TASK_IDS_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Global position in the event log, assigned in commit order and stored:
     strictly increasing across all namespaces (so one namespace's cursors
@@ -1153,6 +1197,12 @@ class RunEvent(_message.Message):
     """The skip reason, for TASK_SKIPPED."""
     run_status: Global___RunStatus.ValueType
     """The run's final status, for RUN_FINISHED."""
+    concurrency_key: _builtins.str
+    """The run's concurrency key, for RUN_QUEUED."""
+    queue_position: _builtins.int
+    """The run's position in its key's queue when it was queued, for
+    RUN_QUEUED.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the server recorded the change (the event is committed with it)."""
@@ -1188,10 +1238,12 @@ class RunEvent(_message.Message):
         run_status: Global___RunStatus.ValueType = ...,
         conflict: Global___ContextConflict | None = ...,
         retried_task_ids: _abc.Iterable[_builtins.str] | None = ...,
+        concurrency_key: _builtins.str = ...,
+        queue_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["conflict", b"conflict", "next_attempt_at", b"next_attempt_at", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "conflict", b"conflict", "cursor", b"cursor", "error", b"error", "executor_id", b"executor_id", "next_attempt_at", b"next_attempt_at", "retried_task_ids", b"retried_task_ids", "run_id", b"run_id", "run_status", b"run_status", "sequence", b"sequence", "skip_reason", b"skip_reason", "task_id", b"task_id", "time", b"time", "type", b"type", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "concurrency_key", b"concurrency_key", "conflict", b"conflict", "cursor", b"cursor", "error", b"error", "executor_id", b"executor_id", "next_attempt_at", b"next_attempt_at", "queue_position", b"queue_position", "retried_task_ids", b"retried_task_ids", "run_id", b"run_id", "run_status", b"run_status", "sequence", b"sequence", "skip_reason", b"skip_reason", "task_id", b"task_id", "time", b"time", "type", b"type", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,6 +32,7 @@ class WorkflowDefinition(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     TASKS_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The workflow's name: 1-64 characters of `a-z 0-9 _ -`, starting with a
     letter. Unique within a namespace.
@@ -42,20 +43,82 @@ class WorkflowDefinition(_message.Message):
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskDefinition]:
         """The tasks of the DAG, at least one. Their order does not matter."""
 
+    @_builtins.property
+    def concurrency(self) -> Global___ConcurrencyPolicy:
+        """How many runs of this workflow may be active at once per concurrency
+        key, and what happens to a run started beyond that. Unset: no limit.
+        Part of the version only when set.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         tasks: _abc.Iterable[Global___TaskDefinition] | None = ...,
+        concurrency: Global___ConcurrencyPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "description", b"description", "name", b"name", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkflowDefinition: _TypeAlias = WorkflowDefinition  # noqa: Y015
+
+@_typing.final
+class ConcurrencyPolicy(_message.Message):
+    """Limits the active (PENDING or RUNNING) runs of a workflow that share a
+    key. The key is computed once, when a run is started, from its input; runs
+    of every version of the workflow with the same key share the limit, each
+    admitted by the policy of its own version.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_POINTER_FIELD_NUMBER: _builtins.int
+    FIXED_KEY_FIELD_NUMBER: _builtins.int
+    MAX_ACTIVE_RUNS_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    key_pointer: _builtins.str
+    """Exactly one of key_pointer and fixed_key must be set.
+
+    An RFC 6901 JSON pointer into the run's input context, starting with
+    `/`, at most 256 bytes; `~` only in the escapes `~0` and `~1`. A string
+    found there is the key as is, any other value its compact JSON text (so
+    `"42"` and `42` share a key). A start whose input has nothing at the
+    pointer is refused with INVALID_ARGUMENT naming the pointer.
+    """
+    fixed_key: _builtins.str
+    """The same key for every run: a limit on the whole workflow. 1 to 256
+    bytes, no U+0000.
+    """
+    max_active_runs: _builtins.int
+    """Active runs allowed per key. Default 1; 1 to 10000."""
+    strategy: _builtins.str
+    """What happens to a run started while its key has max_active_runs active
+    runs: `queue` (default; empty means this) makes it QUEUED, started in
+    FIFO order per key as active runs end; `cancel_newest` creates it
+    CANCELLED with the reason; `cancel_in_progress` cancels the key's
+    oldest active run and starts the new one. Any other string is rejected.
+    """
+    def __init__(
+        self,
+        *,
+        key_pointer: _builtins.str = ...,
+        fixed_key: _builtins.str = ...,
+        max_active_runs: _builtins.int | None = ...,
+        strategy: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_active_runs", b"_max_active_runs", "max_active_runs", b"max_active_runs"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_active_runs", b"_max_active_runs", "fixed_key", b"fixed_key", "key_pointer", b"key_pointer", "max_active_runs", b"max_active_runs", "strategy", b"strategy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_active_runs: _TypeAlias = _typing.Literal["max_active_runs"]  # noqa: Y015
+    _WhichOneofArgType__max_active_runs: _TypeAlias = _typing.Literal["_max_active_runs", b"_max_active_runs"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_active_runs) -> _WhichOneofReturnType__max_active_runs | None: ...
+
+Global___ConcurrencyPolicy: _TypeAlias = ConcurrencyPolicy  # noqa: Y015
 
 @_typing.final
 class TaskDefinition(_message.Message):
