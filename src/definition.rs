@@ -25,6 +25,7 @@ impl From<pb::WorkflowDefinition> for WorkflowDefinition {
                     trigger_rule: task.trigger_rule,
                     handler: task.handler,
                     required_labels: task.required_labels.into_iter().collect(),
+                    max_in_flight: task.max_in_flight.map(i64::from),
                 })
                 .collect(),
             concurrency: definition.concurrency.map(|policy| ConcurrencyDefinition {
@@ -63,6 +64,7 @@ impl From<&WorkflowDefinition> for pb::WorkflowDefinition {
                         .iter()
                         .map(|(key, value)| (key.clone(), value.clone()))
                         .collect(),
+                    max_in_flight: task.max_in_flight.map(clamp_to_i32),
                 })
                 .collect(),
             concurrency: definition
@@ -103,6 +105,7 @@ mod tests {
                 trigger_rule: "all_done".into(),
                 handler: "h".into(),
                 required_labels: [("gpu".to_owned(), "true".to_owned())].into(),
+                max_in_flight: Some(4),
             }],
             concurrency: Some(ConcurrencyDefinition {
                 key_pointer: "/customer".into(),

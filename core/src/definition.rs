@@ -92,6 +92,10 @@ pub struct TaskDefinition {
     /// to be assigned the task; empty means any executor of the handler.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub required_labels: Labels,
+    /// At most this many attempts of the handler in flight across the
+    /// namespace (1 to 10000); unset means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<i64>,
 }
 
 impl TaskDefinition {
@@ -152,6 +156,11 @@ pub struct TaskSpec {
     /// keep the versions they had before labels existed.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub required_labels: Labels,
+    /// At most this many attempts of the handler in flight across the
+    /// namespace. Left out of the canonical JSON when unset, so that
+    /// definitions without it keep their versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
 
 /// How often and how late a failed task is attempted again.
@@ -355,6 +364,7 @@ impl From<&WorkflowSpec> for WorkflowDefinition {
                     trigger_rule: task.trigger_rule.as_str().to_owned(),
                     handler: task.handler.clone(),
                     required_labels: task.required_labels.clone(),
+                    max_in_flight: task.max_in_flight.map(i64::from),
                 })
                 .collect(),
             concurrency: spec.concurrency.as_ref().map(ConcurrencyDefinition::from),

@@ -2,14 +2,15 @@
 //! labels. Within a queue, runs take turns (round-robin), so a run with a
 //! 10,000-wide fan-out cannot starve a small run that became ready after it.
 //! Tasks requiring labels wait in a queue of their own, so that one no
-//! executor can take never holds up the tasks of its handler behind it.
+//! executor can take never holds up the tasks of its handler behind it;
+//! tasks limiting their handler's attempts in flight likewise.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tributary_core::Labels;
 
-use crate::engine::plan::TaskIndex;
+use crate::engine::plan::{TaskIndex, WorkflowPlan};
 
 /// The executors a task may go to: those of its namespace serving its
 /// handler.
@@ -19,16 +20,31 @@ pub struct HandlerKey {
     pub handler: String,
 }
 
-/// Where a ready task waits: its handler, and the labels an executor must
+/// Where a ready task waits: its handler, the labels an executor must
 /// have to take it (`None` when it requires none, the common case, which
-/// costs nothing to match).
+/// costs nothing to match), and the task's limit of attempts of the handler
+/// in flight. Tasks with a limit wait apart from those without, so a
+/// handler at one task's limit never holds up the others behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReadyKey {
     pub handler: HandlerKey,
     pub labels: Option<Arc<Labels>>,
+    pub max_in_flight: Option<u32>,
 }
 
 impl ReadyKey {
+    /// Where `task` of a run of `plan` in `namespace` waits.
+    pub fn for_task(namespace: &str, plan: &WorkflowPlan, task: TaskIndex) -> ReadyKey {
+        ReadyKey {
+            handler: HandlerKey {
+                namespace: namespace.to_owned(),
+                handler: plan.tasks[task].handler.clone(),
+            },
+            labels: plan.required_labels(task).cloned(),
+            max_in_flight: plan.tasks[task].max_in_flight,
+        }
+    }
+
     /// The labels required, if any.
     pub fn required(&self) -> Option<&Labels> {
         self.labels.as_deref()
@@ -118,6 +134,7 @@ mod tests {
                 handler: "h".into(),
             },
             labels: None,
+            max_in_flight: None,
         }
     }
 

@@ -21,6 +21,8 @@ pub enum WaitingReason {
     /// Executors serve the handler, but none has the labels the task
     /// requires.
     NoMatchingLabels,
+    /// The task's `max_in_flight` attempts of its handler are in flight.
+    HandlerLimit,
 }
 
 /// A READY task's wait, as `GetRun` shows it.
@@ -140,6 +142,31 @@ pub fn describe(reason: WaitingReason, key: &ReadyKey, executors: &ExecutorRegis
             "the executors serving handler {:?}{with_labels} are draining (capacity 0)",
             handler.handler
         ),
+        WaitingReason::HandlerLimit => format!(
+            "the task's max_in_flight of {} attempts of handler {:?} in flight in namespace {:?} is reached",
+            key.max_in_flight.unwrap_or_default(),
+            handler.handler,
+            handler.namespace
+        ),
+    }
+}
+
+/// Why a task of `key` waits, given the executors connected now and
+/// whether its handler is at the task's limit of attempts in flight; `None`
+/// when it goes out this turn. Without an executor that could take it, that
+/// is the reason, whatever the limit: a free place under the limit would
+/// not start it.
+pub fn classify_limited(
+    key: &ReadyKey,
+    executors: &ExecutorRegistry,
+    at_limit: bool,
+) -> Option<WaitingReason> {
+    match classify(key, executors) {
+        Some(reason @ (WaitingReason::NoExecutor | WaitingReason::NoMatchingLabels)) => {
+            Some(reason)
+        }
+        _ if at_limit => Some(WaitingReason::HandlerLimit),
+        other => other,
     }
 }
 
@@ -273,6 +300,7 @@ mod tests {
                 handler: "h".into(),
             },
             labels: None,
+            max_in_flight: None,
         }
     }
 

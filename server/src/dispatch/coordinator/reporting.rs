@@ -5,7 +5,7 @@
 use super::Coordinator;
 use crate::dispatch::executors::Executor;
 use crate::dispatch::handle::DisconnectReason;
-use crate::dispatch::ready_queue::{HandlerKey, ReadyKey};
+use crate::dispatch::ready_queue::ReadyKey;
 use crate::dispatch::waiting::{self, TaskWait, WaitingReason};
 use crate::engine::records::TaskState;
 
@@ -98,14 +98,9 @@ impl Coordinator {
             .enumerate()
             .filter(|(index, _)| run.task_state(*index) == TaskState::Ready)
             .filter_map(|(index, task)| {
-                let key = ReadyKey {
-                    handler: HandlerKey {
-                        namespace: namespace.to_owned(),
-                        handler: task.handler.clone(),
-                    },
-                    labels: run.plan().required_labels(index).cloned(),
-                };
-                let reason = waiting::classify(&key, &self.executors)?;
+                let key = ReadyKey::for_task(namespace, run.plan(), index);
+                let at_limit = self.handler_in_flight.at_limit(&key);
+                let reason = waiting::classify_limited(&key, &self.executors, at_limit)?;
                 Some(TaskWait {
                     task_id: task.id.clone(),
                     reason,
