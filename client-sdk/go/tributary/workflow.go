@@ -55,6 +55,11 @@ type Task struct {
 	// whose Labels have every one of these keys with the same value are
 	// assigned it.
 	RequiredLabels map[string]string
+	// MaxInFlight limits the attempts of the task's handler in flight at
+	// once across every worker and run of the namespace (1 to 10000), for
+	// a handler that calls something with a limit of its own; 0 means no
+	// limit beyond the workers' capacity.
+	MaxInFlight int32
 	// Run is the task's code.
 	Run HandlerFunc
 }
@@ -88,6 +93,9 @@ func (t Task) Definition() TaskDefinition {
 	if t.TimeoutMS != 0 {
 		definition.TimeoutMS = ptr(t.TimeoutMS)
 	}
+	if t.MaxInFlight != 0 {
+		definition.MaxInFlight = ptr(t.MaxInFlight)
+	}
 	return definition
 }
 
@@ -119,6 +127,9 @@ type TaskDefinition struct {
 	Handler string `json:"handler,omitempty"`
 	// RequiredLabels are the executor labels the task requires.
 	RequiredLabels map[string]string `json:"required_labels,omitempty"`
+	// MaxInFlight limits the handler's attempts in flight across the
+	// namespace; nil means no limit.
+	MaxInFlight *int32 `json:"max_in_flight,omitempty"`
 }
 
 // HandlerName is the handler the task is routed by in workflow: Handler,
@@ -143,6 +154,7 @@ func (d TaskDefinition) toProto() *pb.TaskDefinition {
 		TriggerRule:     d.TriggerRule,
 		Handler:         d.Handler,
 		RequiredLabels:  d.RequiredLabels,
+		MaxInFlight:     d.MaxInFlight,
 	}
 }
 
@@ -159,6 +171,7 @@ func taskDefinitionFromProto(task *pb.TaskDefinition) TaskDefinition {
 		TriggerRule:     task.GetTriggerRule(),
 		Handler:         task.GetHandler(),
 		RequiredLabels:  task.GetRequiredLabels(),
+		MaxInFlight:     task.MaxInFlight,
 	}
 }
 

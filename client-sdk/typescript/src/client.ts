@@ -255,6 +255,7 @@ export class Client {
             triggerRule: t.trigger_rule ?? "",
             handler: t.handler ?? "",
             requiredLabels: { ...(t.required_labels ?? {}) },
+            maxInFlight: t.max_in_flight,
           })),
           concurrency:
             definition.concurrency === undefined

@@ -290,6 +290,7 @@ function convertTask(t: PbTaskDefinition): WorkflowDefinitionJson["tasks"][numbe
   if (t.triggerRule !== "") task.trigger_rule = t.triggerRule;
   if (t.handler !== "") task.handler = t.handler;
   if (Object.keys(t.requiredLabels).length > 0) task.required_labels = { ...t.requiredLabels };
+  if (t.maxInFlight !== undefined) task.max_in_flight = t.maxInFlight;
   return task;
 }
 

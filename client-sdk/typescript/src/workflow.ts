@@ -46,6 +46,11 @@ export interface TaskOptions {
   handler?: string;
   /** Executor labels the task requires: only workers registered with every one of them (`labels` of the worker) are assigned it. */
   requiredLabels?: Readonly<Record<string, string>>;
+  /**
+   * At most this many attempts of the task's handler in flight at once, across every worker and run of the namespace
+   * (1 to 10000; default: no limit beyond the workers' capacity), for a handler that calls something with a limit of its own.
+   */
+  maxInFlight?: number;
 }
 
 /** A task: its settings and its handler. Made by {@link task}. */
@@ -86,6 +91,7 @@ export function taskDefinition(options: TaskOptions): TaskDefinitionJson {
   if (options.requiredLabels !== undefined && Object.keys(options.requiredLabels).length > 0) {
     definition.required_labels = { ...options.requiredLabels };
   }
+  if (options.maxInFlight !== undefined) definition.max_in_flight = options.maxInFlight;
   return definition;
 }
 
@@ -187,6 +193,7 @@ const TASK_FIELDS = new Set([
   "trigger_rule",
   "handler",
   "required_labels",
+  "max_in_flight",
 ]);
 
 /**
@@ -216,7 +223,7 @@ export function definitionFromJson(value: unknown): WorkflowDefinitionJson {
     for (const key of ["id", "retry_backoff", "trigger_rule", "handler"]) {
       if (t[key] !== undefined && typeof t[key] !== "string") throw new DefinitionError(`task ${index}: ${key} must be a string`);
     }
-    for (const key of ["retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "timeout_ms"]) {
+    for (const key of ["retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "timeout_ms", "max_in_flight"]) {
       if (t[key] !== undefined && typeof t[key] !== "number") throw new DefinitionError(`task ${index}: ${key} must be a number`);
     }
     if (t.retry_jitter !== undefined && typeof t.retry_jitter !== "boolean") {

@@ -111,7 +111,14 @@ def definition_to_proto(definition: Mapping[str, Any]) -> workflow_pb2.WorkflowD
         entry = message.tasks.add()
         entry.id = task.get("id", "")
         entry.dependencies.extend(task.get("dependencies", []))
-        for name in ("retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "retry_jitter", "timeout_ms"):
+        for name in (
+            "retry_attempts",
+            "retry_delay_ms",
+            "retry_max_delay_ms",
+            "retry_jitter",
+            "timeout_ms",
+            "max_in_flight",
+        ):
             if task.get(name) is not None:
                 setattr(entry, name, task[name])
         entry.retry_backoff = task.get("retry_backoff", "") or ""

@@ -67,6 +67,10 @@ class TaskDefinition:
     required_labels: Mapping[str, str] = field(default_factory=dict)
     """Executor labels the task requires: only workers registered with every
     one of these (``Worker(labels=...)``) are assigned it."""
+    max_in_flight: int | None = None
+    """At most this many attempts of the task's handler in flight at once,
+    across every worker and run of the namespace (1 to 10000; default: no
+    limit beyond the workers' capacity)."""
 
     def handler_name(self, workflow_name: str) -> str:
         """The handler the task is routed by in ``workflow_name``.
@@ -96,6 +100,8 @@ class TaskDefinition:
                 out[name] = value
         if self.required_labels:
             out["required_labels"] = dict(self.required_labels)
+        if self.max_in_flight is not None:
+            out["max_in_flight"] = self.max_in_flight
         return out
 
 
@@ -148,6 +154,7 @@ def task(
     trigger_rule: TriggerRule | str = "",
     handler: str = "",
     required_labels: Mapping[str, str] | None = None,
+    max_in_flight: int | None = None,
 ) -> Callable[[Handler], Task]: ...
 
 
@@ -166,6 +173,7 @@ def task(
     trigger_rule: TriggerRule | str = "",
     handler: str = "",
     required_labels: Mapping[str, str] | None = None,
+    max_in_flight: int | None = None,
 ) -> Task | Callable[[Handler], Task]:
     """Declare a task: ``@task(id=..., dependencies=[...], retry_attempts=...)``
     on a function taking a :class:`Context`. The id defaults to the
@@ -182,6 +190,15 @@ def task(
     ... def train(context: Context) -> None: ...
     >>> train.definition.to_dict()
     {'id': 'train', 'required_labels': {'gpu': 'true'}}
+
+    ``max_in_flight`` limits the attempts of the task's handler in flight at
+    once across every worker and run of the namespace, for code that calls
+    something with a limit of its own:
+
+    >>> @task(max_in_flight=5)
+    ... def charge(context: Context) -> None: ...
+    >>> charge.definition.to_dict()
+    {'id': 'charge', 'max_in_flight': 5}
     """
 
     def wrap(code: Handler) -> Task:
@@ -197,6 +214,7 @@ def task(
             trigger_rule=trigger_rule,
             handler=handler,
             required_labels=dict(required_labels or {}),
+            max_in_flight=max_in_flight,
         )
         return Task(definition, code)
 
