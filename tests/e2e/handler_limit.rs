@@ -48,7 +48,10 @@ fn gated(gate: Arc<Semaphore>, seen: Arc<Concurrency>) -> Handler {
 }
 
 fn tasks_in(run: &pb::Run, state: pb::TaskState) -> usize {
-    run.tasks.iter().filter(|task| task.state() == state).count()
+    run.tasks
+        .iter()
+        .filter(|task| task.state() == state)
+        .count()
 }
 
 fn in_flight(run: &pb::Run) -> usize {
@@ -101,9 +104,10 @@ async fn attempts_of_a_limited_handler_stay_within_max_in_flight_across_executor
     let waiting = server
         .wait_until("default", &run_id, LIMIT, |run| {
             in_flight(run) == 2
-                && run.tasks.iter().any(|task| {
-                    task.waiting_reason() == pb::WaitingReason::HandlerLimit
-                })
+                && run
+                    .tasks
+                    .iter()
+                    .any(|task| task.waiting_reason() == pb::WaitingReason::HandlerLimit)
         })
         .await;
     assert!(
@@ -294,10 +298,7 @@ async fn after_a_server_kill_the_reclaimed_attempt_still_counts_against_the_limi
     server.kill().await;
 }
 
-fn task_definition<'a>(
-    definition: &'a pb::WorkflowDefinition,
-    id: &str,
-) -> &'a pb::TaskDefinition {
+fn task_definition<'a>(definition: &'a pb::WorkflowDefinition, id: &str) -> &'a pb::TaskDefinition {
     definition
         .tasks
         .iter()
