@@ -525,3 +525,64 @@ async fn a_retried_run_counts_against_its_key_and_one_that_never_started_is_refu
         })
         .await;
 }
+
+/// Starts that race on one idempotency key all reach the coordinator before
+/// the first is stored; the losers' admissions are taken back, and with
+/// them the cancellation of the run they would have superseded: that run
+/// keeps its slot, so the next start supersedes it and the key never has
+/// two active runs.
+#[tokio::test]
+async fn racing_retries_of_one_start_leave_the_key_with_one_active_run() {
+    let server = TestServer::start().await;
+    server
+        .register("default", limited("preview", "cancel_in_progress"))
+        .await;
+    let runs = server.run_client("default").await;
+    let retried = pb::StartRunRequest {
+        idempotency_key: "deploy-7".into(),
+        ..start("preview", &input("acme"))
+    };
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut runs = runs.clone();
+        let request = retried.clone();
+        attempts.spawn(async move { runs.start_run(request).await });
+    }
+    let mut ids = Vec::new();
+    while let Some(answer) = attempts.join_next().await {
+        ids.push(answer.expect("joins").expect("starts").into_inner().run_id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one run for one idempotency key: {ids:?}");
+    let first = ids.remove(0);
+    assert_eq!(
+        server.get_run("default", &first).await.status(),
+        pb::RunStatus::Pending
+    );
+
+    let mut runs = runs.clone();
+    let second = runs
+        .start_run(start("preview", &input("acme")))
+        .await
+        .expect("starts")
+        .into_inner()
+        .run_id;
+    let superseded = server.wait_for_run("default", &first, LIMIT).await;
+    assert_eq!(superseded.status(), pb::RunStatus::Cancelled);
+    let listed = runs
+        .list_runs(pb::ListRunsRequest {
+            workflow_name: "preview".into(),
+            ..pb::ListRunsRequest::default()
+        })
+        .await
+        .expect("lists")
+        .into_inner()
+        .runs;
+    let active: Vec<&str> = listed
+        .iter()
+        .filter(|run| run.status() == pb::RunStatus::Pending)
+        .map(|run| run.id.as_str())
+        .collect();
+    assert_eq!(active, [second.as_str()]);
+}
