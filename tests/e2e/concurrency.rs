@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 use tonic::Code;
 use tributary_e2e::executor::{Outcome, TestExecutor, handler};
+use tributary_e2e::scrape::scrape;
 use tributary_e2e::{TestDatabase, TestServer};
 use tributary_proto::v1 as pb;
 
@@ -235,6 +236,11 @@ async fn queued_runs_wait_in_fifo_order_per_key_with_their_positions() {
         .map(|run| (run.id.clone(), run.queue_position))
         .collect();
     assert_eq!(listed, [(third.clone(), 2), (second.clone(), 1)]);
+    let scraped = scrape(server.local_addr()).await;
+    assert_eq!(
+        scraped.value("tributary_queued_runs", &[("namespace", "default")]),
+        2.0
+    );
 
     // The active run ends: the head of the queue starts, the rest moves up.
     client

@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tributary_e2e::executor::{Handler, Outcome, TestExecutor, handler};
 use tributary_e2e::resilient::ResilientExecutor;
+use tributary_e2e::scrape::scrape;
 use tributary_e2e::{TestDatabase, TestServer, task};
 use tributary_proto::v1 as pb;
 
@@ -127,6 +128,21 @@ async fn attempts_of_a_limited_handler_stay_within_max_in_flight_across_executor
     assert_eq!(
         held_back.waiting_message,
         "the task's max_in_flight of 2 attempts of handler \"api\" in flight in namespace \"default\" is reached"
+    );
+
+    let scraped = scrape(server.local_addr()).await;
+    let api = [("namespace", "default"), ("handler", "api")];
+    assert_eq!(
+        scraped.value("tributary_handler_attempts_in_flight", &api),
+        2.0
+    );
+    assert_eq!(scraped.value("tributary_ready_tasks_waiting", &api), 4.0);
+    assert_eq!(
+        scraped.value(
+            "tributary_handler_slots",
+            &[("handler", "api"), ("state", "free")]
+        ),
+        6.0
     );
 
     // One attempt ends at a time; the next limited task takes its place.

@@ -262,8 +262,10 @@ impl Coordinator {
             Command::Snapshot { reply } => {
                 let _ = reply.send(waiting::snapshot(
                     self.runs.len(),
+                    self.concurrency.queued_by_namespace(),
                     &self.executors,
                     &self.ready,
+                    &self.handler_in_flight,
                 ));
             }
             Command::WaitingReasons {

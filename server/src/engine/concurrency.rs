@@ -299,6 +299,18 @@ impl ConcurrencyKeys {
             .unwrap_or_default()
     }
 
+    /// How many runs are queued, by namespace (namespaces without queued
+    /// runs are left out).
+    pub fn queued_by_namespace(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (scope, runs) in &self.keys {
+            if !runs.queued.is_empty() {
+                *counts.entry(scope.namespace.clone()).or_default() += runs.queued.len();
+            }
+        }
+        counts
+    }
+
     /// How many keys have active or queued runs.
     pub fn key_count(&self) -> usize {
         self.keys.len()
