@@ -17,6 +17,7 @@ use tributary_e2e::scrape::scrape;
 use tributary_e2e::{TestDatabase, TestServer, task};
 use tributary_proto::v1 as pb;
 
+use crate::cli;
 use crate::liveness::{ServerProcess, free_port, wait_until_finished};
 
 /// A safety net so a broken engine fails the test instead of hanging it.
@@ -352,14 +353,4 @@ async fn wait_for(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn cli(arguments: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
-        .args(arguments)
-        .output()
-        .await
-        .expect("the CLI runs");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).expect("UTF-8 output")
 }

@@ -12,6 +12,7 @@ use tributary_e2e::executor::{Handler, Outcome, TestExecutor, handler};
 use tributary_e2e::{TestDatabase, TestServer, context, task};
 use tributary_proto::v1 as pb;
 
+use crate::cli;
 use crate::liveness::{ServerProcess, free_port, wait_until_finished};
 
 /// A safety net so a broken engine fails the test instead of hanging it.
@@ -213,16 +214,6 @@ async fn the_cli_shows_required_labels_executor_labels_and_why_a_task_waits() {
         .expect("ship");
     assert_eq!(ship["waiting"]["reason"], "no_matching_labels", "{ship}");
     server.stop().await;
-}
-
-async fn cli(arguments: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
-        .args(arguments)
-        .output()
-        .await
-        .expect("the CLI runs");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 #[tokio::test]

@@ -30,3 +30,15 @@ mod tls;
 mod traces;
 mod value_refs;
 mod workflow_api;
+
+/// Runs the `tributary` CLI (the test server binary) and returns its
+/// standard output, asserting that it succeeded.
+pub(crate) async fn cli(arguments: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+        .args(arguments)
+        .output()
+        .await
+        .expect("the CLI runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}

@@ -12,17 +12,9 @@ use tributary_e2e::scrape::scrape;
 use tributary_e2e::{TestServer, task};
 use tributary_proto::v1 as pb;
 
-const LIMIT: Duration = Duration::from_secs(60);
+use crate::cli;
 
-async fn tributary(arguments: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
-        .args(arguments)
-        .output()
-        .await
-        .expect("the CLI runs");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
+const LIMIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn metrics_count_a_run_its_tasks_attempts_executors_and_watchers() {
@@ -206,7 +198,7 @@ async fn a_ready_task_says_it_waits_for_an_executor_then_for_a_free_slot() {
             json!({"name": "waits", "tasks": [{"id": "blocker"}, {"id": "later"}]}),
         )
         .await;
-    let executors = tributary(&["executor", "list", "--server", &url]).await;
+    let executors = cli(&["executor", "list", "--server", &url]).await;
     assert!(
         executors.contains("no executors connected in namespace \"default\""),
         "{executors}"
@@ -225,17 +217,16 @@ async fn a_ready_task_says_it_waits_for_an_executor_then_for_a_free_slot() {
         later.waiting_message,
         "no connected executor serves handler \"waits.later\" in namespace \"default\""
     );
-    let shown = tributary(&["run", "get", &run_id, "--server", &url]).await;
+    let shown = cli(&["run", "get", &run_id, "--server", &url]).await;
     assert!(
         shown.contains(
             "waiting: no connected executor serves handler \"waits.blocker\" in namespace \"default\""
         ),
         "{shown}"
     );
-    let shown_json: serde_json::Value = serde_json::from_str(
-        &tributary(&["run", "get", &run_id, "--server", &url, "--json"]).await,
-    )
-    .expect("JSON");
+    let shown_json: serde_json::Value =
+        serde_json::from_str(&cli(&["run", "get", &run_id, "--server", &url, "--json"]).await)
+            .expect("JSON");
     assert_eq!(shown_json["tasks"][1]["waiting"]["reason"], "no_executor");
 
     // One slot, taken by the blocker until released: the other task waits
@@ -284,7 +275,7 @@ async fn a_ready_task_says_it_waits_for_an_executor_then_for_a_free_slot() {
         assert_eq!(task.waiting_reason(), pb::WaitingReason::Unspecified);
         assert!(task.waiting_message.is_empty());
     }
-    let executors = tributary(&["executor", "list", "--server", &url]).await;
+    let executors = cli(&["executor", "list", "--server", &url]).await;
     assert!(executors.contains(&executor.executor_id()), "{executors}");
     server.stop().await;
 }
