@@ -18,7 +18,7 @@ use tributary_e2e::{TestDatabase, TestServer, task};
 use tributary_proto::v1 as pb;
 
 use crate::cli;
-use crate::liveness::{ServerProcess, free_port, wait_until_finished};
+use crate::liveness::{ServerProcess, free_port, poll_run, wait_until_finished};
 
 /// A safety net so a broken engine fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -258,7 +258,7 @@ async fn after_a_server_kill_the_reclaimed_attempt_still_counts_against_the_limi
         .expect("starts")
         .into_inner()
         .run_id;
-    let holding = wait_for(&mut client, &run_id, |run| {
+    let holding = poll_run(&mut client, &run_id, true, |run| {
         tasks_in(run, pb::TaskState::Running) == 1 && tasks_in(run, pb::TaskState::Ready) == 2
     })
     .await;
@@ -290,7 +290,7 @@ async fn after_a_server_kill_the_reclaimed_attempt_still_counts_against_the_limi
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let waiting = wait_for(&mut client, &run_id, |run| {
+    let waiting = poll_run(&mut client, &run_id, true, |run| {
         run.tasks
             .iter()
             .filter(|task| task.waiting_reason() == pb::WaitingReason::HandlerLimit)
@@ -321,36 +321,4 @@ fn task_definition<'a>(definition: &'a pb::WorkflowDefinition, id: &str) -> &'a 
         .iter()
         .find(|task| task.id == id)
         .expect("the task is defined")
-}
-
-/// Polls `GetRun` on a server process until `done` holds (the limit is a
-/// safety net, not an assertion about speed).
-async fn wait_for(
-    client: &mut tributary_proto::v1::run_service_client::RunServiceClient<
-        tonic::transport::Channel,
-    >,
-    run_id: &str,
-    done: impl Fn(&pb::Run) -> bool,
-) -> pb::Run {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let run = client
-            .get_run(pb::GetRunRequest {
-                run_id: run_id.to_owned(),
-                omit_contexts: true,
-            })
-            .await
-            .expect("run")
-            .into_inner()
-            .run
-            .expect("run");
-        if done(&run) {
-            return run;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reached: {run:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -13,7 +13,7 @@ use tributary_e2e::{TestDatabase, TestServer, context, task};
 use tributary_proto::v1 as pb;
 
 use crate::cli;
-use crate::liveness::{ServerProcess, free_port, wait_until_finished};
+use crate::liveness::{ServerProcess, free_port, poll_run, wait_until_finished};
 
 /// A safety net so a broken engine fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -288,25 +288,8 @@ async fn wait_for_reason(
     run_id: &str,
     reason: pb::WaitingReason,
 ) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let run = client
-            .get_run(pb::GetRunRequest {
-                run_id: run_id.to_owned(),
-                omit_contexts: true,
-            })
-            .await
-            .expect("run exists")
-            .into_inner()
-            .run
-            .expect("run");
-        if task(&run, "ship").waiting_reason() == reason {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the task did not wait for {reason:?}: {run:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_run(client, run_id, true, |run| {
+        task(run, "ship").waiting_reason() == reason
+    })
+    .await;
 }

@@ -411,24 +411,38 @@ pub(crate) async fn wait_until_finished(
     client: &mut RunServiceClient<tonic::transport::Channel>,
     run_id: &str,
 ) -> pb::Run {
+    poll_run(client, run_id, false, |run| {
+        run.status() == pb::RunStatus::Succeeded || run.status() == pb::RunStatus::Failed
+    })
+    .await
+}
+
+/// Polls `GetRun` on a server process (with or without the contexts) until
+/// `done` holds (the limit is a safety net, not an assertion about speed).
+pub(crate) async fn poll_run(
+    client: &mut RunServiceClient<tonic::transport::Channel>,
+    run_id: &str,
+    omit_contexts: bool,
+    done: impl Fn(&pb::Run) -> bool,
+) -> pb::Run {
     let deadline = tokio::time::Instant::now() + LIMIT;
     loop {
         let run = client
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
-                omit_contexts: false,
+                omit_contexts,
             })
             .await
             .expect("run exists")
             .into_inner()
             .run
             .expect("run");
-        if run.status() == pb::RunStatus::Succeeded || run.status() == pb::RunStatus::Failed {
+        if done(&run) {
             return run;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "run did not finish: {run:#?}"
+            "never reached: {run:#?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
