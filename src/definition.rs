@@ -25,6 +25,9 @@ impl From<pb::WorkflowDefinition> for WorkflowDefinition {
                     trigger_rule: task.trigger_rule,
                     handler: task.handler,
                     required_labels: task.required_labels.into_iter().collect(),
+                    map_over: task.map_over,
+                    map_output: task.map_output,
+                    map_max_instances: task.map_max_instances.map(i64::from),
                 })
                 .collect(),
             concurrency: definition.concurrency.map(|policy| ConcurrencyDefinition {
@@ -63,6 +66,9 @@ impl From<&WorkflowDefinition> for pb::WorkflowDefinition {
                         .iter()
                         .map(|(key, value)| (key.clone(), value.clone()))
                         .collect(),
+                    map_over: task.map_over.clone(),
+                    map_output: task.map_output.clone(),
+                    map_max_instances: task.map_max_instances.map(clamp_to_i32),
                 })
                 .collect(),
             concurrency: definition
@@ -103,6 +109,9 @@ mod tests {
                 trigger_rule: "all_done".into(),
                 handler: "h".into(),
                 required_labels: [("gpu".to_owned(), "true".to_owned())].into(),
+                map_over: "items".into(),
+                map_output: "out".into(),
+                map_max_instances: Some(5),
             }],
             concurrency: Some(ConcurrencyDefinition {
                 key_pointer: "/customer".into(),

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::concurrency::{ConcurrencyDefinition, ConcurrencySpec};
 use crate::labels::Labels;
+use crate::map::MapSpec;
 
 /// A workflow definition as a client writes it: optional fields unset,
 /// strings not yet checked. Field names follow
@@ -92,6 +93,17 @@ pub struct TaskDefinition {
     /// to be assigned the task; empty means any executor of the handler.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub required_labels: Labels,
+    /// The context key of the array the task maps over; empty means the
+    /// task is not mapped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub map_over: String,
+    /// The key the gathered outputs of a mapped task are written to; empty
+    /// means the task's id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub map_output: String,
+    /// The most instances of a mapped task (default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_max_instances: Option<i64>,
 }
 
 impl TaskDefinition {
@@ -152,6 +164,11 @@ pub struct TaskSpec {
     /// keep the versions they had before labels existed.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub required_labels: Labels,
+    /// The array the task maps over, when it is mapped. Left out of the
+    /// canonical JSON when absent, so that definitions without maps keep
+    /// their versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSpec>,
 }
 
 /// How often and how late a failed task is attempted again.
@@ -355,6 +372,17 @@ impl From<&WorkflowSpec> for WorkflowDefinition {
                     trigger_rule: task.trigger_rule.as_str().to_owned(),
                     handler: task.handler.clone(),
                     required_labels: task.required_labels.clone(),
+                    map_over: task
+                        .map
+                        .as_ref()
+                        .map(|map| map.over.clone())
+                        .unwrap_or_default(),
+                    map_output: task
+                        .map
+                        .as_ref()
+                        .map(|map| map.output.clone())
+                        .unwrap_or_default(),
+                    map_max_instances: task.map.as_ref().map(|map| i64::from(map.max_instances)),
                 })
                 .collect(),
             concurrency: spec.concurrency.as_ref().map(ConcurrencyDefinition::from),

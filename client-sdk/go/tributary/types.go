@@ -277,6 +277,7 @@ const (
 	EventExecutorLost       RunEventType = "EXECUTOR_LOST"
 	EventRunRetried         RunEventType = "RUN_RETRIED"
 	EventRunQueued          RunEventType = "RUN_QUEUED"
+	EventTaskMapped         RunEventType = "TASK_MAPPED"
 )
 
 func (t RunEventType) toProto() pb.RunEventType {
@@ -323,6 +324,11 @@ type RunEvent struct {
 	// QueuePosition is the run's position in its key's queue when it was
 	// queued, for RUN_QUEUED; 0 otherwise.
 	QueuePosition uint32
+	// MapIndex is, for an event about an instance of a mapped task (TaskID
+	// is the mapped task's), the instance's element index; nil otherwise.
+	MapIndex *uint32
+	// MapSize is the number of instances, for TASK_MAPPED; 0 otherwise.
+	MapSize uint32
 }
 
 func eventFromProto(event *pb.RunEvent) RunEvent {
@@ -344,6 +350,8 @@ func eventFromProto(event *pb.RunEvent) RunEvent {
 		RetriedTaskIDs: event.GetRetriedTaskIds(),
 		ConcurrencyKey: event.GetConcurrencyKey(),
 		QueuePosition:  event.GetQueuePosition(),
+		MapIndex:       event.MapIndex,
+		MapSize:        event.GetMapSize(),
 	}
 	if event.GetConflict() != nil {
 		conflict := conflictFromProto(event.GetConflict())

@@ -255,6 +255,9 @@ export class Client {
             triggerRule: t.trigger_rule ?? "",
             handler: t.handler ?? "",
             requiredLabels: { ...(t.required_labels ?? {}) },
+            mapOver: t.map_over ?? "",
+            mapOutput: t.map_output ?? "",
+            mapMaxInstances: t.map_max_instances,
           })),
           concurrency:
             definition.concurrency === undefined

@@ -53,7 +53,8 @@ export type RunEventKind =
   | "EXECUTOR_CONNECTED"
   | "EXECUTOR_LOST"
   | "RUN_RETRIED"
-  | "RUN_QUEUED";
+  | "RUN_QUEUED"
+  | "TASK_MAPPED";
 
 /**
  * Whether a run status is final.
@@ -175,6 +176,10 @@ export interface RunEvent {
   concurrencyKey: string;
   /** The run's position in its key's queue when it was queued, for RUN_QUEUED; 0 otherwise. */
   queuePosition: number;
+  /** For an event about an instance of a mapped task (`taskId` is the mapped task's): its element index. */
+  mapIndex: number | undefined;
+  /** The number of instances, for TASK_MAPPED; 0 otherwise. */
+  mapSize: number;
 }
 
 /** A stored workflow version. */
@@ -276,6 +281,8 @@ export function convertEvent(event: PbRunEvent): RunEvent {
     retriedTaskIds: [...event.retriedTaskIds],
     concurrencyKey: event.concurrencyKey,
     queuePosition: event.queuePosition,
+    mapIndex: event.mapIndex,
+    mapSize: event.mapSize,
   };
 }
 
@@ -290,6 +297,9 @@ function convertTask(t: PbTaskDefinition): WorkflowDefinitionJson["tasks"][numbe
   if (t.triggerRule !== "") task.trigger_rule = t.triggerRule;
   if (t.handler !== "") task.handler = t.handler;
   if (Object.keys(t.requiredLabels).length > 0) task.required_labels = { ...t.requiredLabels };
+  if (t.mapOver !== "") task.map_over = t.mapOver;
+  if (t.mapOutput !== "") task.map_output = t.mapOutput;
+  if (t.mapMaxInstances !== undefined) task.map_max_instances = t.mapMaxInstances;
   return task;
 }
 

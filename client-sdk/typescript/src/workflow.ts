@@ -46,6 +46,18 @@ export interface TaskOptions {
   handler?: string;
   /** Executor labels the task requires: only workers registered with every one of them (`labels` of the worker) are assigned it. */
   requiredLabels?: Readonly<Record<string, string>>;
+  /**
+   * Maps the task over the JSON array at this context key: at run time it
+   * runs once per element, each instance finding its element under
+   * `map_element` and its 0-based index under `map_index`, and setting its
+   * output at `mapOutput`; the outputs are gathered in element order into
+   * one array at that key.
+   */
+  mapOver?: string;
+  /** The key the gathered outputs are written to (and each instance sets); default the task's id. */
+  mapOutput?: string;
+  /** The most instances of a mapped task (default 10000, at most 100000). */
+  mapMaxInstances?: number;
 }
 
 /** A task: its settings and its handler. Made by {@link task}. */
@@ -86,6 +98,9 @@ export function taskDefinition(options: TaskOptions): TaskDefinitionJson {
   if (options.requiredLabels !== undefined && Object.keys(options.requiredLabels).length > 0) {
     definition.required_labels = { ...options.requiredLabels };
   }
+  if (options.mapOver !== undefined) definition.map_over = options.mapOver;
+  if (options.mapOutput !== undefined) definition.map_output = options.mapOutput;
+  if (options.mapMaxInstances !== undefined) definition.map_max_instances = options.mapMaxInstances;
   return definition;
 }
 
@@ -187,6 +202,9 @@ const TASK_FIELDS = new Set([
   "trigger_rule",
   "handler",
   "required_labels",
+  "map_over",
+  "map_output",
+  "map_max_instances",
 ]);
 
 /**
@@ -213,10 +231,10 @@ export function definitionFromJson(value: unknown): WorkflowDefinitionJson {
     for (const key of Object.keys(t)) {
       if (!TASK_FIELDS.has(key)) throw new DefinitionError(`unknown field ${JSON.stringify(key)} in task ${index}`);
     }
-    for (const key of ["id", "retry_backoff", "trigger_rule", "handler"]) {
+    for (const key of ["id", "retry_backoff", "trigger_rule", "handler", "map_over", "map_output"]) {
       if (t[key] !== undefined && typeof t[key] !== "string") throw new DefinitionError(`task ${index}: ${key} must be a string`);
     }
-    for (const key of ["retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "timeout_ms"]) {
+    for (const key of ["retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "timeout_ms", "map_max_instances"]) {
       if (t[key] !== undefined && typeof t[key] !== "number") throw new DefinitionError(`task ${index}: ${key} must be a number`);
     }
     if (t.retry_jitter !== undefined && typeof t.retry_jitter !== "boolean") {

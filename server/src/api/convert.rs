@@ -247,6 +247,7 @@ fn event_type_to_proto(event_type: EventType) -> pb::RunEventType {
         EventType::ExecutorLost => pb::RunEventType::ExecutorLost,
         EventType::RunRetried => pb::RunEventType::RunRetried,
         EventType::RunQueued => pb::RunEventType::RunQueued,
+        EventType::TaskMapped => pb::RunEventType::TaskMapped,
     }
 }
 
@@ -270,6 +271,7 @@ pub fn event_type_from_proto(value: i32) -> Result<EventType, ApiError> {
         Ok(pb::RunEventType::ExecutorLost) => EventType::ExecutorLost,
         Ok(pb::RunEventType::RunRetried) => EventType::RunRetried,
         Ok(pb::RunEventType::RunQueued) => EventType::RunQueued,
+        Ok(pb::RunEventType::TaskMapped) => EventType::TaskMapped,
         Ok(pb::RunEventType::Unspecified) => {
             return Err(ApiError::InvalidArgument(
                 "types contains RUN_EVENT_TYPE_UNSPECIFIED".to_owned(),
@@ -320,6 +322,8 @@ pub fn event_to_proto(event: &EventRecord) -> pb::RunEvent {
         retried_task_ids: details.retried_task_ids.clone().unwrap_or_default(),
         concurrency_key: details.concurrency_key.clone().unwrap_or_default(),
         queue_position: details.queue_position.unwrap_or_default(),
+        map_index: details.map_index,
+        map_size: details.map_size.unwrap_or_default(),
     }
 }
 

@@ -161,6 +161,14 @@ async fn get(
     if labeled {
         columns.push(("REQUIRED LABELS", Align::Left));
     }
+    // Likewise the map column only when some task is mapped.
+    let mapped = definition
+        .tasks
+        .iter()
+        .any(|task| !task.map_over.is_empty());
+    if mapped {
+        columns.push(("MAP", Align::Left));
+    }
     columns.push(("DEPENDENCIES", Align::Left));
     let mut table = Table::new(&columns);
     for task in dependency_order(&definition.tasks) {
@@ -173,6 +181,9 @@ async fn get(
         ];
         if labeled {
             row.push(required_labels_text(task));
+        }
+        if mapped {
+            row.push(map_text(task));
         }
         row.push(task.dependencies.join(", "));
         table.row(row);
@@ -195,6 +206,21 @@ fn concurrency_text(policy: &pb::ConcurrencyPolicy) -> String {
     };
     let runs = if limit == 1 { "run" } else { "runs" };
     format!("at most {limit} active {runs} per {key}; beyond that: {strategy}")
+}
+
+/// A mapped task's map in one cell: the array's key, the output key and
+/// the limit; empty for a task that is not mapped.
+fn map_text(task: &pb::TaskDefinition) -> String {
+    if task.map_over.is_empty() {
+        return String::new();
+    }
+    format!(
+        "{} -> {} (at most {})",
+        task.map_over,
+        task.map_output,
+        task.map_max_instances
+            .unwrap_or(tributary_core::DEFAULT_MAP_MAX_INSTANCES as i32)
+    )
 }
 
 /// A task's required labels as `key=value` pairs in key order.
@@ -363,6 +389,16 @@ mod tests {
         .into();
         assert_eq!(required_labels_text(&gpu), "gpu=true, region=eu");
         assert_eq!(required_labels_text(&task("plain", &[])), "");
+    }
+
+    #[test]
+    fn maps_show_their_keys_and_limit() {
+        let mut fetch = task("fetch", &[]);
+        fetch.map_over = "urls".into();
+        fetch.map_output = "pages".into();
+        fetch.map_max_instances = Some(500);
+        assert_eq!(map_text(&fetch), "urls -> pages (at most 500)");
+        assert_eq!(map_text(&task("plain", &[])), "");
     }
 
     #[test]

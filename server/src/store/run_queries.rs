@@ -536,6 +536,9 @@ where
             next_attempt_at_ms: row.try_get(8)?,
             error: row.try_get(9)?,
             updated_at_ms: row.try_get(10)?,
+            // Stored from the map migration on; read in the next step.
+            map_index: None,
+            map_size: None,
             task_id,
         })
     }

@@ -111,13 +111,22 @@ def definition_to_proto(definition: Mapping[str, Any]) -> workflow_pb2.WorkflowD
         entry = message.tasks.add()
         entry.id = task.get("id", "")
         entry.dependencies.extend(task.get("dependencies", []))
-        for name in ("retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "retry_jitter", "timeout_ms"):
+        for name in (
+            "retry_attempts",
+            "retry_delay_ms",
+            "retry_max_delay_ms",
+            "retry_jitter",
+            "timeout_ms",
+            "map_max_instances",
+        ):
             if task.get(name) is not None:
                 setattr(entry, name, task[name])
         entry.retry_backoff = task.get("retry_backoff", "") or ""
         entry.trigger_rule = task.get("trigger_rule", "") or ""
         entry.handler = task.get("handler", "") or ""
         entry.required_labels.update(task.get("required_labels") or {})
+        entry.map_over = task.get("map_over", "") or ""
+        entry.map_output = task.get("map_output", "") or ""
     policy = definition.get("concurrency")
     if policy is not None:
         message.concurrency.SetInParent()

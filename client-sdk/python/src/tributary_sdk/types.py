@@ -107,6 +107,7 @@ class RunEventType(enum.IntEnum):
     EXECUTOR_LOST = 14
     RUN_RETRIED = 15
     RUN_QUEUED = 16
+    TASK_MAPPED = 17
 
 
 def _time(stamp: Timestamp, present: bool = True) -> datetime | None:
@@ -296,6 +297,11 @@ class RunEvent:
     """For RUN_QUEUED: the run's concurrency key."""
     queue_position: int = 0
     """For RUN_QUEUED: the run's position in its key's queue when it was queued."""
+    map_index: int | None = None
+    """For an event about an instance of a mapped task (``task_id`` is the
+    mapped task's): the instance's element index."""
+    map_size: int = 0
+    """For TASK_MAPPED: the number of instances."""
 
     @classmethod
     def from_proto(cls, message: run_pb2.RunEvent) -> RunEvent:
@@ -317,6 +323,8 @@ class RunEvent:
             retried_task_ids=tuple(message.retried_task_ids),
             concurrency_key=message.concurrency_key,
             queue_position=message.queue_position,
+            map_index=message.map_index if message.HasField("map_index") else None,
+            map_size=message.map_size,
         )
 
 

@@ -67,6 +67,16 @@ class TaskDefinition:
     required_labels: Mapping[str, str] = field(default_factory=dict)
     """Executor labels the task requires: only workers registered with every
     one of these (``Worker(labels=...)``) are assigned it."""
+    map_over: str = ""
+    """Maps the task over the JSON array at this context key: one instance
+    per element, each finding its element under ``map_element`` and its
+    0-based index under ``map_index`` and setting its output at
+    ``map_output``; the outputs are gathered in element order into one
+    array at that key. Empty: not mapped."""
+    map_output: str = ""
+    """The key the gathered outputs are written to; default the task's id."""
+    map_max_instances: int | None = None
+    """The most instances of a mapped task (default 10000)."""
 
     def handler_name(self, workflow_name: str) -> str:
         """The handler the task is routed by in ``workflow_name``.
@@ -90,6 +100,9 @@ class TaskDefinition:
             "timeout_ms",
             "trigger_rule",
             "handler",
+            "map_over",
+            "map_output",
+            "map_max_instances",
         ):
             value = getattr(self, name)
             if value is not None and value != "":
@@ -148,6 +161,9 @@ def task(
     trigger_rule: TriggerRule | str = "",
     handler: str = "",
     required_labels: Mapping[str, str] | None = None,
+    map_over: str = "",
+    map_output: str = "",
+    map_max_instances: int | None = None,
 ) -> Callable[[Handler], Task]: ...
 
 
@@ -166,6 +182,9 @@ def task(
     trigger_rule: TriggerRule | str = "",
     handler: str = "",
     required_labels: Mapping[str, str] | None = None,
+    map_over: str = "",
+    map_output: str = "",
+    map_max_instances: int | None = None,
 ) -> Task | Callable[[Handler], Task]:
     """Declare a task: ``@task(id=..., dependencies=[...], retry_attempts=...)``
     on a function taking a :class:`Context`. The id defaults to the
@@ -182,6 +201,14 @@ def task(
     ... def train(context: Context) -> None: ...
     >>> train.definition.to_dict()
     {'id': 'train', 'required_labels': {'gpu': 'true'}}
+
+    ``map_over`` runs the task once per element of an array in the context:
+
+    >>> @task(map_over="urls", map_output="pages")
+    ... def fetch(context: Context) -> None:
+    ...     context.insert("pages", len(context.get("map_element")))
+    >>> fetch.definition.to_dict()
+    {'id': 'fetch', 'map_over': 'urls', 'map_output': 'pages'}
     """
 
     def wrap(code: Handler) -> Task:
@@ -197,6 +224,9 @@ def task(
             trigger_rule=trigger_rule,
             handler=handler,
             required_labels=dict(required_labels or {}),
+            map_over=map_over,
+            map_output=map_output,
+            map_max_instances=map_max_instances,
         )
         return Task(definition, code)
 

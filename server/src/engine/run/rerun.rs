@@ -20,6 +20,11 @@ pub enum RetryError {
          (name one with from_task to re-run it and its dependants)"
     )]
     NothingToRetry { run_id: String },
+    #[error(
+        "task {task_id:?} of run {run_id} is a mapped task that was expanded into instances; \
+         retrying it is not supported yet: start a new run"
+    )]
+    MappedTask { run_id: String, task_id: String },
     #[error("from_task {task_id:?} is not a task of run {run_id} (workflow {workflow:?})")]
     UnknownTask {
         run_id: String,
@@ -66,8 +71,9 @@ impl RunState {
                 status: self.status,
             });
         }
+        // Instances are not tasks: a mapped task is retried as a whole.
         let cancelled =
-            (0..self.tasks.len()).filter(|&task| self.tasks[task].state == TaskState::Cancelled);
+            (0..self.plan.len()).filter(|&task| self.tasks[task].state == TaskState::Cancelled);
         let mut roots: Vec<TaskIndex> = match from_task {
             Some(task_id) => {
                 let task = self
@@ -80,7 +86,7 @@ impl RunState {
                     })?;
                 std::iter::once(task).chain(cancelled).collect()
             }
-            None => (0..self.tasks.len())
+            None => (0..self.plan.len())
                 .filter(|&task| {
                     matches!(
                         self.tasks[task].state,
@@ -96,6 +102,12 @@ impl RunState {
         }
         let previous_status = self.status;
         let reset = self.closed_under_descendants(&mut roots);
+        if let Some(&task) = reset.iter().find(|&&task| self.map_size_of(task).is_some()) {
+            return Err(RetryError::MappedTask {
+                run_id: self.id.clone(),
+                task_id: self.plan.tasks[task].id.clone(),
+            });
+        }
         self.status = RunStatus::Running;
         for &task in &reset {
             let runtime = &mut self.tasks[task];
@@ -114,7 +126,7 @@ impl RunState {
         // The dropped deltas no longer count towards the run's context size
         // limit; what is left is counted again, in canonical order.
         self.context_size = ContextSize::of_input(&self.input);
-        for (index, delta) in self.deltas.iter().enumerate() {
+        for (index, delta) in self.deltas.iter().enumerate().take(self.plan.len()) {
             if let Some(delta) = delta {
                 self.context_size.apply(index, delta);
             }
@@ -165,16 +177,14 @@ impl RunState {
 
     /// `roots` and all their descendants, in canonical order.
     fn closed_under_descendants(&self, roots: &mut Vec<TaskIndex>) -> Vec<TaskIndex> {
-        let mut reached = vec![false; self.tasks.len()];
+        let mut reached = vec![false; self.plan.len()];
         while let Some(task) = roots.pop() {
             if std::mem::replace(&mut reached[task], true) {
                 continue;
             }
             roots.extend(self.plan.dependants[task].iter().copied());
         }
-        (0..self.tasks.len())
-            .filter(|&task| reached[task])
-            .collect()
+        (0..self.plan.len()).filter(|&task| reached[task]).collect()
     }
 }
 

@@ -462,6 +462,15 @@ const (
 	// or RUN_FINISHED (CANCELLED) when it is cancelled first. Sets
 	// `concurrency_key` and `queue_position` (its position when queued).
 	RunEventType_RUN_EVENT_TYPE_RUN_QUEUED RunEventType = 16
+	// A mapped task (one with `map_over`) was expanded into `map_size`
+	// instances, one per element of its array, and is RUNNING until they
+	// end; a TASK_READY with `map_index` follows for each instance. Events
+	// about an instance carry the mapped task's `task_id` and the
+	// instance's `map_index`. A mapped task whose array is empty SUCCEEDS at
+	// once instead (TASK_SUCCEEDED without attempt), and one whose key is
+	// missing, not an array or longer than its limit FAILS (TASK_FAILED
+	// naming the key) without this event.
+	RunEventType_RUN_EVENT_TYPE_TASK_MAPPED RunEventType = 17
 )
 
 // Enum value maps for RunEventType.
@@ -484,6 +493,7 @@ var (
 		14: "RUN_EVENT_TYPE_EXECUTOR_LOST",
 		15: "RUN_EVENT_TYPE_RUN_RETRIED",
 		16: "RUN_EVENT_TYPE_RUN_QUEUED",
+		17: "RUN_EVENT_TYPE_TASK_MAPPED",
 	}
 	RunEventType_value = map[string]int32{
 		"RUN_EVENT_TYPE_UNSPECIFIED":          0,
@@ -503,6 +513,7 @@ var (
 		"RUN_EVENT_TYPE_EXECUTOR_LOST":        14,
 		"RUN_EVENT_TYPE_RUN_RETRIED":          15,
 		"RUN_EVENT_TYPE_RUN_QUEUED":           16,
+		"RUN_EVENT_TYPE_TASK_MAPPED":          17,
 	}
 )
 
@@ -1907,6 +1918,12 @@ type RunEvent struct {
 	// The run's position in its key's queue when it was queued, for
 	// RUN_QUEUED.
 	QueuePosition uint32 `protobuf:"varint,18,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	// For an event about an instance of a mapped task: the instance's
+	// element index, from 0 (`task_id` is the mapped task's). Unset for
+	// events about a task as a whole.
+	MapIndex *uint32 `protobuf:"varint,19,opt,name=map_index,json=mapIndex,proto3,oneof" json:"map_index,omitempty"`
+	// The number of instances, for TASK_MAPPED.
+	MapSize       uint32 `protobuf:"varint,20,opt,name=map_size,json=mapSize,proto3" json:"map_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2067,6 +2084,20 @@ func (x *RunEvent) GetQueuePosition() uint32 {
 	return 0
 }
 
+func (x *RunEvent) GetMapIndex() uint32 {
+	if x != nil && x.MapIndex != nil {
+		return *x.MapIndex
+	}
+	return 0
+}
+
+func (x *RunEvent) GetMapSize() uint32 {
+	if x != nil {
+		return x.MapSize
+	}
+	return 0
+}
+
 var File_tributary_v1_run_proto protoreflect.FileDescriptor
 
 const file_tributary_v1_run_proto_rawDesc = "" +
@@ -2171,7 +2202,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x05types\x18\x04 \x03(\x0e2\x1a.tributary.v1.RunEventTypeR\x05types\x12\x19\n" +
 	"\bfrom_now\x18\x05 \x01(\bR\afromNow\"C\n" +
 	"\x13WatchEventsResponse\x12,\n" +
-	"\x05event\x18\x01 \x01(\v2\x16.tributary.v1.RunEventR\x05event\"\xdc\x05\n" +
+	"\x05event\x18\x01 \x01(\v2\x16.tributary.v1.RunEventR\x05event\"\xa7\x06\n" +
 	"\bRunEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x15\n" +
@@ -2195,7 +2226,11 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\bconflict\x18\x0f \x01(\v2\x1d.tributary.v1.ContextConflictR\bconflict\x12(\n" +
 	"\x10retried_task_ids\x18\x10 \x03(\tR\x0eretriedTaskIds\x12'\n" +
 	"\x0fconcurrency_key\x18\x11 \x01(\tR\x0econcurrencyKey\x12%\n" +
-	"\x0equeue_position\x18\x12 \x01(\rR\rqueuePosition*\xb9\x01\n" +
+	"\x0equeue_position\x18\x12 \x01(\rR\rqueuePosition\x12 \n" +
+	"\tmap_index\x18\x13 \x01(\rH\x00R\bmapIndex\x88\x01\x01\x12\x19\n" +
+	"\bmap_size\x18\x14 \x01(\rR\amapSizeB\f\n" +
+	"\n" +
+	"_map_index*\xb9\x01\n" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n" +
@@ -2234,7 +2269,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x14ATTEMPT_STATE_FAILED\x10\x04\x12\x1b\n" +
 	"\x17ATTEMPT_STATE_TIMED_OUT\x10\x05\x12\x16\n" +
 	"\x12ATTEMPT_STATE_LOST\x10\x06\x12\x1b\n" +
-	"\x17ATTEMPT_STATE_CANCELLED\x10\a*\xd1\x04\n" +
+	"\x17ATTEMPT_STATE_CANCELLED\x10\a*\xf1\x04\n" +
 	"\fRunEventType\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_RUN_STARTED\x10\x01\x12\x1f\n" +
@@ -2253,7 +2288,8 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"!RUN_EVENT_TYPE_EXECUTOR_CONNECTED\x10\r\x12 \n" +
 	"\x1cRUN_EVENT_TYPE_EXECUTOR_LOST\x10\x0e\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_RUN_RETRIED\x10\x0f\x12\x1d\n" +
-	"\x19RUN_EVENT_TYPE_RUN_QUEUED\x10\x102\xa3\x04\n" +
+	"\x19RUN_EVENT_TYPE_RUN_QUEUED\x10\x10\x12\x1e\n" +
+	"\x1aRUN_EVENT_TYPE_TASK_MAPPED\x10\x112\xa3\x04\n" +
 	"\n" +
 	"RunService\x12I\n" +
 	"\bStartRun\x12\x1d.tributary.v1.StartRunRequest\x1a\x1e.tributary.v1.StartRunResponse\x12C\n" +
@@ -2361,6 +2397,7 @@ func file_tributary_v1_run_proto_init() {
 	if File_tributary_v1_run_proto != nil {
 		return
 	}
+	file_tributary_v1_run_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

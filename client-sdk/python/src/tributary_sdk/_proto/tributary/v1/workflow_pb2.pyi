@@ -160,6 +160,9 @@ class TaskDefinition(_message.Message):
     TRIGGER_RULE_FIELD_NUMBER: _builtins.int
     HANDLER_FIELD_NUMBER: _builtins.int
     REQUIRED_LABELS_FIELD_NUMBER: _builtins.int
+    MAP_OVER_FIELD_NUMBER: _builtins.int
+    MAP_OUTPUT_FIELD_NUMBER: _builtins.int
+    MAP_MAX_INSTANCES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id: 1-64 characters of `a-z 0-9 _ -`, starting with a letter.
     Unique within the workflow.
@@ -204,6 +207,29 @@ class TaskDefinition(_message.Message):
     Default `<workflow name>.<task id>`. 1-128 characters of
     `a-z A-Z 0-9 _ - . : /`.
     """
+    map_over: _builtins.str
+    """Dynamic fan-out: the top-level key of the task's input context holding
+    a JSON array. Empty: the task is not mapped. When set, the task runs as
+    one instance per element once its trigger rule says it runs: each
+    instance's input is the task's input without this key plus
+    `map_element` (the element) and `map_index` (its 0-based index);
+    instances are scheduled, retried and fenced individually with this
+    task's settings. An empty array makes the task succeed at once with an
+    empty gathered array; a missing or non-array value, or more elements
+    than map_max_instances, fails it with a message naming the key (and
+    the size and the limit). 1-256 bytes, no U+0000. Part of the version
+    only when set.
+    """
+    map_output: _builtins.str
+    """The key the gathered outputs are written to: an array of each
+    instance's value at this key, in element order (null for an instance
+    that set nothing). An instance may set no other key. Default: the
+    task's id. Only with map_over; 1-256 bytes, no U+0000.
+    """
+    map_max_instances: _builtins.int
+    """The most instances (elements) of a mapped task. Default 10000; 1 to
+    100000. Only with map_over.
+    """
     @_builtins.property
     def dependencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of the tasks that must finish before this one is considered. Each must
@@ -236,11 +262,16 @@ class TaskDefinition(_message.Message):
         trigger_rule: _builtins.str = ...,
         handler: _builtins.str = ...,
         required_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        map_over: _builtins.str = ...,
+        map_output: _builtins.str = ...,
+        map_max_instances: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "retry_attempts", b"retry_attempts", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "map_max_instances", b"map_max_instances", "retry_attempts", b"retry_attempts", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "dependencies", b"dependencies", "handler", b"handler", "id", b"id", "required_labels", b"required_labels", "retry_attempts", b"retry_attempts", "retry_backoff", b"retry_backoff", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms", "trigger_rule", b"trigger_rule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "dependencies", b"dependencies", "handler", b"handler", "id", b"id", "map_max_instances", b"map_max_instances", "map_output", b"map_output", "map_over", b"map_over", "required_labels", b"required_labels", "retry_attempts", b"retry_attempts", "retry_backoff", b"retry_backoff", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms", "trigger_rule", b"trigger_rule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__map_max_instances: _TypeAlias = _typing.Literal["map_max_instances"]  # noqa: Y015
+    _WhichOneofArgType__map_max_instances: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances"]  # noqa: Y015
     _WhichOneofReturnType__retry_attempts: _TypeAlias = _typing.Literal["retry_attempts"]  # noqa: Y015
     _WhichOneofArgType__retry_attempts: _TypeAlias = _typing.Literal["_retry_attempts", b"_retry_attempts"]  # noqa: Y015
     _WhichOneofReturnType__retry_delay_ms: _TypeAlias = _typing.Literal["retry_delay_ms"]  # noqa: Y015
@@ -251,6 +282,8 @@ class TaskDefinition(_message.Message):
     _WhichOneofArgType__retry_max_delay_ms: _TypeAlias = _typing.Literal["_retry_max_delay_ms", b"_retry_max_delay_ms"]  # noqa: Y015
     _WhichOneofReturnType__timeout_ms: _TypeAlias = _typing.Literal["timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__timeout_ms: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__map_max_instances) -> _WhichOneofReturnType__map_max_instances | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_attempts) -> _WhichOneofReturnType__retry_attempts | None: ...
     @_typing.overload
