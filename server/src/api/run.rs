@@ -20,6 +20,7 @@ use crate::dispatch::start::{RunRequest, start_or_find_run};
 use crate::dispatch::{CancelOutcome, CoordinatorHandle, RetryRunCommand};
 use crate::engine::context::{Context, context_from_stored};
 use crate::engine::records::{EventFilter, EventRecord, RunFilter, RunStatus};
+use crate::engine::run::parse_instance_key;
 use crate::events::{EventFeed, WatchItem, WatchStart};
 use crate::store::{Store, StoreError};
 
@@ -138,16 +139,22 @@ impl RunApi {
                     .iter()
                     .map(|task| (task.task_id.as_str(), task.position as usize))
                     .collect();
-                let deltas = detail.deltas.iter().map(|delta| {
-                    (
-                        positions
-                            .get(delta.task_id.as_str())
-                            .copied()
-                            .unwrap_or(usize::MAX),
-                        delta.set_json.clone(),
-                        delta.removed_keys.clone(),
-                    )
-                });
+                // Instances' writes are not part of the context; their
+                // mapped task's gathered output is.
+                let deltas = detail
+                    .deltas
+                    .iter()
+                    .filter(|delta| parse_instance_key(&delta.task_id).is_none())
+                    .map(|delta| {
+                        (
+                            positions
+                                .get(delta.task_id.as_str())
+                                .copied()
+                                .unwrap_or(usize::MAX),
+                            delta.set_json.clone(),
+                            delta.removed_keys.clone(),
+                        )
+                    });
                 context_from_stored(&detail.run.input_context_json, deltas)
                     .map_err(|error| {
                         ApiError::Store(StoreError::Corrupt(format!(

@@ -339,6 +339,9 @@ pub struct RunChanges {
     pub status: Option<RunStatusChange>,
     /// Replaced whole; at most one record per task.
     pub tasks: Vec<TaskRecord>,
+    /// Rows to insert: the instances of a mapped task expanded in this
+    /// step (never also in `tasks`).
+    pub new_tasks: Vec<TaskRecord>,
     pub new_attempts: Vec<AttemptRecord>,
     pub attempt_updates: Vec<AttemptUpdate>,
     pub deltas: Vec<DeltaRecord>,
@@ -359,6 +362,7 @@ impl RunChanges {
     pub fn is_empty(&self) -> bool {
         self.status.is_none()
             && self.tasks.is_empty()
+            && self.new_tasks.is_empty()
             && self.new_attempts.is_empty()
             && self.attempt_updates.is_empty()
             && self.deltas.is_empty()

@@ -166,6 +166,9 @@ pub struct RunState {
 struct PendingChanges {
     status: Option<RunStatusChange>,
     tasks: BTreeSet<TaskIndex>,
+    /// Units created in this step (instances), inserted rather than
+    /// updated.
+    new_units: BTreeSet<TaskIndex>,
     new_attempts: Vec<String>,
     updated_attempts: Vec<String>,
     deltas: Vec<DeltaRecord>,
@@ -521,6 +524,12 @@ impl RunState {
             status: pending.status,
             tasks: pending
                 .tasks
+                .iter()
+                .filter(|task| !pending.new_units.contains(task))
+                .map(|&task| self.task_record(task))
+                .collect(),
+            new_tasks: pending
+                .new_units
                 .iter()
                 .map(|&task| self.task_record(task))
                 .collect(),

@@ -19,6 +19,11 @@ const REOPEN_RUN: &str = "UPDATE runs SET status = $1, finished_at_ms = NULL, \
 const DELETE_DELTA: &str =
     "DELETE FROM context_deltas WHERE run_id = $1 AND namespace = $2 AND task_id = $3";
 
+// A reset mapped task that had succeeded over an empty array (the only
+// kind a retry may reset: expanded ones are refused) loses its output too.
+const DELETE_MAP_OUTPUT: &str =
+    "DELETE FROM map_outputs WHERE run_id = $1 AND namespace = $2 AND task_id = $3";
+
 const DELETE_CONFLICTS: &str = "DELETE FROM context_conflicts WHERE run_id = $1 \
      AND namespace = $2 AND (winning_task_id = $3 OR overridden_task_id = $3)";
 
@@ -60,7 +65,7 @@ where
             )));
         }
         for task_id in &retry.reset_task_ids {
-            for statement in [DELETE_DELTA, DELETE_CONFLICTS] {
+            for statement in [DELETE_DELTA, DELETE_MAP_OUTPUT, DELETE_CONFLICTS] {
                 sqlx::query::<DB>(statement)
                     .bind(changes.run_id.as_str())
                     .bind(changes.namespace.as_str())

@@ -201,6 +201,7 @@ impl RunState {
             self.succeeded_attempts.push(None);
         }
         for unit in first..self.tasks.len() {
+            self.pending.new_units.insert(unit);
             self.make_ready(unit, now_ms, actions);
         }
     }

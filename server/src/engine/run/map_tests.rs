@@ -184,7 +184,7 @@ impl Harness {
         if let Some(status) = &changes.status {
             self.detail.run.status = status.status;
         }
-        for record in &changes.tasks {
+        for record in changes.tasks.iter().chain(&changes.new_tasks) {
             match self
                 .detail
                 .tasks

@@ -715,6 +715,9 @@ class TaskRun(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     WAITING_REASON_FIELD_NUMBER: _builtins.int
     WAITING_MESSAGE_FIELD_NUMBER: _builtins.int
+    MAP_INDEX_FIELD_NUMBER: _builtins.int
+    MAP_SIZE_FIELD_NUMBER: _builtins.int
+    INSTANCES_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task's id."""
     state: Global___TaskState.ValueType
@@ -732,6 +735,12 @@ class TaskRun(_message.Message):
     many executors and slots serve it; for missing labels, the labels the
     task requires); empty when not waiting.
     """
+    map_index: _builtins.int
+    """Set on the entries of `instances`: the instance's element index, from
+    0. Their `task_id` is the mapped task's.
+    """
+    map_size: _builtins.int
+    """For a mapped task once expanded: its number of instances."""
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
         """When the next attempt is due; set only in RETRY_SCHEDULED."""
@@ -739,6 +748,12 @@ class TaskRun(_message.Message):
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
         """Every attempt so far, oldest first."""
+
+    @_builtins.property
+    def instances(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRun]:
+        """For a mapped task once expanded: its instances in element order, each
+        with its own state, error, retry time and attempts.
+        """
 
     def __init__(
         self,
@@ -751,12 +766,17 @@ class TaskRun(_message.Message):
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         waiting_reason: Global___WaitingReason.ValueType = ...,
         waiting_message: _builtins.str = ...,
+        map_index: _builtins.int | None = ...,
+        map_size: _builtins.int = ...,
+        instances: _abc.Iterable[Global___TaskRun] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "map_index", b"map_index", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "next_attempt_at", b"next_attempt_at", "skip_reason", b"skip_reason", "state", b"state", "task_id", b"task_id", "waiting_message", b"waiting_message", "waiting_reason", b"waiting_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "attempts", b"attempts", "error", b"error", "instances", b"instances", "map_index", b"map_index", "map_size", b"map_size", "next_attempt_at", b"next_attempt_at", "skip_reason", b"skip_reason", "state", b"state", "task_id", b"task_id", "waiting_message", b"waiting_message", "waiting_reason", b"waiting_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__map_index: _TypeAlias = _typing.Literal["map_index"]  # noqa: Y015
+    _WhichOneofArgType__map_index: _TypeAlias = _typing.Literal["_map_index", b"_map_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__map_index) -> _WhichOneofReturnType__map_index | None: ...
 
 Global___TaskRun: _TypeAlias = TaskRun  # noqa: Y015
 
