@@ -586,3 +586,37 @@ fn instance_keys_round_trip() {
     assert_eq!(parse_instance_key("fetch"), None);
     assert_eq!(parse_instance_key("fetch[x]"), None);
 }
+
+#[test]
+fn retrying_a_run_whose_expanded_mapped_task_failed_is_refused_for_now() {
+    let mut h = Harness::new(
+        vec![mapped("fetch", &[], "items"), task("sink", &["fetch"])],
+        r#"{"items": [1]}"#,
+    );
+    let attempt = h.assign(h.unit("fetch", 0));
+    h.fail(&attempt.attempt_id, false);
+    assert_eq!(h.finished(), Some(RunStatus::Failed));
+    let mut actions = Vec::new();
+    let refused = h.run.retry(None, h.now, &mut actions).expect_err("refused");
+    assert_eq!(
+        refused,
+        RetryError::MappedTask {
+            run_id: "run-1".into(),
+            task_id: "fetch".into()
+        }
+    );
+    assert!(h.run.take_changes().is_empty(), "a refusal changes nothing");
+    assert!(actions.is_empty());
+}
+
+#[test]
+fn a_mapped_task_that_never_expanded_may_be_retried() {
+    // The array is missing: the task fails without instances, and a retry
+    // expands it again from the (unchanged) input.
+    let mut h = Harness::new(vec![mapped("fetch", &[], "items")], "{}");
+    assert_eq!(h.finished(), Some(RunStatus::Failed));
+    let mut actions = Vec::new();
+    h.run.retry(None, h.now, &mut actions).expect("retried");
+    h.apply(actions);
+    assert_eq!(h.state("fetch"), TaskState::Failed);
+}
