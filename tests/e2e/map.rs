@@ -229,6 +229,18 @@ async fn a_server_killed_halfway_through_a_map_finishes_it_after_the_restart() {
     let mut client = server.run_client().await;
     let restored = get(&mut client, &run_id).await;
     assert_eq!(task(&restored, "fetch").map_size, 7);
+    // The instance never assigned waits, saying why, under its task.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let run = get(&mut client, &run_id).await;
+        let last = &task(&run, "fetch").instances[6];
+        if last.waiting_reason() == pb::WaitingReason::NoExecutor {
+            assert!(last.waiting_message.contains("\"work\""), "{last:#?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{run:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let second = TestExecutor::connect(
         server.channel().await,
         "default",

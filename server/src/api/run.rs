@@ -178,18 +178,31 @@ impl RunApi {
     /// task it has assigned meanwhile keeps no reason.
     async fn add_waiting_reasons(&self, namespace: &str, run: &mut pb::Run) -> ApiResult<()> {
         let ready = pb::TaskState::Ready as i32;
-        if !run.tasks.iter().any(|task| task.state == ready) {
+        let is_ready = |task: &pb::TaskRun| task.state == ready;
+        if !run
+            .tasks
+            .iter()
+            .any(|task| is_ready(task) || task.instances.iter().any(is_ready))
+        {
             return Ok(());
         }
         let waits = self.coordinator.waiting_reasons(namespace, &run.id).await?;
         for wait in waits {
-            if let Some(task) = run
+            let Some(task) = run
                 .tasks
                 .iter_mut()
-                .find(|task| task.task_id == wait.task_id && task.state == ready)
-            {
-                task.waiting_reason = waiting_reason_to_proto(wait.reason) as i32;
-                task.waiting_message = wait.message;
+                .find(|task| task.task_id == wait.task_id)
+            else {
+                continue;
+            };
+            // Instances are stored in element order, one per index.
+            let target = match wait.map_index {
+                None => Some(task),
+                Some(index) => task.instances.get_mut(index as usize),
+            };
+            if let Some(target) = target.filter(|target| target.state == ready) {
+                target.waiting_reason = waiting_reason_to_proto(wait.reason) as i32;
+                target.waiting_message = wait.message;
             }
         }
         Ok(())

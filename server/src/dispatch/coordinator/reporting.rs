@@ -83,7 +83,9 @@ pub(super) fn warn_unserved(key: &ReadyKey, reason: WaitingReason, task_id: &str
 }
 
 impl Coordinator {
-    /// Why each READY task of a run in memory waits.
+    /// Why each READY task (or instance of a mapped task) of a run in
+    /// memory waits. The instances of a task share its handler and labels,
+    /// so their reason is worked out once per task.
     pub(super) fn waiting_reasons(&self, namespace: &str, run_id: &str) -> Vec<TaskWait> {
         let Some(run) = self
             .runs
@@ -92,26 +94,34 @@ impl Coordinator {
         else {
             return Vec::new();
         };
-        run.plan()
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| run.task_state(*index) == TaskState::Ready)
-            .filter_map(|(index, task)| {
-                let key = ReadyKey {
-                    handler: HandlerKey {
-                        namespace: namespace.to_owned(),
-                        handler: task.handler.clone(),
-                    },
-                    labels: run.plan().required_labels(index).cloned(),
-                };
-                let reason = waiting::classify(&key, &self.executors)?;
-                Some(TaskWait {
-                    task_id: task.id.clone(),
-                    reason,
-                    message: waiting::describe(reason, &key, &self.executors),
-                })
-            })
-            .collect()
+        let mut waits = Vec::new();
+        for (index, task) in run.plan().tasks.iter().enumerate() {
+            let ready: Vec<Option<u32>> = std::iter::once(index)
+                .chain(run.instances_of(index))
+                .filter(|&unit| run.task_state(unit) == TaskState::Ready)
+                .map(|unit| run.map_index_of(unit))
+                .collect();
+            if ready.is_empty() {
+                continue;
+            }
+            let key = ReadyKey {
+                handler: HandlerKey {
+                    namespace: namespace.to_owned(),
+                    handler: task.handler.clone(),
+                },
+                labels: run.plan().required_labels(index).cloned(),
+            };
+            let Some(reason) = waiting::classify(&key, &self.executors) else {
+                continue;
+            };
+            let message = waiting::describe(reason, &key, &self.executors);
+            waits.extend(ready.into_iter().map(|map_index| TaskWait {
+                task_id: task.id.clone(),
+                map_index,
+                reason,
+                message: message.clone(),
+            }));
+        }
+        waits
     }
 }

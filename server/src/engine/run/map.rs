@@ -91,6 +91,14 @@ impl RunState {
         self.instance_of(unit).map(|(_, index)| index)
     }
 
+    /// The units of a mapped task's instances (empty until it is
+    /// expanded, and for a task that is not mapped).
+    pub fn instances_of(&self, task: TaskIndex) -> std::ops::Range<TaskIndex> {
+        self.maps.expansions.get(&task).map_or(0..0, |expansion| {
+            expansion.first..expansion.first + expansion.size as usize
+        })
+    }
+
     /// How many instances a mapped task was expanded into, once it was.
     pub fn map_size_of(&self, task: TaskIndex) -> Option<u32> {
         self.maps
