@@ -18,6 +18,10 @@ async fn a_mapped_task_runs_per_element_and_its_instances_show_under_it() {
             Task::new("upper", |context| {
                 Box::pin(async move {
                     let word: String = context.get(MAP_ELEMENT_KEY)?;
+                    let index: u32 = context.get(tributary::MAP_INDEX_KEY)?;
+                    let attempt = context.attempt().expect("an attempt");
+                    assert_eq!(attempt.map_index, Some(index));
+                    assert_eq!(attempt.task_id, "upper");
                     context.insert("loud", word.to_uppercase())?;
                     Ok(())
                 })
