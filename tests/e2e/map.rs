@@ -175,6 +175,76 @@ async fn an_empty_array_succeeds_and_a_missing_one_fails_naming_the_key() {
 }
 
 #[tokio::test]
+async fn a_retried_run_expands_its_mapped_task_again() {
+    let server = TestServer::start().await;
+    server
+        .register(
+            "default",
+            json!({"name": "over-input", "tasks": [
+                {"id": "fetch", "handler": "work", "map_over": "items", "map_output": "pages"},
+                {"id": "sink", "dependencies": ["fetch"], "handler": "sink"}
+            ]}),
+        )
+        .await;
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = broken.clone();
+    let _executor = TestExecutor::connect(
+        server.channel().await,
+        "default",
+        &["work", "sink"],
+        4,
+        handler(move |assigned| {
+            let broken = flag.load(std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if assigned.handler == "sink" {
+                    return Outcome::set(json!({"sunk": true}));
+                }
+                if broken && assigned.input["map_index"] == 1 {
+                    return Outcome::fail_for_good("element 1 is broken");
+                }
+                Outcome::set(json!({"pages": assigned.input["map_element"]}))
+            }
+        }),
+    )
+    .await;
+    let run_id = server
+        .start_run("default", "over-input", json!({"items": ["x", "y", "z"]}))
+        .await;
+    let run = server.wait_for_run("default", &run_id, LIMIT).await;
+    assert_eq!(run.status(), pb::RunStatus::Failed);
+    assert_eq!(
+        task(&run, "fetch").error,
+        "1 of 3 map instances failed; the first, instance 1: element 1 is broken"
+    );
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let retried = server
+        .run_client("default")
+        .await
+        .retry_run(pb::RetryRunRequest {
+            run_id: run_id.clone(),
+            ..pb::RetryRunRequest::default()
+        })
+        .await
+        .expect("retries")
+        .into_inner();
+    assert_eq!(retried.retried_task_ids, ["fetch", "sink"]);
+    let run = server
+        .wait_until("default", &run_id, LIMIT, |run| {
+            run.status() == pb::RunStatus::Succeeded
+        })
+        .await;
+    assert_eq!(context(&run)["pages"], json!(["x", "y", "z"]));
+    let fetch = task(&run, "fetch");
+    assert_eq!(fetch.map_size, 3);
+    for instance in &fetch.instances {
+        // The first expansion's instances were replaced by the second's.
+        assert_eq!(instance.attempts.len(), 1, "{instance:#?}");
+        assert_eq!(instance.state(), pb::TaskState::Succeeded);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_server_killed_halfway_through_a_map_finishes_it_after_the_restart() {
     let database = TestDatabase::fresh().await;
     let port = free_port();

@@ -415,6 +415,10 @@ pub struct RunRetry {
     pub request_id: Option<String>,
     /// The reset tasks, whose deltas and conflicts are deleted.
     pub reset_task_ids: Vec<String>,
+    /// The reset mapped tasks that had been expanded, whose instance rows
+    /// are deleted with their attempts and deltas (the next expansion
+    /// stores its own under the same keys).
+    pub dropped_map_task_ids: Vec<String>,
 }
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDetail {

@@ -689,8 +689,9 @@ impl RunState {
             }
         }
         if self.tasks.iter().all(|task| task.state.is_terminal()) {
-            let failed = self
-                .tasks
+            // A failed instance fails its mapped task; an instance dropped
+            // by a retry no longer counts.
+            let failed = self.tasks[..self.plan.len()]
                 .iter()
                 .any(|task| task.state == TaskState::Failed);
             let status = if failed {

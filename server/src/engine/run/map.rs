@@ -91,6 +91,13 @@ impl RunState {
         self.instance_of(unit).map(|(_, index)| index)
     }
 
+    /// Forgets a mapped task's instances, for a retry that resets it. Their
+    /// units stay (all ended, since the run had), unreachable: the keys
+    /// they were stored under now name the next expansion's instances.
+    pub(super) fn drop_instances(&mut self, task: TaskIndex) {
+        self.maps.expansions.remove(&task);
+    }
+
     /// The units of a mapped task's instances (empty until it is
     /// expanded, and for a task that is not mapped).
     pub fn instances_of(&self, task: TaskIndex) -> std::ops::Range<TaskIndex> {

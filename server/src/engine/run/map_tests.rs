@@ -588,25 +588,55 @@ fn instance_keys_round_trip() {
 }
 
 #[test]
-fn retrying_a_run_whose_expanded_mapped_task_failed_is_refused_for_now() {
+fn a_retried_mapped_task_drops_its_instances_and_is_expanded_again() {
     let mut h = Harness::new(
         vec![mapped("fetch", &[], "items"), task("sink", &["fetch"])],
-        r#"{"items": [1]}"#,
+        r#"{"items": [1, 2]}"#,
     );
-    let attempt = h.assign(h.unit("fetch", 0));
-    h.fail(&attempt.attempt_id, false);
+    let first = h.assign(h.unit("fetch", 0));
+    let second = h.assign(h.unit("fetch", 1));
+    h.complete(&first.attempt_id, r#"{"out": "one"}"#);
+    h.fail(&second.attempt_id, false);
     assert_eq!(h.finished(), Some(RunStatus::Failed));
+    h.queue.clear();
     let mut actions = Vec::new();
-    let refused = h.run.retry(None, h.now, &mut actions).expect_err("refused");
+    let summary = h.run.retry(None, h.now, &mut actions).expect("retried");
+    assert_eq!(summary.dropped_maps, [h.index("fetch")]);
+    let reset = h.run.take_changes();
+    let fetch_row = reset
+        .tasks
+        .iter()
+        .find(|task| task.task_id == "fetch")
+        .expect("fetch reset");
     assert_eq!(
-        refused,
-        RetryError::MappedTask {
-            run_id: "run-1".into(),
-            task_id: "fetch".into()
-        }
+        (fetch_row.state, fetch_row.map_size),
+        (TaskState::Ready, None)
     );
-    assert!(h.run.take_changes().is_empty(), "a refusal changes nothing");
-    assert!(actions.is_empty());
+    // Expanded again: new instances, attempts numbered from 1, both run.
+    h.apply(actions);
+    assert_eq!(
+        h.ready(),
+        [("fetch".to_owned(), Some(0)), ("fetch".to_owned(), Some(1))]
+    );
+    let again: Vec<Assignment> = (0..2).map(|i| h.assign(h.unit("fetch", i))).collect();
+    assert_eq!(again[0].attempt_number, 1);
+    // A late copy of the dropped instance's result changes nothing.
+    assert_eq!(
+        h.complete(&second.attempt_id, r#"{"out": "late"}"#),
+        ResultDisposition::Stale
+    );
+    h.complete(&again[1].attempt_id, r#"{"out": "TWO"}"#);
+    h.complete(&again[0].attempt_id, r#"{"out": "ONE"}"#);
+    assert_eq!(h.state("fetch"), TaskState::Succeeded);
+    let sink = h.assign(h.index("sink"));
+    assert_eq!(
+        sink.input.to_json(),
+        r#"{"items":[1, 2],"out":["ONE","TWO"]}"#
+    );
+    h.other_actions.clear();
+    h.complete(&sink.attempt_id, "{}");
+    // The dropped instance's failure is history: the run succeeds.
+    assert_eq!(h.finished(), Some(RunStatus::Succeeded));
 }
 
 #[test]

@@ -20,11 +20,6 @@ pub enum RetryError {
          (name one with from_task to re-run it and its dependants)"
     )]
     NothingToRetry { run_id: String },
-    #[error(
-        "task {task_id:?} of run {run_id} is a mapped task that was expanded into instances; \
-         retrying it is not supported yet: start a new run"
-    )]
-    MappedTask { run_id: String, task_id: String },
     #[error("from_task {task_id:?} is not a task of run {run_id} (workflow {workflow:?})")]
     UnknownTask {
         run_id: String,
@@ -44,6 +39,10 @@ pub struct RetrySummary {
     pub previous_status: RunStatus,
     /// The tasks reset, in canonical order.
     pub reset: Vec<TaskIndex>,
+    /// The reset mapped tasks that had been expanded: their instances are
+    /// dropped (the store deletes their rows, attempts and deltas), and
+    /// each is expanded again, from its new input, when it is READY.
+    pub dropped_maps: Vec<TaskIndex>,
 }
 
 impl RunState {
@@ -102,11 +101,13 @@ impl RunState {
         }
         let previous_status = self.status;
         let reset = self.closed_under_descendants(&mut roots);
-        if let Some(&task) = reset.iter().find(|&&task| self.map_size_of(task).is_some()) {
-            return Err(RetryError::MappedTask {
-                run_id: self.id.clone(),
-                task_id: self.plan.tasks[task].id.clone(),
-            });
+        let dropped_maps: Vec<TaskIndex> = reset
+            .iter()
+            .copied()
+            .filter(|&task| self.map_size_of(task).is_some())
+            .collect();
+        for &task in &dropped_maps {
+            self.drop_instances(task);
         }
         self.status = RunStatus::Running;
         for &task in &reset {
@@ -172,6 +173,7 @@ impl RunState {
         Ok(RetrySummary {
             previous_status,
             reset,
+            dropped_maps,
         })
     }
 

@@ -267,7 +267,6 @@ fn shared_retry_vectors() {
                     RetryError::Active { .. } => "active",
                     RetryError::NothingToRetry { .. } => "nothing_to_retry",
                     RetryError::UnknownTask { .. } => "unknown_task",
-                    RetryError::MappedTask { .. } => "mapped_task",
                 };
                 assert_eq!(kind, expected, "{what}");
                 assert!(
