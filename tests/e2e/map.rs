@@ -126,7 +126,41 @@ async fn instances_run_per_element_retry_alone_and_gather_in_element_order() {
         })
         .count();
     assert_eq!(succeeded_instances, 12);
+
+    // The CLI shows the instances under their task, and names them.
+    let url = server.url();
+    let shown = cli(&["run", "get", &run_id, "--server", &url]).await;
+    assert!(shown.contains("succeeded (12 instances)"), "{shown}");
+    assert!(shown.contains("  [11]"), "{shown}");
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&["run", "get", &run_id, "--json", "--server", &url]).await)
+            .expect("JSON");
+    let fetch = json["tasks"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|task| task["task_id"] == "fetch"))
+        .expect("fetch");
+    assert_eq!(fetch["map_size"], 12);
+    assert_eq!(fetch["instances"][3]["attempts"], 2);
+    let watched = cli(&["run", "watch", &run_id, "--server", &url]).await;
+    assert!(
+        watched.contains("task_mapped            fetch into 12 instances"),
+        "{watched}"
+    );
+    assert!(
+        watched.contains("task_retry_scheduled   fetch[3] (attempt 1)"),
+        "{watched}"
+    );
     server.stop().await;
+}
+
+async fn cli(arguments: &[&str]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
+        .args(arguments)
+        .output()
+        .await
+        .expect("the CLI runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 #[tokio::test]
