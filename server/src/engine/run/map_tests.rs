@@ -650,3 +650,44 @@ fn a_mapped_task_that_never_expanded_may_be_retried() {
     h.apply(actions);
     assert_eq!(h.state("fetch"), TaskState::Failed);
 }
+
+#[test]
+fn a_mapped_task_may_map_over_another_ones_gathered_outputs() {
+    let second = TaskDefinition {
+        map_output: "final".into(),
+        ..mapped("double", &["fetch"], "out")
+    };
+    let mut h = Harness::new(
+        vec![mapped("fetch", &[], "items"), second],
+        r#"{"items": [1, 2]}"#,
+    );
+    for index in 0..2 {
+        let attempt = h.assign(h.unit("fetch", index));
+        h.complete(
+            &attempt.attempt_id,
+            &format!(r#"{{"out": {}}}"#, index + 10),
+        );
+    }
+    assert_eq!(
+        h.ready(),
+        [
+            ("fetch".to_owned(), Some(0)),
+            ("fetch".to_owned(), Some(1)),
+            ("double".to_owned(), Some(0)),
+            ("double".to_owned(), Some(1)),
+        ]
+    );
+    let first = h.assign(h.unit("double", 1));
+    assert_eq!(
+        first.input.to_json(),
+        r#"{"items":[1, 2],"map_element":11,"map_index":1}"#
+    );
+    h.complete(&first.attempt_id, r#"{"final": 22}"#);
+    let other = h.assign(h.unit("double", 0));
+    h.complete(&other.attempt_id, r#"{"final": 20}"#);
+    assert_eq!(h.finished(), Some(RunStatus::Succeeded));
+    assert_eq!(
+        h.run.current_context().to_json(),
+        r#"{"final":[20,22],"items":[1, 2],"out":[10,11]}"#
+    );
+}
