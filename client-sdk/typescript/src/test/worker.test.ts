@@ -83,6 +83,27 @@ test("success, retry, non-retryable error and exception; the worker lives on", {
   });
 });
 
+test("a mapped task runs once per element and its outputs come back gathered in order", { timeout: 60_000 }, async () => {
+  await withServer(async (server) => {
+    const client = server.client();
+    const wf = workflow("mapped", [
+      task({ id: "upper", mapOver: "words", mapOutput: "loud" }, (ctx) => {
+        assert.equal(ctx.attempt.mapIndex, ctx.get("map_index", "number"));
+        ctx.insert("loud", ctx.get("map_element", "string").toUpperCase());
+      }),
+    ]);
+    await client.registerWorkflow(wf);
+    const { worker } = startWorker(server, wf);
+    try {
+      const run = await client.wait((await client.startRun("mapped", { words: ["a", "bb", "ccc"] })).runId);
+      assert.equal(run.status, "SUCCEEDED");
+      assert.deepEqual(run.context.loud, ["A", "BB", "CCC"]);
+    } finally {
+      await worker.shutdown({ deadlineMs: 5_000 });
+    }
+  });
+});
+
 test("cancelling a run aborts ctx.signal in the running handler", { timeout: 60_000 }, async () => {
   await withServer(async (server) => {
     const client = server.client();
