@@ -99,6 +99,15 @@ func TestAMappedTaskRunsPerElementAndGathersInOrder(t *testing.T) {
 	if run.Status != RunSucceeded || string(run.Context) != `{"loud":["A","BB","CCC"],"words":["a","bb","ccc"]}` {
 		t.Fatalf("run = %+v, context = %s", run, run.Context)
 	}
+	upper := taskOf(t, run, "upper")
+	if len(upper.Instances) != 3 {
+		t.Fatalf("upper = %+v", upper)
+	}
+	for index, instance := range upper.Instances {
+		if instance.MapIndex == nil || int(*instance.MapIndex) != index || instance.State != TaskSucceeded || len(instance.Attempts) != 1 {
+			t.Fatalf("instance %d = %+v", index, instance)
+		}
+	}
 }
 
 func TestNonRetryableErrorFailsAtOnce(t *testing.T) {

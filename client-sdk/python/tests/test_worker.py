@@ -107,6 +107,12 @@ async def test_a_mapped_task_runs_per_element_and_gathers_in_order(
     )
     assert run.status == RunStatus.SUCCEEDED
     assert run.context["loud"] == ["A", "BB", "CCC"]
+    instances = run.task("upper").instances
+    assert [(i.map_index, i.state, len(i.attempts)) for i in instances] == [
+        (0, TaskState.SUCCEEDED, 1),
+        (1, TaskState.SUCCEEDED, 1),
+        (2, TaskState.SUCCEEDED, 1),
+    ]
 
 
 async def test_non_retryable_error_and_context_error_fail_at_once(

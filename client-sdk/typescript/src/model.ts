@@ -15,7 +15,7 @@ import {
   SkipReason as PbSkipReason,
   TaskState as PbTaskState,
 } from "./gen/index.js";
-import type { Run as PbRun, RunEvent as PbRunEvent, TaskDefinition as PbTaskDefinition, Workflow as PbWorkflow } from "./gen/index.js";
+import type { Run as PbRun, RunEvent as PbRunEvent, TaskDefinition as PbTaskDefinition, TaskRun as PbTaskRun, Workflow as PbWorkflow } from "./gen/index.js";
 import { ProtocolError } from "./errors.js";
 import { parseJson } from "./json.js";
 import type { JsonObject } from "./json.js";
@@ -92,6 +92,10 @@ export interface TaskOutcome {
   error: string;
   /** Every attempt, oldest first. */
   attempts: AttemptOutcome[];
+  /** For an instance of a mapped task (an entry of its `instances`): its element index. */
+  mapIndex: number | undefined;
+  /** For a mapped task once expanded: its instances in element order. */
+  instances: TaskOutcome[];
 }
 
 /** A key written by two tasks with no path between them. */
@@ -223,6 +227,24 @@ function parseObject(text: string, what: string): JsonObject {
   return value as JsonObject;
 }
 
+function convertTaskRun(t: PbTaskRun): TaskOutcome {
+  return {
+    taskId: t.taskId,
+    state: enumName(PbTaskState, t.state, "task state") as TaskState,
+    skipReason: skipReason(t.skipReason),
+    error: t.error,
+    attempts: t.attempts.map((a) => ({
+      id: a.id,
+      number: a.number,
+      executorId: a.executorId,
+      state: enumName(AttemptState, a.state, "attempt state"),
+      error: a.error,
+    })),
+    mapIndex: t.mapIndex,
+    instances: t.instances.map(convertTaskRun),
+  };
+}
+
 export function convertRun(run: PbRun): Run {
   return {
     id: run.id,
@@ -235,19 +257,7 @@ export function convertRun(run: PbRun): Run {
     idempotencyKey: run.idempotencyKey,
     createdAtMs: ms(run.createdAt),
     finishedAtMs: ms(run.finishedAt),
-    tasks: run.tasks.map((t) => ({
-      taskId: t.taskId,
-      state: enumName(PbTaskState, t.state, "task state") as TaskState,
-      skipReason: skipReason(t.skipReason),
-      error: t.error,
-      attempts: t.attempts.map((a) => ({
-        id: a.id,
-        number: a.number,
-        executorId: a.executorId,
-        state: enumName(AttemptState, a.state, "attempt state"),
-        error: a.error,
-      })),
-    })),
+    tasks: run.tasks.map(convertTaskRun),
     conflicts: run.conflicts.map((c) => ({
       key: c.key,
       winningTaskId: c.winningTaskId,

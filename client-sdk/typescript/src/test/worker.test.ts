@@ -98,6 +98,15 @@ test("a mapped task runs once per element and its outputs come back gathered in 
       const run = await client.wait((await client.startRun("mapped", { words: ["a", "bb", "ccc"] })).runId);
       assert.equal(run.status, "SUCCEEDED");
       assert.deepEqual(run.context.loud, ["A", "BB", "CCC"]);
+      const upper = run.tasks.find((t) => t.taskId === "upper");
+      assert.deepEqual(
+        upper?.instances.map((i) => [i.mapIndex, i.state, i.attempts.length]),
+        [
+          [0, "SUCCEEDED", 1],
+          [1, "SUCCEEDED", 1],
+          [2, "SUCCEEDED", 1],
+        ],
+      );
     } finally {
       await worker.shutdown({ deadlineMs: 5_000 });
     }
