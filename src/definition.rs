@@ -25,6 +25,7 @@ impl From<pb::WorkflowDefinition> for WorkflowDefinition {
                     trigger_rule: task.trigger_rule,
                     handler: task.handler,
                     required_labels: task.required_labels.into_iter().collect(),
+                    max_in_flight: task.max_in_flight.map(i64::from),
                     map_over: task.map_over,
                     map_output: task.map_output,
                     map_max_instances: task.map_max_instances.map(i64::from),
@@ -66,6 +67,7 @@ impl From<&WorkflowDefinition> for pb::WorkflowDefinition {
                         .iter()
                         .map(|(key, value)| (key.clone(), value.clone()))
                         .collect(),
+                    max_in_flight: task.max_in_flight.map(clamp_to_i32),
                     map_over: task.map_over.clone(),
                     map_output: task.map_output.clone(),
                     map_max_instances: task.map_max_instances.map(clamp_to_i32),
@@ -109,6 +111,7 @@ mod tests {
                 trigger_rule: "all_done".into(),
                 handler: "h".into(),
                 required_labels: [("gpu".to_owned(), "true".to_owned())].into(),
+                max_in_flight: Some(4),
                 map_over: "items".into(),
                 map_output: "out".into(),
                 map_max_instances: Some(5),

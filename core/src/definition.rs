@@ -93,6 +93,10 @@ pub struct TaskDefinition {
     /// to be assigned the task; empty means any executor of the handler.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub required_labels: Labels,
+    /// At most this many attempts of the handler in flight across the
+    /// namespace (1 to 10000); unset means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<i64>,
     /// The context key of the array the task maps over; empty means the
     /// task is not mapped.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -164,6 +168,11 @@ pub struct TaskSpec {
     /// keep the versions they had before labels existed.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub required_labels: Labels,
+    /// At most this many attempts of the handler in flight across the
+    /// namespace. Left out of the canonical JSON when unset, so that
+    /// definitions without it keep their versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     /// The array the task maps over, when it is mapped. Left out of the
     /// canonical JSON when absent, so that definitions without maps keep
     /// their versions.
@@ -372,6 +381,7 @@ impl From<&WorkflowSpec> for WorkflowDefinition {
                     trigger_rule: task.trigger_rule.as_str().to_owned(),
                     handler: task.handler.clone(),
                     required_labels: task.required_labels.clone(),
+                    max_in_flight: task.max_in_flight.map(i64::from),
                     map_over: task
                         .map
                         .as_ref()

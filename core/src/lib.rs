@@ -54,6 +54,6 @@ pub use map::{
 };
 pub use shown::shown;
 pub use validate::{
-    DefinitionError, DefinitionLimits, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS,
-    is_valid_handler, is_valid_identifier, validate,
+    DefinitionError, DefinitionLimits, MAX_DELAY_MS, MAX_IN_FLIGHT, MAX_RETRY_ATTEMPTS,
+    MAX_TIMEOUT_MS, is_valid_handler, is_valid_identifier, validate,
 };

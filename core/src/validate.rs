@@ -67,6 +67,10 @@ pub const MAX_DELAY_MS: i64 = 86_400_000;
 /// assert_eq!(tributary_core::MAX_TIMEOUT_MS, 7 * 24 * 60 * 60 * 1000);
 /// ```
 pub const MAX_TIMEOUT_MS: i64 = 604_800_000;
+
+/// The largest `max_in_flight`, the largest capacity an executor may
+/// register: a limit above it would be no limit.
+pub const MAX_IN_FLIGHT: i64 = 10_000;
 const MAX_ID_LEN: usize = 64;
 const MAX_HANDLER_LEN: usize = 128;
 
@@ -440,6 +444,10 @@ fn normalize_task(workflow: &str, task: &TaskDefinition) -> Result<TaskSpec, Def
         Some(value) => Some(in_range("timeout_ms", value, 1, MAX_TIMEOUT_MS)?),
         None => None,
     };
+    let max_in_flight = match task.max_in_flight {
+        Some(value) => Some(in_range("max_in_flight", value, 1, MAX_IN_FLIGHT)?),
+        None => None,
+    };
     let backoff = if task.retry_backoff.is_empty() {
         Backoff::Exponential
     } else {
@@ -497,6 +505,7 @@ fn normalize_task(workflow: &str, task: &TaskDefinition) -> Result<TaskSpec, Def
         trigger_rule,
         handler: task.handler_name(workflow),
         required_labels: task.required_labels.clone(),
+        max_in_flight: max_in_flight.and_then(|limit| u32::try_from(limit).ok()),
         map,
     })
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 use tonic::Code;
 use tributary_e2e::executor::{Outcome, TestExecutor, handler};
+use tributary_e2e::scrape::scrape;
 use tributary_e2e::{TestDatabase, TestServer};
 use tributary_proto::v1 as pb;
 
@@ -235,6 +236,11 @@ async fn queued_runs_wait_in_fifo_order_per_key_with_their_positions() {
         .map(|run| (run.id.clone(), run.queue_position))
         .collect();
     assert_eq!(listed, [(third.clone(), 2), (second.clone(), 1)]);
+    let scraped = scrape(server.local_addr()).await;
+    assert_eq!(
+        scraped.value("tributary_queued_runs", &[("namespace", "default")]),
+        2.0
+    );
 
     // The active run ends: the head of the queue starts, the rest moves up.
     client
@@ -524,4 +530,65 @@ async fn a_retried_run_counts_against_its_key_and_one_that_never_started_is_refu
             run.status() == pb::RunStatus::Pending
         })
         .await;
+}
+
+/// Starts that race on one idempotency key all reach the coordinator before
+/// the first is stored; the losers' admissions are taken back, and with
+/// them the cancellation of the run they would have superseded: that run
+/// keeps its slot, so the next start supersedes it and the key never has
+/// two active runs.
+#[tokio::test]
+async fn racing_retries_of_one_start_leave_the_key_with_one_active_run() {
+    let server = TestServer::start().await;
+    server
+        .register("default", limited("preview", "cancel_in_progress"))
+        .await;
+    let runs = server.run_client("default").await;
+    let retried = pb::StartRunRequest {
+        idempotency_key: "deploy-7".into(),
+        ..start("preview", &input("acme"))
+    };
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut runs = runs.clone();
+        let request = retried.clone();
+        attempts.spawn(async move { runs.start_run(request).await });
+    }
+    let mut ids = Vec::new();
+    while let Some(answer) = attempts.join_next().await {
+        ids.push(answer.expect("joins").expect("starts").into_inner().run_id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one run for one idempotency key: {ids:?}");
+    let first = ids.remove(0);
+    assert_eq!(
+        server.get_run("default", &first).await.status(),
+        pb::RunStatus::Pending
+    );
+
+    let mut runs = runs.clone();
+    let second = runs
+        .start_run(start("preview", &input("acme")))
+        .await
+        .expect("starts")
+        .into_inner()
+        .run_id;
+    let superseded = server.wait_for_run("default", &first, LIMIT).await;
+    assert_eq!(superseded.status(), pb::RunStatus::Cancelled);
+    let listed = runs
+        .list_runs(pb::ListRunsRequest {
+            workflow_name: "preview".into(),
+            ..pb::ListRunsRequest::default()
+        })
+        .await
+        .expect("lists")
+        .into_inner()
+        .runs;
+    let active: Vec<&str> = listed
+        .iter()
+        .filter(|run| run.status() == pb::RunStatus::Pending)
+        .map(|run| run.id.as_str())
+        .collect();
+    assert_eq!(active, [second.as_str()]);
 }

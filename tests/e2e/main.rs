@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod executor_watch;
 mod fd_limit;
+mod handler_limit;
 mod hostile;
 mod label_routing;
 mod limits;

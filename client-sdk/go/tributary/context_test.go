@@ -230,3 +230,29 @@ func TestRequiredLabelsReachTheWire(t *testing.T) {
 		t.Fatalf("an empty key: %v", err)
 	}
 }
+
+func TestMaxInFlightReachesTheWire(t *testing.T) {
+	workflow := NewWorkflow("w",
+		Task{ID: "charge", MaxInFlight: 5, Run: func(_ stdctx.Context, _ *Context) error { return nil }},
+		Task{ID: "plain", Run: func(_ stdctx.Context, _ *Context) error { return nil }},
+	)
+	if err := workflow.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	definition := workflow.Definition()
+	charge, plain := definition.Tasks[0], definition.Tasks[1]
+	if charge.MaxInFlight == nil || *charge.MaxInFlight != 5 || plain.MaxInFlight != nil {
+		t.Fatalf("charge = %+v, plain = %+v", charge, plain)
+	}
+	wire := charge.toProto()
+	if wire.MaxInFlight == nil || wire.GetMaxInFlight() != 5 || plain.toProto().MaxInFlight != nil {
+		t.Fatalf("wire = %v", wire)
+	}
+	if back := taskDefinitionFromProto(wire).MaxInFlight; back == nil || *back != 5 {
+		t.Fatalf("back from the wire: %v", back)
+	}
+	bad := NewWorkflow("w", Task{ID: "a", MaxInFlight: -3, Run: func(_ stdctx.Context, _ *Context) error { return nil }})
+	if err := bad.Validate(); err == nil || err.Error() != `task "a": max_in_flight must be between 1 and 10000, got -3` {
+		t.Fatalf("a negative limit: %v", err)
+	}
+}

@@ -26,6 +26,9 @@ const (
 	MaxDelayMS = 86_400_000
 	// MaxTimeoutMS is the largest timeout_ms (seven days).
 	MaxTimeoutMS = 604_800_000
+	// MaxInFlight is the largest max_in_flight (the largest capacity a
+	// worker may register).
+	MaxInFlight = 10_000
 	// MaxLabels is the most required labels of a task (and labels of a
 	// worker).
 	MaxLabels = 64
@@ -217,6 +220,11 @@ func checkSettings(task *TaskDefinition) error {
 	}
 	if task.TimeoutMS != nil {
 		if err := inRange("timeout_ms", *task.TimeoutMS, 1, MaxTimeoutMS); err != nil {
+			return err
+		}
+	}
+	if task.MaxInFlight != nil {
+		if err := inRange("max_in_flight", int64(*task.MaxInFlight), 1, MaxInFlight); err != nil {
 			return err
 		}
 	}

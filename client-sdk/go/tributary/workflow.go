@@ -55,6 +55,11 @@ type Task struct {
 	// whose Labels have every one of these keys with the same value are
 	// assigned it.
 	RequiredLabels map[string]string
+	// MaxInFlight limits the attempts of the task's handler in flight at
+	// once across every worker and run of the namespace (1 to 10000), for
+	// a handler that calls something with a limit of its own; 0 means no
+	// limit beyond the workers' capacity.
+	MaxInFlight int32
 	// MapOver maps the task over the JSON array at this context key: at
 	// run time it runs once per element, each instance finding its element
 	// under MapElementKey and its 0-based index under MapIndexKey, and
@@ -104,6 +109,9 @@ func (t Task) Definition() TaskDefinition {
 	if t.TimeoutMS != 0 {
 		definition.TimeoutMS = ptr(t.TimeoutMS)
 	}
+	if t.MaxInFlight != 0 {
+		definition.MaxInFlight = ptr(t.MaxInFlight)
+	}
 	return definition
 }
 
@@ -135,6 +143,9 @@ type TaskDefinition struct {
 	Handler string `json:"handler,omitempty"`
 	// RequiredLabels are the executor labels the task requires.
 	RequiredLabels map[string]string `json:"required_labels,omitempty"`
+	// MaxInFlight limits the handler's attempts in flight across the
+	// namespace; nil means no limit.
+	MaxInFlight *int32 `json:"max_in_flight,omitempty"`
 	// MapOver is the context key of the array a mapped task maps over.
 	MapOver string `json:"map_over,omitempty"`
 	// MapOutput is the key the gathered outputs are written to.
@@ -165,6 +176,7 @@ func (d TaskDefinition) toProto() *pb.TaskDefinition {
 		TriggerRule:     d.TriggerRule,
 		Handler:         d.Handler,
 		RequiredLabels:  d.RequiredLabels,
+		MaxInFlight:     d.MaxInFlight,
 		MapOver:         d.MapOver,
 		MapOutput:       d.MapOutput,
 		MapMaxInstances: d.MapMaxInstances,
@@ -184,6 +196,7 @@ func taskDefinitionFromProto(task *pb.TaskDefinition) TaskDefinition {
 		TriggerRule:     task.GetTriggerRule(),
 		Handler:         task.GetHandler(),
 		RequiredLabels:  task.GetRequiredLabels(),
+		MaxInFlight:     task.MaxInFlight,
 		MapOver:         task.GetMapOver(),
 		MapOutput:       task.GetMapOutput(),
 		MapMaxInstances: task.MapMaxInstances,

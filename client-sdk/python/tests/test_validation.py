@@ -80,6 +80,27 @@ def test_required_labels_are_declared_and_reach_the_wire() -> None:
         workflow("w", [bad])
 
 
+def test_max_in_flight_is_declared_and_reaches_the_wire() -> None:
+    @task(id="charge", max_in_flight=5)
+    def charge(context: Context) -> None: ...
+
+    @task(id="plain")
+    def plain(context: Context) -> None: ...
+
+    flow = workflow("w", [charge, plain])
+    assert flow.definition()["tasks"] == [{"id": "charge", "max_in_flight": 5}, {"id": "plain"}]
+    wire = definition_to_proto(flow.definition())
+    assert wire.tasks[0].HasField("max_in_flight") and wire.tasks[0].max_in_flight == 5
+    assert not wire.tasks[1].HasField("max_in_flight")
+
+    @task(id="bad", max_in_flight=0)
+    def bad(context: Context) -> None: ...
+
+    message = r'^task "bad": max_in_flight must be between 1 and 10000, got 0$'
+    with pytest.raises(DefinitionError, match=message):
+        workflow("w", [bad])
+
+
 def test_cycle_in_a_large_workflow_is_found_without_recursion() -> None:
     size = 5000
     tasks = [{"id": f"t{i}", "dependencies": [f"t{i - 1}"]} for i in range(1, size)]

@@ -10,11 +10,12 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, Path, Token, UnOp};
 use tributary_core::{
-    BACKOFFS, Labels, MAP_MAX_INSTANCES_LIMIT, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS,
-    TRIGGER_RULES, check_labels, is_valid_handler, is_valid_identifier, normalize_map,
+    BACKOFFS, Labels, MAP_MAX_INSTANCES_LIMIT, MAX_DELAY_MS, MAX_IN_FLIGHT, MAX_RETRY_ATTEMPTS,
+    MAX_TIMEOUT_MS, TRIGGER_RULES, check_labels, is_valid_handler, is_valid_identifier,
+    normalize_map,
 };
 
-const ATTRIBUTES: &str = "id, dependencies, retry_attempts, retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, timeout_ms, trigger_rule, handler, required_labels, map_over, map_output, map_max_instances";
+const ATTRIBUTES: &str = "id, dependencies, retry_attempts, retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, timeout_ms, trigger_rule, handler, required_labels, max_in_flight, map_over, map_output, map_max_instances";
 
 /// Marks `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`
 /// as a task and generates `fn f_task() -> tributary::Task`. See the
@@ -76,6 +77,7 @@ struct TaskAttributes {
     retry_max_delay_ms: Option<i64>,
     retry_jitter: Option<bool>,
     timeout_ms: Option<i64>,
+    max_in_flight: Option<i64>,
     trigger_rule: Option<LitStr>,
     handler: Option<LitStr>,
     required_labels: Vec<(LitStr, LitStr)>,
@@ -144,6 +146,9 @@ fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<Toke
             }
             "timeout_ms" => {
                 attributes.timeout_ms = Some(integer(value, "timeout_ms", 1, MAX_TIMEOUT_MS)?)
+            }
+            "max_in_flight" => {
+                attributes.max_in_flight = Some(integer(value, "max_in_flight", 1, MAX_IN_FLIGHT)?)
             }
             "retry_backoff" => {
                 attributes.retry_backoff = Some(one_of(value, "retry_backoff", &BACKOFFS)?)
@@ -243,6 +248,7 @@ fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<Toke
     let retry_delay_ms = option_i64(attributes.retry_delay_ms);
     let retry_max_delay_ms = option_i64(attributes.retry_max_delay_ms);
     let timeout_ms = option_i64(attributes.timeout_ms);
+    let max_in_flight = option_i64(attributes.max_in_flight);
     let retry_jitter = match attributes.retry_jitter {
         Some(value) => quote!(::core::option::Option::Some(#value)),
         None => quote!(::core::option::Option::None),
@@ -289,6 +295,7 @@ fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<Toke
                     required_labels: ::tributary::Labels::from([
                         #((::std::string::String::from(#label_keys), ::std::string::String::from(#label_values))),*
                     ]),
+                    max_in_flight: #max_in_flight,
                     map_over: #map_over,
                     map_output: #map_output,
                     map_max_instances: #map_max_instances,

@@ -251,6 +251,19 @@ impl Task {
         self
     }
 
+    /// Limits the attempts of this task's handler in flight at once across
+    /// every worker and run of the namespace (1 to 10000), for a handler
+    /// that calls something with a limit of its own.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("charge", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.max_in_flight(5).definition().max_in_flight, Some(5));
+    /// ```
+    pub fn max_in_flight(mut self, limit: i64) -> Task {
+        self.definition.max_in_flight = Some(limit);
+        self
+    }
+
     /// Maps the task over the JSON array at context key `key`: at run time
     /// it runs once per element, each instance finding its element under
     /// `map_element` ([`MAP_ELEMENT_KEY`](crate::MAP_ELEMENT_KEY)) and its

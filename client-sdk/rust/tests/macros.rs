@@ -14,7 +14,8 @@ use tributary::{Context, TaskError, task};
     timeout_ms = 60000,
     trigger_rule = "all_done",
     handler = "billing.charge:v2",
-    required_labels = [("region", "eu"), ("gpu", "true")]
+    required_labels = [("region", "eu"), ("gpu", "true")],
+    max_in_flight = 4
 )]
 async fn every_setting(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
     context.insert("ran", true)?;
@@ -74,6 +75,7 @@ fn task_generates_the_definition() {
                 ("region".to_owned(), "eu".to_owned())
             ]
             .into(),
+            max_in_flight: Some(4),
             ..Default::default()
         }
     );

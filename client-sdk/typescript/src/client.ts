@@ -255,6 +255,7 @@ export class Client {
             triggerRule: t.trigger_rule ?? "",
             handler: t.handler ?? "",
             requiredLabels: { ...(t.required_labels ?? {}) },
+            maxInFlight: t.max_in_flight,
             mapOver: t.map_over ?? "",
             mapOutput: t.map_output ?? "",
             mapMaxInstances: t.map_max_instances,

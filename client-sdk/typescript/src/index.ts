@@ -51,6 +51,7 @@ export {
   BACKOFFS,
   DefinitionError,
   MAX_DELAY_MS,
+  MAX_IN_FLIGHT,
   MAX_LABELS,
   MAX_LABEL_KEY_BYTES,
   MAX_LABEL_VALUE_BYTES,

@@ -307,6 +307,7 @@ function convertTask(t: PbTaskDefinition): WorkflowDefinitionJson["tasks"][numbe
   if (t.triggerRule !== "") task.trigger_rule = t.triggerRule;
   if (t.handler !== "") task.handler = t.handler;
   if (Object.keys(t.requiredLabels).length > 0) task.required_labels = { ...t.requiredLabels };
+  if (t.maxInFlight !== undefined) task.max_in_flight = t.maxInFlight;
   if (t.mapOver !== "") task.map_over = t.mapOver;
   if (t.mapOutput !== "") task.map_output = t.mapOutput;
   if (t.mapMaxInstances !== undefined) task.map_max_instances = t.mapMaxInstances;

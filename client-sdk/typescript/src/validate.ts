@@ -20,6 +20,8 @@ export const MAX_RETRY_ATTEMPTS = 100;
 export const MAX_DELAY_MS = 86_400_000;
 /** The largest `timeout_ms` (seven days). */
 export const MAX_TIMEOUT_MS = 604_800_000;
+/** The largest `max_in_flight` (the largest capacity a worker may register). */
+export const MAX_IN_FLIGHT = 10_000;
 /** The most `required_labels` of a task (and labels of a worker). */
 export const MAX_LABELS = 64;
 /** The longest label key, in UTF-8 bytes. */
@@ -70,6 +72,8 @@ export interface TaskDefinitionJson {
   handler?: string;
   /** Executor labels the task requires: only workers with every one of them are assigned it. */
   required_labels?: Record<string, string>;
+  /** At most this many attempts of the handler in flight across the namespace (1 to 10000); unset means no limit. */
+  max_in_flight?: number;
   /** Maps the task over the array at this context key: one instance per element. */
   map_over?: string;
   /** The key the gathered outputs are written to (default the task's id). */
@@ -257,6 +261,7 @@ function checkSettings(task: TaskDefinitionJson): void {
     );
   }
   if (task.timeout_ms !== undefined) inRange("timeout_ms", task.timeout_ms, 1, MAX_TIMEOUT_MS);
+  if (task.max_in_flight !== undefined) inRange("max_in_flight", task.max_in_flight, 1, MAX_IN_FLIGHT);
   const backoff = task.retry_backoff ?? "";
   if (backoff !== "" && !(BACKOFFS as readonly string[]).includes(backoff)) {
     throw new DefinitionError(

@@ -47,6 +47,11 @@ export interface TaskOptions {
   /** Executor labels the task requires: only workers registered with every one of them (`labels` of the worker) are assigned it. */
   requiredLabels?: Readonly<Record<string, string>>;
   /**
+   * At most this many attempts of the task's handler in flight at once, across every worker and run of the namespace
+   * (1 to 10000; default: no limit beyond the workers' capacity), for a handler that calls something with a limit of its own.
+   */
+  maxInFlight?: number;
+  /**
    * Maps the task over the JSON array at this context key: at run time it
    * runs once per element, each instance finding its element under
    * `map_element` and its 0-based index under `map_index`, and setting its
@@ -98,6 +103,7 @@ export function taskDefinition(options: TaskOptions): TaskDefinitionJson {
   if (options.requiredLabels !== undefined && Object.keys(options.requiredLabels).length > 0) {
     definition.required_labels = { ...options.requiredLabels };
   }
+  if (options.maxInFlight !== undefined) definition.max_in_flight = options.maxInFlight;
   if (options.mapOver !== undefined) definition.map_over = options.mapOver;
   if (options.mapOutput !== undefined) definition.map_output = options.mapOutput;
   if (options.mapMaxInstances !== undefined) definition.map_max_instances = options.mapMaxInstances;
@@ -202,6 +208,7 @@ const TASK_FIELDS = new Set([
   "trigger_rule",
   "handler",
   "required_labels",
+  "max_in_flight",
   "map_over",
   "map_output",
   "map_max_instances",
@@ -234,7 +241,7 @@ export function definitionFromJson(value: unknown): WorkflowDefinitionJson {
     for (const key of ["id", "retry_backoff", "trigger_rule", "handler", "map_over", "map_output"]) {
       if (t[key] !== undefined && typeof t[key] !== "string") throw new DefinitionError(`task ${index}: ${key} must be a string`);
     }
-    for (const key of ["retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "timeout_ms", "map_max_instances"]) {
+    for (const key of ["retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "timeout_ms", "max_in_flight", "map_max_instances"]) {
       if (t[key] !== undefined && typeof t[key] !== "number") throw new DefinitionError(`task ${index}: ${key} must be a number`);
     }
     if (t.retry_jitter !== undefined && typeof t.retry_jitter !== "boolean") {

@@ -1,6 +1,6 @@
 /**
  * The workflows of the namespace (latest versions), and one workflow's DAG
- * with each task's retry, timeout, trigger and label settings. Registrations have
+ * with each task's retry, timeout, trigger, label and in-flight limit settings. Registrations have
  * no event, so the list is read when the view opens.
  *
  * @module
@@ -101,6 +101,8 @@ export function mountWorkflow(root: HTMLElement, name: string, context: ViewCont
         h("td", {}, t.triggerRule),
         h("td", { class: "mono" }, t.handler),
         h("td", { class: "mono" }, requiredLabels(t.requiredLabels)),
+        // Unset is no limit of the handler's own, not a server default.
+        h("td", {}, t.maxInFlight === undefined ? "—" : String(t.maxInFlight)),
       );
       rowOf.set(t.id, row);
       body.appendChild(row);
@@ -119,7 +121,7 @@ export function mountWorkflow(root: HTMLElement, name: string, context: ViewCont
         {},
         h("h2", {}, "Tasks"),
         shown.length < tasks.length ? h("p", { class: "hint" }, `The first ${shown.length} of ${tasks.length} tasks.`) : null,
-        h("div", { class: "table-scroll" }, h("table", { class: "grid" }, h("thead", {}, h("tr", {}, ["task", "dependencies", "retries", "retry delay", "timeout", "trigger rule", "handler", "required labels"].map((n) => h("th", { scope: "col" }, n)))), body)),
+        h("div", { class: "table-scroll" }, h("table", { class: "grid" }, h("thead", {}, h("tr", {}, ["task", "dependencies", "retries", "retry delay", "timeout", "trigger rule", "handler", "required labels", "max in flight"].map((n) => h("th", { scope: "col" }, n)))), body)),
       ),
     );
   })();

@@ -248,6 +248,7 @@ pub fn waiting_reason_to_proto(reason: WaitingReason) -> pb::WaitingReason {
         WaitingReason::AllSlotsBusy => pb::WaitingReason::AllSlotsBusy,
         WaitingReason::ExecutorsDraining => pb::WaitingReason::ExecutorsDraining,
         WaitingReason::NoMatchingLabels => pb::WaitingReason::NoMatchingLabels,
+        WaitingReason::HandlerLimit => pb::WaitingReason::HandlerLimit,
     }
 }
 

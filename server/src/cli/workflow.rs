@@ -145,12 +145,16 @@ async fn get(
         say!("concurrency: {}", concurrency_text(policy));
     }
     say!("");
-    // The labels column only when some task requires labels, so that the
-    // common table stays as narrow as it was.
+    // The labels and limit columns only when some task sets them, so that
+    // the common table stays as narrow as it was.
     let labeled = definition
         .tasks
         .iter()
         .any(|task| !task.required_labels.is_empty());
+    let limited = definition
+        .tasks
+        .iter()
+        .any(|task| task.max_in_flight.is_some());
     let mut columns = vec![
         ("TASK", Align::Left),
         ("RETRIES", Align::Right),
@@ -160,6 +164,9 @@ async fn get(
     ];
     if labeled {
         columns.push(("REQUIRED LABELS", Align::Left));
+    }
+    if limited {
+        columns.push(("MAX IN FLIGHT", Align::Right));
     }
     // Likewise the map column only when some task is mapped.
     let mapped = definition
@@ -181,6 +188,13 @@ async fn get(
         ];
         if labeled {
             row.push(required_labels_text(task));
+        }
+        if limited {
+            row.push(
+                task.max_in_flight
+                    .map(|limit| limit.to_string())
+                    .unwrap_or_default(),
+            );
         }
         if mapped {
             row.push(map_text(task));

@@ -3,8 +3,9 @@
 //! `runs.rs`, re-running finished ones in `rerun.rs`, executors' results in
 //! `results.rs`, value references in `values.rs`, committing a turn in
 //! `commit.rs`, what it tells operators (departures, waiting tasks) in
-//! `reporting.rs`.
+//! `reporting.rs`, assigning ready tasks to executors in `assign.rs`.
 
+mod assign;
 mod commit;
 mod concurrency;
 mod reporting;
@@ -26,8 +27,8 @@ use super::executors::{
 use super::handle::{
     CancelOutcome, Command, CoordinatorHandle, DispatchError, DispatchSettings, ExecutorSnapshot,
 };
-use super::held_values::WireInput;
-use super::ready_queue::{HandlerKey, ReadyKey, ReadyQueue};
+use super::handler_in_flight::HandlerInFlight;
+use super::ready_queue::{ReadyKey, ReadyQueue};
 use super::timers::{TimerKind, Timers};
 use super::waiting::{self, UnservedWarnings};
 use crate::clock::now_unix_ms;
@@ -94,6 +95,8 @@ pub struct Coordinator {
     /// Queued runs whose key has a free slot for them: started at the next
     /// turn (their inputs are read back from the database).
     pending_dequeues: Vec<(KeyScope, String)>,
+    /// Attempts in flight per handler, for tasks with `max_in_flight`.
+    handler_in_flight: HandlerInFlight,
 }
 
 impl Coordinator {
@@ -134,6 +137,7 @@ impl Coordinator {
             warn_unserved: false,
             concurrency: ConcurrencyKeys::new(),
             pending_dequeues: Vec::new(),
+            handler_in_flight: HandlerInFlight::default(),
         };
         coordinator.recover().await?;
         coordinator.warn_unserved = true;
@@ -258,8 +262,10 @@ impl Coordinator {
             Command::Snapshot { reply } => {
                 let _ = reply.send(waiting::snapshot(
                     self.runs.len(),
+                    self.concurrency.queued_by_namespace(),
                     &self.executors,
                     &self.ready,
+                    &self.handler_in_flight,
                 ));
             }
             Command::WaitingReasons {
@@ -381,8 +387,10 @@ impl Coordinator {
 
     /// The executor's attempt ended, whatever its outcome: its slot is free.
     fn release_slot(&mut self, executor_id: &str, attempt_id: &str) {
-        if let Some(executor) = self.executors.get_mut(executor_id) {
-            executor.in_flight.remove(attempt_id);
+        if let Some(executor) = self.executors.get_mut(executor_id)
+            && executor.in_flight.remove(attempt_id)
+        {
+            self.handler_in_flight.ended(attempt_id);
         }
     }
 
@@ -393,6 +401,7 @@ impl Coordinator {
         reporting::log_departure(&executor, departure);
         let now_ms = now_unix_ms();
         for attempt_id in executor.in_flight {
+            self.handler_in_flight.ended(&attempt_id);
             let mut actions = Vec::new();
             let Some(run) = self.run_of_attempt(&attempt_id) else {
                 continue;
@@ -445,6 +454,7 @@ impl Coordinator {
                     let Some(run_id) = self.orphans.remove(&attempt_id) else {
                         continue;
                     };
+                    self.handler_in_flight.ended(&attempt_id);
                     let Some(run) = self.runs.get_mut(&run_id) else {
                         continue;
                     };
@@ -458,56 +468,6 @@ impl Coordinator {
             };
             self.apply_actions(&run_id, actions);
             self.mark_dirty(&run_id);
-        }
-    }
-
-    /// Assigns ready tasks to executors with free slots.
-    fn dispatch(&mut self) {
-        if self.ready.is_empty() {
-            return;
-        }
-        let now_ms = now_unix_ms();
-        let mut assigned_to = std::collections::BTreeSet::new();
-        for key in self.ready.keys() {
-            while let Some(executor) = self.executors.least_loaded(&key.handler, key.required()) {
-                let executor_id = executor.id.clone();
-                let instance_id = executor.registration.instance_id.clone();
-                let Some((run_id, task)) = self.ready.pop(&key) else {
-                    break;
-                };
-                let Some(run) = self.runs.get_mut(&run_id) else {
-                    continue;
-                };
-                let attempt_id = uuid::Uuid::now_v7().to_string();
-                let Some((assignment, timeout)) =
-                    run.assign(task, attempt_id.clone(), &executor_id, &instance_id, now_ms)
-                else {
-                    continue;
-                };
-                let workflow_name = run.plan().workflow_name.clone();
-                assigned_to.insert(executor_id.clone());
-                if let Some(executor) = self.executors.get_mut(&executor_id) {
-                    executor.in_flight.insert(attempt_id.clone());
-                }
-                self.attempt_runs.insert(attempt_id, run_id.clone());
-                self.apply_actions(&run_id, vec![timeout]);
-                self.mark_dirty(&run_id);
-                self.after_commit.push(AfterCommit::Send {
-                    executor_id,
-                    command: ExecutorCommand::Assign {
-                        run_id,
-                        workflow_name,
-                        assignment: Box::new(assignment),
-                        input: WireInput::default(),
-                    },
-                });
-            }
-        }
-        let over = self
-            .executors
-            .over_capacity(assigned_to.iter().map(String::as_str));
-        if !over.is_empty() {
-            tracing::error!(executors = ?over, "capacity invariant violated");
         }
     }
 
@@ -526,13 +486,7 @@ impl Coordinator {
                 }
                 Action::Enqueue(task) => {
                     if let Some(run) = self.runs.get(run_id) {
-                        let key = ReadyKey {
-                            handler: HandlerKey {
-                                namespace: run.namespace().to_owned(),
-                                handler: run.handler_of(task).to_owned(),
-                            },
-                            labels: run.required_labels_of(task).cloned(),
-                        };
+                        let key = ReadyKey::for_unit(run, task);
                         if self.warn_unserved
                             && let Some(reason) = self.unserved.should_warn(&key, &self.executors)
                         {

@@ -14,6 +14,7 @@
 mod coordinator;
 pub mod executors;
 mod handle;
+pub mod handler_in_flight;
 pub mod held_values;
 pub mod ready_queue;
 pub mod start;

@@ -2,7 +2,8 @@
 //! labels. Within a queue, runs take turns (round-robin), so a run with a
 //! 10,000-wide fan-out cannot starve a small run that became ready after it.
 //! Tasks requiring labels wait in a queue of their own, so that one no
-//! executor can take never holds up the tasks of its handler behind it.
+//! executor can take never holds up the tasks of its handler behind it;
+//! tasks limiting their handler's attempts in flight likewise.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use tributary_core::Labels;
 
 use crate::engine::plan::TaskIndex;
+use crate::engine::run::RunState;
 
 /// The executors a task may go to: those of its namespace serving its
 /// handler.
@@ -19,16 +21,32 @@ pub struct HandlerKey {
     pub handler: String,
 }
 
-/// Where a ready task waits: its handler, and the labels an executor must
+/// Where a ready task waits: its handler, the labels an executor must
 /// have to take it (`None` when it requires none, the common case, which
-/// costs nothing to match).
+/// costs nothing to match), and the task's limit of attempts of the handler
+/// in flight. Tasks with a limit wait apart from those without, so a
+/// handler at one task's limit never holds up the others behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReadyKey {
     pub handler: HandlerKey,
     pub labels: Option<Arc<Labels>>,
+    pub max_in_flight: Option<u32>,
 }
 
 impl ReadyKey {
+    /// Where `unit` (a task, or an instance of a mapped task) of `run`
+    /// waits.
+    pub fn for_unit(run: &RunState, unit: TaskIndex) -> ReadyKey {
+        ReadyKey {
+            handler: HandlerKey {
+                namespace: run.namespace().to_owned(),
+                handler: run.handler_of(unit).to_owned(),
+            },
+            labels: run.required_labels_of(unit).cloned(),
+            max_in_flight: run.max_in_flight_of(unit),
+        }
+    }
+
     /// The labels required, if any.
     pub fn required(&self) -> Option<&Labels> {
         self.labels.as_deref()
@@ -118,6 +136,7 @@ mod tests {
                 handler: "h".into(),
             },
             labels: None,
+            max_in_flight: None,
         }
     }
 

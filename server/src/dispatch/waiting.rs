@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use tributary_core::{Labels, format_labels};
 
 use super::executors::{Executor, ExecutorRegistration, ExecutorRegistry};
+use super::handler_in_flight::HandlerInFlight;
 use super::ready_queue::{HandlerKey, ReadyKey, ReadyQueue};
 
 /// Why a READY task has not been assigned.
@@ -21,6 +22,8 @@ pub enum WaitingReason {
     /// Executors serve the handler, but none has the labels the task
     /// requires.
     NoMatchingLabels,
+    /// The task's `max_in_flight` attempts of its handler are in flight.
+    HandlerLimit,
 }
 
 /// A READY task's wait, as `GetRun` shows it.
@@ -44,14 +47,20 @@ pub struct HandlerLoad {
     pub slots_used: usize,
     pub slots_free: usize,
     /// READY tasks queued for the handler. Between turns every one of them
-    /// waits for lack of a free slot: a turn assigns while it can.
+    /// waits for lack of a free slot (or for its handler's limit): a turn
+    /// assigns while it can.
     pub ready_waiting: usize,
+    /// Attempts of the handler in flight across the namespace, what a
+    /// task's `max_in_flight` is compared with.
+    pub attempts_in_flight: usize,
 }
 
 /// What the coordinator reports for the metrics, between two turns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DispatchSnapshot {
     pub active_runs: usize,
+    /// Runs QUEUED for their concurrency key, by namespace.
+    pub queued_runs_by_namespace: BTreeMap<String, usize>,
     pub executors_by_namespace: BTreeMap<String, usize>,
     /// Every handler served by an executor or waited for by a task, sorted.
     pub handlers: Vec<HandlerLoad>,
@@ -62,6 +71,7 @@ pub fn handler_load(
     key: &HandlerKey,
     executors: &ExecutorRegistry,
     ready_waiting: usize,
+    in_flight: &HandlerInFlight,
 ) -> HandlerLoad {
     let serving = executors.serving(key);
     let slots_used = serving
@@ -76,6 +86,7 @@ pub fn handler_load(
         slots_used,
         slots_free,
         ready_waiting,
+        attempts_in_flight: in_flight.count(key),
     }
 }
 
@@ -142,14 +153,41 @@ pub fn describe(reason: WaitingReason, key: &ReadyKey, executors: &ExecutorRegis
             "the executors serving handler {:?}{with_labels} are draining (capacity 0)",
             handler.handler
         ),
+        WaitingReason::HandlerLimit => format!(
+            "the task's max_in_flight of {} attempts of handler {:?} in flight in namespace {:?} is reached",
+            key.max_in_flight.unwrap_or_default(),
+            handler.handler,
+            handler.namespace
+        ),
+    }
+}
+
+/// Why a task of `key` waits, given the executors connected now and
+/// whether its handler is at the task's limit of attempts in flight; `None`
+/// when it goes out this turn. Without an executor that could take it, that
+/// is the reason, whatever the limit: a free place under the limit would
+/// not start it.
+pub fn classify_limited(
+    key: &ReadyKey,
+    executors: &ExecutorRegistry,
+    at_limit: bool,
+) -> Option<WaitingReason> {
+    match classify(key, executors) {
+        Some(reason @ (WaitingReason::NoExecutor | WaitingReason::NoMatchingLabels)) => {
+            Some(reason)
+        }
+        _ if at_limit => Some(WaitingReason::HandlerLimit),
+        other => other,
     }
 }
 
 /// The snapshot of every handler known to the registry or the queue.
 pub fn snapshot(
     active_runs: usize,
+    queued_runs_by_namespace: BTreeMap<String, usize>,
     executors: &ExecutorRegistry,
     ready: &ReadyQueue,
+    in_flight: &HandlerInFlight,
 ) -> DispatchSnapshot {
     let waiting = ready.waiting_by_handler();
     let mut keys: Vec<HandlerKey> = executors.handler_keys();
@@ -167,10 +205,14 @@ pub fn snapshot(
     }
     DispatchSnapshot {
         active_runs,
+        queued_runs_by_namespace,
         executors_by_namespace,
         handlers: keys
             .iter()
-            .map(|key| handler_load(key, executors, waiting.get(key).copied().unwrap_or(0)))
+            .map(|key| {
+                let waiting = waiting.get(key).copied().unwrap_or(0);
+                handler_load(key, executors, waiting, in_flight)
+            })
             .collect(),
     }
 }
@@ -275,6 +317,7 @@ mod tests {
                 handler: "h".into(),
             },
             labels: None,
+            max_in_flight: None,
         }
     }
 
@@ -309,7 +352,7 @@ mod tests {
             describe(WaitingReason::AllSlotsBusy, &key(), &registry),
             "all 1 slots of the 2 executor(s) serving handler \"h\" are busy"
         );
-        let load = handler_load(&key().handler, &registry, 0);
+        let load = handler_load(&key().handler, &registry, 0, &HandlerInFlight::default());
         assert_eq!(
             (load.executors, load.slots_used, load.slots_free),
             (2, 1, 0)

@@ -176,6 +176,22 @@ impl ConcurrencyKeys {
         admission
     }
 
+    /// Takes back the admission of `run_id`, which was never stored (the
+    /// store failed, its idempotency key found another run, a quota refused
+    /// it): it leaves its key as [`ConcurrencyKeys::finish`] does, and the
+    /// runs its admission was to cancel (`spared`, oldest first) keep their
+    /// slots, first in admission order as before.
+    pub fn withdraw(&mut self, scope: &KeyScope, run_id: &str, spared: &[String]) -> Vec<String> {
+        if !spared.is_empty() {
+            let runs = self.keys.entry(scope.clone()).or_default();
+            for (index, id) in spared.iter().enumerate() {
+                runs.active.insert(index, id.clone());
+                self.scopes.insert(id.clone(), scope.clone());
+            }
+        }
+        self.finish(scope, run_id)
+    }
+
     /// `run_id` of `scope` ended (finished, cancelled or aborted) or, if it
     /// was queued, was cancelled: it leaves its key, and the queued runs that
     /// may now start are returned in start order (already counted as active).
@@ -281,6 +297,18 @@ impl ConcurrencyKeys {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// How many runs are queued, by namespace (namespaces without queued
+    /// runs are left out).
+    pub fn queued_by_namespace(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (scope, runs) in &self.keys {
+            if !runs.queued.is_empty() {
+                *counts.entry(scope.namespace.clone()).or_default() += runs.queued.len();
+            }
+        }
+        counts
     }
 
     /// How many keys have active or queued runs.

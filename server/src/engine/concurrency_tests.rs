@@ -357,3 +357,32 @@ fn random_sequences_keep_the_invariants() {
         }
     }
 }
+
+#[test]
+fn a_withdrawn_admission_leaves_the_runs_it_was_to_cancel_in_place() {
+    let mut keys = ConcurrencyKeys::new();
+    let k = scope("acme");
+    keys.admit(&k, "r1", policy(2, CancelInProgress));
+    keys.admit(&k, "r2", policy(2, CancelInProgress));
+    let admission = keys.admit(&k, "r3", policy(2, CancelInProgress));
+    let Admission::StartCancelling { cancelled, .. } = admission else {
+        panic!("r3 cancels the oldest run: {admission:?}");
+    };
+    assert_eq!(cancelled, ["r1"]);
+    // r3 was never stored: r1 keeps running and keeps its place.
+    assert!(keys.withdraw(&k, "r3", &cancelled).is_empty());
+    assert_eq!(keys.active(&k), ["r1", "r2"]);
+    assert_eq!(keys.scope_of("r1"), Some(&k));
+    assert_eq!(keys.scope_of("r3"), None);
+    assert!(matches!(
+        keys.admit(&k, "r4", policy(2, CancelInProgress)),
+        Admission::StartCancelling { cancelled, .. } if cancelled == ["r1"]
+    ));
+    // Withdrawing a queued or started run is finishing it.
+    let q = scope("queue");
+    keys.admit(&q, "q1", policy(1, Queue));
+    keys.admit(&q, "q2", policy(1, Queue));
+    assert!(keys.withdraw(&q, "q2", &[]).is_empty());
+    assert_eq!(keys.withdraw(&q, "q1", &[]), Vec::<String>::new());
+    assert_eq!(keys.active(&q), Vec::<String>::new());
+}

@@ -290,6 +290,17 @@ fn snapshot_registry(snapshot: &DispatchSnapshot) -> Registry {
         "Runs this server is driving",
         active_runs,
     );
+    let queued = Family::<Labels, Gauge>::default();
+    for (namespace, count) in &snapshot.queued_runs_by_namespace {
+        queued
+            .get_or_create(&labels(&[("namespace", namespace)]))
+            .set(*count as i64);
+    }
+    registry.register(
+        "tributary_queued_runs",
+        "Runs QUEUED for a slot of their concurrency key, by namespace",
+        queued,
+    );
     let executors = Family::<Labels, Gauge>::default();
     for (namespace, count) in &snapshot.executors_by_namespace {
         executors
@@ -304,6 +315,7 @@ fn snapshot_registry(snapshot: &DispatchSnapshot) -> Registry {
     let handler_executors = Family::<Labels, Gauge>::default();
     let slots = Family::<Labels, Gauge>::default();
     let waiting = Family::<Labels, Gauge>::default();
+    let in_flight = Family::<Labels, Gauge>::default();
     for load in &snapshot.handlers {
         let key = [
             ("namespace", load.namespace.as_str()),
@@ -323,6 +335,9 @@ fn snapshot_registry(snapshot: &DispatchSnapshot) -> Registry {
         waiting
             .get_or_create(&labels(&key))
             .set(load.ready_waiting as i64);
+        in_flight
+            .get_or_create(&labels(&key))
+            .set(load.attempts_in_flight as i64);
     }
     registry.register(
         "tributary_handler_executors",
@@ -336,8 +351,13 @@ fn snapshot_registry(snapshot: &DispatchSnapshot) -> Registry {
     );
     registry.register(
         "tributary_ready_tasks_waiting",
-        "READY tasks not assigned because no executor serving their handler has a free slot",
+        "READY tasks not assigned because no executor serving their handler has a free slot (or the handler is at a task's max_in_flight)",
         waiting,
+    );
+    registry.register(
+        "tributary_handler_attempts_in_flight",
+        "Attempts of each handler in flight across its executors, which a task's max_in_flight limits",
+        in_flight,
     );
     registry
 }

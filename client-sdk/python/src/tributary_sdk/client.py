@@ -117,6 +117,7 @@ def definition_to_proto(definition: Mapping[str, Any]) -> workflow_pb2.WorkflowD
             "retry_max_delay_ms",
             "retry_jitter",
             "timeout_ms",
+            "max_in_flight",
             "map_max_instances",
         ):
             if task.get(name) is not None:

@@ -23,6 +23,7 @@ __all__ = [
     "MAP_MAX_INSTANCES_LIMIT",
     "MAX_MAP_KEY_BYTES",
     "MAX_DELAY_MS",
+    "MAX_IN_FLIGHT",
     "MAX_RETRY_ATTEMPTS",
     "MAX_TIMEOUT_MS",
     "TRIGGER_RULES",
@@ -42,6 +43,8 @@ MAX_DELAY_MS = 86_400_000
 """The largest ``retry_delay_ms`` and ``retry_max_delay_ms`` (one day)."""
 MAX_TIMEOUT_MS = 604_800_000
 """The largest ``timeout_ms`` (seven days)."""
+MAX_IN_FLIGHT = 10_000
+"""The largest ``max_in_flight`` (the largest capacity a worker may register)."""
 MAX_LABELS = 64
 """The most ``required_labels`` of a task (and labels of a worker)."""
 MAX_LABEL_KEY_BYTES = 63
@@ -187,6 +190,7 @@ def _check_settings(task_id: str, task: Mapping[str, Any]) -> None:
             f" retry_delay_ms ({delay_ms})"
         )
     in_range("timeout_ms", 1, MAX_TIMEOUT_MS)
+    in_range("max_in_flight", 1, MAX_IN_FLIGHT)
     backoff = task.get("retry_backoff") or ""
     if backoff and backoff not in BACKOFFS:
         raise DefinitionError(

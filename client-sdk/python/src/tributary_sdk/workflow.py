@@ -67,6 +67,10 @@ class TaskDefinition:
     required_labels: Mapping[str, str] = field(default_factory=dict)
     """Executor labels the task requires: only workers registered with every
     one of these (``Worker(labels=...)``) are assigned it."""
+    max_in_flight: int | None = None
+    """At most this many attempts of the task's handler in flight at once,
+    across every worker and run of the namespace (1 to 10000; default: no
+    limit beyond the workers' capacity)."""
     map_over: str = ""
     """Maps the task over the JSON array at this context key: one instance
     per element, each finding its element under ``map_element`` and its
@@ -109,6 +113,8 @@ class TaskDefinition:
                 out[name] = value
         if self.required_labels:
             out["required_labels"] = dict(self.required_labels)
+        if self.max_in_flight is not None:
+            out["max_in_flight"] = self.max_in_flight
         return out
 
 
@@ -161,6 +167,7 @@ def task(
     trigger_rule: TriggerRule | str = "",
     handler: str = "",
     required_labels: Mapping[str, str] | None = None,
+    max_in_flight: int | None = None,
     map_over: str = "",
     map_output: str = "",
     map_max_instances: int | None = None,
@@ -182,6 +189,7 @@ def task(
     trigger_rule: TriggerRule | str = "",
     handler: str = "",
     required_labels: Mapping[str, str] | None = None,
+    max_in_flight: int | None = None,
     map_over: str = "",
     map_output: str = "",
     map_max_instances: int | None = None,
@@ -202,6 +210,14 @@ def task(
     >>> train.definition.to_dict()
     {'id': 'train', 'required_labels': {'gpu': 'true'}}
 
+    ``max_in_flight`` limits the attempts of the task's handler in flight at
+    once across every worker and run of the namespace, for code that calls
+    something with a limit of its own:
+
+    >>> @task(max_in_flight=5)
+    ... def charge(context: Context) -> None: ...
+    >>> charge.definition.to_dict()
+    {'id': 'charge', 'max_in_flight': 5}
     ``map_over`` runs the task once per element of an array in the context:
 
     >>> @task(map_over="urls", map_output="pages")
@@ -224,6 +240,7 @@ def task(
             trigger_rule=trigger_rule,
             handler=handler,
             required_labels=dict(required_labels or {}),
+            max_in_flight=max_in_flight,
             map_over=map_over,
             map_output=map_output,
             map_max_instances=map_max_instances,

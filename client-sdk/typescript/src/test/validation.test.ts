@@ -8,6 +8,9 @@ import type { WorkflowDefinitionJson } from "../validate.js";
 import { definitionFromJson, task, workflow } from "../workflow.js";
 import { TestServer, VECTORS } from "./harness.js";
 import { createClient } from "../client.js";
+import { create } from "@bufbuild/protobuf";
+import { WorkflowSchema } from "../gen/index.js";
+import { convertWorkflow } from "../model.js";
 
 interface Case {
   name: string;
@@ -58,14 +61,14 @@ test("tests/vectors/validation.json: the server agrees (raw definitions sent pas
 
 test("the typed builders produce the wire definition", () => {
   const wf = workflow("etl", [
-    task({ id: "extract", retryAttempts: 2, retryBackoff: "linear", timeoutMs: 1000 }, () => {}),
+    task({ id: "extract", retryAttempts: 2, retryBackoff: "linear", timeoutMs: 1000, maxInFlight: 5 }, () => {}),
     task({ id: "load", dependencies: ["extract"], triggerRule: "all_done", handler: "etl.load:v2", requiredLabels: { gpu: "true" } }, () => {}),
   ], { description: "d" });
   const expected: WorkflowDefinitionJson = {
     name: "etl",
     description: "d",
     tasks: [
-      { id: "extract", dependencies: [], retry_attempts: 2, retry_backoff: "linear", timeout_ms: 1000 },
+      { id: "extract", dependencies: [], retry_attempts: 2, retry_backoff: "linear", timeout_ms: 1000, max_in_flight: 5 },
       { id: "load", dependencies: ["extract"], trigger_rule: "all_done", handler: "etl.load:v2", required_labels: { gpu: "true" } },
     ],
   };
@@ -78,4 +81,17 @@ test("the typed builders produce the wire definition", () => {
     /task 0: required_labels must be an object of strings/,
   );
   assert.deepEqual(definitionFromJson({ name: "w", tasks: [{ id: "a", required_labels: { gpu: "true" } }] }).tasks[0]?.required_labels, { gpu: "true" });
+  assert.throws(() => definitionFromJson({ name: "w", tasks: [{ id: "a", max_in_flight: "5" }] }), /task 0: max_in_flight must be a number/);
+  assert.throws(
+    () => workflow("w", [task({ id: "a", maxInFlight: 0 }, () => {})]).validate(),
+    (error: unknown) => error instanceof DefinitionError && error.message === 'task "a": max_in_flight must be between 1 and 10000, got 0',
+  );
+});
+
+test("max_in_flight comes back from the wire only when set", () => {
+  const registered = convertWorkflow(
+    create(WorkflowSchema, { definition: { name: "w", tasks: [{ id: "charge", maxInFlight: 5 }, { id: "plain" }] } }),
+  );
+  assert.equal(registered.definition.tasks[0]?.max_in_flight, 5);
+  assert.ok(!("max_in_flight" in (registered.definition.tasks[1] ?? {})));
 });

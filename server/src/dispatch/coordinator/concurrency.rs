@@ -37,6 +37,10 @@ impl Coordinator {
         new_run.concurrency_key = Some(scope.key.clone());
         let run_id = new_run.id.clone();
         let admission = self.concurrency.admit(&scope, &run_id, policy);
+        let spared: Vec<String> = match &admission {
+            Admission::StartCancelling { cancelled, .. } => cancelled.clone(),
+            _ => Vec::new(),
+        };
         let (record, activate, cancelled) = match admission {
             Admission::Start => (new_run, true, None),
             Admission::StartCancelling { cancelled, reason } => {
@@ -51,20 +55,20 @@ impl Coordinator {
             && let Err(error) =
                 self.check_run_quota(&command.namespace, self.active_runs_in(&command.namespace))
         {
-            self.release(&scope, &run_id);
+            self.withdraw(&scope, &run_id, &spared);
             return Err(error);
         }
         let outcome = match self.store.create_run(&record).await {
             Ok(outcome) => outcome,
             Err(error) => {
-                self.release(&scope, &run_id);
+                self.withdraw(&scope, &run_id, &spared);
                 return Err(error.into());
             }
         };
         match outcome {
             CreateRunOutcome::Created(events) => self.publish(events),
             CreateRunOutcome::IdempotencyKeyTaken(existing) => {
-                self.release(&scope, &run_id);
+                self.withdraw(&scope, &run_id, &spared);
                 return if existing.request_hash == command.request_hash {
                     Ok(StartedRun {
                         run_id: existing.id,
@@ -107,6 +111,15 @@ impl Coordinator {
             .is_ok()
         {
             self.apply_actions(run_id, actions);
+        }
+    }
+
+    /// The admission of a run that was never stored is taken back: the
+    /// runs it was to cancel keep their slots, and queued runs that now fit
+    /// start at the next turn.
+    fn withdraw(&mut self, scope: &KeyScope, run_id: &str, spared: &[String]) {
+        for started in self.concurrency.withdraw(scope, run_id, spared) {
+            self.pending_dequeues.push((scope.clone(), started));
         }
     }
 

@@ -5,7 +5,7 @@
 use super::Coordinator;
 use crate::dispatch::executors::Executor;
 use crate::dispatch::handle::DisconnectReason;
-use crate::dispatch::ready_queue::{HandlerKey, ReadyKey};
+use crate::dispatch::ready_queue::ReadyKey;
 use crate::dispatch::waiting::{self, TaskWait, WaitingReason};
 use crate::engine::records::TaskState;
 
@@ -104,14 +104,9 @@ impl Coordinator {
             if ready.is_empty() {
                 continue;
             }
-            let key = ReadyKey {
-                handler: HandlerKey {
-                    namespace: namespace.to_owned(),
-                    handler: task.handler.clone(),
-                },
-                labels: run.plan().required_labels(index).cloned(),
-            };
-            let Some(reason) = waiting::classify(&key, &self.executors) else {
+            let key = ReadyKey::for_unit(run, index);
+            let at_limit = self.handler_in_flight.at_limit(&key);
+            let Some(reason) = waiting::classify_limited(&key, &self.executors, at_limit) else {
                 continue;
             };
             let message = waiting::describe(reason, &key, &self.executors);

@@ -11,6 +11,7 @@ use crate::clock::now_unix_ms;
 use crate::dispatch::handle::{
     CancelOutcome, DispatchError, StartReply, StartRunCommand, StartedRun,
 };
+use crate::dispatch::ready_queue::ReadyKey;
 use crate::dispatch::timers::TimerKind;
 use crate::engine::concurrency::RunPolicy;
 use crate::engine::plan::WorkflowPlan;
@@ -36,7 +37,11 @@ impl Coordinator {
             let plan = self.recovered_plan(&detail.run).await?;
             match RunState::restore(plan, self.settings.run, &detail, last_sequence + 1) {
                 Ok((run, actions)) => {
-                    for (_, attempt_id) in run.attempts_in_flight() {
+                    for (task, attempt_id) in run.attempts_in_flight() {
+                        // Still running somewhere, most likely: it counts
+                        // against its handler's limit until it is settled.
+                        let key = ReadyKey::for_unit(&run, task);
+                        self.handler_in_flight.started(&attempt_id, &key.handler);
                         self.orphans.insert(attempt_id.clone(), run_id.clone());
                         self.attempt_runs.insert(attempt_id, run_id.clone());
                     }

@@ -81,6 +81,11 @@ impl RunState {
         &self.plan.tasks[self.spec_task(unit)].handler
     }
 
+    /// The task's limit of its handler's attempts in flight, for a unit.
+    pub fn max_in_flight_of(&self, unit: TaskIndex) -> Option<u32> {
+        self.plan.tasks[self.spec_task(unit)].max_in_flight
+    }
+
     /// The labels an executor must have to take a unit, if any.
     pub fn required_labels_of(&self, unit: TaskIndex) -> Option<&Arc<tributary_core::Labels>> {
         self.plan.required_labels(self.spec_task(unit))

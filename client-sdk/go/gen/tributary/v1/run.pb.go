@@ -207,6 +207,9 @@ const (
 	// requires (TaskDefinition.required_labels): the task waits until one
 	// that has them connects.
 	WaitingReason_WAITING_REASON_NO_MATCHING_LABELS WaitingReason = 4
+	// The task's max_in_flight attempts of its handler are in flight across
+	// the namespace: the task waits until one of them ends.
+	WaitingReason_WAITING_REASON_HANDLER_LIMIT WaitingReason = 5
 )
 
 // Enum value maps for WaitingReason.
@@ -217,6 +220,7 @@ var (
 		2: "WAITING_REASON_ALL_SLOTS_BUSY",
 		3: "WAITING_REASON_EXECUTORS_DRAINING",
 		4: "WAITING_REASON_NO_MATCHING_LABELS",
+		5: "WAITING_REASON_HANDLER_LIMIT",
 	}
 	WaitingReason_value = map[string]int32{
 		"WAITING_REASON_UNSPECIFIED":        0,
@@ -224,6 +228,7 @@ var (
 		"WAITING_REASON_ALL_SLOTS_BUSY":     2,
 		"WAITING_REASON_EXECUTORS_DRAINING": 3,
 		"WAITING_REASON_NO_MATCHING_LABELS": 4,
+		"WAITING_REASON_HANDLER_LIMIT":      5,
 	}
 )
 
@@ -2284,13 +2289,14 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x11TASK_STATE_FAILED\x10\x06\x12\x16\n" +
 	"\x12TASK_STATE_SKIPPED\x10\a\x12\x18\n" +
 	"\x14TASK_STATE_CANCELLED\x10\b\x12\x1e\n" +
-	"\x1aTASK_STATE_RETRY_SCHEDULED\x10\t*\xc0\x01\n" +
+	"\x1aTASK_STATE_RETRY_SCHEDULED\x10\t*\xe2\x01\n" +
 	"\rWaitingReason\x12\x1e\n" +
 	"\x1aWAITING_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aWAITING_REASON_NO_EXECUTOR\x10\x01\x12!\n" +
 	"\x1dWAITING_REASON_ALL_SLOTS_BUSY\x10\x02\x12%\n" +
 	"!WAITING_REASON_EXECUTORS_DRAINING\x10\x03\x12%\n" +
-	"!WAITING_REASON_NO_MATCHING_LABELS\x10\x04*h\n" +
+	"!WAITING_REASON_NO_MATCHING_LABELS\x10\x04\x12 \n" +
+	"\x1cWAITING_REASON_HANDLER_LIMIT\x10\x05*h\n" +
 	"\n" +
 	"SkipReason\x12\x1b\n" +
 	"\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +

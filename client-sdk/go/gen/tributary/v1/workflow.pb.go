@@ -242,6 +242,15 @@ type TaskDefinition struct {
 	// While no connected executor serving the handler has them, GetRun says
 	// the task waits with WAITING_REASON_NO_MATCHING_LABELS.
 	RequiredLabels map[string]string `protobuf:"bytes,11,rep,name=required_labels,json=requiredLabels,proto3" json:"required_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// At most this many attempts of the task's handler in flight at once,
+	// across every executor and run of the namespace: a limit on the handler
+	// (an API with a rate limit, a licence, a database) rather than on one
+	// worker's slots. An attempt counts from its assignment until its
+	// executor reports its end or leaves, also when it holds another task of
+	// the same handler. Unset means no limit beyond the executors' capacity;
+	// 1 to 10000. Part of the version only when set. While the handler is at
+	// the limit, GetRun says the task waits with WAITING_REASON_HANDLER_LIMIT.
+	MaxInFlight *int32 `protobuf:"varint,12,opt,name=max_in_flight,json=maxInFlight,proto3,oneof" json:"max_in_flight,omitempty"`
 	// Dynamic fan-out: the top-level key of the task's input context holding
 	// a JSON array. Empty: the task is not mapped. When set, the task runs as
 	// one instance per element once its trigger rule says it runs: each
@@ -253,15 +262,15 @@ type TaskDefinition struct {
 	// than map_max_instances, fails it with a message naming the key (and
 	// the size and the limit). 1-256 bytes, no U+0000. Part of the version
 	// only when set.
-	MapOver string `protobuf:"bytes,12,opt,name=map_over,json=mapOver,proto3" json:"map_over,omitempty"`
+	MapOver string `protobuf:"bytes,13,opt,name=map_over,json=mapOver,proto3" json:"map_over,omitempty"`
 	// The key the gathered outputs are written to: an array of each
 	// instance's value at this key, in element order (null for an instance
 	// that set nothing). An instance may set no other key. Default: the
 	// task's id. Only with map_over; 1-256 bytes, no U+0000.
-	MapOutput string `protobuf:"bytes,13,opt,name=map_output,json=mapOutput,proto3" json:"map_output,omitempty"`
+	MapOutput string `protobuf:"bytes,14,opt,name=map_output,json=mapOutput,proto3" json:"map_output,omitempty"`
 	// The most instances (elements) of a mapped task. Default 10000; 1 to
 	// 100000. Only with map_over.
-	MapMaxInstances *int32 `protobuf:"varint,14,opt,name=map_max_instances,json=mapMaxInstances,proto3,oneof" json:"map_max_instances,omitempty"`
+	MapMaxInstances *int32 `protobuf:"varint,15,opt,name=map_max_instances,json=mapMaxInstances,proto3,oneof" json:"map_max_instances,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -371,6 +380,13 @@ func (x *TaskDefinition) GetRequiredLabels() map[string]string {
 		return x.RequiredLabels
 	}
 	return nil
+}
+
+func (x *TaskDefinition) GetMaxInFlight() int32 {
+	if x != nil && x.MaxInFlight != nil {
+		return *x.MaxInFlight
+	}
+	return 0
 }
 
 func (x *TaskDefinition) GetMapOver() string {
@@ -850,7 +866,7 @@ const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"\tfixed_key\x18\x02 \x01(\tR\bfixedKey\x12+\n" +
 	"\x0fmax_active_runs\x18\x03 \x01(\x05H\x00R\rmaxActiveRuns\x88\x01\x01\x12\x1a\n" +
 	"\bstrategy\x18\x04 \x01(\tR\bstrategyB\x12\n" +
-	"\x10_max_active_runs\"\xf7\x05\n" +
+	"\x10_max_active_runs\"\xb2\x06\n" +
 	"\x0eTaskDefinition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fdependencies\x18\x02 \x03(\tR\fdependencies\x12*\n" +
@@ -864,11 +880,12 @@ const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"\ftrigger_rule\x18\t \x01(\tR\vtriggerRule\x12\x18\n" +
 	"\ahandler\x18\n" +
 	" \x01(\tR\ahandler\x12Y\n" +
-	"\x0frequired_labels\x18\v \x03(\v20.tributary.v1.TaskDefinition.RequiredLabelsEntryR\x0erequiredLabels\x12\x19\n" +
-	"\bmap_over\x18\f \x01(\tR\amapOver\x12\x1d\n" +
+	"\x0frequired_labels\x18\v \x03(\v20.tributary.v1.TaskDefinition.RequiredLabelsEntryR\x0erequiredLabels\x12'\n" +
+	"\rmax_in_flight\x18\f \x01(\x05H\x05R\vmaxInFlight\x88\x01\x01\x12\x19\n" +
+	"\bmap_over\x18\r \x01(\tR\amapOver\x12\x1d\n" +
 	"\n" +
-	"map_output\x18\r \x01(\tR\tmapOutput\x12/\n" +
-	"\x11map_max_instances\x18\x0e \x01(\x05H\x05R\x0fmapMaxInstances\x88\x01\x01\x1aA\n" +
+	"map_output\x18\x0e \x01(\tR\tmapOutput\x12/\n" +
+	"\x11map_max_instances\x18\x0f \x01(\x05H\x06R\x0fmapMaxInstances\x88\x01\x01\x1aA\n" +
 	"\x13RequiredLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
@@ -876,7 +893,8 @@ const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"\x0f_retry_delay_msB\x15\n" +
 	"\x13_retry_max_delay_msB\x0f\n" +
 	"\r_retry_jitterB\r\n" +
-	"\v_timeout_msB\x14\n" +
+	"\v_timeout_msB\x10\n" +
+	"\x0e_max_in_flightB\x14\n" +
 	"\x12_map_max_instances\"\xd5\x01\n" +
 	"\bWorkflow\x12@\n" +
 	"\n" +

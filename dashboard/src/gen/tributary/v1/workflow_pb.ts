@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tributary/v1/workflow.proto.
  */
 export const file_tributary_v1_workflow: GenFile = /*@__PURE__*/
-  fileDesc("Cht0cmlidXRhcnkvdjEvd29ya2Zsb3cucHJvdG8SDHRyaWJ1dGFyeS52MSKaAQoSV29ya2Zsb3dEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKwoFdGFza3MYAyADKAsyHC50cmlidXRhcnkudjEuVGFza0RlZmluaXRpb24SNAoLY29uY3VycmVuY3kYBCABKAsyHy50cmlidXRhcnkudjEuQ29uY3VycmVuY3lQb2xpY3kifwoRQ29uY3VycmVuY3lQb2xpY3kSEwoLa2V5X3BvaW50ZXIYASABKAkSEQoJZml4ZWRfa2V5GAIgASgJEhwKD21heF9hY3RpdmVfcnVucxgDIAEoBUgAiAEBEhAKCHN0cmF0ZWd5GAQgASgJQhIKEF9tYXhfYWN0aXZlX3J1bnMiugQKDlRhc2tEZWZpbml0aW9uEgoKAmlkGAEgASgJEhQKDGRlcGVuZGVuY2llcxgCIAMoCRIbCg5yZXRyeV9hdHRlbXB0cxgDIAEoBUgAiAEBEhsKDnJldHJ5X2RlbGF5X21zGAQgASgDSAGIAQESFQoNcmV0cnlfYmFja29mZhgFIAEoCRIfChJyZXRyeV9tYXhfZGVsYXlfbXMYBiABKANIAogBARIZCgxyZXRyeV9qaXR0ZXIYByABKAhIA4gBARIXCgp0aW1lb3V0X21zGAggASgDSASIAQESFAoMdHJpZ2dlcl9ydWxlGAkgASgJEg8KB2hhbmRsZXIYCiABKAkSSQoPcmVxdWlyZWRfbGFiZWxzGAsgAygLMjAudHJpYnV0YXJ5LnYxLlRhc2tEZWZpbml0aW9uLlJlcXVpcmVkTGFiZWxzRW50cnkSEAoIbWFwX292ZXIYDCABKAkSEgoKbWFwX291dHB1dBgNIAEoCRIeChFtYXBfbWF4X2luc3RhbmNlcxgOIAEoBUgFiAEBGjUKE1JlcXVpcmVkTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fcmV0cnlfYXR0ZW1wdHNCEQoPX3JldHJ5X2RlbGF5X21zQhUKE19yZXRyeV9tYXhfZGVsYXlfbXNCDwoNX3JldHJ5X2ppdHRlckINCgtfdGltZW91dF9tc0IUChJfbWFwX21heF9pbnN0YW5jZXMiowEKCFdvcmtmbG93EjQKCmRlZmluaXRpb24YASABKAsyIC50cmlidXRhcnkudjEuV29ya2Zsb3dEZWZpbml0aW9uEg8KB3ZlcnNpb24YAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGbGF0ZXN0GAUgASgIIk8KF1JlZ2lzdGVyV29ya2Zsb3dSZXF1ZXN0EjQKCmRlZmluaXRpb24YASABKAsyIC50cmlidXRhcnkudjEuV29ya2Zsb3dEZWZpbml0aW9uIlUKGFJlZ2lzdGVyV29ya2Zsb3dSZXNwb25zZRIoCgh3b3JrZmxvdxgBIAEoCzIWLnRyaWJ1dGFyeS52MS5Xb3JrZmxvdxIPCgdjcmVhdGVkGAIgASgIIlUKEkdldFdvcmtmbG93UmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKB3ZlcnNpb24YAiABKAlIABISCghzZXF1ZW5jZRgDIAEoBEgAQgoKCHNlbGVjdG9yIj8KE0dldFdvcmtmbG93UmVzcG9uc2USKAoId29ya2Zsb3cYASABKAsyFi50cmlidXRhcnkudjEuV29ya2Zsb3ciPQoUTGlzdFdvcmtmbG93c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoVTGlzdFdvcmtmbG93c1Jlc3BvbnNlEikKCXdvcmtmbG93cxgBIAMoCzIWLnRyaWJ1dGFyeS52MS5Xb3JrZmxvdxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyogIKD1dvcmtmbG93U2VydmljZRJhChBSZWdpc3RlcldvcmtmbG93EiUudHJpYnV0YXJ5LnYxLlJlZ2lzdGVyV29ya2Zsb3dSZXF1ZXN0GiYudHJpYnV0YXJ5LnYxLlJlZ2lzdGVyV29ya2Zsb3dSZXNwb25zZRJSCgtHZXRXb3JrZmxvdxIgLnRyaWJ1dGFyeS52MS5HZXRXb3JrZmxvd1JlcXVlc3QaIS50cmlidXRhcnkudjEuR2V0V29ya2Zsb3dSZXNwb25zZRJYCg1MaXN0V29ya2Zsb3dzEiIudHJpYnV0YXJ5LnYxLkxpc3RXb3JrZmxvd3NSZXF1ZXN0GiMudHJpYnV0YXJ5LnYxLkxpc3RXb3JrZmxvd3NSZXNwb25zZUJPWk1naXRodWIuY29tL3RyaWJ1dGFyeS1kZXYvdHJpYnV0YXJ5L2NsaWVudC1zZGsvZ28vZ2VuL3RyaWJ1dGFyeS92MTt0cmlidXRhcnl2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Cht0cmlidXRhcnkvdjEvd29ya2Zsb3cucHJvdG8SDHRyaWJ1dGFyeS52MSKaAQoSV29ya2Zsb3dEZWZpbml0aW9uEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSKwoFdGFza3MYAyADKAsyHC50cmlidXRhcnkudjEuVGFza0RlZmluaXRpb24SNAoLY29uY3VycmVuY3kYBCABKAsyHy50cmlidXRhcnkudjEuQ29uY3VycmVuY3lQb2xpY3kifwoRQ29uY3VycmVuY3lQb2xpY3kSEwoLa2V5X3BvaW50ZXIYASABKAkSEQoJZml4ZWRfa2V5GAIgASgJEhwKD21heF9hY3RpdmVfcnVucxgDIAEoBUgAiAEBEhAKCHN0cmF0ZWd5GAQgASgJQhIKEF9tYXhfYWN0aXZlX3J1bnMi6AQKDlRhc2tEZWZpbml0aW9uEgoKAmlkGAEgASgJEhQKDGRlcGVuZGVuY2llcxgCIAMoCRIbCg5yZXRyeV9hdHRlbXB0cxgDIAEoBUgAiAEBEhsKDnJldHJ5X2RlbGF5X21zGAQgASgDSAGIAQESFQoNcmV0cnlfYmFja29mZhgFIAEoCRIfChJyZXRyeV9tYXhfZGVsYXlfbXMYBiABKANIAogBARIZCgxyZXRyeV9qaXR0ZXIYByABKAhIA4gBARIXCgp0aW1lb3V0X21zGAggASgDSASIAQESFAoMdHJpZ2dlcl9ydWxlGAkgASgJEg8KB2hhbmRsZXIYCiABKAkSSQoPcmVxdWlyZWRfbGFiZWxzGAsgAygLMjAudHJpYnV0YXJ5LnYxLlRhc2tEZWZpbml0aW9uLlJlcXVpcmVkTGFiZWxzRW50cnkSGgoNbWF4X2luX2ZsaWdodBgMIAEoBUgFiAEBEhAKCG1hcF9vdmVyGA0gASgJEhIKCm1hcF9vdXRwdXQYDiABKAkSHgoRbWFwX21heF9pbnN0YW5jZXMYDyABKAVIBogBARo1ChNSZXF1aXJlZExhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3JldHJ5X2F0dGVtcHRzQhEKD19yZXRyeV9kZWxheV9tc0IVChNfcmV0cnlfbWF4X2RlbGF5X21zQg8KDV9yZXRyeV9qaXR0ZXJCDQoLX3RpbWVvdXRfbXNCEAoOX21heF9pbl9mbGlnaHRCFAoSX21hcF9tYXhfaW5zdGFuY2VzIqMBCghXb3JrZmxvdxI0CgpkZWZpbml0aW9uGAEgASgLMiAudHJpYnV0YXJ5LnYxLldvcmtmbG93RGVmaW5pdGlvbhIPCgd2ZXJzaW9uGAIgASgJEhAKCHNlcXVlbmNlGAMgASgEEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmxhdGVzdBgFIAEoCCJPChdSZWdpc3RlcldvcmtmbG93UmVxdWVzdBI0CgpkZWZpbml0aW9uGAEgASgLMiAudHJpYnV0YXJ5LnYxLldvcmtmbG93RGVmaW5pdGlvbiJVChhSZWdpc3RlcldvcmtmbG93UmVzcG9uc2USKAoId29ya2Zsb3cYASABKAsyFi50cmlidXRhcnkudjEuV29ya2Zsb3cSDwoHY3JlYXRlZBgCIAEoCCJVChJHZXRXb3JrZmxvd1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCgd2ZXJzaW9uGAIgASgJSAASEgoIc2VxdWVuY2UYAyABKARIAEIKCghzZWxlY3RvciI/ChNHZXRXb3JrZmxvd1Jlc3BvbnNlEigKCHdvcmtmbG93GAEgASgLMhYudHJpYnV0YXJ5LnYxLldvcmtmbG93Ij0KFExpc3RXb3JrZmxvd3NSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlsKFUxpc3RXb3JrZmxvd3NSZXNwb25zZRIpCgl3b3JrZmxvd3MYASADKAsyFi50cmlidXRhcnkudjEuV29ya2Zsb3cSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMqICCg9Xb3JrZmxvd1NlcnZpY2USYQoQUmVnaXN0ZXJXb3JrZmxvdxIlLnRyaWJ1dGFyeS52MS5SZWdpc3RlcldvcmtmbG93UmVxdWVzdBomLnRyaWJ1dGFyeS52MS5SZWdpc3RlcldvcmtmbG93UmVzcG9uc2USUgoLR2V0V29ya2Zsb3cSIC50cmlidXRhcnkudjEuR2V0V29ya2Zsb3dSZXF1ZXN0GiEudHJpYnV0YXJ5LnYxLkdldFdvcmtmbG93UmVzcG9uc2USWAoNTGlzdFdvcmtmbG93cxIiLnRyaWJ1dGFyeS52MS5MaXN0V29ya2Zsb3dzUmVxdWVzdBojLnRyaWJ1dGFyeS52MS5MaXN0V29ya2Zsb3dzUmVzcG9uc2VCT1pNZ2l0aHViLmNvbS90cmlidXRhcnktZGV2L3RyaWJ1dGFyeS9jbGllbnQtc2RrL2dvL2dlbi90cmlidXRhcnkvdjE7dHJpYnV0YXJ5djFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A workflow definition: a named DAG of tasks.
@@ -231,6 +231,20 @@ export type TaskDefinition = Message<"tributary.v1.TaskDefinition"> & {
   requiredLabels: { [key: string]: string };
 
   /**
+   * At most this many attempts of the task's handler in flight at once,
+   * across every executor and run of the namespace: a limit on the handler
+   * (an API with a rate limit, a licence, a database) rather than on one
+   * worker's slots. An attempt counts from its assignment until its
+   * executor reports its end or leaves, also when it holds another task of
+   * the same handler. Unset means no limit beyond the executors' capacity;
+   * 1 to 10000. Part of the version only when set. While the handler is at
+   * the limit, GetRun says the task waits with WAITING_REASON_HANDLER_LIMIT.
+   *
+   * @generated from field: optional int32 max_in_flight = 12;
+   */
+  maxInFlight?: number | undefined;
+
+  /**
    * Dynamic fan-out: the top-level key of the task's input context holding
    * a JSON array. Empty: the task is not mapped. When set, the task runs as
    * one instance per element once its trigger rule says it runs: each
@@ -243,7 +257,7 @@ export type TaskDefinition = Message<"tributary.v1.TaskDefinition"> & {
    * the size and the limit). 1-256 bytes, no U+0000. Part of the version
    * only when set.
    *
-   * @generated from field: string map_over = 12;
+   * @generated from field: string map_over = 13;
    */
   mapOver: string;
 
@@ -253,7 +267,7 @@ export type TaskDefinition = Message<"tributary.v1.TaskDefinition"> & {
    * that set nothing). An instance may set no other key. Default: the
    * task's id. Only with map_over; 1-256 bytes, no U+0000.
    *
-   * @generated from field: string map_output = 13;
+   * @generated from field: string map_output = 14;
    */
   mapOutput: string;
 
@@ -261,7 +275,7 @@ export type TaskDefinition = Message<"tributary.v1.TaskDefinition"> & {
    * The most instances (elements) of a mapped task. Default 10000; 1 to
    * 100000. Only with map_over.
    *
-   * @generated from field: optional int32 map_max_instances = 14;
+   * @generated from field: optional int32 map_max_instances = 15;
    */
   mapMaxInstances?: number | undefined;
 };

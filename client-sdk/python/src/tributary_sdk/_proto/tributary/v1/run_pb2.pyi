@@ -167,6 +167,10 @@ class _WaitingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Waiting
     requires (TaskDefinition.required_labels): the task waits until one
     that has them connects.
     """
+    WAITING_REASON_HANDLER_LIMIT: _WaitingReason.ValueType  # 5
+    """The task's max_in_flight attempts of its handler are in flight across
+    the namespace: the task waits until one of them ends.
+    """
 
 class WaitingReason(_WaitingReason, metaclass=_WaitingReasonEnumTypeWrapper):
     """Why a READY task has not been assigned yet, as the server saw it when it
@@ -187,6 +191,10 @@ WAITING_REASON_NO_MATCHING_LABELS: WaitingReason.ValueType  # 4
 """Executors serve the handler, but none of them has the labels the task
 requires (TaskDefinition.required_labels): the task waits until one
 that has them connects.
+"""
+WAITING_REASON_HANDLER_LIMIT: WaitingReason.ValueType  # 5
+"""The task's max_in_flight attempts of its handler are in flight across
+the namespace: the task waits until one of them ends.
 """
 Global___WaitingReason: _TypeAlias = WaitingReason  # noqa: Y015
 

@@ -160,6 +160,7 @@ class TaskDefinition(_message.Message):
     TRIGGER_RULE_FIELD_NUMBER: _builtins.int
     HANDLER_FIELD_NUMBER: _builtins.int
     REQUIRED_LABELS_FIELD_NUMBER: _builtins.int
+    MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
     MAP_OVER_FIELD_NUMBER: _builtins.int
     MAP_OUTPUT_FIELD_NUMBER: _builtins.int
     MAP_MAX_INSTANCES_FIELD_NUMBER: _builtins.int
@@ -206,6 +207,16 @@ class TaskDefinition(_message.Message):
     """Routing key: an executor that registered this handler runs the task.
     Default `<workflow name>.<task id>`. 1-128 characters of
     `a-z A-Z 0-9 _ - . : /`.
+    """
+    max_in_flight: _builtins.int
+    """At most this many attempts of the task's handler in flight at once,
+    across every executor and run of the namespace: a limit on the handler
+    (an API with a rate limit, a licence, a database) rather than on one
+    worker's slots. An attempt counts from its assignment until its
+    executor reports its end or leaves, also when it holds another task of
+    the same handler. Unset means no limit beyond the executors' capacity;
+    1 to 10000. Part of the version only when set. While the handler is at
+    the limit, GetRun says the task waits with WAITING_REASON_HANDLER_LIMIT.
     """
     map_over: _builtins.str
     """Dynamic fan-out: the top-level key of the task's input context holding
@@ -262,16 +273,19 @@ class TaskDefinition(_message.Message):
         trigger_rule: _builtins.str = ...,
         handler: _builtins.str = ...,
         required_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        max_in_flight: _builtins.int | None = ...,
         map_over: _builtins.str = ...,
         map_output: _builtins.str = ...,
         map_max_instances: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "map_max_instances", b"map_max_instances", "retry_attempts", b"retry_attempts", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances", "_max_in_flight", b"_max_in_flight", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "map_max_instances", b"map_max_instances", "max_in_flight", b"max_in_flight", "retry_attempts", b"retry_attempts", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "dependencies", b"dependencies", "handler", b"handler", "id", b"id", "map_max_instances", b"map_max_instances", "map_output", b"map_output", "map_over", b"map_over", "required_labels", b"required_labels", "retry_attempts", b"retry_attempts", "retry_backoff", b"retry_backoff", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms", "trigger_rule", b"trigger_rule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances", "_max_in_flight", b"_max_in_flight", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "dependencies", b"dependencies", "handler", b"handler", "id", b"id", "map_max_instances", b"map_max_instances", "map_output", b"map_output", "map_over", b"map_over", "max_in_flight", b"max_in_flight", "required_labels", b"required_labels", "retry_attempts", b"retry_attempts", "retry_backoff", b"retry_backoff", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms", "trigger_rule", b"trigger_rule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__map_max_instances: _TypeAlias = _typing.Literal["map_max_instances"]  # noqa: Y015
     _WhichOneofArgType__map_max_instances: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances"]  # noqa: Y015
+    _WhichOneofReturnType__max_in_flight: _TypeAlias = _typing.Literal["max_in_flight"]  # noqa: Y015
+    _WhichOneofArgType__max_in_flight: _TypeAlias = _typing.Literal["_max_in_flight", b"_max_in_flight"]  # noqa: Y015
     _WhichOneofReturnType__retry_attempts: _TypeAlias = _typing.Literal["retry_attempts"]  # noqa: Y015
     _WhichOneofArgType__retry_attempts: _TypeAlias = _typing.Literal["_retry_attempts", b"_retry_attempts"]  # noqa: Y015
     _WhichOneofReturnType__retry_delay_ms: _TypeAlias = _typing.Literal["retry_delay_ms"]  # noqa: Y015
@@ -284,6 +298,8 @@ class TaskDefinition(_message.Message):
     _WhichOneofArgType__timeout_ms: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__map_max_instances) -> _WhichOneofReturnType__map_max_instances | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_in_flight) -> _WhichOneofReturnType__max_in_flight | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_attempts) -> _WhichOneofReturnType__retry_attempts | None: ...
     @_typing.overload
