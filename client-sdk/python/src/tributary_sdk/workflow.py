@@ -218,6 +218,7 @@ def task(
     ... def charge(context: Context) -> None: ...
     >>> charge.definition.to_dict()
     {'id': 'charge', 'max_in_flight': 5}
+
     ``map_over`` runs the task once per element of an array in the context:
 
     >>> @task(map_over="urls", map_output="pages")
