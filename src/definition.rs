@@ -26,6 +26,9 @@ impl From<pb::WorkflowDefinition> for WorkflowDefinition {
                     handler: task.handler,
                     required_labels: task.required_labels.into_iter().collect(),
                     max_in_flight: task.max_in_flight.map(i64::from),
+                    map_over: task.map_over,
+                    map_output: task.map_output,
+                    map_max_instances: task.map_max_instances.map(i64::from),
                 })
                 .collect(),
             concurrency: definition.concurrency.map(|policy| ConcurrencyDefinition {
@@ -65,6 +68,9 @@ impl From<&WorkflowDefinition> for pb::WorkflowDefinition {
                         .map(|(key, value)| (key.clone(), value.clone()))
                         .collect(),
                     max_in_flight: task.max_in_flight.map(clamp_to_i32),
+                    map_over: task.map_over.clone(),
+                    map_output: task.map_output.clone(),
+                    map_max_instances: task.map_max_instances.map(clamp_to_i32),
                 })
                 .collect(),
             concurrency: definition
@@ -106,6 +112,9 @@ mod tests {
                 handler: "h".into(),
                 required_labels: [("gpu".to_owned(), "true".to_owned())].into(),
                 max_in_flight: Some(4),
+                map_over: "items".into(),
+                map_output: "out".into(),
+                map_max_instances: Some(5),
             }],
             concurrency: Some(ConcurrencyDefinition {
                 key_pointer: "/customer".into(),

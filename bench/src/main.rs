@@ -63,6 +63,9 @@ struct Args {
     /// Width of the fan-out scenario.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     fan_out: u32,
+    /// Elements of the map scenario's array (instances of its mapped task).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    map: u32,
     /// Concurrent runs of the diamond scenario (4 tasks each).
     #[arg(long, default_value_t = 25_000, value_parser = clap::value_parser!(u32).range(1..))]
     diamonds: u32,
@@ -113,6 +116,7 @@ enum ScenarioName {
     Diamonds,
     Seed,
     Executors,
+    Map,
 }
 
 impl Args {
@@ -146,6 +150,9 @@ impl Args {
                 ScenarioName::Executors => vec![Scenario::Executors {
                     idle: size(self.idle_executors, 5),
                     length: size(self.executors_chain, 20),
+                }],
+                ScenarioName::Map => vec![Scenario::Map {
+                    width: size(self.map, 20),
                 }],
             })
             .collect()

@@ -43,6 +43,11 @@ pub enum Scenario {
     /// `idle` executors connected (and heartbeating) but never given work,
     /// then a chain of `length` on one more.
     Executors { idle: usize, length: usize },
+    /// One run: a root writing an array of `width` numbers, a task mapped
+    /// over it (one instance per element, each writing its output), and
+    /// one task reading the gathered array: the fan-out of `FanOut` made
+    /// at run time.
+    Map { width: usize },
 }
 
 impl Scenario {
@@ -54,6 +59,16 @@ impl Scenario {
             Scenario::Seed { runs, workers: 1 } => format!("seed x{runs}"),
             Scenario::Seed { runs, workers } => format!("seed x{runs}, {workers} workers"),
             Scenario::Executors { idle, length } => format!("{idle} idle + chain {length}"),
+            Scenario::Map { width } => format!("map {width}"),
+        }
+    }
+
+    /// Instances of mapped tasks per run: units that run without being
+    /// tasks of the workflow.
+    fn instances(&self) -> usize {
+        match *self {
+            Scenario::Map { width } => width,
+            _ => 0,
         }
     }
 
@@ -84,13 +99,36 @@ impl Scenario {
                 .task(noop("c").dependencies(["a"]))
                 .task(noop("d").dependencies(["b", "c"])),
             Scenario::Seed { .. } => crate::seed::workflow_without_sleeps(),
+            Scenario::Map { width } => Workflow::new("bench_map")
+                .task(Task::new("root", move |context| {
+                    Box::pin(async move {
+                        context.insert("items", (0..width).collect::<Vec<usize>>())?;
+                        Ok(())
+                    })
+                }))
+                .task(
+                    Task::new("each", |context| {
+                        Box::pin(async move {
+                            let index: u64 = context.get(tributary::MAP_INDEX_KEY)?;
+                            context.insert("outputs", index)?;
+                            Ok(())
+                        })
+                    })
+                    .dependencies(["root"])
+                    .map_over("items")
+                    .map_output("outputs"),
+                )
+                .task(noop("join").dependencies(["each"])),
         }
     }
 
     fn runs(&self) -> usize {
         match *self {
             Scenario::Diamonds { runs } | Scenario::Seed { runs, .. } => runs,
-            Scenario::Chain { .. } | Scenario::FanOut { .. } | Scenario::Executors { .. } => 1,
+            Scenario::Chain { .. }
+            | Scenario::FanOut { .. }
+            | Scenario::Executors { .. }
+            | Scenario::Map { .. } => 1,
         }
     }
 
@@ -141,8 +179,14 @@ impl Scenario {
         settings: &WorkerSettings,
     ) -> Result<ScenarioResult, BenchError> {
         let workflow = self.workflow();
-        let tasks_per_run = workflow.tasks().len();
-        let timeline = Timeline::new(self.runs(), tasks_per_run);
+        // A mapped task runs nothing itself; its instances do.
+        let mapped = workflow
+            .tasks()
+            .iter()
+            .filter(|task| !task.definition().map_over.is_empty())
+            .count();
+        let tasks_per_run = workflow.tasks().len() - mapped + self.instances();
+        let timeline = Timeline::new(self.runs(), workflow.tasks().len() + self.instances());
         let (workflow, dependencies) = timed(&workflow, &timeline);
         let client = Client::connect(server.url()).await?;
         client.register_workflow(&workflow).await?;

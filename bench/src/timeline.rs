@@ -100,10 +100,20 @@ impl Timeline {
 }
 
 /// `workflow` with every handler wrapped to record its start and end in
-/// `timeline`, and the dependency indexes the latencies need.
+/// `timeline`, and the dependency indexes the latencies need. Tasks take
+/// the first slots, in the workflow's order; the instances of a mapped task
+/// (at most one per workflow) the slots after them, by element index: an
+/// instance depends on the mapped task's dependencies, and the mapped
+/// task's dependants on every instance (the mapped task runs nothing).
 pub fn timed(workflow: &Workflow, timeline: &Arc<Timeline>) -> (Workflow, Vec<Vec<usize>>) {
     let ids: Vec<&str> = workflow.tasks().iter().map(|task| task.id()).collect();
-    let dependencies = workflow
+    let base = ids.len();
+    let instances = timeline.tasks_per_run.saturating_sub(base);
+    let mapped = workflow
+        .tasks()
+        .iter()
+        .position(|task| !task.definition().map_over.is_empty());
+    let mut dependencies: Vec<Vec<usize>> = workflow
         .tasks()
         .iter()
         .map(|task| {
@@ -111,9 +121,20 @@ pub fn timed(workflow: &Workflow, timeline: &Arc<Timeline>) -> (Workflow, Vec<Ve
                 .dependencies
                 .iter()
                 .filter_map(|dependency| ids.iter().position(|id| id == dependency))
+                .flat_map(|dependency| {
+                    if Some(dependency) == mapped {
+                        (base..base + instances).collect::<Vec<_>>()
+                    } else {
+                        vec![dependency]
+                    }
+                })
                 .collect()
         })
         .collect();
+    if let Some(mapped) = mapped {
+        let of_instances = std::mem::take(&mut dependencies[mapped]);
+        dependencies.extend((0..instances).map(|_| of_instances.clone()));
+    }
     let mut timed = Workflow::new(workflow.name());
     for (index, task) in workflow.tasks().iter().enumerate() {
         let handler = task.handler();
@@ -126,9 +147,13 @@ pub fn timed(workflow: &Workflow, timeline: &Arc<Timeline>) -> (Workflow, Vec<Ve
                     let run: usize = context
                         .get(RUN_KEY)
                         .map_err(|error| TaskError::fatal(error.to_string()))?;
-                    timeline.started(run, index);
+                    let slot = match context.get::<usize>(tributary::MAP_INDEX_KEY) {
+                        Ok(element) if Some(index) == mapped => base + element,
+                        _ => index,
+                    };
+                    timeline.started(run, slot);
                     let outcome = handler(context).await;
-                    timeline.finished(run, index);
+                    timeline.finished(run, slot);
                     outcome
                 })
             },

@@ -33,7 +33,7 @@ fn every_scenario_runs_and_reports_its_measurements() {
 
     // (label, tasks, dispatch samples) at the smoke sizes: a chain of 20,
     // a fan-out of 20, 10 diamonds, one seed run on one worker and one on
-    // three, 5 idle executors.
+    // three, 5 idle executors, a map over 20 elements.
     let expected = [
         ("chain 20", 20, 19),
         ("fan-out 20", 22, 21),
@@ -41,6 +41,8 @@ fn every_scenario_runs_and_reports_its_measurements() {
         ("seed x1", 9, 8),
         ("seed x1, 3 workers", 9, 8),
         ("5 idle + chain 20", 20, 19),
+        // root, 20 instances and join; every instance and join wait.
+        ("map 20", 22, 21),
     ];
     let results = report["results"].as_array().expect("results");
     assert_eq!(

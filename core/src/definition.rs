@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::concurrency::{ConcurrencyDefinition, ConcurrencySpec};
 use crate::labels::Labels;
+use crate::map::MapSpec;
 
 /// A workflow definition as a client writes it: optional fields unset,
 /// strings not yet checked. Field names follow
@@ -96,6 +97,17 @@ pub struct TaskDefinition {
     /// namespace (1 to 10000); unset means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<i64>,
+    /// The context key of the array the task maps over; empty means the
+    /// task is not mapped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub map_over: String,
+    /// The key the gathered outputs of a mapped task are written to; empty
+    /// means the task's id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub map_output: String,
+    /// The most instances of a mapped task (default 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_max_instances: Option<i64>,
 }
 
 impl TaskDefinition {
@@ -161,6 +173,11 @@ pub struct TaskSpec {
     /// definitions without it keep their versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+    /// The array the task maps over, when it is mapped. Left out of the
+    /// canonical JSON when absent, so that definitions without maps keep
+    /// their versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSpec>,
 }
 
 /// How often and how late a failed task is attempted again.
@@ -365,6 +382,17 @@ impl From<&WorkflowSpec> for WorkflowDefinition {
                     handler: task.handler.clone(),
                     required_labels: task.required_labels.clone(),
                     max_in_flight: task.max_in_flight.map(i64::from),
+                    map_over: task
+                        .map
+                        .as_ref()
+                        .map(|map| map.over.clone())
+                        .unwrap_or_default(),
+                    map_output: task
+                        .map
+                        .as_ref()
+                        .map(|map| map.output.clone())
+                        .unwrap_or_default(),
+                    map_max_instances: task.map.as_ref().map(|map| i64::from(map.max_instances)),
                 })
                 .collect(),
             concurrency: spec.concurrency.as_ref().map(ConcurrencyDefinition::from),

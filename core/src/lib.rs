@@ -30,6 +30,7 @@ mod concurrency;
 mod cycle;
 mod definition;
 mod labels;
+mod map;
 pub mod shown;
 mod validate;
 
@@ -46,6 +47,10 @@ pub use definition::{
 pub use labels::{
     LabelError, Labels, MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES, MAX_LABELS, check_labels,
     format_labels, labels_satisfy,
+};
+pub use map::{
+    DEFAULT_MAP_MAX_INSTANCES, MAP_ELEMENT_KEY, MAP_INDEX_KEY, MAP_MAX_INSTANCES_LIMIT,
+    MAX_MAP_KEY_BYTES, MapError, MapSpec, normalize_map,
 };
 pub use shown::shown;
 pub use validate::{

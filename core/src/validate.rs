@@ -12,6 +12,7 @@ use crate::definition::{
     WorkflowDefinition, WorkflowSpec,
 };
 use crate::labels::{LabelError, check_labels};
+use crate::map::{MapError, normalize_map};
 use crate::shown::{shown, shown_cycle};
 
 /// Upper bounds of a definition's size; configurable on the server, so only
@@ -234,6 +235,14 @@ pub enum DefinitionError {
         task: String,
         /// What is wrong with its labels, naming the label.
         error: LabelError,
+    },
+    /// The map fields are invalid.
+    #[error("task {}: {error}", shown(task))]
+    InvalidMap {
+        /// The task.
+        task: String,
+        /// What is wrong with its map, naming the field.
+        error: MapError,
     },
 }
 
@@ -469,6 +478,16 @@ fn normalize_task(workflow: &str, task: &TaskDefinition) -> Result<TaskSpec, Def
             error,
         }
     })?;
+    let map = normalize_map(
+        &task.id,
+        &task.map_over,
+        &task.map_output,
+        task.map_max_instances,
+    )
+    .map_err(|error| DefinitionError::InvalidMap {
+        task: task.id.clone(),
+        error,
+    })?;
     let mut dependencies = task.dependencies.clone();
     dependencies.sort();
     // The ranges above were checked, so these conversions cannot fail.
@@ -487,5 +506,6 @@ fn normalize_task(workflow: &str, task: &TaskDefinition) -> Result<TaskSpec, Def
         handler: task.handler_name(workflow),
         required_labels: task.required_labels.clone(),
         max_in_flight: max_in_flight.and_then(|limit| u32::try_from(limit).ok()),
+        map,
     })
 }

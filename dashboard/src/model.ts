@@ -69,7 +69,7 @@ export interface WaitView {
   toMs: number | undefined;
 }
 
-/** One task of the run. */
+/** One task of the run (or one instance of a mapped task). */
 export interface TaskView {
   id: string;
   state: string;
@@ -77,6 +77,21 @@ export interface TaskView {
   error: string;
   attempts: AttemptView[];
   waits: WaitView[];
+  /** For a mapped task once expanded: how many instances it has. */
+  mapSize: number;
+  /** For a mapped task: its instances by element index (each a TaskView). */
+  instances: TaskView[];
+}
+
+function newTask(id: string): TaskView {
+  return { id, state: "WAITING", skipReason: "", error: "", attempts: [], waits: [], mapSize: 0, instances: [] };
+}
+
+/** How many instances of a mapped task are in each state. */
+export function instanceCounts(task: TaskView): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const instance of task.instances) counts.set(instance.state, (counts.get(instance.state) ?? 0) + 1);
+  return counts;
 }
 
 /** A key written by two tasks with no path between them. */
@@ -104,7 +119,7 @@ export class RunModel {
 
   constructor(runId: string, taskIds: Iterable<string>) {
     this.runId = runId;
-    for (const id of taskIds) this.tasks.set(id, { id, state: "WAITING", skipReason: "", error: "", attempts: [], waits: [] });
+    for (const id of taskIds) this.tasks.set(id, newTask(id));
   }
 
   /** How many tasks are in each state. */
@@ -124,7 +139,10 @@ export class RunModel {
     this.version++;
     const type = eventTypeName(event.type);
     const time = ms(event.time) ?? 0;
-    const task = event.taskId === "" ? undefined : this.task(event.taskId);
+    // Events about an instance of a mapped task name the task and the
+    // instance's index: they change the instance, not the task.
+    const task =
+      event.taskId === "" ? undefined : event.mapIndex !== undefined ? this.instance(event.taskId, event.mapIndex) : this.task(event.taskId);
     const attempt = task && event.attemptId !== "" ? task.attempts.find((a) => a.id === event.attemptId) : undefined;
     const endAttempt = (state: string): void => {
       if (!attempt) return;
@@ -164,6 +182,14 @@ export class RunModel {
           reset.skipReason = "";
         }
         detail = `retry ${this.retryCount}: ${event.retriedTaskIds.length} task${event.retriedTaskIds.length === 1 ? "" : "s"} reset${event.taskId ? ` from ${event.taskId}` : ""}`;
+        break;
+      case RunEventType.TASK_MAPPED:
+        if (task) {
+          task.state = "RUNNING";
+          task.mapSize = event.mapSize;
+          closeWait(task, time);
+        }
+        detail = `${event.mapSize} instance${event.mapSize === 1 ? "" : "s"}`;
         break;
       case RunEventType.TASK_READY:
         if (task) {
@@ -260,7 +286,7 @@ export class RunModel {
       sequence: Number(event.sequence),
       type,
       timeMs: time,
-      taskId: event.taskId,
+      taskId: event.mapIndex === undefined ? event.taskId : `${event.taskId}[${event.mapIndex}]`,
       attemptNumber: event.attemptNumber,
       executorId: event.executorId,
       detail,
@@ -273,10 +299,16 @@ export class RunModel {
     if (!task) {
       // A task the definition did not list cannot happen; keep it visible
       // rather than drop its events.
-      task = { id, state: "WAITING", skipReason: "", error: "", attempts: [], waits: [] };
+      task = newTask(id);
       this.tasks.set(id, task);
     }
     return task;
+  }
+
+  private instance(id: string, index: number): TaskView {
+    const task = this.task(id);
+    while (task.instances.length <= index) task.instances.push(newTask(`${id}[${task.instances.length}]`));
+    return task.instances[index] as TaskView;
   }
 }
 

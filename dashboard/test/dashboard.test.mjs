@@ -508,3 +508,34 @@ describe("scale", () => {
     await page.close();
   });
 });
+
+describe("a mapped task", () => {
+  let server;
+  before(async () => {
+    server = await Server.start();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test("shows its instances under it, and the log names each instance", async () => {
+    // Nobody serves the handler: the task is expanded and its instances wait.
+    await server.register({ name: "crawl", tasks: [{ id: "fetch", handler: "nobody", map_over: "urls", map_output: "pages" }] });
+    const inputFile = join(server.directory, "crawl-input.json");
+    writeFileSync(inputFile, JSON.stringify({ urls: ["a", "b", "c"] }));
+    const runId = JSON.parse(await server.cli("run", "start", "crawl", "--input", `@${inputFile}`, "--json")).run_id;
+    const { page, errors } = await openPage(browser);
+    await page.goto(`${server.url}/#/runs/${runId}`);
+    await eventually("the task shows its instances", async () => (await page.innerText(".tasks-row[data-task='fetch']").catch(() => "")).includes("3 instances"));
+    assert.equal((await taskStates(page)).fetch, "RUNNING");
+    await page.click(".tasks-row[data-task='fetch'] button");
+    await page.waitForSelector("#task-detail .instances[data-instances='3']");
+    assert.match(await page.innerText("#task-detail .instances"), /Mapped into 3 instances: 3 ready/i);
+    assert.equal(await page.locator("#task-detail tr[data-instance] [data-state='READY']").count(), 3);
+    const types = await eventLogTypes(page);
+    assert.ok(types.includes("TASK_MAPPED"), types.join(","));
+    assert.match(await page.innerText("[aria-label='event log']"), /fetch\[2\]/);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+});

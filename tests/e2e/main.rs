@@ -12,6 +12,7 @@ mod hostile;
 mod label_routing;
 mod limits;
 mod liveness;
+mod map;
 mod operations;
 mod protocol_contract;
 mod run_api;

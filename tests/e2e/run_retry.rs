@@ -471,6 +471,7 @@ async fn the_store_reopens_a_run_only_as_it_was_read_and_retention_leaves_it_alo
         retry_count: 1,
         request_id: None,
         reset_task_ids: vec!["a".to_owned()],
+        dropped_map_task_ids: Vec::new(),
     };
     let first = store
         .get_run(NS, &retried_id)

@@ -37,6 +37,8 @@ pub(crate) fn task(task_id: &str, position: u32) -> TaskRecord {
         next_attempt_at_ms: None,
         error: None,
         updated_at_ms: 1_000,
+        map_index: None,
+        map_size: None,
     }
 }
 
@@ -224,6 +226,8 @@ async fn created_run_reads_back_with_every_field_and_tasks_by_position() {
             next_attempt_at_ms: Some(5_000),
             error: Some("boom".to_owned()),
             updated_at_ms: 1_234,
+            map_index: None,
+            map_size: None,
         },
     ];
     let full_details = EventDetails {
@@ -241,6 +245,8 @@ async fn created_run_reads_back_with_every_field_and_tasks_by_position() {
         retried_task_ids: Some(vec!["load".to_owned(), "report".to_owned()]),
         concurrency_key: Some("acme".to_owned()),
         queue_position: Some(2),
+        map_index: Some(4),
+        map_size: Some(9),
     };
     run.events = vec![
         NewEvent {
@@ -1061,6 +1067,8 @@ async fn integers_round_trip_at_the_limits_of_their_types() {
         next_attempt_at_ms: Some(i64::MAX),
         error: None,
         updated_at_ms: i64::MIN,
+        map_index: None,
+        map_size: None,
     };
     run.tasks.push(extreme.clone());
     run.events = vec![event(

@@ -164,6 +164,7 @@ func (d *driver) launch(attempt *runningAttempt, values map[string]json.RawMessa
 		AttemptID:    assign.GetAttemptId(),
 		Number:       assign.GetAttemptNumber(),
 		Handler:      assign.GetHandler(),
+		MapIndex:     assign.MapIndex,
 	}
 	if assign.GetDeadline() != nil {
 		tc.attempt.Deadline = assign.GetDeadline().AsTime()

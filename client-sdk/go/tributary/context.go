@@ -72,6 +72,10 @@ type Attempt struct {
 	Handler string
 	// Deadline is when the server times the attempt out (zero if unknown).
 	Deadline time.Time
+	// MapIndex is, for an instance of a mapped task (TaskID is the mapped
+	// task's), its element's index, also in the input under MapIndexKey;
+	// nil otherwise.
+	MapIndex *uint32
 }
 
 // Context is a task's view of its run's context: a JSON object. A task

@@ -162,6 +162,12 @@ type TaskRun struct {
 	NextAttemptAt time.Time
 	// Attempts are the attempts so far, oldest first.
 	Attempts []AttemptInfo
+	// MapIndex is, for an instance of a mapped task (an entry of its
+	// Instances), its element index; nil otherwise.
+	MapIndex *uint32
+	// Instances are, for a mapped task once expanded, its instances in
+	// element order.
+	Instances []TaskRun
 }
 
 // AttemptInfo is one attempt at running a task.
@@ -214,31 +220,39 @@ func runFromProto(run *pb.Run) *Run {
 		QueuePosition:   run.GetQueuePosition(),
 	}
 	for _, task := range run.GetTasks() {
-		taskRun := TaskRun{
-			TaskID:        task.GetTaskId(),
-			State:         TaskState(enumName(task.GetState().String(), "TASK_STATE_")),
-			SkipReason:    SkipReason(enumName(task.GetSkipReason().String(), "SKIP_REASON_")),
-			Error:         task.GetError(),
-			NextAttemptAt: timeFromProto(task.GetNextAttemptAt()),
-		}
-		for _, attempt := range task.GetAttempts() {
-			taskRun.Attempts = append(taskRun.Attempts, AttemptInfo{
-				ID:         attempt.GetId(),
-				Number:     attempt.GetNumber(),
-				ExecutorID: attempt.GetExecutorId(),
-				State:      AttemptState(enumName(attempt.GetState().String(), "ATTEMPT_STATE_")),
-				Error:      attempt.GetError(),
-				AssignedAt: timeFromProto(attempt.GetAssignedAt()),
-				StartedAt:  timeFromProto(attempt.GetStartedAt()),
-				FinishedAt: timeFromProto(attempt.GetFinishedAt()),
-			})
-		}
-		out.Tasks = append(out.Tasks, taskRun)
+		out.Tasks = append(out.Tasks, taskRunFromProto(task))
 	}
 	for _, conflict := range run.GetConflicts() {
 		out.Conflicts = append(out.Conflicts, conflictFromProto(conflict))
 	}
 	return out
+}
+
+func taskRunFromProto(task *pb.TaskRun) TaskRun {
+	taskRun := TaskRun{
+		TaskID:        task.GetTaskId(),
+		State:         TaskState(enumName(task.GetState().String(), "TASK_STATE_")),
+		SkipReason:    SkipReason(enumName(task.GetSkipReason().String(), "SKIP_REASON_")),
+		Error:         task.GetError(),
+		NextAttemptAt: timeFromProto(task.GetNextAttemptAt()),
+		MapIndex:      task.MapIndex,
+	}
+	for _, attempt := range task.GetAttempts() {
+		taskRun.Attempts = append(taskRun.Attempts, AttemptInfo{
+			ID:         attempt.GetId(),
+			Number:     attempt.GetNumber(),
+			ExecutorID: attempt.GetExecutorId(),
+			State:      AttemptState(enumName(attempt.GetState().String(), "ATTEMPT_STATE_")),
+			Error:      attempt.GetError(),
+			AssignedAt: timeFromProto(attempt.GetAssignedAt()),
+			StartedAt:  timeFromProto(attempt.GetStartedAt()),
+			FinishedAt: timeFromProto(attempt.GetFinishedAt()),
+		})
+	}
+	for _, instance := range task.GetInstances() {
+		taskRun.Instances = append(taskRun.Instances, taskRunFromProto(instance))
+	}
+	return taskRun
 }
 
 func conflictFromProto(conflict *pb.ContextConflict) ContextConflict {
@@ -277,6 +291,7 @@ const (
 	EventExecutorLost       RunEventType = "EXECUTOR_LOST"
 	EventRunRetried         RunEventType = "RUN_RETRIED"
 	EventRunQueued          RunEventType = "RUN_QUEUED"
+	EventTaskMapped         RunEventType = "TASK_MAPPED"
 )
 
 func (t RunEventType) toProto() pb.RunEventType {
@@ -323,6 +338,11 @@ type RunEvent struct {
 	// QueuePosition is the run's position in its key's queue when it was
 	// queued, for RUN_QUEUED; 0 otherwise.
 	QueuePosition uint32
+	// MapIndex is, for an event about an instance of a mapped task (TaskID
+	// is the mapped task's), the instance's element index; nil otherwise.
+	MapIndex *uint32
+	// MapSize is the number of instances, for TASK_MAPPED; 0 otherwise.
+	MapSize uint32
 }
 
 func eventFromProto(event *pb.RunEvent) RunEvent {
@@ -344,6 +364,8 @@ func eventFromProto(event *pb.RunEvent) RunEvent {
 		RetriedTaskIDs: event.GetRetriedTaskIds(),
 		ConcurrencyKey: event.GetConcurrencyKey(),
 		QueuePosition:  event.GetQueuePosition(),
+		MapIndex:       event.MapIndex,
+		MapSize:        event.GetMapSize(),
 	}
 	if event.GetConflict() != nil {
 		conflict := conflictFromProto(event.GetConflict())

@@ -42,6 +42,16 @@ const (
 	MaxActiveRunsLimit = 10_000
 	// MaxPolicyKeyBytes is the longest key_pointer and fixed_key, in bytes.
 	MaxPolicyKeyBytes = 128
+	// MaxMapKeyBytes is the longest map_over and map_output key, in bytes.
+	MaxMapKeyBytes = 256
+	// MapMaxInstancesLimit is the largest map_max_instances of a mapped task.
+	MapMaxInstancesLimit = 100_000
+	// MapElementKey is the key under which an instance of a mapped task
+	// finds its element.
+	MapElementKey = "map_element"
+	// MapIndexKey is the key under which an instance of a mapped task finds
+	// its element's 0-based index.
+	MapIndexKey = "map_index"
 
 	defaultRetryDelayMS    = 1_000
 	defaultRetryMaxDelayMS = 30_000
@@ -230,7 +240,35 @@ func checkSettings(task *TaskDefinition) error {
 	if problem := CheckLabels(task.RequiredLabels); problem != "" {
 		return invalid("task %s: required_labels %s", goQuote(task.ID), problem)
 	}
+	if problem := checkMap(task); problem != "" {
+		return invalid("task %s: %s", goQuote(task.ID), problem)
+	}
 	return nil
+}
+
+// checkMap says what is wrong with a task's map fields; "" when nothing is.
+func checkMap(task *TaskDefinition) string {
+	if task.MapOver == "" {
+		if task.MapOutput != "" {
+			return "map_output is set but map_over is not"
+		}
+		if task.MapMaxInstances != nil {
+			return "map_max_instances is set but map_over is not"
+		}
+		return ""
+	}
+	for _, field := range []struct{ name, key string }{{"map_over", task.MapOver}, {"map_output", task.MapOutput}} {
+		if len(field.key) > MaxMapKeyBytes {
+			return fmt.Sprintf("%s is %d bytes, over the limit of %d", field.name, len(field.key), MaxMapKeyBytes)
+		}
+		if strings.ContainsRune(field.key, 0) {
+			return field.name + " contains U+0000"
+		}
+	}
+	if limit := task.MapMaxInstances; limit != nil && (*limit < 1 || *limit > MapMaxInstancesLimit) {
+		return fmt.Sprintf("map_max_instances must be between 1 and %d, got %d", MapMaxInstancesLimit, *limit)
+	}
+	return ""
 }
 
 // CheckLabels says what is wrong with a set of labels by the server's rule

@@ -77,6 +77,39 @@ func TestRetryThenSucceed(t *testing.T) {
 	}
 }
 
+func TestAMappedTaskRunsPerElementAndGathersInOrder(t *testing.T) {
+	server := startServer(t, localserver.Options{})
+	client := dialClient(t, server.URL())
+	workflow := NewWorkflow("mapped", Task{ID: "upper", MapOver: "words", MapOutput: "loud", Run: func(_ context.Context, tc *Context) error {
+		index, err := Get[uint32](tc, MapIndexKey)
+		if err != nil {
+			return err
+		}
+		if mapIndex := tc.Attempt().MapIndex; mapIndex == nil || *mapIndex != index {
+			return NonRetryablef("attempt's map index %v, input's %d", mapIndex, index)
+		}
+		word, err := Get[string](tc, MapElementKey)
+		if err != nil {
+			return err
+		}
+		return tc.Insert("loud", strings.ToUpper(word))
+	}})
+	startWorker(t, server.URL(), WorkerOptions{}, workflow)
+	run := registerAndRun(t, client, workflow, map[string]any{"words": []string{"a", "bb", "ccc"}})
+	if run.Status != RunSucceeded || string(run.Context) != `{"loud":["A","BB","CCC"],"words":["a","bb","ccc"]}` {
+		t.Fatalf("run = %+v, context = %s", run, run.Context)
+	}
+	upper := taskOf(t, run, "upper")
+	if len(upper.Instances) != 3 {
+		t.Fatalf("upper = %+v", upper)
+	}
+	for index, instance := range upper.Instances {
+		if instance.MapIndex == nil || int(*instance.MapIndex) != index || instance.State != TaskSucceeded || len(instance.Attempts) != 1 {
+			t.Fatalf("instance %d = %+v", index, instance)
+		}
+	}
+}
+
 func TestNonRetryableErrorFailsAtOnce(t *testing.T) {
 	server := startServer(t, localserver.Options{})
 	client := dialClient(t, server.URL())

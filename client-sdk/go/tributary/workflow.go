@@ -60,6 +60,17 @@ type Task struct {
 	// a handler that calls something with a limit of its own; 0 means no
 	// limit beyond the workers' capacity.
 	MaxInFlight int32
+	// MapOver maps the task over the JSON array at this context key: at
+	// run time it runs once per element, each instance finding its element
+	// under MapElementKey and its 0-based index under MapIndexKey, and
+	// setting its output at MapOutput; the outputs are gathered in element
+	// order into one array at that key. Empty: not mapped.
+	MapOver string
+	// MapOutput is the key the gathered outputs are written to (and each
+	// instance sets); empty means the task's id.
+	MapOutput string
+	// MapMaxInstances bounds the instances (0 means the default, 10000).
+	MapMaxInstances int32
 	// Run is the task's code.
 	Run HandlerFunc
 }
@@ -72,6 +83,11 @@ func (t Task) Definition() TaskDefinition {
 		RetryBackoff: t.RetryBackoff,
 		TriggerRule:  t.TriggerRule,
 		Handler:      t.Handler,
+		MapOver:      t.MapOver,
+		MapOutput:    t.MapOutput,
+	}
+	if t.MapMaxInstances != 0 {
+		definition.MapMaxInstances = ptr(t.MapMaxInstances)
 	}
 	if len(t.RequiredLabels) > 0 {
 		definition.RequiredLabels = maps.Clone(t.RequiredLabels)
@@ -130,6 +146,12 @@ type TaskDefinition struct {
 	// MaxInFlight limits the handler's attempts in flight across the
 	// namespace; nil means no limit.
 	MaxInFlight *int32 `json:"max_in_flight,omitempty"`
+	// MapOver is the context key of the array a mapped task maps over.
+	MapOver string `json:"map_over,omitempty"`
+	// MapOutput is the key the gathered outputs are written to.
+	MapOutput string `json:"map_output,omitempty"`
+	// MapMaxInstances bounds a mapped task's instances.
+	MapMaxInstances *int32 `json:"map_max_instances,omitempty"`
 }
 
 // HandlerName is the handler the task is routed by in workflow: Handler,
@@ -155,6 +177,9 @@ func (d TaskDefinition) toProto() *pb.TaskDefinition {
 		Handler:         d.Handler,
 		RequiredLabels:  d.RequiredLabels,
 		MaxInFlight:     d.MaxInFlight,
+		MapOver:         d.MapOver,
+		MapOutput:       d.MapOutput,
+		MapMaxInstances: d.MapMaxInstances,
 	}
 }
 
@@ -172,6 +197,9 @@ func taskDefinitionFromProto(task *pb.TaskDefinition) TaskDefinition {
 		Handler:         task.GetHandler(),
 		RequiredLabels:  task.GetRequiredLabels(),
 		MaxInFlight:     task.MaxInFlight,
+		MapOver:         task.GetMapOver(),
+		MapOutput:       task.GetMapOutput(),
+		MapMaxInstances: task.MapMaxInstances,
 	}
 }
 

@@ -93,6 +93,28 @@ async def test_retry_then_success_and_attempt_info(client: AsyncClient, server: 
     assert attempts[0].error == "flaky: first attempt"
 
 
+async def test_a_mapped_task_runs_per_element_and_gathers_in_order(
+    client: AsyncClient, server: LocalServer
+) -> None:
+    @task(id="upper", map_over="words", map_output="loud")
+    def upper(context: Context) -> None:
+        assert context.attempt is not None
+        assert context.attempt.map_index == context.get("map_index")
+        context.insert("loud", context.get("map_element").upper())
+
+    run = await run_with_worker(
+        client, server.url, workflow(unique_name("map"), [upper]), {"words": ["a", "bb", "ccc"]}
+    )
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.context["loud"] == ["A", "BB", "CCC"]
+    instances = run.task("upper").instances
+    assert [(i.map_index, i.state, len(i.attempts)) for i in instances] == [
+        (0, TaskState.SUCCEEDED, 1),
+        (1, TaskState.SUCCEEDED, 1),
+        (2, TaskState.SUCCEEDED, 1),
+    ]
+
+
 async def test_non_retryable_error_and_context_error_fail_at_once(
     client: AsyncClient, server: LocalServer
 ) -> None:

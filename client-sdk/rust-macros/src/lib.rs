@@ -10,11 +10,12 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, Path, Token, UnOp};
 use tributary_core::{
-    BACKOFFS, Labels, MAX_DELAY_MS, MAX_IN_FLIGHT, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS,
-    TRIGGER_RULES, check_labels, is_valid_handler, is_valid_identifier,
+    BACKOFFS, Labels, MAP_MAX_INSTANCES_LIMIT, MAX_DELAY_MS, MAX_IN_FLIGHT, MAX_RETRY_ATTEMPTS,
+    MAX_TIMEOUT_MS, TRIGGER_RULES, check_labels, is_valid_handler, is_valid_identifier,
+    normalize_map,
 };
 
-const ATTRIBUTES: &str = "id, dependencies, retry_attempts, retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, timeout_ms, trigger_rule, handler, required_labels, max_in_flight";
+const ATTRIBUTES: &str = "id, dependencies, retry_attempts, retry_delay_ms, retry_backoff, retry_max_delay_ms, retry_jitter, timeout_ms, trigger_rule, handler, required_labels, max_in_flight, map_over, map_output, map_max_instances";
 
 /// Marks `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`
 /// as a task and generates `fn f_task() -> tributary::Task`. See the
@@ -80,6 +81,9 @@ struct TaskAttributes {
     trigger_rule: Option<LitStr>,
     handler: Option<LitStr>,
     required_labels: Vec<(LitStr, LitStr)>,
+    map_over: Option<LitStr>,
+    map_output: Option<LitStr>,
+    map_max_instances: Option<i64>,
 }
 
 fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -167,6 +171,16 @@ fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<Toke
                 attributes.handler = Some(handler);
             }
             "required_labels" => attributes.required_labels = required_labels(value)?,
+            "map_over" => attributes.map_over = Some(string(value, "map_over")?),
+            "map_output" => attributes.map_output = Some(string(value, "map_output")?),
+            "map_max_instances" => {
+                attributes.map_max_instances = Some(integer(
+                    value,
+                    "map_max_instances",
+                    1,
+                    MAP_MAX_INSTANCES_LIMIT,
+                )?)
+            }
             _ => {
                 return Err(syn::Error::new(
                     meta.path.span(),
@@ -191,6 +205,22 @@ fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<Toke
             max_delay_span,
             format!("retry_max_delay_ms ({max}) must be at least retry_delay_ms ({delay})"),
         ));
+    }
+
+    let literal = |value: &Option<LitStr>| value.as_ref().map(LitStr::value).unwrap_or_default();
+    // The id only fills in map_output's default, which any valid id passes.
+    if let Err(error) = normalize_map(
+        "task",
+        &literal(&attributes.map_over),
+        &literal(&attributes.map_output),
+        attributes.map_max_instances,
+    ) {
+        let span = attributes
+            .map_over
+            .as_ref()
+            .or(attributes.map_output.as_ref())
+            .map_or_else(Span::call_site, LitStr::span);
+        return Err(syn::Error::new(span, error.to_string()));
     }
 
     let name = &function.sig.ident;
@@ -230,6 +260,9 @@ fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<Toke
     let retry_backoff = text(&attributes.retry_backoff);
     let trigger_rule = text(&attributes.trigger_rule);
     let handler = text(&attributes.handler);
+    let map_over = text(&attributes.map_over);
+    let map_output = text(&attributes.map_output);
+    let map_max_instances = option_i64(attributes.map_max_instances);
     let label_keys = attributes.required_labels.iter().map(|(key, _)| key);
     let label_values = attributes.required_labels.iter().map(|(_, value)| value);
     let documentation = format!(
@@ -263,6 +296,9 @@ fn expand_task(attributes: TokenStream2, item: TokenStream2) -> syn::Result<Toke
                         #((::std::string::String::from(#label_keys), ::std::string::String::from(#label_values))),*
                     ]),
                     max_in_flight: #max_in_flight,
+                    map_over: #map_over,
+                    map_output: #map_output,
+                    map_max_instances: #map_max_instances,
                 },
                 handler,
             )

@@ -194,6 +194,13 @@ pub struct TaskOutcome {
     pub error: String,
     /// Every attempt, oldest first.
     pub attempts: Vec<AttemptInfo>,
+    /// For an instance of a mapped task (an entry of its
+    /// [`instances`](TaskOutcome::instances)): its element index.
+    pub map_index: Option<u32>,
+    /// For a mapped task once expanded: its instances in element order,
+    /// each with its own state, error and attempts (`task_id` is the
+    /// mapped task's).
+    pub instances: Vec<TaskOutcome>,
 }
 
 /// A run with its tasks and context.
@@ -234,6 +241,36 @@ pub struct Run {
     pub queue_position: u32,
 }
 
+impl TaskOutcome {
+    fn from_proto(task: pb::TaskRun) -> Result<TaskOutcome, Error> {
+        let state = TaskState::from_proto(task.state())?;
+        let skip_reason = SkipReason::from_proto(task.skip_reason());
+        Ok(TaskOutcome {
+            state,
+            skip_reason,
+            map_index: task.map_index,
+            instances: task
+                .instances
+                .into_iter()
+                .map(TaskOutcome::from_proto)
+                .collect::<Result<_, _>>()?,
+            task_id: task.task_id,
+            error: task.error,
+            attempts: task
+                .attempts
+                .into_iter()
+                .map(|attempt| AttemptInfo {
+                    state: attempt.state().as_str_name().to_owned(),
+                    id: attempt.id,
+                    number: attempt.number,
+                    executor_id: attempt.executor_id,
+                    error: attempt.error,
+                })
+                .collect(),
+        })
+    }
+}
+
 impl Run {
     /// The task with id `task_id`.
     ///
@@ -251,27 +288,7 @@ impl Run {
         let tasks = run
             .tasks
             .into_iter()
-            .map(|task| {
-                let state = TaskState::from_proto(task.state())?;
-                let skip_reason = SkipReason::from_proto(task.skip_reason());
-                Ok(TaskOutcome {
-                    task_id: task.task_id,
-                    state,
-                    skip_reason,
-                    error: task.error,
-                    attempts: task
-                        .attempts
-                        .into_iter()
-                        .map(|attempt| AttemptInfo {
-                            state: attempt.state().as_str_name().to_owned(),
-                            id: attempt.id,
-                            number: attempt.number,
-                            executor_id: attempt.executor_id,
-                            error: attempt.error,
-                        })
-                        .collect(),
-                })
-            })
+            .map(TaskOutcome::from_proto)
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Run {
             id: run.id,

@@ -52,6 +52,9 @@ pub enum RunEventKind {
     /// concurrency key; [`RunEventKind::RunStarted`] follows when it leaves
     /// the queue.
     RunQueued,
+    /// A mapped task was expanded into [`RunEvent::map_size`] instances,
+    /// one per element of its array.
+    TaskMapped,
 }
 
 impl RunEventKind {
@@ -73,6 +76,7 @@ impl RunEventKind {
             pb::RunEventType::ExecutorLost => RunEventKind::ExecutorLost,
             pb::RunEventType::RunRetried => RunEventKind::RunRetried,
             pb::RunEventType::RunQueued => RunEventKind::RunQueued,
+            pb::RunEventType::TaskMapped => RunEventKind::TaskMapped,
             pb::RunEventType::Unspecified => {
                 return Err(Error::Protocol("run event type UNSPECIFIED".to_owned()));
             }
@@ -128,6 +132,12 @@ pub struct RunEvent {
     /// The run's position in its key's queue when it was queued, for
     /// [`RunEventKind::RunQueued`]; 0 otherwise.
     pub queue_position: u32,
+    /// For an event about an instance of a mapped task (`task_id` is the
+    /// mapped task's): the instance's element index.
+    pub map_index: Option<u32>,
+    /// The number of instances, for [`RunEventKind::TaskMapped`]; 0
+    /// otherwise.
+    pub map_size: u32,
 }
 
 impl RunEvent {
@@ -163,6 +173,8 @@ impl RunEvent {
             retried_task_ids: event.retried_task_ids,
             concurrency_key: event.concurrency_key,
             queue_position: event.queue_position,
+            map_index: event.map_index,
+            map_size: event.map_size,
         })
     }
 }

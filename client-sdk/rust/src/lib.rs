@@ -78,8 +78,9 @@ pub use workflow::{Handler, Task, TaskFuture, Workflow};
 // messages. Versions are computed by the server only.
 pub use tributary_core::{
     BACKOFFS, CONCURRENCY_STRATEGIES, ConcurrencyDefinition, DefinitionError, Labels,
-    MAX_ACTIVE_RUNS_LIMIT, MAX_DELAY_MS, MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES,
-    TaskDefinition, WorkflowDefinition, is_valid_handler, is_valid_identifier,
+    MAP_ELEMENT_KEY, MAP_INDEX_KEY, MAP_MAX_INSTANCES_LIMIT, MAX_ACTIVE_RUNS_LIMIT, MAX_DELAY_MS,
+    MAX_RETRY_ATTEMPTS, MAX_TIMEOUT_MS, TRIGGER_RULES, TaskDefinition, WorkflowDefinition,
+    is_valid_handler, is_valid_identifier,
 };
 
 /// Turns `async fn f(context: &mut Context<serde_json::Value>) -> Result<(), TaskError>`
@@ -94,7 +95,9 @@ pub use tributary_core::{
 /// `timeout_ms = N`, `trigger_rule = "all_success" | "all_done" |
 /// "one_success" | "one_failed" | "none_failed"`, `handler = "..."`,
 /// `required_labels = [("key", "value"), ...]` (only workers with every one
-/// of these labels, see [`WorkerBuilder::label`], are assigned the task).
+/// of these labels, see [`WorkerBuilder::label`], are assigned the task),
+/// `map_over = "key"`, `map_output = "key"`, `map_max_instances = N` (a
+/// mapped task, see [`Task::map_over`]).
 /// Unknown attributes and bad values are compile errors.
 ///
 /// ```
@@ -116,6 +119,14 @@ pub use tributary_core::{
 ///     Ok(())
 /// }
 /// assert_eq!(train_task().definition().required_labels["gpu"], "true");
+///
+/// #[task(id = "fetch", map_over = "urls", map_output = "pages")]
+/// async fn fetch(context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+///     let url: String = context.get(tributary::MAP_ELEMENT_KEY)?;
+///     context.insert("pages", url.len())?;
+///     Ok(())
+/// }
+/// assert_eq!(fetch_task().definition().map_over, "urls");
 /// ```
 pub use tributary_macros::task;
 

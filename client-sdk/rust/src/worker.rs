@@ -129,6 +129,10 @@ pub struct Attempt {
     pub traceparent: String,
     /// The W3C `tracestate` going with `traceparent`; usually empty.
     pub tracestate: String,
+    /// For an instance of a mapped task (`task_id` is the mapped task's):
+    /// its element's index, also in the input under
+    /// [`MAP_INDEX_KEY`](crate::MAP_INDEX_KEY).
+    pub map_index: Option<u32>,
 }
 
 /// What a worker is doing, for logs and tests (see [`Worker::status`]).
@@ -890,6 +894,7 @@ impl Driver {
                 workflow_name: assign.workflow_name.clone(),
                 traceparent: assign.traceparent.clone(),
                 tracestate: assign.tracestate.clone(),
+                map_index: assign.map_index,
             }),
             run_id: assign.run_id.clone(),
             handler: self.config.handlers.get(&assign.handler).cloned(),

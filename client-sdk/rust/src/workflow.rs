@@ -263,6 +263,49 @@ impl Task {
         self.definition.max_in_flight = Some(limit);
         self
     }
+
+    /// Maps the task over the JSON array at context key `key`: at run time
+    /// it runs once per element, each instance finding its element under
+    /// `map_element` ([`MAP_ELEMENT_KEY`](crate::MAP_ELEMENT_KEY)) and its
+    /// 0-based index under `map_index`, and setting its output at the
+    /// task's output key ([`Task::map_output`], default the task's id). The
+    /// outputs are gathered, in element order, into one array at that key.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("fetch", |_c| Box::pin(async { Ok(()) }));
+    /// let task = task.map_over("urls").map_output("pages").map_max_instances(500);
+    /// assert_eq!(task.definition().map_over, "urls");
+    /// assert_eq!(task.definition().map_output, "pages");
+    /// assert_eq!(task.definition().map_max_instances, Some(500));
+    /// ```
+    pub fn map_over(mut self, key: impl Into<String>) -> Task {
+        self.definition.map_over = key.into();
+        self
+    }
+
+    /// Sets the key a mapped task's gathered outputs are written to (and
+    /// each instance sets), instead of the task's id.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("fetch", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.map_over("urls").map_output("pages").definition().map_output, "pages");
+    /// ```
+    pub fn map_output(mut self, key: impl Into<String>) -> Task {
+        self.definition.map_output = key.into();
+        self
+    }
+
+    /// Bounds a mapped task's instances (default 10,000, at most 100,000):
+    /// a longer array fails the task.
+    ///
+    /// ```
+    /// # let task = tributary::Task::new("fetch", |_c| Box::pin(async { Ok(()) }));
+    /// assert_eq!(task.map_over("urls").map_max_instances(10).definition().map_max_instances, Some(10));
+    /// ```
+    pub fn map_max_instances(mut self, max: i64) -> Task {
+        self.definition.map_max_instances = Some(max);
+        self
+    }
 }
 
 /// A named group of tasks: registered by a [`Client`](crate::Client), served

@@ -22,6 +22,16 @@ async fn every_setting(context: &mut Context<serde_json::Value>) -> Result<(), T
     Ok(())
 }
 
+#[task(
+    id = "fan",
+    map_over = "items",
+    map_output = "out",
+    map_max_instances = 50
+)]
+async fn fan(_context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
+    Ok(())
+}
+
 #[task(id = "a")]
 async fn a(_context: &mut Context<serde_json::Value>) -> Result<(), TaskError> {
     Ok(())
@@ -66,6 +76,17 @@ fn task_generates_the_definition() {
             ]
             .into(),
             max_in_flight: Some(4),
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        fan_task().definition(),
+        &tributary::TaskDefinition {
+            id: "fan".into(),
+            map_over: "items".into(),
+            map_output: "out".into(),
+            map_max_instances: Some(50),
+            ..Default::default()
         }
     );
     let plain = a_task();

@@ -256,6 +256,9 @@ export class Client {
             handler: t.handler ?? "",
             requiredLabels: { ...(t.required_labels ?? {}) },
             maxInFlight: t.max_in_flight,
+            mapOver: t.map_over ?? "",
+            mapOutput: t.map_output ?? "",
+            mapMaxInstances: t.map_max_instances,
           })),
           concurrency:
             definition.concurrency === undefined

@@ -75,6 +75,8 @@ export interface AttemptInfo {
   readonly handler: string;
   /** When the attempt times out, in Unix milliseconds, if the server said. */
   readonly deadlineUnixMs: number | undefined;
+  /** For an instance of a mapped task (`taskId` is the mapped task's): its element's index, also in the input under `map_index`. */
+  readonly mapIndex: number | undefined;
 }
 
 /** One value: JSON text from the input, parsed on first read, or a written value. */
@@ -94,6 +96,7 @@ const NO_ATTEMPT: AttemptInfo = {
   attemptNumber: 0,
   handler: "",
   deadlineUnixMs: undefined,
+  mapIndex: undefined,
 };
 
 /**

@@ -15,7 +15,7 @@ import {
   SkipReason as PbSkipReason,
   TaskState as PbTaskState,
 } from "./gen/index.js";
-import type { Run as PbRun, RunEvent as PbRunEvent, TaskDefinition as PbTaskDefinition, Workflow as PbWorkflow } from "./gen/index.js";
+import type { Run as PbRun, RunEvent as PbRunEvent, TaskDefinition as PbTaskDefinition, TaskRun as PbTaskRun, Workflow as PbWorkflow } from "./gen/index.js";
 import { ProtocolError } from "./errors.js";
 import { parseJson } from "./json.js";
 import type { JsonObject } from "./json.js";
@@ -53,7 +53,8 @@ export type RunEventKind =
   | "EXECUTOR_CONNECTED"
   | "EXECUTOR_LOST"
   | "RUN_RETRIED"
-  | "RUN_QUEUED";
+  | "RUN_QUEUED"
+  | "TASK_MAPPED";
 
 /**
  * Whether a run status is final.
@@ -91,6 +92,10 @@ export interface TaskOutcome {
   error: string;
   /** Every attempt, oldest first. */
   attempts: AttemptOutcome[];
+  /** For an instance of a mapped task (an entry of its `instances`): its element index. */
+  mapIndex: number | undefined;
+  /** For a mapped task once expanded: its instances in element order. */
+  instances: TaskOutcome[];
 }
 
 /** A key written by two tasks with no path between them. */
@@ -175,6 +180,10 @@ export interface RunEvent {
   concurrencyKey: string;
   /** The run's position in its key's queue when it was queued, for RUN_QUEUED; 0 otherwise. */
   queuePosition: number;
+  /** For an event about an instance of a mapped task (`taskId` is the mapped task's): its element index. */
+  mapIndex: number | undefined;
+  /** The number of instances, for TASK_MAPPED; 0 otherwise. */
+  mapSize: number;
 }
 
 /** A stored workflow version. */
@@ -218,6 +227,24 @@ function parseObject(text: string, what: string): JsonObject {
   return value as JsonObject;
 }
 
+function convertTaskRun(t: PbTaskRun): TaskOutcome {
+  return {
+    taskId: t.taskId,
+    state: enumName(PbTaskState, t.state, "task state") as TaskState,
+    skipReason: skipReason(t.skipReason),
+    error: t.error,
+    attempts: t.attempts.map((a) => ({
+      id: a.id,
+      number: a.number,
+      executorId: a.executorId,
+      state: enumName(AttemptState, a.state, "attempt state"),
+      error: a.error,
+    })),
+    mapIndex: t.mapIndex,
+    instances: t.instances.map(convertTaskRun),
+  };
+}
+
 export function convertRun(run: PbRun): Run {
   return {
     id: run.id,
@@ -230,19 +257,7 @@ export function convertRun(run: PbRun): Run {
     idempotencyKey: run.idempotencyKey,
     createdAtMs: ms(run.createdAt),
     finishedAtMs: ms(run.finishedAt),
-    tasks: run.tasks.map((t) => ({
-      taskId: t.taskId,
-      state: enumName(PbTaskState, t.state, "task state") as TaskState,
-      skipReason: skipReason(t.skipReason),
-      error: t.error,
-      attempts: t.attempts.map((a) => ({
-        id: a.id,
-        number: a.number,
-        executorId: a.executorId,
-        state: enumName(AttemptState, a.state, "attempt state"),
-        error: a.error,
-      })),
-    })),
+    tasks: run.tasks.map(convertTaskRun),
     conflicts: run.conflicts.map((c) => ({
       key: c.key,
       winningTaskId: c.winningTaskId,
@@ -276,6 +291,8 @@ export function convertEvent(event: PbRunEvent): RunEvent {
     retriedTaskIds: [...event.retriedTaskIds],
     concurrencyKey: event.concurrencyKey,
     queuePosition: event.queuePosition,
+    mapIndex: event.mapIndex,
+    mapSize: event.mapSize,
   };
 }
 
@@ -291,6 +308,9 @@ function convertTask(t: PbTaskDefinition): WorkflowDefinitionJson["tasks"][numbe
   if (t.handler !== "") task.handler = t.handler;
   if (Object.keys(t.requiredLabels).length > 0) task.required_labels = { ...t.requiredLabels };
   if (t.maxInFlight !== undefined) task.max_in_flight = t.maxInFlight;
+  if (t.mapOver !== "") task.map_over = t.mapOver;
+  if (t.mapOutput !== "") task.map_output = t.mapOutput;
+  if (t.mapMaxInstances !== undefined) task.map_max_instances = t.mapMaxInstances;
   return task;
 }
 

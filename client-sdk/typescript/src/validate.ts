@@ -34,6 +34,14 @@ export const CONCURRENCY_STRATEGIES = ["queue", "cancel_newest", "cancel_in_prog
 export const MAX_ACTIVE_RUNS_LIMIT = 10_000;
 /** The longest `key_pointer` and `fixed_key`, in UTF-8 bytes. */
 export const MAX_POLICY_KEY_BYTES = 128;
+/** The longest `map_over` and `map_output` key, in UTF-8 bytes. */
+export const MAX_MAP_KEY_BYTES = 256;
+/** The largest `map_max_instances` of a mapped task. */
+export const MAP_MAX_INSTANCES_LIMIT = 100_000;
+/** The key under which an instance of a mapped task finds its element. */
+export const MAP_ELEMENT_KEY = "map_element";
+/** The key under which an instance of a mapped task finds its element's 0-based index. */
+export const MAP_INDEX_KEY = "map_index";
 const DEFAULT_RETRY_DELAY_MS = 1_000;
 const DEFAULT_RETRY_MAX_DELAY_MS = 30_000;
 
@@ -66,6 +74,12 @@ export interface TaskDefinitionJson {
   required_labels?: Record<string, string>;
   /** At most this many attempts of the handler in flight across the namespace (1 to 10000); unset means no limit. */
   max_in_flight?: number;
+  /** Maps the task over the array at this context key: one instance per element. */
+  map_over?: string;
+  /** The key the gathered outputs are written to (default the task's id). */
+  map_output?: string;
+  /** The most instances of a mapped task (default 10000). */
+  map_max_instances?: number;
 }
 
 /**
@@ -268,6 +282,31 @@ function checkSettings(task: TaskDefinitionJson): void {
   }
   const problem = checkLabels(task.required_labels ?? {});
   if (problem !== undefined) throw new DefinitionError(`task ${quote(task.id)}: required_labels ${problem}`);
+  const mapProblem = checkMap(task);
+  if (mapProblem !== undefined) throw new DefinitionError(`task ${quote(task.id)}: ${mapProblem}`);
+}
+
+function checkMap(task: TaskDefinitionJson): string | undefined {
+  const over = task.map_over ?? "";
+  const output = task.map_output ?? "";
+  if (over === "") {
+    if (output !== "") return "map_output is set but map_over is not";
+    if (task.map_max_instances !== undefined) return "map_max_instances is set but map_over is not";
+    return undefined;
+  }
+  for (const [field, key] of [
+    ["map_over", over],
+    ["map_output", output],
+  ] as const) {
+    const size = utf8.encode(key).length;
+    if (size > MAX_MAP_KEY_BYTES) return `${field} is ${size} bytes, over the limit of ${MAX_MAP_KEY_BYTES}`;
+    if (key.includes("\0")) return `${field} contains U+0000`;
+  }
+  const max = task.map_max_instances;
+  if (max !== undefined && (!Number.isInteger(max) || max < 1 || max > MAP_MAX_INSTANCES_LIMIT)) {
+    return `map_max_instances must be between 1 and ${MAP_MAX_INSTANCES_LIMIT}, got ${max}`;
+  }
+  return undefined;
 }
 
 const utf8 = new TextEncoder();

@@ -51,6 +51,18 @@ export interface TaskOptions {
    * (1 to 10000; default: no limit beyond the workers' capacity), for a handler that calls something with a limit of its own.
    */
   maxInFlight?: number;
+  /**
+   * Maps the task over the JSON array at this context key: at run time it
+   * runs once per element, each instance finding its element under
+   * `map_element` and its 0-based index under `map_index`, and setting its
+   * output at `mapOutput`; the outputs are gathered in element order into
+   * one array at that key.
+   */
+  mapOver?: string;
+  /** The key the gathered outputs are written to (and each instance sets); default the task's id. */
+  mapOutput?: string;
+  /** The most instances of a mapped task (default 10000, at most 100000). */
+  mapMaxInstances?: number;
 }
 
 /** A task: its settings and its handler. Made by {@link task}. */
@@ -92,6 +104,9 @@ export function taskDefinition(options: TaskOptions): TaskDefinitionJson {
     definition.required_labels = { ...options.requiredLabels };
   }
   if (options.maxInFlight !== undefined) definition.max_in_flight = options.maxInFlight;
+  if (options.mapOver !== undefined) definition.map_over = options.mapOver;
+  if (options.mapOutput !== undefined) definition.map_output = options.mapOutput;
+  if (options.mapMaxInstances !== undefined) definition.map_max_instances = options.mapMaxInstances;
   return definition;
 }
 
@@ -194,6 +209,9 @@ const TASK_FIELDS = new Set([
   "handler",
   "required_labels",
   "max_in_flight",
+  "map_over",
+  "map_output",
+  "map_max_instances",
 ]);
 
 /**
@@ -220,10 +238,10 @@ export function definitionFromJson(value: unknown): WorkflowDefinitionJson {
     for (const key of Object.keys(t)) {
       if (!TASK_FIELDS.has(key)) throw new DefinitionError(`unknown field ${JSON.stringify(key)} in task ${index}`);
     }
-    for (const key of ["id", "retry_backoff", "trigger_rule", "handler"]) {
+    for (const key of ["id", "retry_backoff", "trigger_rule", "handler", "map_over", "map_output"]) {
       if (t[key] !== undefined && typeof t[key] !== "string") throw new DefinitionError(`task ${index}: ${key} must be a string`);
     }
-    for (const key of ["retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "timeout_ms", "max_in_flight"]) {
+    for (const key of ["retry_attempts", "retry_delay_ms", "retry_max_delay_ms", "timeout_ms", "max_in_flight", "map_max_instances"]) {
       if (t[key] !== undefined && typeof t[key] !== "number") throw new DefinitionError(`task ${index}: ${key} must be a number`);
     }
     if (t.retry_jitter !== undefined && typeof t.retry_jitter !== "boolean") {

@@ -16,7 +16,7 @@ import { RunEventType } from "../gen/tributary/v1/run_pb.js";
 import type { Run, WatchRunResponse } from "../gen/tributary/v1/run_pb.js";
 import { jsonTree, parseLossless } from "../jsontree.js";
 import type { ViewContext } from "../main.js";
-import { RunModel, isFinished } from "../model.js";
+import { RunModel, instanceCounts, isFinished } from "../model.js";
 import type { AttemptView, TaskView } from "../model.js";
 import { virtualList } from "../virtual.js";
 import { renderTimelineRow, timelineAxis } from "./timeline.js";
@@ -151,7 +151,7 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
         { class: `row tasks-row${task.id === selected ? " selected" : ""}`, role: "row", "data-task": task.id, "data-state": task.state },
         h("span", { role: "cell" }, h("button", { type: "button", class: "link-button mono", onclick: () => select(task.id) }, task.id)),
         h("span", { role: "cell" }, stateBadge(task.state)),
-        h("span", { role: "cell" }, String(task.attempts.length)),
+        h("span", { role: "cell" }, task.mapSize > 0 ? `${task.mapSize} instances` : String(task.attempts.length)),
         h("span", { role: "cell", class: "error-text" }, task.skipReason ? `skipped: ${stateLabel(task.skipReason)}` : task.error),
       );
     },
@@ -249,7 +249,10 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
         ),
         isFinished(model.status) ? null : h("span", { class: "hint" }, " once the run has finished"),
       ),
-      task.attempts.length === 0
+      task.mapSize > 0 ? renderInstances(task) : null,
+      task.mapSize > 0
+        ? null
+        : task.attempts.length === 0
         ? h("p", { class: "hint" }, "No attempt yet.")
         : h(
             "table",
@@ -397,4 +400,34 @@ function showRun(root: HTMLElement, snapshot: Run, layers: Layers, context: View
     if (!isFinished(model.status)) render();
   }, 1000);
   context.signal.addEventListener("abort", () => clearInterval(tick));
+}
+
+/** Instances of a mapped task listed in its detail; the rest are counted. */
+const SHOWN_INSTANCES = 100;
+
+/** A mapped task's instances: counts by state, then the first ones. */
+function renderInstances(task: TaskView): HTMLElement {
+  const counts = [...instanceCounts(task)].map(([state, count]) => `${count} ${stateLabel(state)}`).join(", ");
+  const shown = task.instances.slice(0, SHOWN_INSTANCES);
+  return h(
+    "div",
+    { class: "instances", "data-instances": task.mapSize },
+    h("p", {}, `Mapped into ${task.mapSize} instances: ${counts}.`),
+    h(
+      "table",
+      { class: "attempts" },
+      h("thead", {}, h("tr", {}, ["instance", "state", "attempts", "error"].map((n) => h("th", { scope: "col" }, n)))),
+      h("tbody", {}, shown.map((instance, index) =>
+        h(
+          "tr",
+          { "data-instance": index },
+          h("td", { class: "mono" }, `[${index}]`),
+          h("td", {}, stateBadge(instance.state)),
+          h("td", {}, String(instance.attempts.length)),
+          h("td", { class: "error-text" }, instance.error),
+        ),
+      )),
+    ),
+    task.instances.length > SHOWN_INSTANCES ? h("p", { class: "hint" }, `${task.instances.length - SHOWN_INSTANCES} more instances not listed.`) : null,
+  );
 }

@@ -11,6 +11,7 @@ use crate::dispatch::WaitingReason;
 use crate::engine::records::{
     AttemptState, EventRecord, EventType, RunDetail, RunRecord, RunStatus, SkipReason, TaskState,
 };
+use crate::engine::run::parse_instance_key;
 use crate::store::StoredWorkflow;
 
 pub fn workflow_to_proto(workflow: &StoredWorkflow) -> pb::Workflow {
@@ -187,7 +188,7 @@ pub fn run_detail_to_proto(detail: &RunDetail, context_json: String) -> pb::Run 
     }
     let mut run = run_summary_to_proto(&detail.run);
     run.context_json = context_json;
-    run.tasks = detail
+    let rows: Vec<pb::TaskRun> = detail
         .tasks
         .iter()
         .map(|task| {
@@ -204,9 +205,13 @@ pub fn run_detail_to_proto(detail: &RunDetail, context_json: String) -> pb::Run 
                 attempts,
                 waiting_reason: pb::WaitingReason::Unspecified as i32,
                 waiting_message: String::new(),
+                map_index: task.map_index,
+                map_size: task.map_size.unwrap_or_default(),
+                instances: Vec::new(),
             }
         })
         .collect();
+    run.tasks = nest_instances(rows);
     run.conflicts = detail
         .conflicts
         .iter()
@@ -217,6 +222,23 @@ pub fn run_detail_to_proto(detail: &RunDetail, context_json: String) -> pb::Run 
         })
         .collect();
     run
+}
+
+/// Puts each instance row (stored as `<task id>[<index>]`, right after its
+/// mapped task, in element order) under its task, named by the task's id.
+fn nest_instances(rows: Vec<pb::TaskRun>) -> Vec<pb::TaskRun> {
+    let mut tasks: Vec<pb::TaskRun> = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        let parent = parse_instance_key(&row.task_id).map(|(task_id, _)| task_id.to_owned());
+        match (parent, tasks.last_mut()) {
+            (Some(parent), Some(task)) if task.task_id == parent => {
+                row.task_id = parent;
+                task.instances.push(row);
+            }
+            _ => tasks.push(row),
+        }
+    }
+    tasks
 }
 
 /// A READY task's waiting reason on the wire.
@@ -248,6 +270,7 @@ fn event_type_to_proto(event_type: EventType) -> pb::RunEventType {
         EventType::ExecutorLost => pb::RunEventType::ExecutorLost,
         EventType::RunRetried => pb::RunEventType::RunRetried,
         EventType::RunQueued => pb::RunEventType::RunQueued,
+        EventType::TaskMapped => pb::RunEventType::TaskMapped,
     }
 }
 
@@ -271,6 +294,7 @@ pub fn event_type_from_proto(value: i32) -> Result<EventType, ApiError> {
         Ok(pb::RunEventType::ExecutorLost) => EventType::ExecutorLost,
         Ok(pb::RunEventType::RunRetried) => EventType::RunRetried,
         Ok(pb::RunEventType::RunQueued) => EventType::RunQueued,
+        Ok(pb::RunEventType::TaskMapped) => EventType::TaskMapped,
         Ok(pb::RunEventType::Unspecified) => {
             return Err(ApiError::InvalidArgument(
                 "types contains RUN_EVENT_TYPE_UNSPECIFIED".to_owned(),
@@ -321,6 +345,8 @@ pub fn event_to_proto(event: &EventRecord) -> pb::RunEvent {
         retried_task_ids: details.retried_task_ids.clone().unwrap_or_default(),
         concurrency_key: details.concurrency_key.clone().unwrap_or_default(),
         queue_position: details.queue_position.unwrap_or_default(),
+        map_index: details.map_index,
+        map_size: details.map_size.unwrap_or_default(),
     }
 }
 

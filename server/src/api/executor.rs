@@ -427,6 +427,7 @@ fn outbound_to_proto(
             tracestate: String::new(),
             run_id,
             task_id: assignment.task_id,
+            map_index: assignment.map_index,
             attempt_id: assignment.attempt_id,
             attempt_number: assignment.attempt_number,
             handler: assignment.handler,

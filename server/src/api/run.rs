@@ -20,6 +20,7 @@ use crate::dispatch::start::{RunRequest, start_or_find_run};
 use crate::dispatch::{CancelOutcome, CoordinatorHandle, RetryRunCommand};
 use crate::engine::context::{Context, context_from_stored};
 use crate::engine::records::{EventFilter, EventRecord, RunFilter, RunStatus};
+use crate::engine::run::parse_instance_key;
 use crate::events::{EventFeed, WatchItem, WatchStart};
 use crate::store::{Store, StoreError};
 
@@ -138,16 +139,22 @@ impl RunApi {
                     .iter()
                     .map(|task| (task.task_id.as_str(), task.position as usize))
                     .collect();
-                let deltas = detail.deltas.iter().map(|delta| {
-                    (
-                        positions
-                            .get(delta.task_id.as_str())
-                            .copied()
-                            .unwrap_or(usize::MAX),
-                        delta.set_json.clone(),
-                        delta.removed_keys.clone(),
-                    )
-                });
+                // Instances' writes are not part of the context; their
+                // mapped task's gathered output is.
+                let deltas = detail
+                    .deltas
+                    .iter()
+                    .filter(|delta| parse_instance_key(&delta.task_id).is_none())
+                    .map(|delta| {
+                        (
+                            positions
+                                .get(delta.task_id.as_str())
+                                .copied()
+                                .unwrap_or(usize::MAX),
+                            delta.set_json.clone(),
+                            delta.removed_keys.clone(),
+                        )
+                    });
                 context_from_stored(&detail.run.input_context_json, deltas)
                     .map_err(|error| {
                         ApiError::Store(StoreError::Corrupt(format!(
@@ -171,18 +178,31 @@ impl RunApi {
     /// task it has assigned meanwhile keeps no reason.
     async fn add_waiting_reasons(&self, namespace: &str, run: &mut pb::Run) -> ApiResult<()> {
         let ready = pb::TaskState::Ready as i32;
-        if !run.tasks.iter().any(|task| task.state == ready) {
+        let is_ready = |task: &pb::TaskRun| task.state == ready;
+        if !run
+            .tasks
+            .iter()
+            .any(|task| is_ready(task) || task.instances.iter().any(is_ready))
+        {
             return Ok(());
         }
         let waits = self.coordinator.waiting_reasons(namespace, &run.id).await?;
         for wait in waits {
-            if let Some(task) = run
+            let Some(task) = run
                 .tasks
                 .iter_mut()
-                .find(|task| task.task_id == wait.task_id && task.state == ready)
-            {
-                task.waiting_reason = waiting_reason_to_proto(wait.reason) as i32;
-                task.waiting_message = wait.message;
+                .find(|task| task.task_id == wait.task_id)
+            else {
+                continue;
+            };
+            // Instances are stored in element order, one per index.
+            let target = match wait.map_index {
+                None => Some(task),
+                Some(index) => task.instances.get_mut(index as usize),
+            };
+            if let Some(target) = target.filter(|target| target.state == ready) {
+                target.waiting_reason = waiting_reason_to_proto(wait.reason) as i32;
+                target.waiting_message = wait.message;
             }
         }
         Ok(())

@@ -100,22 +100,7 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
             value["context"] =
                 serde_json::from_str(&run.context_json).unwrap_or(serde_json::Value::Null);
         }
-        value["tasks"] = run
-            .tasks
-            .iter()
-            .map(|task| {
-                json!({
-                    "task_id": task.task_id,
-                    "state": task_state_name(task.state),
-                    "skip_reason": skip_reason_name(task.skip_reason),
-                    "attempts": task.attempts.len(),
-                    "duration_ms": task_duration_ms(task),
-                    "next_attempt_at_ms": ms(task.next_attempt_at.as_ref()),
-                    "error": task.error,
-                    "waiting": super::waiting::waiting_json(task),
-                })
-            })
-            .collect();
+        value["tasks"] = run.tasks.iter().map(task_json).collect();
         say!("{value}");
         return Ok(());
     }
@@ -146,25 +131,19 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
         ("NEXT ATTEMPT", Align::Left),
         ("ERROR OR WAIT", Align::Left),
     ]);
+    let mut summaries = Vec::new();
     for task in &run.tasks {
-        let mut state = task_state_name(task.state);
-        if let Some(reason) = skip_reason_name(task.skip_reason) {
-            state = format!("{state} ({})", reason.replace('_', " "));
+        table.row(task_row(task, task.task_id.clone()));
+        for instance in task.instances.iter().take(SHOWN_INSTANCES) {
+            let name = format!("  [{}]", instance.map_index.unwrap_or_default());
+            table.row(task_row(instance, name));
         }
-        table.row(vec![
-            task.task_id.clone(),
-            state,
-            task.attempts.len().to_string(),
-            task_duration_ms(task)
-                .map(output::duration)
-                .unwrap_or_default(),
-            ms(task.next_attempt_at.as_ref())
-                .map(output::time)
-                .unwrap_or_default(),
-            super::waiting::task_note(task),
-        ]);
+        summaries.extend(instances_summary(task));
     }
     table.emit()?;
+    for summary in summaries {
+        say!("{summary}");
+    }
     for conflict in &run.conflicts {
         say!(
             "conflict:  key {:?} written by {} and {}; {} won (canonical order)",
@@ -183,6 +162,78 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
         return Ok(());
     }
     print_context(&run.context_json, view)
+}
+
+/// Instances of a mapped task listed one by one by `run get`; the rest are
+/// counted by state.
+const SHOWN_INSTANCES: usize = 20;
+
+/// A task's (or an instance's) row of the `run get` table, named `name`.
+fn task_row(task: &pb::TaskRun, name: String) -> Vec<String> {
+    let mut state = task_state_name(task.state);
+    if let Some(reason) = skip_reason_name(task.skip_reason) {
+        state = format!("{state} ({})", reason.replace('_', " "));
+    }
+    if task.map_size > 0 {
+        state = format!("{state} ({} instances)", task.map_size);
+    }
+    vec![
+        name,
+        state,
+        task.attempts.len().to_string(),
+        task_duration_ms(task)
+            .map(output::duration)
+            .unwrap_or_default(),
+        ms(task.next_attempt_at.as_ref())
+            .map(output::time)
+            .unwrap_or_default(),
+        super::waiting::task_note(task),
+    ]
+}
+
+/// The instances of a mapped task beyond those listed, counted by state:
+/// `fetch: 9980 more instances: 980 running, 9000 succeeded`.
+fn instances_summary(task: &pb::TaskRun) -> Option<String> {
+    let rest = task.instances.get(SHOWN_INSTANCES..)?;
+    if rest.is_empty() {
+        return None;
+    }
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for instance in rest {
+        *counts.entry(task_state_name(instance.state)).or_default() += 1;
+    }
+    let counts: Vec<String> = counts
+        .into_iter()
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect();
+    Some(format!(
+        "{}: {} more instances: {}",
+        task.task_id,
+        rest.len(),
+        counts.join(", ")
+    ))
+}
+
+/// A task of `run get --json`, with its instances when it is mapped.
+fn task_json(task: &pb::TaskRun) -> serde_json::Value {
+    let mut value = json!({
+        "task_id": task.task_id,
+        "state": task_state_name(task.state),
+        "skip_reason": skip_reason_name(task.skip_reason),
+        "attempts": task.attempts.len(),
+        "duration_ms": task_duration_ms(task),
+        "next_attempt_at_ms": ms(task.next_attempt_at.as_ref()),
+        "error": task.error,
+        "waiting": super::waiting::waiting_json(task),
+    });
+    if let Some(index) = task.map_index {
+        value["map_index"] = json!(index);
+    }
+    if task.map_size > 0 {
+        value["map_size"] = json!(task.map_size);
+        value["instances"] = task.instances.iter().map(task_json).collect();
+    }
+    value
 }
 
 fn print_context(context_json: &str, view: ContextView) -> Result<(), CliError> {
@@ -212,4 +263,47 @@ fn print_context(context_json: &str, view: ContextView) -> Result<(), CliError> 
         table.row(vec![key.clone(), output::bytes(size)]);
     }
     table.emit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(instances: usize) -> pb::TaskRun {
+        pb::TaskRun {
+            task_id: "fetch".into(),
+            state: pb::TaskState::Running as i32,
+            map_size: u32::try_from(instances).unwrap_or(u32::MAX),
+            instances: (0..instances)
+                .map(|index| pb::TaskRun {
+                    task_id: "fetch".into(),
+                    map_index: u32::try_from(index).ok(),
+                    state: if index % 2 == 0 {
+                        pb::TaskState::Succeeded as i32
+                    } else {
+                        pb::TaskState::Running as i32
+                    },
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn instances_beyond_those_listed_are_counted_by_state() {
+        assert_eq!(instances_summary(&mapped(SHOWN_INSTANCES)), None);
+        assert_eq!(
+            instances_summary(&mapped(SHOWN_INSTANCES + 5)).as_deref(),
+            Some("fetch: 5 more instances: 2 running, 3 succeeded")
+        );
+        let json = task_json(&mapped(2));
+        assert_eq!(json["map_size"], 2);
+        assert_eq!(json["instances"][1]["map_index"], 1);
+        assert_eq!(json["instances"][1]["state"], "running");
+        assert_eq!(
+            task_row(&mapped(2), "fetch".into())[1],
+            "running (2 instances)"
+        );
+    }
 }

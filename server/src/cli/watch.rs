@@ -142,7 +142,7 @@ impl ReadyTasks {
         match pb::RunEventType::try_from(event.r#type) {
             Ok(pb::RunEventType::TaskReady) => {
                 self.since
-                    .entry(event.task_id.clone())
+                    .entry(task_name(event))
                     .or_insert_with(Instant::now);
             }
             Ok(
@@ -150,7 +150,7 @@ impl ReadyTasks {
                 | pb::RunEventType::TaskCancelled
                 | pb::RunEventType::TaskFailed,
             ) => {
-                self.since.remove(&event.task_id);
+                self.since.remove(&task_name(event));
                 if self.since.is_empty() {
                     self.hinted = false;
                 }
@@ -228,7 +228,10 @@ impl EventPrinter {
             event_type_name(event.r#type)
         );
         if !event.task_id.is_empty() {
-            line.push_str(&format!(" {}", event.task_id));
+            line.push_str(&format!(" {}", task_name(event)));
+        }
+        if event.map_size > 0 {
+            line.push_str(&format!(" into {} instances", event.map_size));
         }
         if event.attempt_number > 0 {
             line.push_str(&format!(" (attempt {})", event.attempt_number));
@@ -289,6 +292,8 @@ impl EventPrinter {
             "run_status": (event.run_status != 0).then(|| run_status_name(event.run_status)),
             "concurrency_key": (!event.concurrency_key.is_empty()).then_some(&event.concurrency_key),
             "queue_position": (event.queue_position > 0).then_some(event.queue_position),
+            "map_index": event.map_index,
+            "map_size": (event.map_size > 0).then_some(event.map_size),
         })
     }
 
@@ -323,6 +328,15 @@ impl EventPrinter {
             T::RunFinished => self.run_started_ms.map(|start| time_ms - start),
             _ => None,
         }
+    }
+}
+
+/// The task an event is about as `run watch` names it: its id, and for an
+/// instance of a mapped task its element index, `fetch[3]`.
+fn task_name(event: &pb::RunEvent) -> String {
+    match event.map_index {
+        Some(index) => format!("{}[{index}]", event.task_id),
+        None => event.task_id.clone(),
     }
 }
 
@@ -390,6 +404,33 @@ mod tests {
             line.ends_with("run_finished           failed in 3.0s"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn instances_are_named_by_their_index_and_expansions_by_their_size() {
+        let mut printer = EventPrinter::default();
+        let base = 1_796_157_014_000;
+        let mut mapped = event(1, pb::RunEventType::TaskMapped, base);
+        mapped.task_id = "fetch".into();
+        mapped.attempt_number = 0;
+        mapped.map_size = 3;
+        assert!(
+            printer
+                .line(&mapped)
+                .ends_with("task_mapped            fetch into 3 instances"),
+            "{}",
+            printer.line(&mapped)
+        );
+        let mut ready = event(2, pb::RunEventType::TaskReady, base);
+        ready.task_id = "fetch".into();
+        ready.attempt_number = 0;
+        ready.map_index = Some(2);
+        assert!(
+            printer
+                .line(&ready)
+                .ends_with("task_ready             fetch[2]")
+        );
+        assert_eq!(printer.json(&ready)["map_index"], 2);
     }
 
     #[test]

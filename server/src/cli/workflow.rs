@@ -168,6 +168,14 @@ async fn get(
     if limited {
         columns.push(("MAX IN FLIGHT", Align::Right));
     }
+    // Likewise the map column only when some task is mapped.
+    let mapped = definition
+        .tasks
+        .iter()
+        .any(|task| !task.map_over.is_empty());
+    if mapped {
+        columns.push(("MAP", Align::Left));
+    }
     columns.push(("DEPENDENCIES", Align::Left));
     let mut table = Table::new(&columns);
     for task in dependency_order(&definition.tasks) {
@@ -187,6 +195,9 @@ async fn get(
                     .map(|limit| limit.to_string())
                     .unwrap_or_default(),
             );
+        }
+        if mapped {
+            row.push(map_text(task));
         }
         row.push(task.dependencies.join(", "));
         table.row(row);
@@ -209,6 +220,21 @@ fn concurrency_text(policy: &pb::ConcurrencyPolicy) -> String {
     };
     let runs = if limit == 1 { "run" } else { "runs" };
     format!("at most {limit} active {runs} per {key}; beyond that: {strategy}")
+}
+
+/// A mapped task's map in one cell: the array's key, the output key and
+/// the limit; empty for a task that is not mapped.
+fn map_text(task: &pb::TaskDefinition) -> String {
+    if task.map_over.is_empty() {
+        return String::new();
+    }
+    format!(
+        "{} -> {} (at most {})",
+        task.map_over,
+        task.map_output,
+        task.map_max_instances
+            .unwrap_or(tributary_core::DEFAULT_MAP_MAX_INSTANCES as i32)
+    )
 }
 
 /// A task's required labels as `key=value` pairs in key order.
@@ -377,6 +403,16 @@ mod tests {
         .into();
         assert_eq!(required_labels_text(&gpu), "gpu=true, region=eu");
         assert_eq!(required_labels_text(&task("plain", &[])), "");
+    }
+
+    #[test]
+    fn maps_show_their_keys_and_limit() {
+        let mut fetch = task("fetch", &[]);
+        fetch.map_over = "urls".into();
+        fetch.map_output = "pages".into();
+        fetch.map_max_instances = Some(500);
+        assert_eq!(map_text(&fetch), "urls -> pages (at most 500)");
+        assert_eq!(map_text(&task("plain", &[])), "");
     }
 
     #[test]

@@ -475,18 +475,22 @@ impl Coordinator {
         self.mark_dirty(run_id);
         for action in actions {
             match action {
+                Action::Expand(task) => {
+                    // Expanding makes the instances READY (or settles the
+                    // task at once): their actions are applied in turn.
+                    let mut expanded = Vec::new();
+                    if let Some(run) = self.runs.get_mut(run_id) {
+                        run.expand(task, now_unix_ms(), &mut expanded);
+                    }
+                    self.apply_actions(run_id, expanded);
+                }
                 Action::Enqueue(task) => {
                     if let Some(run) = self.runs.get(run_id) {
-                        let key = ReadyKey::for_task(run.namespace(), run.plan(), task);
+                        let key = ReadyKey::for_unit(run, task);
                         if self.warn_unserved
                             && let Some(reason) = self.unserved.should_warn(&key, &self.executors)
                         {
-                            reporting::warn_unserved(
-                                &key,
-                                reason,
-                                &run.plan().tasks[task].id,
-                                run_id,
-                            );
+                            reporting::warn_unserved(&key, reason, run.task_id_of(task), run_id);
                         }
                         self.ready.push(key, run_id, task);
                     }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use tributary_core::Labels;
 
-use crate::engine::plan::{TaskIndex, WorkflowPlan};
+use crate::engine::plan::TaskIndex;
+use crate::engine::run::RunState;
 
 /// The executors a task may go to: those of its namespace serving its
 /// handler.
@@ -33,15 +34,16 @@ pub struct ReadyKey {
 }
 
 impl ReadyKey {
-    /// Where `task` of a run of `plan` in `namespace` waits.
-    pub fn for_task(namespace: &str, plan: &WorkflowPlan, task: TaskIndex) -> ReadyKey {
+    /// Where `unit` (a task, or an instance of a mapped task) of `run`
+    /// waits.
+    pub fn for_unit(run: &RunState, unit: TaskIndex) -> ReadyKey {
         ReadyKey {
             handler: HandlerKey {
-                namespace: namespace.to_owned(),
-                handler: plan.tasks[task].handler.clone(),
+                namespace: run.namespace().to_owned(),
+                handler: run.handler_of(unit).to_owned(),
             },
-            labels: plan.required_labels(task).cloned(),
-            max_in_flight: plan.tasks[task].max_in_flight,
+            labels: run.required_labels_of(unit).cloned(),
+            max_in_flight: run.max_in_flight_of(unit),
         }
     }
 

@@ -30,6 +30,8 @@ pub enum WaitingReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskWait {
     pub task_id: String,
+    /// Set for an instance of a mapped task: its element index.
+    pub map_index: Option<u32>,
     pub reason: WaitingReason,
     /// The reason in words, naming the handler.
     pub message: String,

@@ -61,7 +61,8 @@ pub struct Delta {
     pub removed: Vec<Arc<str>>,
 }
 
-fn kind_of(json: &str) -> &'static str {
+/// What kind of JSON value `json` is, for messages (`an array`, `null`).
+pub fn kind_of(json: &str) -> &'static str {
     match json.trim_start().as_bytes().first() {
         Some(b'[') => "an array",
         Some(b'"') => "a string",
@@ -212,6 +213,25 @@ impl Context {
             merged.merge(output);
         }
         merged
+    }
+
+    /// The context without `key` at all (not even a removal).
+    pub fn without(&self, key: &str) -> Context {
+        let mut entries = self.entries.clone();
+        entries.remove(key);
+        Context { entries }
+    }
+
+    /// Sets `key` to `value` as written by `writer`, whatever wrote it
+    /// before: for values the engine adds to an input itself.
+    pub fn put(&mut self, key: Arc<str>, writer: Option<TaskIndex>, value: Arc<RawValue>) {
+        self.entries.insert(
+            key,
+            Entry {
+                writer,
+                value: Some(value),
+            },
+        );
     }
 
     pub fn get(&self, key: &str) -> Option<&RawValue> {

@@ -73,6 +73,8 @@ pub enum EventType {
     ExecutorLost,
     RunRetried,
     RunQueued,
+    /// A mapped task was expanded into its instances (`map_size`).
+    TaskMapped,
 }
 
 macro_rules! text_enum {
@@ -137,6 +139,7 @@ text_enum!(EventType {
     ExecutorLost = "executor_lost",
     RunRetried = "run_retried",
     RunQueued = "run_queued",
+    TaskMapped = "task_mapped",
 });
 
 impl RunStatus {
@@ -199,6 +202,12 @@ pub struct TaskRecord {
     pub next_attempt_at_ms: Option<i64>,
     pub error: Option<String>,
     pub updated_at_ms: i64,
+    /// For an instance of a mapped task: its element's index. Its
+    /// `task_id` is then the storage key `<task id>[<index>]` and its
+    /// `position` the mapped task's.
+    pub map_index: Option<u32>,
+    /// For a mapped task once expanded: how many instances it has.
+    pub map_size: Option<u32>,
 }
 
 /// An attempt, as first written when it is assigned.
@@ -232,7 +241,9 @@ pub struct AttemptUpdate {
 }
 
 /// The writes of a task's succeeded attempt. `set_json` is a JSON object of
-/// top-level keys and their new values; `removed_keys` were removed.
+/// top-level keys and their new values; `removed_keys` were removed. An
+/// empty `attempt_id` marks the gathered output of a mapped task, which no
+/// attempt wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeltaRecord {
     pub task_id: String,
@@ -284,6 +295,13 @@ pub struct EventDetails {
     /// RUN_QUEUED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
+    /// The element index of the instance of a mapped task the event is
+    /// about (its `task_id` is the mapped task's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_index: Option<u32>,
+    /// How many instances a mapped task was expanded into, for TASK_MAPPED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_size: Option<u32>,
 }
 
 /// An event to append. The run's sequence number is assigned by the engine
@@ -321,6 +339,9 @@ pub struct RunChanges {
     pub status: Option<RunStatusChange>,
     /// Replaced whole; at most one record per task.
     pub tasks: Vec<TaskRecord>,
+    /// Rows to insert: the instances of a mapped task expanded in this
+    /// step (never also in `tasks`).
+    pub new_tasks: Vec<TaskRecord>,
     pub new_attempts: Vec<AttemptRecord>,
     pub attempt_updates: Vec<AttemptUpdate>,
     pub deltas: Vec<DeltaRecord>,
@@ -341,6 +362,7 @@ impl RunChanges {
     pub fn is_empty(&self) -> bool {
         self.status.is_none()
             && self.tasks.is_empty()
+            && self.new_tasks.is_empty()
             && self.new_attempts.is_empty()
             && self.attempt_updates.is_empty()
             && self.deltas.is_empty()
@@ -393,6 +415,10 @@ pub struct RunRetry {
     pub request_id: Option<String>,
     /// The reset tasks, whose deltas and conflicts are deleted.
     pub reset_task_ids: Vec<String>,
+    /// The reset mapped tasks that had been expanded, whose instance rows
+    /// are deleted with their attempts and deltas (the next expansion
+    /// stores its own under the same keys).
+    pub dropped_map_task_ids: Vec<String>,
 }
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDetail {

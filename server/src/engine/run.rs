@@ -14,10 +14,12 @@
 //! `run/rerun.rs`.
 
 mod ending;
+mod map;
 mod rerun;
 mod restore;
 mod start;
 
+pub use map::{instance_key, parse_instance_key};
 pub use rerun::{RetryError, RetrySummary};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -41,6 +43,8 @@ use super::trigger::{DependencyOutcome, TriggerDecision, evaluate};
 pub enum Action {
     /// The task is READY: queue it for an executor serving its handler.
     Enqueue(TaskIndex),
+    /// The mapped task is READY: expand it now ([`RunState::expand`]).
+    Expand(TaskIndex),
     /// Make the task ready again at this time (a retry delay).
     RetryAt { task: TaskIndex, at_ms: i64 },
     /// Time the attempt out at this time.
@@ -70,6 +74,8 @@ pub enum ResultDisposition {
 #[derive(Debug, Clone)]
 pub struct Assignment {
     pub task_id: String,
+    /// For an instance of a mapped task, its element's index.
+    pub map_index: Option<u32>,
     pub handler: String,
     pub attempt_id: String,
     pub attempt_number: u32,
@@ -151,12 +157,18 @@ pub struct RunState {
     attempts: HashMap<String, AttemptRecord>,
     next_sequence: u64,
     pending: PendingChanges,
+    /// The instances of mapped tasks: units past the plan's tasks in
+    /// `tasks`, `outputs`, `deltas` and `succeeded_attempts`.
+    maps: map::Maps,
 }
 
 #[derive(Default)]
 struct PendingChanges {
     status: Option<RunStatusChange>,
     tasks: BTreeSet<TaskIndex>,
+    /// Units created in this step (instances), inserted rather than
+    /// updated.
+    new_units: BTreeSet<TaskIndex>,
     new_attempts: Vec<String>,
     updated_attempts: Vec<String>,
     deltas: Vec<DeltaRecord>,
@@ -198,7 +210,7 @@ impl RunState {
             return self.input.get_shared(key).cloned();
         }
         let attempt = self.attempts.get(writer_attempt_id)?;
-        let task = self.plan.index_of(&attempt.task_id)?;
+        let task = self.unit_by_key(&attempt.task_id)?;
         if self.succeeded_attempts[task].as_deref() != Some(writer_attempt_id) {
             return None;
         }
@@ -213,7 +225,7 @@ impl RunState {
     /// The task holding `attempt_id` as its current attempt, if any.
     pub fn task_of_current_attempt(&self, attempt_id: &str) -> Option<TaskIndex> {
         let record = self.attempts.get(attempt_id)?;
-        let task = self.plan.index_of(&record.task_id)?;
+        let task = self.unit_by_key(&record.task_id)?;
         let current = self.tasks[task].current.as_ref()?;
         (current.id == attempt_id).then_some(task)
     }
@@ -251,7 +263,9 @@ impl RunState {
             self.set_status(RunStatus::Running, Some(now_ms), None, None);
         }
         let plan = self.plan.clone();
-        let spec = &plan.tasks[task];
+        let spec = &plan.tasks[self.spec_task(task)];
+        let unit_key = self.unit_key(task);
+        let map_index = self.map_index_of(task);
         let timeout_ms = spec.timeout_ms.unwrap_or(self.settings.default_timeout_ms);
         let deadline_ms = now_ms.saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
         let input = self.input_of(task);
@@ -270,7 +284,7 @@ impl RunState {
             AttemptRecord {
                 id: attempt_id.clone(),
                 run_id: self.id.clone(),
-                task_id: spec.id.clone(),
+                task_id: unit_key,
                 number,
                 executor_id: executor_id.to_owned(),
                 instance_id: instance_id.to_owned(),
@@ -288,6 +302,7 @@ impl RunState {
         self.event(EventType::TaskAssigned, details, now_ms);
         let assignment = Assignment {
             task_id: spec.id.clone(),
+            map_index,
             handler: spec.handler.clone(),
             attempt_id: attempt_id.clone(),
             attempt_number: number,
@@ -333,6 +348,13 @@ impl RunState {
         let Some(task) = self.task_of_current_attempt(attempt_id) else {
             return self.disposition_of_non_current(attempt_id, AttemptState::Succeeded);
         };
+        if self.instance_of(task).is_some() {
+            if let Some(error) = self.instance_delta_error(task, &delta) {
+                return self.on_failed(attempt_id, &error, false, 1.0, now_ms, actions);
+            }
+            self.instance_succeeded(task, attempt_id, delta, now_ms, actions);
+            return ResultDisposition::Accepted;
+        }
         // A context over the limit could not be sent to the next task nor
         // read back; the same code would write the same again, so no retry.
         let limit = self.settings.max_run_context_bytes;
@@ -407,7 +429,7 @@ impl RunState {
         let Some(task) = self.task_of_current_attempt(attempt_id) else {
             return;
         };
-        let timeout_ms = self.plan.tasks[task]
+        let timeout_ms = self.plan.tasks[self.spec_task(task)]
             .timeout_ms
             .unwrap_or(self.settings.default_timeout_ms);
         let message = format!("attempt timed out after {timeout_ms} ms");
@@ -503,6 +525,12 @@ impl RunState {
             tasks: pending
                 .tasks
                 .iter()
+                .filter(|task| !pending.new_units.contains(task))
+                .map(|&task| self.task_record(task))
+                .collect(),
+            new_tasks: pending
+                .new_units
+                .iter()
                 .map(|&task| self.task_record(task))
                 .collect(),
             new_attempts,
@@ -520,6 +548,7 @@ impl RunState {
             .deltas
             .iter()
             .enumerate()
+            .take(self.plan.len())
             .filter_map(|(index, delta)| delta.clone().map(|delta| (index, delta)))
             .collect();
         canonical_context(&self.input, &mut deltas)
@@ -559,11 +588,11 @@ impl RunState {
         actions: &mut Vec<Action>,
     ) {
         let message = details.error.clone().unwrap_or_default();
+        let policy = self.plan.tasks[self.spec_task(task)].retry;
         let runtime = &mut self.tasks[task];
         runtime.current = None;
         runtime.failures += 1;
         runtime.error = Some(message.clone());
-        let policy = self.plan.tasks[task].retry;
         if retryable && runtime.failures <= policy.attempts {
             let delay = retry_delay_ms(&policy, runtime.failures, jitter_factor);
             let at_ms = now_ms.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
@@ -587,7 +616,7 @@ impl RunState {
         self.tasks[task].next_attempt_at_ms = None;
         self.touch(task, now_ms);
         self.event(EventType::TaskReady, self.task_details(task), now_ms);
-        actions.push(Action::Enqueue(task));
+        actions.push(self.ready_action(task));
     }
 
     /// Marks a task terminal, then settles its dependants: every dependant
@@ -625,6 +654,14 @@ impl RunState {
                 runtime.error = error;
             }
             self.touch(index, now_ms);
+            if self.instance_of(index).is_some() {
+                // An instance has no dependants: its end may settle its
+                // mapped task instead.
+                if let Some(settlement) = self.instance_ended(index, now_ms) {
+                    settled.push(settlement);
+                }
+                continue;
+            }
             if state != TaskState::Succeeded {
                 self.outputs[index] = Some(self.input_of(index));
             }
@@ -652,8 +689,9 @@ impl RunState {
             }
         }
         if self.tasks.iter().all(|task| task.state.is_terminal()) {
-            let failed = self
-                .tasks
+            // A failed instance fails its mapped task; an instance dropped
+            // by a retry no longer counts.
+            let failed = self.tasks[..self.plan.len()]
                 .iter()
                 .any(|task| task.state == TaskState::Failed);
             let status = if failed {
@@ -711,8 +749,12 @@ impl RunState {
             .collect()
     }
 
-    /// The input context of a task: the merge of its dependencies' outputs.
+    /// The input context of a task: the merge of its dependencies' outputs
+    /// (for an instance, see [`RunState::instance_input`]).
     fn input_of(&self, task: TaskIndex) -> Context {
+        if task >= self.plan.len() {
+            return self.instance_input(task).unwrap_or_default();
+        }
         Context::merged(
             &self.input,
             self.plan.dependencies[task]
@@ -797,7 +839,8 @@ impl RunState {
 
     fn task_details(&self, task: TaskIndex) -> EventDetails {
         EventDetails {
-            task_id: Some(self.plan.tasks[task].id.clone()),
+            task_id: Some(self.task_id_of(task).to_owned()),
+            map_index: self.map_index_of(task),
             ..EventDetails::default()
         }
     }
@@ -805,7 +848,8 @@ impl RunState {
     fn attempt_details(&self, task: TaskIndex, attempt_id: &str) -> EventDetails {
         let attempt = self.attempts.get(attempt_id);
         EventDetails {
-            task_id: Some(self.plan.tasks[task].id.clone()),
+            task_id: Some(self.task_id_of(task).to_owned()),
+            map_index: self.map_index_of(task),
             attempt_id: Some(attempt_id.to_owned()),
             attempt_number: attempt.map(|attempt| attempt.number),
             executor_id: attempt.map(|attempt| attempt.executor_id.clone()),
@@ -816,8 +860,8 @@ impl RunState {
     fn task_record(&self, task: TaskIndex) -> TaskRecord {
         let runtime = &self.tasks[task];
         TaskRecord {
-            task_id: self.plan.tasks[task].id.clone(),
-            position: u32::try_from(task).unwrap_or(u32::MAX),
+            task_id: self.unit_key(task),
+            position: u32::try_from(self.spec_task(task)).unwrap_or(u32::MAX),
             state: runtime.state,
             skip_reason: runtime.skip_reason,
             attempts_started: runtime.attempts_started,
@@ -827,6 +871,8 @@ impl RunState {
             next_attempt_at_ms: runtime.next_attempt_at_ms,
             error: runtime.error.clone(),
             updated_at_ms: runtime.updated_at_ms,
+            map_index: self.map_index_of(task),
+            map_size: self.map_size_of(task),
         }
     }
 }

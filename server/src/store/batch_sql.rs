@@ -76,9 +76,9 @@ pub(super) const INSERT_RUNS: MultiRow = MultiRow {
 pub(super) const INSERT_TASKS: MultiRow = MultiRow {
     head: "INSERT INTO task_runs (run_id, namespace, task_id, position, state, skip_reason, \
            attempts_started, failures, reassignments, current_attempt_id, next_attempt_at_ms, \
-           error, updated_at_ms) VALUES ",
+           error, updated_at_ms, map_index, map_size) VALUES ",
     tail: "",
-    columns: 13,
+    columns: 15,
 };
 
 // A retried status change must not erase what an earlier one recorded, so
@@ -103,11 +103,11 @@ pub(super) const UPDATE_TASKS: MultiRow = MultiRow {
     head: "UPDATE task_runs SET position = v.column4, state = v.column5, \
            skip_reason = v.column6, attempts_started = v.column7, failures = v.column8, \
            reassignments = v.column9, current_attempt_id = v.column10, \
-           next_attempt_at_ms = v.column11, error = v.column12, updated_at_ms = v.column13 \
-           FROM (VALUES ",
+           next_attempt_at_ms = v.column11, error = v.column12, updated_at_ms = v.column13, \
+           map_index = v.column14, map_size = v.column15 FROM (VALUES ",
     tail: ") AS v WHERE task_runs.run_id = v.column1 AND task_runs.namespace = v.column2 \
            AND task_runs.task_id = v.column3",
-    columns: 13,
+    columns: 15,
 };
 /// One key per task updated: its run and its id.
 pub(super) const RETURNING_TASKS: &str = " RETURNING task_runs.run_id || ' ' || task_runs.task_id";
@@ -138,6 +138,13 @@ pub(super) const INSERT_DELTAS: MultiRow = MultiRow {
            removed_json) VALUES ",
     tail: "",
     columns: 6,
+};
+
+// A mapped task's gathered output; like a delta, at most one per task.
+pub(super) const INSERT_MAP_OUTPUTS: MultiRow = MultiRow {
+    head: "INSERT INTO map_outputs (run_id, namespace, task_id, set_json) VALUES ",
+    tail: "",
+    columns: 4,
 };
 
 pub(super) const INSERT_EVENTS: MultiRow = MultiRow {
@@ -309,9 +316,14 @@ pub(super) struct BatchRows<'a> {
     pub(super) status_changes: Vec<(&'a RunChanges, &'a RunStatusChange)>,
     pub(super) unchanged_runs: Vec<&'a RunChanges>,
     pub(super) tasks: Vec<TaskRow<'a>>,
+    /// Rows of instances created in this batch, inserted before the
+    /// updates.
+    pub(super) new_tasks: Vec<TaskRow<'a>>,
     pub(super) new_attempts: Vec<(&'a RunChanges, &'a AttemptRecord)>,
     pub(super) attempt_updates: Vec<(&'a RunChanges, &'a AttemptUpdate)>,
     pub(super) deltas: Vec<(&'a RunChanges, &'a DeltaRecord, String)>,
+    /// The gathered outputs of mapped tasks (deltas without an attempt).
+    pub(super) map_outputs: Vec<(&'a RunChanges, &'a DeltaRecord)>,
     pub(super) events: Vec<PendingEvent<'a>>,
 }
 
@@ -321,7 +333,11 @@ impl<'a> BatchRows<'a> {
     /// one of few that stay prepared, and every run has events, on which the
     /// checks of the one call ride.
     pub(super) fn fits_one_call(&self, batch: &[RunChanges], max_rows: usize) -> bool {
+        // A turn that expands or gathers a map is rare and may be large:
+        // it goes the checked way, whose statements cover those rows.
         !batch.is_empty()
+            && self.new_tasks.is_empty()
+            && self.map_outputs.is_empty()
             && batch.iter().all(|changes| !changes.events.is_empty())
             && self.row_count() <= max_rows
     }
@@ -363,9 +379,11 @@ impl<'a> BatchRows<'a> {
             status_changes: Vec::new(),
             unchanged_runs: Vec::new(),
             tasks: Vec::new(),
+            new_tasks: Vec::new(),
             new_attempts: Vec::new(),
             attempt_updates: Vec::new(),
             deltas: Vec::new(),
+            map_outputs: Vec::new(),
             events: Vec::new(),
         };
         let mut runs_seen = BTreeSet::new();
@@ -396,6 +414,19 @@ impl<'a> BatchRows<'a> {
                     task,
                 });
             }
+            for task in &changes.new_tasks {
+                if !tasks_seen.insert(task.task_id.as_str()) {
+                    return Err(StoreError::Corrupt(format!(
+                        "task {:?} of run {run_id:?} appears twice in one batch",
+                        task.task_id
+                    )));
+                }
+                rows.new_tasks.push(TaskRow {
+                    run_id,
+                    namespace: &changes.namespace,
+                    task,
+                });
+            }
             for attempt in &changes.new_attempts {
                 if attempt.run_id != changes.run_id {
                     return Err(StoreError::Corrupt(format!(
@@ -416,6 +447,10 @@ impl<'a> BatchRows<'a> {
                 rows.attempt_updates.push((changes, update));
             }
             for delta in &changes.deltas {
+                if delta.attempt_id.is_empty() {
+                    rows.map_outputs.push((changes, delta));
+                    continue;
+                }
                 let removed_json = serde_json::to_string(&delta.removed_keys).map_err(|error| {
                     StoreError::Corrupt(format!(
                         "removed keys of task {:?} of run {run_id:?}: {error}",

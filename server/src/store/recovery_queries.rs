@@ -17,7 +17,7 @@ const MAX_EVENT_SEQUENCE: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events 
 // stay those of GetRun.
 const ACTIVE_TASKS: &str = "SELECT t.task_id, t.position, t.state, t.skip_reason, \
      t.attempts_started, t.failures, t.reassignments, t.current_attempt_id, \
-     t.next_attempt_at_ms, t.error, t.updated_at_ms, t.run_id \
+     t.next_attempt_at_ms, t.error, t.updated_at_ms, t.map_index, t.map_size, t.run_id \
      FROM task_runs t JOIN runs r ON r.id = t.run_id \
      WHERE r.status IN ('pending', 'running') ORDER BY t.run_id, t.position, t.task_id";
 
@@ -30,6 +30,10 @@ const ACTIVE_ATTEMPTS: &str = "SELECT a.id, a.run_id, a.task_id, a.number, a.exe
 const ACTIVE_DELTAS: &str = "SELECT d.task_id, d.attempt_id, d.set_json, d.removed_json, \
      d.run_id FROM context_deltas d JOIN runs r ON r.id = d.run_id \
      WHERE r.status IN ('pending', 'running') ORDER BY d.run_id, d.task_id";
+
+const ACTIVE_MAP_OUTPUTS: &str = "SELECT m.task_id, '', m.set_json, '[]', m.run_id \
+     FROM map_outputs m JOIN runs r ON r.id = m.run_id \
+     WHERE r.status IN ('pending', 'running') ORDER BY m.run_id, m.task_id";
 
 const ACTIVE_CONFLICTS: &str = "SELECT c.key, c.winning_task_id, c.overridden_task_id, \
      c.run_id FROM context_conflicts c JOIN runs r ON r.id = c.run_id \
@@ -82,7 +86,7 @@ where
             .fetch_all(&mut *transaction)
             .await?
         {
-            let run_id: String = row.try_get(11)?;
+            let run_id: String = row.try_get(13)?;
             let task = Self::task_from_row(&row, &run_id)?;
             detail_of(&mut details, &run_id)?.tasks.push(task);
         }
@@ -102,6 +106,14 @@ where
             let run_id: String = row.try_get(4)?;
             let delta = Self::delta_from_row(&row, &run_id)?;
             detail_of(&mut details, &run_id)?.deltas.push(delta);
+        }
+        for row in sqlx::query::<DB>(ACTIVE_MAP_OUTPUTS)
+            .fetch_all(&mut *transaction)
+            .await?
+        {
+            let run_id: String = row.try_get(4)?;
+            let output = Self::delta_from_row(&row, &run_id)?;
+            detail_of(&mut details, &run_id)?.deltas.push(output);
         }
         for row in sqlx::query::<DB>(ACTIVE_CONFLICTS)
             .fetch_all(&mut *transaction)

@@ -68,9 +68,12 @@ const LIST_RUNS: &str = concat!(
      ORDER BY id DESC LIMIT $5"
 );
 
+// A mapped task's instances follow it, in element order.
 const GET_TASKS: &str = "SELECT task_id, position, state, skip_reason, attempts_started, \
-     failures, reassignments, current_attempt_id, next_attempt_at_ms, error, updated_at_ms \
-     FROM task_runs WHERE run_id = $1 AND namespace = $2 ORDER BY position, task_id";
+     failures, reassignments, current_attempt_id, next_attempt_at_ms, error, updated_at_ms, \
+     map_index, map_size \
+     FROM task_runs WHERE run_id = $1 AND namespace = $2 \
+     ORDER BY position, COALESCE(map_index, -1), task_id";
 
 const GET_ATTEMPTS: &str = "SELECT a.id, a.run_id, a.task_id, a.number, a.executor_id, \
      a.state, a.error, a.assigned_at_ms, a.deadline_at_ms, a.started_at_ms, a.finished_at_ms, \
@@ -82,6 +85,10 @@ const GET_ATTEMPTS: &str = "SELECT a.id, a.run_id, a.task_id, a.number, a.execut
 const GET_DELTAS: &str = "SELECT d.task_id, d.attempt_id, d.set_json, d.removed_json \
      FROM context_deltas d JOIN task_runs t ON t.run_id = d.run_id AND t.task_id = d.task_id \
      WHERE d.run_id = $1 AND d.namespace = $2 ORDER BY t.position, d.task_id";
+
+/// Decoded as deltas without an attempt and without removals.
+const GET_MAP_OUTPUTS: &str = "SELECT task_id, '', set_json, '[]' \
+     FROM map_outputs WHERE run_id = $1 AND namespace = $2 ORDER BY task_id";
 
 const GET_CONFLICTS: &str = "SELECT key, winning_task_id, overridden_task_id \
      FROM context_conflicts WHERE run_id = $1 AND namespace = $2 \
@@ -118,10 +125,11 @@ pub(super) const FIND_EXPIRED_RUNS_SKIP_LOCKED: &str =
 /// reference attempts, attempts and deltas reference task_runs, and
 /// task_runs and conflicts reference runs, which go last. Events reference
 /// nothing; they go first.
-const RUN_CHILD_TABLES: [&str; 5] = [
+const RUN_CHILD_TABLES: [&str; 6] = [
     "events",
     "context_conflicts",
     "context_deltas",
+    "map_outputs",
     "attempts",
     "task_runs",
 ];
@@ -271,7 +279,7 @@ where
             .iter()
             .map(Self::attempt_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let deltas = sqlx::query::<DB>(GET_DELTAS)
+        let mut deltas = sqlx::query::<DB>(GET_DELTAS)
             .bind(run_id)
             .bind(namespace)
             .fetch_all(&mut *transaction)
@@ -279,6 +287,14 @@ where
             .iter()
             .map(|row| Self::delta_from_row(row, run_id))
             .collect::<Result<Vec<_>, _>>()?;
+        for row in sqlx::query::<DB>(GET_MAP_OUTPUTS)
+            .bind(run_id)
+            .bind(namespace)
+            .fetch_all(&mut *transaction)
+            .await?
+        {
+            deltas.push(Self::delta_from_row(&row, run_id)?);
+        }
         let conflicts = sqlx::query::<DB>(GET_CONFLICTS)
             .bind(run_id)
             .bind(namespace)
@@ -536,6 +552,8 @@ where
             next_attempt_at_ms: row.try_get(8)?,
             error: row.try_get(9)?,
             updated_at_ms: row.try_get(10)?,
+            map_index: to_optional_u32(row.try_get(11)?, "map_index", &what)?,
+            map_size: to_optional_u32(row.try_get(12)?, "map_size", &what)?,
             task_id,
         })
     }
@@ -593,4 +611,13 @@ where
 fn to_u32(value: i64, column: &str, what: &dyn Fn() -> String) -> Result<u32, StoreError> {
     u32::try_from(value)
         .map_err(|_| StoreError::Corrupt(format!("{} has {column} {value}, out of range", what())))
+}
+
+/// [`to_u32`] of a nullable column.
+fn to_optional_u32(
+    value: Option<i64>,
+    column: &str,
+    what: &dyn Fn() -> String,
+) -> Result<Option<u32>, StoreError> {
+    value.map(|value| to_u32(value, column, what)).transpose()
 }

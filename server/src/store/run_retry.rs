@@ -19,6 +19,17 @@ const REOPEN_RUN: &str = "UPDATE runs SET status = $1, finished_at_ms = NULL, \
 const DELETE_DELTA: &str =
     "DELETE FROM context_deltas WHERE run_id = $1 AND namespace = $2 AND task_id = $3";
 
+// A reset mapped task that had succeeded over an empty array (the only
+// kind a retry may reset: expanded ones are refused) loses its output too.
+const DELETE_MAP_OUTPUT: &str =
+    "DELETE FROM map_outputs WHERE run_id = $1 AND namespace = $2 AND task_id = $3";
+
+// The instances of a reset mapped task: every row stored under
+// `<task id>[<index>]`, children first. (LIKE would read `_` in the id as a
+// wildcard, hence the prefix comparison.)
+const INSTANCE_ROWS: &str = "SELECT task_id FROM task_runs WHERE run_id = $1 AND namespace = $2 \
+     AND map_index IS NOT NULL AND substr(task_id, 1, length($3) + 1) = $3 || '['";
+
 const DELETE_CONFLICTS: &str = "DELETE FROM context_conflicts WHERE run_id = $1 \
      AND namespace = $2 AND (winning_task_id = $3 OR overridden_task_id = $3)";
 
@@ -60,8 +71,22 @@ where
             )));
         }
         for task_id in &retry.reset_task_ids {
-            for statement in [DELETE_DELTA, DELETE_CONFLICTS] {
+            for statement in [DELETE_DELTA, DELETE_MAP_OUTPUT, DELETE_CONFLICTS] {
                 sqlx::query::<DB>(statement)
+                    .bind(changes.run_id.as_str())
+                    .bind(changes.namespace.as_str())
+                    .bind(task_id.as_str())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+        }
+        for task_id in &retry.dropped_map_task_ids {
+            for table in ["context_deltas", "attempts", "task_runs"] {
+                let statement = format!(
+                    "DELETE FROM {table} WHERE run_id = $1 AND namespace = $2 \
+                     AND task_id IN ({INSTANCE_ROWS})"
+                );
+                sqlx::query::<DB>(sqlx::AssertSqlSafe(statement))
                     .bind(changes.run_id.as_str())
                     .bind(changes.namespace.as_str())
                     .bind(task_id.as_str())

@@ -22,9 +22,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::StoreError;
 use super::batch_sql::{
-    BatchRows, INSERT_ATTEMPTS, INSERT_DELTAS, INSERT_EVENTS, INSERT_RUNS, INSERT_TASKS,
-    PendingEvent, RETURNING_ATTEMPTS, RETURNING_RUNS, RETURNING_TASKS, SELECT_RUNS, TaskRow,
-    UPDATE_ATTEMPTS, UPDATE_RUNS, UPDATE_TASKS, chunks,
+    BatchRows, INSERT_ATTEMPTS, INSERT_DELTAS, INSERT_EVENTS, INSERT_MAP_OUTPUTS, INSERT_RUNS,
+    INSERT_TASKS, PendingEvent, RETURNING_ATTEMPTS, RETURNING_RUNS, RETURNING_TASKS, SELECT_RUNS,
+    TaskRow, UPDATE_ATTEMPTS, UPDATE_RUNS, UPDATE_TASKS, chunks,
 };
 use super::run_queries::RunQueries;
 use crate::engine::records::{
@@ -245,6 +245,14 @@ where
     ) -> Result<Vec<EventRecord>, StoreError> {
         let rows = BatchRows::gather(batch)?;
         Self::update_runs(&mut *transaction, &rows).await?;
+        // Instances expanded in this batch, before anything refers to them.
+        Self::insert_rows(
+            &mut *transaction,
+            &rows.new_tasks,
+            |rows| INSERT_TASKS.sql::<DB>(rows, ""),
+            Self::bind_task,
+        )
+        .await?;
         // Task rows are replaced whole; each must exist.
         Self::update_rows(
             &mut *transaction,
@@ -276,6 +284,13 @@ where
             &rows.deltas,
             |rows| INSERT_DELTAS.sql::<DB>(rows, ""),
             Self::bind_delta,
+        )
+        .await?;
+        Self::insert_rows(
+            &mut *transaction,
+            &rows.map_outputs,
+            |rows| INSERT_MAP_OUTPUTS.sql::<DB>(rows, ""),
+            Self::bind_map_output,
         )
         .await?;
         Self::insert_conflicts(&mut *transaction, batch).await?;
@@ -499,7 +514,7 @@ where
             .bind(status.final_context_json.as_deref())
     }
 
-    /// A task row's 13 columns in the order of `INSERT_TASKS` and
+    /// A task row's 15 columns in the order of `INSERT_TASKS` and
     /// `UPDATE_TASKS`.
     pub(super) fn bind_task<'q>(
         query: BoundQuery<'q, DB>,
@@ -520,6 +535,19 @@ where
             .bind(task.next_attempt_at_ms)
             .bind(task.error.as_deref())
             .bind(task.updated_at_ms)
+            .bind(task.map_index.map(i64::from))
+            .bind(task.map_size.map(i64::from))
+    }
+
+    fn bind_map_output<'q>(
+        query: BoundQuery<'q, DB>,
+        (changes, output): &'q (&RunChanges, &DeltaRecord),
+    ) -> BoundQuery<'q, DB> {
+        query
+            .bind(changes.run_id.as_str())
+            .bind(changes.namespace.as_str())
+            .bind(output.task_id.as_str())
+            .bind(output.set_json.as_str())
     }
 
     fn bind_new_attempt<'q>(

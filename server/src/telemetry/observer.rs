@@ -69,6 +69,7 @@ impl Observer {
                         run_id = event.run_id,
                         workflow = event.workflow_name,
                         task_id = details.task_id.as_deref().unwrap_or(""),
+                        map_index = details.map_index,
                         attempt = details.attempt_number.unwrap_or(0),
                         error = details.error.as_deref().unwrap_or(""),
                         will_retry,
@@ -120,7 +121,7 @@ fn task_state_entered(event_type: EventType) -> Option<TaskState> {
     Some(match event_type {
         EventType::TaskReady => TaskState::Ready,
         EventType::TaskAssigned => TaskState::Assigned,
-        EventType::TaskStarted => TaskState::Running,
+        EventType::TaskStarted | EventType::TaskMapped => TaskState::Running,
         EventType::TaskSucceeded => TaskState::Succeeded,
         EventType::TaskFailed => TaskState::Failed,
         EventType::TaskRetryScheduled => TaskState::RetryScheduled,

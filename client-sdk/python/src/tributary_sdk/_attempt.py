@@ -108,6 +108,7 @@ async def run_attempt(
             assign.attempt_number,
             assign.workflow_name,
             assign.handler,
+            assign.map_index if assign.HasField("map_index") else None,
         )
         if is_async:
             await function(context)

@@ -118,6 +118,7 @@ def definition_to_proto(definition: Mapping[str, Any]) -> workflow_pb2.WorkflowD
             "retry_jitter",
             "timeout_ms",
             "max_in_flight",
+            "map_max_instances",
         ):
             if task.get(name) is not None:
                 setattr(entry, name, task[name])
@@ -125,6 +126,8 @@ def definition_to_proto(definition: Mapping[str, Any]) -> workflow_pb2.WorkflowD
         entry.trigger_rule = task.get("trigger_rule", "") or ""
         entry.handler = task.get("handler", "") or ""
         entry.required_labels.update(task.get("required_labels") or {})
+        entry.map_over = task.get("map_over", "") or ""
+        entry.map_output = task.get("map_output", "") or ""
     policy = definition.get("concurrency")
     if policy is not None:
         message.concurrency.SetInParent()

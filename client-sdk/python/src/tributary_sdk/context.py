@@ -67,7 +67,7 @@ class AttemptInfo:
     1
     """
 
-    __slots__ = ("attempt_id", "attempt_number", "handler", "run_id", "task_id", "workflow_name")
+    __slots__ = ("attempt_id", "attempt_number", "handler", "map_index", "run_id", "task_id", "workflow_name")
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class AttemptInfo:
         attempt_number: int,
         workflow_name: str,
         handler: str,
+        map_index: int | None = None,
     ) -> None:
         self.run_id = run_id
         """The run's id."""
@@ -90,6 +91,9 @@ class AttemptInfo:
         """The workflow's name."""
         self.handler = handler
         """The handler name the attempt was routed by."""
+        self.map_index = map_index
+        """For an instance of a mapped task (``task_id`` is the mapped task's):
+        its element's index, also in the input under ``map_index``; else None."""
 
 
 class _Entry:

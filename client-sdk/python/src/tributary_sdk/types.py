@@ -107,6 +107,7 @@ class RunEventType(enum.IntEnum):
     EXECUTOR_LOST = 14
     RUN_RETRIED = 15
     RUN_QUEUED = 16
+    TASK_MAPPED = 17
 
 
 def _time(stamp: Timestamp, present: bool = True) -> datetime | None:
@@ -165,6 +166,23 @@ class TaskRun:
     """The error of its last failed attempt."""
     attempts: list[Attempt]
     """Every attempt, oldest first."""
+    map_index: int | None = None
+    """For an instance of a mapped task (an entry of its ``instances``): its element index."""
+    instances: list[TaskRun] = field(default_factory=list)
+    """For a mapped task once expanded: its instances in element order."""
+
+    @classmethod
+    def from_proto(cls, task: run_pb2.TaskRun) -> TaskRun:
+        """From the protobuf message."""
+        return cls(
+            task_id=task.task_id,
+            state=TaskState(task.state),
+            skip_reason=SkipReason(task.skip_reason),
+            error=task.error,
+            attempts=[Attempt.from_proto(a) for a in task.attempts],
+            map_index=task.map_index if task.HasField("map_index") else None,
+            instances=[TaskRun.from_proto(i) for i in task.instances],
+        )
 
 
 @dataclass(frozen=True)
@@ -240,16 +258,7 @@ class Run:
             idempotency_key=message.idempotency_key,
             created_at=_time(message.created_at, message.HasField("created_at")),
             finished_at=_time(message.finished_at, message.HasField("finished_at")),
-            tasks=[
-                TaskRun(
-                    task_id=task.task_id,
-                    state=TaskState(task.state),
-                    skip_reason=SkipReason(task.skip_reason),
-                    error=task.error,
-                    attempts=[Attempt.from_proto(a) for a in task.attempts],
-                )
-                for task in message.tasks
-            ],
+            tasks=[TaskRun.from_proto(task) for task in message.tasks],
             conflicts=[
                 ContextConflict(c.key, c.winning_task_id, c.overridden_task_id) for c in message.conflicts
             ],
@@ -296,6 +305,11 @@ class RunEvent:
     """For RUN_QUEUED: the run's concurrency key."""
     queue_position: int = 0
     """For RUN_QUEUED: the run's position in its key's queue when it was queued."""
+    map_index: int | None = None
+    """For an event about an instance of a mapped task (``task_id`` is the
+    mapped task's): the instance's element index."""
+    map_size: int = 0
+    """For TASK_MAPPED: the number of instances."""
 
     @classmethod
     def from_proto(cls, message: run_pb2.RunEvent) -> RunEvent:
@@ -317,6 +331,8 @@ class RunEvent:
             retried_task_ids=tuple(message.retried_task_ids),
             concurrency_key=message.concurrency_key,
             queue_position=message.queue_position,
+            map_index=message.map_index if message.HasField("map_index") else None,
+            map_size=message.map_size,
         )
 
 

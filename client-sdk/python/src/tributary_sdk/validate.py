@@ -18,6 +18,10 @@ __all__ = [
     "MAX_LABELS",
     "MAX_LABEL_KEY_BYTES",
     "MAX_LABEL_VALUE_BYTES",
+    "MAP_ELEMENT_KEY",
+    "MAP_INDEX_KEY",
+    "MAP_MAX_INSTANCES_LIMIT",
+    "MAX_MAP_KEY_BYTES",
     "MAX_DELAY_MS",
     "MAX_IN_FLIGHT",
     "MAX_RETRY_ATTEMPTS",
@@ -53,6 +57,14 @@ MAX_ACTIVE_RUNS_LIMIT = 10_000
 """The largest ``max_active_runs`` of a concurrency policy."""
 MAX_POLICY_KEY_BYTES = 128
 """The longest ``key_pointer`` and ``fixed_key``, in UTF-8 bytes."""
+MAX_MAP_KEY_BYTES = 256
+"""The longest ``map_over`` and ``map_output`` key, in UTF-8 bytes."""
+MAP_MAX_INSTANCES_LIMIT = 100_000
+"""The largest ``map_max_instances`` of a mapped task."""
+MAP_ELEMENT_KEY = "map_element"
+"""The key under which an instance of a mapped task finds its element."""
+MAP_INDEX_KEY = "map_index"
+"""The key under which an instance of a mapped task finds its element's 0-based index."""
 _DEFAULT_RETRY_DELAY_MS = 1_000
 _DEFAULT_RETRY_MAX_DELAY_MS = 30_000
 _IDENTIFIER_RULE = "must be 1-64 characters of a-z, 0-9, _ and -, starting with a letter"
@@ -201,6 +213,33 @@ def _check_settings(task_id: str, task: Mapping[str, Any]) -> None:
     problem = check_labels(labels)
     if problem is not None:
         raise DefinitionError(f"task {debug_str(task_id)}: required_labels {problem}")
+    problem = _check_map(task)
+    if problem is not None:
+        raise DefinitionError(f"task {debug_str(task_id)}: {problem}")
+
+
+def _check_map(task: Mapping[str, Any]) -> str | None:
+    over = task.get("map_over") or ""
+    output = task.get("map_output") or ""
+    max_instances = task.get("map_max_instances")
+    if not over:
+        if output:
+            return "map_output is set but map_over is not"
+        if max_instances is not None:
+            return "map_max_instances is set but map_over is not"
+        return None
+    for field, key in (("map_over", over), ("map_output", output)):
+        size = len(key.encode())
+        if size > MAX_MAP_KEY_BYTES:
+            return f"{field} is {size} bytes, over the limit of {MAX_MAP_KEY_BYTES}"
+        if "\0" in key:
+            return f"{field} contains U+0000"
+    if max_instances is not None:
+        if isinstance(max_instances, bool) or not isinstance(max_instances, int):
+            return "map_max_instances must be an integer"
+        if not 1 <= max_instances <= MAP_MAX_INSTANCES_LIMIT:
+            return f"map_max_instances must be between 1 and {MAP_MAX_INSTANCES_LIMIT}, got {max_instances}"
+    return None
 
 
 def check_concurrency(policy: Mapping[str, Any]) -> str | None:

@@ -71,6 +71,16 @@ class TaskDefinition:
     """At most this many attempts of the task's handler in flight at once,
     across every worker and run of the namespace (1 to 10000; default: no
     limit beyond the workers' capacity)."""
+    map_over: str = ""
+    """Maps the task over the JSON array at this context key: one instance
+    per element, each finding its element under ``map_element`` and its
+    0-based index under ``map_index`` and setting its output at
+    ``map_output``; the outputs are gathered in element order into one
+    array at that key. Empty: not mapped."""
+    map_output: str = ""
+    """The key the gathered outputs are written to; default the task's id."""
+    map_max_instances: int | None = None
+    """The most instances of a mapped task (default 10000)."""
 
     def handler_name(self, workflow_name: str) -> str:
         """The handler the task is routed by in ``workflow_name``.
@@ -94,6 +104,9 @@ class TaskDefinition:
             "timeout_ms",
             "trigger_rule",
             "handler",
+            "map_over",
+            "map_output",
+            "map_max_instances",
         ):
             value = getattr(self, name)
             if value is not None and value != "":
@@ -155,6 +168,9 @@ def task(
     handler: str = "",
     required_labels: Mapping[str, str] | None = None,
     max_in_flight: int | None = None,
+    map_over: str = "",
+    map_output: str = "",
+    map_max_instances: int | None = None,
 ) -> Callable[[Handler], Task]: ...
 
 
@@ -174,6 +190,9 @@ def task(
     handler: str = "",
     required_labels: Mapping[str, str] | None = None,
     max_in_flight: int | None = None,
+    map_over: str = "",
+    map_output: str = "",
+    map_max_instances: int | None = None,
 ) -> Task | Callable[[Handler], Task]:
     """Declare a task: ``@task(id=..., dependencies=[...], retry_attempts=...)``
     on a function taking a :class:`Context`. The id defaults to the
@@ -199,6 +218,14 @@ def task(
     ... def charge(context: Context) -> None: ...
     >>> charge.definition.to_dict()
     {'id': 'charge', 'max_in_flight': 5}
+
+    ``map_over`` runs the task once per element of an array in the context:
+
+    >>> @task(map_over="urls", map_output="pages")
+    ... def fetch(context: Context) -> None:
+    ...     context.insert("pages", len(context.get("map_element")))
+    >>> fetch.definition.to_dict()
+    {'id': 'fetch', 'map_over': 'urls', 'map_output': 'pages'}
     """
 
     def wrap(code: Handler) -> Task:
@@ -215,6 +242,9 @@ def task(
             handler=handler,
             required_labels=dict(required_labels or {}),
             max_in_flight=max_in_flight,
+            map_over=map_over,
+            map_output=map_output,
+            map_max_instances=map_max_instances,
         )
         return Task(definition, code)
 

@@ -83,6 +83,36 @@ test("success, retry, non-retryable error and exception; the worker lives on", {
   });
 });
 
+test("a mapped task runs once per element and its outputs come back gathered in order", { timeout: 60_000 }, async () => {
+  await withServer(async (server) => {
+    const client = server.client();
+    const wf = workflow("mapped", [
+      task({ id: "upper", mapOver: "words", mapOutput: "loud" }, (ctx) => {
+        assert.equal(ctx.attempt.mapIndex, ctx.get("map_index", "number"));
+        ctx.insert("loud", ctx.get("map_element", "string").toUpperCase());
+      }),
+    ]);
+    await client.registerWorkflow(wf);
+    const { worker } = startWorker(server, wf);
+    try {
+      const run = await client.wait((await client.startRun("mapped", { words: ["a", "bb", "ccc"] })).runId);
+      assert.equal(run.status, "SUCCEEDED");
+      assert.deepEqual(run.context.loud, ["A", "BB", "CCC"]);
+      const upper = run.tasks.find((t) => t.taskId === "upper");
+      assert.deepEqual(
+        upper?.instances.map((i) => [i.mapIndex, i.state, i.attempts.length]),
+        [
+          [0, "SUCCEEDED", 1],
+          [1, "SUCCEEDED", 1],
+          [2, "SUCCEEDED", 1],
+        ],
+      );
+    } finally {
+      await worker.shutdown({ deadlineMs: 5_000 });
+    }
+  });
+});
+
 test("cancelling a run aborts ctx.signal in the running handler", { timeout: 60_000 }, async () => {
   await withServer(async (server) => {
     const client = server.client();

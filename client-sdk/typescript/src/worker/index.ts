@@ -322,6 +322,7 @@ export class Worker {
         attemptNumber: attempt.attemptNumber,
         handler: attempt.handler,
         deadlineUnixMs: attempt.deadlineUnixMs,
+        mapIndex: attempt.mapIndex,
       });
     } catch (error) {
       this.report(attempt.attemptId, { kind: "failed", message: (error as Error).message, nonRetryable: true });

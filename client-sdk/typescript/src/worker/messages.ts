@@ -70,6 +70,7 @@ export interface AttemptMessage {
   handler: string;
   inputJson: string;
   deadlineUnixMs: number | undefined;
+  mapIndex: number | undefined;
 }
 
 /** Stream thread to main thread. */

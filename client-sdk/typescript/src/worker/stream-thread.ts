@@ -356,6 +356,7 @@ class StreamDriver {
         handler: assign.handler,
         inputJson,
         deadlineUnixMs: assign.deadline ? Number(timestampMs(assign.deadline)) : undefined,
+        mapIndex: assign.mapIndex,
       },
     });
   }

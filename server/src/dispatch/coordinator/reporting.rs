@@ -83,7 +83,9 @@ pub(super) fn warn_unserved(key: &ReadyKey, reason: WaitingReason, task_id: &str
 }
 
 impl Coordinator {
-    /// Why each READY task of a run in memory waits.
+    /// Why each READY task (or instance of a mapped task) of a run in
+    /// memory waits. The instances of a task share its handler and labels,
+    /// so their reason is worked out once per task.
     pub(super) fn waiting_reasons(&self, namespace: &str, run_id: &str) -> Vec<TaskWait> {
         let Some(run) = self
             .runs
@@ -92,21 +94,29 @@ impl Coordinator {
         else {
             return Vec::new();
         };
-        run.plan()
-            .tasks
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| run.task_state(*index) == TaskState::Ready)
-            .filter_map(|(index, task)| {
-                let key = ReadyKey::for_task(namespace, run.plan(), index);
-                let at_limit = self.handler_in_flight.at_limit(&key);
-                let reason = waiting::classify_limited(&key, &self.executors, at_limit)?;
-                Some(TaskWait {
-                    task_id: task.id.clone(),
-                    reason,
-                    message: waiting::describe(reason, &key, &self.executors),
-                })
-            })
-            .collect()
+        let mut waits = Vec::new();
+        for (index, task) in run.plan().tasks.iter().enumerate() {
+            let ready: Vec<Option<u32>> = std::iter::once(index)
+                .chain(run.instances_of(index))
+                .filter(|&unit| run.task_state(unit) == TaskState::Ready)
+                .map(|unit| run.map_index_of(unit))
+                .collect();
+            if ready.is_empty() {
+                continue;
+            }
+            let key = ReadyKey::for_unit(run, index);
+            let at_limit = self.handler_in_flight.at_limit(&key);
+            let Some(reason) = waiting::classify_limited(&key, &self.executors, at_limit) else {
+                continue;
+            };
+            let message = waiting::describe(reason, &key, &self.executors);
+            waits.extend(ready.into_iter().map(|map_index| TaskWait {
+                task_id: task.id.clone(),
+                map_index,
+                reason,
+                message: message.clone(),
+            }));
+        }
+        waits
     }
 }

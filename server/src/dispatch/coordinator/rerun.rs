@@ -77,6 +77,11 @@ impl Coordinator {
             retry_count: detail.run.retry_count + 1,
             request_id,
             reset_task_ids: retried_task_ids.clone(),
+            dropped_map_task_ids: summary
+                .dropped_maps
+                .iter()
+                .map(|&task| run.plan().tasks[task].id.clone())
+                .collect(),
         };
         let events = self.store.retry_run(&retry).await?;
         self.publish(events);

@@ -40,7 +40,7 @@ impl Coordinator {
                     for (task, attempt_id) in run.attempts_in_flight() {
                         // Still running somewhere, most likely: it counts
                         // against its handler's limit until it is settled.
-                        let key = ReadyKey::for_task(run.namespace(), run.plan(), task);
+                        let key = ReadyKey::for_unit(&run, task);
                         self.handler_in_flight.started(&attempt_id, &key.handler);
                         self.orphans.insert(attempt_id.clone(), run_id.clone());
                         self.attempt_runs.insert(attempt_id, run_id.clone());

@@ -39,6 +39,10 @@ pub struct RetrySummary {
     pub previous_status: RunStatus,
     /// The tasks reset, in canonical order.
     pub reset: Vec<TaskIndex>,
+    /// The reset mapped tasks that had been expanded: their instances are
+    /// dropped (the store deletes their rows, attempts and deltas), and
+    /// each is expanded again, from its new input, when it is READY.
+    pub dropped_maps: Vec<TaskIndex>,
 }
 
 impl RunState {
@@ -66,8 +70,9 @@ impl RunState {
                 status: self.status,
             });
         }
+        // Instances are not tasks: a mapped task is retried as a whole.
         let cancelled =
-            (0..self.tasks.len()).filter(|&task| self.tasks[task].state == TaskState::Cancelled);
+            (0..self.plan.len()).filter(|&task| self.tasks[task].state == TaskState::Cancelled);
         let mut roots: Vec<TaskIndex> = match from_task {
             Some(task_id) => {
                 let task = self
@@ -80,7 +85,7 @@ impl RunState {
                     })?;
                 std::iter::once(task).chain(cancelled).collect()
             }
-            None => (0..self.tasks.len())
+            None => (0..self.plan.len())
                 .filter(|&task| {
                     matches!(
                         self.tasks[task].state,
@@ -96,6 +101,14 @@ impl RunState {
         }
         let previous_status = self.status;
         let reset = self.closed_under_descendants(&mut roots);
+        let dropped_maps: Vec<TaskIndex> = reset
+            .iter()
+            .copied()
+            .filter(|&task| self.map_size_of(task).is_some())
+            .collect();
+        for &task in &dropped_maps {
+            self.drop_instances(task);
+        }
         self.status = RunStatus::Running;
         for &task in &reset {
             let runtime = &mut self.tasks[task];
@@ -114,7 +127,7 @@ impl RunState {
         // The dropped deltas no longer count towards the run's context size
         // limit; what is left is counted again, in canonical order.
         self.context_size = ContextSize::of_input(&self.input);
-        for (index, delta) in self.deltas.iter().enumerate() {
+        for (index, delta) in self.deltas.iter().enumerate().take(self.plan.len()) {
             if let Some(delta) = delta {
                 self.context_size.apply(index, delta);
             }
@@ -160,21 +173,20 @@ impl RunState {
         Ok(RetrySummary {
             previous_status,
             reset,
+            dropped_maps,
         })
     }
 
     /// `roots` and all their descendants, in canonical order.
     fn closed_under_descendants(&self, roots: &mut Vec<TaskIndex>) -> Vec<TaskIndex> {
-        let mut reached = vec![false; self.tasks.len()];
+        let mut reached = vec![false; self.plan.len()];
         while let Some(task) = roots.pop() {
             if std::mem::replace(&mut reached[task], true) {
                 continue;
             }
             roots.extend(self.plan.dependants[task].iter().copied());
         }
-        (0..self.tasks.len())
-            .filter(|&task| reached[task])
-            .collect()
+        (0..self.plan.len()).filter(|&task| reached[task]).collect()
     }
 }
 

@@ -16,33 +16,14 @@ impl RunState {
     ) -> Result<(RunState, Vec<Action>), RestoreError> {
         let run = &detail.run;
         let input = Context::from_input(&run.input_context_json)?;
+        let executors = executors_of_attempts(detail);
         let mut tasks: Vec<Option<TaskRuntime>> = vec![None; plan.len()];
-        for record in &detail.tasks {
+        // Instances are put back once their mapped tasks' inputs are known.
+        for record in detail.tasks.iter().filter(|task| task.map_index.is_none()) {
             let index = plan
                 .index_of(&record.task_id)
                 .ok_or_else(|| RestoreError::UnknownTask(record.task_id.clone()))?;
-            let executor_of = |attempt_id: &String| {
-                detail
-                    .attempts
-                    .iter()
-                    .find(|attempt| &attempt.id == attempt_id)
-                    .map(|attempt| attempt.executor_id.clone())
-                    .unwrap_or_default()
-            };
-            tasks[index] = Some(TaskRuntime {
-                state: record.state,
-                skip_reason: record.skip_reason,
-                attempts_started: record.attempts_started,
-                failures: record.failures,
-                reassignments: record.reassignments,
-                current: record.current_attempt_id.as_ref().map(|id| CurrentAttempt {
-                    id: id.clone(),
-                    executor_id: executor_of(id),
-                }),
-                next_attempt_at_ms: record.next_attempt_at_ms,
-                error: record.error.clone(),
-                updated_at_ms: record.updated_at_ms,
-            });
+            tasks[index] = Some(runtime_of(record, &executors));
         }
         let tasks: Vec<TaskRuntime> = tasks
             .into_iter()
@@ -53,12 +34,18 @@ impl RunState {
             .collect::<Result<_, _>>()?;
         let mut deltas: Vec<Option<Delta>> = vec![None; plan.len()];
         let mut succeeded_attempts: Vec<Option<Arc<str>>> = vec![None; plan.len()];
-        for record in &detail.deltas {
+        for record in detail
+            .deltas
+            .iter()
+            .filter(|delta| parse_instance_key(&delta.task_id).is_none())
+        {
             let index = plan
                 .index_of(&record.task_id)
                 .ok_or_else(|| RestoreError::UnknownTask(record.task_id.clone()))?;
             deltas[index] = Some(Delta::parse(&record.set_json, &record.removed_keys)?);
-            succeeded_attempts[index] = Some(Arc::from(record.attempt_id.as_str()));
+            // A mapped task's gathered output has no attempt.
+            succeeded_attempts[index] =
+                (!record.attempt_id.is_empty()).then(|| Arc::from(record.attempt_id.as_str()));
         }
         let context_size = ContextSize::of_input(&input);
         let mut state = RunState {
@@ -80,6 +67,7 @@ impl RunState {
                 .collect(),
             next_sequence,
             pending: PendingChanges::default(),
+            maps: Default::default(),
             plan,
         };
         // Outputs in canonical order: every dependency comes first.
@@ -97,10 +85,11 @@ impl RunState {
             }
             state.outputs[index] = Some(output);
         }
+        state.restore_instances(detail)?;
         let mut actions = Vec::new();
         for (index, task) in state.tasks.iter().enumerate() {
             match task.state {
-                TaskState::Ready => actions.push(Action::Enqueue(index)),
+                TaskState::Ready => actions.push(state.ready_action(index)),
                 TaskState::RetryScheduled => actions.push(Action::RetryAt {
                     task: index,
                     at_ms: task.next_attempt_at_ms.unwrap_or(0),
@@ -162,5 +151,39 @@ impl RunState {
         details.executor_id = Some(executor_id.to_owned());
         self.event(EventType::ExecutorConnected, details, now_ms);
         true
+    }
+}
+
+/// The executor of each stored attempt, by attempt id: looked up once per
+/// task, so a run of many tasks is not read in quadratic time.
+pub(super) fn executors_of_attempts(detail: &RunDetail) -> HashMap<&str, &str> {
+    detail
+        .attempts
+        .iter()
+        .map(|attempt| (attempt.id.as_str(), attempt.executor_id.as_str()))
+        .collect()
+}
+
+/// The runtime of a stored task or instance row.
+pub(super) fn runtime_of(record: &TaskRecord, executors: &HashMap<&str, &str>) -> TaskRuntime {
+    let executor_of = |attempt_id: &String| {
+        executors
+            .get(attempt_id.as_str())
+            .map(|executor| (*executor).to_owned())
+            .unwrap_or_default()
+    };
+    TaskRuntime {
+        state: record.state,
+        skip_reason: record.skip_reason,
+        attempts_started: record.attempts_started,
+        failures: record.failures,
+        reassignments: record.reassignments,
+        current: record.current_attempt_id.as_ref().map(|id| CurrentAttempt {
+            id: id.clone(),
+            executor_id: executor_of(id),
+        }),
+        next_attempt_at_ms: record.next_attempt_at_ms,
+        error: record.error.clone(),
+        updated_at_ms: record.updated_at_ms,
     }
 }

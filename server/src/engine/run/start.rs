@@ -101,6 +101,7 @@ impl RunState {
             attempts: HashMap::new(),
             next_sequence: first_sequence,
             pending: PendingChanges::default(),
+            maps: Default::default(),
             plan,
         };
         run.event(EventType::RunStarted, EventDetails::default(), now_ms);
@@ -108,7 +109,9 @@ impl RunState {
         for index in 0..run.plan.len() {
             if run.tasks[index].state == TaskState::Ready {
                 run.event(EventType::TaskReady, run.task_details(index), now_ms);
-                actions.push(Action::Enqueue(index));
+                // A mapped task is expanded once the run is stored, at the
+                // coordinator's next step.
+                actions.push(run.ready_action(index));
             }
         }
         let new_run = NewRun {

@@ -786,7 +786,11 @@ type Assign struct {
 	Traceparent string `protobuf:"bytes,11,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	// The W3C Trace Context `tracestate` going with `traceparent`; usually
 	// empty.
-	Tracestate    string `protobuf:"bytes,12,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
+	Tracestate string `protobuf:"bytes,12,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
+	// Set when the attempt is of an instance of a mapped task (`task_id` is
+	// the mapped task's): the instance's element index, also in the input
+	// under `map_index`, with the element under `map_element`.
+	MapIndex      *uint32 `protobuf:"varint,13,opt,name=map_index,json=mapIndex,proto3,oneof" json:"map_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -903,6 +907,13 @@ func (x *Assign) GetTracestate() string {
 		return x.Tracestate
 	}
 	return ""
+}
+
+func (x *Assign) GetMapIndex() uint32 {
+	if x != nil && x.MapIndex != nil {
+		return *x.MapIndex
+	}
+	return 0
 }
 
 // ValueRef names one context value of a run: the top-level key and the
@@ -1875,7 +1886,7 @@ const file_tributary_v1_executor_proto_rawDesc = "" +
 	"\x11max_message_bytes\x18\x04 \x01(\x04R\x0fmaxMessageBytes\x12*\n" +
 	"\x11max_context_bytes\x18\x05 \x01(\x04R\x0fmaxContextBytes\"&\n" +
 	"\tHeartbeatJ\x04\b\x01\x10\x02R\x13running_attempt_ids\"\x0e\n" +
-	"\fHeartbeatAck\"\xda\x03\n" +
+	"\fHeartbeatAck\"\x8a\x04\n" +
 	"\x06Assign\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1894,7 +1905,10 @@ const file_tributary_v1_executor_proto_rawDesc = "" +
 	"\vtraceparent\x18\v \x01(\tR\vtraceparent\x12\x1e\n" +
 	"\n" +
 	"tracestate\x18\f \x01(\tR\n" +
-	"tracestate\"H\n" +
+	"tracestate\x12 \n" +
+	"\tmap_index\x18\r \x01(\rH\x00R\bmapIndex\x88\x01\x01B\f\n" +
+	"\n" +
+	"_map_index\"H\n" +
 	"\bValueRef\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
 	"\x11writer_attempt_id\x18\x02 \x01(\tR\x0fwriterAttemptId\"P\n" +
@@ -2074,6 +2088,7 @@ func file_tributary_v1_executor_proto_init() {
 		(*ConnectResponse_Values)(nil),
 		(*ConnectResponse_ForgetRun)(nil),
 	}
+	file_tributary_v1_executor_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -467,6 +467,15 @@ const (
 	// or RUN_FINISHED (CANCELLED) when it is cancelled first. Sets
 	// `concurrency_key` and `queue_position` (its position when queued).
 	RunEventType_RUN_EVENT_TYPE_RUN_QUEUED RunEventType = 16
+	// A mapped task (one with `map_over`) was expanded into `map_size`
+	// instances, one per element of its array, and is RUNNING until they
+	// end; a TASK_READY with `map_index` follows for each instance. Events
+	// about an instance carry the mapped task's `task_id` and the
+	// instance's `map_index`. A mapped task whose array is empty SUCCEEDS at
+	// once instead (TASK_SUCCEEDED without attempt), and one whose key is
+	// missing, not an array or longer than its limit FAILS (TASK_FAILED
+	// naming the key) without this event.
+	RunEventType_RUN_EVENT_TYPE_TASK_MAPPED RunEventType = 17
 )
 
 // Enum value maps for RunEventType.
@@ -489,6 +498,7 @@ var (
 		14: "RUN_EVENT_TYPE_EXECUTOR_LOST",
 		15: "RUN_EVENT_TYPE_RUN_RETRIED",
 		16: "RUN_EVENT_TYPE_RUN_QUEUED",
+		17: "RUN_EVENT_TYPE_TASK_MAPPED",
 	}
 	RunEventType_value = map[string]int32{
 		"RUN_EVENT_TYPE_UNSPECIFIED":          0,
@@ -508,6 +518,7 @@ var (
 		"RUN_EVENT_TYPE_EXECUTOR_LOST":        14,
 		"RUN_EVENT_TYPE_RUN_RETRIED":          15,
 		"RUN_EVENT_TYPE_RUN_QUEUED":           16,
+		"RUN_EVENT_TYPE_TASK_MAPPED":          17,
 	}
 )
 
@@ -1003,8 +1014,16 @@ type TaskRun struct {
 	// many executors and slots serve it; for missing labels, the labels the
 	// task requires); empty when not waiting.
 	WaitingMessage string `protobuf:"bytes,8,opt,name=waiting_message,json=waitingMessage,proto3" json:"waiting_message,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set on the entries of `instances`: the instance's element index, from
+	// 0. Their `task_id` is the mapped task's.
+	MapIndex *uint32 `protobuf:"varint,9,opt,name=map_index,json=mapIndex,proto3,oneof" json:"map_index,omitempty"`
+	// For a mapped task once expanded: its number of instances.
+	MapSize uint32 `protobuf:"varint,10,opt,name=map_size,json=mapSize,proto3" json:"map_size,omitempty"`
+	// For a mapped task once expanded: its instances in element order, each
+	// with its own state, error, retry time and attempts.
+	Instances     []*TaskRun `protobuf:"bytes,11,rep,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskRun) Reset() {
@@ -1091,6 +1110,27 @@ func (x *TaskRun) GetWaitingMessage() string {
 		return x.WaitingMessage
 	}
 	return ""
+}
+
+func (x *TaskRun) GetMapIndex() uint32 {
+	if x != nil && x.MapIndex != nil {
+		return *x.MapIndex
+	}
+	return 0
+}
+
+func (x *TaskRun) GetMapSize() uint32 {
+	if x != nil {
+		return x.MapSize
+	}
+	return 0
+}
+
+func (x *TaskRun) GetInstances() []*TaskRun {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
 }
 
 // One attempt at running a task.
@@ -1912,6 +1952,12 @@ type RunEvent struct {
 	// The run's position in its key's queue when it was queued, for
 	// RUN_QUEUED.
 	QueuePosition uint32 `protobuf:"varint,18,opt,name=queue_position,json=queuePosition,proto3" json:"queue_position,omitempty"`
+	// For an event about an instance of a mapped task: the instance's
+	// element index, from 0 (`task_id` is the mapped task's). Unset for
+	// events about a task as a whole.
+	MapIndex *uint32 `protobuf:"varint,19,opt,name=map_index,json=mapIndex,proto3,oneof" json:"map_index,omitempty"`
+	// The number of instances, for TASK_MAPPED.
+	MapSize       uint32 `protobuf:"varint,20,opt,name=map_size,json=mapSize,proto3" json:"map_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2072,6 +2118,20 @@ func (x *RunEvent) GetQueuePosition() uint32 {
 	return 0
 }
 
+func (x *RunEvent) GetMapIndex() uint32 {
+	if x != nil && x.MapIndex != nil {
+		return *x.MapIndex
+	}
+	return 0
+}
+
+func (x *RunEvent) GetMapSize() uint32 {
+	if x != nil {
+		return x.MapSize
+	}
+	return 0
+}
+
 var File_tributary_v1_run_proto protoreflect.FileDescriptor
 
 const file_tributary_v1_run_proto_rawDesc = "" +
@@ -2112,7 +2172,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x0equeue_position\x18\x0e \x01(\rR\rqueuePosition\x12)\n" +
 	"\x10contexts_omitted\x18\x1e \x01(\bR\x0fcontextsOmitted\x12.\n" +
 	"\x13input_context_bytes\x18\x1f \x01(\x04R\x11inputContextBytes\x12#\n" +
-	"\rcontext_bytes\x18  \x01(\x04R\fcontextBytes\"\x86\x03\n" +
+	"\rcontext_bytes\x18  \x01(\x04R\fcontextBytes\"\x86\x04\n" +
 	"\aTaskRun\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.tributary.v1.TaskStateR\x05state\x129\n" +
@@ -2122,7 +2182,13 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x0fnext_attempt_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x121\n" +
 	"\battempts\x18\x06 \x03(\v2\x15.tributary.v1.AttemptR\battempts\x12B\n" +
 	"\x0ewaiting_reason\x18\a \x01(\x0e2\x1b.tributary.v1.WaitingReasonR\rwaitingReason\x12'\n" +
-	"\x0fwaiting_message\x18\b \x01(\tR\x0ewaitingMessage\"\xcf\x02\n" +
+	"\x0fwaiting_message\x18\b \x01(\tR\x0ewaitingMessage\x12 \n" +
+	"\tmap_index\x18\t \x01(\rH\x00R\bmapIndex\x88\x01\x01\x12\x19\n" +
+	"\bmap_size\x18\n" +
+	" \x01(\rR\amapSize\x123\n" +
+	"\tinstances\x18\v \x03(\v2\x15.tributary.v1.TaskRunR\tinstancesB\f\n" +
+	"\n" +
+	"_map_index\"\xcf\x02\n" +
 	"\aAttempt\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x1f\n" +
@@ -2176,7 +2242,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x05types\x18\x04 \x03(\x0e2\x1a.tributary.v1.RunEventTypeR\x05types\x12\x19\n" +
 	"\bfrom_now\x18\x05 \x01(\bR\afromNow\"C\n" +
 	"\x13WatchEventsResponse\x12,\n" +
-	"\x05event\x18\x01 \x01(\v2\x16.tributary.v1.RunEventR\x05event\"\xdc\x05\n" +
+	"\x05event\x18\x01 \x01(\v2\x16.tributary.v1.RunEventR\x05event\"\xa7\x06\n" +
 	"\bRunEvent\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x15\n" +
@@ -2200,7 +2266,11 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\bconflict\x18\x0f \x01(\v2\x1d.tributary.v1.ContextConflictR\bconflict\x12(\n" +
 	"\x10retried_task_ids\x18\x10 \x03(\tR\x0eretriedTaskIds\x12'\n" +
 	"\x0fconcurrency_key\x18\x11 \x01(\tR\x0econcurrencyKey\x12%\n" +
-	"\x0equeue_position\x18\x12 \x01(\rR\rqueuePosition*\xb9\x01\n" +
+	"\x0equeue_position\x18\x12 \x01(\rR\rqueuePosition\x12 \n" +
+	"\tmap_index\x18\x13 \x01(\rH\x00R\bmapIndex\x88\x01\x01\x12\x19\n" +
+	"\bmap_size\x18\x14 \x01(\rR\amapSizeB\f\n" +
+	"\n" +
+	"_map_index*\xb9\x01\n" +
 	"\tRunStatus\x12\x1a\n" +
 	"\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RUN_STATUS_PENDING\x10\x01\x12\x16\n" +
@@ -2240,7 +2310,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x14ATTEMPT_STATE_FAILED\x10\x04\x12\x1b\n" +
 	"\x17ATTEMPT_STATE_TIMED_OUT\x10\x05\x12\x16\n" +
 	"\x12ATTEMPT_STATE_LOST\x10\x06\x12\x1b\n" +
-	"\x17ATTEMPT_STATE_CANCELLED\x10\a*\xd1\x04\n" +
+	"\x17ATTEMPT_STATE_CANCELLED\x10\a*\xf1\x04\n" +
 	"\fRunEventType\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_RUN_STARTED\x10\x01\x12\x1f\n" +
@@ -2259,7 +2329,8 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"!RUN_EVENT_TYPE_EXECUTOR_CONNECTED\x10\r\x12 \n" +
 	"\x1cRUN_EVENT_TYPE_EXECUTOR_LOST\x10\x0e\x12\x1e\n" +
 	"\x1aRUN_EVENT_TYPE_RUN_RETRIED\x10\x0f\x12\x1d\n" +
-	"\x19RUN_EVENT_TYPE_RUN_QUEUED\x10\x102\xa3\x04\n" +
+	"\x19RUN_EVENT_TYPE_RUN_QUEUED\x10\x10\x12\x1e\n" +
+	"\x1aRUN_EVENT_TYPE_TASK_MAPPED\x10\x112\xa3\x04\n" +
 	"\n" +
 	"RunService\x12I\n" +
 	"\bStartRun\x12\x1d.tributary.v1.StartRunRequest\x1a\x1e.tributary.v1.StartRunResponse\x12C\n" +
@@ -2324,42 +2395,43 @@ var file_tributary_v1_run_proto_depIdxs = []int32{
 	25, // 8: tributary.v1.TaskRun.next_attempt_at:type_name -> google.protobuf.Timestamp
 	12, // 9: tributary.v1.TaskRun.attempts:type_name -> tributary.v1.Attempt
 	2,  // 10: tributary.v1.TaskRun.waiting_reason:type_name -> tributary.v1.WaitingReason
-	4,  // 11: tributary.v1.Attempt.state:type_name -> tributary.v1.AttemptState
-	25, // 12: tributary.v1.Attempt.assigned_at:type_name -> google.protobuf.Timestamp
-	25, // 13: tributary.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	25, // 14: tributary.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 15: tributary.v1.ListRunsRequest.status:type_name -> tributary.v1.RunStatus
-	10, // 16: tributary.v1.ListRunsResponse.runs:type_name -> tributary.v1.Run
-	0,  // 17: tributary.v1.CancelRunResponse.status:type_name -> tributary.v1.RunStatus
-	0,  // 18: tributary.v1.RetryRunResponse.status:type_name -> tributary.v1.RunStatus
-	24, // 19: tributary.v1.WatchRunResponse.event:type_name -> tributary.v1.RunEvent
-	5,  // 20: tributary.v1.WatchEventsRequest.types:type_name -> tributary.v1.RunEventType
-	24, // 21: tributary.v1.WatchEventsResponse.event:type_name -> tributary.v1.RunEvent
-	5,  // 22: tributary.v1.RunEvent.type:type_name -> tributary.v1.RunEventType
-	25, // 23: tributary.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 24: tributary.v1.RunEvent.skip_reason:type_name -> tributary.v1.SkipReason
-	25, // 25: tributary.v1.RunEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
-	0,  // 26: tributary.v1.RunEvent.run_status:type_name -> tributary.v1.RunStatus
-	13, // 27: tributary.v1.RunEvent.conflict:type_name -> tributary.v1.ContextConflict
-	6,  // 28: tributary.v1.RunService.StartRun:input_type -> tributary.v1.StartRunRequest
-	8,  // 29: tributary.v1.RunService.GetRun:input_type -> tributary.v1.GetRunRequest
-	14, // 30: tributary.v1.RunService.ListRuns:input_type -> tributary.v1.ListRunsRequest
-	16, // 31: tributary.v1.RunService.CancelRun:input_type -> tributary.v1.CancelRunRequest
-	18, // 32: tributary.v1.RunService.RetryRun:input_type -> tributary.v1.RetryRunRequest
-	20, // 33: tributary.v1.RunService.WatchRun:input_type -> tributary.v1.WatchRunRequest
-	22, // 34: tributary.v1.RunService.WatchEvents:input_type -> tributary.v1.WatchEventsRequest
-	7,  // 35: tributary.v1.RunService.StartRun:output_type -> tributary.v1.StartRunResponse
-	9,  // 36: tributary.v1.RunService.GetRun:output_type -> tributary.v1.GetRunResponse
-	15, // 37: tributary.v1.RunService.ListRuns:output_type -> tributary.v1.ListRunsResponse
-	17, // 38: tributary.v1.RunService.CancelRun:output_type -> tributary.v1.CancelRunResponse
-	19, // 39: tributary.v1.RunService.RetryRun:output_type -> tributary.v1.RetryRunResponse
-	21, // 40: tributary.v1.RunService.WatchRun:output_type -> tributary.v1.WatchRunResponse
-	23, // 41: tributary.v1.RunService.WatchEvents:output_type -> tributary.v1.WatchEventsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	11, // 11: tributary.v1.TaskRun.instances:type_name -> tributary.v1.TaskRun
+	4,  // 12: tributary.v1.Attempt.state:type_name -> tributary.v1.AttemptState
+	25, // 13: tributary.v1.Attempt.assigned_at:type_name -> google.protobuf.Timestamp
+	25, // 14: tributary.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	25, // 15: tributary.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 16: tributary.v1.ListRunsRequest.status:type_name -> tributary.v1.RunStatus
+	10, // 17: tributary.v1.ListRunsResponse.runs:type_name -> tributary.v1.Run
+	0,  // 18: tributary.v1.CancelRunResponse.status:type_name -> tributary.v1.RunStatus
+	0,  // 19: tributary.v1.RetryRunResponse.status:type_name -> tributary.v1.RunStatus
+	24, // 20: tributary.v1.WatchRunResponse.event:type_name -> tributary.v1.RunEvent
+	5,  // 21: tributary.v1.WatchEventsRequest.types:type_name -> tributary.v1.RunEventType
+	24, // 22: tributary.v1.WatchEventsResponse.event:type_name -> tributary.v1.RunEvent
+	5,  // 23: tributary.v1.RunEvent.type:type_name -> tributary.v1.RunEventType
+	25, // 24: tributary.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 25: tributary.v1.RunEvent.skip_reason:type_name -> tributary.v1.SkipReason
+	25, // 26: tributary.v1.RunEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
+	0,  // 27: tributary.v1.RunEvent.run_status:type_name -> tributary.v1.RunStatus
+	13, // 28: tributary.v1.RunEvent.conflict:type_name -> tributary.v1.ContextConflict
+	6,  // 29: tributary.v1.RunService.StartRun:input_type -> tributary.v1.StartRunRequest
+	8,  // 30: tributary.v1.RunService.GetRun:input_type -> tributary.v1.GetRunRequest
+	14, // 31: tributary.v1.RunService.ListRuns:input_type -> tributary.v1.ListRunsRequest
+	16, // 32: tributary.v1.RunService.CancelRun:input_type -> tributary.v1.CancelRunRequest
+	18, // 33: tributary.v1.RunService.RetryRun:input_type -> tributary.v1.RetryRunRequest
+	20, // 34: tributary.v1.RunService.WatchRun:input_type -> tributary.v1.WatchRunRequest
+	22, // 35: tributary.v1.RunService.WatchEvents:input_type -> tributary.v1.WatchEventsRequest
+	7,  // 36: tributary.v1.RunService.StartRun:output_type -> tributary.v1.StartRunResponse
+	9,  // 37: tributary.v1.RunService.GetRun:output_type -> tributary.v1.GetRunResponse
+	15, // 38: tributary.v1.RunService.ListRuns:output_type -> tributary.v1.ListRunsResponse
+	17, // 39: tributary.v1.RunService.CancelRun:output_type -> tributary.v1.CancelRunResponse
+	19, // 40: tributary.v1.RunService.RetryRun:output_type -> tributary.v1.RetryRunResponse
+	21, // 41: tributary.v1.RunService.WatchRun:output_type -> tributary.v1.WatchRunResponse
+	23, // 42: tributary.v1.RunService.WatchEvents:output_type -> tributary.v1.WatchEventsResponse
+	36, // [36:43] is the sub-list for method output_type
+	29, // [29:36] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_tributary_v1_run_proto_init() }
@@ -2367,6 +2439,8 @@ func file_tributary_v1_run_proto_init() {
 	if File_tributary_v1_run_proto != nil {
 		return
 	}
+	file_tributary_v1_run_proto_msgTypes[5].OneofWrappers = []any{}
+	file_tributary_v1_run_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

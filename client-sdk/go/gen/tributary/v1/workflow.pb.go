@@ -250,9 +250,29 @@ type TaskDefinition struct {
 	// the same handler. Unset means no limit beyond the executors' capacity;
 	// 1 to 10000. Part of the version only when set. While the handler is at
 	// the limit, GetRun says the task waits with WAITING_REASON_HANDLER_LIMIT.
-	MaxInFlight   *int32 `protobuf:"varint,12,opt,name=max_in_flight,json=maxInFlight,proto3,oneof" json:"max_in_flight,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxInFlight *int32 `protobuf:"varint,12,opt,name=max_in_flight,json=maxInFlight,proto3,oneof" json:"max_in_flight,omitempty"`
+	// Dynamic fan-out: the top-level key of the task's input context holding
+	// a JSON array. Empty: the task is not mapped. When set, the task runs as
+	// one instance per element once its trigger rule says it runs: each
+	// instance's input is the task's input without this key plus
+	// `map_element` (the element) and `map_index` (its 0-based index);
+	// instances are scheduled, retried and fenced individually with this
+	// task's settings. An empty array makes the task succeed at once with an
+	// empty gathered array; a missing or non-array value, or more elements
+	// than map_max_instances, fails it with a message naming the key (and
+	// the size and the limit). 1-256 bytes, no U+0000. Part of the version
+	// only when set.
+	MapOver string `protobuf:"bytes,13,opt,name=map_over,json=mapOver,proto3" json:"map_over,omitempty"`
+	// The key the gathered outputs are written to: an array of each
+	// instance's value at this key, in element order (null for an instance
+	// that set nothing). An instance may set no other key. Default: the
+	// task's id. Only with map_over; 1-256 bytes, no U+0000.
+	MapOutput string `protobuf:"bytes,14,opt,name=map_output,json=mapOutput,proto3" json:"map_output,omitempty"`
+	// The most instances (elements) of a mapped task. Default 10000; 1 to
+	// 100000. Only with map_over.
+	MapMaxInstances *int32 `protobuf:"varint,15,opt,name=map_max_instances,json=mapMaxInstances,proto3,oneof" json:"map_max_instances,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TaskDefinition) Reset() {
@@ -365,6 +385,27 @@ func (x *TaskDefinition) GetRequiredLabels() map[string]string {
 func (x *TaskDefinition) GetMaxInFlight() int32 {
 	if x != nil && x.MaxInFlight != nil {
 		return *x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *TaskDefinition) GetMapOver() string {
+	if x != nil {
+		return x.MapOver
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetMapOutput() string {
+	if x != nil {
+		return x.MapOutput
+	}
+	return ""
+}
+
+func (x *TaskDefinition) GetMapMaxInstances() int32 {
+	if x != nil && x.MapMaxInstances != nil {
+		return *x.MapMaxInstances
 	}
 	return 0
 }
@@ -825,7 +866,7 @@ const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"\tfixed_key\x18\x02 \x01(\tR\bfixedKey\x12+\n" +
 	"\x0fmax_active_runs\x18\x03 \x01(\x05H\x00R\rmaxActiveRuns\x88\x01\x01\x12\x1a\n" +
 	"\bstrategy\x18\x04 \x01(\tR\bstrategyB\x12\n" +
-	"\x10_max_active_runs\"\xb1\x05\n" +
+	"\x10_max_active_runs\"\xb2\x06\n" +
 	"\x0eTaskDefinition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\fdependencies\x18\x02 \x03(\tR\fdependencies\x12*\n" +
@@ -840,7 +881,11 @@ const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"\ahandler\x18\n" +
 	" \x01(\tR\ahandler\x12Y\n" +
 	"\x0frequired_labels\x18\v \x03(\v20.tributary.v1.TaskDefinition.RequiredLabelsEntryR\x0erequiredLabels\x12'\n" +
-	"\rmax_in_flight\x18\f \x01(\x05H\x05R\vmaxInFlight\x88\x01\x01\x1aA\n" +
+	"\rmax_in_flight\x18\f \x01(\x05H\x05R\vmaxInFlight\x88\x01\x01\x12\x19\n" +
+	"\bmap_over\x18\r \x01(\tR\amapOver\x12\x1d\n" +
+	"\n" +
+	"map_output\x18\x0e \x01(\tR\tmapOutput\x12/\n" +
+	"\x11map_max_instances\x18\x0f \x01(\x05H\x06R\x0fmapMaxInstances\x88\x01\x01\x1aA\n" +
 	"\x13RequiredLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
@@ -849,7 +894,8 @@ const file_tributary_v1_workflow_proto_rawDesc = "" +
 	"\x13_retry_max_delay_msB\x0f\n" +
 	"\r_retry_jitterB\r\n" +
 	"\v_timeout_msB\x10\n" +
-	"\x0e_max_in_flight\"\xd5\x01\n" +
+	"\x0e_max_in_flightB\x14\n" +
+	"\x12_map_max_instances\"\xd5\x01\n" +
 	"\bWorkflow\x12@\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\v2 .tributary.v1.WorkflowDefinitionR\n" +

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btributary/v1/executor.proto\x12\x0ctributary.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x02\n\x0e\x43onnectRequest\x12*\n\x08register\x18\x01 \x01(\x0b\x32\x16.tributary.v1.RegisterH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.tributary.v1.HeartbeatH\x00\x12(\n\x07started\x18\x03 \x01(\x0b\x32\x15.tributary.v1.StartedH\x00\x12,\n\tcompleted\x18\x04 \x01(\x0b\x32\x17.tributary.v1.CompletedH\x00\x12&\n\x06\x66\x61iled\x18\x05 \x01(\x0b\x32\x14.tributary.v1.FailedH\x00\x12\x39\n\x10\x63\x61pacity_changed\x18\x06 \x01(\x0b\x32\x1d.tributary.v1.CapacityChangedH\x00\x12\x31\n\x0c\x66\x65tch_values\x18\x07 \x01(\x0b\x32\x19.tributary.v1.FetchValuesH\x00\x42\t\n\x07message\"\xd7\x02\n\x0f\x43onnectResponse\x12.\n\nregistered\x18\x01 \x01(\x0b\x32\x18.tributary.v1.RegisteredH\x00\x12&\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x14.tributary.v1.AssignH\x00\x12&\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x14.tributary.v1.CancelH\x00\x12-\n\nresult_ack\x18\x04 \x01(\x0b\x32\x17.tributary.v1.ResultAckH\x00\x12\x33\n\rheartbeat_ack\x18\x05 \x01(\x0b\x32\x1a.tributary.v1.HeartbeatAckH\x00\x12&\n\x06values\x18\x06 \x01(\x0b\x32\x14.tributary.v1.ValuesH\x00\x12-\n\nforget_run\x18\x07 \x01(\x0b\x32\x17.tributary.v1.ForgetRunH\x00\x42\t\n\x07message\"\xf8\x01\n\x08Register\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x10\n\x08handlers\x18\x03 \x03(\t\x12\x1f\n\x17max_concurrent_attempts\x18\x04 \x01(\r\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".tributary.v1.Register.LabelsEntry\x12\x18\n\x10held_attempt_ids\x18\x06 \x03(\t\x12\x19\n\x11value_cache_bytes\x18\x07 \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\nRegistered\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x04\x12\x18\n\x10lease_timeout_ms\x18\x03 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x04\x12\x19\n\x11max_context_bytes\x18\x05 \x01(\x04\"&\n\tHeartbeatJ\x04\x08\x01\x10\x02R\x13running_attempt_ids\"\x0e\n\x0cHeartbeatAck\"\xcb\x02\n\x06\x41ssign\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x04 \x01(\r\x12\x0f\n\x07handler\x18\x05 \x01(\t\x12\x1a\n\x12input_context_json\x18\x06 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rworkflow_name\x18\x08 \x01(\t\x12-\n\rinline_values\x18\t \x03(\x0b\x32\x16.tributary.v1.ValueRef\x12*\n\nreferences\x18\n \x03(\x0b\x32\x16.tributary.v1.ValueRef\x12\x13\n\x0btraceparent\x18\x0b \x01(\t\x12\x12\n\ntracestate\x18\x0c \x01(\t\"2\n\x08ValueRef\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x19\n\x11writer_attempt_id\x18\x02 \x01(\t\"C\n\x0b\x46\x65tchValues\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12$\n\x04refs\x18\x02 \x03(\x0b\x32\x16.tributary.v1.ValueRef\"=\n\x06Values\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12#\n\x06values\x18\x02 \x03(\x0b\x32\x13.tributary.v1.Value\"@\n\x05Value\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.tributary.v1.ValueRef\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"\x1b\n\tForgetRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\",\n\x06\x43\x61ncel\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1d\n\x07Started\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"G\n\tCompleted\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x10\n\x08set_json\x18\x02 \x01(\t\x12\x14\n\x0cremoved_keys\x18\x03 \x03(\t\"D\n\x06\x46\x61iled\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rnon_retryable\x18\x03 \x01(\x08\"2\n\x0f\x43\x61pacityChanged\x12\x1f\n\x17max_concurrent_attempts\x18\x01 \x01(\r\"e\n\tResultAck\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x34\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x1f.tributary.v1.ResultDisposition\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x16\n\x14ListExecutorsRequest\"F\n\x15ListExecutorsResponse\x12-\n\texecutors\x18\x01 \x03(\x0b\x32\x1a.tributary.v1.ExecutorInfo\"\x17\n\x15WatchExecutorsRequest\"G\n\x16WatchExecutorsResponse\x12-\n\texecutors\x18\x01 \x03(\x0b\x32\x1a.tributary.v1.ExecutorInfo\"\xef\x02\n\x0c\x45xecutorInfo\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x10\n\x08handlers\x18\x04 \x03(\t\x12\x1f\n\x17max_concurrent_attempts\x18\x05 \x01(\r\x12\x1d\n\x15in_flight_attempt_ids\x18\x06 \x03(\t\x12\x36\n\x06labels\x18\x07 \x03(\x0b\x32&.tributary.v1.ExecutorInfo.LabelsEntry\x12\x30\n\x0c\x63onnected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63ontext_bytes_sent\x18\t \x01(\x04\x12 \n\x18values_sent_by_reference\x18\n \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xb8\x01\n\x11ResultDisposition\x12\"\n\x1eRESULT_DISPOSITION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESULT_DISPOSITION_ACCEPTED\x10\x01\x12\x1c\n\x18RESULT_DISPOSITION_STALE\x10\x02\x12\x1f\n\x1bRESULT_DISPOSITION_REJECTED\x10\x03\x12\x1f\n\x1bRESULT_DISPOSITION_NOT_HELD\x10\x04\x32\x96\x02\n\x0f\x45xecutorService\x12J\n\x07\x43onnect\x12\x1c.tributary.v1.ConnectRequest\x1a\x1d.tributary.v1.ConnectResponse(\x01\x30\x01\x12X\n\rListExecutors\x12\".tributary.v1.ListExecutorsRequest\x1a#.tributary.v1.ListExecutorsResponse\x12]\n\x0eWatchExecutors\x12#.tributary.v1.WatchExecutorsRequest\x1a$.tributary.v1.WatchExecutorsResponse0\x01\x42OZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btributary/v1/executor.proto\x12\x0ctributary.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x02\n\x0e\x43onnectRequest\x12*\n\x08register\x18\x01 \x01(\x0b\x32\x16.tributary.v1.RegisterH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.tributary.v1.HeartbeatH\x00\x12(\n\x07started\x18\x03 \x01(\x0b\x32\x15.tributary.v1.StartedH\x00\x12,\n\tcompleted\x18\x04 \x01(\x0b\x32\x17.tributary.v1.CompletedH\x00\x12&\n\x06\x66\x61iled\x18\x05 \x01(\x0b\x32\x14.tributary.v1.FailedH\x00\x12\x39\n\x10\x63\x61pacity_changed\x18\x06 \x01(\x0b\x32\x1d.tributary.v1.CapacityChangedH\x00\x12\x31\n\x0c\x66\x65tch_values\x18\x07 \x01(\x0b\x32\x19.tributary.v1.FetchValuesH\x00\x42\t\n\x07message\"\xd7\x02\n\x0f\x43onnectResponse\x12.\n\nregistered\x18\x01 \x01(\x0b\x32\x18.tributary.v1.RegisteredH\x00\x12&\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x14.tributary.v1.AssignH\x00\x12&\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x14.tributary.v1.CancelH\x00\x12-\n\nresult_ack\x18\x04 \x01(\x0b\x32\x17.tributary.v1.ResultAckH\x00\x12\x33\n\rheartbeat_ack\x18\x05 \x01(\x0b\x32\x1a.tributary.v1.HeartbeatAckH\x00\x12&\n\x06values\x18\x06 \x01(\x0b\x32\x14.tributary.v1.ValuesH\x00\x12-\n\nforget_run\x18\x07 \x01(\x0b\x32\x17.tributary.v1.ForgetRunH\x00\x42\t\n\x07message\"\xf8\x01\n\x08Register\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x10\n\x08handlers\x18\x03 \x03(\t\x12\x1f\n\x17max_concurrent_attempts\x18\x04 \x01(\r\x12\x32\n\x06labels\x18\x05 \x03(\x0b\x32\".tributary.v1.Register.LabelsEntry\x12\x18\n\x10held_attempt_ids\x18\x06 \x03(\t\x12\x19\n\x11value_cache_bytes\x18\x07 \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\nRegistered\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x04\x12\x18\n\x10lease_timeout_ms\x18\x03 \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x04\x12\x19\n\x11max_context_bytes\x18\x05 \x01(\x04\"&\n\tHeartbeatJ\x04\x08\x01\x10\x02R\x13running_attempt_ids\"\x0e\n\x0cHeartbeatAck\"\xf1\x02\n\x06\x41ssign\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\x12\x16\n\x0e\x61ttempt_number\x18\x04 \x01(\r\x12\x0f\n\x07handler\x18\x05 \x01(\t\x12\x1a\n\x12input_context_json\x18\x06 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rworkflow_name\x18\x08 \x01(\t\x12-\n\rinline_values\x18\t \x03(\x0b\x32\x16.tributary.v1.ValueRef\x12*\n\nreferences\x18\n \x03(\x0b\x32\x16.tributary.v1.ValueRef\x12\x13\n\x0btraceparent\x18\x0b \x01(\t\x12\x12\n\ntracestate\x18\x0c \x01(\t\x12\x16\n\tmap_index\x18\r \x01(\rH\x00\x88\x01\x01\x42\x0c\n\n_map_index\"2\n\x08ValueRef\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x19\n\x11writer_attempt_id\x18\x02 \x01(\t\"C\n\x0b\x46\x65tchValues\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12$\n\x04refs\x18\x02 \x03(\x0b\x32\x16.tributary.v1.ValueRef\"=\n\x06Values\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12#\n\x06values\x18\x02 \x03(\x0b\x32\x13.tributary.v1.Value\"@\n\x05Value\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.tributary.v1.ValueRef\x12\x12\n\nvalue_json\x18\x02 \x01(\t\"\x1b\n\tForgetRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\",\n\x06\x43\x61ncel\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1d\n\x07Started\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"G\n\tCompleted\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x10\n\x08set_json\x18\x02 \x01(\t\x12\x14\n\x0cremoved_keys\x18\x03 \x03(\t\"D\n\x06\x46\x61iled\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x15\n\rnon_retryable\x18\x03 \x01(\x08\"2\n\x0f\x43\x61pacityChanged\x12\x1f\n\x17max_concurrent_attempts\x18\x01 \x01(\r\"e\n\tResultAck\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x34\n\x0b\x64isposition\x18\x02 \x01(\x0e\x32\x1f.tributary.v1.ResultDisposition\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x16\n\x14ListExecutorsRequest\"F\n\x15ListExecutorsResponse\x12-\n\texecutors\x18\x01 \x03(\x0b\x32\x1a.tributary.v1.ExecutorInfo\"\x17\n\x15WatchExecutorsRequest\"G\n\x16WatchExecutorsResponse\x12-\n\texecutors\x18\x01 \x03(\x0b\x32\x1a.tributary.v1.ExecutorInfo\"\xef\x02\n\x0c\x45xecutorInfo\x12\x13\n\x0b\x65xecutor_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12\x10\n\x08handlers\x18\x04 \x03(\t\x12\x1f\n\x17max_concurrent_attempts\x18\x05 \x01(\r\x12\x1d\n\x15in_flight_attempt_ids\x18\x06 \x03(\t\x12\x36\n\x06labels\x18\x07 \x03(\x0b\x32&.tributary.v1.ExecutorInfo.LabelsEntry\x12\x30\n\x0c\x63onnected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x63ontext_bytes_sent\x18\t \x01(\x04\x12 \n\x18values_sent_by_reference\x18\n \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xb8\x01\n\x11ResultDisposition\x12\"\n\x1eRESULT_DISPOSITION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bRESULT_DISPOSITION_ACCEPTED\x10\x01\x12\x1c\n\x18RESULT_DISPOSITION_STALE\x10\x02\x12\x1f\n\x1bRESULT_DISPOSITION_REJECTED\x10\x03\x12\x1f\n\x1bRESULT_DISPOSITION_NOT_HELD\x10\x04\x32\x96\x02\n\x0f\x45xecutorService\x12J\n\x07\x43onnect\x12\x1c.tributary.v1.ConnectRequest\x1a\x1d.tributary.v1.ConnectResponse(\x01\x30\x01\x12X\n\rListExecutors\x12\".tributary.v1.ListExecutorsRequest\x1a#.tributary.v1.ListExecutorsResponse\x12]\n\x0eWatchExecutors\x12#.tributary.v1.WatchExecutorsRequest\x1a$.tributary.v1.WatchExecutorsResponse0\x01\x42OZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTER_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_EXECUTORINFO_LABELSENTRY']._loaded_options = None
   _globals['_EXECUTORINFO_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_RESULTDISPOSITION']._serialized_start=2789
-  _globals['_RESULTDISPOSITION']._serialized_end=2973
+  _globals['_RESULTDISPOSITION']._serialized_start=2827
+  _globals['_RESULTDISPOSITION']._serialized_end=3011
   _globals['_CONNECTREQUEST']._serialized_start=79
   _globals['_CONNECTREQUEST']._serialized_end=434
   _globals['_CONNECTRESPONSE']._serialized_start=437
@@ -54,41 +54,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATACK']._serialized_start=1220
   _globals['_HEARTBEATACK']._serialized_end=1234
   _globals['_ASSIGN']._serialized_start=1237
-  _globals['_ASSIGN']._serialized_end=1568
-  _globals['_VALUEREF']._serialized_start=1570
-  _globals['_VALUEREF']._serialized_end=1620
-  _globals['_FETCHVALUES']._serialized_start=1622
-  _globals['_FETCHVALUES']._serialized_end=1689
-  _globals['_VALUES']._serialized_start=1691
-  _globals['_VALUES']._serialized_end=1752
-  _globals['_VALUE']._serialized_start=1754
-  _globals['_VALUE']._serialized_end=1818
-  _globals['_FORGETRUN']._serialized_start=1820
-  _globals['_FORGETRUN']._serialized_end=1847
-  _globals['_CANCEL']._serialized_start=1849
-  _globals['_CANCEL']._serialized_end=1893
-  _globals['_STARTED']._serialized_start=1895
-  _globals['_STARTED']._serialized_end=1924
-  _globals['_COMPLETED']._serialized_start=1926
-  _globals['_COMPLETED']._serialized_end=1997
-  _globals['_FAILED']._serialized_start=1999
-  _globals['_FAILED']._serialized_end=2067
-  _globals['_CAPACITYCHANGED']._serialized_start=2069
-  _globals['_CAPACITYCHANGED']._serialized_end=2119
-  _globals['_RESULTACK']._serialized_start=2121
-  _globals['_RESULTACK']._serialized_end=2222
-  _globals['_LISTEXECUTORSREQUEST']._serialized_start=2224
-  _globals['_LISTEXECUTORSREQUEST']._serialized_end=2246
-  _globals['_LISTEXECUTORSRESPONSE']._serialized_start=2248
-  _globals['_LISTEXECUTORSRESPONSE']._serialized_end=2318
-  _globals['_WATCHEXECUTORSREQUEST']._serialized_start=2320
-  _globals['_WATCHEXECUTORSREQUEST']._serialized_end=2343
-  _globals['_WATCHEXECUTORSRESPONSE']._serialized_start=2345
-  _globals['_WATCHEXECUTORSRESPONSE']._serialized_end=2416
-  _globals['_EXECUTORINFO']._serialized_start=2419
-  _globals['_EXECUTORINFO']._serialized_end=2786
+  _globals['_ASSIGN']._serialized_end=1606
+  _globals['_VALUEREF']._serialized_start=1608
+  _globals['_VALUEREF']._serialized_end=1658
+  _globals['_FETCHVALUES']._serialized_start=1660
+  _globals['_FETCHVALUES']._serialized_end=1727
+  _globals['_VALUES']._serialized_start=1729
+  _globals['_VALUES']._serialized_end=1790
+  _globals['_VALUE']._serialized_start=1792
+  _globals['_VALUE']._serialized_end=1856
+  _globals['_FORGETRUN']._serialized_start=1858
+  _globals['_FORGETRUN']._serialized_end=1885
+  _globals['_CANCEL']._serialized_start=1887
+  _globals['_CANCEL']._serialized_end=1931
+  _globals['_STARTED']._serialized_start=1933
+  _globals['_STARTED']._serialized_end=1962
+  _globals['_COMPLETED']._serialized_start=1964
+  _globals['_COMPLETED']._serialized_end=2035
+  _globals['_FAILED']._serialized_start=2037
+  _globals['_FAILED']._serialized_end=2105
+  _globals['_CAPACITYCHANGED']._serialized_start=2107
+  _globals['_CAPACITYCHANGED']._serialized_end=2157
+  _globals['_RESULTACK']._serialized_start=2159
+  _globals['_RESULTACK']._serialized_end=2260
+  _globals['_LISTEXECUTORSREQUEST']._serialized_start=2262
+  _globals['_LISTEXECUTORSREQUEST']._serialized_end=2284
+  _globals['_LISTEXECUTORSRESPONSE']._serialized_start=2286
+  _globals['_LISTEXECUTORSRESPONSE']._serialized_end=2356
+  _globals['_WATCHEXECUTORSREQUEST']._serialized_start=2358
+  _globals['_WATCHEXECUTORSREQUEST']._serialized_end=2381
+  _globals['_WATCHEXECUTORSRESPONSE']._serialized_start=2383
+  _globals['_WATCHEXECUTORSRESPONSE']._serialized_end=2454
+  _globals['_EXECUTORINFO']._serialized_start=2457
+  _globals['_EXECUTORINFO']._serialized_end=2824
   _globals['_EXECUTORINFO_LABELSENTRY']._serialized_start=986
   _globals['_EXECUTORINFO_LABELSENTRY']._serialized_end=1031
-  _globals['_EXECUTORSERVICE']._serialized_start=2976
-  _globals['_EXECUTORSERVICE']._serialized_end=3254
+  _globals['_EXECUTORSERVICE']._serialized_start=3014
+  _globals['_EXECUTORSERVICE']._serialized_end=3292
 # @@protoc_insertion_point(module_scope)

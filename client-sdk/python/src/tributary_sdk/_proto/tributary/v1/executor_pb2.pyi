@@ -432,6 +432,7 @@ class Assign(_message.Message):
     REFERENCES_FIELD_NUMBER: _builtins.int
     TRACEPARENT_FIELD_NUMBER: _builtins.int
     TRACESTATE_FIELD_NUMBER: _builtins.int
+    MAP_INDEX_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run's id."""
     task_id: _builtins.str
@@ -456,6 +457,11 @@ class Assign(_message.Message):
     tracestate: _builtins.str
     """The W3C Trace Context `tracestate` going with `traceparent`; usually
     empty.
+    """
+    map_index: _builtins.int
+    """Set when the attempt is of an instance of a mapped task (`task_id` is
+    the mapped task's): the instance's element index, also in the input
+    under `map_index`, with the element under `map_element`.
     """
     @_builtins.property
     def deadline(self) -> _timestamp_pb2.Timestamp:
@@ -489,12 +495,15 @@ class Assign(_message.Message):
         references: _abc.Iterable[Global___ValueRef] | None = ...,
         traceparent: _builtins.str = ...,
         tracestate: _builtins.str = ...,
+        map_index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "deadline", b"deadline", "map_index", b"map_index"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "deadline", b"deadline", "handler", b"handler", "inline_values", b"inline_values", "input_context_json", b"input_context_json", "references", b"references", "run_id", b"run_id", "task_id", b"task_id", "traceparent", b"traceparent", "tracestate", b"tracestate", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "deadline", b"deadline", "handler", b"handler", "inline_values", b"inline_values", "input_context_json", b"input_context_json", "map_index", b"map_index", "references", b"references", "run_id", b"run_id", "task_id", b"task_id", "traceparent", b"traceparent", "tracestate", b"tracestate", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__map_index: _TypeAlias = _typing.Literal["map_index"]  # noqa: Y015
+    _WhichOneofArgType__map_index: _TypeAlias = _typing.Literal["_map_index", b"_map_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__map_index) -> _WhichOneofReturnType__map_index | None: ...
 
 Global___Assign: _TypeAlias = Assign  # noqa: Y015
 

@@ -358,6 +358,16 @@ class _RunEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunEvent
     or RUN_FINISHED (CANCELLED) when it is cancelled first. Sets
     `concurrency_key` and `queue_position` (its position when queued).
     """
+    RUN_EVENT_TYPE_TASK_MAPPED: _RunEventType.ValueType  # 17
+    """A mapped task (one with `map_over`) was expanded into `map_size`
+    instances, one per element of its array, and is RUNNING until they
+    end; a TASK_READY with `map_index` follows for each instance. Events
+    about an instance carry the mapped task's `task_id` and the
+    instance's `map_index`. A mapped task whose array is empty SUCCEEDS at
+    once instead (TASK_SUCCEEDED without attempt), and one whose key is
+    missing, not an array or longer than its limit FAILS (TASK_FAILED
+    naming the key) without this event.
+    """
 
 class RunEventType(_RunEventType, metaclass=_RunEventTypeEnumTypeWrapper):
     """What happened in a RunEvent. Every state change of a run or task writes
@@ -456,6 +466,16 @@ RUN_EVENT_TYPE_RUN_QUEUED: RunEventType.ValueType  # 16
 key; always sequence 1. RUN_STARTED follows when it leaves the queue,
 or RUN_FINISHED (CANCELLED) when it is cancelled first. Sets
 `concurrency_key` and `queue_position` (its position when queued).
+"""
+RUN_EVENT_TYPE_TASK_MAPPED: RunEventType.ValueType  # 17
+"""A mapped task (one with `map_over`) was expanded into `map_size`
+instances, one per element of its array, and is RUNNING until they
+end; a TASK_READY with `map_index` follows for each instance. Events
+about an instance carry the mapped task's `task_id` and the
+instance's `map_index`. A mapped task whose array is empty SUCCEEDS at
+once instead (TASK_SUCCEEDED without attempt), and one whose key is
+missing, not an array or longer than its limit FAILS (TASK_FAILED
+naming the key) without this event.
 """
 Global___RunEventType: _TypeAlias = RunEventType  # noqa: Y015
 
@@ -703,6 +723,9 @@ class TaskRun(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     WAITING_REASON_FIELD_NUMBER: _builtins.int
     WAITING_MESSAGE_FIELD_NUMBER: _builtins.int
+    MAP_INDEX_FIELD_NUMBER: _builtins.int
+    MAP_SIZE_FIELD_NUMBER: _builtins.int
+    INSTANCES_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task's id."""
     state: Global___TaskState.ValueType
@@ -720,6 +743,12 @@ class TaskRun(_message.Message):
     many executors and slots serve it; for missing labels, the labels the
     task requires); empty when not waiting.
     """
+    map_index: _builtins.int
+    """Set on the entries of `instances`: the instance's element index, from
+    0. Their `task_id` is the mapped task's.
+    """
+    map_size: _builtins.int
+    """For a mapped task once expanded: its number of instances."""
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
         """When the next attempt is due; set only in RETRY_SCHEDULED."""
@@ -727,6 +756,12 @@ class TaskRun(_message.Message):
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
         """Every attempt so far, oldest first."""
+
+    @_builtins.property
+    def instances(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRun]:
+        """For a mapped task once expanded: its instances in element order, each
+        with its own state, error, retry time and attempts.
+        """
 
     def __init__(
         self,
@@ -739,12 +774,17 @@ class TaskRun(_message.Message):
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         waiting_reason: Global___WaitingReason.ValueType = ...,
         waiting_message: _builtins.str = ...,
+        map_index: _builtins.int | None = ...,
+        map_size: _builtins.int = ...,
+        instances: _abc.Iterable[Global___TaskRun] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["next_attempt_at", b"next_attempt_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "map_index", b"map_index", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "next_attempt_at", b"next_attempt_at", "skip_reason", b"skip_reason", "state", b"state", "task_id", b"task_id", "waiting_message", b"waiting_message", "waiting_reason", b"waiting_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "attempts", b"attempts", "error", b"error", "instances", b"instances", "map_index", b"map_index", "map_size", b"map_size", "next_attempt_at", b"next_attempt_at", "skip_reason", b"skip_reason", "state", b"state", "task_id", b"task_id", "waiting_message", b"waiting_message", "waiting_reason", b"waiting_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__map_index: _TypeAlias = _typing.Literal["map_index"]  # noqa: Y015
+    _WhichOneofArgType__map_index: _TypeAlias = _typing.Literal["_map_index", b"_map_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__map_index) -> _WhichOneofReturnType__map_index | None: ...
 
 Global___TaskRun: _TypeAlias = TaskRun  # noqa: Y015
 
@@ -1172,6 +1212,8 @@ class RunEvent(_message.Message):
     RETRIED_TASK_IDS_FIELD_NUMBER: _builtins.int
     CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
     QUEUE_POSITION_FIELD_NUMBER: _builtins.int
+    MAP_INDEX_FIELD_NUMBER: _builtins.int
+    MAP_SIZE_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """Global position in the event log, assigned in commit order and stored:
     strictly increasing across all namespaces (so one namespace's cursors
@@ -1211,6 +1253,13 @@ class RunEvent(_message.Message):
     """The run's position in its key's queue when it was queued, for
     RUN_QUEUED.
     """
+    map_index: _builtins.int
+    """For an event about an instance of a mapped task: the instance's
+    element index, from 0 (`task_id` is the mapped task's). Unset for
+    events about a task as a whole.
+    """
+    map_size: _builtins.int
+    """The number of instances, for TASK_MAPPED."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the server recorded the change (the event is committed with it)."""
@@ -1248,11 +1297,15 @@ class RunEvent(_message.Message):
         retried_task_ids: _abc.Iterable[_builtins.str] | None = ...,
         concurrency_key: _builtins.str = ...,
         queue_position: _builtins.int = ...,
+        map_index: _builtins.int | None = ...,
+        map_size: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["conflict", b"conflict", "next_attempt_at", b"next_attempt_at", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "conflict", b"conflict", "map_index", b"map_index", "next_attempt_at", b"next_attempt_at", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "concurrency_key", b"concurrency_key", "conflict", b"conflict", "cursor", b"cursor", "error", b"error", "executor_id", b"executor_id", "next_attempt_at", b"next_attempt_at", "queue_position", b"queue_position", "retried_task_ids", b"retried_task_ids", "run_id", b"run_id", "run_status", b"run_status", "sequence", b"sequence", "skip_reason", b"skip_reason", "task_id", b"task_id", "time", b"time", "type", b"type", "workflow_name", b"workflow_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "attempt_id", b"attempt_id", "attempt_number", b"attempt_number", "concurrency_key", b"concurrency_key", "conflict", b"conflict", "cursor", b"cursor", "error", b"error", "executor_id", b"executor_id", "map_index", b"map_index", "map_size", b"map_size", "next_attempt_at", b"next_attempt_at", "queue_position", b"queue_position", "retried_task_ids", b"retried_task_ids", "run_id", b"run_id", "run_status", b"run_status", "sequence", b"sequence", "skip_reason", b"skip_reason", "task_id", b"task_id", "time", b"time", "type", b"type", "workflow_name", b"workflow_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__map_index: _TypeAlias = _typing.Literal["map_index"]  # noqa: Y015
+    _WhichOneofArgType__map_index: _TypeAlias = _typing.Literal["_map_index", b"_map_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__map_index) -> _WhichOneofReturnType__map_index | None: ...
 
 Global___RunEvent: _TypeAlias = RunEvent  # noqa: Y015

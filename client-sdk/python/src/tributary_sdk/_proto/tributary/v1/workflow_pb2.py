@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btributary/v1/workflow.proto\x12\x0ctributary.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x12WorkflowDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\x05tasks\x18\x03 \x03(\x0b\x32\x1c.tributary.v1.TaskDefinition\x12\x34\n\x0b\x63oncurrency\x18\x04 \x01(\x0b\x32\x1f.tributary.v1.ConcurrencyPolicy\"\x7f\n\x11\x43oncurrencyPolicy\x12\x13\n\x0bkey_pointer\x18\x01 \x01(\t\x12\x11\n\tfixed_key\x18\x02 \x01(\t\x12\x1c\n\x0fmax_active_runs\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08strategy\x18\x04 \x01(\tB\x12\n\x10_max_active_runs\"\x8c\x04\n\x0eTaskDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65pendencies\x18\x02 \x03(\t\x12\x1b\n\x0eretry_attempts\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x0eretry_delay_ms\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x15\n\rretry_backoff\x18\x05 \x01(\t\x12\x1f\n\x12retry_max_delay_ms\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x19\n\x0cretry_jitter\x18\x07 \x01(\x08H\x03\x88\x01\x01\x12\x17\n\ntimeout_ms\x18\x08 \x01(\x03H\x04\x88\x01\x01\x12\x14\n\x0ctrigger_rule\x18\t \x01(\t\x12\x0f\n\x07handler\x18\n \x01(\t\x12I\n\x0frequired_labels\x18\x0b \x03(\x0b\x32\x30.tributary.v1.TaskDefinition.RequiredLabelsEntry\x12\x1a\n\rmax_in_flight\x18\x0c \x01(\x05H\x05\x88\x01\x01\x1a\x35\n\x13RequiredLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x11\n\x0f_retry_attemptsB\x11\n\x0f_retry_delay_msB\x15\n\x13_retry_max_delay_msB\x0f\n\r_retry_jitterB\r\n\x0b_timeout_msB\x10\n\x0e_max_in_flight\"\xa3\x01\n\x08Workflow\x12\x34\n\ndefinition\x18\x01 \x01(\x0b\x32 .tributary.v1.WorkflowDefinition\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06latest\x18\x05 \x01(\x08\"O\n\x17RegisterWorkflowRequest\x12\x34\n\ndefinition\x18\x01 \x01(\x0b\x32 .tributary.v1.WorkflowDefinition\"U\n\x18RegisterWorkflowResponse\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.tributary.v1.Workflow\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"U\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\tH\x00\x12\x12\n\x08sequence\x18\x03 \x01(\x04H\x00\x42\n\n\x08selector\"?\n\x13GetWorkflowResponse\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.tributary.v1.Workflow\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListWorkflowsResponse\x12)\n\tworkflows\x18\x01 \x03(\x0b\x32\x16.tributary.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa2\x02\n\x0fWorkflowService\x12\x61\n\x10RegisterWorkflow\x12%.tributary.v1.RegisterWorkflowRequest\x1a&.tributary.v1.RegisterWorkflowResponse\x12R\n\x0bGetWorkflow\x12 .tributary.v1.GetWorkflowRequest\x1a!.tributary.v1.GetWorkflowResponse\x12X\n\rListWorkflows\x12\".tributary.v1.ListWorkflowsRequest\x1a#.tributary.v1.ListWorkflowsResponseBOZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btributary/v1/workflow.proto\x12\x0ctributary.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x01\n\x12WorkflowDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\x05tasks\x18\x03 \x03(\x0b\x32\x1c.tributary.v1.TaskDefinition\x12\x34\n\x0b\x63oncurrency\x18\x04 \x01(\x0b\x32\x1f.tributary.v1.ConcurrencyPolicy\"\x7f\n\x11\x43oncurrencyPolicy\x12\x13\n\x0bkey_pointer\x18\x01 \x01(\t\x12\x11\n\tfixed_key\x18\x02 \x01(\t\x12\x1c\n\x0fmax_active_runs\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08strategy\x18\x04 \x01(\tB\x12\n\x10_max_active_runs\"\xe8\x04\n\x0eTaskDefinition\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65pendencies\x18\x02 \x03(\t\x12\x1b\n\x0eretry_attempts\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x1b\n\x0eretry_delay_ms\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x15\n\rretry_backoff\x18\x05 \x01(\t\x12\x1f\n\x12retry_max_delay_ms\x18\x06 \x01(\x03H\x02\x88\x01\x01\x12\x19\n\x0cretry_jitter\x18\x07 \x01(\x08H\x03\x88\x01\x01\x12\x17\n\ntimeout_ms\x18\x08 \x01(\x03H\x04\x88\x01\x01\x12\x14\n\x0ctrigger_rule\x18\t \x01(\t\x12\x0f\n\x07handler\x18\n \x01(\t\x12I\n\x0frequired_labels\x18\x0b \x03(\x0b\x32\x30.tributary.v1.TaskDefinition.RequiredLabelsEntry\x12\x1a\n\rmax_in_flight\x18\x0c \x01(\x05H\x05\x88\x01\x01\x12\x10\n\x08map_over\x18\r \x01(\t\x12\x12\n\nmap_output\x18\x0e \x01(\t\x12\x1e\n\x11map_max_instances\x18\x0f \x01(\x05H\x06\x88\x01\x01\x1a\x35\n\x13RequiredLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x11\n\x0f_retry_attemptsB\x11\n\x0f_retry_delay_msB\x15\n\x13_retry_max_delay_msB\x0f\n\r_retry_jitterB\r\n\x0b_timeout_msB\x10\n\x0e_max_in_flightB\x14\n\x12_map_max_instances\"\xa3\x01\n\x08Workflow\x12\x34\n\ndefinition\x18\x01 \x01(\x0b\x32 .tributary.v1.WorkflowDefinition\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06latest\x18\x05 \x01(\x08\"O\n\x17RegisterWorkflowRequest\x12\x34\n\ndefinition\x18\x01 \x01(\x0b\x32 .tributary.v1.WorkflowDefinition\"U\n\x18RegisterWorkflowResponse\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.tributary.v1.Workflow\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"U\n\x12GetWorkflowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\tH\x00\x12\x12\n\x08sequence\x18\x03 \x01(\x04H\x00\x42\n\n\x08selector\"?\n\x13GetWorkflowResponse\x12(\n\x08workflow\x18\x01 \x01(\x0b\x32\x16.tributary.v1.Workflow\"=\n\x14ListWorkflowsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListWorkflowsResponse\x12)\n\tworkflows\x18\x01 \x03(\x0b\x32\x16.tributary.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa2\x02\n\x0fWorkflowService\x12\x61\n\x10RegisterWorkflow\x12%.tributary.v1.RegisterWorkflowRequest\x1a&.tributary.v1.RegisterWorkflowResponse\x12R\n\x0bGetWorkflow\x12 .tributary.v1.GetWorkflowRequest\x1a!.tributary.v1.GetWorkflowResponse\x12X\n\rListWorkflows\x12\".tributary.v1.ListWorkflowsRequest\x1a#.tributary.v1.ListWorkflowsResponseBOZMgithub.com/tributary-dev/tributary/client-sdk/go/gen/tributary/v1;tributaryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,23 +40,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONCURRENCYPOLICY']._serialized_start=235
   _globals['_CONCURRENCYPOLICY']._serialized_end=362
   _globals['_TASKDEFINITION']._serialized_start=365
-  _globals['_TASKDEFINITION']._serialized_end=889
-  _globals['_TASKDEFINITION_REQUIREDLABELSENTRY']._serialized_start=725
-  _globals['_TASKDEFINITION_REQUIREDLABELSENTRY']._serialized_end=778
-  _globals['_WORKFLOW']._serialized_start=892
-  _globals['_WORKFLOW']._serialized_end=1055
-  _globals['_REGISTERWORKFLOWREQUEST']._serialized_start=1057
-  _globals['_REGISTERWORKFLOWREQUEST']._serialized_end=1136
-  _globals['_REGISTERWORKFLOWRESPONSE']._serialized_start=1138
-  _globals['_REGISTERWORKFLOWRESPONSE']._serialized_end=1223
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=1225
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=1310
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1312
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1375
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1377
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1438
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1440
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1531
-  _globals['_WORKFLOWSERVICE']._serialized_start=1534
-  _globals['_WORKFLOWSERVICE']._serialized_end=1824
+  _globals['_TASKDEFINITION']._serialized_end=981
+  _globals['_TASKDEFINITION_REQUIREDLABELSENTRY']._serialized_start=795
+  _globals['_TASKDEFINITION_REQUIREDLABELSENTRY']._serialized_end=848
+  _globals['_WORKFLOW']._serialized_start=984
+  _globals['_WORKFLOW']._serialized_end=1147
+  _globals['_REGISTERWORKFLOWREQUEST']._serialized_start=1149
+  _globals['_REGISTERWORKFLOWREQUEST']._serialized_end=1228
+  _globals['_REGISTERWORKFLOWRESPONSE']._serialized_start=1230
+  _globals['_REGISTERWORKFLOWRESPONSE']._serialized_end=1315
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=1317
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=1402
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=1404
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=1467
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=1469
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=1530
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=1532
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1623
+  _globals['_WORKFLOWSERVICE']._serialized_start=1626
+  _globals['_WORKFLOWSERVICE']._serialized_end=1916
 # @@protoc_insertion_point(module_scope)

@@ -161,6 +161,9 @@ class TaskDefinition(_message.Message):
     HANDLER_FIELD_NUMBER: _builtins.int
     REQUIRED_LABELS_FIELD_NUMBER: _builtins.int
     MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    MAP_OVER_FIELD_NUMBER: _builtins.int
+    MAP_OUTPUT_FIELD_NUMBER: _builtins.int
+    MAP_MAX_INSTANCES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The task's id: 1-64 characters of `a-z 0-9 _ -`, starting with a letter.
     Unique within the workflow.
@@ -215,6 +218,29 @@ class TaskDefinition(_message.Message):
     1 to 10000. Part of the version only when set. While the handler is at
     the limit, GetRun says the task waits with WAITING_REASON_HANDLER_LIMIT.
     """
+    map_over: _builtins.str
+    """Dynamic fan-out: the top-level key of the task's input context holding
+    a JSON array. Empty: the task is not mapped. When set, the task runs as
+    one instance per element once its trigger rule says it runs: each
+    instance's input is the task's input without this key plus
+    `map_element` (the element) and `map_index` (its 0-based index);
+    instances are scheduled, retried and fenced individually with this
+    task's settings. An empty array makes the task succeed at once with an
+    empty gathered array; a missing or non-array value, or more elements
+    than map_max_instances, fails it with a message naming the key (and
+    the size and the limit). 1-256 bytes, no U+0000. Part of the version
+    only when set.
+    """
+    map_output: _builtins.str
+    """The key the gathered outputs are written to: an array of each
+    instance's value at this key, in element order (null for an instance
+    that set nothing). An instance may set no other key. Default: the
+    task's id. Only with map_over; 1-256 bytes, no U+0000.
+    """
+    map_max_instances: _builtins.int
+    """The most instances (elements) of a mapped task. Default 10000; 1 to
+    100000. Only with map_over.
+    """
     @_builtins.property
     def dependencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of the tasks that must finish before this one is considered. Each must
@@ -248,11 +274,16 @@ class TaskDefinition(_message.Message):
         handler: _builtins.str = ...,
         required_labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         max_in_flight: _builtins.int | None = ...,
+        map_over: _builtins.str = ...,
+        map_output: _builtins.str = ...,
+        map_max_instances: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_in_flight", b"_max_in_flight", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "max_in_flight", b"max_in_flight", "retry_attempts", b"retry_attempts", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances", "_max_in_flight", b"_max_in_flight", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "map_max_instances", b"map_max_instances", "max_in_flight", b"max_in_flight", "retry_attempts", b"retry_attempts", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_in_flight", b"_max_in_flight", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "dependencies", b"dependencies", "handler", b"handler", "id", b"id", "max_in_flight", b"max_in_flight", "required_labels", b"required_labels", "retry_attempts", b"retry_attempts", "retry_backoff", b"retry_backoff", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms", "trigger_rule", b"trigger_rule"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances", "_max_in_flight", b"_max_in_flight", "_retry_attempts", b"_retry_attempts", "_retry_delay_ms", b"_retry_delay_ms", "_retry_jitter", b"_retry_jitter", "_retry_max_delay_ms", b"_retry_max_delay_ms", "_timeout_ms", b"_timeout_ms", "dependencies", b"dependencies", "handler", b"handler", "id", b"id", "map_max_instances", b"map_max_instances", "map_output", b"map_output", "map_over", b"map_over", "max_in_flight", b"max_in_flight", "required_labels", b"required_labels", "retry_attempts", b"retry_attempts", "retry_backoff", b"retry_backoff", "retry_delay_ms", b"retry_delay_ms", "retry_jitter", b"retry_jitter", "retry_max_delay_ms", b"retry_max_delay_ms", "timeout_ms", b"timeout_ms", "trigger_rule", b"trigger_rule"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__map_max_instances: _TypeAlias = _typing.Literal["map_max_instances"]  # noqa: Y015
+    _WhichOneofArgType__map_max_instances: _TypeAlias = _typing.Literal["_map_max_instances", b"_map_max_instances"]  # noqa: Y015
     _WhichOneofReturnType__max_in_flight: _TypeAlias = _typing.Literal["max_in_flight"]  # noqa: Y015
     _WhichOneofArgType__max_in_flight: _TypeAlias = _typing.Literal["_max_in_flight", b"_max_in_flight"]  # noqa: Y015
     _WhichOneofReturnType__retry_attempts: _TypeAlias = _typing.Literal["retry_attempts"]  # noqa: Y015
@@ -265,6 +296,8 @@ class TaskDefinition(_message.Message):
     _WhichOneofArgType__retry_max_delay_ms: _TypeAlias = _typing.Literal["_retry_max_delay_ms", b"_retry_max_delay_ms"]  # noqa: Y015
     _WhichOneofReturnType__timeout_ms: _TypeAlias = _typing.Literal["timeout_ms"]  # noqa: Y015
     _WhichOneofArgType__timeout_ms: _TypeAlias = _typing.Literal["_timeout_ms", b"_timeout_ms"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__map_max_instances) -> _WhichOneofReturnType__map_max_instances | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_in_flight) -> _WhichOneofReturnType__max_in_flight | None: ...
     @_typing.overload
