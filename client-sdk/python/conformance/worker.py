@@ -81,6 +81,19 @@ def echo(context: Context) -> None:
     context.insert("echo_out", context.get("echo_in"))
 
 
+@logged_sync("conformance.map_echo")
+def map_echo(context: Context) -> None:
+    if "map_element" not in context:
+        raise NonRetryableError("map_echo: input key map_element is missing")
+    input_index = context.get("map_index") if "map_index" in context else None
+    assigned_index = context.attempt.map_index if context.attempt else None
+    if input_index is None or input_index != assigned_index:
+        raise NonRetryableError(
+            f"map_echo: the input's map_index is {input_index}, the attempt's {assigned_index}"
+        )
+    context.insert("map_echo_out", context.get("map_element"))
+
+
 @logged_sync("conformance.fail_once")
 def fail_once(context: Context) -> None:
     number = attempt_number(context)
@@ -194,6 +207,7 @@ HANDLERS: dict[str, Callable[[Context], Any]] = {
     "conformance.big": big,
     "conformance.measure": measure,
     "conformance.vector": vector,
+    "conformance.map_echo": map_echo,
 }
 
 

@@ -39,6 +39,7 @@ const HANDLERS: &[(&str, HandlerFn)] = &[
     ("big", |context| Box::pin(big(context))),
     ("measure", |context| Box::pin(measure(context))),
     ("vector", |context| Box::pin(vector(context))),
+    ("map_echo", |context| Box::pin(map_echo(context))),
 ];
 
 #[tokio::main]
@@ -197,6 +198,23 @@ async fn echo(context: &mut Context) -> Result<(), TaskError> {
         .ok_or_else(|| TaskError::fatal("echo: the input has no key \"echo_in\""))?
         .into_owned();
     context.upsert_raw("echo_out", value);
+    Ok(())
+}
+
+async fn map_echo(context: &mut Context) -> Result<(), TaskError> {
+    let _span = Span::enter(context);
+    let element = context
+        .get_raw(tributary::MAP_ELEMENT_KEY)
+        .ok_or_else(|| TaskError::fatal("map_echo: the input has no key \"map_element\""))?
+        .into_owned();
+    let input_index: Option<u32> = context.get(tributary::MAP_INDEX_KEY).ok();
+    let assigned_index = context.attempt().and_then(|attempt| attempt.map_index);
+    if input_index.is_none() || input_index != assigned_index {
+        return Err(TaskError::fatal(format!(
+            "map_echo: the input's map_index is {input_index:?}, the attempt's {assigned_index:?}"
+        )));
+    }
+    context.upsert_raw("map_echo_out", element);
     Ok(())
 }
 

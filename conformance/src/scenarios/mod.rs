@@ -3,6 +3,7 @@
 
 mod failures;
 mod liveness;
+mod mapping;
 mod outcomes;
 mod references;
 mod routing;
@@ -34,6 +35,7 @@ pub const SCENARIOS: &[&str] = &[
     "reference_fetch",
     "mixed_fleet",
     "label_routing",
+    "map_instances",
 ];
 
 /// The server settings of a scenario.
@@ -73,6 +75,7 @@ pub async fn run(scenario: &str, harness: &mut Harness) -> Result<(), String> {
         "reference_fetch" => references::reference_fetch(harness).await,
         "mixed_fleet" => references::mixed_fleet(harness).await,
         "label_routing" => routing::label_routing(harness).await,
+        "map_instances" => mapping::map_instances(harness).await,
         other => Err(format!("no scenario {other:?}")),
     }
 }

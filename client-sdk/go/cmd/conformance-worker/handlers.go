@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ func handlers() map[string]handler {
 		"big":         big,
 		"measure":     measure,
 		"vector":      vector,
+		"map_echo":    mapEcho,
 	}
 }
 
@@ -37,6 +39,33 @@ func echo(_ context.Context, tc *tributary.Context, _ *eventLog) error {
 		return tributary.NonRetryablef(`echo: the input has no key "echo_in"`)
 	}
 	return tc.Upsert("echo_out", value)
+}
+
+func mapEcho(_ context.Context, tc *tributary.Context, _ *eventLog) error {
+	element, ok := tc.Raw(tributary.MapElementKey)
+	if !ok {
+		return tributary.NonRetryablef(`map_echo: the input has no key "map_element"`)
+	}
+	var inputIndex *uint32
+	if raw, ok := tc.Raw(tributary.MapIndexKey); ok {
+		var index uint32
+		if err := json.Unmarshal(raw, &index); err == nil {
+			inputIndex = &index
+		}
+	}
+	assignedIndex := tc.Attempt().MapIndex
+	if inputIndex == nil || assignedIndex == nil || *inputIndex != *assignedIndex {
+		return tributary.NonRetryablef("map_echo: the input's map_index is %s, the attempt's %s",
+			describeIndex(inputIndex), describeIndex(assignedIndex))
+	}
+	return tc.Upsert("map_echo_out", element)
+}
+
+func describeIndex(index *uint32) string {
+	if index == nil {
+		return "missing"
+	}
+	return strconv.FormatUint(uint64(*index), 10)
 }
 
 func failOnce(_ context.Context, tc *tributary.Context, _ *eventLog) error {

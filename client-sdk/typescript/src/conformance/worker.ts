@@ -61,6 +61,15 @@ const handlers: Record<string, Handler> = {
     if (!ctx.contains("echo_in")) throw new NonRetryableError('echo: the input has no key "echo_in"');
     ctx.upsert("echo_out", ctx.get("echo_in"));
   },
+  map_echo(ctx) {
+    if (!ctx.contains("map_element")) throw new NonRetryableError('map_echo: the input has no key "map_element"');
+    const inputIndex = ctx.contains("map_index") ? ctx.get("map_index", "number") : undefined;
+    const assignedIndex = ctx.attempt.mapIndex;
+    if (inputIndex === undefined || inputIndex !== assignedIndex) {
+      throw new NonRetryableError(`map_echo: the input's map_index is ${inputIndex}, the attempt's ${assignedIndex}`);
+    }
+    ctx.upsert("map_echo_out", ctx.get("map_element"));
+  },
   fail_once(ctx) {
     const attempt = ctx.attempt.attemptNumber;
     if (attempt === 1) throw new TaskError("fail_once: attempt 1");
