@@ -222,6 +222,7 @@ impl Harness {
             let request = namespaced(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
                 omit_contexts: false,
+                ..Default::default()
             })?;
             match self.runs().get_run(request).await {
                 Ok(response) => {

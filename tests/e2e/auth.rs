@@ -101,6 +101,7 @@ async fn get_run(server: &TestServer, bearer: Bearer, run_id: &str) -> pb::Run {
         .get_run(pb::GetRunRequest {
             run_id: run_id.to_owned(),
             omit_contexts: false,
+            ..Default::default()
         })
         .await
         .expect("get run")
@@ -176,6 +177,7 @@ async fn codes_of_each_kind(
             runs.get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await
             .map(|_| ()),
@@ -408,6 +410,7 @@ async fn the_namespace_comes_from_the_key_and_another_one_is_permission_denied()
         .get_run(pb::GetRunRequest {
             run_id: run_id.clone(),
             omit_contexts: false,
+            ..Default::default()
         })
         .await
         .expect_err(named);
@@ -431,6 +434,7 @@ async fn the_namespace_comes_from_the_key_and_another_one_is_permission_denied()
             .get_run(pb::GetRunRequest {
                 run_id: run_id.clone(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await
             .expect_err("another namespace");

@@ -417,6 +417,7 @@ async fn queued_runs_survive_a_server_kill_in_their_order() {
             .get_run(pb::GetRunRequest {
                 run_id: run_id.clone(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await
             .expect("reads")

@@ -68,6 +68,7 @@ async fn a_megabyte_id_is_refused_with_a_bounded_message() {
         .get_run(pb::GetRunRequest {
             run_id: long_id.clone(),
             omit_contexts: false,
+            ..Default::default()
         })
         .await
         .expect_err("no such run");

@@ -409,6 +409,7 @@ async fn get_run_and_list_runs_leave_out_contexts_that_would_not_fit_and_say_so(
             .get_run(pb::GetRunRequest {
                 run_id: finished.clone(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await
             .expect("GetRun answers")
@@ -463,6 +464,7 @@ async fn get_run_and_list_runs_leave_out_contexts_that_would_not_fit_and_say_so(
         .get_run(pb::GetRunRequest {
             run_id: small.clone(),
             omit_contexts: true,
+            ..Default::default()
         })
         .await
         .expect("GetRun answers")
@@ -476,6 +478,7 @@ async fn get_run_and_list_runs_leave_out_contexts_that_would_not_fit_and_say_so(
         .get_run(pb::GetRunRequest {
             run_id: small,
             omit_contexts: false,
+            ..Default::default()
         })
         .await
         .expect("GetRun answers")

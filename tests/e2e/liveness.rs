@@ -338,6 +338,7 @@ impl ServerProcess {
                         .get_run(pb::GetRunRequest {
                             run_id: run_id.clone(),
                             omit_contexts: false,
+                            ..Default::default()
                         })
                         .await
                     {
@@ -431,6 +432,7 @@ pub(crate) async fn poll_run(
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
                 omit_contexts,
+                ..Default::default()
             })
             .await
             .expect("run exists")
@@ -644,6 +646,7 @@ async fn reclaim_after_a_restart(backlog: usize) {
             .get_run(pb::GetRunRequest {
                 run_id: run_id.clone(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await
             .expect("run")

@@ -13,6 +13,7 @@ mod label_routing;
 mod limits;
 mod liveness;
 mod map;
+mod map_paging;
 mod operations;
 mod protocol_contract;
 mod run_api;

@@ -13,6 +13,7 @@ use tributary_e2e::executor::{Handler, Outcome, TestExecutor, handler};
 use tributary_e2e::{TestDatabase, TestServer, context, task};
 use tributary_proto::v1 as pb;
 
+use crate::cli;
 use crate::liveness::{ServerProcess, free_port, wait_until_finished};
 
 /// A safety net so a broken engine fails the test instead of hanging it.
@@ -151,16 +152,6 @@ async fn instances_run_per_element_retry_alone_and_gather_in_element_order() {
         "{watched}"
     );
     server.stop().await;
-}
-
-async fn cli(arguments: &[&str]) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_test_server"))
-        .args(arguments)
-        .output()
-        .await
-        .expect("the CLI runs");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 #[tokio::test]
@@ -406,6 +397,7 @@ async fn get(
         .get_run(pb::GetRunRequest {
             run_id: run_id.to_owned(),
             omit_contexts: false,
+            ..Default::default()
         })
         .await
         .expect("run exists")

@@ -190,6 +190,7 @@ async fn nul_in_request_text_is_refused_naming_the_field_and_stored_losslessly_i
         .get_run(pb::GetRunRequest {
             run_id: "\0".into(),
             omit_contexts: false,
+            ..Default::default()
         })
         .await
         .expect_err("refused");

@@ -103,6 +103,7 @@ async fn start_run_rejects_bad_input_with_its_code_and_message() {
         .get_run(pb::GetRunRequest {
             run_id: "01a2-missing".into(),
             omit_contexts: false,
+            ..Default::default()
         })
         .await
         .expect_err("unknown run");

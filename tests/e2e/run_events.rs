@@ -720,6 +720,7 @@ async fn wait_until_deleted(client: &mut Client, run_id: &str) {
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await;
         match result {

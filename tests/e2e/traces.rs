@@ -125,6 +125,7 @@ async fn the_server_exports_call_run_and_attempt_spans_and_assign_carries_the_tr
             .get_run(pb::GetRunRequest {
                 run_id: run_id.clone(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await
             .expect("reads")

@@ -178,7 +178,10 @@ impl TestServer {
         &self,
         namespace: &str,
     ) -> RunServiceClient<InterceptedService<Channel, Namespace>> {
+        // Answers may be as large as the server's message limit, beyond
+        // gRPC's usual 4 MiB.
         RunServiceClient::with_interceptor(self.channel().await, Namespace::new(namespace))
+            .max_decoding_message_size(usize::MAX)
     }
 
     /// Registers a definition given in the definition-file JSON format.
@@ -223,6 +226,7 @@ impl TestServer {
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await
             .expect("run exists")
@@ -259,6 +263,7 @@ impl TestServer {
                 .get_run(pb::GetRunRequest {
                     run_id: run_id.to_owned(),
                     omit_contexts: false,
+                    ..Default::default()
                 })
                 .await
                 .expect("run exists")

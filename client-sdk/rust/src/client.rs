@@ -670,6 +670,7 @@ impl Client {
             .get_run(pb::GetRunRequest {
                 run_id: run_id.to_owned(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await?
             .into_inner()

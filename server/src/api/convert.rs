@@ -208,6 +208,7 @@ pub fn run_detail_to_proto(detail: &RunDetail, context_json: String) -> pb::Run 
                 map_index: task.map_index,
                 map_size: task.map_size.unwrap_or_default(),
                 instances: Vec::new(),
+                instance_counts: Vec::new(),
             }
         })
         .collect();

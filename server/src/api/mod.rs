@@ -8,6 +8,7 @@ pub mod error;
 pub mod executor;
 pub mod executor_input;
 pub mod executor_watch;
+pub mod instances;
 pub mod namespace;
 pub mod run;
 pub mod schedule;

@@ -10,10 +10,11 @@ use tributary_proto::v1::run_service_server::RunService;
 
 use super::convert::{
     decode_page_token, encode_page_token, event_to_proto, event_type_from_proto, fit_run_contexts,
-    omit_run_contexts, page_size, run_detail_to_proto, run_status_from_proto, run_status_to_proto,
+    page_size, run_detail_to_proto, run_status_from_proto, run_status_to_proto,
     run_summary_to_proto, waiting_reason_to_proto,
 };
 use super::error::{ApiError, ApiResult};
+use super::instances::{InstanceWindow, fit_run};
 use super::namespace::namespace_of;
 use super::text::check_no_nul;
 use crate::dispatch::start::{RunRequest, start_or_find_run};
@@ -125,6 +126,8 @@ impl RunApi {
         let pb::GetRunRequest {
             run_id,
             omit_contexts,
+            instances_from,
+            max_instances,
         } = request.into_inner();
         if run_id.is_empty() {
             return Err(ApiError::InvalidArgument("run_id is missing".to_owned()));
@@ -166,11 +169,11 @@ impl RunApi {
         };
         let mut run = run_detail_to_proto(&detail, context_json);
         self.add_waiting_reasons(&namespace, &mut run).await?;
-        if omit_contexts {
-            omit_run_contexts(&mut run);
-        } else {
-            fit_run_contexts(&mut run, &mut self.answer_budget());
-        }
+        let window = InstanceWindow {
+            from: instances_from,
+            max: max_instances,
+        };
+        fit_run(&mut run, window, omit_contexts, self.answer_budget());
         Ok(pb::GetRunResponse { run: Some(run) })
     }
 

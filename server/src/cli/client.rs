@@ -16,6 +16,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tributary_proto::NAMESPACE_METADATA_KEY;
+use tributary_proto::v1::run_service_client::RunServiceClient;
 
 use super::CliError;
 use crate::security::Secret;
@@ -199,6 +200,18 @@ impl ClientOptions {
             },
         ))
     }
+
+    /// A `RunService` client that takes answers as large as the server
+    /// sends: a run with its context may be up to the server's message
+    /// limit (16 MiB by default), beyond gRPC's usual 4 MiB.
+    pub async fn run_client(&self) -> Result<RunServiceClient<NamespacedChannel>, CliError> {
+        Ok(run_client_on(self.namespaced_channel().await?))
+    }
+}
+
+/// [`ClientOptions::run_client`] on a channel already open.
+pub fn run_client_on(channel: NamespacedChannel) -> RunServiceClient<NamespacedChannel> {
+    RunServiceClient::new(channel).max_decoding_message_size(usize::MAX)
 }
 
 /// `http://HOST:PORT` (`https://` with `tls`) for a server listening on

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use tributary_proto::v1 as pb;
-use tributary_proto::v1::run_service_client::RunServiceClient;
 
 use super::CliError;
 use super::client::ClientOptions;
@@ -34,7 +33,7 @@ pub struct RetryArgs {
 
 pub async fn run(args: RetryArgs) -> Result<ExitCode, CliError> {
     let client = &args.client;
-    let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+    let mut runs = client.run_client().await?;
     let retried = runs
         .retry_run(pb::RetryRunRequest {
             run_id: args.run_id.clone(),
@@ -70,6 +69,7 @@ pub async fn run(args: RetryArgs) -> Result<ExitCode, CliError> {
             .get_run(pb::GetRunRequest {
                 run_id: retried.run_id.clone(),
                 omit_contexts: false,
+                ..Default::default()
             })
             .await?
             .into_inner()

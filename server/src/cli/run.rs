@@ -54,6 +54,10 @@ pub enum RunCommand {
         /// Print no context.
         #[arg(long)]
         no_context: bool,
+        /// List a mapped task's instances from this element index on
+        /// (paging through a large map).
+        #[arg(long, default_value_t = 0)]
+        instances_from: u32,
         #[command(flatten)]
         client: ClientOptions,
     },
@@ -115,11 +119,19 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
             run_id,
             context,
             no_context,
+            instances_from,
             client,
         } => {
-            let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+            let mut runs = client.run_client().await?;
             let view = ContextView::from_flags(context, no_context);
-            let run = get_run(&mut runs, &run_id, view == ContextView::Omit).await?;
+            // The table lists a few instances; --json all that fit.
+            let request = pb::GetRunRequest {
+                run_id,
+                omit_contexts: view == ContextView::Omit,
+                instances_from,
+                max_instances: (!client.json).then_some(run_view::SHOWN_INSTANCES as u32),
+            };
+            let run = get_run(&mut runs, request).await?;
             run_view::print_run(&run, client.json, view)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -136,7 +148,7 @@ pub async fn run(command: RunCommand) -> Result<ExitCode, CliError> {
         } => watch_run(&run_id, after, &client).await,
         RunCommand::Retry(args) => super::retry::run(args).await,
         RunCommand::Cancel { run_id, client } => {
-            let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+            let mut runs = client.run_client().await?;
             let response = runs
                 .cancel_run(pb::CancelRunRequest {
                     run_id: run_id.clone(),
@@ -200,7 +212,7 @@ async fn start(
                 .version
         }
     };
-    let mut runs = RunServiceClient::new(channel);
+    let mut runs = super::client::run_client_on(channel);
     let started = runs
         .start_run(pb::StartRunRequest {
             workflow_name: request.workflow.clone(),
@@ -247,7 +259,12 @@ async fn start(
         },
     )
     .await?;
-    let run = get_run(&mut runs, &run_id, false).await?;
+    let request = pb::GetRunRequest {
+        run_id,
+        max_instances: (!client.json).then_some(run_view::SHOWN_INSTANCES as u32),
+        ..Default::default()
+    };
+    let run = get_run(&mut runs, request).await?;
     if !client.json {
         say!("");
     }
@@ -264,18 +281,13 @@ fn exit_for(status: i32) -> ExitCode {
     }
 }
 
-/// The run, without its contexts when `omit_contexts` (`--no-context`,
-/// so a large context is not even sent).
+/// The run, with the contexts and instances `request` asks for.
 async fn get_run(
     runs: &mut RunServiceClient<NamespacedChannel>,
-    run_id: &str,
-    omit_contexts: bool,
+    request: pb::GetRunRequest,
 ) -> Result<pb::Run, CliError> {
     let run = runs
-        .get_run(pb::GetRunRequest {
-            run_id: run_id.to_owned(),
-            omit_contexts,
-        })
+        .get_run(request)
         .await?
         .into_inner()
         .run
@@ -303,7 +315,7 @@ async fn list(
             ))
         })?,
     };
-    let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+    let mut runs = client.run_client().await?;
     let listed = runs
         .list_runs(pb::ListRunsRequest {
             workflow_name: workflow.unwrap_or_default(),
@@ -352,7 +364,7 @@ async fn list(
 /// Prints one line per event (one JSON object per line with `--json`) until
 /// the run's final event; exits non-zero unless the run succeeded.
 async fn watch_run(run_id: &str, after: u64, client: &ClientOptions) -> Result<ExitCode, CliError> {
-    let mut runs = RunServiceClient::new(client.namespaced_channel().await?);
+    let mut runs = client.run_client().await?;
     let mut printer = EventPrinter::default();
     let as_json = client.json;
     let status = watch::follow(

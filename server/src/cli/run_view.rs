@@ -166,7 +166,7 @@ pub fn print_run(run: &pb::Run, as_json: bool, view: ContextView) -> Result<(), 
 
 /// Instances of a mapped task listed one by one by `run get`; the rest are
 /// counted by state.
-const SHOWN_INSTANCES: usize = 20;
+pub const SHOWN_INSTANCES: usize = 20;
 
 /// A task's (or an instance's) row of the `run get` table, named `name`.
 fn task_row(task: &pb::TaskRun, name: String) -> Vec<String> {
@@ -191,25 +191,30 @@ fn task_row(task: &pb::TaskRun, name: String) -> Vec<String> {
     ]
 }
 
-/// The instances of a mapped task beyond those listed, counted by state:
-/// `fetch: 9980 more instances: 980 running, 9000 succeeded`.
+/// A mapped task's instances counted by state, when not all are listed:
+/// `fetch: 10000 instances: 980 running, 9020 succeeded; [0] to [19] listed`.
 fn instances_summary(task: &pb::TaskRun) -> Option<String> {
-    let rest = task.instances.get(SHOWN_INSTANCES..)?;
-    if rest.is_empty() {
+    let listed = &task.instances[..task.instances.len().min(SHOWN_INSTANCES)];
+    if listed.len() >= task.map_size as usize {
         return None;
     }
-    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-    for instance in rest {
-        *counts.entry(task_state_name(instance.state)).or_default() += 1;
-    }
-    let counts: Vec<String> = counts
-        .into_iter()
-        .map(|(state, count)| format!("{count} {state}"))
+    let counts: Vec<String> = task
+        .instance_counts
+        .iter()
+        .map(|count| format!("{} {}", count.count, task_state_name(count.state)))
         .collect();
+    let window = match (listed.first(), listed.last()) {
+        (Some(first), Some(last)) => format!(
+            "[{}] to [{}] listed",
+            first.map_index.unwrap_or_default(),
+            last.map_index.unwrap_or_default()
+        ),
+        _ => "none listed".to_owned(),
+    };
     Some(format!(
-        "{}: {} more instances: {}",
+        "{}: {} instances: {}; {window} (--instances-from N lists others)",
         task.task_id,
-        rest.len(),
+        task.map_size,
         counts.join(", ")
     ))
 }
@@ -232,6 +237,12 @@ fn task_json(task: &pb::TaskRun) -> serde_json::Value {
     if task.map_size > 0 {
         value["map_size"] = json!(task.map_size);
         value["instances"] = task.instances.iter().map(task_json).collect();
+        value["instance_counts"] = task
+            .instance_counts
+            .iter()
+            .map(|count| (task_state_name(count.state), json!(count.count)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
     }
     value
 }
@@ -269,40 +280,72 @@ fn print_context(context_json: &str, view: ContextView) -> Result<(), CliError> 
 mod tests {
     use super::*;
 
-    fn mapped(instances: usize) -> pb::TaskRun {
+    /// A mapped task of `size` instances, half succeeded and half running,
+    /// listing those from `from` on, counted as the server counts them.
+    fn mapped(size: usize, from: usize) -> pb::TaskRun {
+        let state = |index: usize| {
+            if index.is_multiple_of(2) {
+                pb::TaskState::Succeeded as i32
+            } else {
+                pb::TaskState::Running as i32
+            }
+        };
+        let succeeded = (0..size).filter(|index| index.is_multiple_of(2)).count();
+        let count = |state: pb::TaskState, count: usize| pb::TaskStateCount {
+            state: state as i32,
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+        };
         pb::TaskRun {
             task_id: "fetch".into(),
             state: pb::TaskState::Running as i32,
-            map_size: u32::try_from(instances).unwrap_or(u32::MAX),
-            instances: (0..instances)
+            map_size: u32::try_from(size).unwrap_or(u32::MAX),
+            instances: (from..size)
                 .map(|index| pb::TaskRun {
                     task_id: "fetch".into(),
                     map_index: u32::try_from(index).ok(),
-                    state: if index % 2 == 0 {
-                        pb::TaskState::Succeeded as i32
-                    } else {
-                        pb::TaskState::Running as i32
-                    },
+                    state: state(index),
                     ..Default::default()
                 })
                 .collect(),
+            instance_counts: vec![
+                count(pb::TaskState::Running, size - succeeded),
+                count(pb::TaskState::Succeeded, succeeded),
+            ],
             ..Default::default()
         }
     }
 
     #[test]
-    fn instances_beyond_those_listed_are_counted_by_state() {
-        assert_eq!(instances_summary(&mapped(SHOWN_INSTANCES)), None);
+    fn instances_not_listed_are_counted_by_state() {
+        assert_eq!(instances_summary(&mapped(SHOWN_INSTANCES, 0)), None);
         assert_eq!(
-            instances_summary(&mapped(SHOWN_INSTANCES + 5)).as_deref(),
-            Some("fetch: 5 more instances: 2 running, 3 succeeded")
+            instances_summary(&mapped(SHOWN_INSTANCES + 5, 0)).as_deref(),
+            Some(
+                "fetch: 25 instances: 12 running, 13 succeeded; [0] to [19] listed \
+                 (--instances-from N lists others)"
+            )
         );
-        let json = task_json(&mapped(2));
+        assert_eq!(
+            instances_summary(&mapped(100, 40)).as_deref(),
+            Some(
+                "fetch: 100 instances: 50 running, 50 succeeded; [40] to [59] listed \
+                 (--instances-from N lists others)"
+            )
+        );
+        assert_eq!(
+            instances_summary(&mapped(4, 4)).as_deref(),
+            Some(
+                "fetch: 4 instances: 2 running, 2 succeeded; none listed \
+                 (--instances-from N lists others)"
+            )
+        );
+        let json = task_json(&mapped(2, 0));
         assert_eq!(json["map_size"], 2);
         assert_eq!(json["instances"][1]["map_index"], 1);
         assert_eq!(json["instances"][1]["state"], "running");
+        assert_eq!(json["instance_counts"]["succeeded"], 1);
         assert_eq!(
-            task_row(&mapped(2), "fetch".into())[1],
+            task_row(&mapped(2, 0), "fetch".into())[1],
             "running (2 instances)"
         );
     }

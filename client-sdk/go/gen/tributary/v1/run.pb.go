@@ -696,7 +696,17 @@ type GetRunRequest struct {
 	// given, and contexts_omitted is set): for a run whose context is large
 	// when only its state is wanted. Without it the contexts are sent when
 	// they fit in one answer.
-	OmitContexts  bool `protobuf:"varint,2,opt,name=omit_contexts,json=omitContexts,proto3" json:"omit_contexts,omitempty"`
+	OmitContexts bool `protobuf:"varint,2,opt,name=omit_contexts,json=omitContexts,proto3" json:"omit_contexts,omitempty"`
+	// Paging through the instances of mapped tasks: the element index of the
+	// first instance listed under each mapped task (default 0, the first).
+	InstancesFrom uint32 `protobuf:"varint,3,opt,name=instances_from,json=instancesFrom,proto3" json:"instances_from,omitempty"`
+	// At most this many instances listed under each mapped task, from
+	// instances_from; 0 lists none (instance_counts still count them all).
+	// Unset: no limit of its own. Either way the server lists only as many
+	// as fit in one answer beside the contexts (a map of 100,000 instances
+	// does not), trimming every mapped task's list to the same length from
+	// its end; the entries' map_index say which were listed.
+	MaxInstances  *uint32 `protobuf:"varint,4,opt,name=max_instances,json=maxInstances,proto3,oneof" json:"max_instances,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +753,20 @@ func (x *GetRunRequest) GetOmitContexts() bool {
 		return x.OmitContexts
 	}
 	return false
+}
+
+func (x *GetRunRequest) GetInstancesFrom() uint32 {
+	if x != nil {
+		return x.InstancesFrom
+	}
+	return 0
+}
+
+func (x *GetRunRequest) GetMaxInstances() uint32 {
+	if x != nil && x.MaxInstances != nil {
+		return *x.MaxInstances
+	}
+	return 0
 }
 
 // GetRunResponse holds the run.
@@ -1020,10 +1044,16 @@ type TaskRun struct {
 	// For a mapped task once expanded: its number of instances.
 	MapSize uint32 `protobuf:"varint,10,opt,name=map_size,json=mapSize,proto3" json:"map_size,omitempty"`
 	// For a mapped task once expanded: its instances in element order, each
-	// with its own state, error, retry time and attempts.
-	Instances     []*TaskRun `protobuf:"bytes,11,rep,name=instances,proto3" json:"instances,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// with its own state, error, retry time and attempts: all of them, or
+	// the window GetRun was asked for or could fit (see
+	// GetRunRequest.max_instances).
+	Instances []*TaskRun `protobuf:"bytes,11,rep,name=instances,proto3" json:"instances,omitempty"`
+	// For a mapped task once expanded: how many of its instances are in each
+	// state (states with none left out), counting all of them, listed in
+	// `instances` or not.
+	InstanceCounts []*TaskStateCount `protobuf:"bytes,12,rep,name=instance_counts,json=instanceCounts,proto3" json:"instance_counts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TaskRun) Reset() {
@@ -1133,6 +1163,68 @@ func (x *TaskRun) GetInstances() []*TaskRun {
 	return nil
 }
 
+func (x *TaskRun) GetInstanceCounts() []*TaskStateCount {
+	if x != nil {
+		return x.InstanceCounts
+	}
+	return nil
+}
+
+// How many instances of a mapped task are in one state.
+type TaskStateCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state.
+	State TaskState `protobuf:"varint,1,opt,name=state,proto3,enum=tributary.v1.TaskState" json:"state,omitempty"`
+	// How many instances are in it.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStateCount) Reset() {
+	*x = TaskStateCount{}
+	mi := &file_tributary_v1_run_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStateCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStateCount) ProtoMessage() {}
+
+func (x *TaskStateCount) ProtoReflect() protoreflect.Message {
+	mi := &file_tributary_v1_run_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStateCount.ProtoReflect.Descriptor instead.
+func (*TaskStateCount) Descriptor() ([]byte, []int) {
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TaskStateCount) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *TaskStateCount) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // One attempt at running a task.
 type Attempt struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1160,7 +1252,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_tributary_v1_run_proto_msgTypes[6]
+	mi := &file_tributary_v1_run_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1264,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[6]
+	mi := &file_tributary_v1_run_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1277,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{6}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Attempt) GetId() string {
@@ -1259,7 +1351,7 @@ type ContextConflict struct {
 
 func (x *ContextConflict) Reset() {
 	*x = ContextConflict{}
-	mi := &file_tributary_v1_run_proto_msgTypes[7]
+	mi := &file_tributary_v1_run_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1363,7 @@ func (x *ContextConflict) String() string {
 func (*ContextConflict) ProtoMessage() {}
 
 func (x *ContextConflict) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[7]
+	mi := &file_tributary_v1_run_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1376,7 @@ func (x *ContextConflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContextConflict.ProtoReflect.Descriptor instead.
 func (*ContextConflict) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{7}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ContextConflict) GetKey() string {
@@ -1325,7 +1417,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_tributary_v1_run_proto_msgTypes[8]
+	mi := &file_tributary_v1_run_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1429,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[8]
+	mi := &file_tributary_v1_run_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1442,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{8}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListRunsRequest) GetWorkflowName() string {
@@ -1394,7 +1486,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_tributary_v1_run_proto_msgTypes[9]
+	mi := &file_tributary_v1_run_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1498,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[9]
+	mi := &file_tributary_v1_run_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1511,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{9}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1447,7 +1539,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_tributary_v1_run_proto_msgTypes[10]
+	mi := &file_tributary_v1_run_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1551,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[10]
+	mi := &file_tributary_v1_run_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1564,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{10}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -1493,7 +1585,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_tributary_v1_run_proto_msgTypes[11]
+	mi := &file_tributary_v1_run_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1597,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[11]
+	mi := &file_tributary_v1_run_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1610,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{11}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelRunResponse) GetStatus() RunStatus {
@@ -1550,7 +1642,7 @@ type RetryRunRequest struct {
 
 func (x *RetryRunRequest) Reset() {
 	*x = RetryRunRequest{}
-	mi := &file_tributary_v1_run_proto_msgTypes[12]
+	mi := &file_tributary_v1_run_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1654,7 @@ func (x *RetryRunRequest) String() string {
 func (*RetryRunRequest) ProtoMessage() {}
 
 func (x *RetryRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[12]
+	mi := &file_tributary_v1_run_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1667,7 @@ func (x *RetryRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRunRequest.ProtoReflect.Descriptor instead.
 func (*RetryRunRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{12}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RetryRunRequest) GetRunId() string {
@@ -1617,7 +1709,7 @@ type RetryRunResponse struct {
 
 func (x *RetryRunResponse) Reset() {
 	*x = RetryRunResponse{}
-	mi := &file_tributary_v1_run_proto_msgTypes[13]
+	mi := &file_tributary_v1_run_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1721,7 @@ func (x *RetryRunResponse) String() string {
 func (*RetryRunResponse) ProtoMessage() {}
 
 func (x *RetryRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[13]
+	mi := &file_tributary_v1_run_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1734,7 @@ func (x *RetryRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRunResponse.ProtoReflect.Descriptor instead.
 func (*RetryRunResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{13}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RetryRunResponse) GetRunId() string {
@@ -1686,7 +1778,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_tributary_v1_run_proto_msgTypes[14]
+	mi := &file_tributary_v1_run_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1790,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[14]
+	mi := &file_tributary_v1_run_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1803,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{14}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRunRequest) GetRunId() string {
@@ -1739,7 +1831,7 @@ type WatchRunResponse struct {
 
 func (x *WatchRunResponse) Reset() {
 	*x = WatchRunResponse{}
-	mi := &file_tributary_v1_run_proto_msgTypes[15]
+	mi := &file_tributary_v1_run_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1843,7 @@ func (x *WatchRunResponse) String() string {
 func (*WatchRunResponse) ProtoMessage() {}
 
 func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[15]
+	mi := &file_tributary_v1_run_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1856,7 @@ func (x *WatchRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunResponse.ProtoReflect.Descriptor instead.
 func (*WatchRunResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{15}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchRunResponse) GetEvent() *RunEvent {
@@ -1797,7 +1889,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_tributary_v1_run_proto_msgTypes[16]
+	mi := &file_tributary_v1_run_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1901,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[16]
+	mi := &file_tributary_v1_run_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1914,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{16}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchEventsRequest) GetAfterCursor() uint64 {
@@ -1871,7 +1963,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_tributary_v1_run_proto_msgTypes[17]
+	mi := &file_tributary_v1_run_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +1975,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[17]
+	mi := &file_tributary_v1_run_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +1988,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{17}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchEventsResponse) GetEvent() *RunEvent {
@@ -1964,7 +2056,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_tributary_v1_run_proto_msgTypes[18]
+	mi := &file_tributary_v1_run_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2068,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tributary_v1_run_proto_msgTypes[18]
+	mi := &file_tributary_v1_run_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2081,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_tributary_v1_run_proto_rawDescGZIP(), []int{18}
+	return file_tributary_v1_run_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RunEvent) GetCursor() uint64 {
@@ -2145,10 +2237,13 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x10StartRunResponse\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12)\n" +
 	"\x10workflow_version\x18\x02 \x01(\tR\x0fworkflowVersion\x12\x18\n" +
-	"\acreated\x18\x03 \x01(\bR\acreated\"K\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\"\xae\x01\n" +
 	"\rGetRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12#\n" +
-	"\romit_contexts\x18\x02 \x01(\bR\fomitContexts\"5\n" +
+	"\romit_contexts\x18\x02 \x01(\bR\fomitContexts\x12%\n" +
+	"\x0einstances_from\x18\x03 \x01(\rR\rinstancesFrom\x12(\n" +
+	"\rmax_instances\x18\x04 \x01(\rH\x00R\fmaxInstances\x88\x01\x01B\x10\n" +
+	"\x0e_max_instances\"5\n" +
 	"\x0eGetRunResponse\x12#\n" +
 	"\x03run\x18\x01 \x01(\v2\x11.tributary.v1.RunR\x03run\"\xe3\x05\n" +
 	"\x03Run\x12\x0e\n" +
@@ -2172,7 +2267,7 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\x0equeue_position\x18\x0e \x01(\rR\rqueuePosition\x12)\n" +
 	"\x10contexts_omitted\x18\x1e \x01(\bR\x0fcontextsOmitted\x12.\n" +
 	"\x13input_context_bytes\x18\x1f \x01(\x04R\x11inputContextBytes\x12#\n" +
-	"\rcontext_bytes\x18  \x01(\x04R\fcontextBytes\"\x86\x04\n" +
+	"\rcontext_bytes\x18  \x01(\x04R\fcontextBytes\"\xcd\x04\n" +
 	"\aTaskRun\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.tributary.v1.TaskStateR\x05state\x129\n" +
@@ -2186,9 +2281,13 @@ const file_tributary_v1_run_proto_rawDesc = "" +
 	"\tmap_index\x18\t \x01(\rH\x00R\bmapIndex\x88\x01\x01\x12\x19\n" +
 	"\bmap_size\x18\n" +
 	" \x01(\rR\amapSize\x123\n" +
-	"\tinstances\x18\v \x03(\v2\x15.tributary.v1.TaskRunR\tinstancesB\f\n" +
+	"\tinstances\x18\v \x03(\v2\x15.tributary.v1.TaskRunR\tinstances\x12E\n" +
+	"\x0finstance_counts\x18\f \x03(\v2\x1c.tributary.v1.TaskStateCountR\x0einstanceCountsB\f\n" +
 	"\n" +
-	"_map_index\"\xcf\x02\n" +
+	"_map_index\"U\n" +
+	"\x0eTaskStateCount\x12-\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x17.tributary.v1.TaskStateR\x05state\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\xcf\x02\n" +
 	"\aAttempt\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x1f\n" +
@@ -2354,7 +2453,7 @@ func file_tributary_v1_run_proto_rawDescGZIP() []byte {
 }
 
 var file_tributary_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_tributary_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tributary_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_tributary_v1_run_proto_goTypes = []any{
 	(RunStatus)(0),                // 0: tributary.v1.RunStatus
 	(TaskState)(0),                // 1: tributary.v1.TaskState
@@ -2368,70 +2467,73 @@ var file_tributary_v1_run_proto_goTypes = []any{
 	(*GetRunResponse)(nil),        // 9: tributary.v1.GetRunResponse
 	(*Run)(nil),                   // 10: tributary.v1.Run
 	(*TaskRun)(nil),               // 11: tributary.v1.TaskRun
-	(*Attempt)(nil),               // 12: tributary.v1.Attempt
-	(*ContextConflict)(nil),       // 13: tributary.v1.ContextConflict
-	(*ListRunsRequest)(nil),       // 14: tributary.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 15: tributary.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),      // 16: tributary.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 17: tributary.v1.CancelRunResponse
-	(*RetryRunRequest)(nil),       // 18: tributary.v1.RetryRunRequest
-	(*RetryRunResponse)(nil),      // 19: tributary.v1.RetryRunResponse
-	(*WatchRunRequest)(nil),       // 20: tributary.v1.WatchRunRequest
-	(*WatchRunResponse)(nil),      // 21: tributary.v1.WatchRunResponse
-	(*WatchEventsRequest)(nil),    // 22: tributary.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),   // 23: tributary.v1.WatchEventsResponse
-	(*RunEvent)(nil),              // 24: tributary.v1.RunEvent
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*TaskStateCount)(nil),        // 12: tributary.v1.TaskStateCount
+	(*Attempt)(nil),               // 13: tributary.v1.Attempt
+	(*ContextConflict)(nil),       // 14: tributary.v1.ContextConflict
+	(*ListRunsRequest)(nil),       // 15: tributary.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 16: tributary.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),      // 17: tributary.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 18: tributary.v1.CancelRunResponse
+	(*RetryRunRequest)(nil),       // 19: tributary.v1.RetryRunRequest
+	(*RetryRunResponse)(nil),      // 20: tributary.v1.RetryRunResponse
+	(*WatchRunRequest)(nil),       // 21: tributary.v1.WatchRunRequest
+	(*WatchRunResponse)(nil),      // 22: tributary.v1.WatchRunResponse
+	(*WatchEventsRequest)(nil),    // 23: tributary.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),   // 24: tributary.v1.WatchEventsResponse
+	(*RunEvent)(nil),              // 25: tributary.v1.RunEvent
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_tributary_v1_run_proto_depIdxs = []int32{
 	10, // 0: tributary.v1.GetRunResponse.run:type_name -> tributary.v1.Run
 	0,  // 1: tributary.v1.Run.status:type_name -> tributary.v1.RunStatus
-	25, // 2: tributary.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	25, // 3: tributary.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	26, // 2: tributary.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	26, // 3: tributary.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
 	11, // 4: tributary.v1.Run.tasks:type_name -> tributary.v1.TaskRun
-	13, // 5: tributary.v1.Run.conflicts:type_name -> tributary.v1.ContextConflict
+	14, // 5: tributary.v1.Run.conflicts:type_name -> tributary.v1.ContextConflict
 	1,  // 6: tributary.v1.TaskRun.state:type_name -> tributary.v1.TaskState
 	3,  // 7: tributary.v1.TaskRun.skip_reason:type_name -> tributary.v1.SkipReason
-	25, // 8: tributary.v1.TaskRun.next_attempt_at:type_name -> google.protobuf.Timestamp
-	12, // 9: tributary.v1.TaskRun.attempts:type_name -> tributary.v1.Attempt
+	26, // 8: tributary.v1.TaskRun.next_attempt_at:type_name -> google.protobuf.Timestamp
+	13, // 9: tributary.v1.TaskRun.attempts:type_name -> tributary.v1.Attempt
 	2,  // 10: tributary.v1.TaskRun.waiting_reason:type_name -> tributary.v1.WaitingReason
 	11, // 11: tributary.v1.TaskRun.instances:type_name -> tributary.v1.TaskRun
-	4,  // 12: tributary.v1.Attempt.state:type_name -> tributary.v1.AttemptState
-	25, // 13: tributary.v1.Attempt.assigned_at:type_name -> google.protobuf.Timestamp
-	25, // 14: tributary.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
-	25, // 15: tributary.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 16: tributary.v1.ListRunsRequest.status:type_name -> tributary.v1.RunStatus
-	10, // 17: tributary.v1.ListRunsResponse.runs:type_name -> tributary.v1.Run
-	0,  // 18: tributary.v1.CancelRunResponse.status:type_name -> tributary.v1.RunStatus
-	0,  // 19: tributary.v1.RetryRunResponse.status:type_name -> tributary.v1.RunStatus
-	24, // 20: tributary.v1.WatchRunResponse.event:type_name -> tributary.v1.RunEvent
-	5,  // 21: tributary.v1.WatchEventsRequest.types:type_name -> tributary.v1.RunEventType
-	24, // 22: tributary.v1.WatchEventsResponse.event:type_name -> tributary.v1.RunEvent
-	5,  // 23: tributary.v1.RunEvent.type:type_name -> tributary.v1.RunEventType
-	25, // 24: tributary.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 25: tributary.v1.RunEvent.skip_reason:type_name -> tributary.v1.SkipReason
-	25, // 26: tributary.v1.RunEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
-	0,  // 27: tributary.v1.RunEvent.run_status:type_name -> tributary.v1.RunStatus
-	13, // 28: tributary.v1.RunEvent.conflict:type_name -> tributary.v1.ContextConflict
-	6,  // 29: tributary.v1.RunService.StartRun:input_type -> tributary.v1.StartRunRequest
-	8,  // 30: tributary.v1.RunService.GetRun:input_type -> tributary.v1.GetRunRequest
-	14, // 31: tributary.v1.RunService.ListRuns:input_type -> tributary.v1.ListRunsRequest
-	16, // 32: tributary.v1.RunService.CancelRun:input_type -> tributary.v1.CancelRunRequest
-	18, // 33: tributary.v1.RunService.RetryRun:input_type -> tributary.v1.RetryRunRequest
-	20, // 34: tributary.v1.RunService.WatchRun:input_type -> tributary.v1.WatchRunRequest
-	22, // 35: tributary.v1.RunService.WatchEvents:input_type -> tributary.v1.WatchEventsRequest
-	7,  // 36: tributary.v1.RunService.StartRun:output_type -> tributary.v1.StartRunResponse
-	9,  // 37: tributary.v1.RunService.GetRun:output_type -> tributary.v1.GetRunResponse
-	15, // 38: tributary.v1.RunService.ListRuns:output_type -> tributary.v1.ListRunsResponse
-	17, // 39: tributary.v1.RunService.CancelRun:output_type -> tributary.v1.CancelRunResponse
-	19, // 40: tributary.v1.RunService.RetryRun:output_type -> tributary.v1.RetryRunResponse
-	21, // 41: tributary.v1.RunService.WatchRun:output_type -> tributary.v1.WatchRunResponse
-	23, // 42: tributary.v1.RunService.WatchEvents:output_type -> tributary.v1.WatchEventsResponse
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	12, // 12: tributary.v1.TaskRun.instance_counts:type_name -> tributary.v1.TaskStateCount
+	1,  // 13: tributary.v1.TaskStateCount.state:type_name -> tributary.v1.TaskState
+	4,  // 14: tributary.v1.Attempt.state:type_name -> tributary.v1.AttemptState
+	26, // 15: tributary.v1.Attempt.assigned_at:type_name -> google.protobuf.Timestamp
+	26, // 16: tributary.v1.Attempt.started_at:type_name -> google.protobuf.Timestamp
+	26, // 17: tributary.v1.Attempt.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 18: tributary.v1.ListRunsRequest.status:type_name -> tributary.v1.RunStatus
+	10, // 19: tributary.v1.ListRunsResponse.runs:type_name -> tributary.v1.Run
+	0,  // 20: tributary.v1.CancelRunResponse.status:type_name -> tributary.v1.RunStatus
+	0,  // 21: tributary.v1.RetryRunResponse.status:type_name -> tributary.v1.RunStatus
+	25, // 22: tributary.v1.WatchRunResponse.event:type_name -> tributary.v1.RunEvent
+	5,  // 23: tributary.v1.WatchEventsRequest.types:type_name -> tributary.v1.RunEventType
+	25, // 24: tributary.v1.WatchEventsResponse.event:type_name -> tributary.v1.RunEvent
+	5,  // 25: tributary.v1.RunEvent.type:type_name -> tributary.v1.RunEventType
+	26, // 26: tributary.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 27: tributary.v1.RunEvent.skip_reason:type_name -> tributary.v1.SkipReason
+	26, // 28: tributary.v1.RunEvent.next_attempt_at:type_name -> google.protobuf.Timestamp
+	0,  // 29: tributary.v1.RunEvent.run_status:type_name -> tributary.v1.RunStatus
+	14, // 30: tributary.v1.RunEvent.conflict:type_name -> tributary.v1.ContextConflict
+	6,  // 31: tributary.v1.RunService.StartRun:input_type -> tributary.v1.StartRunRequest
+	8,  // 32: tributary.v1.RunService.GetRun:input_type -> tributary.v1.GetRunRequest
+	15, // 33: tributary.v1.RunService.ListRuns:input_type -> tributary.v1.ListRunsRequest
+	17, // 34: tributary.v1.RunService.CancelRun:input_type -> tributary.v1.CancelRunRequest
+	19, // 35: tributary.v1.RunService.RetryRun:input_type -> tributary.v1.RetryRunRequest
+	21, // 36: tributary.v1.RunService.WatchRun:input_type -> tributary.v1.WatchRunRequest
+	23, // 37: tributary.v1.RunService.WatchEvents:input_type -> tributary.v1.WatchEventsRequest
+	7,  // 38: tributary.v1.RunService.StartRun:output_type -> tributary.v1.StartRunResponse
+	9,  // 39: tributary.v1.RunService.GetRun:output_type -> tributary.v1.GetRunResponse
+	16, // 40: tributary.v1.RunService.ListRuns:output_type -> tributary.v1.ListRunsResponse
+	18, // 41: tributary.v1.RunService.CancelRun:output_type -> tributary.v1.CancelRunResponse
+	20, // 42: tributary.v1.RunService.RetryRun:output_type -> tributary.v1.RetryRunResponse
+	22, // 43: tributary.v1.RunService.WatchRun:output_type -> tributary.v1.WatchRunResponse
+	24, // 44: tributary.v1.RunService.WatchEvents:output_type -> tributary.v1.WatchEventsResponse
+	38, // [38:45] is the sub-list for method output_type
+	31, // [31:38] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_tributary_v1_run_proto_init() }
@@ -2439,15 +2541,16 @@ func file_tributary_v1_run_proto_init() {
 	if File_tributary_v1_run_proto != nil {
 		return
 	}
+	file_tributary_v1_run_proto_msgTypes[2].OneofWrappers = []any{}
 	file_tributary_v1_run_proto_msgTypes[5].OneofWrappers = []any{}
-	file_tributary_v1_run_proto_msgTypes[18].OneofWrappers = []any{}
+	file_tributary_v1_run_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tributary_v1_run_proto_rawDesc), len(file_tributary_v1_run_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tributary/v1/run.proto.
  */
 export const file_tributary_v1_run: GenFile = /*@__PURE__*/
-  fileDesc("ChZ0cmlidXRhcnkvdjEvcnVuLnByb3RvEgx0cmlidXRhcnkudjEidwoPU3RhcnRSdW5SZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSGAoQd29ya2Zsb3dfdmVyc2lvbhgCIAEoCRIaChJpbnB1dF9jb250ZXh0X2pzb24YAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIk0KEFN0YXJ0UnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAkSDwoHY3JlYXRlZBgDIAEoCCI2Cg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIVCg1vbWl0X2NvbnRleHRzGAIgASgIIjAKDkdldFJ1blJlc3BvbnNlEh4KA3J1bhgBIAEoCzIRLnRyaWJ1dGFyeS52MS5SdW4igwQKA1J1bhIKCgJpZBgBIAEoCRIVCg13b3JrZmxvd19uYW1lGAIgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAyABKAkSJwoGc3RhdHVzGAQgASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cxIaChJpbnB1dF9jb250ZXh0X2pzb24YBSABKAkSFAoMY29udGV4dF9qc29uGAYgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoFdGFza3MYCiADKAsyFS50cmlidXRhcnkudjEuVGFza1J1bhIwCgljb25mbGljdHMYCyADKAsyHS50cmlidXRhcnkudjEuQ29udGV4dENvbmZsaWN0EhMKC3JldHJ5X2NvdW50GAwgASgNEhcKD2NvbmN1cnJlbmN5X2tleRgNIAEoCRIWCg5xdWV1ZV9wb3NpdGlvbhgOIAEoDRIYChBjb250ZXh0c19vbWl0dGVkGB4gASgIEhsKE2lucHV0X2NvbnRleHRfYnl0ZXMYHyABKAQSFQoNY29udGV4dF9ieXRlcxggIAEoBCKOAwoHVGFza1J1bhIPCgd0YXNrX2lkGAEgASgJEiYKBXN0YXRlGAIgASgOMhcudHJpYnV0YXJ5LnYxLlRhc2tTdGF0ZRItCgtza2lwX3JlYXNvbhgDIAEoDjIYLnRyaWJ1dGFyeS52MS5Ta2lwUmVhc29uEg0KBWVycm9yGAQgASgJEjMKD25leHRfYXR0ZW1wdF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoIYXR0ZW1wdHMYBiADKAsyFS50cmlidXRhcnkudjEuQXR0ZW1wdBIzCg53YWl0aW5nX3JlYXNvbhgHIAEoDjIbLnRyaWJ1dGFyeS52MS5XYWl0aW5nUmVhc29uEhcKD3dhaXRpbmdfbWVzc2FnZRgIIAEoCRIWCgltYXBfaW5kZXgYCSABKA1IAIgBARIQCghtYXBfc2l6ZRgKIAEoDRIoCglpbnN0YW5jZXMYCyADKAsyFS50cmlidXRhcnkudjEuVGFza1J1bkIMCgpfbWFwX2luZGV4IoYCCgdBdHRlbXB0EgoKAmlkGAEgASgJEg4KBm51bWJlchgCIAEoDRITCgtleGVjdXRvcl9pZBgDIAEoCRIpCgVzdGF0ZRgEIAEoDjIaLnRyaWJ1dGFyeS52MS5BdHRlbXB0U3RhdGUSDQoFZXJyb3IYBSABKAkSLwoLYXNzaWduZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJTCg9Db250ZXh0Q29uZmxpY3QSCwoDa2V5GAEgASgJEhcKD3dpbm5pbmdfdGFza19pZBgCIAEoCRIaChJvdmVycmlkZGVuX3Rhc2tfaWQYAyABKAkieAoPTGlzdFJ1bnNSZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSJwoGc3RhdHVzGAIgASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cxIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJMChBMaXN0UnVuc1Jlc3BvbnNlEh8KBHJ1bnMYASADKAsyES50cmlidXRhcnkudjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIiChBDYW5jZWxSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSI8ChFDYW5jZWxSdW5SZXNwb25zZRInCgZzdGF0dXMYASABKA4yFy50cmlidXRhcnkudjEuUnVuU3RhdHVzIkgKD1JldHJ5UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJZnJvbV90YXNrGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiegoQUmV0cnlSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkSJwoGc3RhdHVzGAIgASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cxITCgtyZXRyeV9jb3VudBgDIAEoDRIYChByZXRyaWVkX3Rhc2tfaWRzGAQgAygJIjkKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiOQoQV2F0Y2hSdW5SZXNwb25zZRIlCgVldmVudBgBIAEoCzIWLnRyaWJ1dGFyeS52MS5SdW5FdmVudCKQAQoSV2F0Y2hFdmVudHNSZXF1ZXN0EhQKDGFmdGVyX2N1cnNvchgBIAEoBBIWCg53b3JrZmxvd19uYW1lcxgCIAMoCRIPCgdydW5faWRzGAMgAygJEikKBXR5cGVzGAQgAygOMhoudHJpYnV0YXJ5LnYxLlJ1bkV2ZW50VHlwZRIQCghmcm9tX25vdxgFIAEoCCI8ChNXYXRjaEV2ZW50c1Jlc3BvbnNlEiUKBWV2ZW50GAEgASgLMhYudHJpYnV0YXJ5LnYxLlJ1bkV2ZW50Is0ECghSdW5FdmVudBIOCgZjdXJzb3IYASABKAQSEAoIc2VxdWVuY2UYAiABKAQSDgoGcnVuX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSKAoEdHlwZRgFIAEoDjIaLnRyaWJ1dGFyeS52MS5SdW5FdmVudFR5cGUSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdGFza19pZBgHIAEoCRISCgphdHRlbXB0X2lkGAggASgJEhYKDmF0dGVtcHRfbnVtYmVyGAkgASgNEhMKC2V4ZWN1dG9yX2lkGAogASgJEg0KBWVycm9yGAsgASgJEi0KC3NraXBfcmVhc29uGAwgASgOMhgudHJpYnV0YXJ5LnYxLlNraXBSZWFzb24SMwoPbmV4dF9hdHRlbXB0X2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgpydW5fc3RhdHVzGA4gASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cxIvCghjb25mbGljdBgPIAEoCzIdLnRyaWJ1dGFyeS52MS5Db250ZXh0Q29uZmxpY3QSGAoQcmV0cmllZF90YXNrX2lkcxgQIAMoCRIXCg9jb25jdXJyZW5jeV9rZXkYESABKAkSFgoOcXVldWVfcG9zaXRpb24YEiABKA0SFgoJbWFwX2luZGV4GBMgASgNSACIAQESEAoIbWFwX3NpemUYFCABKA1CDAoKX21hcF9pbmRleCq5AQoJUnVuU3RhdHVzEhoKFlJVTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJSVU5fU1RBVFVTX1BFTkRJTkcQARIWChJSVU5fU1RBVFVTX1JVTk5JTkcQAhIYChRSVU5fU1RBVFVTX1NVQ0NFRURFRBADEhUKEVJVTl9TVEFUVVNfRkFJTEVEEAQSGAoUUlVOX1NUQVRVU19DQU5DRUxMRUQQBRIVChFSVU5fU1RBVFVTX1FVRVVFRBAGKokCCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhYKElRBU0tfU1RBVEVfV0FJVElORxABEhQKEFRBU0tfU1RBVEVfUkVBRFkQAhIXChNUQVNLX1NUQVRFX0FTU0lHTkVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhYKElRBU0tfU1RBVEVfU0tJUFBFRBAHEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAgSHgoaVEFTS19TVEFURV9SRVRSWV9TQ0hFRFVMRUQQCSriAQoNV2FpdGluZ1JlYXNvbhIeChpXQUlUSU5HX1JFQVNPTl9VTlNQRUNJRklFRBAAEh4KGldBSVRJTkdfUkVBU09OX05PX0VYRUNVVE9SEAESIQodV0FJVElOR19SRUFTT05fQUxMX1NMT1RTX0JVU1kQAhIlCiFXQUlUSU5HX1JFQVNPTl9FWEVDVVRPUlNfRFJBSU5JTkcQAxIlCiFXQUlUSU5HX1JFQVNPTl9OT19NQVRDSElOR19MQUJFTFMQBBIgChxXQUlUSU5HX1JFQVNPTl9IQU5ETEVSX0xJTUlUEAUqaAoKU2tpcFJlYXNvbhIbChdTS0lQX1JFQVNPTl9VTlNQRUNJRklFRBAAEh8KG1NLSVBfUkVBU09OX1VQU1RSRUFNX0ZBSUxFRBABEhwKGFNLSVBfUkVBU09OX1JVTEVfTk9UX01FVBACKu0BCgxBdHRlbXB0U3RhdGUSHQoZQVRURU1QVF9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkFUVEVNUFRfU1RBVEVfQVNTSUdORUQQARIZChVBVFRFTVBUX1NUQVRFX1JVTk5JTkcQAhIbChdBVFRFTVBUX1NUQVRFX1NVQ0NFRURFRBADEhgKFEFUVEVNUFRfU1RBVEVfRkFJTEVEEAQSGwoXQVRURU1QVF9TVEFURV9USU1FRF9PVVQQBRIWChJBVFRFTVBUX1NUQVRFX0xPU1QQBhIbChdBVFRFTVBUX1NUQVRFX0NBTkNFTExFRBAHKvEECgxSdW5FdmVudFR5cGUSHgoaUlVOX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIeChpSVU5fRVZFTlRfVFlQRV9SVU5fU1RBUlRFRBABEh8KG1JVTl9FVkVOVF9UWVBFX1JVTl9GSU5JU0hFRBACEh0KGVJVTl9FVkVOVF9UWVBFX1RBU0tfUkVBRFkQAxIgChxSVU5fRVZFTlRfVFlQRV9UQVNLX0FTU0lHTkVEEAQSHwobUlVOX0VWRU5UX1RZUEVfVEFTS19TVEFSVEVEEAUSIQodUlVOX0VWRU5UX1RZUEVfVEFTS19TVUNDRUVERUQQBhIeChpSVU5fRVZFTlRfVFlQRV9UQVNLX0ZBSUxFRBAHEicKI1JVTl9FVkVOVF9UWVBFX1RBU0tfUkVUUllfU0NIRURVTEVEEAgSIQodUlVOX0VWRU5UX1RZUEVfVEFTS19USU1FRF9PVVQQCRIfChtSVU5fRVZFTlRfVFlQRV9UQVNLX1NLSVBQRUQQChIhCh1SVU5fRVZFTlRfVFlQRV9UQVNLX0NBTkNFTExFRBALEiMKH1JVTl9FVkVOVF9UWVBFX0NPTlRFWFRfQ09ORkxJQ1QQDBIlCiFSVU5fRVZFTlRfVFlQRV9FWEVDVVRPUl9DT05ORUNURUQQDRIgChxSVU5fRVZFTlRfVFlQRV9FWEVDVVRPUl9MT1NUEA4SHgoaUlVOX0VWRU5UX1RZUEVfUlVOX1JFVFJJRUQQDxIdChlSVU5fRVZFTlRfVFlQRV9SVU5fUVVFVUVEEBASHgoaUlVOX0VWRU5UX1RZUEVfVEFTS19NQVBQRUQQETKjBAoKUnVuU2VydmljZRJJCghTdGFydFJ1bhIdLnRyaWJ1dGFyeS52MS5TdGFydFJ1blJlcXVlc3QaHi50cmlidXRhcnkudjEuU3RhcnRSdW5SZXNwb25zZRJDCgZHZXRSdW4SGy50cmlidXRhcnkudjEuR2V0UnVuUmVxdWVzdBocLnRyaWJ1dGFyeS52MS5HZXRSdW5SZXNwb25zZRJJCghMaXN0UnVucxIdLnRyaWJ1dGFyeS52MS5MaXN0UnVuc1JlcXVlc3QaHi50cmlidXRhcnkudjEuTGlzdFJ1bnNSZXNwb25zZRJMCglDYW5jZWxSdW4SHi50cmlidXRhcnkudjEuQ2FuY2VsUnVuUmVxdWVzdBofLnRyaWJ1dGFyeS52MS5DYW5jZWxSdW5SZXNwb25zZRJJCghSZXRyeVJ1bhIdLnRyaWJ1dGFyeS52MS5SZXRyeVJ1blJlcXVlc3QaHi50cmlidXRhcnkudjEuUmV0cnlSdW5SZXNwb25zZRJLCghXYXRjaFJ1bhIdLnRyaWJ1dGFyeS52MS5XYXRjaFJ1blJlcXVlc3QaHi50cmlidXRhcnkudjEuV2F0Y2hSdW5SZXNwb25zZTABElQKC1dhdGNoRXZlbnRzEiAudHJpYnV0YXJ5LnYxLldhdGNoRXZlbnRzUmVxdWVzdBohLnRyaWJ1dGFyeS52MS5XYXRjaEV2ZW50c1Jlc3BvbnNlMAFCT1pNZ2l0aHViLmNvbS90cmlidXRhcnktZGV2L3RyaWJ1dGFyeS9jbGllbnQtc2RrL2dvL2dlbi90cmlidXRhcnkvdjE7dHJpYnV0YXJ5djFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZ0cmlidXRhcnkvdjEvcnVuLnByb3RvEgx0cmlidXRhcnkudjEidwoPU3RhcnRSdW5SZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSGAoQd29ya2Zsb3dfdmVyc2lvbhgCIAEoCRIaChJpbnB1dF9jb250ZXh0X2pzb24YAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIk0KEFN0YXJ0UnVuUmVzcG9uc2USDgoGcnVuX2lkGAEgASgJEhgKEHdvcmtmbG93X3ZlcnNpb24YAiABKAkSDwoHY3JlYXRlZBgDIAEoCCJ8Cg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCRIVCg1vbWl0X2NvbnRleHRzGAIgASgIEhYKDmluc3RhbmNlc19mcm9tGAMgASgNEhoKDW1heF9pbnN0YW5jZXMYBCABKA1IAIgBAUIQCg5fbWF4X2luc3RhbmNlcyIwCg5HZXRSdW5SZXNwb25zZRIeCgNydW4YASABKAsyES50cmlidXRhcnkudjEuUnVuIoMECgNSdW4SCgoCaWQYASABKAkSFQoNd29ya2Zsb3dfbmFtZRgCIAEoCRIYChB3b3JrZmxvd192ZXJzaW9uGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLnRyaWJ1dGFyeS52MS5SdW5TdGF0dXMSGgoSaW5wdXRfY29udGV4dF9qc29uGAUgASgJEhQKDGNvbnRleHRfanNvbhgGIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKBXRhc2tzGAogAygLMhUudHJpYnV0YXJ5LnYxLlRhc2tSdW4SMAoJY29uZmxpY3RzGAsgAygLMh0udHJpYnV0YXJ5LnYxLkNvbnRleHRDb25mbGljdBITCgtyZXRyeV9jb3VudBgMIAEoDRIXCg9jb25jdXJyZW5jeV9rZXkYDSABKAkSFgoOcXVldWVfcG9zaXRpb24YDiABKA0SGAoQY29udGV4dHNfb21pdHRlZBgeIAEoCBIbChNpbnB1dF9jb250ZXh0X2J5dGVzGB8gASgEEhUKDWNvbnRleHRfYnl0ZXMYICABKAQixQMKB1Rhc2tSdW4SDwoHdGFza19pZBgBIAEoCRImCgVzdGF0ZRgCIAEoDjIXLnRyaWJ1dGFyeS52MS5UYXNrU3RhdGUSLQoLc2tpcF9yZWFzb24YAyABKA4yGC50cmlidXRhcnkudjEuU2tpcFJlYXNvbhINCgVlcnJvchgEIAEoCRIzCg9uZXh0X2F0dGVtcHRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKCGF0dGVtcHRzGAYgAygLMhUudHJpYnV0YXJ5LnYxLkF0dGVtcHQSMwoOd2FpdGluZ19yZWFzb24YByABKA4yGy50cmlidXRhcnkudjEuV2FpdGluZ1JlYXNvbhIXCg93YWl0aW5nX21lc3NhZ2UYCCABKAkSFgoJbWFwX2luZGV4GAkgASgNSACIAQESEAoIbWFwX3NpemUYCiABKA0SKAoJaW5zdGFuY2VzGAsgAygLMhUudHJpYnV0YXJ5LnYxLlRhc2tSdW4SNQoPaW5zdGFuY2VfY291bnRzGAwgAygLMhwudHJpYnV0YXJ5LnYxLlRhc2tTdGF0ZUNvdW50QgwKCl9tYXBfaW5kZXgiRwoOVGFza1N0YXRlQ291bnQSJgoFc3RhdGUYASABKA4yFy50cmlidXRhcnkudjEuVGFza1N0YXRlEg0KBWNvdW50GAIgASgNIoYCCgdBdHRlbXB0EgoKAmlkGAEgASgJEg4KBm51bWJlchgCIAEoDRITCgtleGVjdXRvcl9pZBgDIAEoCRIpCgVzdGF0ZRgEIAEoDjIaLnRyaWJ1dGFyeS52MS5BdHRlbXB0U3RhdGUSDQoFZXJyb3IYBSABKAkSLwoLYXNzaWduZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJTCg9Db250ZXh0Q29uZmxpY3QSCwoDa2V5GAEgASgJEhcKD3dpbm5pbmdfdGFza19pZBgCIAEoCRIaChJvdmVycmlkZGVuX3Rhc2tfaWQYAyABKAkieAoPTGlzdFJ1bnNSZXF1ZXN0EhUKDXdvcmtmbG93X25hbWUYASABKAkSJwoGc3RhdHVzGAIgASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cxIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSJMChBMaXN0UnVuc1Jlc3BvbnNlEh8KBHJ1bnMYASADKAsyES50cmlidXRhcnkudjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIiChBDYW5jZWxSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSI8ChFDYW5jZWxSdW5SZXNwb25zZRInCgZzdGF0dXMYASABKA4yFy50cmlidXRhcnkudjEuUnVuU3RhdHVzIkgKD1JldHJ5UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSEQoJZnJvbV90YXNrGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiegoQUmV0cnlSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkSJwoGc3RhdHVzGAIgASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cxITCgtyZXRyeV9jb3VudBgDIAEoDRIYChByZXRyaWVkX3Rhc2tfaWRzGAQgAygJIjkKD1dhdGNoUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkSFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAQiOQoQV2F0Y2hSdW5SZXNwb25zZRIlCgVldmVudBgBIAEoCzIWLnRyaWJ1dGFyeS52MS5SdW5FdmVudCKQAQoSV2F0Y2hFdmVudHNSZXF1ZXN0EhQKDGFmdGVyX2N1cnNvchgBIAEoBBIWCg53b3JrZmxvd19uYW1lcxgCIAMoCRIPCgdydW5faWRzGAMgAygJEikKBXR5cGVzGAQgAygOMhoudHJpYnV0YXJ5LnYxLlJ1bkV2ZW50VHlwZRIQCghmcm9tX25vdxgFIAEoCCI8ChNXYXRjaEV2ZW50c1Jlc3BvbnNlEiUKBWV2ZW50GAEgASgLMhYudHJpYnV0YXJ5LnYxLlJ1bkV2ZW50Is0ECghSdW5FdmVudBIOCgZjdXJzb3IYASABKAQSEAoIc2VxdWVuY2UYAiABKAQSDgoGcnVuX2lkGAMgASgJEhUKDXdvcmtmbG93X25hbWUYBCABKAkSKAoEdHlwZRgFIAEoDjIaLnRyaWJ1dGFyeS52MS5SdW5FdmVudFR5cGUSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHdGFza19pZBgHIAEoCRISCgphdHRlbXB0X2lkGAggASgJEhYKDmF0dGVtcHRfbnVtYmVyGAkgASgNEhMKC2V4ZWN1dG9yX2lkGAogASgJEg0KBWVycm9yGAsgASgJEi0KC3NraXBfcmVhc29uGAwgASgOMhgudHJpYnV0YXJ5LnYxLlNraXBSZWFzb24SMwoPbmV4dF9hdHRlbXB0X2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgpydW5fc3RhdHVzGA4gASgOMhcudHJpYnV0YXJ5LnYxLlJ1blN0YXR1cxIvCghjb25mbGljdBgPIAEoCzIdLnRyaWJ1dGFyeS52MS5Db250ZXh0Q29uZmxpY3QSGAoQcmV0cmllZF90YXNrX2lkcxgQIAMoCRIXCg9jb25jdXJyZW5jeV9rZXkYESABKAkSFgoOcXVldWVfcG9zaXRpb24YEiABKA0SFgoJbWFwX2luZGV4GBMgASgNSACIAQESEAoIbWFwX3NpemUYFCABKA1CDAoKX21hcF9pbmRleCq5AQoJUnVuU3RhdHVzEhoKFlJVTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJSVU5fU1RBVFVTX1BFTkRJTkcQARIWChJSVU5fU1RBVFVTX1JVTk5JTkcQAhIYChRSVU5fU1RBVFVTX1NVQ0NFRURFRBADEhUKEVJVTl9TVEFUVVNfRkFJTEVEEAQSGAoUUlVOX1NUQVRVU19DQU5DRUxMRUQQBRIVChFSVU5fU1RBVFVTX1FVRVVFRBAGKokCCglUYXNrU3RhdGUSGgoWVEFTS19TVEFURV9VTlNQRUNJRklFRBAAEhYKElRBU0tfU1RBVEVfV0FJVElORxABEhQKEFRBU0tfU1RBVEVfUkVBRFkQAhIXChNUQVNLX1NUQVRFX0FTU0lHTkVEEAMSFgoSVEFTS19TVEFURV9SVU5OSU5HEAQSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBRIVChFUQVNLX1NUQVRFX0ZBSUxFRBAGEhYKElRBU0tfU1RBVEVfU0tJUFBFRBAHEhgKFFRBU0tfU1RBVEVfQ0FOQ0VMTEVEEAgSHgoaVEFTS19TVEFURV9SRVRSWV9TQ0hFRFVMRUQQCSriAQoNV2FpdGluZ1JlYXNvbhIeChpXQUlUSU5HX1JFQVNPTl9VTlNQRUNJRklFRBAAEh4KGldBSVRJTkdfUkVBU09OX05PX0VYRUNVVE9SEAESIQodV0FJVElOR19SRUFTT05fQUxMX1NMT1RTX0JVU1kQAhIlCiFXQUlUSU5HX1JFQVNPTl9FWEVDVVRPUlNfRFJBSU5JTkcQAxIlCiFXQUlUSU5HX1JFQVNPTl9OT19NQVRDSElOR19MQUJFTFMQBBIgChxXQUlUSU5HX1JFQVNPTl9IQU5ETEVSX0xJTUlUEAUqaAoKU2tpcFJlYXNvbhIbChdTS0lQX1JFQVNPTl9VTlNQRUNJRklFRBAAEh8KG1NLSVBfUkVBU09OX1VQU1RSRUFNX0ZBSUxFRBABEhwKGFNLSVBfUkVBU09OX1JVTEVfTk9UX01FVBACKu0BCgxBdHRlbXB0U3RhdGUSHQoZQVRURU1QVF9TVEFURV9VTlNQRUNJRklFRBAAEhoKFkFUVEVNUFRfU1RBVEVfQVNTSUdORUQQARIZChVBVFRFTVBUX1NUQVRFX1JVTk5JTkcQAhIbChdBVFRFTVBUX1NUQVRFX1NVQ0NFRURFRBADEhgKFEFUVEVNUFRfU1RBVEVfRkFJTEVEEAQSGwoXQVRURU1QVF9TVEFURV9USU1FRF9PVVQQBRIWChJBVFRFTVBUX1NUQVRFX0xPU1QQBhIbChdBVFRFTVBUX1NUQVRFX0NBTkNFTExFRBAHKvEECgxSdW5FdmVudFR5cGUSHgoaUlVOX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIeChpSVU5fRVZFTlRfVFlQRV9SVU5fU1RBUlRFRBABEh8KG1JVTl9FVkVOVF9UWVBFX1JVTl9GSU5JU0hFRBACEh0KGVJVTl9FVkVOVF9UWVBFX1RBU0tfUkVBRFkQAxIgChxSVU5fRVZFTlRfVFlQRV9UQVNLX0FTU0lHTkVEEAQSHwobUlVOX0VWRU5UX1RZUEVfVEFTS19TVEFSVEVEEAUSIQodUlVOX0VWRU5UX1RZUEVfVEFTS19TVUNDRUVERUQQBhIeChpSVU5fRVZFTlRfVFlQRV9UQVNLX0ZBSUxFRBAHEicKI1JVTl9FVkVOVF9UWVBFX1RBU0tfUkVUUllfU0NIRURVTEVEEAgSIQodUlVOX0VWRU5UX1RZUEVfVEFTS19USU1FRF9PVVQQCRIfChtSVU5fRVZFTlRfVFlQRV9UQVNLX1NLSVBQRUQQChIhCh1SVU5fRVZFTlRfVFlQRV9UQVNLX0NBTkNFTExFRBALEiMKH1JVTl9FVkVOVF9UWVBFX0NPTlRFWFRfQ09ORkxJQ1QQDBIlCiFSVU5fRVZFTlRfVFlQRV9FWEVDVVRPUl9DT05ORUNURUQQDRIgChxSVU5fRVZFTlRfVFlQRV9FWEVDVVRPUl9MT1NUEA4SHgoaUlVOX0VWRU5UX1RZUEVfUlVOX1JFVFJJRUQQDxIdChlSVU5fRVZFTlRfVFlQRV9SVU5fUVVFVUVEEBASHgoaUlVOX0VWRU5UX1RZUEVfVEFTS19NQVBQRUQQETKjBAoKUnVuU2VydmljZRJJCghTdGFydFJ1bhIdLnRyaWJ1dGFyeS52MS5TdGFydFJ1blJlcXVlc3QaHi50cmlidXRhcnkudjEuU3RhcnRSdW5SZXNwb25zZRJDCgZHZXRSdW4SGy50cmlidXRhcnkudjEuR2V0UnVuUmVxdWVzdBocLnRyaWJ1dGFyeS52MS5HZXRSdW5SZXNwb25zZRJJCghMaXN0UnVucxIdLnRyaWJ1dGFyeS52MS5MaXN0UnVuc1JlcXVlc3QaHi50cmlidXRhcnkudjEuTGlzdFJ1bnNSZXNwb25zZRJMCglDYW5jZWxSdW4SHi50cmlidXRhcnkudjEuQ2FuY2VsUnVuUmVxdWVzdBofLnRyaWJ1dGFyeS52MS5DYW5jZWxSdW5SZXNwb25zZRJJCghSZXRyeVJ1bhIdLnRyaWJ1dGFyeS52MS5SZXRyeVJ1blJlcXVlc3QaHi50cmlidXRhcnkudjEuUmV0cnlSdW5SZXNwb25zZRJLCghXYXRjaFJ1bhIdLnRyaWJ1dGFyeS52MS5XYXRjaFJ1blJlcXVlc3QaHi50cmlidXRhcnkudjEuV2F0Y2hSdW5SZXNwb25zZTABElQKC1dhdGNoRXZlbnRzEiAudHJpYnV0YXJ5LnYxLldhdGNoRXZlbnRzUmVxdWVzdBohLnRyaWJ1dGFyeS52MS5XYXRjaEV2ZW50c1Jlc3BvbnNlMAFCT1pNZ2l0aHViLmNvbS90cmlidXRhcnktZGV2L3RyaWJ1dGFyeS9jbGllbnQtc2RrL2dvL2dlbi90cmlidXRhcnkvdjE7dHJpYnV0YXJ5djFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * StartRunRequest names the workflow to run and its input.
@@ -114,6 +114,26 @@ export type GetRunRequest = Message<"tributary.v1.GetRunRequest"> & {
    * @generated from field: bool omit_contexts = 2;
    */
   omitContexts: boolean;
+
+  /**
+   * Paging through the instances of mapped tasks: the element index of the
+   * first instance listed under each mapped task (default 0, the first).
+   *
+   * @generated from field: uint32 instances_from = 3;
+   */
+  instancesFrom: number;
+
+  /**
+   * At most this many instances listed under each mapped task, from
+   * instances_from; 0 lists none (instance_counts still count them all).
+   * Unset: no limit of its own. Either way the server lists only as many
+   * as fit in one answer beside the contexts (a map of 100,000 instances
+   * does not), trimming every mapped task's list to the same length from
+   * its end; the entries' map_index say which were listed.
+   *
+   * @generated from field: optional uint32 max_instances = 4;
+   */
+  maxInstances?: number | undefined;
 };
 
 /**
@@ -370,11 +390,22 @@ export type TaskRun = Message<"tributary.v1.TaskRun"> & {
 
   /**
    * For a mapped task once expanded: its instances in element order, each
-   * with its own state, error, retry time and attempts.
+   * with its own state, error, retry time and attempts: all of them, or
+   * the window GetRun was asked for or could fit (see
+   * GetRunRequest.max_instances).
    *
    * @generated from field: repeated tributary.v1.TaskRun instances = 11;
    */
   instances: TaskRun[];
+
+  /**
+   * For a mapped task once expanded: how many of its instances are in each
+   * state (states with none left out), counting all of them, listed in
+   * `instances` or not.
+   *
+   * @generated from field: repeated tributary.v1.TaskStateCount instance_counts = 12;
+   */
+  instanceCounts: TaskStateCount[];
 };
 
 /**
@@ -383,6 +414,34 @@ export type TaskRun = Message<"tributary.v1.TaskRun"> & {
  */
 export const TaskRunSchema: GenMessage<TaskRun> = /*@__PURE__*/
   messageDesc(file_tributary_v1_run, 5);
+
+/**
+ * How many instances of a mapped task are in one state.
+ *
+ * @generated from message tributary.v1.TaskStateCount
+ */
+export type TaskStateCount = Message<"tributary.v1.TaskStateCount"> & {
+  /**
+   * The state.
+   *
+   * @generated from field: tributary.v1.TaskState state = 1;
+   */
+  state: TaskState;
+
+  /**
+   * How many instances are in it.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+};
+
+/**
+ * Describes the message tributary.v1.TaskStateCount.
+ * Use `create(TaskStateCountSchema)` to create a new message.
+ */
+export const TaskStateCountSchema: GenMessage<TaskStateCount> = /*@__PURE__*/
+  messageDesc(file_tributary_v1_run, 6);
 
 /**
  * One attempt at running a task.
@@ -454,7 +513,7 @@ export type Attempt = Message<"tributary.v1.Attempt"> & {
  * Use `create(AttemptSchema)` to create a new message.
  */
 export const AttemptSchema: GenMessage<Attempt> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 6);
+  messageDesc(file_tributary_v1_run, 7);
 
 /**
  * A key written by two tasks with no path between them.
@@ -489,7 +548,7 @@ export type ContextConflict = Message<"tributary.v1.ContextConflict"> & {
  * Use `create(ContextConflictSchema)` to create a new message.
  */
 export const ContextConflictSchema: GenMessage<ContextConflict> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 7);
+  messageDesc(file_tributary_v1_run, 8);
 
 /**
  * ListRunsRequest filters and pages through runs, newest first.
@@ -531,7 +590,7 @@ export type ListRunsRequest = Message<"tributary.v1.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 8);
+  messageDesc(file_tributary_v1_run, 9);
 
 /**
  * ListRunsResponse is one page of runs, without tasks.
@@ -559,7 +618,7 @@ export type ListRunsResponse = Message<"tributary.v1.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 9);
+  messageDesc(file_tributary_v1_run, 10);
 
 /**
  * CancelRunRequest names the run to cancel.
@@ -580,7 +639,7 @@ export type CancelRunRequest = Message<"tributary.v1.CancelRunRequest"> & {
  * Use `create(CancelRunRequestSchema)` to create a new message.
  */
 export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 10);
+  messageDesc(file_tributary_v1_run, 11);
 
 /**
  * CancelRunResponse reports the run's status after cancellation.
@@ -601,7 +660,7 @@ export type CancelRunResponse = Message<"tributary.v1.CancelRunResponse"> & {
  * Use `create(CancelRunResponseSchema)` to create a new message.
  */
 export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 11);
+  messageDesc(file_tributary_v1_run, 12);
 
 /**
  * RetryRunRequest names a finished run to re-run, and which tasks.
@@ -643,7 +702,7 @@ export type RetryRunRequest = Message<"tributary.v1.RetryRunRequest"> & {
  * Use `create(RetryRunRequestSchema)` to create a new message.
  */
 export const RetryRunRequestSchema: GenMessage<RetryRunRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 12);
+  messageDesc(file_tributary_v1_run, 13);
 
 /**
  * RetryRunResponse reports what the retry reset.
@@ -686,7 +745,7 @@ export type RetryRunResponse = Message<"tributary.v1.RetryRunResponse"> & {
  * Use `create(RetryRunResponseSchema)` to create a new message.
  */
 export const RetryRunResponseSchema: GenMessage<RetryRunResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 13);
+  messageDesc(file_tributary_v1_run, 14);
 
 /**
  * WatchRunRequest names the run to follow.
@@ -714,7 +773,7 @@ export type WatchRunRequest = Message<"tributary.v1.WatchRunRequest"> & {
  * Use `create(WatchRunRequestSchema)` to create a new message.
  */
 export const WatchRunRequestSchema: GenMessage<WatchRunRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 14);
+  messageDesc(file_tributary_v1_run, 15);
 
 /**
  * WatchRunResponse carries one event of the watched run.
@@ -735,7 +794,7 @@ export type WatchRunResponse = Message<"tributary.v1.WatchRunResponse"> & {
  * Use `create(WatchRunResponseSchema)` to create a new message.
  */
 export const WatchRunResponseSchema: GenMessage<WatchRunResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 15);
+  messageDesc(file_tributary_v1_run, 16);
 
 /**
  * WatchEventsRequest filters the namespace's event stream. The filters
@@ -788,7 +847,7 @@ export type WatchEventsRequest = Message<"tributary.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 16);
+  messageDesc(file_tributary_v1_run, 17);
 
 /**
  * WatchEventsResponse carries one event of the namespace.
@@ -809,7 +868,7 @@ export type WatchEventsResponse = Message<"tributary.v1.WatchEventsResponse"> & 
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 17);
+  messageDesc(file_tributary_v1_run, 18);
 
 /**
  * One event of a run's event log. See RunEventType for which fields each
@@ -972,7 +1031,7 @@ export type RunEvent = Message<"tributary.v1.RunEvent"> & {
  * Use `create(RunEventSchema)` to create a new message.
  */
 export const RunEventSchema: GenMessage<RunEvent> = /*@__PURE__*/
-  messageDesc(file_tributary_v1_run, 18);
+  messageDesc(file_tributary_v1_run, 19);
 
 /**
  * The lifecycle of a run: [QUEUED ->] PENDING -> RUNNING -> SUCCEEDED |

@@ -553,6 +553,8 @@ class GetRunRequest(_message.Message):
 
     RUN_ID_FIELD_NUMBER: _builtins.int
     OMIT_CONTEXTS_FIELD_NUMBER: _builtins.int
+    INSTANCES_FROM_FIELD_NUMBER: _builtins.int
+    MAX_INSTANCES_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """The run's id."""
     omit_contexts: _builtins.bool
@@ -561,17 +563,33 @@ class GetRunRequest(_message.Message):
     when only its state is wanted. Without it the contexts are sent when
     they fit in one answer.
     """
+    instances_from: _builtins.int
+    """Paging through the instances of mapped tasks: the element index of the
+    first instance listed under each mapped task (default 0, the first).
+    """
+    max_instances: _builtins.int
+    """At most this many instances listed under each mapped task, from
+    instances_from; 0 lists none (instance_counts still count them all).
+    Unset: no limit of its own. Either way the server lists only as many
+    as fit in one answer beside the contexts (a map of 100,000 instances
+    does not), trimming every mapped task's list to the same length from
+    its end; the entries' map_index say which were listed.
+    """
     def __init__(
         self,
         *,
         run_id: _builtins.str = ...,
         omit_contexts: _builtins.bool = ...,
+        instances_from: _builtins.int = ...,
+        max_instances: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_instances", b"_max_instances", "max_instances", b"max_instances"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["omit_contexts", b"omit_contexts", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_instances", b"_max_instances", "instances_from", b"instances_from", "max_instances", b"max_instances", "omit_contexts", b"omit_contexts", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__max_instances: _TypeAlias = _typing.Literal["max_instances"]  # noqa: Y015
+    _WhichOneofArgType__max_instances: _TypeAlias = _typing.Literal["_max_instances", b"_max_instances"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_instances) -> _WhichOneofReturnType__max_instances | None: ...
 
 Global___GetRunRequest: _TypeAlias = GetRunRequest  # noqa: Y015
 
@@ -726,6 +744,7 @@ class TaskRun(_message.Message):
     MAP_INDEX_FIELD_NUMBER: _builtins.int
     MAP_SIZE_FIELD_NUMBER: _builtins.int
     INSTANCES_FIELD_NUMBER: _builtins.int
+    INSTANCE_COUNTS_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """The task's id."""
     state: Global___TaskState.ValueType
@@ -760,7 +779,16 @@ class TaskRun(_message.Message):
     @_builtins.property
     def instances(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRun]:
         """For a mapped task once expanded: its instances in element order, each
-        with its own state, error, retry time and attempts.
+        with its own state, error, retry time and attempts: all of them, or
+        the window GetRun was asked for or could fit (see
+        GetRunRequest.max_instances).
+        """
+
+    @_builtins.property
+    def instance_counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskStateCount]:
+        """For a mapped task once expanded: how many of its instances are in each
+        state (states with none left out), counting all of them, listed in
+        `instances` or not.
         """
 
     def __init__(
@@ -777,16 +805,43 @@ class TaskRun(_message.Message):
         map_index: _builtins.int | None = ...,
         map_size: _builtins.int = ...,
         instances: _abc.Iterable[Global___TaskRun] | None = ...,
+        instance_counts: _abc.Iterable[Global___TaskStateCount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "map_index", b"map_index", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "attempts", b"attempts", "error", b"error", "instances", b"instances", "map_index", b"map_index", "map_size", b"map_size", "next_attempt_at", b"next_attempt_at", "skip_reason", b"skip_reason", "state", b"state", "task_id", b"task_id", "waiting_message", b"waiting_message", "waiting_reason", b"waiting_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_map_index", b"_map_index", "attempts", b"attempts", "error", b"error", "instance_counts", b"instance_counts", "instances", b"instances", "map_index", b"map_index", "map_size", b"map_size", "next_attempt_at", b"next_attempt_at", "skip_reason", b"skip_reason", "state", b"state", "task_id", b"task_id", "waiting_message", b"waiting_message", "waiting_reason", b"waiting_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__map_index: _TypeAlias = _typing.Literal["map_index"]  # noqa: Y015
     _WhichOneofArgType__map_index: _TypeAlias = _typing.Literal["_map_index", b"_map_index"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__map_index) -> _WhichOneofReturnType__map_index | None: ...
 
 Global___TaskRun: _TypeAlias = TaskRun  # noqa: Y015
+
+@_typing.final
+class TaskStateCount(_message.Message):
+    """How many instances of a mapped task are in one state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    state: Global___TaskState.ValueType
+    """The state."""
+    count: _builtins.int
+    """How many instances are in it."""
+    def __init__(
+        self,
+        *,
+        state: Global___TaskState.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskStateCount: _TypeAlias = TaskStateCount  # noqa: Y015
 
 @_typing.final
 class Attempt(_message.Message):
