@@ -688,7 +688,10 @@ impl RunState {
                 }
             }
         }
-        if self.tasks.iter().all(|task| task.state.is_terminal()) {
+        // From the end: the tasks last in the plan (and instances, appended
+        // after it) tend to end last, so an unfinished one is usually found
+        // at once rather than after walking every finished task.
+        if self.tasks.iter().rev().all(|task| task.state.is_terminal()) {
             // A failed instance fails its mapped task; an instance dropped
             // by a retry no longer counts.
             let failed = self.tasks[..self.plan.len()]
@@ -730,6 +733,19 @@ impl RunState {
     /// The outcomes of a task's dependencies, or `None` while any is not
     /// terminal.
     fn dependency_outcomes(&self, task: TaskIndex) -> Option<Vec<DependencyOutcome>> {
+        // A task after a wide fan-out is looked at as each of its many
+        // dependencies ends. Its last-listed dependencies tend to end last,
+        // so looking for an unfinished one from the end usually stops at
+        // once, and the outcomes are gathered only when all have ended.
+        let ended = |dependency: &TaskIndex| {
+            matches!(
+                self.tasks[*dependency].state,
+                TaskState::Succeeded | TaskState::Failed | TaskState::Skipped
+            )
+        };
+        if !self.plan.dependencies[task].iter().rev().all(ended) {
+            return None;
+        }
         self.plan.dependencies[task]
             .iter()
             .map(|&dependency| {
