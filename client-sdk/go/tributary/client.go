@@ -296,9 +296,32 @@ func (c *Client) StartRun(ctx context.Context, workflow string, input any, optio
 	return StartedRun{RunID: response.GetRunId(), WorkflowVersion: response.GetWorkflowVersion(), Created: response.GetCreated()}, nil
 }
 
+// GetRunOptions are the optional parts of a GetRun: which instances of
+// each mapped task are listed in its TaskRun.Instances (InstanceCounts
+// count all of them either way).
+type GetRunOptions struct {
+	// InstancesFrom is the element index of the first instance listed under
+	// each mapped task (0, the default, is the first).
+	InstancesFrom uint32
+	// MaxInstances lists at most this many instances under each mapped task
+	// (0 lists none); nil sets no limit of the caller's own. The server lists
+	// no more than fit in one answer either way, the same number under every
+	// mapped task.
+	MaxInstances *uint32
+}
+
 // GetRun returns a run with its tasks, attempts, conflicts and context.
-func (c *Client) GetRun(ctx context.Context, runID string) (*Run, error) {
-	response, err := c.runs.GetRun(ctx, &pb.GetRunRequest{RunId: runID})
+// Without options a mapped task's Instances are all that fit in one answer.
+func (c *Client) GetRun(ctx context.Context, runID string, options ...GetRunOptions) (*Run, error) {
+	var option GetRunOptions
+	if len(options) > 0 {
+		option = options[0]
+	}
+	response, err := c.runs.GetRun(ctx, &pb.GetRunRequest{
+		RunId:         runID,
+		InstancesFrom: option.InstancesFrom,
+		MaxInstances:  option.MaxInstances,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -166,8 +166,14 @@ type TaskRun struct {
 	// Instances), its element index; nil otherwise.
 	MapIndex *uint32
 	// Instances are, for a mapped task once expanded, its instances in
-	// element order.
+	// element order: possibly a window of them (from
+	// GetRunOptions.InstancesFrom, at most GetRunOptions.MaxInstances or as
+	// many as fit in one answer), each entry's MapIndex saying which.
 	Instances []TaskRun
+	// InstanceCounts are, for a mapped task once expanded, how many of all
+	// its instances, listed in Instances or not, are in each state (states
+	// with none left out); nil otherwise.
+	InstanceCounts map[TaskState]int
 }
 
 // AttemptInfo is one attempt at running a task.
@@ -251,6 +257,13 @@ func taskRunFromProto(task *pb.TaskRun) TaskRun {
 	}
 	for _, instance := range task.GetInstances() {
 		taskRun.Instances = append(taskRun.Instances, taskRunFromProto(instance))
+	}
+	if counts := task.GetInstanceCounts(); len(counts) > 0 {
+		taskRun.InstanceCounts = make(map[TaskState]int, len(counts))
+		for _, count := range counts {
+			state := TaskState(enumName(count.GetState().String(), "TASK_STATE_"))
+			taskRun.InstanceCounts[state] += int(count.GetCount())
+		}
 	}
 	return taskRun
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +109,63 @@ func TestAMappedTaskRunsPerElementAndGathersInOrder(t *testing.T) {
 		if instance.MapIndex == nil || int(*instance.MapIndex) != index || instance.State != TaskSucceeded || len(instance.Attempts) != 1 {
 			t.Fatalf("instance %d = %+v", index, instance)
 		}
+	}
+}
+
+func TestGetRunListsAWindowOfInstancesAndCountsThemAll(t *testing.T) {
+	server := startServer(t, localserver.Options{})
+	client := dialClient(t, server.URL())
+	workflow := NewWorkflow("windowed", Task{ID: "double", MapOver: "numbers", MapOutput: "doubled", Run: func(_ context.Context, tc *Context) error {
+		number, err := Get[int](tc, MapElementKey)
+		if err != nil {
+			return err
+		}
+		return tc.Insert("doubled", number*2)
+	}})
+	startWorker(t, server.URL(), WorkerOptions{}, workflow)
+	numbers := make([]int, 30)
+	for index := range numbers {
+		numbers[index] = index
+	}
+	run := registerAndRun(t, client, workflow, map[string]any{"numbers": numbers})
+	if run.Status != RunSucceeded {
+		t.Fatalf("run = %+v", run)
+	}
+	allSucceeded := map[TaskState]int{TaskSucceeded: 30}
+	double := func(options ...GetRunOptions) TaskRun {
+		t.Helper()
+		got, err := client.GetRun(testContext(t), run.ID, options...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return taskOf(t, got, "double")
+	}
+	listed := func(task TaskRun) []uint32 {
+		indices := []uint32{}
+		for _, instance := range task.Instances {
+			if instance.MapIndex == nil || instance.State != TaskSucceeded {
+				t.Fatalf("instance = %+v", instance)
+			}
+			indices = append(indices, *instance.MapIndex)
+		}
+		return indices
+	}
+
+	window := double(GetRunOptions{InstancesFrom: 10, MaxInstances: ptr[uint32](5)})
+	if got := listed(window); !slices.Equal(got, []uint32{10, 11, 12, 13, 14}) || !maps.Equal(window.InstanceCounts, allSucceeded) {
+		t.Fatalf("window: instances %v, counts %v", got, window.InstanceCounts)
+	}
+	countsOnly := double(GetRunOptions{MaxInstances: ptr[uint32](0)})
+	if len(countsOnly.Instances) != 0 || !maps.Equal(countsOnly.InstanceCounts, allSucceeded) {
+		t.Fatalf("counts only: instances %v, counts %v", listed(countsOnly), countsOnly.InstanceCounts)
+	}
+	everything := double()
+	want := make([]uint32, 30)
+	for index := range want {
+		want[index] = uint32(index)
+	}
+	if got := listed(everything); !slices.Equal(got, want) || !maps.Equal(everything.InstanceCounts, allSucceeded) {
+		t.Fatalf("default: instances %v, counts %v", got, everything.InstanceCounts)
 	}
 }
 

@@ -115,6 +115,37 @@ async def test_a_mapped_task_runs_per_element_and_gathers_in_order(
     ]
 
 
+async def test_get_run_lists_a_window_of_instances_and_counts_them_all(
+    client: AsyncClient, server: LocalServer
+) -> None:
+    @task(id="double", map_over="numbers", map_output="doubled")
+    def double(context: Context) -> None:
+        context.insert("doubled", context.get("map_element", int) * 2)
+
+    run = await run_with_worker(
+        client, server.url, workflow(unique_name("window"), [double]), {"numbers": list(range(30))}
+    )
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.context["doubled"] == [n * 2 for n in range(30)]
+    all_succeeded = {TaskState.SUCCEEDED: 30}
+
+    window = (await client.get_run(run.id, instances_from=10, max_instances=5)).task("double")
+    assert [i.map_index for i in window.instances] == [10, 11, 12, 13, 14]
+    assert all(i.state == TaskState.SUCCEEDED for i in window.instances)
+    assert window.instance_counts == all_succeeded
+
+    counts_only = (await client.get_run(run.id, max_instances=0)).task("double")
+    assert counts_only.instances == []
+    assert counts_only.instance_counts == all_succeeded
+
+    everything = (await client.get_run(run.id)).task("double")
+    assert [i.map_index for i in everything.instances] == list(range(30))
+    assert everything.instance_counts == all_succeeded
+
+    with pytest.raises(TributaryError):
+        await client.get_run(run.id, instances_from=-1)
+
+
 async def test_non_retryable_error_and_context_error_fail_at_once(
     client: AsyncClient, server: LocalServer
 ) -> None:

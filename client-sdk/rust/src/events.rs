@@ -6,8 +6,9 @@ use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt};
 use tributary_proto::v1 as pb;
 
-use crate::client::{Client, RunStatus, SkipReason};
+use crate::client::Client;
 use crate::error::Error;
+use crate::runs::{RunStatus, SkipReason};
 
 /// What happened in a [`RunEvent`] (`tributary.v1.RunEventType`; see its
 /// documentation for which fields each kind sets).

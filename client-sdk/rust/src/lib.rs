@@ -56,20 +56,21 @@ mod context;
 mod error;
 mod events;
 mod retry;
+mod runs;
 mod schedule;
 mod value_cache;
 mod worker;
 mod workflow;
 
 pub use client::{
-    AttemptInfo, Client, ListRuns, RegisteredWorkflow, Run, RunPage, RunStatus, SkipReason,
-    StartOptions, StartedRun, TaskOutcome, TaskState,
+    Client, GetRunOptions, ListRuns, RegisteredWorkflow, RunPage, StartOptions, StartedRun,
 };
 pub use connection::ConnectOptions;
 pub use context::{Context, ContextError};
 pub use error::{Error, TaskError};
 pub use events::{RunEvent, RunEventKind, RunEvents};
 pub use retry::{RetriedRun, RetryOptions};
+pub use runs::{AttemptInfo, Run, RunStatus, SkipReason, TaskOutcome, TaskState};
 pub use schedule::{CatchUpPolicy, NewSchedule, OverlapPolicy, Schedule};
 pub use worker::{Attempt, Cancellation, ShutdownReport, Worker, WorkerBuilder, WorkerStatus};
 pub use workflow::{Handler, Task, TaskFuture, Workflow};

@@ -2,8 +2,9 @@
 
 use tributary_proto::v1 as pb;
 
-use crate::client::{Client, RunStatus};
+use crate::client::Client;
 use crate::error::Error;
+use crate::runs::RunStatus;
 
 /// Options of [`Client::retry_run`].
 ///

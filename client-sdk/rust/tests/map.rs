@@ -6,7 +6,9 @@
 mod common;
 
 use serde_json::json;
-use tributary::{Client, MAP_ELEMENT_KEY, RunStatus, Task, TaskState, Worker, Workflow};
+use tributary::{
+    Client, GetRunOptions, MAP_ELEMENT_KEY, RunStatus, Task, TaskState, Worker, Workflow,
+};
 
 use common::TestServer;
 
@@ -73,5 +75,30 @@ async fn a_mapped_task_runs_per_element_and_its_instances_show_under_it() {
             (Some(2), TaskState::Succeeded, 1),
         ]
     );
+    assert_eq!(upper.map_size, 3);
+    assert_eq!(upper.instance_counts[&TaskState::Succeeded], 3);
+
+    // A window on the instances, and the counts alone: the counts always
+    // cover every instance.
+    let window = GetRunOptions {
+        instances_from: 1,
+        max_instances: Some(1),
+    };
+    let run = client.get_run_with(&run_id, window).await.expect("reads");
+    let upper = run.task("upper").expect("upper");
+    let listed: Vec<Option<u32>> = upper.instances.iter().map(|i| i.map_index).collect();
+    assert_eq!(listed, [Some(1)]);
+    assert_eq!(upper.instance_counts[&TaskState::Succeeded], 3);
+    let counts_only = GetRunOptions {
+        max_instances: Some(0),
+        ..GetRunOptions::default()
+    };
+    let run = client
+        .get_run_with(&run_id, counts_only)
+        .await
+        .expect("reads");
+    let upper = run.task("upper").expect("upper");
+    assert!(upper.instances.is_empty());
+    assert_eq!(upper.instance_counts.values().sum::<u32>(), 3);
     worker.shutdown(std::time::Duration::from_secs(5)).await;
 }

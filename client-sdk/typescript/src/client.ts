@@ -66,6 +66,18 @@ export interface StartOptions {
   workflowVersion?: string;
 }
 
+/** Options of {@link Client.getRun}: which instances of each mapped task are listed. */
+export interface GetRunOptions {
+  /** The element index of the first instance listed under each mapped task (default 0). */
+  instancesFrom?: number;
+  /**
+   * At most this many instances listed under each mapped task (0 lists none;
+   * unset: no limit of the caller's own). The server lists no more than fit
+   * in one answer either way, the same number under every mapped task.
+   */
+  maxInstances?: number;
+}
+
 /** Filters of {@link Client.listRuns}. */
 export interface ListRunsOptions {
   /** Only runs of this workflow. */
@@ -152,6 +164,12 @@ export function isTransient(error: unknown): boolean {
   return [Code.Unavailable, Code.Unknown, Code.Canceled, Code.DeadlineExceeded, Code.Aborted, Code.Internal].includes(
     connectError.code,
   );
+}
+
+function checkUint32(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) {
+    throw new RangeError(`${name} must be an integer between 0 and ${0xffff_ffff}, got ${value}`);
+  }
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -341,10 +359,18 @@ export class Client {
    * Reads a run with its tasks and context.
    *
    * @param runId - the run's id
+   * @param options - which instances of each mapped task to list (default:
+   *   all that fit in one answer); `instanceCounts` count all of them anyway
    * @returns the run
    */
-  async getRun(runId: string): Promise<Run> {
-    const response = await this.runs.getRun({ runId }, this.options());
+  async getRun(runId: string, options: GetRunOptions = {}): Promise<Run> {
+    const instancesFrom = options.instancesFrom ?? 0;
+    checkUint32("instancesFrom", instancesFrom);
+    if (options.maxInstances !== undefined) checkUint32("maxInstances", options.maxInstances);
+    const response = await this.runs.getRun(
+      { runId, instancesFrom, maxInstances: options.maxInstances },
+      this.options(),
+    );
     if (!response.run) throw new ProtocolError("GetRun returned no run");
     return convertRun(response.run);
   }

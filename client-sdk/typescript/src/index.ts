@@ -11,6 +11,7 @@ export { Client, createClient, isTransient, DEFAULT_NAMESPACE, NAMESPACE_HEADER 
 export type {
   ClientOptions,
   ExecutorInfo,
+  GetRunOptions,
   ListRunsOptions,
   RetriedRun,
   RetryOptions,

@@ -94,8 +94,19 @@ export interface TaskOutcome {
   attempts: AttemptOutcome[];
   /** For an instance of a mapped task (an entry of its `instances`): its element index. */
   mapIndex: number | undefined;
-  /** For a mapped task once expanded: its instances in element order. */
+  /**
+   * For a mapped task once expanded: its instances in element order; possibly
+   * a window of them (from `instancesFrom`, at most `maxInstances` or as many
+   * as fit in one answer; see {@link Client.getRun}), each entry's `mapIndex`
+   * saying which.
+   */
   instances: TaskOutcome[];
+  /**
+   * For a mapped task once expanded: how many of all its instances, listed in
+   * `instances` or not, are in each state (states with none left out); empty
+   * otherwise.
+   */
+  instanceCounts: Partial<Record<TaskState, number>>;
 }
 
 /** A key written by two tasks with no path between them. */
@@ -242,6 +253,9 @@ function convertTaskRun(t: PbTaskRun): TaskOutcome {
     })),
     mapIndex: t.mapIndex,
     instances: t.instances.map(convertTaskRun),
+    instanceCounts: Object.fromEntries(
+      t.instanceCounts.map((c) => [enumName(PbTaskState, c.state, "task state") as TaskState, c.count]),
+    ),
   };
 }
 

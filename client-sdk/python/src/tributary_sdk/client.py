@@ -65,6 +65,8 @@ T = TypeVar("T")
 # (shut down, restarted, a connection reset).
 _RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
 
+_UINT32_MAX = 2**32 - 1
+
 
 def channel_target(url: str) -> tuple[str, bool]:
     """The gRPC target of a server URL and whether it uses TLS.
@@ -266,13 +268,23 @@ class AsyncClient:
         )
         return StartedRun(response.run_id, response.workflow_version, response.created)
 
-    async def get_run(self, run_id: str) -> Run:
-        """A run with its tasks, attempts, conflicts and context."""
+    async def get_run(self, run_id: str, *, instances_from: int = 0, max_instances: int | None = None) -> Run:
+        """A run with its tasks, attempts, conflicts and context.
+
+        A mapped task's ``instances`` list a window of its instances: from
+        element index ``instances_from``, at most ``max_instances`` (0 lists
+        none; None, the default, sets no limit of its own), and never more
+        than fit in one answer, the same number under every mapped task. Its
+        ``instance_counts`` count all of them by state either way."""
+        if not 0 <= instances_from <= _UINT32_MAX:
+            raise TributaryError(f"instances_from must be between 0 and {_UINT32_MAX}, got {instances_from}")
+        if max_instances is not None and not 0 <= max_instances <= _UINT32_MAX:
+            raise TributaryError(f"max_instances must be between 0 and {_UINT32_MAX}, got {max_instances}")
+        request = run_pb2.GetRunRequest(run_id=run_id, instances_from=instances_from)
+        if max_instances is not None:
+            request.max_instances = max_instances
         response = await self._call(
-            "GetRun",
-            self._runs.GetRun(
-                run_pb2.GetRunRequest(run_id=run_id), metadata=self._metadata, timeout=self.timeout
-            ),
+            "GetRun", self._runs.GetRun(request, metadata=self._metadata, timeout=self.timeout)
         )
         return Run.from_proto(response.run)
 
@@ -627,9 +639,11 @@ class Client:
             self._client.start_run(workflow_name, input, idempotency_key=idempotency_key, version=version)
         )
 
-    def get_run(self, run_id: str) -> Run:
+    def get_run(self, run_id: str, *, instances_from: int = 0, max_instances: int | None = None) -> Run:
         """See :meth:`AsyncClient.get_run`."""
-        return self._run(self._client.get_run(run_id))
+        return self._run(
+            self._client.get_run(run_id, instances_from=instances_from, max_instances=max_instances)
+        )
 
     def list_runs(
         self, *, workflow_name: str = "", status: RunStatus = RunStatus.UNSPECIFIED, limit: int | None = None

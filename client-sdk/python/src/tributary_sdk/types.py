@@ -169,7 +169,13 @@ class TaskRun:
     map_index: int | None = None
     """For an instance of a mapped task (an entry of its ``instances``): its element index."""
     instances: list[TaskRun] = field(default_factory=list)
-    """For a mapped task once expanded: its instances in element order."""
+    """For a mapped task once expanded: its instances in element order; possibly
+    a window of them (from ``instances_from``, at most ``max_instances`` or as
+    many as fit in one answer, see :meth:`AsyncClient.get_run`), each entry's
+    ``map_index`` saying which."""
+    instance_counts: dict[TaskState, int] = field(default_factory=dict)
+    """For a mapped task once expanded: how many of all its instances, listed in
+    ``instances`` or not, are in each state (states with none left out)."""
 
     @classmethod
     def from_proto(cls, task: run_pb2.TaskRun) -> TaskRun:
@@ -182,6 +188,7 @@ class TaskRun:
             attempts=[Attempt.from_proto(a) for a in task.attempts],
             map_index=task.map_index if task.HasField("map_index") else None,
             instances=[TaskRun.from_proto(i) for i in task.instances],
+            instance_counts={TaskState(c.state): c.count for c in task.instance_counts},
         )
 
 

@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import type { GetRunOptions } from "../client.js";
 import { NonRetryableError, TaskError } from "../errors.js";
+import type { TaskOutcome } from "../model.js";
 import { task, workflow } from "../workflow.js";
 import type { Handler, Workflow } from "../workflow.js";
 import { Worker } from "../worker/index.js";
@@ -107,6 +109,44 @@ test("a mapped task runs once per element and its outputs come back gathered in 
           [2, "SUCCEEDED", 1],
         ],
       );
+    } finally {
+      await worker.shutdown({ deadlineMs: 5_000 });
+    }
+  });
+});
+
+test("getRun lists a window of a mapped task's instances and counts them all", { timeout: 60_000 }, async () => {
+  await withServer(async (server) => {
+    const client = server.client();
+    const wf = workflow("windowed", [
+      task({ id: "double", mapOver: "numbers", mapOutput: "doubled" }, (ctx) => {
+        ctx.insert("doubled", ctx.get("map_element", "number") * 2);
+      }),
+    ]);
+    await client.registerWorkflow(wf);
+    const { worker } = startWorker(server, wf);
+    try {
+      const numbers = Array.from({ length: 30 }, (_, i) => i);
+      const run = await client.wait((await client.startRun("windowed", { numbers })).runId);
+      assert.equal(run.status, "SUCCEEDED");
+      assert.deepEqual(run.context.doubled, numbers.map((n) => n * 2));
+      const double = async (options: GetRunOptions = {}): Promise<TaskOutcome | undefined> =>
+        (await client.getRun(run.id, options)).tasks.find((t) => t.taskId === "double");
+
+      const window = await double({ instancesFrom: 10, maxInstances: 5 });
+      assert.deepEqual(window?.instances.map((i) => i.mapIndex), [10, 11, 12, 13, 14]);
+      assert.ok(window?.instances.every((i) => i.state === "SUCCEEDED"));
+      assert.deepEqual(window?.instanceCounts, { SUCCEEDED: 30 });
+
+      const countsOnly = await double({ maxInstances: 0 });
+      assert.deepEqual(countsOnly?.instances, []);
+      assert.deepEqual(countsOnly?.instanceCounts, { SUCCEEDED: 30 });
+
+      const everything = await double();
+      assert.deepEqual(everything?.instances.map((i) => i.mapIndex), numbers);
+      assert.deepEqual(everything?.instanceCounts, { SUCCEEDED: 30 });
+
+      await assert.rejects(client.getRun(run.id, { instancesFrom: -1 }), RangeError);
     } finally {
       await worker.shutdown({ deadlineMs: 5_000 });
     }
