@@ -14,14 +14,6 @@ use tonic_health::pb::health_client::HealthClient;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
 /// CPU time the process has used, in clock ticks (user + system).
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
@@ -76,7 +68,7 @@ fn log_lines_with(log: &Path, text: &str) -> usize {
 async fn at_the_descriptor_limit_accepting_backs_off_instead_of_spinning() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let log = directory.path().join("server.log");
-    let port = free_port();
+    let port = tributary_e2e::ports::reserved_port();
     let url = format!("http://127.0.0.1:{port}");
     let database_url = format!("sqlite://{}", directory.path().join("t.db").display());
     let mut server = Command::new("sh")

@@ -294,10 +294,14 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .kill_on_drop(true);
         command.envs(environment.iter().copied());
-        let child = command.spawn().expect("server starts");
+        let mut child = command.spawn().expect("server starts");
         let url = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + LIMIT;
         loop {
+            // Whatever answers on the port must be this process.
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the server on port {port} exited before serving: {status}");
+            }
             let endpoint = Endpoint::from_shared(url.clone()).expect("valid URL");
             if let Ok(channel) = endpoint.connect().await {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
@@ -450,12 +454,8 @@ pub(crate) async fn poll_run(
     }
 }
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
-}
+/// A port for a server the test kills and starts again on it.
+pub(crate) use tributary_e2e::ports::reserved_port as free_port;
 
 /// Every task writes `{task: sum of its input's numbers + 1}`, so the final
 /// context is fixed by the DAG alone.

@@ -4,6 +4,7 @@
 
 pub mod executor;
 pub mod outage;
+pub mod ports;
 pub mod probe;
 pub mod process;
 pub mod resilient;

@@ -30,7 +30,7 @@ impl ServeProcess {
         environment: &[(&str, &str)],
         stderr: Stdio,
     ) -> ServeProcess {
-        let port = free_port().await;
+        let port = crate::ports::reserved_port();
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(program)
             .args([
@@ -71,13 +71,6 @@ impl ServeProcess {
             .expect("exit status");
         assert!(exited.success(), "{exited:?}");
     }
-}
-
-async fn free_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    listener.local_addr().expect("address").port()
 }
 
 async fn serving_channel(url: &str) -> Channel {
