@@ -127,6 +127,23 @@ struct TaskRuntime {
     updated_at_ms: i64,
 }
 
+impl TaskRuntime {
+    /// A task (or instance) that has not run yet, in `state`.
+    fn fresh(state: TaskState, now_ms: i64) -> TaskRuntime {
+        TaskRuntime {
+            state,
+            skip_reason: None,
+            attempts_started: 0,
+            failures: 0,
+            reassignments: 0,
+            current: None,
+            next_attempt_at_ms: None,
+            error: None,
+            updated_at_ms: now_ms,
+        }
+    }
+}
+
 /// Server-wide settings the state machine needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSettings {

@@ -205,17 +205,8 @@ impl RunState {
         self.event(EventType::TaskMapped, details, now_ms);
         for index in 0..size {
             self.maps.instance_of.push((task, index));
-            self.tasks.push(TaskRuntime {
-                state: TaskState::Waiting,
-                skip_reason: None,
-                attempts_started: 0,
-                failures: 0,
-                reassignments: 0,
-                current: None,
-                next_attempt_at_ms: None,
-                error: None,
-                updated_at_ms: now_ms,
-            });
+            self.tasks
+                .push(TaskRuntime::fresh(TaskState::Waiting, now_ms));
             self.outputs.push(None);
             self.deltas.push(None);
             self.succeeded_attempts.push(None);

@@ -69,20 +69,13 @@ impl RunState {
     ) -> Result<(RunState, NewRun, Vec<Action>), ContextError> {
         let input = Context::from_input(input_context_json)?;
         let tasks = (0..plan.len())
-            .map(|index| TaskRuntime {
-                state: if plan.dependencies[index].is_empty() {
+            .map(|index| {
+                let state = if plan.dependencies[index].is_empty() {
                     TaskState::Ready
                 } else {
                     TaskState::Waiting
-                },
-                skip_reason: None,
-                attempts_started: 0,
-                failures: 0,
-                reassignments: 0,
-                current: None,
-                next_attempt_at_ms: None,
-                error: None,
-                updated_at_ms: now_ms,
+                };
+                TaskRuntime::fresh(state, now_ms)
             })
             .collect();
         let context_size = ContextSize::of_input(&input);
