@@ -14,7 +14,7 @@ use tributary_e2e::{TestDatabase, TestServer, context, task};
 use tributary_proto::v1 as pb;
 
 use crate::cli;
-use crate::liveness::{ServerProcess, free_port, wait_until_finished};
+use crate::liveness::{ServerProcess, free_port, poll_run, wait_until_finished};
 
 /// A safety net so a broken engine fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -325,17 +325,12 @@ async fn a_server_killed_halfway_through_a_map_finishes_it_after_the_restart() {
     let restored = get(&mut client, &run_id).await;
     assert_eq!(task(&restored, "fetch").map_size, 7);
     // The instance never assigned waits, saying why, under its task.
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let run = get(&mut client, &run_id).await;
-        let last = &task(&run, "fetch").instances[6];
-        if last.waiting_reason() == pb::WaitingReason::NoExecutor {
-            assert!(last.waiting_message.contains("\"work\""), "{last:#?}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{run:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let waiting = poll_run(&mut client, &run_id, false, |run| {
+        task(run, "fetch").instances[6].waiting_reason() == pb::WaitingReason::NoExecutor
+    })
+    .await;
+    let last = &task(&waiting, "fetch").instances[6];
+    assert!(last.waiting_message.contains("\"work\""), "{last:#?}");
     let second = TestExecutor::connect(
         server.channel().await,
         "default",
